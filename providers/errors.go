@@ -1,0 +1,85 @@
+package providers
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// UpstreamError is a failure reported by, or on the way to, an upstream.
+// The router retries when Retryable is true; the server maps it to HTTP.
+type UpstreamError struct {
+	// Provider and Deployment name where the error came from.
+	Provider, Deployment string
+	// Status is the upstream HTTP status, or 0 when none arrived.
+	Status int
+	// Type, Code and Param are the provider's error fields, OpenAI-normalized.
+	Type, Code, Param string
+	// Message is the provider's message; it never holds secrets.
+	Message string
+	// Retryable says whether the same request may succeed on a retry.
+	Retryable bool
+	// RetryAfter is the upstream's Retry-After hint; zero when absent.
+	RetryAfter time.Duration
+	// Err is the underlying transport error, if any.
+	Err error
+}
+
+func (e *UpstreamError) Error() string {
+	where := e.Deployment
+	if where == "" {
+		where = e.Provider
+	}
+	switch {
+	case e.Status != 0:
+		return fmt.Sprintf("upstream %s returned %d: %s", where, e.Status, e.Message)
+	case e.Err != nil:
+		return fmt.Sprintf("upstream %s: %s: %v", where, e.Message, e.Err)
+	default:
+		return fmt.Sprintf("upstream %s: %s", where, e.Message)
+	}
+}
+
+func (e *UpstreamError) Unwrap() error { return e.Err }
+
+// RetryableStatus reports whether an upstream HTTP status is worth retrying:
+// 408, 409, 429 and every 5xx (529 is Anthropic's "overloaded").
+func RetryableStatus(status int) bool {
+	return status == http.StatusRequestTimeout || status == http.StatusConflict ||
+		status == http.StatusTooManyRequests || status >= 500
+}
+
+// ParseRetryAfter reads a Retry-After header (seconds or HTTP date), or the
+// retry-after-ms header some providers send. It returns zero when absent.
+func ParseRetryAfter(h http.Header) time.Duration {
+	if ms := h.Get("Retry-After-Ms"); ms != "" {
+		if f, err := strconv.ParseFloat(ms, 64); err == nil && f > 0 {
+			return time.Duration(f * float64(time.Millisecond))
+		}
+	}
+	v := h.Get("Retry-After")
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.ParseFloat(v, 64); err == nil && s > 0 {
+		return time.Duration(s * float64(time.Second))
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := time.Until(t); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+// IsRetryable reports whether err, as returned by a Provider, may succeed on
+// another attempt.
+func IsRetryable(err error) bool {
+	var ue *UpstreamError
+	if errors.As(err, &ue) {
+		return ue.Retryable
+	}
+	return false
+}
