@@ -1,0 +1,140 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestBadConfigs(t *testing.T) {
+	tests := []struct {
+		file string
+		want []string
+	}{
+		{"unknown_key.bad.yaml", []string{
+			`model_list[0].litellm_params.api_bsae: unknown key (did you mean "api_base"?)`,
+		}},
+		{"missing_model_name.bad.yaml", []string{
+			`model_list[0].model_name: required: the name clients send as "model"`,
+		}},
+		{"bad_url.bad.yaml", []string{
+			`model_list[0].litellm_params.api_base: invalid URL "localhost:8000/v1": use http(s)://host[:port][/path]`,
+		}},
+		{"unknown_provider.bad.yaml", []string{
+			`model_list[0].litellm_params.model: unknown provider "foogle" in "foogle/x-large"; known: anthropic, azure, bedrock, cerebras, deepseek, fireworks_ai, gemini, groq, hosted_vllm, lm_studio, mistral, mock, ollama, ollama_chat, openai, openai_compatible, openrouter, perplexity, together_ai, vllm, xai`,
+		}},
+		{"unset_env.bad.yaml", []string{
+			`model_list[0].litellm_params.api_key: environment variable LUMEN_TEST_SURELY_UNSET_KEY is not set`,
+		}},
+		{"bad_types.bad.yaml", []string{
+			`model_list[0].litellm_params.timeout: invalid duration "soon": use seconds (60) or a duration ("90s")`,
+			"model_list[0].litellm_params.rpm: cannot unmarshal !!str `lots` into int",
+		}},
+		{"empty.bad.yaml", []string{
+			`model_list: at least one model is required`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			_, _, err := Load(filepath.Join("testdata", tt.file))
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("Load error = %v, want *Error", err)
+			}
+			if got := strings.Join(ce.Problems, "\n"); got != strings.Join(tt.want, "\n") {
+				t.Fatalf("problems:\n%s\nwant:\n%s", got, strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+// Validation problems are all reported together, after the file parses.
+func TestValidateListsEveryProblem(t *testing.T) {
+	cfg, _, err := Parse([]byte(`
+model_list:
+  - model_name: m
+    litellm_params: {model: mock/m}
+server: {port: 70000}
+router_settings:
+  routing_strategy: fastest
+  fallbacks: [{m: [nope]}]
+`))
+	if cfg != nil {
+		t.Fatal("want no config")
+	}
+	want := []string{
+		`router_settings.routing_strategy: unknown strategy "fastest"; use one of simple-shuffle, least-busy, latency-based-routing, usage-based-routing, cost-based-routing`,
+		`router_settings.fallbacks[0].m[0]: unknown model group "nope"`,
+		`server.port: must be between 1 and 65535, got 70000`,
+	}
+	if got := err.(*Error).Problems; strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestLiteLLMConfigLoads(t *testing.T) {
+	t.Setenv("LUMEN_TEST_OPENAI_KEY", "sk-test-123")
+	t.Setenv("LUMEN_TEST_MASTER", "sk-master")
+	cfg, warns, err := Load("testdata/litellm.good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.ModelList) != 4 || cfg.ModelList[0].Deployment().APIKey.Value() != "sk-test-123" {
+		t.Fatalf("model_list not loaded: %+v", cfg.ModelList)
+	}
+	if got := cfg.ModelList[0].Deployment().Timeout.D(); got != 60*time.Second {
+		t.Fatalf("timeout = %v, want 60s", got)
+	}
+	if cfg.GeneralSettings.MasterKey.Value() != "sk-master" || cfg.GeneralSettings.MasterKey.String() != "[redacted]" {
+		t.Fatal("master key not resolved or not redacted")
+	}
+	if *cfg.RouterSettings.NumRetries != 3 || cfg.RouterSettings.RoutingStrategy != "usage-based-routing" {
+		t.Fatalf("router settings: %+v", cfg.RouterSettings)
+	}
+	if p, m := SplitModel(cfg.ModelList[3].Deployment()); p != "hosted_vllm" || m != "meta-llama/Llama-3.1-8B-Instruct" {
+		t.Fatalf("SplitModel = %s, %s", p, m)
+	}
+	wantWarn := `litellm_settings.success_callback: callbacks are not supported; use /metrics and the ledger`
+	if !contains(warns, wantWarn) {
+		t.Fatalf("warnings %q lack %q", warns, wantWarn)
+	}
+	out, err := Marshal(cfg)
+	if err != nil || strings.Contains(string(out), "sk-test-123") || strings.Contains(string(out), "sk-master") {
+		t.Fatalf("Marshal leaks a secret or fails: %v\n%s", err, out)
+	}
+}
+
+func TestExampleConfigLoads(t *testing.T) {
+	if _, err := os.Stat("../config.example.yaml"); err != nil {
+		t.Skip("config.example.yaml not present")
+	}
+	if _, _, err := Load("../config.example.yaml"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDurationAndSize(t *testing.T) {
+	cfg, _, err := Parse([]byte("model_list: [{model_name: m, params: {model: mock/m, timeout: 0.5, stream_timeout: 2m}}]\ncache: {max_bytes: 64MiB, ttl: 600}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := cfg.ModelList[0].Deployment()
+	if d.Timeout.D() != 500*time.Millisecond || d.StreamTimeout.D() != 2*time.Minute {
+		t.Fatalf("durations: %v %v", d.Timeout.D(), d.StreamTimeout.D())
+	}
+	if cfg.Cache.MaxBytes != 64<<20 || cfg.Cache.TTL.D() != 10*time.Minute || cfg.Cache.Type != "local" {
+		t.Fatalf("cache: %+v", cfg.Cache)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

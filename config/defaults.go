@@ -1,0 +1,104 @@
+package config
+
+import (
+	"fmt"
+	"time"
+)
+
+// Default returns the configuration used where the file says nothing.
+func Default() *Config {
+	return &Config{
+		Server: Server{Host: "127.0.0.1", Port: 4000, GracePeriod: Duration(30 * time.Second)},
+		Log:    Log{Level: "info", Format: "json"},
+		Ledger: Ledger{Path: "./lumen.db", QueueSize: 10000, BudgetTimezone: "UTC"},
+		GeneralSettings: GeneralSettings{
+			MaxRequestSizeMB: 32,
+		},
+		RouterSettings: RouterSettings{
+			RoutingStrategy: "simple-shuffle",
+			Timeout:         Duration(600 * time.Second),
+			CooldownTime:    Duration(30 * time.Second),
+			Auto:            AutoRoute{QualityFloor: 0.8, Mode: "floor"},
+		},
+		Audit: Audit{SigningKey: "./lumen-audit.key", CheckpointEvery: 1000},
+	}
+}
+
+// Default values of optional settings whose zero value means something.
+const (
+	DefaultNumRetries          = 2
+	DefaultAllowedFails        = 3
+	DefaultCacheTTL            = time.Hour
+	DefaultCacheMaxBytes       = 256 << 20
+	DefaultSimilarityThreshold = 0.95
+	DefaultMaxOutputTokens     = 4096
+)
+
+func (c *Config) applyDefaults() {
+	r := &c.RouterSettings
+	if r.NumRetries == nil {
+		r.NumRetries = ptr(DefaultNumRetries)
+	}
+	if r.AllowedFails == nil {
+		r.AllowedFails = ptr(DefaultAllowedFails)
+	}
+	if r.StreamFailover == nil {
+		r.StreamFailover = ptr(true)
+	}
+	if r.Auto.QualityFloor == 0 {
+		r.Auto.QualityFloor = 0.8
+	}
+	if r.Auto.Mode == "" {
+		r.Auto.Mode = "floor"
+	}
+	if c.Audit.Enabled == nil {
+		c.Audit.Enabled = ptr(true)
+	}
+	if c.Metrics.Enabled == nil {
+		c.Metrics.Enabled = ptr(true)
+	}
+	if c.Cache == nil && c.LiteLLMSettings.Cache {
+		c.Cache = c.LiteLLMSettings.CacheParams
+		if c.Cache == nil {
+			c.Cache = &Cache{}
+		}
+	}
+	if ca := c.Cache; ca != nil {
+		if ca.Type == "" {
+			ca.Type = "local"
+		}
+		if ca.TTL == 0 {
+			ca.TTL = Duration(DefaultCacheTTL)
+		}
+		if ca.MaxBytes == 0 {
+			ca.MaxBytes = DefaultCacheMaxBytes
+		}
+		if ca.Scope == "" {
+			ca.Scope = "global"
+		}
+		if ca.SimilarityThreshold == 0 {
+			ca.SimilarityThreshold = DefaultSimilarityThreshold
+		}
+	}
+	for i := range c.ModelList {
+		m := &c.ModelList[i]
+		if m.ModelInfo.ID == "" {
+			m.ModelInfo.ID = fmt.Sprintf("%s/%d", m.ModelName, i)
+		}
+		if m.ModelInfo.MaxOutputTokens == 0 {
+			m.ModelInfo.MaxOutputTokens = m.ModelInfo.MaxTokens
+		}
+	}
+}
+
+// warnings name configured features that this build parses but does not
+// act on yet, so nothing is silently ignored.
+func (c *Config) warnings() []string {
+	var w []string
+	if c.Cache != nil {
+		w = append(w, "cache: the response cache is not implemented yet; requests are served uncached")
+	}
+	return w
+}
+
+func ptr[T any](v T) *T { return &v }

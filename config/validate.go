@@ -1,0 +1,245 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Strategies are the routing_strategy values Lumen knows (LiteLLM's names).
+var Strategies = []string{"simple-shuffle", "least-busy", "latency-based-routing", "usage-based-routing", "cost-based-routing"}
+
+// AutoModes are the auto route modes.
+var AutoModes = []string{"floor", "best", "fast", "smart"}
+
+// Validate checks the configuration as a whole and returns every problem,
+// each naming its field. It expects defaults applied (Load does that).
+func (c *Config) Validate() []string {
+	var p problems
+	groups := c.groups()
+	if len(c.ModelList) == 0 {
+		p.add("model_list", "at least one model is required")
+	}
+	ids := map[string]string{}
+	for i := range c.ModelList {
+		m := &c.ModelList[i]
+		at := fmt.Sprintf("model_list[%d]", i)
+		if strings.TrimSpace(m.ModelName) == "" {
+			p.add(at+".model_name", "required: the name clients send as \"model\"")
+		}
+		if prev, dup := ids[m.ModelInfo.ID]; dup {
+			p.add(at+".model_info.id", "%q is already used by %s", m.ModelInfo.ID, prev)
+		}
+		ids[m.ModelInfo.ID] = at
+		c.validateInfo(&p, at+".model_info", &m.ModelInfo)
+		switch {
+		case m.LiteLLMParams != nil && m.Params != nil:
+			p.add(at, "set litellm_params or params, not both")
+		case m.Auto != nil && m.Deployment() != nil:
+			p.add(at, "an entry is either a deployment (litellm_params) or an auto route (auto), not both")
+		case m.Auto != nil:
+			validateAuto(&p, at+".auto", m.Auto, groups)
+		case m.Deployment() == nil:
+			p.add(at+".litellm_params", "required: say which upstream serves %q", m.ModelName)
+		default:
+			block := at + ".litellm_params"
+			if m.LiteLLMParams == nil {
+				block = at + ".params"
+			}
+			validateParams(&p, block, m.Deployment())
+		}
+	}
+	r := &c.RouterSettings
+	if !oneOf(r.RoutingStrategy, Strategies) {
+		p.add("router_settings.routing_strategy", "unknown strategy %q; use one of %s", r.RoutingStrategy, strings.Join(Strategies, ", "))
+	}
+	if *r.NumRetries < 0 || *r.NumRetries > 10 {
+		p.add("router_settings.num_retries", "must be between 0 and 10, got %d", *r.NumRetries)
+	}
+	if *r.AllowedFails < 1 {
+		p.add("router_settings.allowed_fails", "must be at least 1, got %d", *r.AllowedFails)
+	}
+	for _, fb := range []struct {
+		name string
+		list []map[string][]string
+	}{{"fallbacks", r.Fallbacks}, {"context_window_fallbacks", r.ContextWindowFallbacks}, {"content_policy_fallbacks", r.ContentPolicyFallbacks}} {
+		for i, m := range fb.list {
+			for from, to := range m {
+				at := fmt.Sprintf("router_settings.%s[%d].%s", fb.name, i, from)
+				if !groups[from] {
+					p.add(at, "unknown model group %q", from)
+				}
+				for j, t := range to {
+					if !groups[t] {
+						p.add(fmt.Sprintf("%s[%d]", at, j), "unknown model group %q", t)
+					}
+				}
+			}
+		}
+	}
+	validateAuto(&p, "router_settings.auto", &r.Auto, groups)
+	if c.GeneralSettings.MaxRequestSizeMB <= 0 {
+		p.add("general_settings.max_request_size_mb", "must be positive, got %g", c.GeneralSettings.MaxRequestSizeMB)
+	}
+	if c.Server.Port < 1 || c.Server.Port > 65535 {
+		p.add("server.port", "must be between 1 and 65535, got %d", c.Server.Port)
+	}
+	if !oneOf(c.Log.Level, []string{"trace", "debug", "info", "warn", "error"}) {
+		p.add("log.level", "unknown level %q; use trace, debug, info, warn or error", c.Log.Level)
+	}
+	if !oneOf(c.Log.Format, []string{"json", "console"}) {
+		p.add("log.format", "unknown format %q; use json or console", c.Log.Format)
+	}
+	if c.Ledger.Path == "" {
+		p.add("ledger.path", "required")
+	}
+	if c.Ledger.RetentionDays < 0 {
+		p.add("ledger.retention_days", "must not be negative")
+	}
+	if c.Ledger.QueueSize < 1 {
+		p.add("ledger.queue_size", "must be at least 1, got %d", c.Ledger.QueueSize)
+	}
+	if _, err := time.LoadLocation(c.Ledger.BudgetTimezone); err != nil {
+		p.add("ledger.budget_timezone", "unknown time zone %q", c.Ledger.BudgetTimezone)
+	}
+	if ca := c.Cache; ca != nil {
+		if !oneOf(ca.Type, []string{"local", "redis", "semantic"}) {
+			p.add("cache.type", "unknown type %q; use local, redis or semantic", ca.Type)
+		}
+		if !oneOf(ca.Scope, []string{"global", "key"}) {
+			p.add("cache.scope", "unknown scope %q; use global or key", ca.Scope)
+		}
+		if ca.Type == "redis" && ca.RedisURL == "" && ca.Host == "" {
+			p.add("cache.redis_url", "required for type redis (or host and port)")
+		}
+		if ca.RedisURL != "" {
+			if _, err := url.Parse(ca.RedisURL.Value()); err != nil || !strings.HasPrefix(ca.RedisURL.Value(), "redis") {
+				p.add("cache.redis_url", "invalid Redis URL; use redis://host:6379/0")
+			}
+		}
+		if ca.SimilarityThreshold <= 0 || ca.SimilarityThreshold > 1 {
+			p.add("cache.similarity_threshold", "must be in (0, 1], got %g", ca.SimilarityThreshold)
+		}
+		if ca.Type == "semantic" && !groups[ca.EmbeddingModel] {
+			p.add("cache.embedding_model", "semantic cache needs an embedding model group from model_list, got %q", ca.EmbeddingModel)
+		}
+	}
+	if c.Audit.CheckpointEvery < 1 {
+		p.add("audit.checkpoint_every", "must be at least 1, got %d", c.Audit.CheckpointEvery)
+	}
+	if l := c.Metrics.Listen; l != "" {
+		if _, _, err := net.SplitHostPort(l); err != nil {
+			p.add("metrics.listen", "invalid address %q; use host:port", l)
+		}
+	}
+	return p
+}
+
+func validateParams(p *problems, at string, d *Params) {
+	if d.Model == "" {
+		p.add(at+".model", "required, e.g. \"openai/gpt-4o\" or \"mock/demo\"")
+		return
+	}
+	provider, upstream := SplitModel(d)
+	switch {
+	case provider == "":
+		p.add(at+".model", "%q has no provider prefix; write it as provider/model, e.g. \"openai/%s\" (providers: %s)", d.Model, d.Model, strings.Join(KnownProviders(), ", "))
+	case !isProvider(provider):
+		p.add(at+".model", "unknown provider %q in %q; known: %s", provider, d.Model, strings.Join(KnownProviders(), ", "))
+	case upstream == "":
+		p.add(at+".model", "%q names no upstream model after the provider prefix", d.Model)
+	}
+	if d.APIBase != "" {
+		u, err := url.Parse(d.APIBase)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.add(at+".api_base", "invalid URL %q: use http(s)://host[:port][/path]", d.APIBase)
+		}
+	} else if oneOf(provider, []string{"azure", "hosted_vllm", "vllm", "openai_compatible"}) {
+		p.add(at+".api_base", "required for provider %s", provider)
+	}
+	if d.RPM < 0 {
+		p.add(at+".rpm", "must not be negative")
+	}
+	if d.TPM < 0 {
+		p.add(at+".tpm", "must not be negative")
+	}
+	if d.Weight < 0 {
+		p.add(at+".weight", "must not be negative")
+	}
+	if d.MaxRetries != nil && (*d.MaxRetries < 0 || *d.MaxRetries > 10) {
+		p.add(at+".max_retries", "must be between 0 and 10")
+	}
+	if d.MockFailureRate < 0 || d.MockFailureRate > 1 {
+		p.add(at+".mock_failure_rate", "must be between 0 and 1, got %g", d.MockFailureRate)
+	}
+	for name, v := range map[string]*float64{"input_cost_per_token": d.InputCostPerToken, "output_cost_per_token": d.OutputCostPerToken} {
+		if v != nil && *v < 0 {
+			p.add(at+"."+name, "must not be negative")
+		}
+	}
+}
+
+func (c *Config) validateInfo(p *problems, at string, mi *ModelInfo) {
+	if mi.Quality != nil && (*mi.Quality < 0 || *mi.Quality > 1) {
+		p.add(at+".quality", "must be between 0 and 1, got %g", *mi.Quality)
+	}
+	for name, v := range map[string]*float64{
+		"input_cost_per_token": mi.InputCostPerToken, "output_cost_per_token": mi.OutputCostPerToken,
+		"cache_read_input_token_cost": mi.CacheReadInputTokenCost, "cache_creation_input_token_cost": mi.CacheCreationInputTokenCost,
+	} {
+		if v != nil && *v < 0 {
+			p.add(at+"."+name, "must not be negative")
+		}
+	}
+	if mi.MaxInputTokens < 0 || mi.MaxOutputTokens < 0 {
+		p.add(at, "token limits must not be negative")
+	}
+}
+
+func validateAuto(p *problems, at string, a *AutoRoute, groups map[string]bool) {
+	for i, c := range a.Candidates {
+		if !groups[c] {
+			p.add(fmt.Sprintf("%s.candidates[%d]", at, i), "unknown model group %q", c)
+		}
+	}
+	if a.QualityFloor < 0 || a.QualityFloor > 1 {
+		p.add(at+".quality_floor", "must be between 0 and 1, got %g", a.QualityFloor)
+	}
+	if a.MaxCostPer1K < 0 {
+		p.add(at+".max_cost_per_1k", "must not be negative")
+	}
+	if a.MaxLatencyMS < 0 {
+		p.add(at+".max_latency_ms", "must not be negative")
+	}
+	if a.Mode != "" && !oneOf(a.Mode, AutoModes) {
+		p.add(at+".mode", "unknown mode %q; use %s", a.Mode, strings.Join(AutoModes, ", "))
+	}
+}
+
+// groups returns the names of deployment-backed model groups.
+func (c *Config) groups() map[string]bool {
+	g := map[string]bool{}
+	for i := range c.ModelList {
+		if c.ModelList[i].Auto == nil && c.ModelList[i].ModelName != "" {
+			g[c.ModelList[i].ModelName] = true
+		}
+	}
+	return g
+}
+
+type problems []string
+
+func (p *problems) add(field, format string, args ...any) {
+	*p = append(*p, field+": "+fmt.Sprintf(format, args...))
+}
+
+func oneOf(s string, list []string) bool {
+	for _, v := range list {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
