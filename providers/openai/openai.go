@@ -1,0 +1,324 @@
+// Package openai is the provider for every upstream that speaks the OpenAI
+// wire format: OpenAI itself, Azure OpenAI, Groq, Together, Mistral,
+// DeepSeek, Fireworks, OpenRouter, vLLM, Ollama, LM Studio and any custom
+// OpenAI-compatible api_base. Bodies pass through byte for byte; only
+// "model" is set to the upstream id (and stream_options.include_usage is
+// forced on so that usage is counted).
+package openai
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
+
+	"github.com/lumengw/lumen/providers"
+	"github.com/lumengw/lumen/providers/sse"
+)
+
+// DefaultBase is each provider's public endpoint, up to and including /v1.
+var DefaultBase = map[string]string{
+	"openai":       "https://api.openai.com/v1",
+	"groq":         "https://api.groq.com/openai/v1",
+	"together_ai":  "https://api.together.xyz/v1",
+	"mistral":      "https://api.mistral.ai/v1",
+	"deepseek":     "https://api.deepseek.com/v1",
+	"fireworks_ai": "https://api.fireworks.ai/inference/v1",
+	"openrouter":   "https://openrouter.ai/api/v1",
+	"xai":          "https://api.x.ai/v1",
+	"perplexity":   "https://api.perplexity.ai",
+	"cerebras":     "https://api.cerebras.ai/v1",
+	"ollama":       "http://localhost:11434/v1",
+	"ollama_chat":  "http://localhost:11434/v1",
+	"lm_studio":    "http://localhost:1234/v1",
+}
+
+// DefaultAzureAPIVersion is used when an azure deployment sets none.
+const DefaultAzureAPIVersion = "2024-10-21"
+
+// maxErrorBody bounds how much of an error response is read.
+const maxErrorBody = 64 << 10
+
+// Client is an OpenAI-format upstream. It is safe for concurrent use.
+type Client struct {
+	provider string
+	base     string // no trailing slash
+	key      string
+	azure    bool
+	version  string
+	headers  map[string]string
+	http     *http.Client
+	timeout  time.Duration
+	gap      time.Duration
+	name     string // provider/model, for errors
+}
+
+var _ providers.Provider = (*Client)(nil)
+
+// New returns a client for one deployment.
+func New(cfg providers.Config) (*Client, error) {
+	c := &Client{
+		provider: cfg.Provider,
+		key:      cfg.APIKey,
+		azure:    cfg.Provider == "azure",
+		version:  cfg.APIVersion,
+		headers:  cfg.Headers,
+		http:     cfg.HTTPClient(),
+		timeout:  cfg.Timeout,
+		gap:      cfg.StreamTimeout,
+		name:     cfg.Provider + "/" + cfg.Model,
+	}
+	base := cfg.APIBase
+	if base == "" {
+		base = DefaultBase[cfg.Provider]
+	} else if u, err := url.Parse(base); err == nil && strings.Trim(u.Path, "/") == "" && !c.azure && cfg.Provider != "perplexity" {
+		base = strings.TrimRight(base, "/") + "/v1" // "http://host:11434" means its /v1 API
+	}
+	if base == "" {
+		return nil, fmt.Errorf("provider %s: api_base is required", cfg.Provider)
+	}
+	c.base = strings.TrimRight(base, "/")
+	if c.azure && c.version == "" {
+		c.version = DefaultAzureAPIVersion
+	}
+	return c, nil
+}
+
+// Name implements providers.Provider.
+func (c *Client) Name() string { return c.provider }
+
+func (c *Client) endpoint(req *providers.Request) string {
+	if c.azure {
+		return c.base + "/openai/deployments/" + url.PathEscape(req.Model) + "/" + req.Op.String() + "?api-version=" + url.QueryEscape(c.version)
+	}
+	return c.base + "/" + req.Op.String()
+}
+
+func (c *Client) newRequest(ctx context.Context, req *providers.Request) (*http.Request, error) {
+	body, err := sjson.SetBytes(req.Body, "model", req.Model)
+	if err != nil {
+		return nil, fmt.Errorf("setting model: %w", err)
+	}
+	if req.Stream && req.Op != providers.OpEmbedding {
+		if body, err = sjson.SetBytes(body, "stream_options.include_usage", true); err != nil {
+			return nil, fmt.Errorf("setting stream_options: %w", err)
+		}
+	}
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint(req), bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("building upstream request: %w", err)
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	if req.Stream {
+		hr.Header.Set("Accept", "text/event-stream")
+	}
+	if c.key != "" {
+		if c.azure {
+			hr.Header.Set("api-key", c.key)
+		} else {
+			hr.Header.Set("Authorization", "Bearer "+c.key)
+		}
+	}
+	for k, v := range c.headers {
+		hr.Header.Set(k, v)
+	}
+	return hr, nil
+}
+
+// Do implements providers.Provider.
+func (c *Client) Do(ctx context.Context, req *providers.Request) (*providers.Response, error) {
+	if c.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	hr, err := c.newRequest(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(hr)
+	if err != nil {
+		return nil, c.transportError(ctx, err, false)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return nil, c.statusError(resp)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, c.transportError(ctx, err, false)
+	}
+	if !gjson.ValidBytes(body) {
+		return nil, &providers.UpstreamError{Provider: c.provider, Deployment: c.name, Status: http.StatusBadGateway,
+			Message: "upstream answered with invalid JSON", Retryable: true}
+	}
+	return &providers.Response{Body: body, Usage: ParseUsage(body)}, nil
+}
+
+// DoStream implements providers.Provider.
+func (c *Client) DoStream(ctx context.Context, req *providers.Request) (providers.Stream, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	wd := providers.NewWatchdog(cancel, c.timeout, c.gap)
+	hr, err := c.newRequest(ctx, req)
+	if err != nil {
+		wd.Stop()
+		cancel()
+		return nil, err
+	}
+	resp, err := c.http.Do(hr)
+	if err != nil {
+		wd.Stop()
+		cancel()
+		return nil, c.transportError(ctx, err, wd.Fired())
+	}
+	if resp.StatusCode/100 != 2 {
+		defer cancel()
+		defer resp.Body.Close()
+		wd.Stop()
+		return nil, c.statusError(resp)
+	}
+	if ct := resp.Header.Get("Content-Type"); strings.HasPrefix(ct, "application/json") {
+		// Some servers ignore stream:true and answer whole; an error object
+		// is the usual reason.
+		defer cancel()
+		defer resp.Body.Close()
+		wd.Stop()
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		if e := gjson.GetBytes(body, "error"); e.Exists() {
+			return nil, c.errorFromBody(http.StatusBadGateway, body, resp.Header)
+		}
+		return nil, &providers.UpstreamError{Provider: c.provider, Deployment: c.name, Status: http.StatusBadGateway,
+			Message: "upstream answered a stream request without streaming", Retryable: true}
+	}
+	return &stream{c: c, ctx: ctx, body: resp.Body, r: sse.NewReader(resp.Body), wd: wd, cancel: cancel}, nil
+}
+
+type stream struct {
+	c        *Client
+	ctx      context.Context
+	body     io.ReadCloser
+	r        *sse.Reader
+	wd       *providers.Watchdog
+	cancel   context.CancelFunc
+	finished bool // a chunk carried a finish_reason
+	done     bool
+}
+
+var finishMark = []byte(`"finish_reason":"`)
+
+func (s *stream) Recv() ([]byte, error) {
+	if s.done {
+		return nil, io.EOF
+	}
+	ev, err := s.r.Next()
+	if err != nil {
+		if err == io.EOF && s.finished {
+			// Servers that end without [DONE] after a finished choice.
+			s.done = true
+			return nil, io.EOF
+		}
+		return nil, s.c.transportError(s.ctx, err, s.wd.Fired())
+	}
+	s.wd.Kick()
+	data := ev.Data
+	if bytes.Equal(data, sse.Done) {
+		s.done = true
+		return nil, io.EOF
+	}
+	if string(ev.Type) == "error" || bytes.HasPrefix(data, []byte(`{"error"`)) {
+		return nil, s.c.errorFromBody(http.StatusBadGateway, data, nil)
+	}
+	if !s.finished && bytes.Contains(data, finishMark) {
+		s.finished = true
+	}
+	return data, nil
+}
+
+func (s *stream) Close() error {
+	s.wd.Stop()
+	s.cancel()
+	return s.body.Close()
+}
+
+// transportError classifies an error on the way to or from the upstream.
+func (c *Client) transportError(ctx context.Context, err error, watchdog bool) error {
+	ue := &providers.UpstreamError{Provider: c.provider, Deployment: c.name, Err: err, Retryable: true}
+	switch {
+	case watchdog || errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded):
+		ue.Message = "timed out"
+		ue.Err = context.DeadlineExceeded
+	case errors.Is(ctx.Err(), context.Canceled):
+		return fmt.Errorf("upstream %s: %w", c.name, context.Canceled)
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+		ue.Message = "connection closed mid-response"
+	default:
+		ue.Message = "unreachable"
+	}
+	return ue
+}
+
+func (c *Client) statusError(resp *http.Response) error {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	return c.errorFromBody(resp.StatusCode, body, resp.Header)
+}
+
+// errorFromBody reads an OpenAI error object {"error":{"message","type",
+// "param","code"}}; anything else becomes a short plain message.
+func (c *Client) errorFromBody(status int, body []byte, h http.Header) error {
+	ue := &providers.UpstreamError{Provider: c.provider, Deployment: c.name, Status: status, Retryable: providers.RetryableStatus(status)}
+	if h != nil {
+		ue.RetryAfter = providers.ParseRetryAfter(h)
+	}
+	e := gjson.GetBytes(body, "error")
+	switch {
+	case e.IsObject():
+		ue.Message = e.Get("message").String()
+		ue.Type = e.Get("type").String()
+		ue.Code = e.Get("code").String()
+		ue.Param = e.Get("param").String()
+	case e.Type == gjson.String:
+		ue.Message = e.Str
+	default:
+		ue.Message = strings.TrimSpace(string(body))
+		if len(ue.Message) > 512 {
+			ue.Message = ue.Message[:512] + "…"
+		}
+	}
+	if ue.Message == "" {
+		ue.Message = http.StatusText(status)
+	}
+	if ue.Code == "" && (status == http.StatusBadRequest) && IsContextLengthError(ue.Message) {
+		ue.Code = "context_length_exceeded"
+	}
+	return ue
+}
+
+// IsContextLengthError reports whether an upstream message says the prompt
+// exceeded the model's context window.
+func IsContextLengthError(msg string) bool {
+	m := strings.ToLower(msg)
+	return strings.Contains(m, "context length") || strings.Contains(m, "context_length") ||
+		strings.Contains(m, "maximum context") || strings.Contains(m, "too many tokens") ||
+		strings.Contains(m, "prompt is too long")
+}
+
+// ParseUsage reads an OpenAI usage object from a response or chunk body.
+func ParseUsage(body []byte) providers.Usage {
+	u := gjson.GetBytes(body, "usage")
+	if !u.IsObject() {
+		return providers.Usage{}
+	}
+	return providers.Usage{
+		PromptTokens:     int(u.Get("prompt_tokens").Int()),
+		CompletionTokens: int(u.Get("completion_tokens").Int()),
+		CachedTokens:     int(u.Get("prompt_tokens_details.cached_tokens").Int()),
+	}
+}
