@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"os"
 	"time"
 )
 
@@ -85,6 +86,10 @@ func (c *Config) applyDefaults() {
 		if m.ModelInfo.ID == "" {
 			m.ModelInfo.ID = fmt.Sprintf("%s/%d", m.ModelName, i)
 		}
+		if p := m.Deployment(); p != nil && p.APIKey == "" {
+			provider, _ := SplitModel(p)
+			p.APIKey = envKey(provider)
+		}
 		if m.ModelInfo.MaxOutputTokens == 0 {
 			m.ModelInfo.MaxOutputTokens = m.ModelInfo.MaxTokens
 		}
@@ -102,3 +107,31 @@ func (c *Config) warnings() []string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// KeyEnv is the environment variable each provider's key is read from when
+// a deployment sets no api_key (LiteLLM's names).
+var KeyEnv = map[string][]string{
+	"openai":       {"OPENAI_API_KEY"},
+	"azure":        {"AZURE_API_KEY", "AZURE_OPENAI_API_KEY"},
+	"groq":         {"GROQ_API_KEY"},
+	"together_ai":  {"TOGETHERAI_API_KEY", "TOGETHER_API_KEY"},
+	"mistral":      {"MISTRAL_API_KEY"},
+	"deepseek":     {"DEEPSEEK_API_KEY"},
+	"fireworks_ai": {"FIREWORKS_AI_API_KEY", "FIREWORKS_API_KEY"},
+	"openrouter":   {"OPENROUTER_API_KEY"},
+	"xai":          {"XAI_API_KEY"},
+	"perplexity":   {"PERPLEXITYAI_API_KEY", "PERPLEXITY_API_KEY"},
+	"cerebras":     {"CEREBRAS_API_KEY"},
+	"hosted_vllm":  {"HOSTED_VLLM_API_KEY"},
+	"anthropic":    {"ANTHROPIC_API_KEY"},
+	"gemini":       {"GEMINI_API_KEY", "GOOGLE_API_KEY"},
+}
+
+func envKey(provider string) Secret {
+	for _, name := range KeyEnv[provider] {
+		if v := os.Getenv(name); v != "" {
+			return Secret(v)
+		}
+	}
+	return ""
+}

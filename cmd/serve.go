@@ -1,0 +1,119 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+
+	"github.com/lumengw/lumen/config"
+	"github.com/lumengw/lumen/router"
+	"github.com/lumengw/lumen/server"
+)
+
+// ServeOptions are the inputs of lumen serve.
+type ServeOptions struct {
+	f *Factory
+	v *viper.Viper
+	// Ready, when set, receives the bound address once Lumen listens.
+	Ready func(addr string)
+}
+
+// NewCmdServe builds `lumen serve`. runF replaces the work in tests.
+func NewCmdServe(f *Factory, runF func(context.Context, *ServeOptions) error) *cobra.Command {
+	opts := &ServeOptions{f: f}
+	var configPath string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the OpenAI-compatible API",
+		Long: `Serve the OpenAI-compatible API (chat/completions, completions,
+embeddings, models) for the model groups in the config.
+
+Settings come from flags, then LUMEN_* environment variables (LUMEN_HOST,
+LUMEN_PORT, LUMEN_LOG_LEVEL, LUMEN_LOG_FORMAT, LUMEN_GRACE_PERIOD,
+LUMEN_CONFIG), then the config file's server and log sections, then
+defaults. SIGINT or SIGTERM stops accepting, lets in-flight requests and
+streams finish within the grace period, and exits 0.`,
+		Example: `  lumen serve                                  # embedded example config, mock model "demo"
+  lumen serve --config config.yaml --port 8080
+  LUMEN_HOST=0.0.0.0 lumen serve -c config.yaml --log-format console`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.v = newViper(cmd.Flags())
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return serveRun(cmd.Context(), opts)
+		},
+	}
+	fs := cmd.Flags()
+	configFlag(fs, &configPath)
+	fs.String("host", "127.0.0.1", "address to bind (env LUMEN_HOST; config server.host)")
+	fs.Int("port", 4000, "port to listen on (env LUMEN_PORT; config server.port)")
+	fs.String("log-level", "info", "trace, debug, info, warn or error (env LUMEN_LOG_LEVEL)")
+	fs.String("log-format", "json", "json or console (env LUMEN_LOG_FORMAT)")
+	fs.Duration("grace-period", 30*time.Second, "how long shutdown waits for in-flight requests (env LUMEN_GRACE_PERIOD)")
+	return cmd
+}
+
+func serveRun(ctx context.Context, opts *ServeOptions) error {
+	cfg, source, warnings, err := loadConfig(opts.v, opts.f)
+	if err != nil {
+		return err
+	}
+	if err := override(opts.v, cfg); err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, opts.f.ErrOut)
+	for _, w := range warnings {
+		log.Warn().Str("config", source).Msg(w)
+	}
+	if cfg.GeneralSettings.MasterKey == "" {
+		log.Warn().Msg("NO MASTER KEY: general_settings.master_key is not set, so anyone who can reach this address can use every model; set it before exposing Lumen beyond localhost")
+	}
+	r, err := router.New(cfg, router.Build)
+	if err != nil {
+		return fmt.Errorf("building routes: %w", err)
+	}
+	srv := server.New(server.Options{Config: cfg, Router: r, Logger: log, Version: Version})
+	addr := net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.Port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	log.Info().Str("addr", ln.Addr().String()).Str("config", source).Strs("models", r.Names()).
+		Str("version", Version).Msg("lumen is serving")
+	if opts.Ready != nil {
+		opts.Ready(ln.Addr().String())
+	}
+	return srv.Run(ctx, ln)
+}
+
+// newLogger builds the process logger; secrets never reach it (config
+// secrets print as [redacted]).
+func newLogger(c config.Log, w io.Writer) zerolog.Logger {
+	if c.Format == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly, NoColor: !isTerminal(w)}
+	}
+	level, err := zerolog.ParseLevel(c.Level)
+	if err != nil {
+		level = zerolog.InfoLevel
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,118 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"regexp"
+	"strconv"
+
+	"github.com/lumengw/lumen/providers"
+	"github.com/lumengw/lumen/router"
+)
+
+// statusClientClosed is nginx's 499: the client went away before the answer.
+const statusClientClosed = 499
+
+// apiError is an error Lumen itself raises about a request.
+type apiError struct {
+	Status  int
+	Type    string
+	Code    string
+	Param   string
+	Message string
+	// Header is set on the response (Retry-After, x-ratelimit-*).
+	Header http.Header
+}
+
+func (e *apiError) Error() string { return e.Message }
+
+func invalid(param, format string, args ...any) *apiError {
+	return &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Param: param, Message: sprintf(format, args...)}
+}
+
+// errorBody is the OpenAI error shape.
+type errorBody struct {
+	Error errorFields `json:"error"`
+}
+
+type errorFields struct {
+	Message string  `json:"message"`
+	Type    string  `json:"type"`
+	Param   *string `json:"param"`
+	Code    *string `json:"code"`
+}
+
+// classify is the one place that maps an error to an HTTP status and the
+// OpenAI error fields. Every handler's error goes through it.
+func classify(err error) (*apiError, bool) {
+	var ae *apiError
+	var ue *providers.UpstreamError
+	var ug *router.UnknownGroupError
+	switch {
+	case errors.As(err, &ae):
+		return ae, false
+	case errors.As(err, &ug):
+		return &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "model_not_found", Param: "model",
+			Message: sprintf("The model %q does not exist. Available models: %s.", ug.Model, joinQuoted(ug.Available))}, false
+	case errors.Is(err, context.Canceled) && !errors.As(err, &ue):
+		return &apiError{Status: statusClientClosed, Type: "client_closed_request", Message: "the client closed the request"}, false
+	case errors.As(err, &ue):
+		return upstreamError(ue), false
+	case errors.Is(err, context.DeadlineExceeded):
+		return &apiError{Status: http.StatusGatewayTimeout, Type: "api_error", Code: "upstream_timeout", Message: "the upstream did not answer in time; retry later"}, false
+	case errors.Is(err, providers.ErrUnsupported):
+		return &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "unsupported", Message: err.Error()}, false
+	default:
+		return &apiError{Status: http.StatusInternalServerError, Type: "api_error", Code: "internal_error",
+			Message: "internal error in Lumen; the request id is in x-lumen-request-id and the log"}, true
+	}
+}
+
+func upstreamError(ue *providers.UpstreamError) *apiError {
+	where := ue.Deployment
+	if where == "" {
+		where = ue.Provider
+	}
+	ae := &apiError{Status: ue.Status, Type: ue.Type, Code: ue.Code, Param: ue.Param}
+	switch {
+	case ue.Status == 0 && errors.Is(ue.Err, context.DeadlineExceeded):
+		ae.Status, ae.Type, ae.Code = http.StatusGatewayTimeout, "api_error", "upstream_timeout"
+		ae.Message = sprintf("deployment %s: timed out waiting for the upstream; retry, or raise timeout/stream_timeout", where)
+	case ue.Status == 0:
+		ae.Status, ae.Type, ae.Code = http.StatusBadGateway, "api_error", "upstream_unreachable"
+		ae.Message = sprintf("deployment %s: %s; check api_base and that the server is up", where, ue.Message)
+	default:
+		ae.Message = sprintf("deployment %s: %s", where, redact(ue.Message))
+	}
+	if ae.Type == "" {
+		ae.Type = typeFor(ae.Status)
+	}
+	if ue.RetryAfter > 0 {
+		secs := int(ue.RetryAfter.Seconds() + 0.999)
+		ae.Header = http.Header{"Retry-After": {strconv.Itoa(secs)}}
+	}
+	return ae
+}
+
+// typeFor is OpenAI's error type for a status.
+func typeFor(status int) string {
+	switch {
+	case status == http.StatusUnauthorized:
+		return "authentication_error"
+	case status == http.StatusForbidden:
+		return "permission_error"
+	case status == http.StatusTooManyRequests:
+		return "rate_limit_error"
+	case status >= 500:
+		return "api_error"
+	default:
+		return "invalid_request_error"
+	}
+}
+
+// secretRE matches key-like tokens upstreams sometimes echo ("Incorrect API
+// key provided: sk-abc***xyz"), so they never reach a client or a log.
+var secretRE = regexp.MustCompile(`\b(sk|lumen-sk|sk-ant|AIza|key)[-_][A-Za-z0-9_\-\*\.]{6,}`)
+
+func redact(s string) string { return secretRE.ReplaceAllString(s, "[redacted]") }

@@ -1,0 +1,81 @@
+package server
+
+import (
+	"net/http"
+	"time"
+)
+
+type modelObject struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created int64  `json:"created"`
+	OwnedBy string `json:"owned_by"`
+}
+
+func (s *Server) modelObject(name string) (modelObject, bool) {
+	m := modelObject{ID: name, Object: "model", Created: s.started.Unix(), OwnedBy: "lumen"}
+	if g, ok := s.router.Group(name); ok {
+		m.OwnedBy = g.Deployments[0].ProviderName
+		return m, true
+	}
+	for _, n := range s.router.Names() {
+		if n == name {
+			return m, true
+		}
+	}
+	return m, false
+}
+
+// models lists the model groups in OpenAI's list shape.
+func (s *Server) models(w http.ResponseWriter, r *http.Request) {
+	names := s.router.Names()
+	data := make([]modelObject, 0, len(names))
+	for _, n := range names {
+		m, _ := s.modelObject(n)
+		data = append(data, m)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data})
+}
+
+func (s *Server) model(w http.ResponseWriter, r *http.Request) {
+	m, ok := s.modelObject(r.PathValue("model"))
+	if !ok {
+		writeError(w, &s.log, &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "model_not_found", Param: "model",
+			Message: sprintf("The model %q does not exist. Available models: %s.", m.ID, joinQuoted(s.router.Names()))})
+		return
+	}
+	writeJSON(w, http.StatusOK, m)
+}
+
+func (s *Server) liveness(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "alive"})
+}
+
+// readiness fails once shutdown has begun, so load balancers drain us.
+func (s *Server) readiness(w http.ResponseWriter, r *http.Request) {
+	if !s.ready.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	type dep struct {
+		ID       string `json:"id"`
+		Provider string `json:"provider"`
+		Model    string `json:"model"`
+	}
+	groups := map[string][]dep{}
+	for _, n := range s.router.Names() {
+		if g, ok := s.router.Group(n); ok {
+			for _, d := range g.Deployments {
+				groups[n] = append(groups[n], dep{ID: d.ID, Provider: d.ProviderName, Model: d.Model})
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"status": "ok", "version": s.version, "uptime_s": int64(time.Since(s.started).Seconds()),
+		"in_flight": s.inflight.Load(), "model_groups": groups,
+	})
+}

@@ -1,0 +1,61 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/rs/zerolog"
+)
+
+// writeError writes err in the OpenAI error shape with its status. It is
+// the only function that turns errors into HTTP responses.
+func writeError(w http.ResponseWriter, log *zerolog.Logger, err error) *apiError {
+	ae, internal := classify(err)
+	if internal {
+		log.Error().Err(err).Msg("internal error")
+	}
+	if ae.Status == statusClientClosed {
+		return ae // nobody is listening
+	}
+	for k, v := range ae.Header {
+		w.Header()[k] = v
+	}
+	writeJSON(w, ae.Status, errorJSON(ae))
+	return ae
+}
+
+func errorJSON(ae *apiError) errorBody {
+	b := errorBody{Error: errorFields{Message: ae.Message, Type: ae.Type}}
+	if ae.Param != "" {
+		b.Error.Param = &ae.Param
+	}
+	if ae.Code != "" {
+		b.Error.Code = &ae.Code
+	}
+	return b
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+func sprintf(format string, args ...any) string {
+	if len(args) == 0 {
+		return format
+	}
+	return fmt.Sprintf(format, args...)
+}
+
+func joinQuoted(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = fmt.Sprintf("%q", n)
+	}
+	return strings.Join(q, ", ")
+}

@@ -1,0 +1,117 @@
+// Package server is Lumen's HTTP front: the OpenAI-compatible API, health
+// endpoints, auth, and the one place errors become HTTP responses.
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/lumengw/lumen/config"
+	"github.com/lumengw/lumen/providers"
+	"github.com/lumengw/lumen/router"
+)
+
+// Options configure a Server.
+type Options struct {
+	// Config is the validated configuration. Required.
+	Config *config.Config
+	// Router routes calls to deployments. Required.
+	Router *router.Router
+	// Logger receives one line per request and lifecycle events.
+	Logger zerolog.Logger
+	// Version is reported by /health.
+	Version string
+}
+
+// Server serves Lumen's HTTP API. Create it with New; it is safe for
+// concurrent use.
+type Server struct {
+	cfg       *config.Config
+	router    *router.Router
+	log       zerolog.Logger
+	version   string
+	master    [sha256.Size]byte
+	hasMaster bool
+	maxBody   int64
+	started   time.Time
+	ready     atomic.Bool
+	inflight  atomic.Int64
+	handler   http.Handler
+}
+
+// New returns a Server for o.
+func New(o Options) *Server {
+	s := &Server{
+		cfg: o.Config, router: o.Router, log: o.Logger, version: o.Version,
+		maxBody: int64(o.Config.GeneralSettings.MaxRequestSizeMB * (1 << 20)),
+		started: time.Now(),
+	}
+	if mk := o.Config.GeneralSettings.MasterKey.Value(); mk != "" {
+		s.master, s.hasMaster = sha256.Sum256([]byte(mk)), true
+	}
+	s.handler = s.routes()
+	s.ready.Store(true)
+	return s
+}
+
+// Open reports whether the API accepts requests without a key.
+func (s *Server) Open() bool { return !s.hasMaster }
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	for _, prefix := range []string{"/v1", ""} {
+		mux.Handle("POST "+prefix+"/chat/completions", s.authed(s.proxy(providers.OpChat)))
+		mux.Handle("POST "+prefix+"/completions", s.authed(s.proxy(providers.OpCompletion)))
+		mux.Handle("POST "+prefix+"/embeddings", s.authed(s.proxy(providers.OpEmbedding)))
+		mux.Handle("GET "+prefix+"/models", s.authed(http.HandlerFunc(s.models)))
+		mux.Handle("GET "+prefix+"/models/{model...}", s.authed(http.HandlerFunc(s.model)))
+	}
+	mux.HandleFunc("GET /health/liveness", s.liveness)
+	mux.HandleFunc("GET /health/readiness", s.readiness)
+	mux.HandleFunc("GET /health", s.health)
+	mux.HandleFunc("/", s.notFound)
+	return s.recoverer(s.requestID(mux))
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// Run serves on ln until ctx is done, then shuts down gracefully: it stops
+// accepting, lets in-flight requests and streams finish within the
+// configured grace period, then closes what is left. It returns nil after a
+// clean shutdown.
+func (s *Server) Run(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	s.ready.Store(false)
+	grace := s.cfg.Server.GracePeriod.D()
+	s.log.Info().Dur("grace_period", grace).Int64("in_flight", s.inflight.Load()).Msg("shutting down: draining in-flight requests")
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := hs.Shutdown(sctx); errors.Is(err, context.DeadlineExceeded) {
+		s.log.Warn().Int64("in_flight", s.inflight.Load()).Msg("grace period over: closing remaining connections")
+		_ = hs.Close()
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	s.log.Info().Msg("shutdown complete")
+	return nil
+}

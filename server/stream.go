@@ -1,0 +1,103 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/lumengw/lumen/providers"
+	"github.com/lumengw/lumen/providers/openai"
+	"github.com/lumengw/lumen/providers/sse"
+	"github.com/lumengw/lumen/tokens"
+)
+
+var (
+	usageMark     = []byte(`"usage":{`)
+	noChoices     = []byte(`"choices":[]`)
+	doneEvent     = []byte("data: [DONE]\n\n")
+	errClientGone = fmt.Errorf("writing to client: %w", context.Canceled)
+)
+
+// writeStream relays an upstream stream to the client, one flushed SSE event
+// per upstream event, counting usage as it passes. An upstream failure
+// before the first byte is returned (the caller answers with an error
+// status); after it, the stream ends with an SSE error event, never a
+// silent [DONE].
+func (s *Server) writeStream(w http.ResponseWriter, r *http.Request, x *exchange, st providers.Stream) error {
+	defer st.Close()
+	rc := http.NewResponseController(w)
+	started := false
+	buf := make([]byte, 0, 1024)
+	for {
+		data, err := st.Recv()
+		if err == io.EOF {
+			if !started {
+				s.startStream(w, x)
+				started = true
+			}
+			x.status = http.StatusOK
+			if _, err := w.Write(doneEvent); err != nil {
+				return errClientGone
+			}
+			_ = rc.Flush()
+			return nil
+		}
+		if err != nil {
+			if !started {
+				return err
+			}
+			ae, _ := classify(err)
+			x.fail(ae)
+			if ae.Status == statusClientClosed {
+				return nil
+			}
+			payload, _ := jsonMarshal(errorJSON(ae))
+			_, _ = w.Write(sse.AppendEvent(buf[:0], "error", payload))
+			_ = rc.Flush()
+			return nil
+		}
+		if bytes.Contains(data, usageMark) {
+			if u := openai.ParseUsage(data); u.Total() > 0 {
+				x.usage = u
+			}
+			if !x.includeUsage && bytes.Contains(data, noChoices) {
+				continue // Lumen asked for usage; the client did not
+			}
+		} else if x.usage.CompletionTokens == 0 {
+			x.estimated += tokens.Count(deltaText(data))
+		}
+		if !started {
+			s.startStream(w, x)
+			started = true
+		}
+		buf = sse.AppendEvent(buf[:0], "", data)
+		if _, err := w.Write(buf); err != nil {
+			return errClientGone
+		}
+		if err := rc.Flush(); err != nil {
+			return errClientGone
+		}
+	}
+}
+
+func (s *Server) startStream(w http.ResponseWriter, x *exchange) {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no") // tell nginx-style proxies not to buffer
+	w.WriteHeader(http.StatusOK)
+	x.ttft = time.Since(x.start)
+}
+
+// deltaText returns the text a chunk adds (chat delta or completion text).
+func deltaText(data []byte) string {
+	if c := gjson.GetBytes(data, "choices.0.delta.content"); c.Exists() {
+		return c.Str
+	}
+	return gjson.GetBytes(data, "choices.0.text").Str
+}
