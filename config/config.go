@@ -226,7 +226,7 @@ type LiteLLMSettings struct {
 type Server struct {
 	// Host is the address to bind (default 127.0.0.1).
 	Host string `yaml:"host"`
-	// Port is the TCP port (default 4000).
+	// Port is the TCP port (default 4000; 0 picks a free one).
 	Port int `yaml:"port"`
 	// GracePeriod bounds how long shutdown waits for in-flight requests and
 	// streams (default 30s).

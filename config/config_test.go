@@ -68,7 +68,7 @@ router_settings:
 	want := []string{
 		`router_settings.routing_strategy: unknown strategy "fastest"; use one of simple-shuffle, least-busy, latency-based-routing, usage-based-routing, cost-based-routing`,
 		`router_settings.fallbacks[0].m[0]: unknown model group "nope"`,
-		`server.port: must be between 1 and 65535, got 70000`,
+		`server.port: must be between 0 (any free port) and 65535, got 70000`,
 	}
 	if got := err.(*Error).Problems; strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

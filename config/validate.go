@@ -83,8 +83,8 @@ func (c *Config) Validate() []string {
 	if c.GeneralSettings.MaxRequestSizeMB <= 0 {
 		p.add("general_settings.max_request_size_mb", "must be positive, got %g", c.GeneralSettings.MaxRequestSizeMB)
 	}
-	if c.Server.Port < 1 || c.Server.Port > 65535 {
-		p.add("server.port", "must be between 1 and 65535, got %d", c.Server.Port)
+	if c.Server.Port < 0 || c.Server.Port > 65535 {
+		p.add("server.port", "must be between 0 (any free port) and 65535, got %d", c.Server.Port)
 	}
 	if !oneOf(c.Log.Level, []string{"trace", "debug", "info", "warn", "error"}) {
 		p.add("log.level", "unknown level %q; use trace, debug, info, warn or error", c.Log.Level)

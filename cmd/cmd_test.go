@@ -1,0 +1,87 @@
+package cmd
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/lumengw/lumen/config"
+)
+
+func TestServeSettingPrecedence(t *testing.T) {
+	file := t.TempDir() + "/c.yaml"
+	os.WriteFile(file, []byte("model_list: [{model_name: m, params: {model: mock/m}}]\nserver: {port: 5001}\n"), 0o600)
+	noPort := t.TempDir() + "/d.yaml"
+	os.WriteFile(noPort, []byte("model_list: [{model_name: m, params: {model: mock/m}}]\n"), 0o600)
+	tests := []struct {
+		name string
+		file string
+		env  string
+		args []string
+		want int
+	}{
+		{"flag beats env and file", file, "5002", []string{"--port", "5003"}, 5003},
+		{"env beats file", file, "5002", nil, 5002},
+		{"file beats default", file, "", nil, 5001},
+		{"default", noPort, "", nil, 4000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.env != "" {
+				t.Setenv("LUMEN_PORT", tt.env)
+			}
+			var got *config.Config
+			f := &Factory{Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}}
+			cmd := NewCmdServe(f, func(ctx context.Context, o *ServeOptions) error {
+				cfg, _, _, err := loadConfig(o.v, o.f)
+				if err != nil {
+					return err
+				}
+				got = cfg
+				return override(o.v, cfg)
+			})
+			cmd.SetArgs(append([]string{"--config", tt.file}, tt.args...))
+			if err := cmd.Execute(); err != nil {
+				t.Fatal(err)
+			}
+			if got.Server.Port != tt.want {
+				t.Fatalf("port = %d, want %d", got.Server.Port, tt.want)
+			}
+		})
+	}
+}
+
+func TestConfigValidateCommand(t *testing.T) {
+	var out, errOut bytes.Buffer
+	f := &Factory{Out: &out, ErrOut: &errOut}
+	root := NewCmdRoot(f)
+	root.SetArgs([]string{"config", "validate", "--config", "../config/testdata/bad_types.bad.yaml"})
+	err := root.Execute()
+	if err == nil || !strings.Contains(err.Error(), "model_list[0].litellm_params.timeout: invalid duration") ||
+		!strings.Contains(err.Error(), "model_list[0].litellm_params.rpm:") {
+		t.Fatalf("validate error = %v", err)
+	}
+	out.Reset()
+	root = NewCmdRoot(f)
+	root.SetArgs([]string{"config", "validate", "--config", "../config.example.yaml"})
+	if err := root.Execute(); err != nil || !strings.Contains(out.String(), "OK (2 model groups, 2 deployments)") {
+		t.Fatalf("example config: %v %q", err, out.String())
+	}
+}
+
+func TestEveryCommandHasHelpAndExample(t *testing.T) {
+	root := NewCmdRoot(&Factory{Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}})
+	for _, c := range root.Commands() {
+		cmds := append(c.Commands(), c)
+		for _, sc := range cmds {
+			if sc.Short == "" {
+				t.Errorf("%s has no Short help", sc.CommandPath())
+			}
+			if sc.Runnable() && sc.Example == "" && sc.Name() != "help" && sc.Name() != "completion" {
+				t.Errorf("%s has no Example", sc.CommandPath())
+			}
+		}
+	}
+}

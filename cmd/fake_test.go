@@ -1,0 +1,216 @@
+package cmd
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeOpenAI is an OpenAI-shaped upstream on loopback. What it does
+// depends on the upstream model Lumen sends:
+//
+//	gpt-4o      answers "Hello from fake" (stream: 3 chunks, then waits for release, then the rest)
+//	hang        never answers until the client goes away
+//	fail-429    429 rate_limit_exceeded with Retry-After: 7
+//	fail-500    500 server_error
+//	bad-key     401 whose message echoes the key (as OpenAI's does)
+//	cut         streams 2 chunks then drops the connection
+//	stall       streams 1 chunk, then blocks until the client cancels (reports it)
+//	text-embedding-3-small  an embedding
+type fakeOpenAI struct {
+	*httptest.Server
+	mu        sync.Mutex
+	bodies    [][]byte
+	release   chan struct{} // gpt-4o streams pause until it is closed
+	cancelled chan struct{} // stall reports its request context ending
+}
+
+func newFakeOpenAI(t *testing.T) *fakeOpenAI {
+	f := &fakeOpenAI{release: make(chan struct{}), cancelled: make(chan struct{}, 1)}
+	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(func() {
+		f.releaseAll()
+		f.Close()
+	})
+	return f
+}
+
+func (f *fakeOpenAI) releaseAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	select {
+	case <-f.release:
+	default:
+		close(f.release)
+	}
+}
+
+func (f *fakeOpenAI) lastBody() map[string]any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var m map[string]any
+	_ = json.Unmarshal(f.bodies[len(f.bodies)-1], &m)
+	return m
+}
+
+func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	f.mu.Lock()
+	f.bodies = append(f.bodies, body)
+	f.mu.Unlock()
+	var req struct {
+		Model  string `json:"model"`
+		Stream bool   `json:"stream"`
+	}
+	_ = json.Unmarshal(body, &req)
+	if r.Header.Get("Authorization") != "Bearer sk-upstream-secret-123456" {
+		writeFakeError(w, 401, "invalid_request_error", "invalid_api_key", "fake: wrong upstream key")
+		return
+	}
+	switch req.Model {
+	case "hang":
+		<-r.Context().Done()
+	case "fail-429":
+		w.Header().Set("Retry-After", "7")
+		writeFakeError(w, 429, "requests", "rate_limit_exceeded", "Rate limit reached for gpt-4o")
+	case "fail-500":
+		writeFakeError(w, 500, "server_error", "", "The server had an error while processing your request.")
+	case "bad-key":
+		writeFakeError(w, 401, "invalid_request_error", "invalid_api_key", "Incorrect API key provided: sk-upstream-secret-123456.")
+	case "text-embedding-3-small":
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,0.2,0.3]}],"model":"text-embedding-3-small","usage":{"prompt_tokens":2,"total_tokens":2}}`)
+	default:
+		if !req.Stream {
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"id":"chatcmpl-fake","object":"chat.completion","created":1,"model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from fake"},"finish_reason":"stop"}],"usage":{"prompt_tokens":11,"completion_tokens":3,"total_tokens":14}}`)
+			return
+		}
+		f.stream(w, r, req.Model)
+	}
+}
+
+func (f *fakeOpenAI) stream(w http.ResponseWriter, r *http.Request, model string) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	words := []string{"Hello", " from", " fake", " stream", "!"}
+	send := func(i int) {
+		fmt.Fprintf(w, "data: {\"id\":\"chatcmpl-s\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":%q},\"finish_reason\":null}]}\n\n", words[i])
+		w.(http.Flusher).Flush()
+	}
+	switch model {
+	case "cut":
+		send(0)
+		send(1)
+		panic(http.ErrAbortHandler) // drop the connection mid-stream
+	case "stall":
+		send(0)
+		<-r.Context().Done()
+		f.cancelled <- struct{}{}
+		return
+	}
+	for i := 0; i < 3; i++ {
+		send(i)
+	}
+	select {
+	case <-f.release:
+	case <-r.Context().Done():
+		return
+	}
+	for i := 3; i < len(words); i++ {
+		send(i)
+	}
+	io.WriteString(w, "data: {\"id\":\"chatcmpl-s\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n")
+	io.WriteString(w, "data: {\"id\":\"chatcmpl-s\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":5,\"total_tokens\":16}}\n\n")
+	io.WriteString(w, "data: [DONE]\n\n")
+}
+
+func writeFakeError(w http.ResponseWriter, status int, typ, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	c := "null"
+	if code != "" {
+		c = fmt.Sprintf("%q", code)
+	}
+	fmt.Fprintf(w, `{"error":{"message":%q,"type":%q,"param":null,"code":%s}}`, msg, typ, c)
+}
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// lumen is a running `lumen serve`, in process.
+type lumen struct {
+	URL  string
+	Logs *syncBuffer
+	stop func() error
+}
+
+// startLumen runs `lumen serve --config <yaml> --port 0` and waits until it
+// listens. {{FAKE}} in the YAML is replaced by fake's URL.
+func startLumen(t *testing.T, yaml string, fake *fakeOpenAI, args ...string) *lumen {
+	t.Helper()
+	if fake != nil {
+		yaml = strings.ReplaceAll(yaml, "{{FAKE}}", fake.URL)
+	}
+	path := t.TempDir() + "/config.yaml"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	f := &Factory{In: strings.NewReader(""), Out: io.Discard, ErrOut: logs}
+	ready := make(chan string, 1)
+	cmd := NewCmdServe(f, func(ctx context.Context, o *ServeOptions) error {
+		o.Ready = func(addr string) { ready <- addr }
+		return serveRun(ctx, o)
+	})
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	cmd.SetArgs(append([]string{"--config", path, "--port", "0"}, args...))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("lumen serve exited: %v\n%s", err, logs)
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatalf("lumen serve did not start\n%s", logs)
+	}
+	l := &lumen{URL: "http://" + addr, Logs: logs}
+	var once sync.Once
+	var stopErr error
+	l.stop = func() error {
+		once.Do(func() {
+			cancel()
+			stopErr = <-done
+		})
+		return stopErr
+	}
+	t.Cleanup(func() { _ = l.stop() })
+	return l
+}

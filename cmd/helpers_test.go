@@ -1,0 +1,51 @@
+package cmd
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+type rawResponse struct {
+	status int
+	header http.Header
+	text   string
+}
+
+func (r rawResponse) json() map[string]any {
+	var m map[string]any
+	_ = json.Unmarshal([]byte(r.text), &m)
+	return m
+}
+
+func rawPost(t *testing.T, l *lumen, path, key, body string) rawResponse {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, l.URL+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return rawResponse{status: resp.StatusCode, header: resp.Header, text: string(b)}
+}
+
+// waitFor polls cond for up to 10 s: for effects that land asynchronously
+// (a log line after the response). It fails only if cond never holds.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
