@@ -3,12 +3,12 @@ package cmd
 import (
 	"bytes"
 	"context"
-	"os"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"

@@ -137,6 +137,10 @@ type Call struct {
 	Op     providers.Op
 	Body   []byte
 	Stream bool
+	// Allow reports whether the caller may use a model group (virtual keys
+	// restricted to models); it is checked for every group tried, fallbacks
+	// included. Nil allows all.
+	Allow func(group string) bool
 }
 
 // Result is what served a call.
@@ -148,6 +152,13 @@ type Result struct {
 	Deployment *Deployment
 	// Attempts counts upstream calls made, failed ones included.
 	Attempts int
+	// Group is the model group that answered; it differs from Call.Group
+	// after a fallback.
+	Group string
+	// FallbackFrom is the group first asked for when a fallback answered.
+	FallbackFrom string
+	// Strategy is the routing strategy that chose the deployment.
+	Strategy string
 }
 
 // Do routes call to a deployment of its group and returns its answer.
@@ -158,7 +169,7 @@ func (r *Router) Do(ctx context.Context, call *Call) (*Result, error) {
 	}
 	d := g.Deployments[rand.IntN(len(g.Deployments))]
 	req := &providers.Request{Op: call.Op, Model: d.Model, Body: call.Body, Stream: call.Stream}
-	res := &Result{Deployment: d, Attempts: 1}
+	res := &Result{Deployment: d, Attempts: 1, Group: g.Name, Strategy: "simple-shuffle"}
 	var err error
 	if call.Stream {
 		res.Stream, err = d.Provider.DoStream(ctx, req)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/tidwall/gjson"
@@ -65,6 +66,17 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange)
 	if res != nil {
 		x.attempts = res.Attempts
 		x.deployment = res.Deployment
+	}
+	if res != nil && res.Attempts > 0 {
+		h := w.Header()
+		h.Set("x-lumen-attempts", strconv.Itoa(res.Attempts))
+		if res.Strategy != "" {
+			h.Set("x-lumen-routing-strategy", res.Strategy)
+		}
+		if res.FallbackFrom != "" {
+			h.Set("x-lumen-fallback-from", res.FallbackFrom)
+			h.Set("x-lumen-model-group", res.Group)
+		}
 	}
 	if x.deployment != nil {
 		h := w.Header()
