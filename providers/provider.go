@@ -68,6 +68,14 @@ type Stream interface {
 	Close() error
 }
 
+// Buffered is an optional Stream capability: it reports whether the next
+// event has already arrived. The server flushes to the client only when
+// nothing more is buffered, so events that arrived together leave together
+// and none waits.
+type Buffered interface {
+	Buffered() int
+}
+
 // Provider sends requests to one upstream deployment. Implementations are
 // safe for concurrent use. ctx bounds the whole call, including a stream's
 // body: cancelling it aborts the upstream request.

@@ -31,6 +31,7 @@ var (
 func (s *Server) writeStream(w http.ResponseWriter, r *http.Request, x *exchange, st providers.Stream) error {
 	defer st.Close()
 	rc := http.NewResponseController(w)
+	buffered, _ := st.(providers.Buffered)
 	started := false
 	buf := make([]byte, 0, 1024)
 	for {
@@ -78,6 +79,9 @@ func (s *Server) writeStream(w http.ResponseWriter, r *http.Request, x *exchange
 		buf = sse.AppendEvent(buf[:0], "", data)
 		if _, err := w.Write(buf); err != nil {
 			return errClientGone
+		}
+		if buffered != nil && buffered.Buffered() > 0 {
+			continue // the next event is already here: it leaves with this one
 		}
 		if err := rc.Flush(); err != nil {
 			return errClientGone

@@ -61,7 +61,10 @@ type Client struct {
 	name     string // provider/model, for errors
 }
 
-var _ providers.Provider = (*Client)(nil)
+var (
+	_ providers.Provider = (*Client)(nil)
+	_ providers.Buffered = (*stream)(nil)
+)
 
 // New returns a client for one deployment.
 func New(cfg providers.Config) (*Client, error) {
@@ -241,6 +244,9 @@ func (s *stream) Recv() ([]byte, error) {
 	}
 	return data, nil
 }
+
+// Buffered implements providers.Buffered.
+func (s *stream) Buffered() int { return s.r.Buffered() }
 
 func (s *stream) Close() error {
 	s.wd.Stop()

@@ -114,6 +114,10 @@ func trimEOL(b []byte) []byte {
 	return b
 }
 
+// Buffered reports how many bytes have arrived from the stream but not yet
+// been returned as events. Zero means the next event is not here yet.
+func (r *Reader) Buffered() int { return r.r.Buffered() }
+
 // Done is the data of OpenAI's stream terminator event.
 var Done = []byte("[DONE]")
 

@@ -1,0 +1,85 @@
+package server
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/lumengw/lumen/config"
+	"github.com/lumengw/lumen/router"
+)
+
+// benchUpstream answers instantly: a chat completion, or a 20-chunk stream.
+func benchUpstream(b *testing.B) *httptest.Server {
+	chat := []byte(`{"id":"chatcmpl-b","object":"chat.completion","created":1,"model":"bench","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there, friend."},"finish_reason":"stop"}],"usage":{"prompt_tokens":14,"completion_tokens":5,"total_tokens":19}}`)
+	chunk := []byte("data: {\"id\":\"chatcmpl-b\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"bench\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"word \"},\"finish_reason\":null}]}\n\n")
+	tail := []byte("data: {\"id\":\"chatcmpl-b\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"bench\",\"choices\":[],\"usage\":{\"prompt_tokens\":14,\"completion_tokens\":20,\"total_tokens\":34}}\n\ndata: [DONE]\n\n")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if !bytes.Contains(body, []byte(`"stream":true`)) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(chat)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := 0; i < 20; i++ {
+			w.Write(chunk)
+			w.(http.Flusher).Flush()
+		}
+		w.Write(tail)
+	}))
+	b.Cleanup(srv.Close)
+	return srv
+}
+
+func benchLumen(b *testing.B, upstream string) *httptest.Server {
+	cfg, _, err := config.Parse([]byte(`model_list: [{model_name: bench, params: {model: openai/bench, api_base: "` + upstream + `/v1", api_key: sk-x}}]`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := router.New(cfg, router.Build)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(New(Options{Config: cfg, Router: r, Logger: zerolog.New(io.Discard)}))
+	b.Cleanup(srv.Close)
+	return srv
+}
+
+// BenchmarkProxy compares a request sent to the upstream directly with the
+// same request through Lumen, over real loopback HTTP: the difference is
+// what Lumen adds.
+func BenchmarkProxy(b *testing.B) {
+	up := benchUpstream(b)
+	lumen := benchLumen(b, up.URL)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	for _, mode := range []struct {
+		name string
+		body string
+	}{
+		{"chat", `{"model":"bench","messages":[{"role":"user","content":"Say hello in one short sentence."}]}`},
+		{"stream", `{"model":"bench","stream":true,"messages":[{"role":"user","content":"Say hello in one short sentence."}]}`},
+	} {
+		for _, target := range []struct{ name, url string }{{"direct", up.URL}, {"lumen", lumen.URL}} {
+			b.Run(mode.name+"/"+target.name, func(b *testing.B) {
+				body := []byte(mode.body)
+				b.ReportAllocs()
+				for b.Loop() {
+					resp, err := client.Post(target.url+"/v1/chat/completions", "application/json", bytes.NewReader(body))
+					if err != nil {
+						b.Fatal(err)
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						b.Fatalf("status %d", resp.StatusCode)
+					}
+				}
+			})
+		}
+	}
+}
