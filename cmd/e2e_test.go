@@ -277,3 +277,36 @@ model_list:
 		t.Fatal("still accepting after shutdown")
 	}
 }
+
+func TestE2ECompletionsOnMock(t *testing.T) {
+	cfg := `
+model_list:
+  - model_name: demo
+    litellm_params: {model: mock/demo}
+`
+	l := startLumen(t, cfg, nil)
+	c := client(l, "unused")
+	resp, err := c.Completions.New(context.Background(), openai.CompletionNewParams{
+		Model:  "demo",
+		Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String("Once upon a time")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Choices[0].Text != "Echo: Once upon a time" || resp.Usage.CompletionTokens == 0 {
+		t.Fatalf("completion %+v", resp)
+	}
+	s := c.Completions.NewStreaming(context.Background(), openai.CompletionNewParams{
+		Model:  "demo",
+		Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String("streamed words here")},
+	})
+	var text strings.Builder
+	for s.Next() {
+		if len(s.Current().Choices) > 0 {
+			text.WriteString(s.Current().Choices[0].Text)
+		}
+	}
+	if s.Err() != nil || text.String() != "Echo: streamed words here" {
+		t.Fatalf("stream %q err %v", text.String(), s.Err())
+	}
+}
