@@ -47,7 +47,7 @@ func TestLocalTTL(t *testing.T) {
 	l := NewLocal(1<<20, time.Hour)
 	l.now = clk.now
 	k1, k2 := testKey(t, 1), testKey(t, 2)
-	l.Set(ctx, k1, testEntry(t, "a"), 0)               // default: 1h
+	l.Set(ctx, k1, testEntry(t, "a"), 0)              // default: 1h
 	l.Set(ctx, k2, testEntry(t, "b"), 10*time.Minute) // per-request override
 
 	steps := []struct {
