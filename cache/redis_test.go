@@ -193,7 +193,7 @@ func TestRedisDown(t *testing.T) {
 			t.Fatal("hit from a dead Redis")
 		}
 		s.Set(ctx, k, testEntry(t, "x"), 0) // skipped: backed off
-		clk.add(2 * time.Second)             // past Backoff, within LogInterval
+		clk.add(2 * time.Second)            // past Backoff, within LogInterval
 	}
 	st := s.Stats()
 	if st.Errors != 5 || st.Misses != 5 || st.Sets != 0 {
