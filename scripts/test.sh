@@ -6,9 +6,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+cleanup() {
+  if [ -n "${LUMEN_TEST_REDIS_PID:-}" ]; then kill "$LUMEN_TEST_REDIS_PID" 2>/dev/null || true; fi
+}
+trap cleanup EXIT
+
 if [ -x scripts/redis.sh ]; then
-  # shellcheck disable=SC1091
-  eval "$(scripts/redis.sh)"   # exports LUMEN_TEST_REDIS_ADDR
+  eval "$(scripts/redis.sh)"   # exports LUMEN_TEST_REDIS_ADDR and LUMEN_TEST_REDIS_PID
 fi
 if [ -x scripts/chromium.sh ]; then
   eval "$(scripts/chromium.sh)"  # exports LUMEN_TEST_CHROMIUM
