@@ -207,7 +207,10 @@ type replay struct {
 	left        int
 }
 
-var _ providers.Stream = (*replay)(nil)
+var (
+	_ providers.Stream   = (*replay)(nil)
+	_ providers.Buffered = (*replay)(nil)
+)
 
 // Recv returns the next chunk payload; it is valid until the next call.
 func (s *replay) Recv() ([]byte, error) {
@@ -223,6 +226,10 @@ func (s *replay) Recv() ([]byte, error) {
 	s.out = fill(s.out[:0], doc, h, s.id, s.created)
 	return s.out, nil
 }
+
+// Buffered implements providers.Buffered: every remaining chunk is ready,
+// so the server writes a replay in one flush.
+func (s *replay) Buffered() int { return s.left }
 
 // Close ends the replay; it is safe to call twice.
 func (s *replay) Close() error {
