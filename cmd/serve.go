@@ -82,7 +82,12 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 	if err != nil {
 		return fmt.Errorf("building routes: %w", err)
 	}
-	srv := server.New(server.Options{Config: cfg, Router: r, Logger: log, Version: Version})
+	respCache, closeCache, err := buildCache(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeCache()
+	srv := server.New(server.Options{Config: cfg, Router: r, Logger: log, Version: Version, Cache: respCache})
 	addr := net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.Port))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

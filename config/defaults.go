@@ -100,8 +100,8 @@ func (c *Config) applyDefaults() {
 // act on yet, so nothing is silently ignored.
 func (c *Config) warnings() []string {
 	var w []string
-	if c.Cache != nil {
-		w = append(w, "cache: the response cache is not implemented yet; requests are served uncached")
+	if c.Cache != nil && c.Cache.Type == "semantic" {
+		w = append(w, "cache.type: semantic is not implemented yet; the cache will not start")
 	}
 	return w
 }

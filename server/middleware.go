@@ -75,6 +75,17 @@ func presentedKey(r *http.Request) string {
 	return r.Header.Get("api-key")
 }
 
+// presentedKeyID is a stable, non-secret id of the presented key: the first
+// 16 hex digits of its SHA-256. Empty when no key was sent.
+func presentedKeyID(r *http.Request) string {
+	k := presentedKey(r)
+	if k == "" {
+		return ""
+	}
+	h := sha256.Sum256([]byte(k))
+	return hex.EncodeToString(h[:8])
+}
+
 // authed requires the master key when one is configured.
 func (s *Server) authed(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -32,6 +33,8 @@ type exchange struct {
 	usage      providers.Usage
 	estimated  int // completion tokens counted from stream deltas
 	ttft       time.Duration
+	cache      string          // hit, miss, bypass or coalesced; empty when the cache is off
+	saved      providers.Usage // a cache hit's original usage (what it would have cost)
 }
 
 func (x *exchange) fail(ae *apiError) {
@@ -62,39 +65,56 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange)
 		return err
 	}
 	w.Header().Set("x-lumen-model-group", x.group)
-	res, err := s.router.Do(r.Context(), &router.Call{Group: x.group, Op: x.op, Body: x.body, Stream: x.stream})
-	if res != nil {
-		x.attempts = res.Attempts
-		x.deployment = res.Deployment
+	if s.cache != nil && x.op == providers.OpChat {
+		return s.serveCached(w, r, x)
 	}
-	if res != nil && res.Attempts > 0 {
-		h := w.Header()
-		h.Set("x-lumen-attempts", strconv.Itoa(res.Attempts))
-		if res.Strategy != "" {
-			h.Set("x-lumen-routing-strategy", res.Strategy)
-		}
-		if res.FallbackFrom != "" {
-			h.Set("x-lumen-fallback-from", res.FallbackFrom)
-			h.Set("x-lumen-model-group", res.Group)
-		}
-	}
-	if x.deployment != nil {
-		h := w.Header()
-		h.Set("x-lumen-deployment", x.deployment.Name())
-		h.Set("x-lumen-deployment-id", x.deployment.ID)
-		h.Set("x-lumen-provider", x.deployment.ProviderName)
-	}
+	res, err := s.route(r.Context(), x)
+	s.routed(w, x, res)
 	if err != nil {
 		return err
 	}
 	if x.stream {
 		return s.writeStream(w, r, x, res.Stream)
 	}
-	x.usage = res.Response.Usage
+	return s.writeResponse(w, x, res.Response)
+}
+
+// route sends the exchange to its model group.
+func (s *Server) route(ctx context.Context, x *exchange) (*router.Result, error) {
+	return s.router.Do(ctx, &router.Call{Group: x.group, Op: x.op, Body: x.body, Stream: x.stream})
+}
+
+// routed records which deployment answered and says so in the headers.
+func (s *Server) routed(w http.ResponseWriter, x *exchange, res *router.Result) {
+	if res == nil {
+		return
+	}
+	x.attempts = res.Attempts
+	x.deployment = res.Deployment
+	h := w.Header()
+	if res.Attempts > 0 {
+		h.Set("x-lumen-attempts", strconv.Itoa(res.Attempts))
+	}
+	if res.Strategy != "" {
+		h.Set("x-lumen-routing-strategy", res.Strategy)
+	}
+	if res.FallbackFrom != "" {
+		h.Set("x-lumen-fallback-from", res.FallbackFrom)
+		h.Set("x-lumen-model-group", res.Group)
+	}
+	if d := res.Deployment; d != nil {
+		h.Set("x-lumen-deployment", d.Name())
+		h.Set("x-lumen-deployment-id", d.ID)
+		h.Set("x-lumen-provider", d.ProviderName)
+	}
+}
+
+func (s *Server) writeResponse(w http.ResponseWriter, x *exchange, resp *providers.Response) error {
+	x.usage = resp.Usage
 	x.status = http.StatusOK
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(res.Response.Body)
+	_, _ = w.Write(resp.Body)
 	return nil
 }
 
@@ -181,6 +201,9 @@ func (s *Server) finish(x *exchange) {
 		Int("attempts", x.attempts)
 	if x.deployment != nil {
 		ev = ev.Str("deployment", x.deployment.ID).Str("provider", x.deployment.ProviderName)
+	}
+	if x.cache != "" {
+		ev = ev.Str("cache", x.cache)
 	}
 	if x.stream && x.ttft > 0 {
 		ev = ev.Float64("ttft_ms", msec(x.ttft))

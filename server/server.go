@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/lumengw/lumen/cache"
 	"github.com/lumengw/lumen/config"
 	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/router"
@@ -28,6 +29,8 @@ type Options struct {
 	Logger zerolog.Logger
 	// Version is reported by /health.
 	Version string
+	// Cache is the response cache; nil means off.
+	Cache *cache.Cache
 }
 
 // Server serves Lumen's HTTP API. Create it with New; it is safe for
@@ -35,6 +38,7 @@ type Options struct {
 type Server struct {
 	cfg       *config.Config
 	router    *router.Router
+	cache     *cache.Cache
 	log       zerolog.Logger
 	version   string
 	master    [sha256.Size]byte
@@ -49,7 +53,7 @@ type Server struct {
 // New returns a Server for o.
 func New(o Options) *Server {
 	s := &Server{
-		cfg: o.Config, router: o.Router, log: o.Logger, version: o.Version,
+		cfg: o.Config, router: o.Router, cache: o.Cache, log: o.Logger, version: o.Version,
 		maxBody: int64(o.Config.GeneralSettings.MaxRequestSizeMB * (1 << 20)),
 		started: time.Now(),
 	}

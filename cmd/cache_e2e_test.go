@@ -1,0 +1,103 @@
+package cmd
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+)
+
+const cacheConfig = `
+model_list:
+  - model_name: gpt-4o
+    litellm_params: {model: openai/gpt-4o, api_base: "{{FAKE}}/v1", api_key: sk-upstream-secret-123456}
+cache: {type: local, ttl: 10m, max_bytes: 16MiB}
+router_settings: {num_retries: 0}
+`
+
+func (f *fakeOpenAI) calls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.bodies)
+}
+
+func TestE2ECacheHitMissAndReplay(t *testing.T) {
+	fake := newFakeOpenAI(t)
+	fake.releaseAll()
+	l := startLumen(t, cacheConfig, fake)
+	c := client(l, "x")
+	ask := func(opts ...option.RequestOption) (*openai.ChatCompletion, string) {
+		var raw *http.Response
+		resp, err := c.Chat.Completions.New(context.Background(), userMsg("cache me"), append(opts, option.WithResponseInto(&raw))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, raw.Header.Get("x-lumen-cache")
+	}
+	first, h1 := ask()
+	second, h2 := ask()
+	if h1 != "miss" || h2 != "hit" || fake.calls() != 1 {
+		t.Fatalf("headers %q %q, upstream calls %d", h1, h2, fake.calls())
+	}
+	if second.Choices[0].Message.Content != first.Choices[0].Message.Content || second.ID == first.ID {
+		t.Fatalf("hit must carry the same answer under a fresh id: %q/%q ids %s %s", first.Choices[0].Message.Content, second.Choices[0].Message.Content, first.ID, second.ID)
+	}
+	// The same request as a stream is answered from the cached non-stream entry.
+	s := c.Chat.Completions.NewStreaming(context.Background(), userMsg("cache me"))
+	var text strings.Builder
+	for s.Next() {
+		if len(s.Current().Choices) > 0 {
+			text.WriteString(s.Current().Choices[0].Delta.Content)
+		}
+	}
+	if s.Err() != nil || text.String() != "Hello from fake" || fake.calls() != 1 {
+		t.Fatalf("stream replay %q err %v calls %d", text.String(), s.Err(), fake.calls())
+	}
+	// Cache-Control: no-cache skips the lookup.
+	_, h3 := ask(option.WithHeader("Cache-Control", "no-cache"))
+	if h3 != "bypass" || fake.calls() != 2 {
+		t.Fatalf("no-cache: header %q calls %d", h3, fake.calls())
+	}
+	// A different sampling parameter is a different key.
+	_, h4 := ask(option.WithJSONSet("temperature", 0.3))
+	if h4 != "miss" || fake.calls() != 3 {
+		t.Fatalf("temperature change: header %q calls %d", h4, fake.calls())
+	}
+}
+
+func TestE2ECacheCoalescesConcurrentRequests(t *testing.T) {
+	fake := newFakeOpenAI(t)
+	fake.releaseAll()
+	l := startLumen(t, cacheConfig, fake)
+	var wg sync.WaitGroup
+	errs := make(chan error, 50)
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got := rawPost(t, l, "/v1/chat/completions", "", `{"model":"gpt-4o","messages":[{"role":"user","content":"fifty at once"}]}`)
+			if got.status != 200 || !strings.Contains(got.text, "Hello from fake") {
+				errs <- &statusError{got.status, got.text}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n := fake.calls(); n != 1 {
+		t.Fatalf("50 identical requests made %d upstream calls, want 1", n)
+	}
+}
+
+type statusError struct {
+	status int
+	body   string
+}
+
+func (e *statusError) Error() string { return e.body }

@@ -1,0 +1,101 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/lumengw/lumen/cache"
+	"github.com/lumengw/lumen/providers"
+	"github.com/lumengw/lumen/router"
+)
+
+// serveCached answers a chat request from the response cache, or routes it
+// through the cache's single-flight so identical concurrent misses make one
+// upstream call, and records the answer.
+func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, x *exchange) error {
+	k, err := cache.NewKey(x.group, s.cacheScope(r), x.body)
+	if err != nil {
+		// Not canonicalizable (it parsed as JSON, so this is rare): serve
+		// uncached rather than fail the request.
+		x.cache = "bypass"
+		w.Header().Set("x-lumen-cache", x.cache)
+		res, err := s.route(r.Context(), x)
+		s.routed(w, x, res)
+		if err != nil {
+			return err
+		}
+		if x.stream {
+			return s.writeStream(w, r, x, res.Stream)
+		}
+		return s.writeResponse(w, x, res.Response)
+	}
+	d := cache.ParseDirective(r.Header, x.body)
+	if e, ok := s.cache.Lookup(r.Context(), k, d, x.stream); ok {
+		x.cache = "hit"
+		x.saved = e.Usage()
+		w.Header().Set("x-lumen-cache", x.cache)
+		id, created := e.NewID(), time.Now().Unix()
+		if x.stream {
+			return s.writeStream(w, r, x, e.Stream(id, created))
+		}
+		x.status = http.StatusOK
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(e.Body(id, created))
+		return nil
+	}
+	x.cache = "miss"
+	if d.Bypass() {
+		x.cache = "bypass"
+	}
+	if x.stream {
+		sr, err := s.cache.Stream(r.Context(), k, d, func(ctx context.Context) (providers.Stream, any, error) {
+			res, err := s.route(ctx, x)
+			if err != nil {
+				return nil, res, err
+			}
+			return res.Stream, res, nil
+		})
+		s.afterFlight(w, x, sr.Meta, sr.Shared)
+		if err != nil {
+			return err
+		}
+		return s.writeStream(w, r, x, sr.Stream)
+	}
+	rr, err := s.cache.Do(r.Context(), k, d, func(ctx context.Context) (*providers.Response, any, error) {
+		res, err := s.route(ctx, x)
+		if err != nil {
+			return nil, res, err
+		}
+		return res.Response, res, nil
+	})
+	s.afterFlight(w, x, rr.Meta, rr.Shared)
+	if err != nil {
+		return err
+	}
+	return s.writeResponse(w, x, rr.Response)
+}
+
+// afterFlight reports the routing of a (possibly shared) upstream call.
+func (s *Server) afterFlight(w http.ResponseWriter, x *exchange, meta any, shared bool) {
+	if shared {
+		x.cache = "coalesced"
+	}
+	w.Header().Set("x-lumen-cache", x.cache)
+	if res, ok := meta.(*router.Result); ok {
+		s.routed(w, x, res)
+		if shared {
+			x.attempts = 0 // another request made the call
+		}
+	}
+}
+
+// cacheScope is the cache namespace of a request: global unless the cache
+// is scoped per key.
+func (s *Server) cacheScope(r *http.Request) string {
+	if s.cfg.Cache == nil || s.cfg.Cache.Scope != "key" {
+		return ""
+	}
+	return presentedKeyID(r)
+}
