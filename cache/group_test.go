@@ -77,6 +77,26 @@ func (u *fakeUpstream) open(ctx context.Context) (providers.Stream, any, error) 
 	return &fakeStream{u: u, ctx: ctx}, "deployment-1", nil
 }
 
+// send hands the flight one chunk, failing the test if nobody reads it.
+func (u *fakeUpstream) send(t *testing.T, b []byte) {
+	t.Helper()
+	select {
+	case u.chunks <- b:
+	case <-time.After(10 * time.Second):
+		t.Fatal("nobody reads the upstream stream")
+	}
+}
+
+// waitClosed waits for ch to be closed, failing the test if it is not.
+func waitClosed(t *testing.T, what string, ch <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
 func (u *fakeUpstream) upstreamCtx() context.Context {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -246,8 +266,13 @@ func TestGroupDoAllLeaveCancelsUpstream(t *testing.T) {
 	case <-time.After(20 * time.Millisecond):
 	}
 	cancels[2]()
-	if err := <-returned; !errors.Is(err, context.Canceled) {
-		t.Errorf("upstream context: %v", err)
+	select {
+	case err := <-returned:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("upstream context: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upstream call outlived its last waiter")
 	}
 	wg.Wait()
 }
@@ -299,7 +324,7 @@ func TestGroupStreamTailsFromStart(t *testing.T) {
 	u := newFakeUpstream()
 	var want []string
 	send := func(i int) {
-		u.chunks <- chunkN(i)
+		u.send(t, chunkN(i))
 		want = append(want, string(chunkN(i)))
 	}
 	var readers []*reader
@@ -355,7 +380,7 @@ func TestGroupStreamLeaderHangsUp(t *testing.T) {
 		}
 		followers = append(followers, read(res.Stream))
 	}
-	u.chunks <- chunkN(0)
+	u.send(t, chunkN(0))
 	if b, err := leader.Stream.Recv(); err != nil || string(b) != `{"n":0}` {
 		t.Fatalf("leader Recv: %s, %v", b, err)
 	}
@@ -367,7 +392,7 @@ func TestGroupStreamLeaderHangsUp(t *testing.T) {
 	leader.Stream.Close()
 	eventually(t, "the leader to leave", func() bool { return streamWaiters(&g, k) == 2 })
 	for i := 1; i < 5; i++ {
-		u.chunks <- chunkN(i)
+		u.send(t, chunkN(i))
 	}
 	close(u.chunks)
 	for i, r := range followers {
@@ -395,7 +420,7 @@ func TestGroupStreamAllLeaveCancelsUpstream(t *testing.T) {
 		}
 		streams = append(streams, res.Stream)
 	}
-	u.chunks <- chunkN(0)
+	u.send(t, chunkN(0))
 	streams[0].Close()
 	streams[1].Close()
 	streams[1].Close() // twice is fine
@@ -403,7 +428,7 @@ func TestGroupStreamAllLeaveCancelsUpstream(t *testing.T) {
 		t.Fatalf("upstream cancelled with a waiter left: %v", err)
 	}
 	streams[2].Close()
-	<-u.upstreamCtx().Done()
+	waitClosed(t, "the upstream context to be cancelled", u.upstreamCtx().Done())
 	eventually(t, "the upstream stream to close", func() bool { return u.closed.Load() == 1 })
 	// A new request starts a new flight.
 	u2 := newFakeUpstream()
@@ -429,7 +454,7 @@ func TestGroupStreamLeaveWhileOpening(t *testing.T) {
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Errorf("Stream() error = %v", err)
 	}
-	<-u.upstreamCtx().Done()
+	waitClosed(t, "the upstream context to be cancelled", u.upstreamCtx().Done())
 }
 
 func TestGroupStreamErrors(t *testing.T) {
@@ -448,9 +473,13 @@ func TestGroupStreamErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := read(res.Stream)
-	u.chunks <- []byte(textStream[0])
-	u.chunks <- []byte(textStream[1])
-	u.fail <- boom
+	u.send(t, []byte(textStream[0]))
+	u.send(t, []byte(textStream[1]))
+	select {
+	case u.fail <- boom:
+	case <-time.After(10 * time.Second):
+		t.Fatal("nobody reads the upstream")
+	}
 	<-r.done
 	if !errors.Is(r.err, boom) || len(r.got) != 2 {
 		t.Errorf("reader got %d chunks and %v; want 2 and the upstream error", len(r.got), r.err)
@@ -471,7 +500,7 @@ func TestGroupStreamRecords(t *testing.T) {
 	}
 	r := read(res.Stream)
 	for _, c := range textStream {
-		u.chunks <- []byte(c)
+		u.send(t, []byte(c))
 	}
 	close(u.chunks)
 	<-r.done

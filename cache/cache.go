@@ -1,0 +1,136 @@
+package cache
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/lumengw/lumen/providers"
+)
+
+// Cache is what the server uses per request: a Store, a Group that
+// coalesces identical misses, and the rules that decide what is looked up
+// and what is kept. It is safe for concurrent use.
+type Cache struct {
+	store    Store
+	group    Group
+	ttl      time.Duration
+	maxTTL   time.Duration
+	maxEntry int
+}
+
+// Options tune a Cache. Zero fields take the defaults.
+type Options struct {
+	// TTL is the default entry lifetime (default: the store's own).
+	TTL time.Duration
+	// MaxTTL caps a request's own "ttl"; 0 means no cap.
+	MaxTTL time.Duration
+	// MaxEntryBytes bounds one entry (default 4 MiB); larger answers are
+	// served but not stored.
+	MaxEntryBytes int
+}
+
+// New returns a Cache over store.
+func New(store Store, o Options) *Cache {
+	if o.MaxEntryBytes <= 0 {
+		o.MaxEntryBytes = DefaultMaxEntryBytes
+	}
+	return &Cache{store: store, ttl: o.TTL, maxTTL: o.MaxTTL, maxEntry: o.MaxEntryBytes}
+}
+
+// Store returns the cache's store (for its Stats).
+func (c *Cache) Store() Store { return c.store }
+
+// Lookup returns the entry that answers k, unless d skips the lookup or the
+// entry is older than d.MaxAge. A streaming request (stream true) only hits
+// entries that can be replayed as a stream.
+func (c *Cache) Lookup(ctx context.Context, k Key, d Directive, stream bool) (*Entry, bool) {
+	if d.Bypass() {
+		return nil, false
+	}
+	e, ok := c.store.Get(ctx, k)
+	if !ok || stream && !e.Streamable() || d.MaxAge > 0 && e.Age(time.Now()) > d.MaxAge {
+		return nil, false
+	}
+	return e, true
+}
+
+func (c *Cache) ttlFor(d Directive) time.Duration {
+	ttl := c.ttl
+	if d.TTL > 0 {
+		ttl = d.TTL
+	}
+	if c.maxTTL > 0 && ttl > c.maxTTL {
+		ttl = c.maxTTL
+	}
+	return ttl
+}
+
+// Do answers a non-streaming miss: it joins an in-flight identical call or
+// makes one with fetch, and stores a cacheable answer (unless d.NoStore).
+// With d.NoCache or d.NoStore it calls fetch itself, on ctx, sharing
+// nothing.
+func (c *Cache) Do(ctx context.Context, k Key, d Directive, fetch Fetch) (Result, error) {
+	store := func(resp *providers.Response, _ any) {
+		if e, err := NewEntry(resp.Body, c.maxEntry); err == nil {
+			c.store.Set(context.WithoutCancel(ctx), k, e, c.ttlFor(d))
+		}
+	}
+	if d.Bypass() {
+		resp, meta, err := fetch(ctx)
+		if err == nil && !d.NoStore {
+			store(resp, meta)
+		}
+		return Result{Response: resp, Meta: meta}, err
+	}
+	return c.group.Do(ctx, k, fetch, store)
+}
+
+// Stream answers a streaming miss: it joins an in-flight identical stream
+// from its first chunk or opens one, records it, and stores it once it
+// completes (unless d.NoStore). With d.NoCache or d.NoStore it opens its
+// own stream on ctx. The caller must Close the returned stream.
+func (c *Cache) Stream(ctx context.Context, k Key, d Directive, open Open) (StreamResult, error) {
+	store := func(e *Entry) { c.store.Set(context.WithoutCancel(ctx), k, e, c.ttlFor(d)) }
+	if d.Bypass() {
+		st, meta, err := open(ctx)
+		if err != nil {
+			return StreamResult{}, err
+		}
+		if !d.NoStore {
+			st = &recording{Stream: st, rec: NewRecorder(c.maxEntry), store: store}
+		}
+		return StreamResult{Stream: st, Meta: meta}, nil
+	}
+	return c.group.Stream(ctx, k, open, NewRecorder(c.maxEntry), store)
+}
+
+// recording records a stream as its reader consumes it and stores the entry
+// when it completes.
+type recording struct {
+	providers.Stream
+	rec   *Recorder
+	store func(*Entry)
+}
+
+// Buffered passes on the recorded stream's providers.Buffered.
+func (r *recording) Buffered() int {
+	if b, ok := r.Stream.(providers.Buffered); ok {
+		return b.Buffered()
+	}
+	return 0
+}
+
+func (r *recording) Recv() ([]byte, error) {
+	b, err := r.Stream.Recv()
+	switch {
+	case err == nil && r.rec != nil:
+		r.rec.Add(b)
+	case err == io.EOF && r.rec != nil:
+		if e, ferr := r.rec.Finish(); ferr == nil {
+			r.store(e)
+		}
+		r.rec = nil
+	}
+	return b, err
+}
