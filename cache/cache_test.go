@@ -218,6 +218,8 @@ func TestCacheDoCoalescesAndStores(t *testing.T) {
 			t.Fatalf("waiter %d got %q", i, b)
 		}
 	}
+	// Waiters are released before the answer is stored.
+	eventually(t, "the entry to be stored", func() bool { return c.Store().(*Local).Stats().Sets == 1 })
 	kStream, _ := NewKey("gpt", "", []byte(streamReq))
 	e, ok := c.Lookup(context.Background(), kStream, Directive{}, true)
 	if !ok {
@@ -354,8 +356,13 @@ func TestCacheDirectives(t *testing.T) {
 
 	// A request's ttl is capped by MaxTTL.
 	k2, _ := NewKey("gpt", "", []byte(`{"model":"gpt","messages":[{"role":"user","content":"other"}]}`))
+	sets := local.Stats().Sets
 	if _, err := c.Do(ctx, k2, Directive{TTL: 24 * time.Hour}, up.fetch(plainReq)); err != nil {
 		t.Fatal(err)
+	}
+	eventually(t, "the entry to be stored", func() bool { return local.Stats().Sets == sets+1 })
+	if _, ok := c.Lookup(ctx, k2, Directive{}, false); !ok {
+		t.Fatal("entry missing")
 	}
 	clk.add(11 * time.Minute)
 	if _, ok := c.Lookup(ctx, k2, Directive{}, false); ok {
