@@ -20,15 +20,7 @@ func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, x *exchange
 		// uncached rather than fail the request.
 		x.cache = "bypass"
 		w.Header().Set("x-lumen-cache", x.cache)
-		res, err := s.route(r.Context(), x)
-		s.routed(w, x, res)
-		if err != nil {
-			return err
-		}
-		if x.stream {
-			return s.writeStream(w, r, x, res.Stream)
-		}
-		return s.writeResponse(w, x, res.Response)
+		return s.serveUpstream(w, r, x)
 	}
 	d := cache.ParseDirective(r.Header, x.body)
 	if e, ok := s.cache.Lookup(r.Context(), k, d, x.stream); ok {

@@ -68,6 +68,11 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange)
 	if s.cache != nil && x.op == providers.OpChat {
 		return s.serveCached(w, r, x)
 	}
+	return s.serveUpstream(w, r, x)
+}
+
+// serveUpstream routes the exchange and relays the answer.
+func (s *Server) serveUpstream(w http.ResponseWriter, r *http.Request, x *exchange) error {
 	res, err := s.route(r.Context(), x)
 	s.routed(w, x, res)
 	if err != nil {
