@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 	"unsafe"
 
@@ -119,7 +120,9 @@ func checkChoices(choices gjson.Result) error {
 
 // pack strips body and stores it with the log in one exact allocation.
 func (e *Entry) pack(body []byte, log *chunkLog, maxBytes int) error {
-	stripped, h := strip(make([]byte, 0, len(body)+len(log.buf)), body)
+	// slices.Grow rounds the capacity up to the allocator's size class, so
+	// that Size can count what the entry really holds.
+	stripped, h := strip(slices.Grow([]byte(nil), len(body)+len(log.buf)), body)
 	if len(stripped)+len(log.buf) > maxBytes {
 		return fmt.Errorf("%w: entry exceeds %d bytes", ErrNotCacheable, maxBytes)
 	}
@@ -150,7 +153,7 @@ func (e *Entry) Streamable() bool { return e.chunks > 0 }
 const entryOverhead = int(unsafe.Sizeof(Entry{})) + 16
 
 // Size returns the bytes the entry holds in memory.
-func (e *Entry) Size() int { return len(e.data) + entryOverhead }
+func (e *Entry) Size() int { return cap(e.data) + entryOverhead }
 
 // NewID returns a fresh response id for a replayed answer of the entry's
 // kind ("chatcmpl-…" or "cmpl-…").
