@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"unsafe"
 
 	"github.com/tidwall/gjson"
@@ -474,7 +475,11 @@ func synthesize(doc gjson.Result, log *chunkLog, max int) {
 			if typ.Exists() && typ.Str != "function" {
 				// Other tool types have no documented stream form: one
 				// chunk carries the whole call.
-				emit(open, `"tool_calls":[{"index":`, ix, `,`, tc.Raw[1:], `]`, tail)
+				sep := ","
+				if strings.TrimSpace(tc.Raw[1:]) == "}" {
+					sep = ""
+				}
+				emit(open, `"tool_calls":[{"index":`, ix, sep, tc.Raw[1:], `]`, tail)
 				return true
 			}
 			fn := tc.Get("function")
