@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	neturl "net/url"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -86,7 +88,7 @@ func NewRedis(client redis.UniversalClient, o RedisOptions) *Redis {
 func RedisClientOptions(url string) (*redis.Options, error) {
 	o, err := redis.ParseURL(url)
 	if err != nil {
-		return nil, fmt.Errorf("parsing cache redis_url: %w", err)
+		return nil, fmt.Errorf("parsing cache redis_url: %s", redact(err, url))
 	}
 	o.ContextTimeoutEnabled = true
 	o.DialTimeout = 250 * time.Millisecond
@@ -96,6 +98,22 @@ func RedisClientOptions(url string) (*redis.Options, error) {
 	o.MaxRetries = -1 // go-redis: -1 disables retries
 	o.DialerRetries = 1
 	return o, nil
+}
+
+// redact returns err's message without the URL or its password: url.Parse
+// errors quote the whole URL, credentials included.
+func redact(err error, raw string) string {
+	var ue *neturl.Error
+	if errors.As(err, &ue) {
+		return ue.Op + " URL: " + redact(ue.Err, raw)
+	}
+	msg := err.Error()
+	if u, perr := neturl.Parse(raw); perr == nil && u.User != nil {
+		if p, ok := u.User.Password(); ok && p != "" {
+			msg = strings.ReplaceAll(msg, p, "xxxxx")
+		}
+	}
+	return msg
 }
 
 func (r *Redis) key(k Key) string {

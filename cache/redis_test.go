@@ -259,7 +259,9 @@ func TestRedisClientOptions(t *testing.T) {
 	if o.Addr != "127.0.0.1:6390" || o.DB != 2 || o.Password != "s3cret" || !o.ContextTimeoutEnabled || o.MaxRetries != -1 {
 		t.Errorf("options = %+v", o)
 	}
-	if _, err := RedisClientOptions("http://x"); err == nil || strings.Contains(err.Error(), "s3cret") {
-		t.Errorf("bad URL error = %v", err)
+	for _, bad := range []string{"http://:s3cret@x", "redis://:s3cret@127.0.0.1:6379/\x7f", "redis://:s3cret@host:port", "redis://:s3cret@host/x"} {
+		if _, err := RedisClientOptions(bad); err == nil || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("RedisClientOptions(%q) error = %v; want an error without the password", bad, err)
+		}
 	}
 }
