@@ -1,21 +1,26 @@
 package cmd
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/lumengw/lumen/cache"
 	"github.com/lumengw/lumen/config"
+	"github.com/lumengw/lumen/providers"
+	"github.com/lumengw/lumen/router"
 )
 
 // buildCache makes the response cache the config asks for. It returns nil
 // when the cache is off, and a close function for what it opened.
-func buildCache(cfg *config.Config, log zerolog.Logger) (*cache.Cache, func(), error) {
+func buildCache(cfg *config.Config, r *router.Router, log zerolog.Logger) (*cache.Cache, func(), error) {
 	c := cfg.Cache
 	if c == nil {
 		return nil, func() {}, nil
@@ -27,7 +32,7 @@ func buildCache(cfg *config.Config, log zerolog.Logger) (*cache.Cache, func(), e
 	ttl := c.TTL.D()
 	switch c.Type {
 	case "local":
-		return cache.New(cache.NewLocal(int64(c.MaxBytes), ttl), cache.Options{TTL: ttl}), func() {}, nil
+		return cache.New(cache.NewLocal(int64(c.MaxBytes), ttl), cacheOptions(ttl)), func() {}, nil
 	case "redis":
 		addr := c.RedisURL.Value()
 		if addr == "" {
@@ -41,12 +46,62 @@ func buildCache(cfg *config.Config, log zerolog.Logger) (*cache.Cache, func(), e
 		if err != nil {
 			return nil, nil, err
 		}
+		// go-redis logs every failed dial through a process-wide logger;
+		// the cache store already counts failures and logs them once a
+		// minute, so the library's own lines go to debug.
+		redis.SetLogger(redisLogger{log})
 		client := redis.NewClient(opts)
 		store := cache.NewRedis(client, cache.RedisOptions{TTL: ttl, Logger: log})
-		return cache.New(store, cache.Options{TTL: ttl}), func() { _ = client.Close() }, nil
+		return cache.New(store, cacheOptions(ttl)), func() { _ = client.Close() }, nil
+	case "semantic":
+		store := cache.NewSemantic(&embedder{router: r, group: c.EmbeddingModel}, cache.NewLocal(int64(c.MaxBytes), ttl),
+			cache.SemanticOptions{Threshold: c.SimilarityThreshold, TTL: ttl, Logger: log})
+		return cache.New(store, cacheOptions(ttl)), func() {}, nil
 	default:
-		return nil, nil, fmt.Errorf("cache.type %q is not available in this build (use local or redis)", c.Type)
+		return nil, nil, fmt.Errorf("cache.type %q is not available in this build (use local, redis or semantic)", c.Type)
 	}
+}
+
+// embedder embeds prompts for the semantic cache with a configured
+// embedding model group, through the router like any client request.
+type embedder struct {
+	router *router.Router
+	group  string
+}
+
+func (e *embedder) Embed(ctx context.Context, text string) ([]float32, error) {
+	body, err := json.Marshal(map[string]string{"model": e.group, "input": text})
+	if err != nil {
+		return nil, fmt.Errorf("encoding embedding request: %w", err)
+	}
+	res, err := e.router.Do(ctx, &router.Call{Group: e.group, Op: providers.OpEmbedding, Body: body})
+	if err != nil {
+		return nil, fmt.Errorf("embedding with %s: %w", e.group, err)
+	}
+	var out struct {
+		Data []struct {
+			Embedding []float32 `json:"embedding"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(res.Response.Body, &out); err != nil || len(out.Data) == 0 {
+		return nil, fmt.Errorf("embedding with %s: no embedding in the answer", e.group)
+	}
+	return out.Data[0].Embedding, nil
+}
+
+// MaxRequestTTL caps a request's own "cache": {"ttl": …}, so a client
+// cannot pin entries for longer than a day.
+const MaxRequestTTL = 24 * time.Hour
+
+func cacheOptions(ttl time.Duration) cache.Options {
+	return cache.Options{TTL: ttl, MaxTTL: max(ttl, MaxRequestTTL)}
+}
+
+// redisLogger sends go-redis's own log lines to zerolog at debug level.
+type redisLogger struct{ log zerolog.Logger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.log.Debug().Str("component", "go-redis").Msgf(format, v...)
 }
 
 func portOr(p, def int) int {

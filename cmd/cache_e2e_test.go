@@ -104,3 +104,37 @@ type statusError struct {
 }
 
 func (e *statusError) Error() string { return e.body }
+
+func TestE2ESemanticCache(t *testing.T) {
+	cfg := `
+model_list:
+  - model_name: gpt-4o
+    litellm_params: {model: openai/gpt-4o, api_base: "{{FAKE}}/v1", api_key: sk-upstream-secret-123456}
+  - model_name: embedder
+    litellm_params: {model: mock/embedder}
+cache: {type: semantic, embedding_model: embedder, similarity_threshold: 0.95}
+`
+	fake := newFakeOpenAI(t)
+	fake.releaseAll()
+	l := startLumen(t, cfg, fake)
+	ask := func(q string) string {
+		got := rawPost(t, l, "/v1/chat/completions", "", `{"model":"gpt-4o","messages":[{"role":"user","content":"`+q+`"}]}`)
+		if got.status != 200 {
+			t.Fatalf("%s: %d %s", q, got.status, got.text)
+		}
+		return got.header.Get("x-lumen-cache")
+	}
+	if h := ask("What is the capital of France?"); h != "miss" {
+		t.Fatalf("first: %s", h)
+	}
+	// Same words, other case and punctuation: the mock embeddings are
+	// identical (similarity 1 >= 0.95), so the semantic index serves it.
+	waitFor(t, func() bool { return ask("what is the capital of france") == "hit" })
+	if n := fake.calls(); n != 1 {
+		t.Fatalf("upstream calls %d, want 1", n)
+	}
+	// A different question is below the threshold: a miss.
+	if h := ask("How do volcanoes form under the ocean?"); h != "miss" || fake.calls() != 2 {
+		t.Fatalf("different question: %s, calls %d", h, fake.calls())
+	}
+}

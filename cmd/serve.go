@@ -82,7 +82,7 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 	if err != nil {
 		return fmt.Errorf("building routes: %w", err)
 	}
-	respCache, closeCache, err := buildCache(cfg, log)
+	respCache, closeCache, err := buildCache(cfg, r, log)
 	if err != nil {
 		return err
 	}

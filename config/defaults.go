@@ -99,11 +99,7 @@ func (c *Config) applyDefaults() {
 // warnings name configured features that this build parses but does not
 // act on yet, so nothing is silently ignored.
 func (c *Config) warnings() []string {
-	var w []string
-	if c.Cache != nil && c.Cache.Type == "semantic" {
-		w = append(w, "cache.type: semantic is not implemented yet; the cache will not start")
-	}
-	return w
+	return nil
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -14,7 +14,8 @@ import (
 // through the cache's single-flight so identical concurrent misses make one
 // upstream call, and records the answer.
 func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, x *exchange) error {
-	k, err := cache.NewKey(x.group, s.cacheScope(r), x.body)
+	d := cache.ParseDirective(r.Header, x.body)
+	k, err := cache.NewKey(x.group, s.cacheScope(r, d), x.body)
 	if err != nil {
 		// Not canonicalizable (it parsed as JSON, so this is rare): serve
 		// uncached rather than fail the request.
@@ -22,7 +23,6 @@ func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, x *exchange
 		w.Header().Set("x-lumen-cache", x.cache)
 		return s.serveUpstream(w, r, x)
 	}
-	d := cache.ParseDirective(r.Header, x.body)
 	if e, ok := s.cache.Lookup(r.Context(), k, d, x.stream); ok {
 		x.cache = "hit"
 		x.saved = e.Usage()
@@ -83,11 +83,9 @@ func (s *Server) afterFlight(w http.ResponseWriter, x *exchange, meta any, share
 	}
 }
 
-// cacheScope is the cache namespace of a request: global unless the cache
-// is scoped per key.
-func (s *Server) cacheScope(r *http.Request) string {
-	if s.cfg.Cache == nil || s.cfg.Cache.Scope != "key" {
-		return ""
-	}
-	return presentedKeyID(r)
+// cacheScope is the cache namespace of a request, by cache.Scope's rule:
+// global unless the cache is scoped per key, narrowed by the request's own
+// "cache": {"namespace": …}.
+func (s *Server) cacheScope(r *http.Request, d cache.Directive) string {
+	return cache.Scope(s.cfg.Cache.Scope, presentedKeyID(r), nil, d.Namespace)
 }
