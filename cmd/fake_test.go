@@ -163,9 +163,10 @@ func (s *syncBuffer) String() string {
 
 // lumen is a running `lumen serve`, in process.
 type lumen struct {
-	URL  string
-	Logs *syncBuffer
-	stop func() error
+	URL    string
+	Logs   *syncBuffer
+	Config string // the config file's path
+	stop   func() error
 }
 
 // startLumen runs `lumen serve --config <yaml> --port 0` and waits until it
@@ -201,7 +202,7 @@ func startLumen(t *testing.T, yaml string, fake *fakeOpenAI, args ...string) *lu
 		cancel()
 		t.Fatalf("lumen serve did not start\n%s", logs)
 	}
-	l := &lumen{URL: "http://" + addr, Logs: logs}
+	l := &lumen{URL: "http://" + addr, Logs: logs, Config: path}
 	var once sync.Once
 	var stopErr error
 	l.stop = func() error {

@@ -40,7 +40,9 @@ Settings come from flags, then LUMEN_* environment variables (LUMEN_HOST,
 LUMEN_PORT, LUMEN_LOG_LEVEL, LUMEN_LOG_FORMAT, LUMEN_GRACE_PERIOD,
 LUMEN_CONFIG), then the config file's server and log sections, then
 defaults. SIGINT or SIGTERM stops accepting, lets in-flight requests and
-streams finish within the grace period, and exits 0.`,
+streams finish within the grace period, and exits 0. SIGHUP reloads the
+config file: model_list and router_settings are swapped in atomically once
+the whole file validates; a bad file is logged and the running config kept.`,
 		Example: `  lumen serve                                  # embedded example config, mock model "demo"
   lumen serve --config config.yaml --port 8080
   LUMEN_HOST=0.0.0.0 lumen serve -c config.yaml --log-format console`,
@@ -95,6 +97,13 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 	}
 	log.Info().Str("addr", ln.Addr().String()).Str("config", source).Strs("models", r.Names()).
 		Str("version", Version).Msg("lumen is serving")
+	reloadCtx, stopReload := context.WithCancel(ctx)
+	reloaded := make(chan struct{})
+	go func() {
+		defer close(reloaded)
+		watchReload(reloadCtx, opts.v, opts.f, srv, cfg, log)
+	}()
+	defer func() { stopReload(); <-reloaded }()
 	if opts.Ready != nil {
 		opts.Ready(ln.Addr().String())
 	}

@@ -14,11 +14,11 @@ type modelObject struct {
 
 func (s *Server) modelObject(name string) (modelObject, bool) {
 	m := modelObject{ID: name, Object: "model", Created: s.started.Unix(), OwnedBy: "lumen"}
-	if g, ok := s.router.Group(name); ok {
+	if g, ok := s.Router().Group(name); ok {
 		m.OwnedBy = g.Deployments[0].ProviderName
 		return m, true
 	}
-	for _, n := range s.router.Names() {
+	for _, n := range s.Router().Names() {
 		if n == name {
 			return m, true
 		}
@@ -28,7 +28,7 @@ func (s *Server) modelObject(name string) (modelObject, bool) {
 
 // models lists the model groups in OpenAI's list shape.
 func (s *Server) models(w http.ResponseWriter, r *http.Request) {
-	names := s.router.Names()
+	names := s.Router().Names()
 	data := make([]modelObject, 0, len(names))
 	for _, n := range names {
 		m, _ := s.modelObject(n)
@@ -41,7 +41,7 @@ func (s *Server) model(w http.ResponseWriter, r *http.Request) {
 	m, ok := s.modelObject(r.PathValue("model"))
 	if !ok {
 		writeError(w, &s.log, &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "model_not_found", Param: "model",
-			Message: sprintf("The model %q does not exist. Available models: %s.", m.ID, joinQuoted(s.router.Names()))})
+			Message: sprintf("The model %q does not exist. Available models: %s.", m.ID, joinQuoted(s.Router().Names()))})
 		return
 	}
 	writeJSON(w, http.StatusOK, m)
@@ -67,8 +67,8 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		Model    string `json:"model"`
 	}
 	groups := map[string][]dep{}
-	for _, n := range s.router.Names() {
-		if g, ok := s.router.Group(n); ok {
+	for _, n := range s.Router().Names() {
+		if g, ok := s.Router().Group(n); ok {
 			for _, d := range g.Deployments {
 				groups[n] = append(groups[n], dep{ID: d.ID, Provider: d.ProviderName, Model: d.Model})
 			}

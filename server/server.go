@@ -37,7 +37,7 @@ type Options struct {
 // concurrent use.
 type Server struct {
 	cfg       *config.Config
-	router    *router.Router
+	router    atomic.Pointer[router.Router]
 	cache     *cache.Cache
 	log       zerolog.Logger
 	version   string
@@ -53,17 +53,25 @@ type Server struct {
 // New returns a Server for o.
 func New(o Options) *Server {
 	s := &Server{
-		cfg: o.Config, router: o.Router, cache: o.Cache, log: o.Logger, version: o.Version,
+		cfg: o.Config, cache: o.Cache, log: o.Logger, version: o.Version,
 		maxBody: int64(o.Config.GeneralSettings.MaxRequestSizeMB * (1 << 20)),
 		started: time.Now(),
 	}
 	if mk := o.Config.GeneralSettings.MasterKey.Value(); mk != "" {
 		s.master, s.hasMaster = sha256.Sum256([]byte(mk)), true
 	}
+	s.router.Store(o.Router)
 	s.handler = s.routes()
 	s.ready.Store(true)
 	return s
 }
+
+// Router returns the router requests use now.
+func (s *Server) Router() *router.Router { return s.router.Load() }
+
+// SetRouter swaps in a router built from a reloaded config. Requests in
+// flight finish on the router they started with; new ones use r.
+func (s *Server) SetRouter(r *router.Router) { s.router.Store(r) }
 
 // Open reports whether the API accepts requests without a key.
 func (s *Server) Open() bool { return !s.hasMaster }

@@ -1,0 +1,64 @@
+package cmd
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/viper"
+
+	"github.com/lumengw/lumen/config"
+	"github.com/lumengw/lumen/router"
+	"github.com/lumengw/lumen/server"
+)
+
+// watchReload reloads the config file on SIGHUP until ctx is done. The
+// whole file is parsed and validated and a new router built before it is
+// swapped in; a bad file is logged and the running config kept. Only
+// model_list and router_settings take effect on reload; the other sections
+// (server, cache, ledger, auth) need a restart, which is logged when they
+// changed.
+func watchReload(ctx context.Context, v *viper.Viper, f *Factory, srv *server.Server, running *config.Config, log zerolog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		cfg, source, warnings, err := loadConfig(v, f)
+		if err == nil {
+			err = override(v, cfg)
+		}
+		if err != nil {
+			log.Error().Err(err).Msg("config reload failed: keeping the running config")
+			continue
+		}
+		for _, w := range warnings {
+			log.Warn().Str("config", source).Msg(w)
+		}
+		r, err := router.New(cfg, router.Build)
+		if err != nil {
+			log.Error().Err(err).Msg("config reload failed: keeping the running config")
+			continue
+		}
+		srv.SetRouter(r)
+		if restartNeeded(running, cfg) {
+			log.Warn().Msg("config reload: server, cache, ledger, audit or auth settings changed; they take effect on restart")
+		}
+		log.Info().Str("config", source).Strs("models", r.Names()).Msg("config reloaded")
+	}
+}
+
+// restartNeeded reports whether sections that only apply at start changed.
+func restartNeeded(old, cur *config.Config) bool {
+	a, errA := config.Marshal(&config.Config{Server: old.Server, Cache: old.Cache, Ledger: old.Ledger, Audit: old.Audit,
+		GeneralSettings: old.GeneralSettings, Privacy: old.Privacy, Metrics: old.Metrics, Log: old.Log})
+	b, errB := config.Marshal(&config.Config{Server: cur.Server, Cache: cur.Cache, Ledger: cur.Ledger, Audit: cur.Audit,
+		GeneralSettings: cur.GeneralSettings, Privacy: cur.Privacy, Metrics: cur.Metrics, Log: cur.Log})
+	return errA != nil || errB != nil || string(a) != string(b)
+}

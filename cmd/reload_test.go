@@ -1,0 +1,53 @@
+package cmd
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+func modelIDs(t *testing.T, l *lumen) string {
+	t.Helper()
+	resp, err := http.Get(l.URL + "/v1/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func TestE2EReloadOnSIGHUP(t *testing.T) {
+	l := startLumen(t, "model_list: [{model_name: alpha, params: {model: mock/alpha}}]\n", nil)
+	if !strings.Contains(modelIDs(t, l), `"alpha"`) {
+		t.Fatal("alpha not served")
+	}
+	// A valid new file is swapped in.
+	if err := os.WriteFile(l.Config, []byte("model_list: [{model_name: beta, params: {model: mock/beta}}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	waitFor(t, func() bool { return strings.Contains(modelIDs(t, l), `"beta"`) })
+	if strings.Contains(modelIDs(t, l), `"alpha"`) {
+		t.Fatal("alpha still served after reload")
+	}
+	got := rawPost(t, l, "/v1/chat/completions", "", `{"model":"beta","messages":[{"role":"user","content":"hi"}]}`)
+	if got.status != 200 {
+		t.Fatalf("beta after reload: %d %s", got.status, got.text)
+	}
+	// A bad file is refused and beta keeps serving.
+	if err := os.WriteFile(l.Config, []byte("model_list: [{model_name: gamma, params: {model: nosuch/x}}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	waitFor(t, func() bool { return strings.Contains(l.Logs.String(), "config reload failed") })
+	if ids := modelIDs(t, l); !strings.Contains(ids, `"beta"`) || strings.Contains(ids, "gamma") {
+		t.Fatalf("bad reload changed the models: %s", ids)
+	}
+	if !strings.Contains(l.Logs.String(), `unknown provider \"nosuch\"`) {
+		t.Fatalf("the reload error does not name the field:\n%s", l.Logs.String())
+	}
+}
