@@ -1,0 +1,53 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/lumengw/lumen/providers"
+	"github.com/lumengw/lumen/router"
+)
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		name     string
+		err      error
+		status   int
+		typ      string
+		code     string
+		message  string
+		internal bool
+	}{
+		{"own error", invalid("messages", "bad"), 400, "invalid_request_error", "", "bad", false},
+		{"unknown group", &router.UnknownGroupError{Model: "x", Available: []string{"a", "b"}}, 404, "invalid_request_error", "model_not_found", `The model "x" does not exist. Available models: "a", "b".`, false},
+		{"client gone", fmt.Errorf("writing: %w", context.Canceled), statusClientClosed, "client_closed_request", "", "the client closed the request", false},
+		{"upstream timeout", &providers.UpstreamError{Deployment: "openai/gpt-4o", Err: context.DeadlineExceeded, Message: "timed out"}, 504, "api_error", "upstream_timeout", "deployment openai/gpt-4o: timed out waiting for the upstream; retry, or raise timeout/stream_timeout", false},
+		{"upstream unreachable", &providers.UpstreamError{Deployment: "openai/gpt-4o", Err: errors.New("dial"), Message: "unreachable"}, 502, "api_error", "upstream_unreachable", "deployment openai/gpt-4o: unreachable; check api_base and that the server is up", false},
+		{"upstream status keeps type and code", &providers.UpstreamError{Deployment: "anthropic/claude", Status: 529, Type: "overloaded_error", Message: "Overloaded"}, 529, "overloaded_error", "", "deployment anthropic/claude: Overloaded", false},
+		{"upstream status without type", &providers.UpstreamError{Deployment: "d", Status: 403, Message: "no"}, 403, "permission_error", "", "deployment d: no", false},
+		{"upstream key redacted", &providers.UpstreamError{Deployment: "d", Status: 401, Message: "Incorrect API key provided: sk-proj-abcdef123456"}, 401, "authentication_error", "", "deployment d: Incorrect API key provided: [redacted]", false},
+		{"cancel inside an upstream error is the upstream's", &providers.UpstreamError{Deployment: "d", Status: 500, Message: "x", Err: context.Canceled}, 500, "api_error", "", "deployment d: x", false},
+		{"bare deadline", context.DeadlineExceeded, 504, "api_error", "upstream_timeout", "the upstream did not answer in time; retry later", false},
+		{"unsupported", fmt.Errorf("mock embeddings: %w", providers.ErrUnsupported), 400, "invalid_request_error", "unsupported", "mock embeddings: operation not supported by this provider", false},
+		{"anything else is internal", errors.New("boom"), 500, "api_error", "internal_error", "internal error in Lumen; the request id is in x-lumen-request-id and the log", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ae, internal := classify(tt.err)
+			if ae.Status != tt.status || ae.Type != tt.typ || ae.Code != tt.code || ae.Message != tt.message || internal != tt.internal {
+				t.Fatalf("classify = %+v internal=%v", ae, internal)
+			}
+		})
+	}
+}
+
+func TestRetryAfterRelayed(t *testing.T) {
+	ae, _ := classify(&providers.UpstreamError{Status: 429, Message: "slow down", RetryAfter: 1500 * time.Millisecond})
+	if ae.Header.Get("Retry-After") != "2" || ae.Status != http.StatusTooManyRequests || ae.Type != "rate_limit_error" {
+		t.Fatalf("%+v", ae)
+	}
+}
