@@ -96,10 +96,47 @@ func (c *Config) applyDefaults() {
 	}
 }
 
-// warnings name configured features that this build parses but does not
-// act on yet, so nothing is silently ignored.
-func (c *Config) warnings() []string {
-	return nil
+// pending are settings this build parses and validates but does not act on
+// yet, keyed by path ([] for any list index). Setting one prints a warning,
+// so nothing is silently ignored.
+var pending = []struct{ path, msg string }{
+	{"ledger", "the request ledger is not implemented yet; nothing is written to ledger.path"},
+	{"audit", "the audit log is not implemented yet; nothing is written"},
+	{"metrics", "Prometheus metrics are not implemented yet; /metrics is not served"},
+	{"router_settings.num_retries", "retries are not implemented yet; each request makes one upstream attempt"},
+	{"router_settings.retry_after", "retries are not implemented yet"},
+	{"router_settings.allowed_fails", "cooldowns are not implemented yet"},
+	{"router_settings.cooldown_time", "cooldowns are not implemented yet"},
+	{"router_settings.fallbacks", "fallbacks are not implemented yet"},
+	{"router_settings.context_window_fallbacks", "fallbacks are not implemented yet"},
+	{"router_settings.content_policy_fallbacks", "fallbacks are not implemented yet"},
+	{"router_settings.health_check_interval", "active health checks are not implemented yet"},
+	{"router_settings.stream_failover", "mid-stream failover is not implemented yet"},
+	{"router_settings.hedge_after", "hedged requests are not implemented yet"},
+	{"router_settings.auto", "model \"auto\" is not implemented yet"},
+	{"model_list[].auto", "auto routes are not implemented yet; this entry is not served"},
+	{"model_list[].litellm_params.weight", "weighted routing is not implemented yet; a group's deployments are picked uniformly at random"},
+	{"model_list[].litellm_params.rpm", "rpm/tpm-aware routing is not implemented yet; a group's deployments are picked uniformly at random"},
+	{"model_list[].litellm_params.tpm", "rpm/tpm-aware routing is not implemented yet; a group's deployments are picked uniformly at random"},
+	{"model_list[].litellm_params.max_retries", "retries are not implemented yet"},
+	{"model_list[].params.weight", "weighted routing is not implemented yet; a group's deployments are picked uniformly at random"},
+	{"model_list[].params.rpm", "rpm/tpm-aware routing is not implemented yet"},
+	{"model_list[].params.tpm", "rpm/tpm-aware routing is not implemented yet"},
+}
+
+// warnings name the pending settings the file sets, and a routing strategy
+// other than the one implemented.
+func (c *Config) warnings(present map[string]bool) []string {
+	var w []string
+	for _, p := range pending {
+		if present[p.path] {
+			w = append(w, p.path+": "+p.msg)
+		}
+	}
+	if s := c.RouterSettings.RoutingStrategy; s != "simple-shuffle" {
+		w = append(w, fmt.Sprintf("router_settings.routing_strategy: %q is not implemented yet; deployments are picked uniformly at random", s))
+	}
+	return w
 }
 
 func ptr[T any](v T) *T { return &v }

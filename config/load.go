@@ -71,7 +71,7 @@ func Parse(data []byte) (*Config, []string, error) {
 		}
 	}
 	cfg.applyDefaults()
-	warns := append(c.warns, cfg.warnings()...)
+	warns := append(c.warns, cfg.warnings(c.present)...)
 	if problems := cfg.Validate(); len(problems) > 0 {
 		return nil, warns, &Error{Problems: problems}
 	}
@@ -81,6 +81,8 @@ func Parse(data []byte) (*Config, []string, error) {
 // checker walks the YAML tree against the Config type.
 type checker struct {
 	errs, warns []string
+	// present holds every key path the file sets, list indexes as [].
+	present map[string]bool
 }
 
 var (
@@ -112,9 +114,17 @@ func (c *checker) walk(n *yaml.Node, t reflect.Type, path string) {
 			key, val := n.Content[i].Value, n.Content[i+1]
 			p := join(path, key)
 			f, ok := fields[key]
+			if ok {
+				if c.present == nil {
+					c.present = map[string]bool{}
+				}
+				c.present[indexRE.ReplaceAllString(p, "[]")] = true
+			}
 			if !ok {
 				if msg, known := litellmOnly(p); known {
-					c.warns = append(c.warns, fmt.Sprintf("%s: %s", p, msg))
+					if msg != "" {
+						c.warns = append(c.warns, fmt.Sprintf("%s: %s", p, msg))
+					}
 					continue
 				}
 				c.errs = append(c.errs, fmt.Sprintf("%s: unknown key%s", p, suggest(key, fields)))
@@ -247,8 +257,8 @@ func distance(a, b string) int {
 	return prev[len(b)]
 }
 
-// litellmKeys are LiteLLM settings Lumen accepts and ignores, with why.
-// Paths use [] for any list index.
+// litellmKeys are LiteLLM settings Lumen accepts and ignores, with why (an
+// empty why: accepted silently). Paths use [] for any list index.
 var litellmKeys = map[string]string{
 	"environment_variables":                             "not supported; set variables in Lumen's environment",
 	"general_settings.database_url":                     "Postgres ledger is not implemented yet; the SQLite ledger at ledger.path is used",
@@ -257,9 +267,9 @@ var litellmKeys = map[string]string{
 	"general_settings.store_model_in_db":                "models come only from the config file; ignored",
 	"general_settings.database_connection_pool_limit":   "ignored",
 	"general_settings.disable_spend_logs":               "ignored; the ledger always records metadata",
-	"litellm_settings.success_callback":                 "callbacks are not supported; use /metrics and the ledger",
-	"litellm_settings.failure_callback":                 "callbacks are not supported; use /metrics and the ledger",
-	"litellm_settings.callbacks":                        "callbacks are not supported; use /metrics and the ledger",
+	"litellm_settings.success_callback":                 "callbacks are not supported; Lumen logs one structured line per request",
+	"litellm_settings.failure_callback":                 "callbacks are not supported; Lumen logs one structured line per request",
+	"litellm_settings.callbacks":                        "callbacks are not supported; Lumen logs one structured line per request",
 	"litellm_settings.set_verbose":                      "use log.level instead",
 	"litellm_settings.json_logs":                        "use log.format instead",
 	"litellm_settings.request_timeout":                  "use router_settings.timeout instead",
@@ -283,9 +293,10 @@ func litellmOnly(path string) (string, bool) {
 	if msg, ok := litellmKeys[p]; ok {
 		return msg, true
 	}
-	// model_info carries many informational flags in LiteLLM configs.
+	// model_info carries many informational flags in LiteLLM configs;
+	// they are accepted silently.
 	if strings.HasPrefix(p, "model_list[].model_info.supports_") {
-		return "informational", true
+		return "", true
 	}
 	return "", false
 }

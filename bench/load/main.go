@@ -69,10 +69,8 @@ func run(bin string, rate int, duration, warmup time.Duration, chunks int, extra
     litellm_params: {model: openai/bench, api_base: "%s/v1", api_key: sk-bench}
 %s
 server: {port: %d}
-ledger: {path: %s}
-audit: {path: %s, signing_key: %s}
 log: {level: warn}
-`, upstream, extra, port, filepath.Join(dir, "lumen.db"), filepath.Join(dir, "audit.db"), filepath.Join(dir, "audit.key"))
+`, upstream, extra, port)
 	cfgPath := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err
