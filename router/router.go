@@ -91,9 +91,8 @@ func New(cfg *config.Config, build Builder) (*Router, error) {
 		}
 		g.Deployments = append(g.Deployments, d)
 	}
-	for name := range r.auto {
-		r.names = append(r.names, name)
-	}
+	// Auto routes are not served yet (config warns), so they are not
+	// listed either.
 	sort.Strings(r.names)
 	return r, nil
 }
