@@ -26,12 +26,15 @@ import (
 //	cut         streams 2 chunks then drops the connection
 //	stall       streams 1 chunk, then blocks until the client cancels (reports it)
 //	text-embedding-3-small  an embedding
+//	429-once    the first call gets 429 with Retry-After: 1, later calls the gpt-4o answer
+//	always-500  500 every time (a dead deployment)
 type fakeOpenAI struct {
 	*httptest.Server
 	mu        sync.Mutex
 	bodies    [][]byte
-	release   chan struct{} // gpt-4o streams pause until it is closed
-	cancelled chan struct{} // stall reports its request context ending
+	seen      map[string]int // calls per upstream model
+	release   chan struct{}  // gpt-4o streams pause until it is closed
+	cancelled chan struct{}  // stall reports its request context ending
 }
 
 func newFakeOpenAI(t *testing.T) *fakeOpenAI {
@@ -54,6 +57,12 @@ func (f *fakeOpenAI) releaseAll() {
 	}
 }
 
+func (f *fakeOpenAI) callsTo(model string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.seen[model]
+}
+
 func (f *fakeOpenAI) lastBody() map[string]any {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -64,14 +73,19 @@ func (f *fakeOpenAI) lastBody() map[string]any {
 
 func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
-	f.mu.Lock()
-	f.bodies = append(f.bodies, body)
-	f.mu.Unlock()
 	var req struct {
 		Model  string `json:"model"`
 		Stream bool   `json:"stream"`
 	}
 	_ = json.Unmarshal(body, &req)
+	f.mu.Lock()
+	f.bodies = append(f.bodies, body)
+	if f.seen == nil {
+		f.seen = map[string]int{}
+	}
+	f.seen[req.Model]++
+	n := f.seen[req.Model]
+	f.mu.Unlock()
 	if r.Header.Get("Authorization") != "Bearer sk-upstream-secret-123456" {
 		writeFakeError(w, 401, "invalid_request_error", "invalid_api_key", "fake: wrong upstream key")
 		return
@@ -82,7 +96,15 @@ func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
 	case "fail-429":
 		w.Header().Set("Retry-After", "7")
 		writeFakeError(w, 429, "requests", "rate_limit_exceeded", "Rate limit reached for gpt-4o")
-	case "fail-500":
+	case "429-once":
+		if n == 1 {
+			w.Header().Set("Retry-After", "1")
+			writeFakeError(w, 429, "requests", "rate_limit_exceeded", "Rate limit reached, retry after 1s")
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"chatcmpl-fake","object":"chat.completion","created":1,"model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":"Hello after retry"},"finish_reason":"stop"}],"usage":{"prompt_tokens":11,"completion_tokens":3,"total_tokens":14}}`)
+	case "fail-500", "always-500":
 		writeFakeError(w, 500, "server_error", "", "The server had an error while processing your request.")
 	case "bad-key":
 		writeFakeError(w, 401, "invalid_request_error", "invalid_api_key", "Incorrect API key provided: sk-upstream-secret-123456.")

@@ -46,6 +46,7 @@ func watchReload(ctx context.Context, v *viper.Viper, f *Factory, srv *server.Se
 			log.Error().Err(err).Msg("config reload failed: keeping the running config")
 			continue
 		}
+		r.SetLogger(log)
 		srv.SetRouter(r)
 		if restartNeeded(running, cfg) {
 			log.Warn().Msg("config reload: server, cache, ledger, audit or auth settings changed; they take effect on restart")

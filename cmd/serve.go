@@ -84,6 +84,7 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 	if err != nil {
 		return fmt.Errorf("building routes: %w", err)
 	}
+	r.SetLogger(log)
 	respCache, closeCache, err := buildCache(cfg, r, log)
 	if err != nil {
 		return err

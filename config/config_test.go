@@ -99,7 +99,6 @@ func TestLiteLLMConfigLoads(t *testing.T) {
 	}
 	for _, want := range []string{
 		`litellm_settings.success_callback: callbacks are not supported; Lumen logs one structured line per request`,
-		`router_settings.num_retries: retries are not implemented yet; each request makes one upstream attempt`,
 		`router_settings.fallbacks: fallbacks are not implemented yet`,
 		`router_settings.routing_strategy: "usage-based-routing" is not implemented yet; deployments are picked uniformly at random`,
 	} {

@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
+	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/lumengw/lumen/config"
 	"github.com/lumengw/lumen/providers"
@@ -28,7 +31,14 @@ type Deployment struct {
 	// Params and Info are the entry's configuration.
 	Params config.Params
 	Info   config.ModelInfo
+
+	retries int // retries of a failed call (num_retries or max_retries)
+	health  health
 }
+
+// State reports the deployment's circuit state: closed, open (cooled down)
+// or half-open (the next request probes it).
+func (d *Deployment) State(now time.Time) string { return d.health.state(now) }
 
 // Name is "provider/model", what x-lumen-deployment reports.
 func (d *Deployment) Name() string { return d.ProviderName + "/" + d.Model }
@@ -45,7 +55,23 @@ type Router struct {
 	groups map[string]*Group
 	names  []string
 	auto   map[string]*config.AutoRoute
+
+	log     zerolog.Logger
+	minWait time.Duration // router_settings.retry_after
+	now     func() time.Time
+	sleep   func(ctx context.Context, d time.Duration) error
+	jitter  func(n int64) int64
 }
+
+// Backoff bounds: the first retry waits up to baseBackoff (full jitter),
+// doubling per attempt up to maxBackoff. An upstream Retry-After longer
+// than maxRetryAfter is not waited for: the error goes back to the client
+// with the hint, unless another deployment can take the retry.
+const (
+	baseBackoff   = 100 * time.Millisecond
+	maxBackoff    = 5 * time.Second
+	maxRetryAfter = 30 * time.Second
+)
 
 // ErrUnknownGroup is returned (wrapped in *UnknownGroupError) for a model
 // name the config does not define.
@@ -68,7 +94,11 @@ type Builder func(cfg providers.Config) (providers.Provider, error)
 
 // New builds a router from a validated config.
 func New(cfg *config.Config, build Builder) (*Router, error) {
-	r := &Router{groups: map[string]*Group{}, auto: map[string]*config.AutoRoute{}}
+	r := &Router{groups: map[string]*Group{}, auto: map[string]*config.AutoRoute{},
+		log: zerolog.Nop(), minWait: cfg.RouterSettings.RetryAfter.D(), now: time.Now, sleep: sleepCtx, jitter: rand.Int64N}
+	retries := *cfg.RouterSettings.NumRetries
+	allowed := *cfg.RouterSettings.AllowedFails
+	cooldown := cfg.RouterSettings.CooldownTime.D()
 	for i := range cfg.ModelList {
 		m := &cfg.ModelList[i]
 		if m.Auto != nil {
@@ -82,7 +112,11 @@ func New(cfg *config.Config, build Builder) (*Router, error) {
 			return nil, fmt.Errorf("model_list[%d] (%s): %w", i, m.ModelName, err)
 		}
 		d := &Deployment{ID: m.ModelInfo.ID, Group: m.ModelName, ProviderName: pc.Provider, Model: pc.Model,
-			Provider: prov, Params: *p, Info: m.ModelInfo}
+			Provider: prov, Params: *p, Info: m.ModelInfo, retries: retries,
+			health: health{allowed: allowed, cooldown: cooldown}}
+		if p.MaxRetries != nil {
+			d.retries = *p.MaxRetries
+		}
 		g := r.groups[m.ModelName]
 		if g == nil {
 			g = &Group{Name: m.ModelName}
@@ -96,6 +130,9 @@ func New(cfg *config.Config, build Builder) (*Router, error) {
 	sort.Strings(r.names)
 	return r, nil
 }
+
+// SetLogger sends the router's log lines (failed attempts) to log.
+func (r *Router) SetLogger(log zerolog.Logger) { r.log = log }
 
 // ProviderConfig is the providers.Config of one model_list entry.
 func ProviderConfig(cfg *config.Config, m *config.Model) providers.Config {
@@ -136,6 +173,8 @@ type Call struct {
 	Op     providers.Op
 	Body   []byte
 	Stream bool
+	// RequestID tags the log lines of failed attempts.
+	RequestID string
 	// Allow reports whether the caller may use a model group (virtual keys
 	// restricted to models); it is checked for every group tried, fallbacks
 	// included. Nil allows all.
@@ -161,22 +200,108 @@ type Result struct {
 }
 
 // Do routes call to a deployment of its group and returns its answer.
+// Retryable failures (connect errors, timeouts, 408/409/429/5xx) are
+// retried up to the deployment's retry count with exponential backoff and
+// full jitter, on another healthy deployment when the group has one; an
+// upstream Retry-After is waited for when the same deployment is retried.
+// Non-retryable failures (400, 401, 404, …) return at once. A stream is
+// retried only until the upstream has answered.
 func (r *Router) Do(ctx context.Context, call *Call) (*Result, error) {
 	g, ok := r.groups[call.Group]
 	if !ok {
 		return nil, &UnknownGroupError{Model: call.Group, Available: r.names}
 	}
-	d := g.Deployments[rand.IntN(len(g.Deployments))]
-	req := &providers.Request{Op: call.Op, Model: d.Model, Body: call.Body, Stream: call.Stream}
-	res := &Result{Deployment: d, Attempts: 1, Group: g.Name, Strategy: "simple-shuffle"}
-	var err error
-	if call.Stream {
-		res.Stream, err = d.Provider.DoStream(ctx, req)
-	} else {
-		res.Response, err = d.Provider.Do(ctx, req)
+	res := &Result{Group: g.Name, Strategy: "simple-shuffle"}
+	d := r.pick(g, nil)
+	for try := 0; ; try++ {
+		res.Deployment = d
+		res.Attempts++
+		req := &providers.Request{Op: call.Op, Model: d.Model, Body: call.Body, Stream: call.Stream}
+		var err error
+		if call.Stream {
+			res.Stream, err = d.Provider.DoStream(ctx, req)
+		} else {
+			res.Response, err = d.Provider.Do(ctx, req)
+		}
+		if err == nil {
+			d.health.success()
+			return res, nil
+		}
+		if !providers.IsRetryable(err) || ctx.Err() != nil {
+			d.health.release()
+			return res, err
+		}
+		d.health.failure(r.now())
+		r.log.Warn().Str("request_id", call.RequestID).Str("model_group", g.Name).Str("deployment", d.ID).
+			Int("attempt", try+1).Str("state", d.health.state(r.now())).Err(err).Msg("upstream attempt failed")
+		if try >= d.retries {
+			return res, err
+		}
+		wait := r.backoff(try)
+		next := r.pick(g, d)
+		if next == d {
+			var ue *providers.UpstreamError
+			if errors.As(err, &ue) && ue.RetryAfter > 0 {
+				if ue.RetryAfter > maxRetryAfter {
+					next.health.release()
+					return res, err
+				}
+				wait = max(wait, ue.RetryAfter)
+			}
+		}
+		if err := r.sleep(ctx, wait); err != nil {
+			next.health.release()
+			return res, err
+		}
+		d = next
 	}
-	if err != nil {
-		return res, err
+}
+
+// backoff is the wait before retry number try+1: full jitter over an
+// exponentially growing cap, at least router_settings.retry_after.
+func (r *Router) backoff(try int) time.Duration {
+	ceiling := min(baseBackoff<<try, maxBackoff)
+	return max(r.minWait, time.Duration(r.jitter(int64(ceiling)+1)))
+}
+
+// pick chooses a deployment of g at random among those whose circuit
+// admits a request, preferring one other than avoid (the one that just
+// failed). When every deployment is cooled down it still picks one: a
+// request is better tried than refused.
+func (r *Router) pick(g *Group, avoid *Deployment) *Deployment {
+	now := r.now()
+	n := len(g.Deployments)
+	start := int(r.jitter(int64(n)))
+	var fallback *Deployment
+	for i := 0; i < n; i++ {
+		d := g.Deployments[(start+i)%n]
+		if d == avoid && n > 1 {
+			fallback = d
+			continue
+		}
+		if d.health.acquire(now) {
+			return d
+		}
 	}
-	return res, nil
+	if fallback != nil && fallback.health.acquire(now) {
+		return fallback
+	}
+	if avoid != nil {
+		return avoid
+	}
+	return g.Deployments[start]
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }

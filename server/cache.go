@@ -2,8 +2,14 @@ package server
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"time"
+
+	"github.com/tidwall/sjson"
 
 	"github.com/lumengw/lumen/cache"
 	"github.com/lumengw/lumen/providers"
@@ -66,7 +72,28 @@ func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, x *exchange
 	if err != nil {
 		return err
 	}
-	return s.writeResponse(w, x, rr.Response)
+	resp := rr.Response
+	if rr.Shared {
+		// Another request's answer: the same content, its own id, and no
+		// tokens billed to this request (it made no upstream call).
+		body, err := sjson.SetBytes(resp.Body, "id", freshID())
+		if err != nil {
+			return fmt.Errorf("renaming a shared answer: %w", err)
+		}
+		x.saved = resp.Usage
+		resp = &providers.Response{Body: body}
+	}
+	return s.writeResponse(w, x, resp)
+}
+
+// freshID is a new chat completion id, for answers served to a request
+// that did not make the upstream call.
+func freshID() string {
+	var b [12]byte
+	v1, v2 := rand.Uint64(), rand.Uint32()
+	binary.LittleEndian.PutUint64(b[:8], v1)
+	binary.LittleEndian.PutUint32(b[8:], v2)
+	return "chatcmpl-lumen-" + hex.EncodeToString(b[:])
 }
 
 // afterFlight reports the routing of a (possibly shared) upstream call.

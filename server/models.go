@@ -65,12 +65,15 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		ID       string `json:"id"`
 		Provider string `json:"provider"`
 		Model    string `json:"model"`
+		// State is the circuit: closed, open (cooled down) or half-open.
+		State string `json:"state"`
 	}
+	now := time.Now()
 	groups := map[string][]dep{}
 	for _, n := range s.Router().Names() {
 		if g, ok := s.Router().Group(n); ok {
 			for _, d := range g.Deployments {
-				groups[n] = append(groups[n], dep{ID: d.ID, Provider: d.ProviderName, Model: d.Model})
+				groups[n] = append(groups[n], dep{ID: d.ID, Provider: d.ProviderName, Model: d.Model, State: d.State(now)})
 			}
 		}
 	}

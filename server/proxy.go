@@ -86,7 +86,7 @@ func (s *Server) serveUpstream(w http.ResponseWriter, r *http.Request, x *exchan
 
 // route sends the exchange to its model group.
 func (s *Server) route(ctx context.Context, x *exchange) (*router.Result, error) {
-	return s.Router().Do(ctx, &router.Call{Group: x.group, Op: x.op, Body: x.body, Stream: x.stream})
+	return s.Router().Do(ctx, &router.Call{Group: x.group, Op: x.op, Body: x.body, Stream: x.stream, RequestID: x.id})
 }
 
 // routed records which deployment answered and says so in the headers.

@@ -1,0 +1,228 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lumengw/lumen/config"
+	"github.com/lumengw/lumen/providers"
+)
+
+// scripted is a provider whose answers follow a script: each call takes
+// the next error (nil = success); past the end it repeats the last.
+type scripted struct {
+	mu     sync.Mutex
+	script []error
+	calls  int
+}
+
+func (s *scripted) Name() string { return "scripted" }
+
+func (s *scripted) next() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := min(s.calls, len(s.script)-1)
+	s.calls++
+	return s.script[i]
+}
+
+func (s *scripted) Calls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls
+}
+
+func (s *scripted) Do(ctx context.Context, req *providers.Request) (*providers.Response, error) {
+	if err := s.next(); err != nil {
+		return nil, err
+	}
+	return &providers.Response{Body: []byte(`{}`)}, nil
+}
+
+func (s *scripted) DoStream(ctx context.Context, req *providers.Request) (providers.Stream, error) {
+	return nil, s.next()
+}
+
+func upstream(status int, retryAfter time.Duration) error {
+	return &providers.UpstreamError{Status: status, Message: "scripted", Retryable: providers.RetryableStatus(status), RetryAfter: retryAfter}
+}
+
+var unreachable = &providers.UpstreamError{Message: "unreachable", Retryable: true, Err: errors.New("connection refused")}
+
+// testRouter builds a router whose deployments are scripted providers
+// named by their upstream model, with a fixed clock and recorded sleeps.
+func testRouter(t *testing.T, yaml string, scripts map[string]*scripted) (*Router, *[]time.Duration, *time.Time) {
+	t.Helper()
+	cfg, _, err := config.Parse([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(cfg, func(pc providers.Config) (providers.Provider, error) { return scripts[pc.Model], nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var sleeps []time.Duration
+	r.now = func() time.Time { return now }
+	r.sleep = func(ctx context.Context, d time.Duration) error { sleeps = append(sleeps, d); return ctx.Err() }
+	return r, &sleeps, &now
+}
+
+func TestRetries(t *testing.T) {
+	tests := []struct {
+		name      string
+		script    []error
+		retries   string
+		wantErr   bool
+		attempts  int
+		minSleeps []time.Duration // each recorded sleep must be at least this
+	}{
+		{"503 then success", []error{upstream(503, 0), upstream(503, 0), nil}, "2", false, 3, []time.Duration{0, 0}},
+		{"unreachable then success", []error{unreachable, nil}, "2", false, 2, []time.Duration{0}},
+		{"429 Retry-After is waited", []error{upstream(429, 2*time.Second), nil}, "2", false, 2, []time.Duration{2 * time.Second}},
+		{"Retry-After beyond 30s is not waited", []error{upstream(429, time.Hour), nil}, "2", true, 1, nil},
+		{"400 is not retried", []error{upstream(400, 0), nil}, "2", true, 1, nil},
+		{"401 is not retried", []error{upstream(401, 0), nil}, "2", true, 1, nil},
+		{"404 is not retried", []error{upstream(404, 0), nil}, "2", true, 1, nil},
+		{"retries run out", []error{upstream(500, 0)}, "2", true, 3, []time.Duration{0, 0}},
+		{"num_retries 0", []error{upstream(500, 0), nil}, "0", true, 1, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &scripted{script: tt.script}
+			r, sleeps, _ := testRouter(t, `
+model_list: [{model_name: g, params: {model: openai/a, api_base: "http://x"}}]
+router_settings: {num_retries: `+tt.retries+`, allowed_fails: 100}
+`, map[string]*scripted{"a": s})
+			res, err := r.Do(context.Background(), &Call{Group: "g", Body: []byte(`{}`)})
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v", err)
+			}
+			if res.Attempts != tt.attempts || s.Calls() != tt.attempts {
+				t.Fatalf("attempts %d, upstream calls %d, want %d", res.Attempts, s.Calls(), tt.attempts)
+			}
+			if len(*sleeps) != len(tt.minSleeps) {
+				t.Fatalf("sleeps %v, want %d", *sleeps, len(tt.minSleeps))
+			}
+			for i, min := range tt.minSleeps {
+				if (*sleeps)[i] < min || (*sleeps)[i] > maxRetryAfter {
+					t.Fatalf("sleep %d = %v, want >= %v", i, (*sleeps)[i], min)
+				}
+			}
+		})
+	}
+}
+
+func TestBackoffGrowsWithJitter(t *testing.T) {
+	r := &Router{jitter: func(n int64) int64 { return n - 1 }} // always the ceiling
+	for try, want := range []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond} {
+		if got := r.backoff(try); got != want {
+			t.Fatalf("backoff(%d) = %v, want %v", try, got, want)
+		}
+	}
+	if got := r.backoff(20); got != maxBackoff {
+		t.Fatalf("backoff cap = %v", got)
+	}
+	r.minWait = time.Second
+	if got := r.backoff(0); got != time.Second {
+		t.Fatalf("retry_after floor: %v", got)
+	}
+}
+
+const twoDeployments = `
+model_list:
+  - {model_name: g, params: {model: openai/a, api_base: "http://a"}}
+  - {model_name: g, params: {model: openai/b, api_base: "http://b"}}
+router_settings: {num_retries: 2, allowed_fails: 3, cooldown_time: 60}
+`
+
+// A dead deployment is cooled down after allowed_fails failures and
+// traffic goes to the healthy one, with no client-visible error.
+func TestCooldownSkipsDeadDeployment(t *testing.T) {
+	dead, ok := &scripted{script: []error{upstream(500, 0)}}, &scripted{script: []error{nil}}
+	r, _, _ := testRouter(t, twoDeployments, map[string]*scripted{"a": dead, "b": ok})
+	for i := 0; i < 200; i++ {
+		res, err := r.Do(context.Background(), &Call{Group: "g", Body: []byte(`{}`)})
+		if err != nil {
+			t.Fatalf("request %d: client saw %v", i, err)
+		}
+		if res.Deployment.Model != "b" {
+			t.Fatalf("request %d answered by %s", i, res.Deployment.Model)
+		}
+	}
+	if dead.Calls() != 3 {
+		t.Fatalf("the dead deployment got %d calls, want 3 (then cooled down)", dead.Calls())
+	}
+	g, _ := r.Group("g")
+	if st := g.Deployments[0].State(r.now()); st != StateOpen {
+		t.Fatalf("state %s", st)
+	}
+}
+
+// After the cooldown, one probe decides: a failed probe re-opens the
+// circuit, a good one closes it and the deployment takes traffic again.
+func TestHalfOpenProbe(t *testing.T) {
+	flaky, ok := &scripted{script: []error{upstream(500, 0)}}, &scripted{script: []error{nil}}
+	r, _, now := testRouter(t, twoDeployments, map[string]*scripted{"a": flaky, "b": ok})
+	for flaky.Calls() < 3 {
+		if _, err := r.Do(context.Background(), &Call{Group: "g", Body: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g, _ := r.Group("g")
+	a := g.Deployments[0]
+	*now = now.Add(61 * time.Second)
+	if st := a.State(*now); st != StateHalfOpen {
+		t.Fatalf("state after cooldown %s", st)
+	}
+	if !a.health.acquire(*now) || a.health.acquire(*now) {
+		t.Fatal("half-open must admit exactly one probe")
+	}
+	a.health.failure(*now) // the probe failed
+	if st := a.State(*now); st != StateOpen {
+		t.Fatalf("after a failed probe: %s", st)
+	}
+	*now = now.Add(61 * time.Second)
+	flaky.mu.Lock()
+	flaky.script = []error{nil} // recovered
+	flaky.mu.Unlock()
+	before := flaky.Calls()
+	for i := 0; i < 100; i++ {
+		if _, err := r.Do(context.Background(), &Call{Group: "g", Body: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.State(*now) != StateClosed || flaky.Calls()-before < 20 {
+		t.Fatalf("recovered deployment: state %s, %d of 100 calls", a.State(*now), flaky.Calls()-before)
+	}
+}
+
+// A retry goes to another healthy deployment when the group has one.
+func TestRetryPrefersAnotherDeployment(t *testing.T) {
+	a, b := &scripted{script: []error{upstream(503, 0)}}, &scripted{script: []error{upstream(503, 0)}}
+	r, _, _ := testRouter(t, twoDeployments, map[string]*scripted{"a": a, "b": b})
+	res, err := r.Do(context.Background(), &Call{Group: "g", Body: []byte(`{}`)})
+	if err == nil || res.Attempts != 3 {
+		t.Fatalf("err %v attempts %d", err, res.Attempts)
+	}
+	// Attempts alternate: a, b, a or b, a, b.
+	if a.Calls() == 0 || b.Calls() == 0 {
+		t.Fatalf("calls a=%d b=%d: the retry did not move to the other deployment", a.Calls(), b.Calls())
+	}
+}
+
+func TestStreamRetriedBeforeFirstByte(t *testing.T) {
+	s := &scripted{script: []error{unreachable, upstream(400, 0)}}
+	r, _, _ := testRouter(t, `
+model_list: [{model_name: g, params: {model: openai/a, api_base: "http://x"}}]
+router_settings: {num_retries: 3}
+`, map[string]*scripted{"a": s})
+	res, err := r.Do(context.Background(), &Call{Group: "g", Stream: true, Body: []byte(`{}`)})
+	var ue *providers.UpstreamError
+	if !errors.As(err, &ue) || ue.Status != 400 || res.Attempts != 2 {
+		t.Fatalf("err %v attempts %d", err, res.Attempts)
+	}
+}
