@@ -105,10 +105,14 @@ func (g *Group) run(k Key, c *call, fetch Fetch, after func(*providers.Response,
 		close(c.done)
 		return
 	}
-	close(c.done)
+	// Store before releasing the waiters: a client that repeats the
+	// request as soon as it has the answer must find it cached. The cost
+	// (building the entry, one store write) falls on a miss that has just
+	// paid for an upstream call.
 	if after != nil {
 		after(c.resp, c.meta)
 	}
+	close(c.done)
 	g.forgetCall(k, c)
 }
 

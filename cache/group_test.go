@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -297,7 +298,9 @@ func TestGroupDoErrorsAndPanics(t *testing.T) {
 }
 
 // TestGroupDoJoinsWhileStoring checks that a request arriving while the
-// answer is being stored joins the finished flight rather than calling.
+// answer is being stored joins the flight rather than calling, and gets
+// the answer once it is stored (the store comes before the release, so a
+// repeat after the answer always finds it cached).
 func TestGroupDoJoinsWhileStoring(t *testing.T) {
 	var g Group
 	k := testKey(t, 1)
@@ -307,12 +310,34 @@ func TestGroupDoJoinsWhileStoring(t *testing.T) {
 		return &providers.Response{Body: []byte("x")}, nil, nil
 	}
 	storing, release := make(chan struct{}), make(chan struct{})
-	go g.Do(context.Background(), k, fetch, func(*providers.Response, any) { close(storing); <-release })
+	leader := make(chan Result, 1)
+	go func() {
+		r, _ := g.Do(context.Background(), k, fetch, func(*providers.Response, any) { close(storing); <-release })
+		leader <- r
+	}()
 	<-storing
-	r, err := g.Do(context.Background(), k, fetch, nil)
+	type outcome struct {
+		r   Result
+		err error
+	}
+	joined := make(chan outcome, 1)
+	go func() {
+		r, err := g.Do(context.Background(), k, fetch, nil)
+		joined <- outcome{r, err}
+	}()
+	for callWaiters(&g, k) < 2 { // the joiner is on the flight
+		runtime.Gosched()
+	}
+	select {
+	case <-leader:
+		t.Fatal("the leader was released before its answer was stored")
+	default:
+	}
 	close(release)
-	if err != nil || !r.Shared || calls.Load() != 1 {
-		t.Errorf("late joiner: %+v, %v, %d calls", r, err, calls.Load())
+	o := <-joined
+	<-leader
+	if o.err != nil || !o.r.Shared || calls.Load() != 1 {
+		t.Errorf("late joiner: %+v, %v, %d calls", o.r, o.err, calls.Load())
 	}
 }
 

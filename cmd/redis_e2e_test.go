@@ -3,8 +3,10 @@ package cmd
 import (
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestE2ERedisCacheSharedByTwoInstances runs two lumen serve instances on
@@ -17,7 +19,8 @@ func TestE2ERedisCacheSharedByTwoInstances(t *testing.T) {
 	}
 	fake := newFakeOpenAI(t)
 	fake.releaseAll()
-	prefix := strings.ReplaceAll(t.Name(), "/", "_")
+	// A prompt of its own: the Redis outlives this test run.
+	prefix := strings.ReplaceAll(t.Name(), "/", "_") + strconv.FormatInt(time.Now().UnixNano(), 36)
 	cfg := `
 model_list:
   - model_name: gpt-4o

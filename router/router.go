@@ -201,9 +201,9 @@ type Result struct {
 
 // Do routes call to a deployment of its group and returns its answer.
 // Retryable failures (connect errors, timeouts, 408/409/429/5xx) are
-// retried up to the deployment's retry count with exponential backoff and
-// full jitter, on another healthy deployment when the group has one; an
-// upstream Retry-After is waited for when the same deployment is retried.
+// retried up to the deployment's retry count, on another healthy deployment
+// when the group has one (at once), else on the same one after exponential
+// backoff with full jitter and the upstream's Retry-After.
 // Non-retryable failures (400, 401, 404, …) return at once. A stream is
 // retried only until the upstream has answered.
 func (r *Router) Do(ctx context.Context, call *Call) (*Result, error) {
@@ -237,9 +237,12 @@ func (r *Router) Do(ctx context.Context, call *Call) (*Result, error) {
 		if try >= d.retries {
 			return res, err
 		}
-		wait := r.backoff(try)
+		// Backing off protects the deployment that failed; a retry on
+		// another one of the group goes at once (after retry_after).
 		next := r.pick(g, d)
+		wait := r.minWait
 		if next == d {
+			wait = r.backoff(try)
 			var ue *providers.UpstreamError
 			if errors.As(err, &ue) && ue.RetryAfter > 0 {
 				if ue.RetryAfter > maxRetryAfter {

@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -203,7 +204,7 @@ func TestHalfOpenProbe(t *testing.T) {
 // A retry goes to another healthy deployment when the group has one.
 func TestRetryPrefersAnotherDeployment(t *testing.T) {
 	a, b := &scripted{script: []error{upstream(503, 0)}}, &scripted{script: []error{upstream(503, 0)}}
-	r, _, _ := testRouter(t, twoDeployments, map[string]*scripted{"a": a, "b": b})
+	r, sleeps, _ := testRouter(t, twoDeployments, map[string]*scripted{"a": a, "b": b})
 	res, err := r.Do(context.Background(), &Call{Group: "g", Body: []byte(`{}`)})
 	if err == nil || res.Attempts != 3 {
 		t.Fatalf("err %v attempts %d", err, res.Attempts)
@@ -211,6 +212,9 @@ func TestRetryPrefersAnotherDeployment(t *testing.T) {
 	// Attempts alternate: a, b, a or b, a, b.
 	if a.Calls() == 0 || b.Calls() == 0 {
 		t.Fatalf("calls a=%d b=%d: the retry did not move to the other deployment", a.Calls(), b.Calls())
+	}
+	if len(*sleeps) != 2 || (*sleeps)[0] != 0 || (*sleeps)[1] != 0 {
+		t.Fatalf("a retry on another deployment must not back off: sleeps %v", *sleeps)
 	}
 }
 
@@ -224,5 +228,90 @@ router_settings: {num_retries: 3}
 	var ue *providers.UpstreamError
 	if !errors.As(err, &ue) || ue.Status != 400 || res.Attempts != 2 {
 		t.Fatalf("err %v attempts %d", err, res.Attempts)
+	}
+}
+
+// coin fails a seeded half of its calls.
+type coin struct {
+	mu    sync.Mutex
+	rng   *rand.Rand
+	calls int
+}
+
+func (c *coin) Name() string { return "coin" }
+
+func (c *coin) Do(ctx context.Context, req *providers.Request) (*providers.Response, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls++
+	if c.rng.IntN(2) == 0 {
+		return nil, upstream(500, 0)
+	}
+	return &providers.Response{Body: []byte(`{}`)}, nil
+}
+
+func (c *coin) DoStream(ctx context.Context, req *providers.Request) (providers.Stream, error) {
+	return nil, errors.New("unused")
+}
+
+// With one of two deployments failing half its calls (and kept in
+// rotation: allowed_fails is high), retries leave clients no error.
+func TestHalfFailingDeploymentNoClientErrors(t *testing.T) {
+	flaky := &coin{rng: rand.New(rand.NewPCG(1, 2))}
+	ok := &scripted{script: []error{nil}}
+	cfg, _, err := config.Parse([]byte(`
+model_list:
+  - {model_name: g, params: {model: openai/flaky, api_base: "http://a"}}
+  - {model_name: g, params: {model: openai/ok, api_base: "http://b"}}
+router_settings: {num_retries: 2, allowed_fails: 1000000}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(cfg, func(pc providers.Config) (providers.Provider, error) {
+		if pc.Model == "flaky" {
+			return flaky, nil
+		}
+		return ok, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.sleep = func(ctx context.Context, d time.Duration) error { return nil }
+	failures := 0
+	for i := 0; i < 2000; i++ {
+		if _, err := r.Do(context.Background(), &Call{Group: "g", Body: []byte(`{}`)}); err != nil {
+			failures++
+		}
+	}
+	if failures != 0 || flaky.calls < 500 {
+		t.Fatalf("%d client-visible failures of 2000 (flaky deployment got %d calls)", failures, flaky.calls)
+	}
+	t.Logf("2000 requests, 0 client-visible errors; the flaky deployment took %d calls", flaky.calls)
+}
+
+// BenchmarkDo measures selection and the retry machinery on the no-fault
+// path: a group of three deployments, the provider answering at once.
+func BenchmarkDo(b *testing.B) {
+	ok := &scripted{script: []error{nil}}
+	cfg, _, err := config.Parse([]byte(`
+model_list:
+  - {model_name: g, params: {model: openai/a, api_base: "http://a"}}
+  - {model_name: g, params: {model: openai/b, api_base: "http://b"}}
+  - {model_name: g, params: {model: openai/c, api_base: "http://c"}}
+`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := New(cfg, func(pc providers.Config) (providers.Provider, error) { return ok, nil })
+	if err != nil {
+		b.Fatal(err)
+	}
+	call := &Call{Group: "g", Body: []byte(`{}`)}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := r.Do(context.Background(), call); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
