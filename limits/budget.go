@@ -1,0 +1,308 @@
+package limits
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Budget is a key's spending cap.
+type Budget struct {
+	// LimitUSD is the most the key may spend per Period; zero or less means
+	// no cap (spend is still tracked).
+	LimitUSD float64
+	// Period is when the spend starts again; empty means Total.
+	Period Period
+}
+
+// Reservation is money held for one request between Reserve and Settle.
+// The caller owns it and settles it exactly once.
+type Reservation struct {
+	// KeyID is the key the money is held for.
+	KeyID string
+	// USD is the amount held: the request's worst-case cost.
+	USD float64
+	// Period is the budget period the reservation was made under.
+	Period Period
+
+	id uint64
+}
+
+// ErrBudgetExceeded is matched (errors.Is) by every *BudgetError.
+var ErrBudgetExceeded = errors.New("budget exceeded")
+
+// ErrSettled is returned by Settle for a reservation that was already
+// settled (or never made); nothing is charged the second time.
+var ErrSettled = errors.New("reservation already settled")
+
+// BudgetError says a request was refused because its worst-case cost does
+// not fit in what is left of the key's budget. The server answers 429 with
+// type budget_exceeded.
+type BudgetError struct {
+	KeyID string
+	// Budget is the key's limit in USD per Period.
+	Budget float64
+	// Spent is what the key spent in the current period; Reserved is held
+	// by its requests in flight; Requested is this request's worst case.
+	Spent, Reserved, Requested float64
+	Period                     Period
+	// ResetsAt is when the period ends; zero for a Total budget.
+	ResetsAt time.Time
+}
+
+func (e *BudgetError) Error() string {
+	var b []byte
+	if e.Spent >= e.Budget {
+		b = fmt.Appendf(b, "budget exceeded: this key spent $%.4f of its $%.2f %s budget", e.Spent, e.Budget, e.Period)
+	} else {
+		b = fmt.Appendf(b, "budget exceeded: this request may cost up to $%.4f and this key has $%.4f left of its $%.2f %s budget",
+			e.Requested, max(e.Budget-e.Spent-e.Reserved, 0), e.Budget, e.Period)
+		if e.Reserved > 0 {
+			b = fmt.Appendf(b, " ($%.4f is held by requests in flight)", e.Reserved)
+		} else {
+			b = append(b, " (lower max_tokens to ask for less)"...)
+		}
+	}
+	if e.ResetsAt.IsZero() {
+		b = append(b, "; it does not reset"...)
+	} else {
+		b = fmt.Appendf(b, "; it resets at %s", e.ResetsAt.UTC().Format(time.RFC3339))
+	}
+	return string(b)
+}
+
+// Unwrap makes errors.Is(err, ErrBudgetExceeded) true.
+func (e *BudgetError) Unwrap() error { return ErrBudgetExceeded }
+
+// BudgetStore holds each key's spend and admits a request only if its
+// worst-case cost fits in the key's budget, counting the requests in
+// flight. Implementations are safe for concurrent use, and concurrent
+// Reserve calls for one key never admit more than its budget in total.
+type BudgetStore interface {
+	// Reserve holds worstCaseUSD for a request of keyID under budget b. It
+	// returns a *BudgetError when spent + held + worstCaseUSD would exceed
+	// b.LimitUSD or the key already spent it all; other errors mean the
+	// store failed (a shared store may be unreachable) and the caller
+	// decides whether to fail open.
+	Reserve(ctx context.Context, keyID string, b Budget, worstCaseUSD float64) (Reservation, error)
+	// Settle releases r and adds actualUSD, the request's real cost, to the
+	// key's spend in the period current at the time of the call.
+	Settle(ctx context.Context, r Reservation, actualUSD float64) error
+}
+
+var _ BudgetStore = (*MemoryBudgets)(nil)
+
+// nano is a USD amount in billionths: sums of integers are exact, so that
+// ten reservations of $0.10 fit a $1.00 budget on every platform.
+type nano int64
+
+func toNano(usd float64) nano {
+	if usd <= 0 || math.IsNaN(usd) {
+		return 0
+	}
+	if usd >= math.MaxInt64/1e9 {
+		return math.MaxInt64 / 4
+	}
+	return nano(math.Round(usd * 1e9))
+}
+
+func (n nano) usd() float64 { return float64(n) / 1e9 }
+
+// account is one key's state. reserved is independent of the period: a
+// request reserved before midnight and settled after it is charged to the
+// new day.
+type account struct {
+	period   Period
+	start    time.Time
+	spent    nano
+	reserved nano
+	open     map[uint64]nano
+}
+
+// MemoryBudgets is a BudgetStore for one process. The zero value is not
+// usable; call NewMemoryBudgets. It is safe for concurrent use.
+type MemoryBudgets struct {
+	loc *time.Location
+	now func() time.Time
+
+	mu       sync.Mutex
+	accounts map[string]*account
+	nextID   uint64
+}
+
+// BudgetOptions configure MemoryBudgets. Zero fields take the defaults.
+type BudgetOptions struct {
+	// Location is the time zone periods start in (default UTC).
+	Location *time.Location
+	// Now is the clock (default time.Now); tests inject their own.
+	Now func() time.Time
+}
+
+// NewMemoryBudgets returns an empty in-memory budget store.
+func NewMemoryBudgets(o BudgetOptions) *MemoryBudgets {
+	if o.Location == nil {
+		o.Location = time.UTC
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &MemoryBudgets{loc: o.Location, now: o.Now, accounts: map[string]*account{}}
+}
+
+// account returns keyID's account in the period of p containing now,
+// starting a new period (spend zero) when the last one ended. m.mu is held.
+func (m *MemoryBudgets) account(keyID string, p Period, now time.Time) (*account, time.Time) {
+	start, end := p.Bounds(now, m.loc)
+	a := m.accounts[keyID]
+	if a == nil {
+		a = &account{period: p, start: start, open: map[uint64]nano{}}
+		m.accounts[keyID] = a
+	}
+	if a.period != p || !a.start.Equal(start) {
+		a.period, a.start, a.spent = p, start, 0
+	}
+	return a, end
+}
+
+func period(p Period) Period {
+	if p == "" {
+		return Total
+	}
+	return p
+}
+
+// Reserve implements BudgetStore. It never returns an error other than a
+// *BudgetError.
+func (m *MemoryBudgets) Reserve(_ context.Context, keyID string, b Budget, worstCaseUSD float64) (Reservation, error) {
+	p := period(b.Period)
+	amount := toNano(worstCaseUSD)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a, end := m.account(keyID, p, m.now())
+	if b.LimitUSD > 0 {
+		limit := toNano(b.LimitUSD)
+		if a.spent >= limit || a.spent+a.reserved+amount > limit {
+			return Reservation{}, &BudgetError{
+				KeyID: keyID, Budget: b.LimitUSD, Period: p, ResetsAt: end,
+				Spent: a.spent.usd(), Reserved: a.reserved.usd(), Requested: amount.usd(),
+			}
+		}
+	}
+	m.nextID++
+	a.open[m.nextID] = amount
+	a.reserved += amount
+	return Reservation{KeyID: keyID, USD: amount.usd(), Period: p, id: m.nextID}, nil
+}
+
+// Settle implements BudgetStore. Settling a reservation twice returns
+// ErrSettled and charges nothing.
+func (m *MemoryBudgets) Settle(_ context.Context, r Reservation, actualUSD float64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a, _ := m.account(r.KeyID, period(r.Period), m.now())
+	held, ok := a.open[r.id]
+	if !ok {
+		return fmt.Errorf("settling a reservation for key %s: %w", r.KeyID, ErrSettled)
+	}
+	delete(a.open, r.id)
+	a.reserved -= held
+	a.spent += toNano(actualUSD)
+	return nil
+}
+
+// Status is a key's budget position.
+type Status struct {
+	// SpentUSD is what the key spent in the current period; ReservedUSD is
+	// held by its requests in flight.
+	SpentUSD, ReservedUSD float64
+	Period                Period
+	// PeriodStart and ResetsAt bound the current period; both are zero for
+	// Total.
+	PeriodStart, ResetsAt time.Time
+}
+
+// Status returns keyID's spend in the current period of p.
+func (m *MemoryBudgets) Status(keyID string, p Period) Status {
+	p = period(p)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a, end := m.account(keyID, p, m.now())
+	return Status{SpentUSD: a.spent.usd(), ReservedUSD: a.reserved.usd(), Period: p, PeriodStart: a.start, ResetsAt: end}
+}
+
+// Spend is one key's spend in one period, as Snapshot reports it.
+type Spend struct {
+	KeyID       string
+	Period      Period
+	PeriodStart time.Time // zero for Total
+	USD         float64
+}
+
+// Snapshot returns every key's spend in its current period, sorted by key.
+// The caller may persist it (the ledger's keys table keeps it) so that a
+// restart does not forget spend whose ledger rows were dropped.
+func (m *MemoryBudgets) Snapshot() []Spend {
+	m.mu.Lock()
+	out := make([]Spend, 0, len(m.accounts))
+	now := m.now()
+	for id, a := range m.accounts {
+		if start, _ := a.period.Bounds(now, m.loc); !start.Equal(a.start) {
+			continue // the period ended; its spend no longer counts
+		}
+		out = append(out, Spend{KeyID: id, Period: a.period, PeriodStart: a.start, USD: a.spent.usd()})
+	}
+	m.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].KeyID < out[j].KeyID })
+	return out
+}
+
+// SetSpent replaces keyID's spend in the current period of p, as an
+// administrator's reset does. Reservations in flight are kept.
+func (m *MemoryBudgets) SetSpent(keyID string, p Period, usd float64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a, _ := m.account(keyID, period(p), m.now())
+	a.spent = toNano(usd)
+}
+
+// SpendSource reports recorded spend; the ledger implements it.
+type SpendSource interface {
+	// SpendSince returns the USD each key spent from since (inclusive)
+	// until now; a zero since means all time. Keys that spent nothing may
+	// be missing.
+	SpendSince(ctx context.Context, since time.Time) (map[string]float64, error)
+}
+
+// Load sets the spend of every key in budgets to what src recorded in the
+// key's current period, querying src once per distinct period start. Call
+// it on start, before serving; spend already held in memory for those keys
+// is replaced.
+func (m *MemoryBudgets) Load(ctx context.Context, src SpendSource, budgets map[string]Budget) error {
+	now := m.now()
+	byStart := map[time.Time][]string{}
+	for id, b := range budgets {
+		start, _ := period(b.Period).Bounds(now, m.loc)
+		byStart[start] = append(byStart[start], id)
+	}
+	loaded := map[string]float64{}
+	for start, ids := range byStart {
+		spent, err := src.SpendSince(ctx, start)
+		if err != nil {
+			return fmt.Errorf("loading spend since %s: %w", start.Format(time.RFC3339), err)
+		}
+		for _, id := range ids {
+			loaded[id] = spent[id]
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, usd := range loaded {
+		a, _ := m.account(id, period(budgets[id].Period), now)
+		a.spent = toNano(usd)
+	}
+	return nil
+}
