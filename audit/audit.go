@@ -1,0 +1,406 @@
+// Package audit keeps Lumen's tamper-evident audit log: an append-only,
+// hash-chained table in SQLite with periodic Ed25519-signed checkpoints.
+//
+// Every entry's hash covers all of its fields and the previous entry's hash
+// (see Entry.ComputeHash for the exact encoding), so editing, deleting or
+// inserting a row breaks the chain at that row. Someone who can write the
+// database could recompute the whole chain after an edit; the signed
+// checkpoints stop that: every Options.CheckpointEvery entries, every
+// Options.CheckpointInterval and on Close the writer signs the latest
+// (seq, hash) with a key the database does not hold, and Verify checks every
+// entry against every checkpoint.
+//
+// Limits, stated so nobody relies on more: entries after the last checkpoint
+// are protected by the chain only (Report.Unsigned says how many); and
+// deleting the tail together with the checkpoints that signed it looks like
+// a log that stopped earlier. Lumen logs every checkpoint (seq and hash) at
+// info level, so a log shipped elsewhere is an outside record to compare
+// Report.Head and Report.LastCheckpoint against.
+//
+// Appends never wait on disk: they go through a bounded queue to one writer
+// goroutine that assigns sequence numbers and batches transactions. An entry
+// that does not fit in the queue is dropped before it gets a sequence number,
+// so the chain stays verifiable, and counted (Dropped) and logged.
+package audit
+
+import (
+	"context"
+	"crypto/ed25519"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Options configures Open.
+type Options struct {
+	// Path is the SQLite file ("./lumen-audit.db"). It may be the ledger's
+	// database file: the audit tables (audit_entries, audit_checkpoints) sit
+	// beside the ledger's, and both writers share the file through WAL and a
+	// busy timeout. Required.
+	Path string
+	// SigningKeyPath is the Ed25519 private key (PEM, PKCS #8) that signs
+	// checkpoints. If the file does not exist, Open generates a key, writes
+	// it with mode 0600 and its public key to SigningKeyPath+".pub". Empty
+	// means Path+".key". Keep it where whoever can write the database cannot.
+	SigningKeyPath string
+	// CheckpointEvery signs a checkpoint after this many entries. Zero means
+	// 1000; negative means only on interval and Close.
+	CheckpointEvery int
+	// CheckpointInterval signs a checkpoint this often when entries were
+	// written since the last one. Zero means one minute; negative means never
+	// on a timer.
+	CheckpointInterval time.Duration
+	// QueueSize bounds the entries waiting for the writer. Zero means 4096.
+	QueueSize int
+	// StorePayloads keeps request and response bodies in the log; when false
+	// (the default, and required for zero retention) only their SHA-256
+	// digests are stored.
+	StorePayloads bool
+	// Logger receives drops (rate-limited), write failures, recovered panics
+	// and checkpoints. The zero Logger discards.
+	Logger zerolog.Logger
+}
+
+const (
+	defaultCheckpointEvery    = 1000
+	defaultCheckpointInterval = time.Minute
+	defaultQueueSize          = 4096
+	maxBatch                  = 256
+	dropLogEvery              = 10 * time.Second
+)
+
+// ErrClosed is returned by methods of a Log that was closed.
+var ErrClosed = errors.New("audit log closed")
+
+// Log is an open audit log. Append, Dropped, Failed, Verify and Export are
+// safe for concurrent use. One goroutine, started by Open and stopped by
+// Close, owns all writes.
+type Log struct {
+	opts   Options
+	logger zerolog.Logger
+	db     *sql.DB // the writer's single connection
+	ro     *sql.DB // read-only connections for Verify and Export
+
+	priv      ed25519.PrivateKey
+	pub       ed25519.PublicKey
+	keyID     string
+	generated bool
+
+	mu     sync.RWMutex // held for reading while sending on queue; Close takes it to close queue
+	closed bool
+	queue  chan Entry
+
+	dropped     atomic.Uint64
+	failed      atomic.Uint64
+	written     atomic.Uint64
+	lastDropLog atomic.Int64
+
+	closeOnce sync.Once
+	closeErr  error
+	done      chan struct{}
+
+	// Owned by the writer goroutine.
+	seq       uint64
+	head      Digest
+	signedSeq uint64
+	lastErr   error
+
+	// hook, when set by a test, runs in the writer on each entry before it
+	// is chained.
+	hook func(*Entry)
+}
+
+// Open opens (creating if needed) the audit log at opts.Path, loads or
+// generates the signing key and starts the writer. The caller must Close the
+// Log. PublicKey returns the key to print for auditors.
+func Open(ctx context.Context, opts Options) (*Log, error) {
+	if opts.Path == "" {
+		return nil, errors.New("opening audit log: path is empty")
+	}
+	if opts.SigningKeyPath == "" {
+		opts.SigningKeyPath = opts.Path + ".key"
+	}
+	if opts.CheckpointEvery == 0 {
+		opts.CheckpointEvery = defaultCheckpointEvery
+	}
+	if opts.CheckpointInterval == 0 {
+		opts.CheckpointInterval = defaultCheckpointInterval
+	}
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = defaultQueueSize
+	}
+	priv, generated, err := loadOrCreateKey(opts.SigningKeyPath)
+	if err != nil {
+		return nil, fmt.Errorf("opening audit log: %w", err)
+	}
+	db, err := openDB(opts.Path, false)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := db.ExecContext(ctx, schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("creating audit tables: %w", err)
+	}
+	ro, err := openDB(opts.Path, true)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	seq, head, cpSeq, cpKey, err := chainHead(ctx, db)
+	if err != nil {
+		db.Close()
+		ro.Close()
+		return nil, err
+	}
+	pub := priv.Public().(ed25519.PublicKey)
+	l := &Log{
+		opts:      opts,
+		logger:    opts.Logger.With().Str("component", "audit").Logger(),
+		db:        db,
+		ro:        ro,
+		priv:      priv,
+		pub:       pub,
+		keyID:     KeyID(pub),
+		generated: generated,
+		queue:     make(chan Entry, opts.QueueSize),
+		done:      make(chan struct{}),
+		seq:       seq,
+		head:      head,
+		signedSeq: cpSeq,
+	}
+	if cpKey != "" && cpKey != l.keyID {
+		l.logger.Error().Str("checkpoint_key", cpKey).Str("signing_key", l.keyID).
+			Msg("audit signing key differs from the one that signed the last checkpoint; verify needs both keys")
+	}
+	go l.run()
+	return l, nil
+}
+
+// PublicKey returns the Ed25519 public key that verifies this log's
+// checkpoints.
+func (l *Log) PublicKey() ed25519.PublicKey { return l.pub }
+
+// KeyID returns the fingerprint of PublicKey (see KeyID).
+func (l *Log) KeyID() string { return l.keyID }
+
+// KeyGenerated reports whether Open generated the signing key (first start).
+func (l *Log) KeyGenerated() bool { return l.generated }
+
+// PublicKeyPEM returns PublicKey as PEM, ready to print.
+func (l *Log) PublicKeyPEM() string {
+	b, _ := MarshalPublicKey(l.pub) // cannot fail for a valid Ed25519 key
+	return string(b)
+}
+
+// Append queues e to be written. It never blocks: when the queue is full, or
+// the Log is closed, e is dropped, counted in Dropped and logged (at most
+// every 10 s). See Entry for the fields the caller fills.
+func (l *Log) Append(e Entry) {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		l.drop("closed")
+		return
+	}
+	select {
+	case l.queue <- e:
+		l.mu.RUnlock()
+	default:
+		l.mu.RUnlock()
+		l.drop("queue full")
+	}
+}
+
+func (l *Log) drop(why string) {
+	n := l.dropped.Add(1)
+	now := time.Now().UnixNano()
+	last := l.lastDropLog.Load()
+	if now-last < int64(dropLogEvery) || !l.lastDropLog.CompareAndSwap(last, now) {
+		return
+	}
+	l.logger.Error().Str("reason", why).Uint64("dropped_total", n).
+		Msg("audit entry dropped; the chain stays valid but is missing events")
+}
+
+// Dropped returns how many entries Append dropped (queue full or closed).
+func (l *Log) Dropped() uint64 { return l.dropped.Load() }
+
+// Failed returns how many queued entries were lost because their write
+// failed (or the writer panicked on them). They never got a sequence number.
+func (l *Log) Failed() uint64 { return l.failed.Load() }
+
+// Written returns how many entries were committed since Open.
+func (l *Log) Written() uint64 { return l.written.Load() }
+
+// QueueDepth returns how many entries wait for the writer.
+func (l *Log) QueueDepth() int { return len(l.queue) }
+
+// Close stops accepting entries, writes every queued one, signs a final
+// checkpoint and closes the database. It is safe to call more than once; later
+// calls return the first call's result.
+func (l *Log) Close() error {
+	l.closeOnce.Do(func() {
+		l.mu.Lock()
+		l.closed = true
+		close(l.queue)
+		l.mu.Unlock()
+		<-l.done
+		l.closeErr = errors.Join(l.lastErr, l.db.Close(), l.ro.Close())
+		if l.closeErr != nil {
+			l.closeErr = fmt.Errorf("closing audit log: %w", l.closeErr)
+		}
+	})
+	return l.closeErr
+}
+
+// run is the writer goroutine: it batches queued entries into transactions
+// until the queue is closed, then signs a last checkpoint.
+func (l *Log) run() {
+	defer close(l.done)
+	var tick <-chan time.Time
+	if l.opts.CheckpointInterval > 0 {
+		t := time.NewTicker(l.opts.CheckpointInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	batch := make([]Entry, 0, maxBatch)
+	for {
+		select {
+		case e, ok := <-l.queue:
+			if !ok {
+				l.finish()
+				return
+			}
+			batch = append(batch[:0], e)
+			open := true
+		fill:
+			for len(batch) < maxBatch {
+				select {
+				case e, ok := <-l.queue:
+					if !ok {
+						open = false
+						break fill
+					}
+					batch = append(batch, e)
+				default:
+					break fill
+				}
+			}
+			l.writeBatch(batch)
+			clear(batch) // let payloads go
+			if !open {
+				l.finish()
+				return
+			}
+		case <-tick:
+			if l.seq > l.signedSeq {
+				l.writeBatch(nil)
+			}
+		}
+	}
+}
+
+func (l *Log) finish() {
+	if l.seq > l.signedSeq {
+		l.writeBatch(nil)
+	}
+}
+
+// writeBatch chains and inserts batch in one transaction, with a checkpoint
+// when one is due (always, for an empty batch). On failure nothing of the
+// batch is kept and the chain head is unchanged.
+func (l *Log) writeBatch(batch []Entry) {
+	seq, head, signed := l.seq, l.head, l.signedSeq
+	n, skipped := 0, 0
+	err := func() (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("panic: %v", r)
+			}
+		}()
+		ctx := context.Background()
+		tx, err := l.db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("beginning audit transaction: %w", err)
+		}
+		defer tx.Rollback() //nolint:errcheck // no-op after Commit
+		stmt, err := tx.PrepareContext(ctx, insertEntry)
+		if err != nil {
+			return fmt.Errorf("preparing audit insert: %w", err)
+		}
+		defer stmt.Close()
+		for i := range batch {
+			e := &batch[i]
+			if !l.prepare(e) {
+				skipped++
+				continue
+			}
+			e.Seq, e.PrevHash = seq+1, head
+			e.Hash = e.ComputeHash()
+			if _, err := stmt.ExecContext(ctx, insertArgs(e)...); err != nil {
+				return fmt.Errorf("inserting audit entry %d: %w", e.Seq, err)
+			}
+			seq, head = e.Seq, e.Hash
+			n++
+		}
+		due := batch == nil || (l.opts.CheckpointEvery > 0 && seq-signed >= uint64(l.opts.CheckpointEvery))
+		var cp *Checkpoint
+		if due && seq > signed {
+			cp = l.sign(seq, head)
+			if _, err := tx.ExecContext(ctx, insertCheckpoint,
+				int64(cp.Seq), cp.Hash[:], cp.Time.UnixNano(), cp.KeyID, cp.Signature); err != nil {
+				return fmt.Errorf("inserting audit checkpoint %d: %w", cp.Seq, err)
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("committing audit entries: %w", err)
+		}
+		if cp != nil {
+			signed = cp.Seq
+			l.logger.Info().Uint64("seq", cp.Seq).Str("hash", cp.Hash.String()).
+				Str("key_id", cp.KeyID).Msg("audit checkpoint signed")
+		}
+		return nil
+	}()
+	if err != nil {
+		lost := len(batch) - skipped
+		l.failed.Add(uint64(lost))
+		l.lastErr = err
+		l.logger.Error().Err(err).Int("lost", lost).Msg("audit write failed; entries lost, chain unchanged")
+		return
+	}
+	l.seq, l.head, l.signedSeq = seq, head, signed
+	l.written.Add(uint64(n))
+}
+
+// prepare normalizes e for storage, running the test hook. A panic on one
+// entry loses that entry only; it is counted and logged.
+func (l *Log) prepare(e *Entry) (ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			l.failed.Add(1)
+			l.logger.Error().Interface("panic", r).Str("action", string(e.Action)).
+				Msg("audit writer recovered from a panic; entry lost, chain unchanged")
+			ok = false
+		}
+	}()
+	if l.hook != nil {
+		l.hook(e)
+	}
+	e.normalize(l.opts.StorePayloads)
+	return true
+}
+
+func (l *Log) sign(seq uint64, hash Digest) *Checkpoint {
+	cp := &Checkpoint{Seq: seq, Hash: hash, Time: time.Now().UTC(), KeyID: l.keyID}
+	cp.Signature = ed25519.Sign(l.priv, cp.signedMessage())
+	return cp
+}
