@@ -1,0 +1,287 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lumengw/lumen/limits"
+	"github.com/lumengw/lumen/providers"
+)
+
+// reportFixture is a small ledger whose reports are worked out by hand.
+type reportFixture struct {
+	s            *SQLite
+	alpha, beta  string // key ids
+	since, until time.Time
+}
+
+func newReportFixture(t *testing.T) *reportFixture {
+	t.Helper()
+	ctx := context.Background()
+	s := openTest(t)
+	kr := newKeyring(t, s, nil)
+	_, a, err := kr.Create(ctx, KeySpec{Name: "alpha"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, b, err := kr.Create(ctx, KeySpec{Name: "beta"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(s string) time.Time {
+		v, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	ms := time.Millisecond
+	recs := []Record{
+		{Time: at("2025-03-10T10:00:00Z"), RequestID: "r1", KeyID: a.ID, ModelGroup: "gpt-4o", Deployment: "gpt-4o/0",
+			Provider: "openai", User: "u1", Tags: []string{"team=a", "x"}, Status: 200, CostUSD: 1.0,
+			Usage: providers.Usage{PromptTokens: 100, CompletionTokens: 10, CachedTokens: 50}, Latency: 100 * ms},
+		{Time: at("2025-03-10T23:30:00Z"), RequestID: "r2", KeyID: a.ID, ModelGroup: "claude", Deployment: "claude/0",
+			Provider: "anthropic", User: "u2", Tags: []string{"team=a"}, Status: 200, CostUSD: 2.0,
+			Usage: providers.Usage{PromptTokens: 200, CompletionTokens: 20, CacheWriteTokens: 100}, Latency: 300 * ms},
+		{Time: at("2025-03-11T01:00:00Z"), RequestID: "r3", KeyID: b.ID, ModelGroup: "gpt-4o", Deployment: "gpt-4o/1",
+			Provider: "azure", User: "u1", Status: 500, ErrorType: "api_error", Latency: 50 * ms},
+		{Time: at("2025-03-11T12:00:00Z"), RequestID: "r4", KeyID: b.ID, ModelGroup: "gpt-4o", Deployment: "gpt-4o/0",
+			Provider: "openai", Status: 200, CacheHit: true, SavedUSD: 0.5, Latency: 1 * ms},
+		{Time: at("2025-02-01T00:00:00Z"), RequestID: "r5-old", KeyID: a.ID, ModelGroup: "gpt-4o", Status: 200, CostUSD: 100},
+		{Time: at("2025-03-12T02:00:00Z"), RequestID: "r6-master", ModelGroup: "mini", Deployment: "mini/0",
+			Provider: "openai", Status: 200, CostUSD: 0.25, Latency: 10 * ms},
+	}
+	if err := s.Insert(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	return &reportFixture{s: s, alpha: a.ID, beta: b.ID, since: at("2025-03-01T00:00:00Z"), until: at("2025-04-01T00:00:00Z")}
+}
+
+// brief renders rows as "group:requests/errors/$cost" for comparison.
+func brief(rows []Row) string {
+	var parts []string
+	for _, r := range rows {
+		parts = append(parts, fmt.Sprintf("%s:%d/%d/$%g", r.Group, r.Requests, r.Errors, math.Round(r.CostUSD*1000)/1000))
+	}
+	return strings.Join(parts, " ")
+}
+
+func TestSpend(t *testing.T) {
+	ctx := context.Background()
+	f := newReportFixture(t)
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Skip(err)
+	}
+	kolkata, err := time.LoadLocation("Asia/Kolkata")
+	if err != nil {
+		t.Skip(err)
+	}
+	tests := []struct {
+		name string
+		q    Query
+		want string
+	}{
+		{"by key", Query{By: ByKey}, fmt.Sprintf("%s:2/0/$3 :1/0/$0.25 %s:2/1/$0", f.alpha, f.beta)},
+		{"by model", Query{By: ByModel}, "claude:1/0/$2 gpt-4o:3/1/$1 mini:1/0/$0.25"},
+		{"by deployment", Query{By: ByDeployment}, "claude/0:1/0/$2 gpt-4o/0:2/0/$1 mini/0:1/0/$0.25 gpt-4o/1:1/1/$0"},
+		{"by provider", Query{By: ByProvider}, "anthropic:1/0/$2 openai:3/0/$1.25 azure:1/1/$0"},
+		{"by user", Query{By: ByUser}, "u2:1/0/$2 u1:2/1/$1 :2/0/$0.25"},
+		{"by tag", Query{By: ByTag}, "team=a:2/0/$3 x:1/0/$1"},
+		{"by day utc", Query{By: ByDay}, "2025-03-10:2/0/$3 2025-03-11:2/1/$0 2025-03-12:1/0/$0.25"},
+		{"by day new york", Query{By: ByDay, Location: ny}, "2025-03-10:3/1/$3 2025-03-11:2/0/$0.25"},
+		{"by day kolkata", Query{By: ByDay, Location: kolkata}, "2025-03-10:1/0/$1 2025-03-11:3/1/$2 2025-03-12:1/0/$0.25"},
+		{"one key by name", Query{By: ByModel, KeyName: "alpha"}, "claude:1/0/$2 gpt-4o:1/0/$1"},
+		{"one key by id", Query{By: ByDay, KeyID: f.beta}, "2025-03-11:2/1/$0"},
+		{"until", Query{By: ByKey, Until: time.Date(2025, 3, 11, 0, 0, 0, 0, time.UTC)}, f.alpha + ":2/0/$3"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := tt.q
+			q.Since = f.since
+			rows, err := f.s.Spend(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := brief(rows); got != tt.want {
+				t.Errorf("got  %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+
+	rows, err := f.s.Spend(ctx, Query{By: ByKey, KeyName: "alpha"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rows[0]
+	if len(rows) != 1 || r.Name != "alpha" || r.CostUSD != 103 || r.PromptTokens != 300 || r.CompletionTokens != 30 ||
+		r.CachedTokens != 50 || r.CacheWriteTokens != 100 {
+		t.Errorf("alpha over all time: %+v", rows)
+	}
+	rows, _ = f.s.Spend(ctx, Query{By: ByModel, KeyID: f.beta, Since: f.since})
+	if len(rows) != 1 || rows[0].SavedUSD != 0.5 {
+		t.Errorf("beta's saved cost: %+v", rows)
+	}
+	if _, err := f.s.Spend(ctx, Query{KeyName: "nobody"}); !errors.Is(err, ErrKeyNotFound) {
+		t.Errorf("unknown key name: %v", err)
+	}
+	if _, err := ParseBy("week"); err == nil {
+		t.Error("ParseBy(week) succeeded")
+	}
+	if b, err := ParseBy(""); err != nil || b != ByKey {
+		t.Errorf("ParseBy(\"\") = %q, %v", b, err)
+	}
+}
+
+func TestRequestsPages(t *testing.T) {
+	ctx := context.Background()
+	f := newReportFixture(t)
+	var ids []string
+	cursor := ""
+	for range 10 {
+		p, err := f.s.Requests(ctx, RequestFilter{Since: f.since, Limit: 2, Cursor: cursor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Entries) > 2 {
+			t.Fatalf("page of %d, limit 2", len(p.Entries))
+		}
+		for _, e := range p.Entries {
+			ids = append(ids, e.RequestID)
+		}
+		if cursor = p.Next; cursor == "" {
+			break
+		}
+	}
+	if got := strings.Join(ids, ","); got != "r6-master,r4,r3,r2,r1" {
+		t.Errorf("pages gave %s", got)
+	}
+
+	tests := []struct {
+		name string
+		f    RequestFilter
+		want string
+	}{
+		{"errors only", RequestFilter{ErrorsOnly: true}, "r3"},
+		{"model group", RequestFilter{ModelGroup: "gpt-4o", Since: f.since}, "r4,r3,r1"},
+		{"key name and group", RequestFilter{KeyName: "alpha", ModelGroup: "gpt-4o"}, "r1,r5-old"},
+		{"deployment and user", RequestFilter{Deployment: "gpt-4o/1", User: "u1"}, "r3"},
+		{"until", RequestFilter{Until: f.since}, "r5-old"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := f.s.Requests(ctx, tt.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			for _, e := range p.Entries {
+				ids = append(ids, e.RequestID)
+			}
+			if got := strings.Join(ids, ","); got != tt.want {
+				t.Errorf("got %s, want %s", got, tt.want)
+			}
+		})
+	}
+	if _, err := f.s.Requests(ctx, RequestFilter{Cursor: "garbage!"}); err == nil {
+		t.Error("a bad cursor was accepted")
+	}
+}
+
+func TestTotals(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	base := time.Date(2025, 3, 10, 0, 0, 0, 0, time.UTC)
+	var recs []Record
+	for i := 1; i <= 100; i++ { // latencies 1..100 ms, shuffled in time
+		recs = append(recs, Record{Time: base.Add(time.Duration((i*37)%100) * time.Minute), RequestID: "p",
+			ModelGroup: "gpt-4o", Status: 200, CostUSD: 0.01, Latency: time.Duration(i) * time.Millisecond})
+	}
+	for i := 0; i < 10; i++ { // failures do not count towards latency
+		recs = append(recs, Record{Time: base, RequestID: "e", ModelGroup: "gpt-4o", Status: 502, Latency: time.Hour})
+	}
+	recs = append(recs, Record{Time: base, RequestID: "one", ModelGroup: "claude", Status: 200, Latency: 7 * time.Millisecond})
+	if err := s.Insert(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Totals(ctx, Query{Since: base})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Total{
+		{ModelGroup: "gpt-4o", Requests: 110, Errors: 10, CostUSD: 1, LatencyP50: 50 * time.Millisecond, LatencyP95: 95 * time.Millisecond},
+		{ModelGroup: "claude", Requests: 1, LatencyP50: 7 * time.Millisecond, LatencyP95: 7 * time.Millisecond},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %+v", got)
+	}
+	for i := range want {
+		g := got[i]
+		g.CostUSD = math.Round(g.CostUSD*1e6) / 1e6
+		if g != want[i] {
+			t.Errorf("total %d = %+v, want %+v", i, g, want[i])
+		}
+	}
+}
+
+// TestSpendSinceLoadsBudgets wires the ledger into limits.MemoryBudgets the
+// way the server does on start.
+func TestSpendSinceLoadsBudgets(t *testing.T) {
+	ctx := context.Background()
+	f := newReportFixture(t)
+	got, err := f.s.SpendSince(ctx, f.since)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[f.alpha] != 3 || got[f.beta] != 0 {
+		t.Errorf("SpendSince(March) = %v, want alpha 3 and beta 0 (the master key's spend is no key's)", got)
+	}
+	all, _ := f.s.SpendSince(ctx, time.Time{})
+	if all[f.alpha] != 103 {
+		t.Errorf("SpendSince(all time) = %v", all)
+	}
+
+	// A persisted snapshot for the same period raises the sum (rows were
+	// dropped); one for another period is ignored.
+	if err := f.s.SaveSpend(ctx, []KeySpend{
+		{KeyID: f.alpha, PeriodStart: f.since, USD: 5},
+		{KeyID: f.beta, PeriodStart: f.since.AddDate(0, -1, 0), USD: 9},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = f.s.SpendSince(ctx, f.since)
+	if got[f.alpha] != 5 || got[f.beta] != 0 {
+		t.Errorf("with snapshots: %v, want alpha 5 and beta 0", got)
+	}
+
+	now := time.Date(2025, 3, 20, 0, 0, 0, 0, time.UTC)
+	b := limits.NewMemoryBudgets(limits.BudgetOptions{Now: func() time.Time { return now }})
+	budgets := map[string]limits.Budget{
+		f.alpha: {LimitUSD: 6, Period: limits.Monthly},
+		f.beta:  {LimitUSD: 1, Period: limits.Total},
+	}
+	if err := b.Load(ctx, f.s, budgets); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Reserve(ctx, f.alpha, budgets[f.alpha], 1.5); !errors.Is(err, limits.ErrBudgetExceeded) {
+		t.Errorf("alpha with $5 of $6 spent reserved $1.50: %v", err)
+	}
+	if _, err := b.Reserve(ctx, f.alpha, budgets[f.alpha], 0.5); err != nil {
+		t.Errorf("alpha reserving $0.50: %v", err)
+	}
+
+	keys, err := f.s.ListKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if k.ID == f.alpha && (k.SpendUSD != 5 || !k.SpendPeriodStart.Equal(f.since)) {
+			t.Errorf("alpha's persisted spend: %v since %v", k.SpendUSD, k.SpendPeriodStart)
+		}
+	}
+}

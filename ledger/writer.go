@@ -1,0 +1,249 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// WriterOptions configure a Writer. Zero fields take the defaults.
+type WriterOptions struct {
+	// QueueSize bounds the records waiting to be written (default 10000).
+	QueueSize int
+	// BatchSize bounds the records written in one transaction (default 500).
+	BatchSize int
+	// StorePayloads keeps Record.Request and Record.Response; otherwise the
+	// Writer drops them before queueing (default false).
+	StorePayloads bool
+	// RetentionDays prunes records older than this many days; zero keeps
+	// everything. A prune that Close interrupts goes on at the next start.
+	RetentionDays int
+	// PruneEvery is how often old records are looked for (default 1h; the
+	// first look is at start).
+	PruneEvery time.Duration
+	// PruneChunk bounds the records deleted in one transaction (default
+	// 2000); the Writer writes a batch between chunks.
+	PruneChunk int
+	// OnCommit, if set, is called by the writing goroutine after each batch
+	// is committed, with the batch. The slice is reused after the call.
+	OnCommit func(batch []Record)
+	// Logger receives write failures, drops (at most one line per
+	// DropLogInterval) and recovered panics; the zero Logger discards them.
+	Logger zerolog.Logger
+	// DropLogInterval spaces the "queue full" log lines (default 10s).
+	DropLogInterval time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Writer queues records and writes them to a Store from one goroutine of
+// its own, which it starts in NewWriter and stops in Close. Record never
+// blocks. Its methods are safe for concurrent use.
+type Writer struct {
+	store Store
+	o     WriterOptions
+	log   zerolog.Logger
+
+	mu     sync.RWMutex // guards closed against the close of queue
+	closed bool
+	queue  chan Record
+	once   sync.Once
+	done   chan struct{}
+
+	written, dropped, failed atomic.Uint64
+	pruned                   atomic.Uint64
+	lastDropLog              atomic.Int64 // Unix nanoseconds
+}
+
+// NewWriter starts a Writer for store. The caller closes it.
+func NewWriter(store Store, o WriterOptions) *Writer {
+	if o.QueueSize <= 0 {
+		o.QueueSize = 10000
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 500
+	}
+	if o.PruneEvery <= 0 {
+		o.PruneEvery = time.Hour
+	}
+	if o.PruneChunk <= 0 {
+		o.PruneChunk = 2000
+	}
+	if o.DropLogInterval <= 0 {
+		o.DropLogInterval = 10 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	w := &Writer{store: store, o: o, log: o.Logger, queue: make(chan Record, o.QueueSize), done: make(chan struct{})}
+	go w.run()
+	return w
+}
+
+// Record queues r without blocking. It returns false, and counts a drop,
+// when the queue is full or the Writer is closed. A zero r.Time is set to
+// now.
+func (w *Writer) Record(r Record) bool {
+	if r.Time.IsZero() {
+		r.Time = w.o.Now()
+	}
+	if !w.o.StorePayloads {
+		r.Request, r.Response = nil, nil
+	}
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if !w.closed {
+		select {
+		case w.queue <- r:
+			return true
+		default:
+		}
+	}
+	w.drop()
+	return false
+}
+
+func (w *Writer) drop() {
+	n := w.dropped.Add(1)
+	now := time.Now().UnixNano()
+	last := w.lastDropLog.Load()
+	if now-last < int64(w.o.DropLogInterval) || !w.lastDropLog.CompareAndSwap(last, now) {
+		return
+	}
+	w.log.Warn().Uint64("dropped_total", n).Int("queue_size", w.o.QueueSize).
+		Msg("ledger queue full: request records dropped (budgets still hold; spend reports will miss them)")
+}
+
+// Dropped returns how many records were refused because the queue was full
+// or the Writer closed.
+func (w *Writer) Dropped() uint64 { return w.dropped.Load() }
+
+// Failed returns how many queued records were lost because their batch
+// failed to commit.
+func (w *Writer) Failed() uint64 { return w.failed.Load() }
+
+// Written returns how many records were committed.
+func (w *Writer) Written() uint64 { return w.written.Load() }
+
+// Pruned returns how many records retention deleted.
+func (w *Writer) Pruned() uint64 { return w.pruned.Load() }
+
+// QueueDepth returns how many records are waiting to be written.
+func (w *Writer) QueueDepth() int { return len(w.queue) }
+
+// Close stops accepting records, writes every queued one and waits for the
+// writing goroutine to end. It is safe to call more than once.
+func (w *Writer) Close() error {
+	w.once.Do(func() {
+		w.mu.Lock()
+		w.closed = true
+		close(w.queue)
+		w.mu.Unlock()
+	})
+	<-w.done
+	return nil
+}
+
+func (w *Writer) run() {
+	defer close(w.done)
+	batch := make([]Record, 0, w.o.BatchSize)
+	var tick <-chan time.Time
+	pruning := false
+	if w.o.RetentionDays > 0 {
+		t := time.NewTicker(w.o.PruneEvery)
+		defer t.Stop()
+		tick = t.C
+		pruning = true
+	}
+	for {
+		if pruning {
+			// Old rows go a chunk at a time, with any queued batch in
+			// between, so a large first prune does not stall the queue.
+			pruning = w.pruneChunk()
+			select {
+			case r, ok := <-w.queue:
+				if !ok {
+					return
+				}
+				w.write(w.fill(append(batch[:0], r)))
+			default:
+			}
+			continue
+		}
+		select {
+		case r, ok := <-w.queue:
+			if !ok {
+				return
+			}
+			w.write(w.fill(append(batch[:0], r)))
+		case <-tick:
+			pruning = true
+		}
+	}
+}
+
+// fill adds queued records to batch without waiting, up to BatchSize.
+func (w *Writer) fill(batch []Record) []Record {
+	for len(batch) < w.o.BatchSize {
+		select {
+		case r, ok := <-w.queue:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, r)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// write commits batch, logging rather than losing the goroutine to a panic.
+func (w *Writer) write(batch []Record) {
+	committed := false
+	defer func() {
+		if p := recover(); p != nil {
+			if !committed {
+				w.failed.Add(uint64(len(batch)))
+			}
+			w.log.Error().Str("panic", fmt.Sprint(p)).Int("records", len(batch)).Msg("ledger writer recovered from a panic")
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := w.store.Insert(ctx, batch); err != nil {
+		w.failed.Add(uint64(len(batch)))
+		w.log.Error().Err(err).Int("records", len(batch)).Msg("writing request records to the ledger")
+		return
+	}
+	committed = true
+	w.written.Add(uint64(len(batch)))
+	if w.o.OnCommit != nil {
+		w.o.OnCommit(batch)
+	}
+}
+
+// pruneChunk deletes one chunk of expired records and reports whether
+// there may be more.
+func (w *Writer) pruneChunk() (more bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			more = false
+			w.log.Error().Str("panic", fmt.Sprint(p)).Msg("ledger retention recovered from a panic")
+		}
+	}()
+	before := w.o.Now().AddDate(0, 0, -w.o.RetentionDays)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n, err := w.store.Prune(ctx, before, w.o.PruneChunk)
+	if err != nil {
+		w.log.Error().Err(err).Msg("pruning old ledger records")
+		return false
+	}
+	w.pruned.Add(uint64(n))
+	return n >= int64(w.o.PruneChunk)
+}
