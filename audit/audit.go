@@ -173,6 +173,13 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		head:      head,
 		signedSeq: cpSeq,
 	}
+	if cpSeq > seq {
+		// Entries a checkpoint signed are gone: Verify reports it as
+		// truncated. Keep writing, so the damage is not hidden by a stop.
+		l.logger.Error().Uint64("last_entry", seq).Uint64("last_checkpoint", cpSeq).
+			Msg("audit log ends before its last signed checkpoint; run lumen audit verify")
+		l.signedSeq = seq
+	}
 	if cpKey != "" && cpKey != l.keyID {
 		l.logger.Error().Str("checkpoint_key", cpKey).Str("signing_key", l.keyID).
 			Msg("audit signing key differs from the one that signed the last checkpoint; verify needs both keys")
@@ -337,6 +344,18 @@ func (l *Log) writeBatch(batch []Entry) {
 			return fmt.Errorf("preparing audit insert: %w", err)
 		}
 		defer stmt.Close()
+		var cps []*Checkpoint
+		checkpoint := func() error {
+			cp := l.sign(seq, head)
+			if _, err := tx.ExecContext(ctx, insertCheckpoint,
+				int64(cp.Seq), cp.Hash[:], cp.Time.UnixNano(), cp.KeyID, cp.Signature); err != nil {
+				return fmt.Errorf("inserting audit checkpoint %d: %w", cp.Seq, err)
+			}
+			cps = append(cps, cp)
+			signed = seq
+			return nil
+		}
+		every := uint64(max(l.opts.CheckpointEvery, 0))
 		for i := range batch {
 			e := &batch[i]
 			if !l.prepare(e) {
@@ -350,21 +369,22 @@ func (l *Log) writeBatch(batch []Entry) {
 			}
 			seq, head = e.Seq, e.Hash
 			n++
+			if every > 0 && seq-signed >= every {
+				if err := checkpoint(); err != nil {
+					return err
+				}
+			}
 		}
-		due := batch == nil || (l.opts.CheckpointEvery > 0 && seq-signed >= uint64(l.opts.CheckpointEvery))
-		var cp *Checkpoint
-		if due && seq > signed {
-			cp = l.sign(seq, head)
-			if _, err := tx.ExecContext(ctx, insertCheckpoint,
-				int64(cp.Seq), cp.Hash[:], cp.Time.UnixNano(), cp.KeyID, cp.Signature); err != nil {
-				return fmt.Errorf("inserting audit checkpoint %d: %w", cp.Seq, err)
+		// An empty batch asks for a checkpoint (timer, Close).
+		if batch == nil && seq > signed {
+			if err := checkpoint(); err != nil {
+				return err
 			}
 		}
 		if err := tx.Commit(); err != nil {
 			return fmt.Errorf("committing audit entries: %w", err)
 		}
-		if cp != nil {
-			signed = cp.Seq
+		for _, cp := range cps {
 			l.logger.Info().Uint64("seq", cp.Seq).Str("hash", cp.Hash.String()).
 				Str("key_id", cp.KeyID).Msg("audit checkpoint signed")
 		}
