@@ -169,17 +169,19 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		message string
 	}{
 		{
-			name:    "edited actor",
-			tamper:  func(t *testing.T, db *sql.DB) { mustExec(t, db, `UPDATE audit_entries SET actor = 'mallory' WHERE seq = 5`) },
+			name: "edited actor",
+			tamper: func(t *testing.T, db *sql.DB) {
+				mustExec(t, db, `UPDATE audit_entries SET actor = 'mallory' WHERE seq = 5`)
+			},
 			kind:    ErrAltered,
 			seq:     5,
 			message: "audit entry 5: altered: the stored hash does not match the entry's contents",
 		},
 		{
-			name:    "edited cost",
-			tamper:  func(t *testing.T, db *sql.DB) { mustExec(t, db, `UPDATE audit_entries SET cost_usd = 0 WHERE seq = 7`) },
-			kind:    ErrAltered,
-			seq:     7,
+			name:   "edited cost",
+			tamper: func(t *testing.T, db *sql.DB) { mustExec(t, db, `UPDATE audit_entries SET cost_usd = 0 WHERE seq = 7`) },
+			kind:   ErrAltered,
+			seq:    7,
 		},
 		{
 			name: "edited payload",
@@ -227,10 +229,10 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			message: "audit entry 5: deleted: entries 5..5 are missing",
 		},
 		{
-			name:    "deleted first row",
-			tamper:  func(t *testing.T, db *sql.DB) { mustExec(t, db, `DELETE FROM audit_entries WHERE seq = 1`) },
-			kind:    ErrDeleted,
-			seq:     1,
+			name:   "deleted first row",
+			tamper: func(t *testing.T, db *sql.DB) { mustExec(t, db, `DELETE FROM audit_entries WHERE seq = 1`) },
+			kind:   ErrDeleted,
+			seq:    1,
 		},
 		{
 			name: "deleted rows renumbered and re-hashed",
