@@ -1,0 +1,397 @@
+package training
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/lumengw/lumen/router/auto"
+	"github.com/lumengw/lumen/tokens"
+)
+
+// EvalConfig controls Evaluate.
+type EvalConfig struct {
+	Fit Config
+	// Folds is the number of leave-task-out folds (default 5).
+	Folds int
+	// Prices maps a model to USD per million input/output tokens, for the
+	// sources without per-prompt cost (model_prices.json).
+	Prices map[string]Price
+	// OutputTokens is the assumed answer length for priced sources
+	// (default 256).
+	OutputTokens int
+	// Log receives progress; Out the markdown report.
+	Log, Out io.Writer
+}
+
+// Price is a model's list price in USD per million tokens.
+type Price struct {
+	Input  float64 `json:"input_per_mtok"`
+	Output float64 `json:"output_per_mtok"`
+}
+
+// LoadPrices reads model_prices.json.
+func LoadPrices(path string) (map[string]Price, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("loading prices: %w", err)
+	}
+	var p map[string]Price
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("loading prices: %w", err)
+	}
+	return p, nil
+}
+
+// prediction is what every method says about one row: a predicted success
+// per model of the row.
+type prediction map[string]float64
+
+// method names, in report order.
+const (
+	mRouter   = "router (this scorer)"
+	mDomain   = "domain-only"
+	mPrior    = "per-task prior"
+	mOracle   = "oracle"
+	mRandom   = "random"
+	mCheap    = "always-cheap"
+	mStrong   = "always-strong"
+	mRandMix  = "random mix"
+	mAlwBest  = "always-best"
+	mAlwCheap = "always-cheapest"
+)
+
+// Evaluate runs the leave-task-out and known-task evaluations and writes a
+// markdown report to cfg.Out.
+func Evaluate(rows []Row, cfg EvalConfig) error {
+	if cfg.Folds == 0 {
+		cfg.Folds = 5
+	}
+	if cfg.OutputTokens == 0 {
+		cfg.OutputTokens = 256
+	}
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	if cfg.Out == nil {
+		cfg.Out = io.Discard
+	}
+	start := time.Now()
+	// Leave-task-out: every task is in exactly one test fold.
+	unseen := make([]map[string]prediction, len(rows))
+	for fold := 0; fold < cfg.Folds; fold++ {
+		var train, test []int
+		for i, r := range rows {
+			if int(hash64("fold/"+r.Source+"/"+r.Task)%uint64(cfg.Folds)) == fold {
+				test = append(test, i)
+			} else {
+				train = append(train, i)
+			}
+		}
+		fmt.Fprintf(cfg.Log, "leave-task-out fold %d/%d: %d train, %d test rows\n", fold+1, cfg.Folds, len(train), len(test))
+		if err := predictFold(rows, train, test, cfg, unseen); err != nil {
+			return err
+		}
+	}
+	// Known tasks: 1 row in 5 of every task is held out.
+	known := make([]map[string]prediction, len(rows))
+	var train, test []int
+	for i, r := range rows {
+		if hash64("known/"+r.ID)%5 == 0 {
+			test = append(test, i)
+		} else {
+			train = append(train, i)
+		}
+	}
+	fmt.Fprintf(cfg.Log, "known-task split: %d train, %d test rows\n", len(train), len(test))
+	if err := predictFold(rows, train, test, cfg, known); err != nil {
+		return err
+	}
+
+	w := cfg.Out
+	fmt.Fprintf(w, "## Leave-task-out (every task held out of training in one of %d folds)\n\n", cfg.Folds)
+	writePairs(w, rows, unseen)
+	writeBudgets(w, rows, unseen, cfg)
+	fmt.Fprintf(w, "## Known tasks (1 row in 5 of every task held out; the prior sees the task's other rows)\n\n")
+	writePairs(w, rows, known)
+	writeBudgets(w, rows, known, cfg)
+	fmt.Fprintf(cfg.Log, "evaluation done in %v\n", time.Since(start).Round(time.Second))
+	return nil
+}
+
+// predictFold fits on train and fills preds[i] for every test row.
+func predictFold(rows []Row, train, test []int, cfg EvalConfig, preds []map[string]prediction) error {
+	tr := make([]Row, len(train))
+	for j, i := range train {
+		tr[j] = rows[i]
+	}
+	w, err := Fit(tr, cfg.Fit)
+	if err != nil {
+		return err
+	}
+	s, err := auto.NewScorer(w)
+	if err != nil {
+		return err
+	}
+	// Per-task and per-source means (the prior), per-domain means (the
+	// domain-only baseline).
+	type acc struct{ s, n float64 }
+	taskMean := map[string]map[string]*acc{}
+	srcMean := map[string]map[string]*acc{}
+	domMean := map[string]map[int]*acc{}
+	add := func(m map[string]*acc, k string, v float64) {
+		a := m[k]
+		if a == nil {
+			a = &acc{}
+			m[k] = a
+		}
+		a.s += v
+		a.n++
+	}
+	for _, r := range tr {
+		tk := r.Source + "/" + r.Task
+		if taskMean[tk] == nil {
+			taskMean[tk] = map[string]*acc{}
+		}
+		if srcMean[r.Source] == nil {
+			srcMean[r.Source] = map[string]*acc{}
+		}
+		for m, v := range r.Scores {
+			add(taskMean[tk], m, v)
+			add(srcMean[r.Source], m, v)
+			if domMean[m] == nil {
+				domMean[m] = map[int]*acc{}
+			}
+			a := domMean[m][DomainOf(r.Task)]
+			if a == nil {
+				a = &acc{}
+				domMean[m][DomainOf(r.Task)] = a
+			}
+			a.s += v
+			a.n++
+		}
+	}
+	domIndex := map[string]int{}
+	for i, d := range Domains {
+		domIndex[d] = i
+	}
+	out := make([]float64, 16)
+	for _, i := range test {
+		r := rows[i]
+		names := sortedModels(r)
+		if len(out) < len(names) {
+			out = make([]float64, len(names))
+		}
+		sc := s.Score(auto.Prompt{User: r.Prompt, Turns: 1}, names, out)
+		pr := map[string]prediction{mRouter: {}, mDomain: {}, mPrior: {}, mOracle: {}, mRandom: {}}
+		tm := taskMean[r.Source+"/"+r.Task]
+		for j, m := range names {
+			pr[mRouter][m] = out[j]
+			pr[mOracle][m] = r.Scores[m]
+			pr[mRandom][m] = 0
+			// Domain-only: the model's mean on the predicted domain,
+			// shrunk to its source mean.
+			sm := srcMean[r.Source][m]
+			base := 0.5
+			if sm != nil {
+				base = sm.s / sm.n
+			}
+			d := domMean[m][domIndex[sc.Domain]]
+			if d != nil {
+				pr[mDomain][m] = (d.s + 5*base) / (d.n + 5)
+			} else {
+				pr[mDomain][m] = base
+			}
+			if tm != nil && tm[m] != nil {
+				pr[mPrior][m] = tm[m].s / tm[m].n
+			} else {
+				pr[mPrior][m] = base
+			}
+		}
+		preds[i] = pr
+	}
+	return nil
+}
+
+func sortedModels(r Row) []string {
+	names := make([]string, 0, len(r.Scores))
+	for m := range r.Scores {
+		names = append(names, m)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// pairView is a strong/weak comparison on a subset of rows.
+type pairView struct {
+	name         string
+	strong, weak string
+	match        func(Row) bool
+}
+
+var pairViews = []pairView{
+	{"routellm MMLU: gpt-4-1106-preview vs Mixtral-8x7B", "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1",
+		func(r Row) bool { return r.Source == "routellm" && strings.HasPrefix(r.Task, "mmlu-") }},
+	{"routellm GSM8K: gpt-4-1106-preview vs Mixtral-8x7B", "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1",
+		func(r Row) bool { return r.Source == "routellm" && r.Task == "gsm8k" }},
+	{"routerbench: gpt-4-1106-preview vs mixtral-8x7b-chat", "gpt-4-1106-preview", "mistralai/mixtral-8x7b-chat",
+		func(r Row) bool { return r.Source == "routerbench" }},
+	{"llmrouter: llama-3.1-nemotron-51b vs gemma-2-9b-it", "llama-3.1-nemotron-51b-instruct", "gemma-2-9b-it",
+		func(r Row) bool { return r.Source == "llmrouter" }},
+}
+
+func writePairs(w io.Writer, rows []Row, preds []map[string]prediction) {
+	fmt.Fprintf(w, "### Two-model routing (APGR; share of calls to the strong model needed for 50%% / 80%% of the gap)\n\n")
+	fmt.Fprintf(w, "| view | rows | weak → strong quality | method | APGR | calls @50%% | calls @80%% |\n|---|---|---|---|---|---|---|\n")
+	for _, v := range pairViews {
+		var weak, strong []float64
+		scores := map[string][]float64{}
+		for i, r := range rows {
+			if preds[i] == nil || !v.match(r) {
+				continue
+			}
+			s, ok1 := r.Scores[v.strong]
+			wk, ok2 := r.Scores[v.weak]
+			if !ok1 || !ok2 {
+				continue
+			}
+			strong = append(strong, s)
+			weak = append(weak, wk)
+			for _, m := range []string{mRouter, mDomain, mPrior, mOracle, mRandom} {
+				p := preds[i][m]
+				scores[m] = append(scores[m], p[v.strong]-p[v.weak])
+			}
+		}
+		if len(strong) == 0 {
+			continue
+		}
+		for _, m := range []string{mRouter, mDomain, mPrior, mRandom, mOracle} {
+			c := PairCurve(weak, strong, scores[m])
+			fmt.Fprintf(w, "| %s | %d | %.3f → %.3f | %s | %.3f | %.1f%% | %.1f%% |\n", v.name, len(strong), c.QWeak, c.QStrong,
+				m, c.APGR(), 100*c.CallsFor(0.5), 100*c.CallsFor(0.8))
+		}
+	}
+	fmt.Fprintln(w)
+}
+
+// budgetView is a multi-model source where routing spends a third of the
+// best model's cost.
+type budgetView struct {
+	name   string
+	source string
+}
+
+var budgetViews = []budgetView{
+	{"routerbench (11 models, real per-prompt cost_usd)", "routerbench"},
+	{"llmrouter (9 models, model_prices.json × estimated tokens)", "llmrouter"},
+}
+
+func writeBudgets(w io.Writer, rows []Row, preds []map[string]prediction, cfg EvalConfig) {
+	fmt.Fprintf(w, "### Quality at one third of the best model's cost\n\n")
+	fmt.Fprintf(w, "| view | rows | best model (quality, mean cost) | method | quality | %% of best | mean cost |\n|---|---|---|---|---|---|---|\n")
+	for _, v := range budgetViews {
+		// Models measured on every row of the view.
+		var idx []int
+		count := map[string]int{}
+		for i, r := range rows {
+			if preds[i] == nil || r.Source != v.source {
+				continue
+			}
+			idx = append(idx, i)
+			for m := range r.Scores {
+				count[m]++
+			}
+		}
+		if len(idx) == 0 {
+			continue
+		}
+		var models []string
+		for m, n := range count {
+			if n == len(idx) {
+				models = append(models, m)
+			}
+		}
+		sort.Strings(models)
+		var keep []int
+		cost := [][]float64{}
+		y := [][]float64{}
+		for _, i := range idx {
+			r := rows[i]
+			cs := make([]float64, len(models))
+			ok := true
+			for j, m := range models {
+				if r.Cost != nil {
+					c, has := r.Cost[m]
+					if !has {
+						ok = false
+					}
+					cs[j] = c
+				} else {
+					p, has := cfg.Prices[m]
+					if !has {
+						ok = false
+					}
+					in := float64(tokens.Count(r.Prompt))
+					cs[j] = (in*p.Input + float64(cfg.OutputTokens)*p.Output) / 1e6
+				}
+			}
+			if !ok {
+				continue
+			}
+			keep = append(keep, i)
+			cost = append(cost, cs)
+			ys := make([]float64, len(models))
+			for j, m := range models {
+				ys[j] = r.Scores[m]
+			}
+			y = append(y, ys)
+		}
+		if len(keep) == 0 {
+			continue
+		}
+		n := float64(len(keep))
+		qual := make([]float64, len(models))
+		mc := make([]float64, len(models))
+		for i := range keep {
+			for j := range models {
+				qual[j] += y[i][j] / n
+				mc[j] += cost[i][j] / n
+			}
+		}
+		best, cheap := 0, 0
+		for j := range models {
+			if qual[j] > qual[best] {
+				best = j
+			}
+			if mc[j] < mc[cheap] {
+				cheap = j
+			}
+		}
+		budget := mc[best] / 3
+		row := func(method string, q, c float64) {
+			fmt.Fprintf(w, "| %s | %d | %s (%.3f, $%.6f) | %s | %.3f | %.1f%% | $%.6f |\n", v.name, len(keep), models[best], qual[best], mc[best],
+				method, q, 100*q/qual[best], c)
+		}
+		row(mAlwBest, qual[best], mc[best])
+		row(mAlwCheap, qual[cheap], mc[cheap])
+		f := math.Max(0, math.Min(1, (budget-mc[cheap])/(mc[best]-mc[cheap])))
+		row(mRandMix+" (best/cheapest)", qual[cheap]+f*(qual[best]-qual[cheap]), mc[cheap]+f*(mc[best]-mc[cheap]))
+		for _, m := range []string{mRouter, mDomain, mPrior, mOracle} {
+			pred := make([][]float64, len(keep))
+			for i, ri := range keep {
+				pred[i] = make([]float64, len(models))
+				for j, mm := range models {
+					pred[i][j] = preds[ri][m][mm]
+				}
+			}
+			q, c := budgetPick(pred, y, cost, budget)
+			row(m+" at ≤⅓ cost", q, c)
+		}
+	}
+	fmt.Fprintln(w)
+}
