@@ -195,9 +195,13 @@ type RouterSettings struct {
 	// StreamFailover continues a broken stream from another deployment
 	// (default true).
 	StreamFailover *bool `yaml:"stream_failover"`
-	// HedgeAfter sends a second attempt when no first byte arrived within
-	// this duration; zero (default) means off.
+	// HedgeAfter sends a second attempt, to another deployment of the
+	// group, when no first byte arrived within this duration (seconds or a
+	// duration like "300ms"); zero (default) means off.
 	HedgeAfter Duration `yaml:"hedge_after"`
+	// ModelGroupHedgeAfter sets hedge_after per model group, overriding
+	// HedgeAfter: {gpt-4o: 0.5}. Zero turns hedging off for that group.
+	ModelGroupHedgeAfter map[string]Duration `yaml:"model_group_hedge_after"`
 	// Auto holds defaults for model "auto".
 	Auto AutoRoute `yaml:"auto"`
 }

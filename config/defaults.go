@@ -103,33 +103,17 @@ var pending = []struct{ path, msg string }{
 	{"ledger", "the request ledger is not implemented yet; nothing is written to ledger.path"},
 	{"audit", "the audit log is not implemented yet; nothing is written"},
 	{"metrics", "Prometheus metrics are not implemented yet; /metrics is not served"},
-	{"router_settings.fallbacks", "fallbacks are not implemented yet"},
-	{"router_settings.context_window_fallbacks", "fallbacks are not implemented yet"},
-	{"router_settings.content_policy_fallbacks", "fallbacks are not implemented yet"},
-	{"router_settings.health_check_interval", "active health checks are not implemented yet"},
-	{"router_settings.stream_failover", "mid-stream failover is not implemented yet"},
-	{"router_settings.hedge_after", "hedged requests are not implemented yet"},
 	{"router_settings.auto", "model \"auto\" is not implemented yet"},
 	{"model_list[].auto", "auto routes are not implemented yet; this entry is not served"},
-	{"model_list[].litellm_params.weight", "weighted routing is not implemented yet; a group's deployments are picked uniformly at random"},
-	{"model_list[].litellm_params.rpm", "rpm/tpm-aware routing is not implemented yet; a group's deployments are picked uniformly at random"},
-	{"model_list[].litellm_params.tpm", "rpm/tpm-aware routing is not implemented yet; a group's deployments are picked uniformly at random"},
-	{"model_list[].params.weight", "weighted routing is not implemented yet; a group's deployments are picked uniformly at random"},
-	{"model_list[].params.rpm", "rpm/tpm-aware routing is not implemented yet"},
-	{"model_list[].params.tpm", "rpm/tpm-aware routing is not implemented yet"},
 }
 
-// warnings name the pending settings the file sets, and a routing strategy
-// other than the one implemented.
+// warnings name the pending settings the file sets.
 func (c *Config) warnings(present map[string]bool) []string {
 	var w []string
 	for _, p := range pending {
 		if present[p.path] {
 			w = append(w, p.path+": "+p.msg)
 		}
-	}
-	if s := c.RouterSettings.RoutingStrategy; s != "simple-shuffle" {
-		w = append(w, fmt.Sprintf("router_settings.routing_strategy: %q is not implemented yet; deployments are picked uniformly at random", s))
 	}
 	return w
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"sort"
 	"strings"
 	"time"
 )
@@ -77,6 +78,11 @@ func (c *Config) Validate() []string {
 					}
 				}
 			}
+		}
+	}
+	for _, name := range sortedKeys(r.ModelGroupHedgeAfter) {
+		if !groups[name] {
+			p.add("router_settings.model_group_hedge_after."+name, "unknown model group %q", name)
 		}
 	}
 	validateAuto(&p, "router_settings.auto", &r.Auto, groups)
@@ -227,6 +233,15 @@ func (c *Config) groups() map[string]bool {
 		}
 	}
 	return g
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 type problems []string

@@ -2,14 +2,17 @@ package router
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// health is a deployment's circuit breaker: allowedFails retryable
-// failures within window cool it down for cooldown; after that, exactly one
-// probe request decides whether it closes again (half-open). It is safe for
-// concurrent use; no lock is held across I/O.
+// health is a deployment's circuit breaker: allowed retryable failures
+// within cooldown cool it down (open) for cooldown; after that, exactly
+// one probe request decides whether it closes again (half-open). It is
+// safe for concurrent use; no lock is held across I/O, and a closed
+// circuit is read without one.
 type health struct {
+	tripped  atomic.Bool // until is set: open or half-open
 	mu       sync.Mutex
 	fails    []time.Time // failure times within the window, oldest first
 	until    time.Time   // cooled down until then
@@ -27,21 +30,52 @@ const (
 
 // state reports the circuit state at now.
 func (h *health) state(now time.Time) string {
+	st, _, _ := h.snapshot(now)
+	return st
+}
+
+// snapshot reports the state at now, when an open circuit turns
+// half-open, and the failures counted in the current window.
+func (h *health) snapshot(now time.Time) (state string, until time.Time, fails int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch {
 	case now.Before(h.until):
-		return StateOpen
+		return StateOpen, h.until, len(h.fails)
 	case !h.until.IsZero():
-		return StateHalfOpen
+		return StateHalfOpen, time.Time{}, len(h.fails)
 	default:
-		return StateClosed
+		return StateClosed, time.Time{}, len(h.fails)
 	}
+}
+
+// admits reports, without claiming the probe, whether acquire would
+// succeed now.
+func (h *health) admits(now time.Time) bool {
+	if !h.tripped.Load() {
+		return true
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return !now.Before(h.until) && (h.until.IsZero() || !h.probing)
+}
+
+// openUntil is when an open circuit turns half-open (zero when not open).
+func (h *health) openUntil(now time.Time) time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if now.Before(h.until) {
+		return h.until
+	}
+	return time.Time{}
 }
 
 // acquire reports whether a request may go to the deployment now. A
 // half-open deployment admits one probe at a time.
 func (h *health) acquire(now time.Time) bool {
+	if !h.tripped.Load() {
+		return true
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch {
@@ -58,10 +92,16 @@ func (h *health) acquire(now time.Time) bool {
 	}
 }
 
-// success closes the circuit.
+// success closes a half-open circuit. On a closed one it changes nothing:
+// failures count within their window whatever succeeded in between, so a
+// deployment failing half its calls is still cooled down.
 func (h *health) success() {
+	if !h.tripped.Load() {
+		return
+	}
 	h.mu.Lock()
 	h.fails, h.until, h.probing = h.fails[:0], time.Time{}, false
+	h.tripped.Store(false)
 	h.mu.Unlock()
 }
 
@@ -84,12 +124,16 @@ func (h *health) failure(now time.Time) {
 	if len(h.fails) >= h.allowed {
 		h.until = now.Add(h.cooldown)
 		h.fails = h.fails[:0]
+		h.tripped.Store(true)
 	}
 }
 
 // release ends a probe that neither succeeded nor failed retryably (a 400,
 // a cancelled client), so the next request may probe.
 func (h *health) release() {
+	if !h.tripped.Load() {
+		return
+	}
 	h.mu.Lock()
 	h.probing = false
 	h.mu.Unlock()

@@ -1,8 +1,34 @@
 // Package router turns a model group name into a call to one of its
-// deployments: selection, and (growing) retries, cooldowns and fallbacks.
+// deployments, and keeps that call alive when upstreams misbehave.
+//
+// A model group is every model_list entry sharing a model_name. Per call
+// the router:
+//
+//   - picks a deployment by router_settings.routing_strategy (strategy.go),
+//     skipping cooled-down deployments while a healthy one remains, and
+//     deployments whose model_info.max_input_tokens the prompt exceeds;
+//   - retries retryable failures (connect errors, timeouts, 408/409/429/5xx)
+//     up to num_retries (or the deployment's max_retries): at once on
+//     another healthy deployment, else on the same after exponential
+//     backoff with full jitter and the upstream's Retry-After (attempt.go);
+//   - cools a deployment down after allowed_fails failures within
+//     cooldown_time, then lets one probe decide (health.go);
+//   - sends a second, hedged attempt when the first has produced no byte
+//     within hedge_after, and keeps whichever answers first (attempt.go);
+//   - falls back to other groups: router_settings.fallbacks,
+//     context_window_fallbacks, content_policy_fallbacks, or the request's
+//     own OpenRouter-style "models"/"fallbacks" lists (fallback.go);
+//   - continues a stream that breaks mid-answer on another deployment
+//     (failover.go);
+//   - optionally checks every deployment in the background (check.go).
+//
+// A Router is immutable once built and safe for concurrent use; its
+// per-deployment counters are atomics and no lock is held across I/O. A
+// config reload builds a new Router (deployment health starts fresh).
 package router
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,39 +40,16 @@ import (
 
 	"github.com/lumengw/lumen/config"
 	"github.com/lumengw/lumen/providers"
+	"github.com/lumengw/lumen/tokens"
 )
-
-// Deployment is one model_list entry that reaches an upstream.
-type Deployment struct {
-	// ID is model_info.id (default "<model_name>/<index>").
-	ID string
-	// Group is the model_name clients send.
-	Group string
-	// ProviderName is the provider id ("openai", "anthropic", "mock").
-	ProviderName string
-	// Model is the upstream model id, provider prefix removed.
-	Model string
-	// Provider sends the requests.
-	Provider providers.Provider
-	// Params and Info are the entry's configuration.
-	Params config.Params
-	Info   config.ModelInfo
-
-	retries int // retries of a failed call (num_retries or max_retries)
-	health  health
-}
-
-// State reports the deployment's circuit state: closed, open (cooled down)
-// or half-open (the next request probes it).
-func (d *Deployment) State(now time.Time) string { return d.health.state(now) }
-
-// Name is "provider/model", what x-lumen-deployment reports.
-func (d *Deployment) Name() string { return d.ProviderName + "/" + d.Model }
 
 // Group is every deployment sharing a model_name.
 type Group struct {
 	Name        string
 	Deployments []*Deployment
+
+	hedgeAfter time.Duration // zero: no hedging
+	maxInput   bool          // some deployment sets max_input_tokens
 }
 
 // Router routes calls to model groups. It is safe for concurrent use and
@@ -56,17 +59,28 @@ type Router struct {
 	names  []string
 	auto   map[string]*config.AutoRoute
 
+	strategy   string
+	fallbacks  [numKinds]map[string][]string // by failure kind, from group
+	failover   bool                          // router_settings.stream_failover
+	checkEvery time.Duration                 // router_settings.health_check_interval
+
 	log     zerolog.Logger
 	minWait time.Duration // router_settings.retry_after
-	now     func() time.Time
-	sleep   func(ctx context.Context, d time.Duration) error
-	jitter  func(n int64) int64
+	stats   stats
+
+	// Seams for tests: the clock, sleeping, and randomness.
+	now    func() time.Time
+	sleep  func(ctx context.Context, d time.Duration) error
+	jitter func(n int64) int64 // uniform in [0, n)
+	float  func() float64      // uniform in [0, 1)
 }
 
-// Backoff bounds: the first retry waits up to baseBackoff (full jitter),
-// doubling per attempt up to maxBackoff. An upstream Retry-After longer
-// than maxRetryAfter is not waited for: the error goes back to the client
-// with the hint, unless another deployment can take the retry.
+// Backoff bounds: the first retry on the same deployment waits up to
+// baseBackoff (full jitter), doubling per attempt up to maxBackoff. An
+// upstream Retry-After is honoured up to maxRetryAfter (30 s): a longer
+// one is not waited for, the error goes back to the client with the hint
+// (or to a fallback group), since holding a client for minutes is worse
+// than telling it when to come back.
 const (
 	baseBackoff   = 100 * time.Millisecond
 	maxBackoff    = 5 * time.Second
@@ -89,16 +103,59 @@ func (e *UnknownGroupError) Error() string {
 
 func (e *UnknownGroupError) Unwrap() error { return ErrUnknownGroup }
 
+// ErrModelNotAllowed is returned (wrapped in *NotAllowedError) when
+// Call.Allow refuses the requested model group.
+var ErrModelNotAllowed = errors.New("model not allowed for this key")
+
+// NotAllowedError names the model group the caller may not use.
+type NotAllowedError struct {
+	Group string
+}
+
+func (e *NotAllowedError) Error() string {
+	return fmt.Sprintf("this key may not use model %q", e.Group)
+}
+
+func (e *NotAllowedError) Unwrap() error { return ErrModelNotAllowed }
+
+// ErrInvalidRequest is returned (wrapped in *RequestError) when a field the
+// router reads from the body ("models", "fallbacks") is malformed.
+var ErrInvalidRequest = errors.New("invalid request")
+
+// RequestError says which request field is wrong and how.
+type RequestError struct {
+	Param   string
+	Message string
+}
+
+func (e *RequestError) Error() string { return e.Param + ": " + e.Message }
+
+func (e *RequestError) Unwrap() error { return ErrInvalidRequest }
+
 // Builder makes the provider for one deployment.
 type Builder func(cfg providers.Config) (providers.Provider, error)
 
-// New builds a router from a validated config.
+// New builds a router from a validated config. It starts nothing: active
+// health checks run only inside Run.
 func New(cfg *config.Config, build Builder) (*Router, error) {
+	rs := &cfg.RouterSettings
 	r := &Router{groups: map[string]*Group{}, auto: map[string]*config.AutoRoute{},
-		log: zerolog.Nop(), minWait: cfg.RouterSettings.RetryAfter.D(), now: time.Now, sleep: sleepCtx, jitter: rand.Int64N}
-	retries := *cfg.RouterSettings.NumRetries
-	allowed := *cfg.RouterSettings.AllowedFails
-	cooldown := cfg.RouterSettings.CooldownTime.D()
+		strategy: rs.RoutingStrategy, failover: rs.StreamFailover == nil || *rs.StreamFailover,
+		checkEvery: rs.HealthCheckInterval.D(),
+		log:        zerolog.Nop(), minWait: rs.RetryAfter.D(),
+		now: time.Now, sleep: sleepCtx, jitter: rand.Int64N, float: rand.Float64}
+	if r.strategy == "" {
+		r.strategy = SimpleShuffle
+	}
+	retries := config.DefaultNumRetries
+	if rs.NumRetries != nil {
+		retries = *rs.NumRetries
+	}
+	allowed := config.DefaultAllowedFails
+	if rs.AllowedFails != nil {
+		allowed = *rs.AllowedFails
+	}
+	cooldown := rs.CooldownTime.D()
 	for i := range cfg.ModelList {
 		m := &cfg.ModelList[i]
 		if m.Auto != nil {
@@ -113,26 +170,43 @@ func New(cfg *config.Config, build Builder) (*Router, error) {
 		}
 		d := &Deployment{ID: m.ModelInfo.ID, Group: m.ModelName, ProviderName: pc.Provider, Model: pc.Model,
 			Provider: prov, Params: *p, Info: m.ModelInfo, retries: retries,
+			price:  resolvePrice(pc.Provider, pc.Model, p, &m.ModelInfo),
 			health: health{allowed: allowed, cooldown: cooldown}}
 		if p.MaxRetries != nil {
 			d.retries = *p.MaxRetries
 		}
 		g := r.groups[m.ModelName]
 		if g == nil {
-			g = &Group{Name: m.ModelName}
+			g = &Group{Name: m.ModelName, hedgeAfter: rs.HedgeAfter.D()}
+			if h, ok := rs.ModelGroupHedgeAfter[m.ModelName]; ok {
+				g.hedgeAfter = h.D()
+			}
 			r.groups[m.ModelName] = g
 			r.names = append(r.names, m.ModelName)
 		}
+		d.index = len(g.Deployments)
 		g.Deployments = append(g.Deployments, d)
+		g.maxInput = g.maxInput || d.Info.MaxInputTokens > 0
 	}
-	// Auto routes are not served yet (config warns), so they are not
-	// listed either.
+	for _, g := range r.groups {
+		resolveWeights(g)
+	}
+	r.fallbacks[failGeneric] = flatten(rs.Fallbacks)
+	r.fallbacks[failContextWindow] = flatten(rs.ContextWindowFallbacks)
+	r.fallbacks[failContentPolicy] = flatten(rs.ContentPolicyFallbacks)
+	// Auto routes are not served by this package (router/auto is), so they
+	// are not listed either.
 	sort.Strings(r.names)
 	return r, nil
 }
 
-// SetLogger sends the router's log lines (failed attempts) to log.
+// SetLogger sends the router's log lines (failed attempts, fallbacks,
+// failovers, hedges, health checks) to log. Call it before the router
+// serves.
 func (r *Router) SetLogger(log zerolog.Logger) { r.log = log }
+
+// Strategy returns the routing strategy in force.
+func (r *Router) Strategy() string { return r.strategy }
 
 // ProviderConfig is the providers.Config of one model_list entry.
 func ProviderConfig(cfg *config.Config, m *config.Model) providers.Config {
@@ -170,6 +244,9 @@ type Call struct {
 	// Group is the model name the client sent.
 	Group string
 	// Op, Body and Stream describe the request (see providers.Request).
+	// Body may carry OpenRouter-style "models" and "fallbacks" lists of
+	// model groups to fall back to; the router removes them before the
+	// body goes upstream.
 	Op     providers.Op
 	Body   []byte
 	Stream bool
@@ -177,18 +254,23 @@ type Call struct {
 	RequestID string
 	// Allow reports whether the caller may use a model group (virtual keys
 	// restricted to models); it is checked for every group tried, fallbacks
-	// included. Nil allows all.
+	// included: a refused fallback is skipped, a refused Group is a
+	// *NotAllowedError. Nil allows all.
 	Allow func(group string) bool
 }
 
 // Result is what served a call.
 type Result struct {
 	// Response is set for non-streaming calls, Stream for streaming ones.
+	// The Stream continues on another deployment if its upstream breaks
+	// (router_settings.stream_failover); its caller must Close it.
 	Response *providers.Response
 	Stream   providers.Stream
-	// Deployment answered (for a stream: the first one that did).
+	// Deployment answered (for a stream: the first one that did). On an
+	// error it is the last deployment tried, nil when none was.
 	Deployment *Deployment
-	// Attempts counts upstream calls made, failed ones included.
+	// Attempts counts upstream calls made before the answer began, failed
+	// and hedged ones included.
 	Attempts int
 	// Group is the model group that answered; it differs from Call.Group
 	// after a fallback.
@@ -199,105 +281,104 @@ type Result struct {
 	Strategy string
 }
 
-// Do routes call to a deployment of its group and returns its answer.
-// Retryable failures (connect errors, timeouts, 408/409/429/5xx) are
-// retried up to the deployment's retry count, on another healthy deployment
-// when the group has one (at once), else on the same one after exponential
-// backoff with full jitter and the upstream's Retry-After.
-// Non-retryable failures (400, 401, 404, …) return at once. A stream is
-// retried only until the upstream has answered.
+// reqState is one Do call's routing state. The goroutine running Do owns
+// it; attempt goroutines only read its immutable fields.
+type reqState struct {
+	call    *Call
+	body    []byte   // Call.Body without "models"/"fallbacks"
+	chain   []string // per-request fallback groups, in order; nil: config's
+	res     *Result
+	prompt  int      // estimated prompt tokens; -1 until needed
+	groups  []string // groups tried, in order
+	attempt int      // attempts made, for log lines
+}
+
+// promptTokens is the prompt estimate, computed once per request.
+func (rs *reqState) promptTokens() int {
+	if rs.prompt < 0 {
+		rs.prompt = tokens.Prompt(rs.body)
+	}
+	return rs.prompt
+}
+
+func (rs *reqState) triedGroup(name string) bool {
+	for _, g := range rs.groups {
+		if g == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Do routes call to a deployment of its group, or of a fallback group,
+// and returns its answer.
+//
+// Retryable failures are retried within the group (attempt.go); when the
+// group gives up, the next fallback group for that kind of failure is
+// tried. Non-retryable client errors (400 other than a context-window or
+// content-policy refusal) and a cancelled ctx return at once. A stream is
+// returned once its first event has arrived, so everything before the
+// first byte reaches the client is retried freely; after that the
+// returned Stream fails over by itself.
 func (r *Router) Do(ctx context.Context, call *Call) (*Result, error) {
 	g, ok := r.groups[call.Group]
 	if !ok {
 		return nil, &UnknownGroupError{Model: call.Group, Available: r.names}
 	}
-	res := &Result{Group: g.Name, Strategy: "simple-shuffle"}
-	d := r.pick(g, nil)
-	for try := 0; ; try++ {
-		res.Deployment = d
-		res.Attempts++
-		req := &providers.Request{Op: call.Op, Model: d.Model, Body: call.Body, Stream: call.Stream}
-		var err error
-		if call.Stream {
-			res.Stream, err = d.Provider.DoStream(ctx, req)
-		} else {
-			res.Response, err = d.Provider.Do(ctx, req)
+	if call.Allow != nil && !call.Allow(g.Name) {
+		return nil, &NotAllowedError{Group: g.Name}
+	}
+	res := &Result{Group: g.Name, Strategy: r.strategy}
+	rs := &reqState{call: call, body: call.Body, res: res, prompt: -1}
+	if mayHaveLists(call.Body) {
+		if err := r.readLists(rs); err != nil {
+			return nil, err
 		}
+	}
+	for {
+		rs.groups = append(rs.groups, g.Name)
+		o, err := r.tryGroup(ctx, g, rs)
 		if err == nil {
-			d.health.success()
+			res.Deployment, res.Group = o.d, g.Name
+			if g.Name != call.Group {
+				res.FallbackFrom = call.Group
+				r.stats.fallbacks.Add(1)
+			}
+			if call.Stream {
+				res.Stream = r.newStream(ctx, rs, g, o)
+			} else {
+				res.Response = o.resp
+				if o.cancel != nil {
+					o.cancel() // a hedge winner's context: the body is read
+				}
+			}
 			return res, nil
 		}
-		if !providers.IsRetryable(err) || ctx.Err() != nil {
-			d.health.release()
+		kind := failureKind(ctx, err)
+		if kind == failFinal {
 			return res, err
 		}
-		d.health.failure(r.now())
-		r.log.Warn().Str("request_id", call.RequestID).Str("model_group", g.Name).Str("deployment", d.ID).
-			Int("attempt", try+1).Str("state", d.health.state(r.now())).Err(err).Msg("upstream attempt failed")
-		if try >= d.retries {
+		next := r.nextGroup(rs, kind)
+		if next == nil {
 			return res, err
 		}
-		// Backing off protects the deployment that failed; a retry on
-		// another one of the group goes at once (after retry_after).
-		next := r.pick(g, d)
-		wait := r.minWait
-		if next == d {
-			wait = r.backoff(try)
-			var ue *providers.UpstreamError
-			if errors.As(err, &ue) && ue.RetryAfter > 0 {
-				if ue.RetryAfter > maxRetryAfter {
-					next.health.release()
-					return res, err
-				}
-				wait = max(wait, ue.RetryAfter)
-			}
-		}
-		if err := r.sleep(ctx, wait); err != nil {
-			next.health.release()
-			return res, err
-		}
-		d = next
+		r.log.Warn().Str("request_id", call.RequestID).Str("model_group", g.Name).Str("fallback", next.Name).
+			Str("reason", kind.String()).Str("error", redact(err.Error())).Msg("falling back to another model group")
+		g = next
 	}
 }
 
-// backoff is the wait before retry number try+1: full jitter over an
-// exponentially growing cap, at least router_settings.retry_after.
+// backoff is the wait before retry number try+1 on the same deployment:
+// full jitter over an exponentially growing cap, at least
+// router_settings.retry_after.
 func (r *Router) backoff(try int) time.Duration {
-	ceiling := min(baseBackoff<<try, maxBackoff)
+	ceiling := min(baseBackoff<<min(try, 30), maxBackoff)
 	return max(r.minWait, time.Duration(r.jitter(int64(ceiling)+1)))
-}
-
-// pick chooses a deployment of g at random among those whose circuit
-// admits a request, preferring one other than avoid (the one that just
-// failed). When every deployment is cooled down it still picks one: a
-// request is better tried than refused.
-func (r *Router) pick(g *Group, avoid *Deployment) *Deployment {
-	now := r.now()
-	n := len(g.Deployments)
-	start := int(r.jitter(int64(n)))
-	var fallback *Deployment
-	for i := 0; i < n; i++ {
-		d := g.Deployments[(start+i)%n]
-		if d == avoid && n > 1 {
-			fallback = d
-			continue
-		}
-		if d.health.acquire(now) {
-			return d
-		}
-	}
-	if fallback != nil && fallback.health.acquire(now) {
-		return fallback
-	}
-	if avoid != nil {
-		return avoid
-	}
-	return g.Deployments[start]
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
-		return nil
+		return ctx.Err()
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -307,4 +388,10 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// mayHaveLists is a cheap test for the per-request lists, so bodies
+// without them are never parsed here.
+func mayHaveLists(body []byte) bool {
+	return bytes.Contains(body, []byte(`"models"`)) || bytes.Contains(body, []byte(`"fallbacks"`))
 }

@@ -1,0 +1,255 @@
+package router
+
+import (
+	"math"
+	"sync/atomic"
+	"time"
+
+	"github.com/lumengw/lumen/config"
+	"github.com/lumengw/lumen/pricing"
+	"github.com/lumengw/lumen/providers"
+)
+
+// Deployment is one model_list entry that reaches an upstream. Its
+// configuration fields are immutable once the router is built; its
+// counters are atomics, safe for concurrent use.
+type Deployment struct {
+	// ID is model_info.id (default "<model_name>/<index>").
+	ID string
+	// Group is the model_name clients send.
+	Group string
+	// ProviderName is the provider id ("openai", "anthropic", "mock").
+	ProviderName string
+	// Model is the upstream model id, provider prefix removed.
+	Model string
+	// Provider sends the requests.
+	Provider providers.Provider
+	// Params and Info are the entry's configuration.
+	Params config.Params
+	Info   config.ModelInfo
+
+	index   int     // position in its group
+	retries int     // retries of a failed call (num_retries or max_retries)
+	weight  float64 // simple-shuffle weight, resolved at build
+	price   float64 // blended USD per token (input + output); +Inf when unknown
+	health  health
+
+	inflight atomic.Int64
+	latency  ewma // whole non-streaming calls
+	ttft     ewma // time to a stream's first event
+	usage    minuteUsage
+	check    atomic.Pointer[checkResult]
+}
+
+// State reports the deployment's circuit state: closed, open (cooled down)
+// or half-open (the next request probes it).
+func (d *Deployment) State(now time.Time) string { return d.health.state(now) }
+
+// Name is "provider/model", what x-lumen-deployment reports.
+func (d *Deployment) Name() string { return d.ProviderName + "/" + d.Model }
+
+// resolvePrice is a deployment's blended price per token for
+// cost-based-routing: model_info prices (then litellm_params ones) over the
+// embedded table. Unknown prices are +Inf: they rank after every priced
+// deployment and tie with each other.
+func resolvePrice(provider, model string, p *config.Params, mi *config.ModelInfo) float64 {
+	o := pricing.Override{
+		InputCostPerToken:           firstSet(mi.InputCostPerToken, p.InputCostPerToken),
+		OutputCostPerToken:          firstSet(mi.OutputCostPerToken, p.OutputCostPerToken),
+		CacheReadInputTokenCost:     mi.CacheReadInputTokenCost,
+		CacheCreationInputTokenCost: mi.CacheCreationInputTokenCost,
+	}
+	pr, ok := pricing.For(provider, model, mi.BaseModel, o)
+	if !ok {
+		return math.Inf(1)
+	}
+	return pr.Input + pr.Output
+}
+
+func firstSet(a, b *float64) *float64 {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// ewmaAlpha weighs a new latency sample: 0.3 lets three or four fast
+// answers pull a recovered deployment's average back down.
+const ewmaAlpha = 0.3
+
+// ewma is an exponentially weighted moving average of durations, lock-free.
+// Zero means no sample yet.
+type ewma struct{ bits atomic.Uint64 }
+
+func (e *ewma) observe(d time.Duration) {
+	if d <= 0 {
+		d = 1
+	}
+	for {
+		old := e.bits.Load()
+		v := float64(d)
+		if old != 0 {
+			f := math.Float64frombits(old)
+			v = f + ewmaAlpha*(v-f)
+		}
+		if e.bits.CompareAndSwap(old, math.Float64bits(v)) {
+			return
+		}
+	}
+}
+
+func (e *ewma) value() time.Duration {
+	b := e.bits.Load()
+	if b == 0 {
+		return 0
+	}
+	return time.Duration(math.Float64frombits(b))
+}
+
+// minuteUsage counts requests and tokens in the current wall-clock minute,
+// for usage-based-routing. At the minute boundary a few concurrent counts
+// can land in the old minute; the counts are a routing signal, not a
+// limit anyone is billed by.
+type minuteUsage struct {
+	minute atomic.Int64 // unix minute the counts belong to
+	reqs   atomic.Int64
+	toks   atomic.Int64
+}
+
+func (u *minuteUsage) roll(m int64) {
+	if cur := u.minute.Load(); cur != m && u.minute.CompareAndSwap(cur, m) {
+		u.reqs.Store(0)
+		u.toks.Store(0)
+	}
+}
+
+func (u *minuteUsage) addRequest(now time.Time) {
+	u.roll(now.Unix() / 60)
+	u.reqs.Add(1)
+}
+
+func (u *minuteUsage) addTokens(now time.Time, n int) {
+	if n <= 0 {
+		return
+	}
+	u.roll(now.Unix() / 60)
+	u.toks.Add(int64(n))
+}
+
+// get returns the requests and tokens counted in now's minute.
+func (u *minuteUsage) get(now time.Time) (reqs, toks int64) {
+	if u.minute.Load() != now.Unix()/60 {
+		return 0, 0
+	}
+	return u.reqs.Load(), u.toks.Load()
+}
+
+// headroom is the fraction (0..1] of the deployment's rpm/tpm left this
+// minute, the tighter of the two; 1 when it sets neither. ok is false when
+// the deployment is at a limit and must be skipped.
+func (d *Deployment) headroom(now time.Time) (frac float64, ok bool) {
+	reqs, toks := d.usage.get(now)
+	frac = 1
+	if rpm := int64(d.Params.RPM); rpm > 0 {
+		if reqs >= rpm {
+			return 0, false
+		}
+		frac = min(frac, float64(rpm-reqs)/float64(rpm))
+	}
+	if tpm := int64(d.Params.TPM); tpm > 0 {
+		if toks >= tpm {
+			return 0, false
+		}
+		frac = min(frac, float64(tpm-toks)/float64(tpm))
+	}
+	return frac, true
+}
+
+// checkResult is the outcome of the last active health check.
+type checkResult struct {
+	at  time.Time
+	err string
+}
+
+// DeploymentState is a point-in-time view of one deployment, for /health
+// and metrics.
+type DeploymentState struct {
+	Group    string
+	ID       string
+	Provider string
+	Model    string
+	// State is the circuit: closed, open (cooled down) or half-open.
+	State string
+	// CooldownUntil is when an open circuit turns half-open; zero otherwise.
+	CooldownUntil time.Time
+	// RecentFailures counts retryable failures within the current window.
+	RecentFailures int
+	// InFlight is the number of calls and open streams on the deployment.
+	InFlight int64
+	// Latency is the moving average of whole non-streaming calls and TTFT
+	// that of a stream's first event; zero means no sample yet.
+	Latency time.Duration
+	TTFT    time.Duration
+	// RequestsThisMinute and TokensThisMinute are what usage-based-routing
+	// weighs against rpm and tpm.
+	RequestsThisMinute int64
+	TokensThisMinute   int64
+	// LastCheck is when the last active health check finished (zero: none)
+	// and LastCheckError its error, empty when it succeeded.
+	LastCheck      time.Time
+	LastCheckError string
+}
+
+// Stats are router-wide resilience counters since the router was built.
+type Stats struct {
+	// Failovers counts streams continued or restarted on another
+	// deployment after they broke.
+	Failovers uint64
+	// Hedges counts second attempts started because the first was slow;
+	// HedgeWins those that answered first.
+	Hedges    uint64
+	HedgeWins uint64
+	// Fallbacks counts calls served by, or handed to, a fallback group.
+	Fallbacks uint64
+}
+
+type stats struct {
+	failovers, hedges, hedgeWins, fallbacks atomic.Uint64
+}
+
+// Snapshot returns the state of every deployment, groups in name order and
+// deployments in config order. It takes no lock across I/O and is cheap
+// enough for every /health or metrics scrape.
+func (r *Router) Snapshot() []DeploymentState {
+	now := r.now()
+	var out []DeploymentState
+	for _, name := range r.names {
+		g := r.groups[name]
+		if g == nil {
+			continue
+		}
+		for _, d := range g.Deployments {
+			st, until, fails := d.health.snapshot(now)
+			reqs, toks := d.usage.get(now)
+			s := DeploymentState{
+				Group: d.Group, ID: d.ID, Provider: d.ProviderName, Model: d.Model,
+				State: st, CooldownUntil: until, RecentFailures: fails,
+				InFlight: d.inflight.Load(), Latency: d.latency.value(), TTFT: d.ttft.value(),
+				RequestsThisMinute: reqs, TokensThisMinute: toks,
+			}
+			if c := d.check.Load(); c != nil {
+				s.LastCheck, s.LastCheckError = c.at, c.err
+			}
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Stats returns the router's resilience counters.
+func (r *Router) Stats() Stats {
+	return Stats{
+		Failovers: r.stats.failovers.Load(), Hedges: r.stats.hedges.Load(),
+		HedgeWins: r.stats.hedgeWins.Load(), Fallbacks: r.stats.fallbacks.Load(),
+	}
+}

@@ -1,0 +1,186 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+
+	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
+
+	"github.com/lumengw/lumen/providers"
+)
+
+// failKind is why a model group gave up, which decides the fallback list.
+type failKind uint8
+
+const (
+	failGeneric       failKind = iota // retries exhausted, dead, rate limited, auth…
+	failContextWindow                 // the prompt is too long for the group
+	failContentPolicy                 // the upstream refused on content policy
+	numKinds
+
+	// failFinal ends the call: the client went away, or the request itself
+	// is wrong (a fallback would fail the same way and cost money).
+	failFinal failKind = 255
+)
+
+func (k failKind) String() string {
+	switch k {
+	case failContextWindow:
+		return "context_window"
+	case failContentPolicy:
+		return "content_policy"
+	case failFinal:
+		return "final"
+	default:
+		return "failed"
+	}
+}
+
+// Codes upstreams use for the two refusals that have their own fallbacks.
+const (
+	codeContextLength = "context_length_exceeded"
+	codeContentPolicy = "content_policy_violation"
+	codeContentFilter = "content_filter"
+)
+
+// failureKind classifies the error a group ended with.
+func failureKind(ctx context.Context, err error) failKind {
+	if ctx.Err() != nil || errors.Is(err, context.Canceled) {
+		return failFinal
+	}
+	var ue *providers.UpstreamError
+	if !errors.As(err, &ue) {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return failGeneric
+		}
+		return failFinal // ErrUnsupported and other local errors
+	}
+	switch {
+	case ue.Code == codeContextLength:
+		return failContextWindow
+	case ue.Code == codeContentPolicy || ue.Code == codeContentFilter:
+		return failContentPolicy
+	case ue.Status == http.StatusBadRequest || ue.Status == http.StatusRequestEntityTooLarge ||
+		ue.Status == http.StatusUnprocessableEntity:
+		return failFinal
+	default:
+		return failGeneric
+	}
+}
+
+// flatten merges LiteLLM's list-of-maps fallback shape into one map.
+func flatten(list []map[string][]string) map[string][]string {
+	out := map[string][]string{}
+	for _, m := range list {
+		for from, to := range m {
+			out[from] = append(out[from], to...)
+		}
+	}
+	return out
+}
+
+// nextGroup is the first group after a failure of this kind that the
+// request has not tried, exists and the caller may use.
+//
+// The request's own list ("models", then "fallbacks") replaces the
+// config's for every kind of failure. Otherwise the lists are keyed by the
+// group the client asked for (as LiteLLM does: a fallback's own fallbacks
+// are not followed): context_window_fallbacks for a prompt too long,
+// content_policy_fallbacks for a policy refusal, each falling through to
+// fallbacks when it names nothing for the group.
+func (r *Router) nextGroup(rs *reqState, kind failKind) *Group {
+	if kind == failFinal {
+		return nil
+	}
+	lists := [2][]string{rs.chain}
+	if rs.chain == nil {
+		lists[0] = r.fallbacks[kind][rs.call.Group]
+		if kind != failGeneric {
+			lists[1] = r.fallbacks[failGeneric][rs.call.Group]
+		}
+	}
+	for _, list := range lists {
+		for _, name := range list {
+			if rs.triedGroup(name) {
+				continue
+			}
+			g, ok := r.groups[name]
+			if !ok {
+				continue
+			}
+			if rs.call.Allow != nil && !rs.call.Allow(name) {
+				r.log.Warn().Str("request_id", rs.call.RequestID).Str("fallback", name).
+					Msg("skipping a fallback model group this key may not use")
+				rs.groups = append(rs.groups, name) // warn once
+				continue
+			}
+			return g
+		}
+	}
+	return nil
+}
+
+// readLists reads the request's OpenRouter-style "models" (tried in order
+// after "model") and "fallbacks" lists, and removes both from the body sent
+// upstream. They are always removed: the names are Lumen model groups,
+// meaningless upstream, OpenAI rejects unknown parameters ("Unrecognized
+// request argument supplied"), and OpenRouter would start fallbacks of its
+// own.
+func (r *Router) readLists(rs *reqState) error {
+	body := rs.body
+	for _, field := range [...]string{"models", "fallbacks"} {
+		v := gjson.GetBytes(body, field)
+		if !v.Exists() {
+			continue
+		}
+		if !v.IsArray() && v.Type != gjson.Null {
+			return &RequestError{Param: field, Message: "must be an array of model names"}
+		}
+		var bad error
+		v.ForEach(func(_, name gjson.Result) bool {
+			if name.Type != gjson.String || name.Str == "" {
+				bad = &RequestError{Param: field, Message: "must be an array of model names"}
+				return false
+			}
+			if _, ok := r.groups[name.Str]; !ok {
+				bad = &UnknownGroupError{Model: name.Str, Available: r.names}
+				return false
+			}
+			if name.Str != rs.call.Group && !contains(rs.chain, name.Str) {
+				rs.chain = append(rs.chain, name.Str)
+			}
+			return true
+		})
+		if bad != nil {
+			return bad
+		}
+		var err error
+		if body, err = sjson.DeleteBytes(body, field); err != nil {
+			return fmt.Errorf("removing %s from the request: %w", field, err)
+		}
+	}
+	if rs.chain == nil && len(body) != len(rs.body) {
+		rs.chain = []string{} // the request said: no fallbacks
+	}
+	rs.body = body
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// secretRE matches key-like tokens upstreams sometimes echo ("Incorrect API
+// key provided: sk-abc***xyz"), so they never reach a log line.
+var secretRE = regexp.MustCompile(`\b(sk|lumen-sk|sk-ant|AIza|key)[-_][A-Za-z0-9_\-\*\.]{6,}`)
+
+func redact(s string) string { return secretRE.ReplaceAllString(s, "[redacted]") }
