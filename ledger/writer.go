@@ -94,17 +94,31 @@ func (w *Writer) Record(r Record) bool {
 	if !w.o.StorePayloads {
 		r.Request, r.Response = nil, nil
 	}
-	w.mu.RLock()
-	defer w.mu.RUnlock()
-	if !w.closed {
-		select {
-		case w.queue <- r:
-			return true
-		default:
-		}
+	if w.enqueue(r) {
+		return true
 	}
 	w.drop()
 	return false
+}
+
+func (w *Writer) enqueue(r Record) bool {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return false
+	}
+	select {
+	case w.queue <- r:
+		return true
+	default:
+		return false
+	}
+}
+
+func (w *Writer) closedNow() bool {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.closed
 }
 
 func (w *Writer) drop() {
@@ -114,8 +128,11 @@ func (w *Writer) drop() {
 	if now-last < int64(w.o.DropLogInterval) || !w.lastDropLog.CompareAndSwap(last, now) {
 		return
 	}
-	w.log.Warn().Uint64("dropped_total", n).Int("queue_size", w.o.QueueSize).
-		Msg("ledger queue full: request records dropped (budgets still hold; spend reports will miss them)")
+	msg := "ledger queue full: request records dropped (budgets still hold; spend reports will miss them)"
+	if w.closedNow() {
+		msg = "ledger writer closed: request records dropped"
+	}
+	w.log.Warn().Uint64("dropped_total", n).Int("queue_size", w.o.QueueSize).Msg(msg)
 }
 
 // Dropped returns how many records were refused because the queue was full
