@@ -21,6 +21,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 var baseTime = time.Date(2025, 11, 1, 12, 0, 0, 123456789, time.UTC)
@@ -547,7 +549,11 @@ func blockWriter(l *Log) (started, release chan struct{}) {
 }
 
 func TestFullQueueDropsWithoutBreakingChain(t *testing.T) {
-	l, opts := openTest(t, func(o *Options) { o.QueueSize = 2 })
+	var logs syncBuffer
+	l, opts := openTest(t, func(o *Options) {
+		o.QueueSize = 2
+		o.Logger = zerolog.New(&logs)
+	})
 	started, release := blockWriter(l)
 	l.Append(testEntry(0))
 	<-started // the writer holds entry 0; the queue is empty
@@ -556,6 +562,9 @@ func TestFullQueueDropsWithoutBreakingChain(t *testing.T) {
 	}
 	if got := l.Dropped(); got != 7 {
 		t.Errorf("dropped %d, want 7", got)
+	}
+	if n := strings.Count(logs.String(), "audit entry dropped"); n != 1 {
+		t.Errorf("logged %d drop lines for 7 drops, want 1 (rate-limited):\n%s", n, logs.String())
 	}
 	close(release)
 	if err := l.Close(); err != nil {
@@ -570,8 +579,46 @@ func TestFullQueueDropsWithoutBreakingChain(t *testing.T) {
 	}
 }
 
+// syncBuffer is a bytes.Buffer safe for the writer and the test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestRelativePath(t *testing.T) {
+	t.Chdir(t.TempDir())
+	l, err := Open(context.Background(), Options{Path: "./lumen audit.db"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Append(testEntry(0))
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := RunVerify(context.Background(), "./lumen audit.db", "./lumen audit.db.key.pub", 0, &out); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat("lumen audit.db"); err != nil {
+		t.Errorf("database not at the relative path: %v", err)
+	}
+}
+
 func TestWriterRecoversFromPanic(t *testing.T) {
-	l, opts := openTest(t, nil)
+	var logs syncBuffer
+	l, opts := openTest(t, func(o *Options) { o.Logger = zerolog.New(&logs) })
 	l.hook = func(e *Entry) {
 		if e.Detail == "boom" {
 			panic("boom")
@@ -587,6 +634,9 @@ func TestWriterRecoversFromPanic(t *testing.T) {
 	}
 	if l.Failed() != 1 || l.Written() != 2 {
 		t.Errorf("failed %d written %d, want 1 2", l.Failed(), l.Written())
+	}
+	if !strings.Contains(logs.String(), "recovered from a panic") {
+		t.Errorf("the panic was not logged:\n%s", logs.String())
 	}
 	rep, err := VerifyFile(context.Background(), opts.Path, l.PublicKey(), 0)
 	if err != nil || rep.Entries != 2 {
@@ -876,6 +926,31 @@ func BenchmarkAppend(b *testing.B) {
 	l.Close()
 }
 
+// BenchmarkAppendAccepted measures Append when the entry is queued (the
+// writer is held so the queue never fills). Run it with a bounded count,
+// e.g. -bench AppendAccepted -benchtime 200000x: the queue holds all b.N.
+func BenchmarkAppendAccepted(b *testing.B) {
+	if b.N > 1<<20 {
+		b.Skip("run with -benchtime Nx, N <= 1<<20")
+	}
+	l, _ := openTest(b, func(o *Options) { o.QueueSize = b.N + 1 })
+	started, release := blockWriter(l)
+	e := testEntry(1)
+	l.Append(e)
+	<-started
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		l.Append(e)
+	}
+	b.StopTimer()
+	if l.Dropped() != 0 {
+		b.Fatalf("dropped %d", l.Dropped())
+	}
+	close(release)
+	l.Close()
+}
+
 // BenchmarkThroughput measures end to end how many entries per second reach
 // disk: Append without drops (waiting when the queue is full) and Close.
 func BenchmarkThroughput(b *testing.B) {
@@ -899,4 +974,17 @@ func BenchmarkThroughput(b *testing.B) {
 		b.Fatalf("dropped %d", l.Dropped())
 	}
 	b.ReportMetric(float64(l.Written())/elapsed.Seconds(), "entries/s")
+}
+
+// BenchmarkVerify measures how fast verify re-walks a 10,000-entry log.
+func BenchmarkVerify(b *testing.B) {
+	const n = 10000
+	opts, pub := writeLog(b, n, func(o *Options) { o.QueueSize = n })
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := VerifyFile(context.Background(), opts.Path, pub, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "entries/s")
 }
