@@ -138,8 +138,8 @@ BEGIN UPDATE ledger_state SET keys_version = keys_version + 1; END;
 `,
 }
 
-// SchemaVersion is the schema version this build writes.
-var SchemaVersion = len(migrations)
+// SchemaVersion returns the schema version this build writes.
+func SchemaVersion() int { return len(migrations) }
 
 func (s *SQLite) migrate(ctx context.Context) error {
 	tx, err := s.db.BeginTx(ctx, nil)

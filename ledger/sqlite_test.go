@@ -33,8 +33,8 @@ func TestOpenMigrates(t *testing.T) {
 		if err := s.db.QueryRow(`SELECT max(version), count(*) FROM ledger_migrations`).Scan(&version, &rows); err != nil {
 			t.Fatal(err)
 		}
-		if version != SchemaVersion || rows != SchemaVersion {
-			t.Errorf("open %d: schema version %d in %d rows, want %d", i, version, rows, SchemaVersion)
+		if version != SchemaVersion() || rows != SchemaVersion() {
+			t.Errorf("open %d: schema version %d in %d rows, want %d", i, version, rows, SchemaVersion())
 		}
 		var mode string
 		if err := s.db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
@@ -52,7 +52,7 @@ func TestOpenMigrates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.db.Exec(`INSERT INTO ledger_migrations VALUES (?, 0)`, SchemaVersion+1); err != nil {
+	if _, err := s.db.Exec(`INSERT INTO ledger_migrations VALUES (?, 0)`, SchemaVersion()+1); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
