@@ -237,6 +237,12 @@ func (l *Log) drop(why string) {
 		Msg("audit entry dropped; the chain stays valid but is missing events")
 }
 
+func (l *Log) isClosed() bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.closed
+}
+
 // Dropped returns how many entries Append dropped (queue full or closed).
 func (l *Log) Dropped() uint64 { return l.dropped.Load() }
 

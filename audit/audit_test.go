@@ -529,8 +529,11 @@ func TestCloseDrainsQueue(t *testing.T) {
 	if l.Dropped() != 1 {
 		t.Errorf("append after Close: dropped %d, want 1", l.Dropped())
 	}
-	if _, err := l.Verify(context.Background(), 0); err == nil {
-		t.Error("Verify on a closed Log succeeded")
+	if _, err := l.Verify(context.Background(), 0); !errors.Is(err, ErrClosed) {
+		t.Errorf("Verify on a closed Log = %v, want ErrClosed", err)
+	}
+	if err := l.Export(context.Background(), io.Discard, time.Time{}, FormatJSONL); !errors.Is(err, ErrClosed) {
+		t.Errorf("Export on a closed Log = %v, want ErrClosed", err)
 	}
 }
 

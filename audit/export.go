@@ -65,6 +65,9 @@ func hexDigest(d Digest) string { return fmt.Sprintf("%x", d[:]) }
 // order. It reads through a separate connection and may run while entries
 // are being written.
 func (l *Log) Export(ctx context.Context, w io.Writer, since time.Time, format string) error {
+	if l.isClosed() {
+		return fmt.Errorf("exporting audit log: %w", ErrClosed)
+	}
 	return export(ctx, l.ro, w, since, format)
 }
 

@@ -60,6 +60,9 @@ type Report struct {
 // the log's own public key. It reads through a separate connection, so it
 // may run while entries are being written; it sees a consistent snapshot.
 func (l *Log) Verify(ctx context.Context, from uint64) (Report, error) {
+	if l.isClosed() {
+		return Report{}, fmt.Errorf("verifying audit log: %w", ErrClosed)
+	}
 	return verify(ctx, l.ro, l.pub, from)
 }
 
