@@ -32,8 +32,8 @@ const (
 // instructions sit at the start, the actual question at the end, and reading
 // a fixed number of bytes keeps scoring time flat whatever the prompt size.
 const (
-	headBytes    = 1536
-	tailBytes    = 2560
+	headBytes    = 768
+	tailBytes    = 1280
 	tailQuestion = 400
 	systemBytes  = 1024
 )
@@ -158,7 +158,7 @@ func Extract(p Prompt, f *Features) {
 		}
 		f.words(s, nsSystem, false, nil)
 	}
-	f.dense(p, head, tail, &st)
+	f.dense(p, &st)
 }
 
 // textStats counts what the dense features need during the word pass.
@@ -166,14 +166,17 @@ type textStats struct {
 	bytes, words, digits, upper, punct, nonASCII, newlines, numbers int
 	longWords, wordBytes                                            int
 	cjk, cyrillic, arabic, indic, otherScript                       int
+	m                                                               markers
 }
 
 // words hashes the words of s into namespace ns; with grams it also adds
 // bigrams and in-word character 4-grams. Digits are folded to '0' so that
-// numbers hash by shape, not value.
+// numbers hash by shape, not value. With st it also gathers the statistics
+// and task cues of the dense features, in the same pass.
 func (f *Features) words(s string, ns int, grams bool, st *textStats) {
 	var prev uint32
 	havePrev := false
+	lineStart := true
 	i := 0
 	for i < len(s) {
 		c := s[i]
@@ -184,7 +187,16 @@ func (f *Features) words(s string, ns int, grams bool, st *textStats) {
 					st.newlines++
 				case c != ' ' && c != '\t' && c != '\r':
 					st.punct++
+					if lineStart && c == '(' && i+2 < len(s) && s[i+1] >= 'A' && s[i+1] <= 'H' && s[i+2] == ')' {
+						st.m.options++
+					}
+					st.m.symbol(c)
 				}
+			}
+			if c == '\n' {
+				lineStart = true
+			} else if c != ' ' && c != '\t' {
+				lineStart = false
 			}
 			// Punctuation that matters for the task type is a token too.
 			switch c {
@@ -204,28 +216,21 @@ func (f *Features) words(s string, ns int, grams bool, st *textStats) {
 		start := i
 		h := uint32(fnvOffset)
 		var c4 uint32 = ' ' // rolling 4-gram of lower-cased bytes, padded
-		n := 0
-		digits := 0
+		n, digits, upper := 0, 0, 0
 		for i < len(s) && wordByte(s[i]) {
-			b := lower(s[i])
-			if st != nil {
-				switch {
-				case s[i] >= '0' && s[i] <= '9':
-					st.digits++
-				case s[i] >= 'A' && s[i] <= 'Z':
-					st.upper++
-				case s[i] >= 0x80:
-					st.nonASCII++
-				}
-			}
-			if b >= '0' && b <= '9' {
+			b := s[i]
+			switch {
+			case b >= 'A' && b <= 'Z':
+				upper++
+				b += 32
+			case b >= '0' && b <= '9':
 				b = '0'
 				digits++
 			}
 			h = (h ^ uint32(b)) * fnvPrime
 			c4 = c4<<8 | uint32(b)
 			n++
-			if grams && n >= 3 && digits == 0 {
+			if grams && n >= 3 && digits == 0 && n&1 == 1 {
 				f.add(nsChar, c4)
 			}
 			i++
@@ -236,38 +241,60 @@ func (f *Features) words(s string, ns int, grams bool, st *textStats) {
 		if st != nil {
 			st.words++
 			st.wordBytes += n
+			st.digits += digits
+			st.upper += upper
 			if n >= 10 {
 				st.longWords++
 			}
 			if digits == n {
 				st.numbers++
 			}
+			if lineStart && n == 1 && upper == 1 && s[start] <= 'H' && i < len(s) && (s[i] == '.' || s[i] == ')' || s[i] == ':') {
+				st.m.options++
+			}
+			st.m.word(h, upper == n && n > 1)
+			if havePrev {
+				st.m.word(prev*31+h, false)
+			}
 			if s[start] >= 0x80 {
-				r, _ := utf8.DecodeRuneInString(s[start:])
-				switch {
-				case unicode.Is(unicode.Han, r) || unicode.Is(unicode.Hiragana, r) || unicode.Is(unicode.Katakana, r) || unicode.Is(unicode.Hangul, r):
-					st.cjk++
-				case unicode.Is(unicode.Cyrillic, r):
-					st.cyrillic++
-				case unicode.Is(unicode.Arabic, r) || unicode.Is(unicode.Hebrew, r):
-					st.arabic++
-				case unicode.Is(unicode.Devanagari, r) || unicode.Is(unicode.Bengali, r) || unicode.Is(unicode.Tamil, r) || unicode.Is(unicode.Telugu, r) || unicode.Is(unicode.Thai, r):
-					st.indic++
-				case unicode.IsLetter(r) && !unicode.Is(unicode.Latin, r):
-					st.otherScript++
-				}
+				st.script(s[start:i])
 			}
 		}
+		lineStart = false
 		f.add(ns, h)
 		if grams {
 			if havePrev {
 				f.add(nsBigram, prev*31+h)
 			}
 			prev, havePrev = h, true
+		} else {
+			prev, havePrev = h, true
 		}
 	}
 	if st != nil {
 		st.bytes += len(s)
+	}
+}
+
+// script counts the script of a word that starts with a non-ASCII rune.
+func (st *textStats) script(w string) {
+	for _, c := range []byte(w) {
+		if c >= 0x80 {
+			st.nonASCII++
+		}
+	}
+	r, _ := utf8.DecodeRuneInString(w)
+	switch {
+	case unicode.Is(unicode.Han, r) || unicode.Is(unicode.Hiragana, r) || unicode.Is(unicode.Katakana, r) || unicode.Is(unicode.Hangul, r):
+		st.cjk++
+	case unicode.Is(unicode.Cyrillic, r):
+		st.cyrillic++
+	case unicode.Is(unicode.Arabic, r) || unicode.Is(unicode.Hebrew, r):
+		st.arabic++
+	case unicode.Is(unicode.Devanagari, r) || unicode.Is(unicode.Bengali, r) || unicode.Is(unicode.Tamil, r) || unicode.Is(unicode.Telugu, r) || unicode.Is(unicode.Thai, r):
+		st.indic++
+	case unicode.IsLetter(r) && !unicode.Is(unicode.Latin, r):
+		st.otherScript++
 	}
 }
 
@@ -282,7 +309,7 @@ func frac(a, b int) float32 {
 	return float32(a) / float32(b)
 }
 
-func (f *Features) dense(p Prompt, head, tail string, st *textStats) {
+func (f *Features) dense(p Prompt, st *textStats) {
 	d := &f.Dense
 	u := p.User
 	d[dBias] = 1
@@ -314,11 +341,7 @@ func (f *Features) dense(p Prompt, head, tail string, st *textStats) {
 	d[dLongWords] = frac(st.longWords, st.words) * 4
 	d[dAvgWordLen] = frac(st.wordBytes, st.words) / 10
 
-	var m markers
-	m.scan(head)
-	if tail != "" {
-		m.scan(tail)
-	}
+	m := &st.m
 	d[dCode] = log1p(m.code, 3)
 	d[dMath] = log1p(m.math, 3)
 	d[dLatex] = log1p(m.latex, 3)
@@ -388,21 +411,13 @@ func equalFoldASCII(s, pattern string) bool {
 	return true
 }
 
-// markers counts task-type cues in one scan of the text.
+// markers counts task-type cues, gathered during the word pass.
 type markers struct {
 	code, math, latex, options, answers, negation, which, reasoning, statements, generate int
 }
 
-// cue is a marker pattern (lower-case; matched case-insensitively unless
-// exact) and the counter it feeds.
-type cue struct {
-	pat   string
-	exact bool
-	field int
-}
-
 const (
-	cCode = iota
+	cCode = iota + 1
 	cMath
 	cLatex
 	cAnswers
@@ -413,87 +428,134 @@ const (
 	cGenerate
 )
 
-// cues are indexed by their first byte (lower-cased) so the scan looks at
-// only the few patterns that can start at each position.
-var cues = [...]cue{
-	{"```", false, cCode}, {"def ", false, cCode}, {"return ", false, cCode}, {"import ", false, cCode},
-	{"#include", false, cCode}, {"function", false, cCode}, {"=>", false, cCode}, {"();", false, cCode},
-	{"){", false, cCode}, {") {", false, cCode}, {"python", false, cCode}, {"javascript", false, cCode},
-	{"sql", false, cCode}, {"print(", false, cCode}, {"class ", false, cCode}, {">>>", false, cCode},
-	{"\"\"\"", false, cCode}, {"public ", false, cCode}, {"const ", false, cCode}, {"regex", false, cCode},
-	{"\\frac", false, cLatex}, {"\\sqrt", false, cLatex}, {"\\(", false, cLatex}, {"\\[", false, cLatex},
-	{"$", false, cLatex}, {"\\cdot", false, cLatex}, {"\\pi", false, cLatex}, {"\\le", false, cLatex},
-	{"^", false, cMath}, {" = ", false, cMath}, {" + ", false, cMath}, {" - ", false, cMath},
-	{" * ", false, cMath}, {" / ", false, cMath}, {"%", false, cMath}, {"calculate", false, cMath},
-	{"solve", false, cMath}, {"how many", false, cMath}, {"how much", false, cMath}, {"probability", false, cMath},
-	{"equation", false, cMath}, {"integer", false, cMath}, {"sum of", false, cMath}, {"total", false, cMath},
-	{"answer:", false, cAnswers}, {"q:", false, cAnswers}, {"question:", false, cAnswers},
-	{"NOT ", true, cNegation}, {"EXCEPT", true, cNegation}, {"LEAST", true, cNegation}, {"FALSE", true, cNegation},
-	{"which of the following", false, cWhich},
-	{"step by step", false, cReasoning}, {"prove", false, cReasoning}, {"explain", false, cReasoning},
-	{"justify", false, cReasoning}, {"derive", false, cReasoning}, {"reason", false, cReasoning},
-	{"clue", false, cReasoning}, {"deduce", false, cReasoning}, {"therefore", false, cReasoning},
-	{"statement 1", false, cStatements}, {"scenario 1", false, cStatements},
-	{"write a", false, cGenerate}, {"generate", false, cGenerate}, {"compose", false, cGenerate},
-	{"translate", false, cGenerate}, {"summarize", false, cGenerate}, {"create a", false, cGenerate},
+// cueWords are single words (or two-word phrases, matched as bigrams) that
+// signal a task type. Upper-case entries only match words written in
+// capitals ("NOT", "EXCEPT"): the emphasis of a negated question.
+var cueWords = []struct {
+	text  string
+	field uint8
+}{
+	{"def", cCode}, {"return", cCode}, {"import", cCode}, {"function", cCode}, {"python", cCode},
+	{"javascript", cCode}, {"sql", cCode}, {"print", cCode}, {"class", cCode}, {"public", cCode},
+	{"const", cCode}, {"regex", cCode}, {"include", cCode}, {"code", cCode}, {"array", cCode},
+	{"string", cCode}, {"list", cCode}, {"int", cCode}, {"self", cCode}, {"null", cCode},
+	{"calculate", cMath}, {"solve", cMath}, {"probability", cMath}, {"equation", cMath},
+	{"integer", cMath}, {"total", cMath}, {"how many", cMath}, {"how much", cMath}, {"sum of", cMath},
+	{"compute", cMath}, {"percent", cMath}, {"average", cMath},
+	{"frac", cLatex}, {"sqrt", cLatex}, {"cdot", cLatex}, {"pi", cLatex}, {"le", cLatex}, {"times", cLatex},
+	{"answer", cAnswers}, {"question", cAnswers},
+	{"NOT", cNegation}, {"EXCEPT", cNegation}, {"LEAST", cNegation}, {"FALSE", cNegation}, {"NEVER", cNegation},
+	{"the following", cWhich},
+	{"by step", cReasoning}, {"prove", cReasoning}, {"explain", cReasoning}, {"justify", cReasoning},
+	{"derive", cReasoning}, {"reason", cReasoning}, {"clue", cReasoning}, {"deduce", cReasoning},
+	{"therefore", cReasoning}, {"why", cReasoning},
+	{"statement 0", cStatements}, {"scenario 0", cStatements},
+	{"write a", cGenerate}, {"generate", cGenerate}, {"compose", cGenerate}, {"translate", cGenerate},
+	{"summarize", cGenerate}, {"create a", cGenerate}, {"draft", cGenerate}, {"essay", cGenerate},
 }
 
-var cueIndex = func() (idx [256][]uint8) {
-	for i, c := range cues {
-		b := c.pat[0]
-		idx[b] = append(idx[b], uint8(i))
-		if !c.exact && b >= 'a' && b <= 'z' {
-			idx[b-32] = append(idx[b-32], uint8(i))
+// cueSlot is an open-addressing table of cue hashes; hash 0 marks empty.
+type cueSlot struct {
+	h     uint32
+	upper bool
+	field uint8
+}
+
+const cueBits = 9
+
+var cueTable = func() (t [1 << cueBits]cueSlot) {
+	for _, c := range cueWords {
+		var h, prev uint32
+		words := 0
+		upper := c.text[0] >= 'A' && c.text[0] <= 'Z'
+		for _, w := range splitSpace(c.text) {
+			x := uint32(fnvOffset)
+			for i := 0; i < len(w); i++ {
+				x = (x ^ uint32(lower(w[i]))) * fnvPrime
+			}
+			if words > 0 {
+				h = prev*31 + x
+			} else {
+				h = x
+			}
+			prev = x
+			words++
+		}
+		for j := mix(h) & (1<<cueBits - 1); ; j = (j + 1) & (1<<cueBits - 1) {
+			if t[j].h == 0 {
+				t[j] = cueSlot{h, upper, c.field}
+				break
+			}
 		}
 	}
-	return idx
+	return t
 }()
 
-func (m *markers) scan(s string) {
-	lineStart := true
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if lineStart {
-			if isOption(s[i:]) {
-				m.options++
-			}
+func splitSpace(s string) []string {
+	var out []string
+	for len(s) > 0 {
+		i := 0
+		for i < len(s) && s[i] != ' ' {
+			i++
 		}
-		lineStart = c == '\n'
-		for _, ci := range cueIndex[c] {
-			cu := &cues[ci]
-			if len(s)-i < len(cu.pat) {
-				continue
-			}
-			var ok bool
-			if cu.exact {
-				ok = s[i:i+len(cu.pat)] == cu.pat
-			} else {
-				ok = equalFoldASCII(s[i:i+len(cu.pat)], cu.pat)
-			}
-			if !ok {
-				continue
-			}
-			switch cu.field {
-			case cCode:
-				m.code++
-			case cMath:
-				m.math++
-			case cLatex:
-				m.latex++
-			case cAnswers:
-				m.answers++
-			case cNegation:
-				m.negation++
-			case cWhich:
-				m.which++
-			case cReasoning:
-				m.reasoning++
-			case cStatements:
-				m.statements++
-			case cGenerate:
-				m.generate++
-			}
+		out = append(out, s[:i])
+		for i < len(s) && s[i] == ' ' {
+			i++
 		}
+		s = s[i:]
+	}
+	return out
+}
+
+// word counts the cue, if any, of a word (or bigram) hash.
+func (m *markers) word(h uint32, allUpper bool) {
+	for j := mix(h) & (1<<cueBits - 1); ; j = (j + 1) & (1<<cueBits - 1) {
+		e := &cueTable[j]
+		if e.h == 0 {
+			return
+		}
+		if e.h == h {
+			if e.upper && !allUpper {
+				return
+			}
+			m.count(e.field)
+			return
+		}
+	}
+}
+
+// symbol counts the cue of a punctuation byte.
+func (m *markers) symbol(c byte) {
+	switch c {
+	case '{', '}', ';':
+		m.code++
+	case '^', '=', '+', '*', '%', '/':
+		m.math++
+	case '$', '\\':
+		m.latex++
+	}
+}
+
+func (m *markers) count(field uint8) {
+	switch field {
+	case cCode:
+		m.code++
+	case cMath:
+		m.math++
+	case cLatex:
+		m.latex++
+	case cAnswers:
+		m.answers++
+	case cNegation:
+		m.negation++
+	case cWhich:
+		m.which++
+	case cReasoning:
+		m.reasoning++
+	case cStatements:
+		m.statements++
+	case cGenerate:
+		m.generate++
 	}
 }
 

@@ -103,7 +103,7 @@ func canonical(name string) string {
 	}
 	n = strings.TrimSuffix(n, "-latest")
 	// -YYYY-MM-DD or -YYYYMMDD
-	if len(n) > 11 && n[len(n)-11] == '-' && n[len(n)-8] == '-' && n[len(n)-3] == '-' && allDigits(n[len(n)-10:len(n)-8]+n[len(n)-7:len(n)-3]+n[len(n)-2:]) {
+	if len(n) > 11 && n[len(n)-11] == '-' && n[len(n)-6] == '-' && n[len(n)-3] == '-' && allDigits(n[len(n)-10:len(n)-6]+n[len(n)-5:len(n)-3]+n[len(n)-2:]) {
 		n = n[:len(n)-11]
 	} else if len(n) > 9 && n[len(n)-9] == '-' && allDigits(n[len(n)-8:]) {
 		n = n[:len(n)-9]

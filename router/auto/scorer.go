@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"fmt"
 	"math"
+	"sort"
 	"sync"
 )
 
@@ -38,9 +39,12 @@ type Override struct {
 type Scorer struct {
 	w       *Weights
 	r       int
+	stride  int       // r rounded up to a multiple of 4
+	hashed  []float32 // w.Hashed with rows padded to stride
 	models  []ability
 	index   map[string]int
 	unknown ability
+	anch    *anchors
 	pool    sync.Pool
 
 	// aliasMu guards alias: names resolved through canonical(), cached so
@@ -57,6 +61,10 @@ type ability struct {
 	u       []float32
 	learned bool
 	source  string
+	// placed models have no parameters of their own: t (per domain) says
+	// where they sit between the anchors (see place).
+	placed bool
+	t      []float32
 }
 
 //go:embed weights.bin
@@ -97,24 +105,27 @@ func Embedded() (*Scorer, error) {
 // learned scale through the weights' anchors.
 func NewScorer(w *Weights) (*Scorer, error) {
 	s := &Scorer{w: w, r: w.R(), index: map[string]int{}}
+	s.stride = (s.r + 3) &^ 3
+	s.hashed = padRows(w.Hashed, s.r, s.stride)
 	for _, m := range w.Models {
 		a := ability{name: m.Name, theta: m.Theta, disc: m.Disc, u: m.U, learned: true, source: "learned: " + m.Source}
 		s.index[m.Name] = len(s.models)
 		s.models = append(s.models, a)
 	}
-	if len(w.Anchors) == 2 {
+	s.anch = newAnchors(s)
+	if s.anch != nil {
 		for _, p := range PublicModels {
 			if _, ok := s.index[p.Model]; ok {
 				continue
 			}
-			a, err := s.fromQuality(p.Model, func(string) float64 { return p.Score }, p.Source)
+			a, err := s.place(p.Model, func(string) float64 { return p.Score }, p.Source)
 			if err != nil {
 				return nil, err
 			}
 			s.index[p.Model] = len(s.models)
 			s.models = append(s.models, a)
 		}
-		s.unknown, _ = s.fromQuality("", func(string) float64 { return DefaultQuality }, "unknown model: default quality")
+		s.unknown, _ = s.place("", func(string) float64 { return DefaultQuality }, "unknown model: default quality")
 	} else if len(s.models) > 0 {
 		s.unknown = s.models[0]
 	}
@@ -129,12 +140,18 @@ const DefaultQuality = 0.70
 // With returns a scorer whose abilities include the config overrides. The
 // receiver is not changed; the weights are shared.
 func (s *Scorer) With(overrides map[string]Override) (*Scorer, error) {
-	n := &Scorer{w: s.w, r: s.r, index: map[string]int{}, unknown: s.unknown}
+	n := &Scorer{w: s.w, r: s.r, stride: s.stride, hashed: s.hashed, index: map[string]int{}, unknown: s.unknown, anch: s.anch}
 	n.models = append([]ability(nil), s.models...)
 	for k, v := range s.index {
 		n.index[k] = v
 	}
-	for name, o := range overrides {
+	names := make([]string, 0, len(overrides))
+	for name := range overrides {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		o := overrides[name]
 		if o.Quality == nil && len(o.Abilities) == 0 {
 			continue
 		}
@@ -143,7 +160,16 @@ func (s *Scorer) With(overrides map[string]Override) (*Scorer, error) {
 				return nil, fmt.Errorf("overriding ability of %q: unknown domain %q (known: %v)", name, d, s.w.Domains)
 			}
 		}
-		base, had := n.index[name]
+		if n.anch == nil {
+			return nil, fmt.Errorf("overriding ability of %q: the weights have no anchor models to place it with", name)
+		}
+		// Domains the override does not set keep the model's current
+		// place (or the unknown model's).
+		cur := s.find(name)
+		if cur == nil {
+			cur = &s.unknown
+		}
+		keep := s.placeOf(cur)
 		q := func(domain string) float64 {
 			if v, ok := o.Abilities[domain]; ok {
 				return v
@@ -151,29 +177,21 @@ func (s *Scorer) With(overrides map[string]Override) (*Scorer, error) {
 			if o.Quality != nil {
 				return *o.Quality
 			}
-			return math.NaN() // keep the table's figure for this domain
+			return math.NaN()
 		}
-		a, err := n.fromQuality(name, q, "config override")
+		a, err := n.place(name, q, "config override")
 		if err != nil {
 			return nil, err
 		}
-		if had {
-			old := n.models[base]
-			for d := range a.theta {
-				if math.IsNaN(float64(a.theta[d])) {
-					a.theta[d], a.disc[d] = old.theta[d], old.disc[d]
-				}
+		for d := range a.t {
+			if math.IsNaN(float64(a.t[d])) {
+				a.t[d] = keep[d]
 			}
-			if o.Quality == nil {
-				a.u = old.u
-			}
-			n.models[base] = a
+		}
+		n.fillPlaced(&a)
+		if i, had := n.index[name]; had {
+			n.models[i] = a
 		} else {
-			for d := range a.theta {
-				if math.IsNaN(float64(a.theta[d])) {
-					a.theta[d], a.disc[d] = s.unknown.theta[d], s.unknown.disc[d]
-				}
-			}
 			n.index[name] = len(n.models)
 			n.models = append(n.models, a)
 		}
@@ -182,55 +200,100 @@ func (s *Scorer) With(overrides map[string]Override) (*Scorer, error) {
 	return n, nil
 }
 
-// fromQuality places a model with MMLU-scale quality q(domain) between the
-// two anchors: t = (logit q − logit q_weak)/(logit q_strong − logit q_weak),
-// then θ, a and u are interpolated (extrapolated, for t outside 0..1) between
-// the anchors' learned values (see the comment on the profile below). A NaN
-// quality leaves NaN in that domain.
-func (s *Scorer) fromQuality(name string, q func(domain string) float64, source string) (ability, error) {
+// anchors are the two learned models that placed models are positioned
+// between, and what placement reads of them.
+type anchors struct {
+	weak, strong *ability
+	lw, ls       float64 // logit of their public scores
+	// dTheta is the strong anchor's mean ability lead over the weak one
+	// (averaged over domains), du the difference of their residual weights.
+	dTheta float32
+	du     []float32
+}
+
+func newAnchors(s *Scorer) *anchors {
 	w := s.w
+	if len(w.Anchors) != 2 {
+		return nil
+	}
 	weak, strong := s.lookup(w.Anchors[0].Model), s.lookup(w.Anchors[1].Model)
 	if weak == nil || strong == nil {
-		return ability{}, fmt.Errorf("placing %q: anchor models %q/%q are not in the weights", name, w.Anchors[0].Model, w.Anchors[1].Model)
+		return nil
 	}
-	lw, ls := logit(w.Anchors[0].Score), logit(w.Anchors[1].Score)
+	a := &anchors{weak: weak, strong: strong, lw: logit(w.Anchors[0].Score), ls: logit(w.Anchors[1].Score)}
 	D := len(w.Domains)
-	// The strong anchor's per-domain profile carries its source's grading
-	// artefacts (routellm's GPT-4 scores 3% on high-school mathematics
-	// because its answers were not parsed), so a placed model takes the weak
-	// anchor's profile shifted by the anchors' mean gap, not the strong
-	// anchor's profile.
-	var gapTheta, gapDisc float64
 	for d := 0; d < D; d++ {
-		gapTheta += float64(strong.theta[d]-weak.theta[d]) / float64(D)
-		gapDisc += float64(strong.disc[d]-weak.disc[d]) / float64(D)
+		a.dTheta += (strong.theta[d] - weak.theta[d]) / float32(D)
 	}
-	a := ability{name: name, theta: make([]float32, D), disc: make([]float32, D), u: make([]float32, w.K), source: source}
-	var tSum float64
-	var tN int
-	for d, dn := range w.Domains {
+	a.du = make([]float32, w.K)
+	for k := range a.du {
+		a.du[k] = strong.u[k] - weak.u[k]
+	}
+	return a
+}
+
+// place positions a model of MMLU-scale quality q(domain) on the learned
+// scale: t = (logit q − logit q_weak)/(logit q_strong − logit q_weak) per
+// domain, 0 at the weak anchor, 1 at the strong one (clamped to −1.5..2.5).
+// A NaN quality leaves NaN in that domain for the caller to fill.
+//
+// A placed model's success logit is the weak anchor's plus t times the
+// anchors' gain on this prompt, G(x) = a(x)·Δθ + Δu·z(x), floored at a
+// quarter of a(x)·Δθ. Using the weak anchor's per-domain profile and the
+// mean gap Δθ (not the strong anchor's own profile) keeps the strong
+// anchor's grading artefacts out — routellm's GPT-4 scores 3% on
+// high-school mathematics because its answers were not parsed — and the
+// floor keeps P(success) increasing in quality on every prompt, while the
+// prompt-specific part of the learned gain still moves the estimate.
+func (s *Scorer) place(name string, q func(domain string) float64, source string) (ability, error) {
+	a := ability{name: name, source: source, placed: true, t: make([]float32, len(s.w.Domains))}
+	if s.anch == nil {
+		return ability{}, fmt.Errorf("placing %q: the weights have no anchor models", name)
+	}
+	for d, dn := range s.w.Domains {
 		qd := q(dn)
 		if math.IsNaN(qd) {
-			a.theta[d], a.disc[d] = float32(math.NaN()), float32(math.NaN())
+			a.t[d] = float32(math.NaN())
 			continue
 		}
 		if qd <= 0 || qd >= 1 {
 			return ability{}, fmt.Errorf("placing %q: quality %v for domain %s is not strictly between 0 and 1", name, qd, dn)
 		}
-		t := (logit(qd) - lw) / (ls - lw)
-		t = max(-1.5, min(2.5, t))
-		a.theta[d] = float32(float64(weak.theta[d]) + t*gapTheta)
-		a.disc[d] = float32(max(0.2, float64(weak.disc[d])+t*gapDisc))
-		tSum += t
-		tN++
+		t := (logit(qd) - s.anch.lw) / (s.anch.ls - s.anch.lw)
+		a.t[d] = float32(max(-1.5, min(2.5, t)))
 	}
-	if tN > 0 {
-		t := tSum / float64(tN)
-		for k := range a.u {
-			a.u[k] = float32(lerp(float64(weak.u[k]), float64(strong.u[k]), t))
-		}
-	}
+	s.fillPlaced(&a)
 	return a, nil
+}
+
+// fillPlaced sets the reported θ/disc/u of a placed model from its t.
+func (s *Scorer) fillPlaced(a *ability) {
+	an := s.anch
+	D := len(s.w.Domains)
+	a.theta, a.disc = make([]float32, D), make([]float32, D)
+	var tm float32
+	for d := 0; d < D; d++ {
+		a.theta[d] = an.weak.theta[d] + a.t[d]*an.dTheta
+		a.disc[d] = an.weak.disc[d]
+		tm += a.t[d] / float32(D)
+	}
+	a.u = make([]float32, len(an.du))
+	for k := range a.u {
+		a.u[k] = an.weak.u[k] + tm*an.du[k]
+	}
+}
+
+// placeOf returns the per-domain t of any model: a placed model's own, or
+// for a learned one its ability lead over the weak anchor in units of Δθ.
+func (s *Scorer) placeOf(a *ability) []float32 {
+	if a.placed {
+		return append([]float32(nil), a.t...)
+	}
+	t := make([]float32, len(a.theta))
+	for d := range t {
+		t[d] = (a.theta[d] - s.anch.weak.theta[d]) / s.anch.dTheta
+	}
+	return t
 }
 
 func (s *Scorer) lookup(name string) *ability {
@@ -342,7 +405,7 @@ type scratch struct {
 func (s *Scorer) Score(p Prompt, models []string, out []float64) Score {
 	sc := s.pool.Get().(*scratch)
 	defer s.pool.Put(sc)
-	sc.forward(s.w, p)
+	sc.forward(s, p)
 	D := len(s.w.Domains)
 	K := s.w.K
 	h := sc.row
@@ -351,7 +414,11 @@ func (s *Scorer) Score(p Prompt, models []string, out []float64) Score {
 		if a == nil {
 			a = &s.unknown
 		}
-		out[i] = a.prob(h, sc.probs, K, D)
+		if a.placed {
+			out[i] = s.placedProb(a, h, sc.probs, K, D)
+		} else {
+			out[i] = a.prob(h, sc.probs, K, D)
+		}
 	}
 	return s.summary(sc)
 }
@@ -385,14 +452,39 @@ func (a *ability) prob(h, probs []float32, K, D int) float64 {
 	return sigmoid(float64(lg))
 }
 
-// forward computes the row h = W·φ(x) and the domain softmax.
-func (sc *scratch) forward(w *Weights, p Prompt) {
-	r := w.R()
-	if len(sc.row) != r {
-		sc.row = make([]float32, r)
+// placedProb is σ(L_weak(x) + t(x)·max(¼·A(x), A(x) + Δu·z(x))) with
+// A(x) = a_weak(x)·Δθ and t(x) the domain-weighted place (see place).
+func (s *Scorer) placedProb(a *ability, h, probs []float32, K, D int) float64 {
+	an := s.anch
+	w := an.weak
+	b := h[0]
+	var lw, aw, t float32
+	for d := 0; d < D; d++ {
+		lw += probs[d] * w.disc[d] * (w.theta[d] - b)
+		aw += probs[d] * w.disc[d]
+		t += probs[d] * a.t[d]
+	}
+	var du float32
+	for k := 0; k < K; k++ {
+		lw += w.u[k] * h[1+k]
+		du += an.du[k] * h[1+k]
+	}
+	A := aw * an.dTheta
+	g := max(A/4, A+du)
+	return sigmoid(float64(lw + t*g))
+}
+
+// forward computes the row h = W·φ(x) and the domain softmax. The table
+// rows are padded to a multiple of 4 floats (s.stride) so the accumulation
+// runs in bounds-check-free blocks of four.
+func (sc *scratch) forward(s *Scorer, p Prompt) {
+	w := s.w
+	r, stride := s.r, s.stride
+	if len(sc.row) != stride {
+		sc.row = make([]float32, stride)
 		sc.probs = make([]float32, len(w.Domains))
 		for ns := range sc.acc {
-			sc.acc[ns] = make([]float32, r)
+			sc.acc[ns] = make([]float32, stride)
 		}
 	}
 	Extract(p, &sc.f)
@@ -400,11 +492,18 @@ func (sc *scratch) forward(w *Weights, p Prompt) {
 		clear(sc.acc[ns])
 	}
 	mask := uint32(1)<<w.BucketBits - 1
+	table := s.hashed
 	for _, e := range sc.f.Hashed {
-		acc := sc.acc[e>>28]
-		row := w.Hashed[int(e&mask)*r : int(e&mask)*r+r]
-		for j, v := range row {
-			acc[j] += v
+		acc := sc.acc[e>>28][:stride]
+		off := int(e&mask) * stride
+		row := table[off : off+stride : off+stride]
+		for j := 0; j+4 <= len(row); j += 4 {
+			a := acc[j : j+4 : j+4]
+			v := row[j : j+4 : j+4]
+			a[0] += v[0]
+			a[1] += v[1]
+			a[2] += v[2]
+			a[3] += v[3]
 		}
 	}
 	h := sc.row
@@ -427,7 +526,17 @@ func (sc *scratch) forward(w *Weights, p Prompt) {
 			h[j] += x * v
 		}
 	}
-	softmax(h[1+w.K:], sc.probs)
+	softmax(h[1+w.K:r], sc.probs)
+}
+
+// padRows copies an n×r table into rows of stride floats.
+func padRows(t []float32, r, stride int) []float32 {
+	n := len(t) / r
+	out := make([]float32, n*stride)
+	for i := 0; i < n; i++ {
+		copy(out[i*stride:], t[i*r:(i+1)*r])
+	}
+	return out
 }
 
 func softmax(logits, out []float32) {

@@ -1,0 +1,5 @@
+//go:build !race
+
+package auto
+
+const raceEnabled = false
