@@ -140,7 +140,7 @@ func (c Content) IsZero() bool { return c.Parts == nil && c.Text == "" }
 func (c Content) MarshalJSON() ([]byte, error) {
 	switch {
 	case c.Parts != nil:
-		return json.Marshal(c.Parts)
+		return marshal(c.Parts)
 	case c.Text == "":
 		return []byte("null"), nil
 	}
@@ -197,7 +197,7 @@ func (p Part) MarshalJSON() ([]byte, error) {
 		CacheControl json.RawMessage `json:"cache_control,omitempty"`
 	}
 	if p.Type == PartImageURL {
-		return json.Marshal(image{p.Type, p.ImageURL, p.CacheControl})
+		return marshal(image{p.Type, p.ImageURL, p.CacheControl})
 	}
 	return marshal(text{p.Type, p.Text, p.CacheControl})
 }
@@ -251,9 +251,9 @@ type ToolChoice struct {
 // MarshalJSON implements json.Marshaler.
 func (t ToolChoice) MarshalJSON() ([]byte, error) {
 	if t.Mode == ToolChoiceFunction {
-		return json.Marshal(map[string]any{"type": "function", "function": map[string]string{"name": t.Name}})
+		return marshal(map[string]any{"type": "function", "function": map[string]string{"name": t.Name}})
 	}
-	return json.Marshal(t.Mode)
+	return marshal(t.Mode)
 }
 
 // UnmarshalJSON implements json.Unmarshaler.
@@ -509,8 +509,12 @@ func DecodeChatRequest(body []byte) (*ChatRequest, error) {
 			if tc.Function.Name == "" {
 				return nil, Invalid(tat+".function.name", "a tool call needs a function name")
 			}
-			if !json.Valid(tc.Function.ArgumentsJSON()) {
+			args := tc.Function.ArgumentsJSON()
+			if !json.Valid(args) {
 				return nil, Invalid(tat+".function.arguments", "the arguments of tool call %q are not valid JSON", tc.ID)
+			}
+			if b := bytes.TrimSpace(args); b[0] != '{' {
+				return nil, Invalid(tat+".function.arguments", "the arguments of tool call %q must be a JSON object", tc.ID)
 			}
 		}
 	}
@@ -566,7 +570,8 @@ func ParseDataURL(s string) (mediaType, data string, ok bool) {
 }
 
 // marshal encodes v as JSON without escaping <, > and &, as the providers
-// themselves send text.
+// themselves send text. MarshalJSON methods must use it too: the encoder
+// does not undo an inner json.Marshal's escaping.
 func marshal(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)

@@ -1,6 +1,7 @@
 package anthropic
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -261,15 +262,11 @@ func (tr *translation) toChat(m *messageResponse, created int64) (*providers.Cha
 			reasoning.WriteString(b.Thinking)
 		case "tool_use":
 			if tr.jsonTool && b.Name == responseTool {
-				text.Write(b.Input)
+				text.WriteString(compactJSON(b.Input))
 				answered = true
 				continue
 			}
-			args := b.Input
-			if len(args) == 0 {
-				args = json.RawMessage("{}")
-			}
-			calls = append(calls, providers.ToolCall{ID: b.ID, Type: "function", Function: providers.FunctionCall{Name: b.Name, Arguments: string(args)}})
+			calls = append(calls, providers.ToolCall{ID: b.ID, Type: "function", Function: providers.FunctionCall{Name: b.Name, Arguments: compactJSON(b.Input)}})
 		}
 	}
 	msg := providers.ResponseMessage{Role: "assistant", ReasoningContent: reasoning.String(), ToolCalls: calls}
@@ -290,4 +287,17 @@ func (tr *translation) toChat(m *messageResponse, created int64) (*providers.Cha
 		Choices: []providers.Choice{{Message: msg, FinishReason: finish}},
 		Usage:   u.Chat(),
 	}, u
+}
+
+// compactJSON returns raw JSON without insignificant space, "{}" when
+// empty, as OpenAI sends tool arguments.
+func compactJSON(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return "{}"
+	}
+	var b bytes.Buffer
+	if json.Compact(&b, raw) != nil {
+		return string(raw)
+	}
+	return b.String()
 }

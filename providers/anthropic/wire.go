@@ -3,6 +3,8 @@ package anthropic
 import (
 	"bytes"
 	"encoding/json"
+
+	"github.com/lumengw/lumen/providers"
 )
 
 // The Messages API wire format, as documented at
@@ -40,9 +42,9 @@ func (s systemPrompt) IsZero() bool { return s.Text == "" && s.Blocks == nil }
 
 func (s systemPrompt) MarshalJSON() ([]byte, error) {
 	if s.Blocks != nil {
-		return json.Marshal(s.Blocks)
+		return providers.MarshalJSON(s.Blocks)
 	}
-	return json.Marshal(s.Text)
+	return providers.MarshalJSON(s.Text)
 }
 
 func (s *systemPrompt) UnmarshalJSON(b []byte) error {
@@ -114,7 +116,7 @@ type block struct {
 // shows them in content_block_start.
 func (b block) MarshalJSON() ([]byte, error) {
 	type plain block
-	out, err := json.Marshal(plain(b))
+	out, err := providers.MarshalJSON(plain(b))
 	if err != nil || b.Type != "text" || b.Text != "" {
 		return out, err
 	}
@@ -137,9 +139,9 @@ type toolResultBody struct {
 
 func (t toolResultBody) MarshalJSON() ([]byte, error) {
 	if t.Blocks != nil {
-		return json.Marshal(t.Blocks)
+		return providers.MarshalJSON(t.Blocks)
 	}
-	return json.Marshal(t.Text)
+	return providers.MarshalJSON(t.Text)
 }
 
 func (t *toolResultBody) UnmarshalJSON(b []byte) error {
