@@ -110,4 +110,3 @@ func TestGoldenStreams(t *testing.T) {
 		})
 	}
 }
-
