@@ -34,6 +34,7 @@ func run(args []string) error {
 	fs.Uint64Var(&cfg.Seed, "seed", 0, "seed (default 1)")
 	fs.Float64Var(&cfg.LR, "lr", 0, "AdaGrad step for prompt weights (default 0.05)")
 	fs.Float64Var(&cfg.L2, "l2", 0, "weight decay of prompt weights (default 1e-5)")
+	fs.Float64Var(&cfg.ModelLR, "model-lr", 0, "AdaGrad step for per-model parameters (default 0.05)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -117,11 +117,13 @@ func Evaluate(rows []Row, cfg EvalConfig) error {
 
 	w := cfg.Out
 	fmt.Fprintf(w, "## Leave-task-out (every task held out of training in one of %d folds)\n\n", cfg.Folds)
-	writePairs(w, rows, unseen)
+	writePairs(w, rows, unseen, cfg.Log, "unseen")
 	writeBudgets(w, rows, unseen, cfg)
+	writeLogLoss(w, rows, unseen, cfg.Log, "unseen")
 	fmt.Fprintf(w, "## Known tasks (1 row in 5 of every task held out; the prior sees the task's other rows)\n\n")
-	writePairs(w, rows, known)
+	writePairs(w, rows, known, cfg.Log, "known")
 	writeBudgets(w, rows, known, cfg)
+	writeLogLoss(w, rows, known, cfg.Log, "known")
 	fmt.Fprintf(cfg.Log, "evaluation done in %v\n", time.Since(start).Round(time.Second))
 	return nil
 }
@@ -251,7 +253,7 @@ var pairViews = []pairView{
 		func(r Row) bool { return r.Source == "llmrouter" }},
 }
 
-func writePairs(w io.Writer, rows []Row, preds []map[string]prediction) {
+func writePairs(w io.Writer, rows []Row, preds []map[string]prediction, log io.Writer, tag string) {
 	fmt.Fprintf(w, "### Two-model routing (APGR; share of calls to the strong model needed for 50%% / 80%% of the gap)\n\n")
 	fmt.Fprintf(w, "| view | rows | weak → strong quality | method | APGR | calls @50%% | calls @80%% |\n|---|---|---|---|---|---|---|\n")
 	for _, v := range pairViews {
@@ -282,6 +284,9 @@ func writePairs(w io.Writer, rows []Row, preds []map[string]prediction) {
 		}
 		for _, m := range []string{mRouter, mDomain, mPrior, mRandom, mOracle} {
 			c := PairCurve(weak, strong, scores[m])
+			if m == mRouter || m == mPrior {
+				fmt.Fprintf(log, "summary %s %-50s %-22s APGR %.3f calls@80 %.1f%%\n", tag, v.name, m, c.APGR(), 100*c.CallsFor(0.8))
+			}
 			fmt.Fprintf(w, "| %s | %d | %.3f → %.3f | %s | %.3f | %.1f%% | %.1f%% |\n", v.name, len(strong), c.QWeak, c.QStrong,
 				m, c.APGR(), 100*c.CallsFor(0.5), 100*c.CallsFor(0.8))
 		}
@@ -405,6 +410,35 @@ func writeBudgets(w io.Writer, rows []Row, preds []map[string]prediction, cfg Ev
 			q, c := budgetPick(pred, y, cost, budget)
 			row(m+" at ≤⅓ cost", q, c)
 		}
+	}
+	fmt.Fprintln(w)
+}
+
+// writeLogLoss reports the mean log-loss of each method's per-model
+// predictions, per source.
+func writeLogLoss(w io.Writer, rows []Row, preds []map[string]prediction, log io.Writer, tag string) {
+	fmt.Fprintf(w, "### Calibration: mean log-loss of P(success) over every (prompt, model) outcome (lower is better)\n\n")
+	fmt.Fprintf(w, "| source | outcomes | router (this scorer) | domain-only | per-task prior |\n|---|---|---|---|---|\n")
+	for _, src := range []string{"routellm", "routerbench", "llmrouter"} {
+		ll := map[string]float64{}
+		var n float64
+		for i, r := range rows {
+			if preds[i] == nil || r.Source != src {
+				continue
+			}
+			for m, y := range r.Scores {
+				for _, meth := range []string{mRouter, mDomain, mPrior} {
+					p := math.Max(1e-6, math.Min(1-1e-6, preds[i][meth][m]))
+					ll[meth] -= y*math.Log(p) + (1-y)*math.Log(1-p)
+				}
+				n++
+			}
+		}
+		if n == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "| %s | %d | %.4f | %.4f | %.4f |\n", src, int(n), ll[mRouter]/n, ll[mDomain]/n, ll[mPrior]/n)
+		fmt.Fprintf(log, "summary %s logloss %-12s router %.4f domain %.4f prior %.4f\n", tag, src, ll[mRouter]/n, ll[mDomain]/n, ll[mPrior]/n)
 	}
 	fmt.Fprintln(w)
 }
