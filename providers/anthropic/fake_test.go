@@ -139,8 +139,8 @@ func parseRequest(t *testing.T, r *http.Request, body []byte) pt.Received {
 	return got
 }
 
-// stopReason is the stop_reason for an OpenAI finish reason.
-func stopReason(finish string) string {
+// fakeStopReason is the stop_reason for an OpenAI finish reason.
+func fakeStopReason(finish string) string {
 	switch finish {
 	case providers.FinishLength:
 		return "max_tokens"
@@ -202,7 +202,7 @@ func writeReply(w http.ResponseWriter, r *http.Request, f *pt.Fake, stream bool)
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"id":"msg_01XFDUDYJgAACzvnptvVoYEL","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929",`+
 			`"content":[%s],"stop_reason":%q,"stop_sequence":null,"usage":%s}`,
-			strings.Join(content, ","), stopReason(rep.Finish), wireUsage(rep.Usage, rep.Usage.CompletionTokens))
+			strings.Join(content, ","), fakeStopReason(rep.Finish), wireUsage(rep.Usage, rep.Usage.CompletionTokens))
 		return
 	}
 	w.Header().Set("Content-Type", "text/event-stream")
@@ -242,6 +242,6 @@ func writeReply(w http.ResponseWriter, r *http.Request, f *pt.Fake, stream bool)
 		index++
 	}
 	send("message_delta", fmt.Sprintf(`{"type":"message_delta","delta":{"stop_reason":%q,"stop_sequence":null},"usage":{"output_tokens":%d}}`,
-		stopReason(rep.Finish), rep.Usage.CompletionTokens))
+		fakeStopReason(rep.Finish), rep.Usage.CompletionTokens))
 	send("message_stop", `{"type":"message_stop"}`)
 }

@@ -1,0 +1,243 @@
+package anthropic
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+
+	"github.com/lumengw/lumen/providers"
+	"github.com/lumengw/lumen/providers/sse"
+)
+
+// Event is one Messages API stream event. Write it with
+// sse.AppendEvent(dst, e.Type, e.Data).
+type Event struct {
+	Type string
+	Data []byte
+}
+
+// StreamTranslator turns a stream of OpenAI chat.completion.chunk payloads
+// into the Messages API event sequence: message_start (and a ping), then
+// for each run of text, reasoning or tool call a content block
+// (content_block_start, _delta…, _stop), then message_delta with the
+// stop_reason and the usage, and message_stop.
+//
+// Content blocks follow one another as Anthropic sends them: a block is
+// stopped before the next starts. Tool calls must therefore arrive one
+// after the other, as OpenAI streams them; arguments for a call whose
+// block is already stopped are an error.
+//
+// Use:
+//
+//	t := anthropic.NewStreamTranslator(model, id)
+//	for each upstream payload { events, err := t.Chunk(payload); write events }
+//	write t.Finish()
+//
+// A StreamTranslator is not safe for concurrent use.
+type StreamTranslator struct {
+	model, id string
+	input     int
+	started   bool
+	finished  bool
+	next      int  // index of the next content block
+	open      byte // kind of the open block: 't' text, 'r' thinking, 'u' tool_use; 0 none
+	openTool  int  // OpenAI index of the open tool_use block
+	tools     map[int]bool
+	stop      string
+	usage     *providers.Usage
+	out       []Event
+}
+
+// NewStreamTranslator returns a translator for one answer. model is the
+// model name the client asked for; id is the message id (a msg_ id is
+// made from it, or made up when empty).
+func NewStreamTranslator(model, id string) *StreamTranslator {
+	return &StreamTranslator{model: model, id: messageID(id), tools: map[int]bool{}}
+}
+
+// SetInputTokens sets the input token estimate message_start reports,
+// before the upstream's count arrives with the usage (OpenAI streams
+// report usage only at the end; message_delta then carries it).
+func (t *StreamTranslator) SetInputTokens(n int) { t.input = n }
+
+// chunk is the part of an OpenAI chunk the translator reads.
+type chunk struct {
+	Choices []struct {
+		Delta struct {
+			Content          *string `json:"content"`
+			ReasoningContent *string `json:"reasoning_content"`
+			ToolCalls        []struct {
+				Index    *int   `json:"index"`
+				ID       string `json:"id"`
+				Function struct {
+					Name      string `json:"name"`
+					Arguments string `json:"arguments"`
+				} `json:"function"`
+			} `json:"tool_calls"`
+		} `json:"delta"`
+		FinishReason *string `json:"finish_reason"`
+	} `json:"choices"`
+	Usage *providers.ChatUsage `json:"usage"`
+}
+
+// Chunk translates one OpenAI chunk payload. The returned events are valid
+// until the next call.
+func (t *StreamTranslator) Chunk(payload []byte) ([]Event, error) {
+	t.out = t.out[:0]
+	if t.finished || bytes.Equal(payload, sse.Done) {
+		return nil, nil
+	}
+	var c chunk
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return nil, fmt.Errorf("reading an upstream chunk: %w", err)
+	}
+	t.start()
+	if c.Usage != nil {
+		u := c.Usage.Normalized()
+		t.usage = &u
+	}
+	if len(c.Choices) == 0 {
+		return t.out, nil
+	}
+	ch := c.Choices[0]
+	if r := ch.Delta.ReasoningContent; r != nil && *r != "" {
+		t.ensure('r', 0, json.RawMessage(`{"type":"thinking","thinking":"","signature":""}`))
+		t.delta(blockDelta{Type: "thinking_delta", Thinking: *r})
+	}
+	if s := ch.Delta.Content; s != nil && *s != "" {
+		t.ensure('t', 0, block{Type: "text"})
+		t.delta(blockDelta{Type: "text_delta", Text: *s})
+	}
+	for _, tc := range ch.Delta.ToolCalls {
+		idx := t.openTool
+		if tc.Index != nil {
+			idx = *tc.Index
+		}
+		switch {
+		case !t.tools[idx]:
+			id := tc.ID
+			if id == "" {
+				id = newToolID()
+			}
+			t.ensure('u', idx, block{Type: "tool_use", ID: id, Name: tc.Function.Name, Input: json.RawMessage("{}")})
+			t.tools[idx] = true
+		case t.open != 'u' || t.openTool != idx:
+			return nil, fmt.Errorf("translating the stream: arguments for tool call %d arrived after its block was closed", idx)
+		}
+		if a := tc.Function.Arguments; a != "" {
+			t.delta(blockDelta{Type: "input_json_delta", PartialJSON: a})
+		}
+	}
+	if ch.FinishReason != nil && *ch.FinishReason != "" {
+		t.stop = stopReason(*ch.FinishReason)
+	}
+	return t.out, nil
+}
+
+// Finish closes the message: it stops the open block and sends
+// message_delta (stop_reason, usage) and message_stop. Call it once the
+// upstream stream ended cleanly; later calls return nothing.
+func (t *StreamTranslator) Finish() []Event {
+	t.out = t.out[:0]
+	if t.finished {
+		return nil
+	}
+	t.start()
+	t.closeBlock()
+	stop := t.stop
+	if stop == "" {
+		stop = "end_turn"
+	}
+	u := fromUsage(providers.Usage{PromptTokens: t.input})
+	if t.usage != nil {
+		u = fromUsage(*t.usage)
+	}
+	md := messageDelta{Type: "message_delta", Usage: u}
+	md.Delta.StopReason = stop
+	t.emit("message_delta", md)
+	t.emit("message_stop", typed{"message_stop"})
+	t.finished = true
+	return t.out
+}
+
+func (t *StreamTranslator) start() {
+	if t.started {
+		return
+	}
+	t.started = true
+	t.emit("message_start", messageStart{Type: "message_start", Message: messageResponse{
+		ID: t.id, Type: "message", Role: "assistant", Model: t.model, Content: []block{},
+		Usage: usage{InputTokens: t.input, OutputTokens: 1}}})
+	t.emit("ping", typed{"ping"})
+}
+
+// ensure makes a block of kind the open one, stopping the previous block
+// and starting this one with content_block (JSON) when needed.
+func (t *StreamTranslator) ensure(kind byte, tool int, contentBlock any) {
+	if t.open == kind && (kind != 'u' || t.openTool == tool) {
+		return
+	}
+	t.closeBlock()
+	t.open, t.openTool = kind, tool
+	t.emit("content_block_start", blockStart{Type: "content_block_start", Index: t.next, ContentBlock: contentBlock})
+}
+
+func (t *StreamTranslator) delta(d blockDelta) {
+	t.emit("content_block_delta", deltaEvent{Type: "content_block_delta", Index: t.next, Delta: d})
+}
+
+func (t *StreamTranslator) closeBlock() {
+	if t.open == 0 {
+		return
+	}
+	t.emit("content_block_stop", blockStop{Type: "content_block_stop", Index: t.next})
+	t.open = 0
+	t.next++
+}
+
+func (t *StreamTranslator) emit(typ string, v any) {
+	data, err := providers.MarshalJSON(v)
+	if err != nil {
+		panic(fmt.Sprintf("anthropic: marshaling a %s event: %v", typ, err)) // plain maps and structs: cannot fail
+	}
+	t.out = append(t.out, Event{Type: typ, Data: data})
+}
+
+// The stream events, with fields in the order Anthropic sends them.
+type (
+	typed struct {
+		Type string `json:"type"`
+	}
+	messageStart struct {
+		Type    string          `json:"type"`
+		Message messageResponse `json:"message"`
+	}
+	blockStart struct {
+		Type         string `json:"type"`
+		Index        int    `json:"index"`
+		ContentBlock any    `json:"content_block"`
+	}
+	deltaEvent struct {
+		Type  string     `json:"type"`
+		Index int        `json:"index"`
+		Delta blockDelta `json:"delta"`
+	}
+	blockDelta struct {
+		Type        string `json:"type"`
+		Text        string `json:"text,omitempty"`
+		PartialJSON string `json:"partial_json,omitempty"`
+		Thinking    string `json:"thinking,omitempty"`
+	}
+	blockStop struct {
+		Type  string `json:"type"`
+		Index int    `json:"index"`
+	}
+	messageDelta struct {
+		Type  string `json:"type"`
+		Delta struct {
+			StopReason   string  `json:"stop_reason"`
+			StopSequence *string `json:"stop_sequence"`
+		} `json:"delta"`
+		Usage usage `json:"usage"`
+	}
+)

@@ -1,0 +1,213 @@
+package anthropic
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lumengw/lumen/providers"
+	pt "github.com/lumengw/lumen/providers/providertest"
+	"github.com/lumengw/lumen/providers/sse"
+)
+
+func readFixture(t *testing.T, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", "inbound", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// TestGoldenToOpenAI pins the OpenAI body made from Messages API requests.
+func TestGoldenToOpenAI(t *testing.T) {
+	for _, name := range []string{"claude_code", "images", "plain"} {
+		t.Run(name, func(t *testing.T) {
+			out, err := ToOpenAI(readFixture(t, name+".json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := providers.DecodeChatRequest(out); err != nil {
+				t.Errorf("the translated request does not decode as a chat request: %v", err)
+			}
+			pt.Golden(t, filepath.Join("testdata", "inbound", name+".openai.json"), out)
+		})
+	}
+}
+
+func TestToOpenAIRejects(t *testing.T) {
+	tests := []struct {
+		name, body, param, msg string
+	}{
+		{"no max_tokens", `{"model":"m","messages":[{"role":"user","content":"hi"}]}`, "max_tokens", "Field required"},
+		{"no model", `{"max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`, "model", "Field required"},
+		{"no messages", `{"model":"m","max_tokens":5,"messages":[]}`, "messages", "at least one"},
+		{"not json", `{"model":`, "", "not a valid Messages API request"},
+		{"wrong type", `{"model":"m","max_tokens":"many","messages":[]}`, "max_tokens", "expected int"},
+		{"server tool", `{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"web_search_20250305","name":"web_search"}]}`,
+			"tools[0].type", `server tool "web_search_20250305"`},
+		{"document block", `{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBE"}}]}]}`,
+			"messages[0].content[0].type", `unsupported content block "document"`},
+		{"image source", `{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"image","source":{"type":"file","file_id":"f_1"}}]}]}`,
+			"messages[0].content[0].source.type", `unsupported image source "file"`},
+		{"role", `{"model":"m","max_tokens":5,"messages":[{"role":"system","content":"x"}]}`, "messages[0].role", `unsupported role "system"`},
+		{"tool_choice", `{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"tools":[{"name":"f","input_schema":{"type":"object"}}],"tool_choice":{"type":"sometimes"}}`,
+			"tool_choice.type", `unsupported tool_choice type "sometimes"`},
+		{"tool_use input", `{"model":"m","max_tokens":5,"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":[1]}]}]}`,
+			"messages[0].content[0].input", "must be a JSON object"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ToOpenAI([]byte(tt.body))
+			var ie *providers.InvalidRequestError
+			if !errors.As(err, &ie) || ie.Param != tt.param || !strings.Contains(ie.Message, tt.msg) {
+				t.Fatalf("err = %v, want param %q message containing %q", err, tt.param, tt.msg)
+			}
+		})
+	}
+}
+
+// TestGoldenFromOpenAI pins the Message made from OpenAI answers.
+func TestGoldenFromOpenAI(t *testing.T) {
+	for _, name := range []string{"text", "tool_calls", "reasoning_length"} {
+		t.Run(name, func(t *testing.T) {
+			out, err := FromOpenAI(readFixture(t, name+".openai-response.json"), "claude-sonnet-4-5")
+			if err != nil {
+				t.Fatal(err)
+			}
+			pt.Golden(t, filepath.Join("testdata", "inbound", name+".anthropic.json"), out)
+		})
+	}
+}
+
+func TestFromOpenAIRejectsBadArguments(t *testing.T) {
+	_, err := FromOpenAI([]byte(`{"id":"x","choices":[{"message":{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{oops"}}]},"finish_reason":"tool_calls"}]}`), "m")
+	var ue *providers.UpstreamError
+	if !errors.As(err, &ue) || ue.Status != 502 || !strings.Contains(ue.Message, "called f with arguments that are not a JSON object") {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := FromOpenAI([]byte(`{"id":"x","choices":[]}`), "m"); err == nil {
+		t.Fatal("an answer without choices must be an error")
+	}
+}
+
+// TestGoldenStreamTranslator pins the Anthropic event stream made from
+// OpenAI chunk streams (fixtures: one payload per line).
+func TestGoldenStreamTranslator(t *testing.T) {
+	for _, name := range []string{"text_and_tools", "reasoning"} {
+		t.Run(name, func(t *testing.T) {
+			tr := NewStreamTranslator("claude-sonnet-4-5", "chatcmpl-123")
+			tr.SetInputTokens(88)
+			var out []byte
+			for _, line := range bytes.Split(bytes.TrimSpace(readFixture(t, name+".openai-stream.txt")), []byte("\n")) {
+				evs, err := tr.Chunk(line)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, e := range evs {
+					out = sse.AppendEvent(out, e.Type, e.Data)
+				}
+			}
+			for _, e := range tr.Finish() {
+				out = sse.AppendEvent(out, e.Type, e.Data)
+			}
+			if tr.Finish() != nil {
+				t.Error("a second Finish must return nothing")
+			}
+			pt.Golden(t, filepath.Join("testdata", "inbound", name+".anthropic.sse"), out)
+		})
+	}
+}
+
+func TestStreamTranslatorEdges(t *testing.T) {
+	t.Run("empty stream", func(t *testing.T) {
+		tr := NewStreamTranslator("m", "")
+		var types []string
+		for _, e := range tr.Finish() {
+			types = append(types, e.Type)
+		}
+		if got := strings.Join(types, ","); got != "message_start,ping,message_delta,message_stop" {
+			t.Errorf("events = %s", got)
+		}
+	})
+	t.Run("late arguments", func(t *testing.T) {
+		tr := NewStreamTranslator("m", "")
+		for _, c := range []string{
+			`{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"a","function":{"name":"f","arguments":"{"}}]}}]}`,
+			`{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"b","function":{"name":"g","arguments":"{}"}}]}}]}`,
+		} {
+			if _, err := tr.Chunk([]byte(c)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, err := tr.Chunk([]byte(`{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"}"}}]}}]}`))
+		if err == nil || !strings.Contains(err.Error(), "tool call 0 arrived after its block was closed") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("not json", func(t *testing.T) {
+		if _, err := NewStreamTranslator("m", "").Chunk([]byte("{")); err == nil {
+			t.Fatal("want an error")
+		}
+	})
+}
+
+func TestCountTokens(t *testing.T) {
+	n, err := CountTokens(readFixture(t, "claude_code.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	small, err := CountTokens([]byte(`{"model":"m","messages":[{"role":"user","content":"Hello, Claude"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The endpoint does not require max_tokens; more content, more tokens.
+	if small < 4 || n < 4*small {
+		t.Errorf("estimates: %d for a hello, %d for a tool conversation", small, n)
+	}
+	withImage, _ := CountTokens([]byte(`{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"Hello, Claude"},{"type":"image","source":{"type":"url","url":"https://x/a.png"}}]}]}`))
+	if withImage <= small+500 {
+		t.Errorf("an image must count: %d vs %d", withImage, small)
+	}
+	if _, err := CountTokens([]byte(`{"messages":[]}`)); !providers.IsInvalidRequest(err) {
+		t.Errorf("err = %v, want InvalidRequestError", err)
+	}
+}
+
+func TestErrorJSON(t *testing.T) {
+	tests := []struct {
+		status int
+		typ    string
+	}{
+		{400, "invalid_request_error"}, {401, "authentication_error"}, {402, "permission_error"}, {403, "permission_error"},
+		{404, "not_found_error"}, {413, "request_too_large"}, {429, "rate_limit_error"}, {499, "invalid_request_error"},
+		{500, "api_error"}, {502, "api_error"}, {503, "overloaded_error"}, {504, "timeout_error"}, {529, "overloaded_error"},
+	}
+	for _, tt := range tests {
+		got := string(ErrorJSON(tt.status, "budget <team-a> exceeded"))
+		want := `{"type":"error","error":{"type":"` + tt.typ + `","message":"budget <team-a> exceeded"}}`
+		if got != want {
+			t.Errorf("ErrorJSON(%d) = %s, want %s", tt.status, got, want)
+		}
+	}
+	if e := ErrorEvent(529, "Overloaded"); e.Type != "error" || !bytes.Contains(e.Data, []byte(`"overloaded_error"`)) {
+		t.Errorf("ErrorEvent = %+v", e)
+	}
+}
+
+func TestUsageCounter(t *testing.T) {
+	var c UsageCounter
+	for _, ev := range []string{
+		`{"type":"message_start","message":{"usage":{"input_tokens":10,"cache_creation_input_tokens":5,"cache_read_input_tokens":100,"output_tokens":1}}}`,
+		`{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"usage"}}`,
+		`{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":42}}`,
+	} {
+		c.Event([]byte(ev))
+	}
+	if want := (providers.Usage{PromptTokens: 115, CompletionTokens: 42, CachedTokens: 100, CacheWriteTokens: 5}); c.Usage() != want {
+		t.Errorf("usage = %+v, want %+v", c.Usage(), want)
+	}
+}
