@@ -13,8 +13,12 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/lumengw/lumen/audit"
 	"github.com/lumengw/lumen/cache"
 	"github.com/lumengw/lumen/config"
+	"github.com/lumengw/lumen/ledger"
+	"github.com/lumengw/lumen/limits"
+	"github.com/lumengw/lumen/metrics"
 	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/router"
 )
@@ -31,6 +35,36 @@ type Options struct {
 	Version string
 	// Cache is the response cache; nil means off.
 	Cache *cache.Cache
+	// Keys authenticates virtual keys; nil means only the master key (or
+	// nothing, on an open gateway) is accepted.
+	Keys *ledger.Keyring
+	// Budgets and Limiter enforce the keys' budgets and rpm/tpm limits;
+	// nil disables each.
+	Budgets limits.BudgetStore
+	Limiter limits.Limiter
+	// Ledger receives one record per request; nil records nothing.
+	Ledger Recorder
+	// Reports answers the admin API's spend and request queries; nil
+	// disables those endpoints.
+	Reports Reports
+	// Metrics observes traffic; nil observes nothing.
+	Metrics *metrics.Metrics
+	// Audit receives an entry per request served and per admin change;
+	// nil keeps no audit log.
+	Audit *audit.Log
+}
+
+// Recorder takes ledger records off the request path (ledger.Writer).
+type Recorder interface {
+	Record(r ledger.Record) bool
+}
+
+// Reports are the ledger queries behind /admin/spend, /admin/requests and
+// /admin/totals (ledger.SQLite).
+type Reports interface {
+	Spend(ctx context.Context, q ledger.Query) ([]ledger.Row, error)
+	Requests(ctx context.Context, f ledger.RequestFilter) (ledger.Page, error)
+	Totals(ctx context.Context, q ledger.Query) ([]ledger.Total, error)
 }
 
 // Server serves Lumen's HTTP API. Create it with New; it is safe for
@@ -48,6 +82,14 @@ type Server struct {
 	ready     atomic.Bool
 	inflight  atomic.Int64
 	handler   http.Handler
+
+	keys    *ledger.Keyring
+	budgets limits.BudgetStore
+	limiter limits.Limiter
+	ledger  Recorder
+	reports Reports
+	metrics *metrics.Metrics
+	audit   *audit.Log
 }
 
 // New returns a Server for o.
@@ -56,6 +98,8 @@ func New(o Options) *Server {
 		cfg: o.Config, cache: o.Cache, log: o.Logger, version: o.Version,
 		maxBody: int64(o.Config.GeneralSettings.MaxRequestSizeMB * (1 << 20)),
 		started: time.Now(),
+		keys:    o.Keys, budgets: o.Budgets, limiter: o.Limiter, ledger: o.Ledger,
+		reports: o.Reports, metrics: o.Metrics, audit: o.Audit,
 	}
 	if mk := o.Config.GeneralSettings.MasterKey.Value(); mk != "" {
 		s.master, s.hasMaster = sha256.Sum256([]byte(mk)), true
@@ -88,6 +132,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /health/liveness", s.liveness)
 	mux.HandleFunc("GET /health/readiness", s.readiness)
 	mux.HandleFunc("GET /health", s.health)
+	s.adminRoutes(mux)
 	mux.HandleFunc("/", s.notFound)
 	return s.recoverer(s.requestID(mux))
 }
