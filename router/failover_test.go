@@ -1,0 +1,198 @@
+package router
+
+import (
+	"context"
+	"io"
+	"testing"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/lumengw/lumen/providers"
+	"github.com/lumengw/lumen/tokens"
+)
+
+// Deployment a (cheaper, so cost-based-routing tries it first) breaks
+// mid-stream; b, or the fallback group's c, continues.
+const failoverConfig = `
+model_list:
+  - {model_name: g, params: {model: openai/a, api_base: "http://a"}, model_info: {input_cost_per_token: 0.000001, output_cost_per_token: 0.000001}}
+  - {model_name: g, params: {model: openai/b, api_base: "http://b"}, model_info: {input_cost_per_token: 0.00001, output_cost_per_token: 0.00001}}
+  - {model_name: solo, params: {model: openai/a, api_base: "http://a"}}
+  - {model_name: h, params: {model: openai/c, api_base: "http://c"}}
+router_settings: {routing_strategy: cost-based-routing, num_retries: 1, fallbacks: [{solo: [h]}]`
+
+func TestStreamFailover(t *testing.T) {
+	tests := []struct {
+		name     string
+		group    string
+		settings string // appended to router_settings
+		a, b     []string
+		aEnd     error
+		wantText string
+		wantErr  bool
+		bCalls   int
+		bPrefill bool // b is asked to continue (partial + instruction), not restarted
+	}{
+		{name: "continued and spliced", group: "g",
+			a: []string{"<role>", "Hello", " from", " fake"}, aEnd: reset,
+			b:        []string{"<role>", " stream", "!", "<stop>", "<usage>"},
+			wantText: "Hello from fake stream!", bCalls: 1, bPrefill: true},
+		{name: "continuation that restarts the answer is cut", group: "g",
+			a: []string{"<role>", "Hello", " from", " fake"}, aEnd: reset,
+			b:        []string{"<role>", "Hello from", " fake", " stream!", "<stop>"},
+			wantText: "Hello from fake stream!", bCalls: 1, bPrefill: true},
+		{name: "a repeated last word is cut", group: "g",
+			a: []string{"<role>", "Hello", " from", " fake"}, aEnd: reset,
+			b:        []string{"<role>", " fake", " stream!", "<stop>"},
+			wantText: "Hello from fake stream!", bCalls: 1, bPrefill: true},
+		{name: "only a role chunk sent: restarted", group: "g",
+			a: []string{"<role>"}, aEnd: reset,
+			b:        []string{"<role>", "Hi", "<stop>"},
+			wantText: "Hi", bCalls: 1},
+		{name: "a tool call sent: not spliced", group: "g",
+			a: []string{"<role>", "<tool>"}, aEnd: reset,
+			b:       []string{"<role>", "Hi", "<stop>"},
+			wantErr: true, bCalls: 0},
+		{name: "continued by a fallback group", group: "solo",
+			a: []string{"<role>", "Hello", " from", " fake"}, aEnd: reset,
+			b:        []string{"<role>", " stream!", "<stop>"},
+			wantText: "Hello from fake stream!", bCalls: 1, bPrefill: true},
+		{name: "stream_failover off", group: "g", settings: ", stream_failover: false",
+			a: []string{"<role>", "Hello"}, aEnd: reset,
+			b:       []string{"<role>", "Hi", "<stop>"},
+			wantErr: true, bCalls: 0},
+		{name: "break after the finish ends normally", group: "g",
+			a: []string{"<role>", "Hello", "<stop>"}, aEnd: reset,
+			b:        []string{"<role>", "Hi", "<stop>"},
+			wantText: "Hello", bCalls: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := streams("a", tt.aEnd, tt.a...)
+			b := streams("b", io.EOF, tt.b...)
+			fakes := map[string]providers.Provider{"a": a, "b": b, "c": b}
+			r, _ := newTestRouter(t, failoverConfig+tt.settings+"}\n", fakes)
+			res, err := r.Do(context.Background(), chat(tt.group, true, ""))
+			if err != nil {
+				t.Fatal(err)
+			}
+			text, ids, events, err := drainText(t, res.Stream)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("stream error %v, want error %v (text %q)", err, tt.wantErr, text)
+			}
+			if b.Calls() != tt.bCalls {
+				t.Fatalf("b called %d times, want %d", b.Calls(), tt.bCalls)
+			}
+			if tt.wantErr {
+				return
+			}
+			if text != tt.wantText {
+				t.Fatalf("client text %q, want %q", text, tt.wantText)
+			}
+			roles := 0
+			for i, ev := range events {
+				if ids[i] != "a" || jsonStr([]byte(ev), "model") != "m-a" {
+					t.Fatalf("event %d has id %q model %q, want a's: %s", i, ids[i], jsonStr([]byte(ev), "model"), ev)
+				}
+				if gjson.Get(ev, "choices.0.delta.role").Exists() {
+					roles++
+				}
+			}
+			if roles != 1 {
+				t.Fatalf("%d role chunks reached the client, want 1", roles)
+			}
+			if tt.bCalls == 0 {
+				return
+			}
+			msgs := gjson.Get(b.Body(0), "messages").Array()
+			last := msgs[len(msgs)-1]
+			switch {
+			case tt.bPrefill && (len(msgs) != 3 || msgs[1].Get("role").Str != "assistant" ||
+				msgs[1].Get("content").Str != "Hello from fake" || last.Get("content").Str != continueInstruction):
+				t.Fatalf("continuation request %s", b.Body(0))
+			case !tt.bPrefill && len(msgs) != 1:
+				t.Fatalf("restart request %s, want the original", b.Body(0))
+			}
+			if st := r.Stats(); st.Failovers != 1 {
+				t.Fatalf("failovers counted %d", st.Failovers)
+			}
+		})
+	}
+}
+
+// The continuation's usage covers what the broken attempt cost too.
+func TestStreamFailoverUsage(t *testing.T) {
+	a := streams("a", reset, "<role>", "Hello", " from", " fake")
+	b := streams("b", io.EOF, "<role>", " stream!", "<stop>", "<usage>")
+	r, _ := newTestRouter(t, failoverConfig+"}\n", map[string]providers.Provider{"a": a, "b": b})
+	call := chat("g", true, "")
+	res, err := r.Do(context.Background(), call)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, events, err := drainText(t, res.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := gjson.Get(events[len(events)-1], "usage")
+	wantPrompt := 10 + int64(tokens.Prompt(call.Body))
+	wantCompletion := 4 + int64(tokens.Count("Hello from fake"))
+	if u.Get("prompt_tokens").Int() != wantPrompt || u.Get("completion_tokens").Int() != wantCompletion ||
+		u.Get("total_tokens").Int() != wantPrompt+wantCompletion {
+		t.Fatalf("usage %s, want prompt %d completion %d", u.Raw, wantPrompt, wantCompletion)
+	}
+}
+
+// Anthropic and Mistral continue a final assistant message themselves:
+// no instruction follows it (Mistral's carries "prefix": true).
+func TestContinuationBodies(t *testing.T) {
+	s := &stream{rs: &reqState{call: &Call{Op: providers.OpChat},
+		body: []byte(`{"messages":[{"role":"user","content":"hi"}],"max_tokens":100}`)}}
+	s.text.WriteString("Hello from fake")
+	tests := []struct {
+		provider, wantLast string
+	}{
+		{"openai", `{"role":"user","content":"` + continueInstruction + `"}`},
+		{"anthropic", `{"role":"assistant","content":"Hello from fake"}`},
+		{"mistral", `{"role":"assistant","content":"Hello from fake","prefix":true}`},
+	}
+	for _, tt := range tests {
+		body, ok := s.continuation(&Deployment{ProviderName: tt.provider})
+		msgs := gjson.GetBytes(body, "messages").Array()
+		if !ok || msgs[len(msgs)-1].Raw != tt.wantLast {
+			t.Fatalf("%s: %s", tt.provider, body)
+		}
+		if got := gjson.GetBytes(body, "max_tokens").Int(); got != 100-int64(tokens.Count("Hello from fake")) {
+			t.Fatalf("%s: max_tokens %d", tt.provider, got)
+		}
+	}
+	// A completion continues its prompt.
+	s.rs = &reqState{call: &Call{Op: providers.OpCompletion}, body: []byte(`{"prompt":"Once upon"}`)}
+	s.text.Reset()
+	s.text.WriteString(" a time")
+	body, ok := s.continuation(&Deployment{ProviderName: "openai"})
+	if !ok || gjson.GetBytes(body, "prompt").Str != "Once upon a time" {
+		t.Fatalf("completion continuation %s", body)
+	}
+}
+
+func TestOverlap(t *testing.T) {
+	tests := []struct {
+		partial, cont string
+		want          int
+	}{
+		{"Hello from fake", " stream!", 0},
+		{"Hello from fake", "Hello from fake stream", 15},
+		{"Hello from fake", " fake stream", 5},
+		{"Hello from fake", "e stream", 0},            // one letter: chance
+		{"Hello from fake", "ake stream", 0},          // mid-word, short: chance
+		{"It was a very long day", "ong day, and", 0}, // mid-word, 7 bytes: below minOverlap
+		{"It was a very long day", "very long day, and", 13},
+		{"", "anything", 0},
+	}
+	for _, tt := range tests {
+		if got := overlap(tt.partial, tt.cont); got != tt.want {
+			t.Fatalf("overlap(%q, %q) = %d, want %d", tt.partial, tt.cont, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,118 @@
+package router
+
+import (
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/lumengw/lumen/providers"
+)
+
+// slow is cheaper, so cost-based-routing always tries it first.
+const hedgeConfig = `
+model_list:
+  - {model_name: g, params: {model: openai/slow, api_base: "http://a"}, model_info: {input_cost_per_token: 0.000001, output_cost_per_token: 0.000001}}
+  - {model_name: g, params: {model: openai/fast, api_base: "http://b"}, model_info: {input_cost_per_token: 0.00001, output_cost_per_token: 0.00001}}
+router_settings: {routing_strategy: cost-based-routing, num_retries: 0, hedge_after: 0.02`
+
+// hangGuard bounds a test that would otherwise wait forever for a missing
+// feature; it asserts nothing about time.
+const hangGuard = 10 * time.Second
+
+func doAsync(r *Router, call *Call) <-chan *Result {
+	done := make(chan *Result, 1)
+	go func() {
+		res, err := r.Do(context.Background(), call)
+		if err != nil {
+			res = &Result{Group: "error: " + err.Error()}
+		}
+		done <- res
+	}()
+	return done
+}
+
+// The first deployment never answers: after hedge_after the second gets
+// the same request, wins, and the first is cancelled at once.
+func TestHedgeBeatsSlowDeployment(t *testing.T) {
+	for _, stream := range []bool{false, true} {
+		t.Run(map[bool]string{false: "call", true: "stream"}[stream], func(t *testing.T) {
+			cancelled := make(chan struct{}, 1)
+			slow := hangs(cancelled)
+			fast := streams("fast", io.EOF, "<role>", "Hi", "<stop>")
+			fast.do = func(context.Context, int, *providers.Request) (*providers.Response, error) {
+				return &providers.Response{Body: []byte(`{"id":"fast"}`)}, nil
+			}
+			r, _ := newTestRouter(t, hedgeConfig+"}\n", map[string]providers.Provider{"slow": slow, "fast": fast})
+			var res *Result
+			select {
+			case res = <-doAsync(r, chat("g", stream, "")):
+			case <-time.After(hangGuard):
+				t.Fatal("no hedge: the call waits for the slow deployment")
+			}
+			if res.Deployment == nil || res.Deployment.Model != "fast" || res.Attempts != 2 {
+				t.Fatalf("answered by %+v after %d attempts, want fast after 2", res.Deployment, res.Attempts)
+			}
+			if stream {
+				text, _, _, err := drainText(t, res.Stream)
+				if err != nil || text != "Hi" {
+					t.Fatalf("stream %q %v", text, err)
+				}
+			}
+			select {
+			case <-cancelled:
+			case <-time.After(hangGuard):
+				t.Fatal("the losing attempt was not cancelled")
+			}
+			if st := r.Stats(); st.Hedges != 1 || st.HedgeWins != 1 {
+				t.Fatalf("stats %+v", st)
+			}
+			g, _ := r.Group("g")
+			if d := g.Deployments[0]; d.State(r.now()) != StateClosed || d.health.openUntil(r.now()) != (time.Time{}) {
+				t.Fatal("a cancelled hedge loser must not count as a failure")
+			}
+			waitInflightZero(t, g)
+		})
+	}
+}
+
+// An answer before hedge_after starts no second attempt.
+func TestHedgeNotNeeded(t *testing.T) {
+	slow, fast := answers(`{}`), answers(`{}`)
+	r, _ := newTestRouter(t, hedgeConfig+"}\n", map[string]providers.Provider{"slow": slow, "fast": fast})
+	res, err := r.Do(context.Background(), chat("g", false, ""))
+	if err != nil || res.Attempts != 1 || fast.Calls() != 0 || r.Stats().Hedges != 0 {
+		t.Fatalf("err %v attempts %d fast calls %d", err, res.Attempts, fast.Calls())
+	}
+}
+
+// model_group_hedge_after overrides hedge_after: 0 turns it off.
+func TestHedgePerGroup(t *testing.T) {
+	r, _ := newTestRouter(t, hedgeConfig+", model_group_hedge_after: {g: 0}}\n", nil)
+	if g, _ := r.Group("g"); g.hedgeAfter != 0 {
+		t.Fatalf("hedge_after %v", g.hedgeAfter)
+	}
+	r, _ = newTestRouter(t, hedgeConfig+", model_group_hedge_after: {g: 5}}\n", nil)
+	if g, _ := r.Group("g"); g.hedgeAfter != 5*time.Second {
+		t.Fatalf("hedge_after %v", g.hedgeAfter)
+	}
+}
+
+// waitInflightZero waits for hedge losers to be drained in the background.
+func waitInflightZero(t *testing.T, g *Group) {
+	t.Helper()
+	deadline := time.Now().Add(hangGuard)
+	for {
+		busy := int64(0)
+		for _, d := range g.Deployments {
+			busy += d.inflight.Load()
+		}
+		if busy == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls still in flight", busy)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
