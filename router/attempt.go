@@ -332,7 +332,7 @@ func (r *Router) attempt(ctx context.Context, d *Deployment, rs *reqState, body 
 		}
 		if o.err == nil {
 			d.ttft.observe(r.now().Sub(start))
-			d.health.success()
+			d.health.success(r.now())
 			return o // in-flight is released when the stream closes
 		}
 	} else {
@@ -341,7 +341,7 @@ func (r *Router) attempt(ctx context.Context, d *Deployment, rs *reqState, body 
 			d.inflight.Add(-1)
 			d.latency.observe(r.now().Sub(start))
 			d.usage.addTokens(start, o.resp.Usage.Total())
-			d.health.success()
+			d.health.success(r.now())
 			return o
 		}
 	}

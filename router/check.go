@@ -93,7 +93,7 @@ func (r *Router) check(parent context.Context, d *Deployment) {
 		if d.health.state(now) != StateClosed {
 			r.log.Info().Str("model_group", d.Group).Str("deployment", d.ID).Msg("health check passed: deployment back in rotation")
 		}
-		d.health.success()
+		d.health.recovered()
 	}
 	d.check.Store(res)
 }

@@ -92,17 +92,40 @@ func (h *health) acquire(now time.Time) bool {
 	}
 }
 
-// success closes a half-open circuit. On a closed one it changes nothing:
-// failures count within their window whatever succeeded in between, so a
-// deployment failing half its calls is still cooled down.
-func (h *health) success() {
+// success records a request that succeeded at now. It closes a half-open
+// circuit (the probe, or any request that ended after the cooldown). An
+// open circuit stays open: the success is of a request sent before the
+// circuit opened, a straggler, and a deployment failing half its calls
+// must not be closed again by the half that succeed. On a closed circuit
+// it changes nothing: failures count within their window whatever
+// succeeded in between.
+func (h *health) success(now time.Time) {
 	if !h.tripped.Load() {
 		return
 	}
 	h.mu.Lock()
+	defer h.mu.Unlock()
+	if now.Before(h.until) && !h.probing {
+		return
+	}
+	h.close()
+}
+
+// recovered closes the circuit whatever its state: an active health check
+// passed, so the deployment takes traffic without waiting for its cooldown.
+func (h *health) recovered() {
+	if !h.tripped.Load() {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.close()
+}
+
+// close resets the circuit to closed; h.mu is held.
+func (h *health) close() {
 	h.fails, h.until, h.probing = h.fails[:0], time.Time{}, false
 	h.tripped.Store(false)
-	h.mu.Unlock()
 }
 
 // failure records a retryable failure at now and opens the circuit when
