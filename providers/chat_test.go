@@ -28,6 +28,8 @@ func TestDecodeChatRequestRejects(t *testing.T) {
 			"messages[0].content[0]", "only supported in user messages"},
 		{"args not json", `{"messages":[{"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{city: Paris}"}}]}]}`,
 			"messages[0].tool_calls[0].function.arguments", `tool call "c1" are not valid JSON`},
+		{"args not object", `{"messages":[{"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"[1]"}}]}]}`,
+			"messages[0].tool_calls[0].function.arguments", `tool call "c1" must be a JSON object`},
 		{"call without name", `{"messages":[{"role":"assistant","tool_calls":[{"id":"c1","function":{"arguments":"{}"}}]}]}`,
 			"messages[0].tool_calls[0].function.name", "needs a function name"},
 		{"tool type", `{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"custom","function":{"name":"f"}}]}`,

@@ -1,0 +1,36 @@
+package gemini
+
+import (
+	"fmt"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/lumengw/lumen/providers"
+	pt "github.com/lumengw/lumen/providers/providertest"
+)
+
+func newTestClient(t *testing.T, base string) *Client {
+	t.Helper()
+	c, err := New(providers.Config{Provider: "gemini", Model: "gemini-2.5-flash", APIBase: base, APIKey: fakeKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.now = func() time.Time { return time.Unix(1767225600, 0) }
+	n := 0
+	c.newID = func() string { n++; return fmt.Sprintf("%024d", n) }
+	return c
+}
+
+func TestSuite(t *testing.T) {
+	pt.Run(t, pt.Caps{
+		RetryAfter: true,
+		Status:     map[pt.ErrorKind]int{pt.RateLimited: 429, pt.Overloaded: 503, pt.BadRequest: 400, pt.Unauthorized: 401},
+	}, func(t *testing.T, f *pt.Fake) providers.Provider {
+		srv := httptest.NewServer(fakeUpstream(t, f))
+		t.Cleanup(srv.Close)
+		c := newTestClient(t, srv.URL)
+		c.SetImageFetcher(f.Images)
+		return c
+	})
+}

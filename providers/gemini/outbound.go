@@ -1,0 +1,273 @@
+package gemini
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/lumengw/lumen/providers"
+)
+
+// thoughtSep separates a made-up tool-call id from the thoughtSignature it
+// carries (LiteLLM's convention, so ids survive a switch between the two).
+const thoughtSep = "__thought__"
+
+// translation is an OpenAI request turned into a generateContent request.
+type translation struct {
+	body generateRequest
+}
+
+// fromChat translates an OpenAI chat request. http(s) images are fetched
+// with images, within ctx.
+func fromChat(ctx context.Context, req *providers.ChatRequest, images *providers.ImageFetcher) (*translation, error) {
+	tr := &translation{}
+	out := &tr.body
+	var system []part
+	names := map[string]string{} // tool call id → function name
+	for i, m := range req.Messages {
+		at := fmt.Sprintf("messages[%d]", i)
+		var ps []part
+		role := "user"
+		switch m.Role {
+		case "system", "developer":
+			system = append(system, textParts(m.Content)...)
+			continue
+		case "user":
+			var err error
+			if ps, err = userParts(ctx, m.Content, at, images); err != nil {
+				return nil, err
+			}
+		case "assistant":
+			role = "model"
+			ps = textParts(m.Content)
+			for _, tc := range m.ToolCalls {
+				names[tc.ID] = tc.Function.Name
+				_, sig, _ := strings.Cut(tc.ID, thoughtSep)
+				ps = append(ps, part{FunctionCall: &functionCall{Name: tc.Function.Name, Args: tc.Function.ArgumentsJSON()}, ThoughtSignature: sig})
+			}
+		case "tool":
+			name, ok := names[m.ToolCallID]
+			if !ok {
+				return nil, providers.Invalid(at+".tool_call_id", "no earlier assistant message made tool call %q; Gemini needs the function's name to return its result", m.ToolCallID)
+			}
+			ps = []part{{FunctionResponse: &functionResponse{Name: name, Response: toolResponse(m.Content.String())}}}
+		}
+		if len(ps) == 0 {
+			continue // the API rejects empty turns; merging closes the gap
+		}
+		if n := len(out.Contents); n > 0 && out.Contents[n-1].Role == role {
+			out.Contents[n-1].Parts = append(out.Contents[n-1].Parts, ps...)
+		} else {
+			out.Contents = append(out.Contents, content{Role: role, Parts: ps})
+		}
+	}
+	if len(out.Contents) == 0 {
+		return nil, providers.Invalid("messages", "Gemini needs at least one user or assistant message with content")
+	}
+	if len(system) > 0 {
+		out.SystemInstruction = &content{Parts: system}
+	}
+
+	gc := generationConfig{Temperature: req.Temperature, TopP: req.TopP, StopSequences: req.Stop, Seed: req.Seed,
+		PresencePenalty: req.PresencePenalty, FrequencyPenalty: req.FrequencyPenalty}
+	if n := req.OutputLimit(); n > 0 {
+		gc.MaxOutputTokens = &n
+	}
+	if rf := req.ResponseFormat; rf != nil && rf.Type != "text" {
+		gc.ResponseMimeType = "application/json"
+		if rf.Type == "json_schema" {
+			gc.ResponseJSONSchema = rf.JSONSchema.Schema
+		}
+	}
+	if !gc.isZero() {
+		out.GenerationConfig = &gc
+	}
+
+	if len(req.Tools) > 0 {
+		decl := toolDecl{}
+		for _, t := range req.Tools {
+			fd := functionDecl{Name: t.Function.Name, Description: t.Function.Description}
+			if p := bytes.TrimSpace(t.Function.Parameters); len(p) > 0 && string(p) != "null" {
+				fd.ParametersJSONSchema = t.Function.Parameters
+			}
+			decl.FunctionDeclarations = append(decl.FunctionDeclarations, fd)
+		}
+		out.Tools = []toolDecl{decl}
+	}
+	if tc := req.ToolChoice; tc != nil {
+		fc := functionCallingConfig{}
+		switch tc.Mode {
+		case providers.ToolChoiceAuto:
+			fc.Mode = "AUTO"
+		case providers.ToolChoiceNone:
+			fc.Mode = "NONE"
+		case providers.ToolChoiceRequired:
+			fc.Mode = "ANY"
+		case providers.ToolChoiceFunction:
+			fc.Mode, fc.AllowedFunctionNames = "ANY", []string{tc.Name}
+		}
+		out.ToolConfig = &toolConfig{FunctionCallingConfig: fc}
+	}
+	return tr, nil
+}
+
+// toolResponse is a tool result as a functionResponse.response, which must
+// be an object: a JSON object result is sent as it is, anything else as
+// {"output": text}, the key Google documents for a function's output.
+func toolResponse(text string) json.RawMessage {
+	if b := bytes.TrimSpace([]byte(text)); len(b) > 0 && b[0] == '{' && json.Valid(b) {
+		return json.RawMessage(b)
+	}
+	out, _ := providers.MarshalJSON(map[string]string{"output": text})
+	return out
+}
+
+// textParts returns a content's text as parts, one per text part, empty
+// text dropped.
+func textParts(c providers.Content) []part {
+	if c.Parts == nil {
+		if c.Text == "" {
+			return nil
+		}
+		return []part{{Text: c.Text}}
+	}
+	var out []part
+	for _, p := range c.Parts {
+		if (p.Type == providers.PartText || p.Type == providers.PartRefusal) && p.Text != "" {
+			out = append(out, part{Text: p.Text})
+		}
+	}
+	return out
+}
+
+// userParts translates a user message's content: text and inline images.
+func userParts(ctx context.Context, c providers.Content, at string, images *providers.ImageFetcher) ([]part, error) {
+	if c.Parts == nil {
+		return textParts(c), nil
+	}
+	var out []part
+	for j, p := range c.Parts {
+		switch p.Type {
+		case providers.PartText, providers.PartRefusal:
+			if p.Text != "" {
+				out = append(out, part{Text: p.Text})
+			}
+		case providers.PartImageURL:
+			img, err := images.Load(ctx, fmt.Sprintf("%s.content[%d].image_url.url", at, j), p.ImageURL.URL)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, part{InlineData: &blob{MimeType: img.MediaType, Data: img.Base64}})
+		}
+	}
+	return out, nil
+}
+
+// finishReason maps a Gemini finishReason to OpenAI's; calls says whether
+// the answer called functions.
+func finishReason(reason string, calls bool) string {
+	switch reason {
+	case "MAX_TOKENS":
+		return providers.FinishLength
+	case "SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY":
+		return providers.FinishContentFilter
+	}
+	if calls {
+		return providers.FinishToolCalls
+	}
+	return providers.FinishStop // STOP, and OTHER, LANGUAGE, MALFORMED_FUNCTION_CALL…
+}
+
+// normalize converts usageMetadata to Lumen's usage: promptTokenCount
+// already includes the cached tokens.
+func (u *usageMetadata) normalize() providers.Usage {
+	if u == nil {
+		return providers.Usage{}
+	}
+	return providers.Usage{
+		PromptTokens:     u.PromptTokenCount + u.ToolUsePromptTokenCount,
+		CompletionTokens: u.CandidatesTokenCount + u.ThoughtsTokenCount,
+		CachedTokens:     u.CachedContentTokenCount,
+	}
+}
+
+// toolCall turns a functionCall part into an OpenAI tool call with a
+// made-up id that carries the part's thoughtSignature.
+func (c *Client) toolCall(p part) providers.ToolCall {
+	id := p.FunctionCall.ID
+	if id == "" {
+		id = "call_" + c.newID()
+	}
+	if p.ThoughtSignature != "" {
+		id += thoughtSep + p.ThoughtSignature
+	}
+	return providers.ToolCall{ID: id, Type: "function", Function: providers.FunctionCall{Name: p.FunctionCall.Name, Arguments: compactJSON(p.FunctionCall.Args)}}
+}
+
+// toChat translates a whole answer into an OpenAI chat.completion.
+func (c *Client) toChat(g *generateResponse) (*providers.ChatResponse, providers.Usage) {
+	var text, reasoning strings.Builder
+	var calls []providers.ToolCall
+	finish := providers.FinishStop
+	if len(g.Candidates) > 0 {
+		cand := g.Candidates[0]
+		for _, p := range cand.Content.Parts {
+			switch {
+			case p.FunctionCall != nil:
+				calls = append(calls, c.toolCall(p))
+			case p.Thought:
+				reasoning.WriteString(p.Text)
+			default:
+				text.WriteString(p.Text)
+			}
+		}
+		finish = finishReason(cand.FinishReason, len(calls) > 0)
+	} else if g.PromptFeedback != nil && g.PromptFeedback.BlockReason != "" {
+		finish = providers.FinishContentFilter
+	}
+	msg := providers.ResponseMessage{Role: "assistant", ReasoningContent: reasoning.String(), ToolCalls: calls}
+	if text.Len() > 0 || len(calls) == 0 {
+		s := text.String()
+		msg.Content = &s
+	}
+	u := g.UsageMetadata.normalize()
+	return &providers.ChatResponse{
+		ID: c.responseID(g), Object: "chat.completion", Created: c.now().Unix(), Model: c.modelOf(g),
+		Choices: []providers.Choice{{Message: msg, FinishReason: finish}},
+		Usage:   u.Chat(),
+	}, u
+}
+
+func (c *Client) responseID(g *generateResponse) string {
+	if g.ResponseID != "" {
+		return "chatcmpl-" + g.ResponseID
+	}
+	return "chatcmpl-" + c.newID()
+}
+
+func (c *Client) modelOf(g *generateResponse) string {
+	if g.ModelVersion != "" {
+		return g.ModelVersion
+	}
+	return c.model
+}
+
+// compactJSON returns raw JSON without insignificant space, "{}" when
+// empty, as OpenAI sends tool arguments.
+func compactJSON(raw json.RawMessage) string {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "{}"
+	}
+	var b bytes.Buffer
+	if json.Compact(&b, raw) != nil {
+		return string(raw)
+	}
+	return b.String()
+}
+
+func (g *generationConfig) isZero() bool {
+	return g.Temperature == nil && g.TopP == nil && g.StopSequences == nil && g.Seed == nil && g.PresencePenalty == nil &&
+		g.FrequencyPenalty == nil && g.MaxOutputTokens == nil && g.ResponseMimeType == "" && g.ResponseJSONSchema == nil
+}
