@@ -48,7 +48,7 @@ func TestCircuit(t *testing.T) {
 			trip(h)
 			h.acquire(at(61))
 			h.failure(at(62))
-		}, at(62+59), StateOpen},
+		}, at(62 + 59), StateOpen},
 		{"a passing health check closes an open circuit", func(h *health) { trip(h); h.recovered() }, at(1), StateClosed},
 	}
 	for _, tt := range tests {
