@@ -61,6 +61,10 @@ func TestStreamFailover(t *testing.T) {
 			a: []string{"<role>", "Hello"}, aEnd: reset,
 			b:       []string{"<role>", "Hi", "<stop>"},
 			wantErr: true, bCalls: 0},
+		{name: "nobody can continue: an error, not a silent end", group: "g",
+			a: []string{"<role>", "Hello", " from", " fake"}, aEnd: reset,
+			b:       nil, // b breaks before its first event
+			wantErr: true, bCalls: 1},
 		{name: "break after the finish ends normally", group: "g",
 			a: []string{"<role>", "Hello", "<stop>"}, aEnd: reset,
 			b:        []string{"<role>", "Hi", "<stop>"},
@@ -70,6 +74,9 @@ func TestStreamFailover(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			a := streams("a", tt.aEnd, tt.a...)
 			b := streams("b", io.EOF, tt.b...)
+			if tt.b == nil {
+				b = streams("b", reset)
+			}
 			fakes := map[string]providers.Provider{"a": a, "b": b, "c": b}
 			r, _ := newTestRouter(t, failoverConfig+tt.settings+"}\n", fakes)
 			res, err := r.Do(context.Background(), chat(tt.group, true, ""))

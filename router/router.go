@@ -168,9 +168,10 @@ func New(cfg *config.Config, build Builder) (*Router, error) {
 		if err != nil {
 			return nil, fmt.Errorf("model_list[%d] (%s): %w", i, m.ModelName, err)
 		}
+		price, priced := deploymentPrice(pc.Provider, pc.Model, p, &m.ModelInfo)
 		d := &Deployment{ID: m.ModelInfo.ID, Group: m.ModelName, ProviderName: pc.Provider, Model: pc.Model,
 			Provider: prov, Params: *p, Info: m.ModelInfo, retries: retries,
-			price:  resolvePrice(pc.Provider, pc.Model, p, &m.ModelInfo),
+			Price: price, Priced: priced, price: resolvePrice(price, priced),
 			health: health{allowed: allowed, cooldown: cooldown}}
 		if p.MaxRetries != nil {
 			d.retries = *p.MaxRetries
