@@ -2,9 +2,11 @@ package cmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"time"
@@ -90,11 +92,26 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 		return err
 	}
 	defer closeCache()
-	srv := server.New(server.Options{Config: cfg, Router: r, Logger: log, Version: Version, Cache: respCache})
+	st, err := openStores(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+	so := server.Options{Config: cfg, Router: r, Logger: log, Version: Version, Cache: respCache}
+	st.options(&so)
+	srv := server.New(so)
 	addr := net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.Port))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	st.run(ctx)
+	if cfg.Metrics.Listen != "" && st.metrics != nil {
+		stopMetrics, err := serveMetrics(cfg.Metrics.Listen, srv.MetricsHandler(), log)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
 	}
 	log.Info().Str("addr", ln.Addr().String()).Str("config", source).Strs("models", r.Names()).
 		Str("version", Version).Msg("lumen is serving")
@@ -109,6 +126,27 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 		opts.Ready(ln.Addr().String())
 	}
 	return srv.Run(ctx, ln)
+}
+
+// serveMetrics serves /metrics on its own address (metrics.listen). The
+// returned func stops it and waits for its goroutine.
+func serveMetrics(addr string, h http.Handler, log zerolog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics.listen %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			log.Error().Err(err).Msg("metrics listener stopped")
+		}
+	}()
+	log.Info().Str("addr", ln.Addr().String()).Msg("serving /metrics")
+	return func() { _ = hs.Close(); <-done }, nil
 }
 
 // newLogger builds the process logger; secrets never reach it (config

@@ -100,9 +100,6 @@ func (c *Config) applyDefaults() {
 // yet, keyed by path ([] for any list index). Setting one prints a warning,
 // so nothing is silently ignored.
 var pending = []struct{ path, msg string }{
-	{"ledger", "the request ledger is not implemented yet; nothing is written to ledger.path"},
-	{"audit", "the audit log is not implemented yet; nothing is written"},
-	{"metrics", "Prometheus metrics are not implemented yet; /metrics is not served"},
 	{"router_settings.auto", "model \"auto\" is not implemented yet"},
 	{"model_list[].auto", "auto routes are not implemented yet; this entry is not served"},
 }

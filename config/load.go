@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
@@ -44,7 +45,23 @@ func Load(path string) (*Config, []string, error) {
 	if errors.As(err, &ce) {
 		ce.File = path
 	}
+	if cfg != nil {
+		cfg.resolvePaths(filepath.Dir(path))
+	}
 	return cfg, warnings, err
+}
+
+// resolvePaths makes the relative file paths of a config file (ledger.path,
+// audit.path, audit.signing_key) relative to the file's directory, so
+// `lumen serve -c /etc/lumen/config.yaml` and `lumen keys -c …` find the
+// same database from any working directory. The embedded config keeps them
+// relative to the working directory.
+func (c *Config) resolvePaths(dir string) {
+	for _, p := range []*string{&c.Ledger.Path, &c.Audit.Path, &c.Audit.SigningKey} {
+		if *p != "" && !filepath.IsAbs(*p) && !strings.HasPrefix(*p, ":") && !strings.HasPrefix(*p, "file:") {
+			*p = filepath.Join(dir, *p)
+		}
+	}
 }
 
 // Parse is Load for YAML already in memory.

@@ -6,6 +6,8 @@ import (
 
 	"github.com/lumengw/lumen/config"
 	"github.com/lumengw/lumen/providers"
+	"github.com/lumengw/lumen/providers/anthropic"
+	"github.com/lumengw/lumen/providers/gemini"
 	"github.com/lumengw/lumen/providers/mock"
 	"github.com/lumengw/lumen/providers/openai"
 )
@@ -15,10 +17,14 @@ func Build(cfg providers.Config) (providers.Provider, error) {
 	switch {
 	case cfg.Provider == "mock":
 		return mock.New(cfg)
+	case cfg.Provider == "anthropic":
+		return anthropic.New(cfg)
+	case cfg.Provider == "gemini":
+		return gemini.New(cfg)
 	case config.IsOpenAIShaped(cfg.Provider):
 		return openai.New(cfg)
 	default:
-		return nil, fmt.Errorf("provider %q is not built into this version of Lumen (built in: mock, %s)",
+		return nil, fmt.Errorf("provider %q is not built into this version of Lumen (built in: mock, anthropic, gemini, %s)",
 			cfg.Provider, strings.Join(openaiShaped(), ", "))
 	}
 }

@@ -27,6 +27,11 @@ type Deployment struct {
 	// Params and Info are the entry's configuration.
 	Params config.Params
 	Info   config.ModelInfo
+	// Price is what the deployment charges (model_info prices over the
+	// embedded table); Priced is false when neither knows it, and its calls
+	// then cost 0 in the ledger and budgets.
+	Price  pricing.Price
+	Priced bool
 
 	index   int     // position in its group
 	retries int     // retries of a failed call (num_retries or max_retries)
@@ -52,18 +57,23 @@ func (d *Deployment) Name() string { return d.ProviderName + "/" + d.Model }
 // cost-based-routing: model_info prices (then litellm_params ones) over the
 // embedded table. Unknown prices are +Inf: they rank after every priced
 // deployment and tie with each other.
-func resolvePrice(provider, model string, p *config.Params, mi *config.ModelInfo) float64 {
+func resolvePrice(pr pricing.Price, ok bool) float64 {
+	if !ok {
+		return math.Inf(1)
+	}
+	return pr.Input + pr.Output
+}
+
+// deploymentPrice is a deployment's price: model_info prices (then
+// litellm_params ones) over the embedded table.
+func deploymentPrice(provider, model string, p *config.Params, mi *config.ModelInfo) (pricing.Price, bool) {
 	o := pricing.Override{
 		InputCostPerToken:           firstSet(mi.InputCostPerToken, p.InputCostPerToken),
 		OutputCostPerToken:          firstSet(mi.OutputCostPerToken, p.OutputCostPerToken),
 		CacheReadInputTokenCost:     mi.CacheReadInputTokenCost,
 		CacheCreationInputTokenCost: mi.CacheCreationInputTokenCost,
 	}
-	pr, ok := pricing.For(provider, model, mi.BaseModel, o)
-	if !ok {
-		return math.Inf(1)
-	}
-	return pr.Input + pr.Output
+	return pricing.For(provider, model, mi.BaseModel, o)
 }
 
 func firstSet(a, b *float64) *float64 {

@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"time"
 
+	"github.com/lumengw/lumen/limits"
 	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/router"
 )
@@ -49,9 +51,19 @@ func classify(err error) (*apiError, bool) {
 	var ae *apiError
 	var ue *providers.UpstreamError
 	var ug *router.UnknownGroupError
+	var na *router.NotAllowedError
+	var re *router.RequestError
+	var be *limits.BudgetError
 	switch {
 	case errors.As(err, &ae):
 		return ae, false
+	case errors.As(err, &na):
+		return &apiError{Status: http.StatusForbidden, Type: "permission_error", Code: "model_not_allowed", Param: "model",
+			Message: sprintf("this API key may not use model %q; ask your Lumen admin to add it to the key's models", na.Group)}, false
+	case errors.As(err, &re):
+		return &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Param: re.Param, Message: re.Message}, false
+	case errors.As(err, &be):
+		return budgetError(be), false
 	case errors.As(err, &ug):
 		return &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "model_not_found", Param: "model",
 			Message: sprintf("The model %q does not exist. Available models: %s.", ug.Model, joinQuoted(ug.Available))}, false
@@ -67,6 +79,22 @@ func classify(err error) (*apiError, bool) {
 		return &apiError{Status: http.StatusInternalServerError, Type: "api_error", Code: "internal_error",
 			Message: "internal error in Lumen; the request id is in x-lumen-request-id and the log"}, true
 	}
+}
+
+// budgetError is OpenAI-shaped with Lumen's type budget_exceeded; the
+// message holds the budget, the spend and when it resets, and so do
+// x-lumen-budget-* headers for programs.
+func budgetError(be *limits.BudgetError) *apiError {
+	h := http.Header{}
+	h.Set("x-lumen-budget-usd", costHeader(be.Budget))
+	h.Set("x-lumen-budget-spent-usd", costHeader(be.Spent))
+	if !be.ResetsAt.IsZero() {
+		h.Set("x-lumen-budget-reset", be.ResetsAt.UTC().Format(time.RFC3339))
+		if secs := int(time.Until(be.ResetsAt).Seconds()) + 1; secs > 0 {
+			h.Set("Retry-After", strconv.Itoa(secs))
+		}
+	}
+	return &apiError{Status: http.StatusTooManyRequests, Type: "budget_exceeded", Code: "budget_exceeded", Message: be.Error(), Header: h}
 }
 
 func upstreamError(ue *providers.UpstreamError) *apiError {

@@ -5,10 +5,13 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"errors"
 	"math/rand/v2"
 	"net/http"
 	"runtime/debug"
 	"strings"
+
+	"github.com/lumengw/lumen/ledger"
 )
 
 type ctxKey int
@@ -86,27 +89,78 @@ func presentedKeyID(r *http.Request) string {
 	return hex.EncodeToString(h[:8])
 }
 
-// authed requires the master key when one is configured.
+// caller is who sent a request: the master key, a virtual key, or nobody
+// (an open gateway).
+type caller struct {
+	key   *ledger.Key // nil unless a virtual key authenticated
+	admin bool        // the master key
+}
+
+type callerKey struct{}
+
+// callerFrom returns the request's caller; the zero caller when authed did
+// not run.
+func callerFrom(ctx context.Context) caller {
+	c, _ := ctx.Value(callerKey{}).(*caller)
+	if c == nil {
+		return caller{}
+	}
+	return *c
+}
+
+// authed authenticates the request: the master key, or a live virtual key.
+// Without a master key the gateway is open, but a presented virtual key
+// still applies (its limits, budget and models), and a revoked or expired
+// one is still refused.
 func (s *Server) authed(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.hasMaster {
-			next.ServeHTTP(w, r)
-			return
-		}
 		key := presentedKey(r)
-		if key == "" {
+		c := &caller{}
+		switch {
+		case key == "" && s.hasMaster:
 			writeError(w, &s.log, &apiError{Status: http.StatusUnauthorized, Type: "authentication_error", Code: "missing_api_key",
 				Message: "missing API key: send it as \"Authorization: Bearer <key>\""})
 			return
-		}
-		h := sha256.Sum256([]byte(key))
-		if subtle.ConstantTimeCompare(h[:], s.master[:]) != 1 {
-			writeError(w, &s.log, &apiError{Status: http.StatusUnauthorized, Type: "authentication_error", Code: "invalid_api_key",
-				Message: "invalid API key: check the key you configured your client with"})
+		case key == "":
+		case s.isMaster(key):
+			c.admin = true
+		case s.keys != nil:
+			k, err := s.keys.Authenticate(key)
+			switch {
+			case err == nil:
+				c.key = k
+			case errors.Is(err, ledger.ErrUnknownKey) && !s.hasMaster:
+				// An open gateway: clients often send a placeholder key.
+			default:
+				writeError(w, &s.log, authError(err))
+				return
+			}
+		case s.hasMaster:
+			writeError(w, &s.log, authError(ledger.ErrUnknownKey))
 			return
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
 	})
+}
+
+// isMaster reports whether key is the master key, in constant time.
+func (s *Server) isMaster(key string) bool {
+	if !s.hasMaster {
+		return false
+	}
+	h := sha256.Sum256([]byte(key))
+	return subtle.ConstantTimeCompare(h[:], s.master[:]) == 1
+}
+
+func authError(err error) *apiError {
+	msg := "invalid API key: check the key you configured your client with"
+	switch {
+	case errors.Is(err, ledger.ErrRevokedKey):
+		msg = "this API key was revoked; ask your Lumen admin for a new one"
+	case errors.Is(err, ledger.ErrExpiredKey):
+		msg = "this API key has expired; ask your Lumen admin for a new one"
+	}
+	return &apiError{Status: http.StatusUnauthorized, Type: "authentication_error", Code: "invalid_api_key", Message: msg}
 }
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {

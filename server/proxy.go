@@ -9,7 +9,12 @@ import (
 	"time"
 
 	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
 
+	"github.com/lumengw/lumen/audit"
+	"github.com/lumengw/lumen/ledger"
+	"github.com/lumengw/lumen/limits"
+	"github.com/lumengw/lumen/metrics"
 	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/router"
 	"github.com/lumengw/lumen/tokens"
@@ -35,6 +40,23 @@ type exchange struct {
 	ttft       time.Duration
 	cache      string          // hit, miss, bypass or coalesced; empty when the cache is off
 	saved      providers.Usage // a cache hit's original usage (what it would have cost)
+
+	key          *ledger.Key // the virtual key; nil for the master key or none
+	admin        bool        // the master key
+	user         string      // the body's "user"
+	tags         []string    // x-lumen-tags
+	usageInclude bool        // "usage": {"include": true}: put the cost in the body's usage
+	fallbackFrom string
+
+	promptEst     int // prompt tokens estimated before the call
+	limitedTokens int // tokens counted against the key's tpm by admit
+	limited       bool
+	reservation   limits.Reservation
+	reserved      bool
+	cost          float64 // USD charged
+	savedUSD      float64 // USD a cache hit or coalesced answer saved
+	respBody      []byte  // a non-streamed answer, for the ledger and audit
+	started       bool    // a stream's headers went out
 }
 
 func (x *exchange) fail(ae *apiError) {
@@ -47,11 +69,16 @@ func (s *Server) proxy(op providers.Op) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.inflight.Add(1)
 		defer s.inflight.Add(-1)
-		x := &exchange{id: requestIDFrom(r.Context()), start: time.Now(), op: op}
+		if s.metrics != nil {
+			s.metrics.RequestStarted()
+			defer s.metrics.RequestFinished()
+		}
+		c := callerFrom(r.Context())
+		x := &exchange{id: requestIDFrom(r.Context()), start: time.Now(), op: op, key: c.key, admin: c.admin}
 		if err := s.serveProxy(w, r, x); err != nil {
 			x.fail(writeError(w, &s.log, err))
 		}
-		s.finish(x)
+		s.finish(w, x)
 	})
 }
 
@@ -64,7 +91,11 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange)
 	if err := x.parse(); err != nil {
 		return err
 	}
+	x.tags = requestTags(r)
 	w.Header().Set("x-lumen-model-group", x.group)
+	if err := s.admit(r.Context(), w, x); err != nil {
+		return err
+	}
 	if s.cache != nil && x.op == providers.OpChat {
 		return s.serveCached(w, r, x)
 	}
@@ -86,7 +117,11 @@ func (s *Server) serveUpstream(w http.ResponseWriter, r *http.Request, x *exchan
 
 // route sends the exchange to its model group.
 func (s *Server) route(ctx context.Context, x *exchange) (*router.Result, error) {
-	return s.Router().Do(ctx, &router.Call{Group: x.group, Op: x.op, Body: x.body, Stream: x.stream, RequestID: x.id})
+	call := &router.Call{Group: x.group, Op: x.op, Body: x.body, Stream: x.stream, RequestID: x.id}
+	if x.key != nil && len(x.key.Models) > 0 {
+		call.Allow = x.key.Allows
+	}
+	return s.Router().Do(ctx, call)
 }
 
 // routed records which deployment answered and says so in the headers.
@@ -104,6 +139,7 @@ func (s *Server) routed(w http.ResponseWriter, x *exchange, res *router.Result) 
 		h.Set("x-lumen-routing-strategy", res.Strategy)
 	}
 	if res.FallbackFrom != "" {
+		x.fallbackFrom = res.FallbackFrom
 		h.Set("x-lumen-fallback-from", res.FallbackFrom)
 		h.Set("x-lumen-model-group", res.Group)
 	}
@@ -117,11 +153,25 @@ func (s *Server) routed(w http.ResponseWriter, x *exchange, res *router.Result) 
 func (s *Server) writeResponse(w http.ResponseWriter, x *exchange, resp *providers.Response) error {
 	x.usage = resp.Usage
 	x.status = http.StatusOK
-	w.Header().Set("Content-Type", "application/json")
+	s.price(x)
+	body := resp.Body
+	if x.usageInclude {
+		if b, err := sjson.SetBytes(body, "usage.cost", x.cost); err == nil {
+			body = b
+		}
+	}
+	x.respBody = body
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set(costHeaderName, costHeader(x.cost))
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(resp.Body)
+	_, _ = w.Write(body)
 	return nil
 }
+
+// costHeaderName carries a request's cost in USD; for a stream it is an
+// HTTP trailer (the cost is known only at the end).
+const costHeaderName = "x-lumen-cost-usd"
 
 // readBody reads the request body, bounded by limit.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
@@ -179,17 +229,58 @@ func (x *exchange) parse() error {
 		x.stream = gjson.GetBytes(b, "stream").Bool()
 		x.includeUsage = gjson.GetBytes(b, "stream_options.include_usage").Bool()
 	}
+	if u := gjson.GetBytes(b, "user"); u.Type == gjson.String {
+		x.user = truncate(u.Str, 128)
+	}
+	// OpenRouter's "usage": {"include": true} asks for the cost in the
+	// answer's usage. It is Lumen's to answer, so it does not go upstream.
+	if u := gjson.GetBytes(b, "usage"); u.IsObject() {
+		x.usageInclude = u.Get("include").Bool()
+		if x.usageInclude && x.stream {
+			x.includeUsage = true
+		}
+		body, err := sjson.DeleteBytes(x.body, "usage")
+		if err != nil {
+			return invalid("usage", "the usage field could not be removed: %v", err)
+		}
+		x.body = body
+	}
 	return nil
 }
 
-// finish settles and records an exchange. It runs on the handler goroutine
-// after the response is complete and must not block on I/O.
-func (s *Server) finish(x *exchange) {
-	if x.usage.PromptTokens == 0 && x.body != nil && x.status == http.StatusOK {
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// finish settles and records an exchange: budget and rate-limit
+// settlement, cost trailer, ledger row, metrics, audit entry and log line.
+// It runs on the handler goroutine after the response is complete and does
+// no I/O: the ledger and the audit log are written by their own goroutines.
+func (s *Server) finish(w http.ResponseWriter, x *exchange) {
+	if x.usage.PromptTokens == 0 && x.body != nil && x.status == http.StatusOK && x.attempts > 0 {
 		x.usage.PromptTokens = tokens.Prompt(x.body)
 	}
 	if x.usage.CompletionTokens == 0 {
 		x.usage.CompletionTokens = x.estimated
+	}
+	if x.stream {
+		s.price(x)
+		if x.started {
+			w.Header().Set(costHeaderName, costHeader(x.cost)) // a declared trailer
+		}
+	}
+	s.settle(x)
+	latency := time.Since(x.start)
+	rec := s.record(x, latency)
+	if s.ledger != nil {
+		s.ledger.Record(rec)
+	}
+	s.observe(x, latency)
+	if s.audit != nil {
+		s.audit.Append(auditEntry(x, &rec))
 	}
 	ev := s.log.Info()
 	if x.err != nil {
@@ -201,9 +292,12 @@ func (s *Server) finish(x *exchange) {
 	}
 	ev = ev.Str("request_id", x.id).Str("op", x.op.String()).Str("model_group", x.group).
 		Int("status", x.status).Bool("stream", x.stream).
-		Float64("latency_ms", msec(time.Since(x.start))).
+		Float64("latency_ms", msec(latency)).
 		Int("prompt_tokens", x.usage.PromptTokens).Int("completion_tokens", x.usage.CompletionTokens).
-		Int("attempts", x.attempts)
+		Int("attempts", x.attempts).Float64("cost_usd", x.cost)
+	if x.key != nil {
+		ev = ev.Str("key_id", x.key.ID)
+	}
 	if x.deployment != nil {
 		ev = ev.Str("deployment", x.deployment.ID).Str("provider", x.deployment.ProviderName)
 	}
@@ -214,6 +308,88 @@ func (s *Server) finish(x *exchange) {
 		ev = ev.Float64("ttft_ms", msec(x.ttft))
 	}
 	ev.Msg("request")
+}
+
+// record is the exchange's ledger row.
+func (s *Server) record(x *exchange, latency time.Duration) ledger.Record {
+	rec := ledger.Record{
+		Time: x.start, RequestID: x.id, User: x.user, Tags: x.tags, ModelGroup: x.group,
+		Status: x.status, Usage: x.usage, CostUSD: x.cost, SavedUSD: x.savedUSD,
+		Latency: latency, Attempts: x.attempts, CacheHit: x.cache == "hit" || x.cache == "coalesced",
+		Stream: x.stream, Request: x.body, Response: x.respBody,
+	}
+	if x.stream {
+		rec.TTFT = x.ttft
+	}
+	if rec.CacheHit {
+		rec.Usage = x.saved // what the answer holds; CostUSD stays 0
+	}
+	if x.key != nil {
+		rec.KeyID, rec.KeyName = x.key.ID, x.key.Name
+	}
+	if x.err != nil {
+		rec.ErrorType = x.err.Type
+	}
+	if d := x.deployment; d != nil {
+		rec.Deployment, rec.Provider, rec.Model = d.ID, d.ProviderName, d.Model
+	}
+	return rec
+}
+
+// observe updates the Prometheus metrics for a finished exchange.
+func (s *Server) observe(x *exchange, latency time.Duration) {
+	if s.metrics == nil {
+		return
+	}
+	var dep, prov string
+	if d := x.deployment; d != nil {
+		dep, prov = d.ID, d.ProviderName
+	}
+	rt := s.metrics.Route(x.group, dep, prov)
+	o := metrics.Outcome{Status: x.status, Duration: latency, CostUSD: x.cost}
+	if x.attempts > 0 {
+		o.PromptTokens, o.CompletionTokens, o.CachedTokens = x.usage.PromptTokens, x.usage.CompletionTokens, x.usage.CachedTokens
+	}
+	if x.stream {
+		o.TTFT = x.ttft
+	}
+	rt.Observe(o)
+	g := rt.Group()
+	switch x.cache {
+	case "hit":
+		g.CacheHit(x.savedUSD)
+	case "coalesced":
+		g.CacheCoalesced(x.savedUSD)
+	case "miss":
+		g.CacheMiss()
+	}
+	for range x.attempts - 1 {
+		g.Retry()
+	}
+	if x.fallbackFrom != "" {
+		g.Fallback()
+	}
+}
+
+// auditEntry is the exchange's audit entry: metadata and, through the
+// payloads, their digests (the log keeps the bodies only when configured).
+func auditEntry(x *exchange, rec *ledger.Record) audit.Entry {
+	actor := "anonymous"
+	switch {
+	case x.key != nil:
+		actor = x.key.ID
+	case x.admin:
+		actor = audit.ActorAdmin
+	}
+	return audit.Entry{
+		Time: x.start, Actor: actor, Action: audit.ActionRequest,
+		Summary: audit.Summary{
+			RequestID: x.id, ModelGroup: x.group, Deployment: rec.Deployment, Provider: rec.Provider,
+			Status: x.status, PromptTokens: rec.Usage.PromptTokens, CompletionTokens: rec.Usage.CompletionTokens,
+			CachedTokens: rec.Usage.CachedTokens, CostUSD: x.cost,
+		},
+		RequestPayload: x.body, ResponsePayload: x.respBody,
+	}
 }
 
 func msec(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -132,6 +132,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /health/liveness", s.liveness)
 	mux.HandleFunc("GET /health/readiness", s.readiness)
 	mux.HandleFunc("GET /health", s.health)
+	if s.metrics != nil && s.cfg.Metrics.Listen == "" {
+		mux.Handle("GET /metrics", s.metricsHandler())
+	}
 	s.adminRoutes(mux)
 	mux.HandleFunc("/", s.notFound)
 	return s.recoverer(s.requestID(mux))

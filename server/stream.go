@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
 
 	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/providers/openai"
@@ -30,6 +31,10 @@ var (
 // silent [DONE].
 func (s *Server) writeStream(w http.ResponseWriter, r *http.Request, x *exchange, st providers.Stream) error {
 	defer st.Close()
+	if s.metrics != nil {
+		s.metrics.StreamStarted()
+		defer s.metrics.StreamFinished()
+	}
 	rc := http.NewResponseController(w)
 	buffered, _ := st.(providers.Buffered)
 	started := false
@@ -65,6 +70,9 @@ func (s *Server) writeStream(w http.ResponseWriter, r *http.Request, x *exchange
 		if bytes.Contains(data, usageMark) {
 			if u := openai.ParseUsage(data); u.Total() > 0 {
 				x.usage = u
+				if x.usageInclude {
+					data = s.withCost(x, data)
+				}
 			}
 			if !x.includeUsage && bytes.Contains(data, noChoices) {
 				continue // Lumen asked for usage; the client did not
@@ -89,8 +97,19 @@ func (s *Server) writeStream(w http.ResponseWriter, r *http.Request, x *exchange
 	}
 }
 
+// withCost returns a usage chunk with the request's cost in usage.cost.
+func (s *Server) withCost(x *exchange, data []byte) []byte {
+	s.price(x)
+	if b, err := sjson.SetBytes(data, "usage.cost", x.cost); err == nil {
+		return b
+	}
+	return data
+}
+
 func (s *Server) startStream(w http.ResponseWriter, x *exchange) {
 	h := w.Header()
+	x.started = true
+	h.Set("Trailer", costHeaderName)
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no") // tell nginx-style proxies not to buffer

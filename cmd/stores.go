@@ -1,0 +1,180 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/lumengw/lumen/audit"
+	"github.com/lumengw/lumen/config"
+	"github.com/lumengw/lumen/ledger"
+	"github.com/lumengw/lumen/limits"
+	"github.com/lumengw/lumen/metrics"
+	"github.com/lumengw/lumen/server"
+)
+
+// keysRefresh is how often a running server picks up keys changed by
+// another process (lumen keys …, a second instance).
+const keysRefresh = 2 * time.Second
+
+// spendSaveEvery is how often the in-memory budget spend is persisted, so
+// that a crash loses at most this much of the spend whose ledger rows were
+// dropped.
+const spendSaveEvery = 30 * time.Second
+
+// stores are what serve keeps besides the router: the ledger database and
+// its writer, the virtual keys, budgets, rate limits, metrics and the audit
+// log. openStores opens them; close drains and closes them. The goroutines
+// they need are started by run and owned by the stores: close stops them.
+type stores struct {
+	db      *ledger.SQLite
+	writer  *ledger.Writer
+	keys    *ledger.Keyring
+	budgets *limits.MemoryBudgets
+	limiter *limits.MemoryLimiter
+	metrics *metrics.Metrics
+	audit   *audit.Log
+	log     zerolog.Logger
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// openStores opens the ledger at cfg.Ledger.Path (creating it), loads the
+// keys and each budgeted key's spend in its current period, and opens the
+// audit log.
+func openStores(ctx context.Context, cfg *config.Config, log zerolog.Logger) (st *stores, err error) {
+	st = &stores{log: log}
+	defer func() {
+		if err != nil {
+			st.close()
+		}
+	}()
+	loc, err := time.LoadLocation(cfg.Ledger.BudgetTimezone)
+	if err != nil {
+		return nil, fmt.Errorf("ledger.budget_timezone: %w", err)
+	}
+	if st.db, err = ledger.Open(ctx, cfg.Ledger.Path); err != nil {
+		return nil, fmt.Errorf("opening the ledger (ledger.path): %w", err)
+	}
+	if st.keys, err = ledger.NewKeyring(ctx, st.db, ledger.KeyringOptions{Logger: log}); err != nil {
+		return nil, fmt.Errorf("loading virtual keys: %w", err)
+	}
+	st.budgets = limits.NewMemoryBudgets(limits.BudgetOptions{Location: loc})
+	budgets := map[string]limits.Budget{}
+	for _, k := range st.keys.List() {
+		if !k.Revoked() {
+			budgets[k.ID] = limits.Budget{LimitUSD: k.BudgetUSD, Period: limits.Period(k.BudgetPeriod)}
+		}
+	}
+	if err := st.budgets.Load(ctx, st.db, budgets); err != nil {
+		return nil, fmt.Errorf("loading key spend: %w", err)
+	}
+	st.limiter = limits.NewMemoryLimiter(limits.LimiterOptions{})
+	if *cfg.Metrics.Enabled {
+		st.metrics = metrics.New(metrics.Options{})
+	}
+	zero := cfg.Privacy.ZeroRetention
+	st.writer = ledger.NewWriter(st.db, ledger.WriterOptions{
+		QueueSize: cfg.Ledger.QueueSize, StorePayloads: cfg.Ledger.StorePayloads && !zero,
+		RetentionDays: cfg.Ledger.RetentionDays, Logger: log,
+	})
+	if st.metrics != nil {
+		st.metrics.SetLedger(st.writer.QueueDepth, st.writer.Dropped)
+	}
+	if *cfg.Audit.Enabled {
+		path := cfg.Audit.Path
+		if path == "" {
+			path = cfg.Ledger.Path
+		}
+		st.audit, err = audit.Open(ctx, audit.Options{
+			Path: path, SigningKeyPath: cfg.Audit.SigningKey, CheckpointEvery: cfg.Audit.CheckpointEvery,
+			StorePayloads: cfg.Ledger.StorePayloads && !zero, Logger: log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("opening the audit log (audit.path): %w", err)
+		}
+		if st.audit.KeyGenerated() {
+			log.Info().Str("signing_key", cfg.Audit.SigningKey).Str("public_key", st.audit.PublicKeyPEM()).
+				Msg("audit: generated a checkpoint signing key; keep the private key where whoever can write the database cannot")
+		}
+		if st.metrics != nil {
+			st.metrics.SetAudit(st.audit.QueueDepth, st.audit.Dropped)
+		}
+	}
+	return st, nil
+}
+
+// options fills the server's store fields.
+func (st *stores) options(o *server.Options) {
+	o.Keys, o.Budgets, o.Limiter, o.Ledger, o.Reports, o.Metrics = st.keys, st.budgets, st.limiter, st.writer, st.db, st.metrics
+	if st.audit != nil {
+		o.Audit = st.audit
+	}
+}
+
+// run starts the stores' background work: picking up keys changed by other
+// processes, and saving budget spend.
+func (st *stores) run(ctx context.Context) {
+	ctx, st.cancel = context.WithCancel(ctx)
+	st.wg.Add(2)
+	go func() {
+		defer st.wg.Done()
+		_ = st.keys.Run(ctx, keysRefresh)
+	}()
+	go func() {
+		defer st.wg.Done()
+		t := time.NewTicker(spendSaveEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				st.saveSpend()
+			}
+		}
+	}()
+}
+
+func (st *stores) saveSpend() {
+	snap := st.budgets.Snapshot()
+	spend := make([]ledger.KeySpend, len(snap))
+	for i, s := range snap {
+		spend[i] = ledger.KeySpend{KeyID: s.KeyID, PeriodStart: s.PeriodStart, USD: s.USD}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := st.db.SaveSpend(ctx, spend); err != nil {
+		st.log.Error().Err(err).Msg("saving budget spend")
+	}
+}
+
+// close stops the background work, drains the ledger and audit queues and
+// closes the database. It is safe on partly opened stores.
+func (st *stores) close() {
+	if st.cancel != nil {
+		st.cancel()
+		st.wg.Wait()
+	}
+	var errs []error
+	if st.writer != nil {
+		errs = append(errs, st.writer.Close())
+	}
+	if st.budgets != nil && st.db != nil {
+		st.saveSpend()
+	}
+	if st.audit != nil {
+		errs = append(errs, st.audit.Close())
+	}
+	if st.db != nil {
+		errs = append(errs, st.db.Close())
+	}
+	if err := errors.Join(errs...); err != nil {
+		st.log.Error().Err(err).Msg("closing the ledger")
+	}
+}

@@ -1,0 +1,82 @@
+package router
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/lumengw/lumen/config"
+	"github.com/lumengw/lumen/providers"
+)
+
+// TestBuildTranslatingProviders builds each translating provider from a
+// config model_list entry, as `lumen serve` does, and checks that a chat
+// request reaches the provider's own endpoint with its own auth header and
+// comes back as an OpenAI chat.completion.
+func TestBuildTranslatingProviders(t *testing.T) {
+	tests := []struct {
+		name, model, key string
+		path, header     string
+		answer           string
+	}{
+		{"anthropic", "anthropic/claude-sonnet-4-5", "sk-ant-k", "/v1/messages", "X-Api-Key",
+			`{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":3,"output_tokens":1}}`},
+		{"gemini", "gemini/gemini-2.5-flash", "AIza-k", "/v1beta/models/gemini-2.5-flash:generateContent", "X-Goog-Api-Key",
+			`{"candidates":[{"content":{"role":"model","parts":[{"text":"hi"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":1}}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var gotPath, gotKey string
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				gotPath, gotKey = r.URL.Path, r.Header.Get(tt.header)
+				mu.Unlock()
+				_, _ = io.Copy(io.Discard, r.Body)
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = io.WriteString(w, tt.answer)
+			}))
+			defer srv.Close()
+			cfg, _, err := config.Parse([]byte("model_list:\n  - model_name: m\n    litellm_params:\n      model: " + tt.model +
+				"\n      api_base: " + srv.URL + "\n      api_key: " + tt.key + "\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			pc := ProviderConfig(cfg, &cfg.ModelList[0])
+			if pc.Provider != tt.name {
+				t.Fatalf("provider = %q, want %q", pc.Provider, tt.name)
+			}
+			p, err := Build(pc)
+			if err != nil {
+				t.Fatalf("Build: %v", err)
+			}
+			if p.Name() != tt.name {
+				t.Errorf("Name() = %q", p.Name())
+			}
+			resp, err := p.Do(context.Background(), &providers.Request{Op: providers.OpChat, Model: pc.Model,
+				Body: []byte(`{"model":"m","messages":[{"role":"user","content":"hello"}]}`)})
+			if err != nil {
+				t.Fatalf("Do: %v", err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if gotPath != tt.path || gotKey != tt.key {
+				t.Errorf("upstream got path %q key %q, want %q %q", gotPath, gotKey, tt.path, tt.key)
+			}
+			if !strings.Contains(string(resp.Body), `"object":"chat.completion"`) || resp.Usage.PromptTokens != 3 {
+				t.Errorf("answer %s usage %+v", resp.Body, resp.Usage)
+			}
+		})
+	}
+}
+
+func TestBuildUnknownProvider(t *testing.T) {
+	_, err := Build(providers.Config{Provider: "vertex_ai", Model: "x"})
+	if err == nil || !strings.Contains(err.Error(), "anthropic") {
+		t.Fatalf("err = %v, want one listing the built-in providers", err)
+	}
+}

@@ -1,0 +1,50 @@
+package server
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/lumengw/lumen/metrics"
+	"github.com/lumengw/lumen/router"
+)
+
+// metricsHandler serves /metrics, first setting each deployment's circuit
+// state gauge from the router (states change on time, not only on
+// requests, so they are read at scrape time).
+func (s *Server) metricsHandler() http.Handler {
+	h := s.metrics.Handler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.observeCircuits()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// MetricsHandler is /metrics for a separate listener (metrics.listen); nil
+// when metrics are off.
+func (s *Server) MetricsHandler() http.Handler {
+	if s.metrics == nil {
+		return nil
+	}
+	return s.metricsHandler()
+}
+
+func (s *Server) observeCircuits() {
+	rt := s.Router()
+	now := time.Now()
+	for _, name := range rt.Names() {
+		g, ok := rt.Group(name)
+		if !ok {
+			continue
+		}
+		for _, d := range g.Deployments {
+			st := metrics.CircuitClosed
+			switch d.State(now) {
+			case router.StateOpen:
+				st = metrics.CircuitOpen
+			case router.StateHalfOpen:
+				st = metrics.CircuitHalfOpen
+			}
+			s.metrics.Route(name, d.ID, d.ProviderName).SetCircuit(st)
+		}
+	}
+}
