@@ -33,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"sort"
 	"time"
 
@@ -58,6 +59,7 @@ type Router struct {
 	groups map[string]*Group
 	names  []string
 	auto   map[string]*config.AutoRoute
+	autoRT *autoRouting // model "auto" (autoroute.go)
 
 	strategy   string
 	fallbacks  [numKinds]map[string][]string // by failure kind, from group
@@ -195,8 +197,11 @@ func New(cfg *config.Config, build Builder) (*Router, error) {
 	r.fallbacks[failGeneric] = flatten(rs.Fallbacks)
 	r.fallbacks[failContextWindow] = flatten(rs.ContextWindowFallbacks)
 	r.fallbacks[failContentPolicy] = flatten(rs.ContentPolicyFallbacks)
-	// Auto routes are not served by this package (router/auto is), so they
-	// are not listed either.
+	var err error
+	if r.autoRT, err = newAutoRouting(cfg, r.groups, r.auto); err != nil {
+		return nil, err
+	}
+	// Auto routes are served by autoroute.go and listed by AutoNames.
 	sort.Strings(r.names)
 	return r, nil
 }
@@ -258,6 +263,9 @@ type Call struct {
 	// included: a refused fallback is skipped, a refused Group is a
 	// *NotAllowedError. Nil allows all.
 	Allow func(group string) bool
+	// Header is the client's request headers; model "auto" reads its
+	// x-lumen-* limits from them (autoroute.go). Nil means none.
+	Header http.Header
 }
 
 // Result is what served a call.
@@ -280,6 +288,8 @@ type Result struct {
 	FallbackFrom string
 	// Strategy is the routing strategy that chose the deployment.
 	Strategy string
+	// Auto is model "auto"'s decision; nil for a pinned model.
+	Auto *AutoDecision
 }
 
 // reqState is one Do call's routing state. The goroutine running Do owns
@@ -322,6 +332,9 @@ func (rs *reqState) triedGroup(name string) bool {
 // first byte reaches the client is retried freely; after that the
 // returned Stream fails over by itself.
 func (r *Router) Do(ctx context.Context, call *Call) (*Result, error) {
+	if r.wantsAuto(call) {
+		return r.doAuto(ctx, call)
+	}
 	g, ok := r.groups[call.Group]
 	if !ok {
 		return nil, &UnknownGroupError{Model: call.Group, Available: r.names}
