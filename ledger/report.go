@@ -434,18 +434,28 @@ type Total struct {
 	// of successful requests (zero when there were none).
 	LatencyP50 time.Duration `json:"latency_p50"`
 	LatencyP95 time.Duration `json:"latency_p95"`
+	// TTFTP50 and TTFTP95 are the same percentiles of the time to first
+	// byte of successful streams (zero when there were none).
+	TTFTP50 time.Duration `json:"ttft_p50"`
+	TTFTP95 time.Duration `json:"ttft_p95"`
+	// CacheHits counts requests answered from the response cache; SavedUSD
+	// is what they would have cost upstream.
+	CacheHits int64   `json:"cache_hits"`
+	SavedUSD  float64 `json:"saved_usd"`
 }
 
-// Totals returns request counts, errors, cost and latency percentiles per
-// model group for the requests q selects (q.By is ignored), busiest group
-// first. Percentiles sort the selected latencies in SQLite: a month of a
-// busy gateway takes a second or more (see BenchmarkReports).
+// Totals returns request counts, errors, cost, cache hits and savings, and
+// latency and TTFT percentiles per model group for the requests q selects
+// (q.By is ignored), busiest group first. Percentiles sort the selected
+// latencies in SQLite: a month of a busy gateway takes a second or more
+// (see BenchmarkReports).
 func (s *SQLite) Totals(ctx context.Context, q Query) ([]Total, error) {
 	where, args, err := s.where(ctx, q)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT model_group, count(*), sum(status >= 400), sum(cost)
+	rows, err := s.db.QueryContext(ctx, `SELECT model_group, count(*), sum(status >= 400), sum(cost),
+		sum(cache_hit != 0), sum(saved_cost)
 		FROM requests WHERE `+where+` GROUP BY model_group`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("totals per model group: %w", err)
@@ -455,7 +465,7 @@ func (s *SQLite) Totals(ctx context.Context, q Query) ([]Total, error) {
 	var out []*Total
 	for rows.Next() {
 		t := &Total{}
-		if err := rows.Scan(&t.ModelGroup, &t.Requests, &t.Errors, &t.CostUSD); err != nil {
+		if err := rows.Scan(&t.ModelGroup, &t.Requests, &t.Errors, &t.CostUSD, &t.CacheHits, &t.SavedUSD); err != nil {
 			return nil, fmt.Errorf("totals per model group: %w", err)
 		}
 		byGroup[t.ModelGroup] = t
@@ -466,31 +476,15 @@ func (s *SQLite) Totals(ctx context.Context, q Query) ([]Total, error) {
 	}
 	rows.Close()
 
-	pct, err := s.db.QueryContext(ctx, `WITH ok AS (
-			SELECT model_group, latency_us,
-				row_number() OVER (PARTITION BY model_group ORDER BY latency_us) AS rn,
-				count(*) OVER (PARTITION BY model_group) AS n
-			FROM requests WHERE `+where+` AND status < 400)
-		SELECT model_group,
-			max(CASE WHEN rn = (n * 50 + 99) / 100 THEN latency_us END),
-			max(CASE WHEN rn = (n * 95 + 99) / 100 THEN latency_us END)
-		FROM ok GROUP BY model_group`, args...)
-	if err != nil {
+	if err := s.percentiles(ctx, "latency_us", where+" AND status < 400", args, byGroup, func(t *Total, p50, p95 time.Duration) {
+		t.LatencyP50, t.LatencyP95 = p50, p95
+	}); err != nil {
 		return nil, fmt.Errorf("latency percentiles: %w", err)
 	}
-	defer pct.Close()
-	for pct.Next() {
-		var group string
-		var p50, p95 int64
-		if err := pct.Scan(&group, &p50, &p95); err != nil {
-			return nil, fmt.Errorf("latency percentiles: %w", err)
-		}
-		if t := byGroup[group]; t != nil {
-			t.LatencyP50, t.LatencyP95 = time.Duration(p50)*time.Microsecond, time.Duration(p95)*time.Microsecond
-		}
-	}
-	if err := pct.Err(); err != nil {
-		return nil, fmt.Errorf("latency percentiles: %w", err)
+	if err := s.percentiles(ctx, "ttft_us", where+" AND status < 400 AND stream != 0 AND ttft_us > 0", args, byGroup, func(t *Total, p50, p95 time.Duration) {
+		t.TTFTP50, t.TTFTP95 = p50, p95
+	}); err != nil {
+		return nil, fmt.Errorf("ttft percentiles: %w", err)
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Requests != out[j].Requests {
@@ -503,4 +497,34 @@ func (s *SQLite) Totals(ctx context.Context, q Query) ([]Total, error) {
 		res[i] = *t
 	}
 	return res, nil
+}
+
+// percentiles computes nearest-rank p50 and p95 of col (microseconds) per
+// model group over the rows where selects, and hands them to set.
+func (s *SQLite) percentiles(ctx context.Context, col, where string, args []any, byGroup map[string]*Total,
+	set func(t *Total, p50, p95 time.Duration)) error {
+	pct, err := s.db.QueryContext(ctx, `WITH ok AS (
+			SELECT model_group, `+col+` AS v,
+				row_number() OVER (PARTITION BY model_group ORDER BY `+col+`) AS rn,
+				count(*) OVER (PARTITION BY model_group) AS n
+			FROM requests WHERE `+where+`)
+		SELECT model_group,
+			max(CASE WHEN rn = (n * 50 + 99) / 100 THEN v END),
+			max(CASE WHEN rn = (n * 95 + 99) / 100 THEN v END)
+		FROM ok GROUP BY model_group`, args...)
+	if err != nil {
+		return err
+	}
+	defer pct.Close()
+	for pct.Next() {
+		var group string
+		var p50, p95 int64
+		if err := pct.Scan(&group, &p50, &p95); err != nil {
+			return err
+		}
+		if t := byGroup[group]; t != nil {
+			set(t, time.Duration(p50)*time.Microsecond, time.Duration(p95)*time.Microsecond)
+		}
+	}
+	return pct.Err()
 }
