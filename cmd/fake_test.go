@@ -28,6 +28,8 @@ import (
 //	text-embedding-3-small  an embedding
 //	429-once    the first call gets 429 with Retry-After: 1, later calls the gpt-4o answer
 //	always-500  500 every time (a dead deployment)
+//	cut-3       streams "Hello", " from", " fake", then drops the connection
+//	continue    streams " stream", "!", a finish and usage (the rest of gpt-4o's answer)
 type fakeOpenAI struct {
 	*httptest.Server
 	mu        sync.Mutex
@@ -137,6 +139,19 @@ func (f *fakeOpenAI) stream(w http.ResponseWriter, r *http.Request, model string
 		send(0)
 		<-r.Context().Done()
 		f.cancelled <- struct{}{}
+		return
+	case "cut-3":
+		send(0)
+		send(1)
+		send(2)
+		panic(http.ErrAbortHandler)
+	case "continue":
+		for _, word := range words[3:] { // its own id: Lumen must splice it into the client's
+			fmt.Fprintf(w, "data: {\"id\":\"chatcmpl-c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":%q},\"finish_reason\":null}]}\n\n", word)
+		}
+		io.WriteString(w, "data: {\"id\":\"chatcmpl-c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n")
+		io.WriteString(w, "data: {\"id\":\"chatcmpl-c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_tokens\":30,\"completion_tokens\":2,\"total_tokens\":32}}\n\n")
+		io.WriteString(w, "data: [DONE]\n\n")
 		return
 	}
 	for i := 0; i < 3; i++ {

@@ -1,0 +1,181 @@
+package cmd
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/openai/openai-go/v3/option"
+)
+
+// bodiesTo returns the request bodies the fake received for an upstream
+// model, in order.
+func (f *fakeOpenAI) bodiesTo(model string) []map[string]any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []map[string]any
+	for _, b := range f.bodies {
+		var m map[string]any
+		if json.Unmarshal(b, &m) == nil && m["model"] == model {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// gpt-4o is dead; router_settings.fallbacks sends the call down the chain
+// (second is dead too) to backup, and a request's own "models" list
+// replaces the chain.
+func TestE2EFallbackChain(t *testing.T) {
+	fake := newFakeOpenAI(t)
+	l := startLumen(t, `
+model_list:
+  - model_name: gpt-4o
+    litellm_params: {model: openai/always-500, api_base: "{{FAKE}}/v1", api_key: sk-upstream-secret-123456}
+  - model_name: second
+    litellm_params: {model: openai/fail-500, api_base: "{{FAKE}}/v1", api_key: sk-upstream-secret-123456}
+  - model_name: backup
+    litellm_params: {model: openai/gpt-4o, api_base: "{{FAKE}}/v1", api_key: sk-upstream-secret-123456}
+router_settings:
+  num_retries: 1
+  allowed_fails: 100
+  fallbacks: [{gpt-4o: [second, backup]}]
+`, fake)
+	c := client(l, "x")
+
+	var raw *http.Response
+	resp, err := c.Chat.Completions.New(context.Background(), userMsg("hi"), option.WithResponseInto(&raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := raw.Header
+	if resp.Choices[0].Message.Content != "Hello from fake" || h.Get("x-lumen-fallback-from") != "gpt-4o" ||
+		h.Get("x-lumen-model-group") != "backup" || h.Get("x-lumen-attempts") != "5" {
+		t.Fatalf("content %q, headers fallback-from %q group %q attempts %q", resp.Choices[0].Message.Content,
+			h.Get("x-lumen-fallback-from"), h.Get("x-lumen-model-group"), h.Get("x-lumen-attempts"))
+	}
+	if a, s := fake.callsTo("always-500"), fake.callsTo("fail-500"); a != 2 || s != 2 {
+		t.Fatalf("upstream calls: gpt-4o %d, second %d; want 2 each (a try and a retry)", a, s)
+	}
+	if !strings.Contains(l.Logs.String(), `"message":"falling back to another model group"`) {
+		t.Fatal("the fallback was not logged")
+	}
+
+	// Per request: "models" skips second; the list never goes upstream.
+	resp, err = c.Chat.Completions.New(context.Background(), userMsg("hi"),
+		option.WithJSONSet("models", []string{"gpt-4o", "backup"}), option.WithResponseInto(&raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw.Header.Get("x-lumen-model-group") != "backup" || raw.Header.Get("x-lumen-attempts") != "3" || fake.callsTo("fail-500") != 2 {
+		t.Fatalf("per-request models: group %q attempts %q, second called %d times",
+			raw.Header.Get("x-lumen-model-group"), raw.Header.Get("x-lumen-attempts"), fake.callsTo("fail-500"))
+	}
+	for _, b := range fake.bodiesTo("gpt-4o") {
+		if _, ok := b["models"]; ok {
+			t.Fatalf("the per-request list reached the upstream: %v", b)
+		}
+	}
+}
+
+// Deployment cut-3 (cheaper, so cost-based-routing picks it) drops the
+// connection after three chunks; continue is asked to go on from there.
+// The client, openai-go, sees one stream: one id, A's three chunks then
+// B's continuation, one finish, no error.
+func TestE2EMidStreamFailover(t *testing.T) {
+	fake := newFakeOpenAI(t)
+	l := startLumen(t, `
+model_list:
+  - model_name: gpt-4o
+    litellm_params: {model: openai/cut-3, api_base: "{{FAKE}}/v1", api_key: sk-upstream-secret-123456}
+    model_info: {id: a, input_cost_per_token: 0.000001, output_cost_per_token: 0.000001}
+  - model_name: gpt-4o
+    litellm_params: {model: openai/continue, api_base: "{{FAKE}}/v1", api_key: sk-upstream-secret-123456}
+    model_info: {id: b, input_cost_per_token: 0.00001, output_cost_per_token: 0.00001}
+router_settings: {routing_strategy: cost-based-routing, num_retries: 1}
+`, fake)
+	c := client(l, "x")
+	s := c.Chat.Completions.NewStreaming(context.Background(), userMsg("say hello"))
+	var text strings.Builder
+	ids := map[string]bool{}
+	finishes := 0
+	for s.Next() {
+		ch := s.Current()
+		ids[ch.ID] = true
+		if len(ch.Choices) > 0 {
+			text.WriteString(ch.Choices[0].Delta.Content)
+			if ch.Choices[0].FinishReason != "" {
+				finishes++
+			}
+		}
+	}
+	if err := s.Err(); err != nil {
+		t.Fatalf("the client saw an error after %q: %v", text.String(), err)
+	}
+	if text.String() != "Hello from fake stream!" || len(ids) != 1 || !ids["chatcmpl-s"] || finishes != 1 {
+		t.Fatalf("client text %q, ids %v, %d finishes; want A's 3 chunks + B's continuation under A's id, one finish",
+			text.String(), ids, finishes)
+	}
+	// B was asked to continue the partial answer, not to start again.
+	bodies := fake.bodiesTo("continue")
+	if len(bodies) != 1 {
+		t.Fatalf("continue got %d requests", len(bodies))
+	}
+	msgs, _ := bodies[0]["messages"].([]any)
+	if len(msgs) != 3 {
+		t.Fatalf("continuation messages %v", msgs)
+	}
+	partial, _ := msgs[1].(map[string]any)
+	if partial["role"] != "assistant" || partial["content"] != "Hello from fake" {
+		t.Fatalf("continuation carries %v, want the partial answer as an assistant message", partial)
+	}
+	if !strings.Contains(l.Logs.String(), "continuing on another deployment") {
+		t.Fatal("the failover was not logged")
+	}
+}
+
+// The strategy in force and the deployment it chose are in the response
+// headers.
+func TestE2ERoutingStrategyHeaders(t *testing.T) {
+	const deployments = `
+model_list:
+  - model_name: gpt-4o
+    litellm_params: {model: openai/gpt-4o, api_base: "{{FAKE}}/v1", api_key: sk-upstream-secret-123456}
+    model_info: {id: dear, input_cost_per_token: 0.00001, output_cost_per_token: 0.00003}
+  - model_name: gpt-4o
+    litellm_params: {model: openai/gpt-4o, api_base: "{{FAKE}}/v1", api_key: sk-upstream-secret-123456}
+    model_info: {id: cheap, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
+`
+	tests := []struct {
+		settings string
+		want     string
+		only     string // the deployment id every call must go to; "" any
+	}{
+		{"", "simple-shuffle", ""},
+		{"router_settings: {routing_strategy: least-busy}", "least-busy", ""},
+		{"router_settings: {routing_strategy: latency-based-routing}", "latency-based-routing", ""},
+		{"router_settings: {routing_strategy: usage-based-routing}", "usage-based-routing", ""},
+		{"router_settings: {routing_strategy: cost-based-routing}", "cost-based-routing", "cheap"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			fake := newFakeOpenAI(t)
+			l := startLumen(t, deployments+tt.settings+"\n", fake)
+			c := client(l, "x")
+			for range 5 {
+				var raw *http.Response
+				if _, err := c.Chat.Completions.New(context.Background(), userMsg("hi"), option.WithResponseInto(&raw)); err != nil {
+					t.Fatal(err)
+				}
+				h := raw.Header
+				id := h.Get("x-lumen-deployment-id")
+				if h.Get("x-lumen-routing-strategy") != tt.want || h.Get("x-lumen-deployment") != "openai/gpt-4o" ||
+					id != "cheap" && id != "dear" || tt.only != "" && id != tt.only {
+					t.Fatalf("strategy %q deployment %q id %q", h.Get("x-lumen-routing-strategy"), h.Get("x-lumen-deployment"), id)
+				}
+			}
+		})
+	}
+}
