@@ -11,6 +11,7 @@ import (
 	"github.com/lumengw/lumen/limits"
 	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/router"
+	"github.com/lumengw/lumen/router/auto"
 )
 
 // statusClientClosed is nginx's 499: the client went away before the answer.
@@ -64,6 +65,9 @@ func classify(err error) (*apiError, bool) {
 		return &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Param: re.Param, Message: re.Message}, false
 	case errors.As(err, &be):
 		return budgetError(be), false
+	case errors.Is(err, auto.ErrNoCandidate):
+		return &apiError{Status: http.StatusUnprocessableEntity, Type: "invalid_request_error", Code: "no_auto_candidate", Param: "model",
+			Message: err.Error() + "; relax the limit (lumen object, x-lumen-* headers or the route's auto block) or pin a model"}, false
 	case errors.As(err, &ug):
 		return &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "model_not_found", Param: "model",
 			Message: sprintf("The model %q does not exist. Available models: %s.", ug.Model, joinQuoted(ug.Available))}, false

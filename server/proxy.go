@@ -148,6 +148,16 @@ func (s *Server) routed(w http.ResponseWriter, x *exchange, res *router.Result) 
 		h.Set("x-lumen-deployment-id", d.ID)
 		h.Set("x-lumen-provider", d.ProviderName)
 	}
+	if a := res.Auto; a != nil {
+		h.Set("x-lumen-model-group", res.Group)
+		h.Set("x-lumen-selected-model", a.Selected)
+		h.Set("x-lumen-difficulty", strconv.FormatFloat(a.Difficulty, 'f', 3, 64))
+		h.Set("x-lumen-predicted-quality", strconv.FormatFloat(a.PredictedQuality, 'f', 3, 64))
+		h.Set("x-lumen-route-reason", a.Reason)
+		if a.BestEffort {
+			h.Set("x-lumen-best-effort", "true")
+		}
+	}
 }
 
 func (s *Server) writeResponse(w http.ResponseWriter, x *exchange, resp *providers.Response) error {
