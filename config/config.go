@@ -143,7 +143,11 @@ type ModelInfo struct {
 // AutoRoute configures a named auto route (a model_list entry with auto:).
 type AutoRoute struct {
 	// Candidates are the model groups the route chooses among. Empty means
-	// every deployment-backed model group.
+	// every deployment-backed model group for a named route and, for
+	// router_settings.auto (model "auto"), every group whose model has a
+	// known ability: in the scorer's learned or public table (by
+	// model_info.base_model, else the upstream model id), or given by
+	// model_info.quality/abilities.
 	Candidates []string `yaml:"candidates"`
 	// QualityFloor is the predicted success probability a candidate must
 	// reach (0..1). Zero means router_settings.auto.quality_floor.

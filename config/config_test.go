@@ -36,6 +36,13 @@ func TestBadConfigs(t *testing.T) {
 		{"router.bad.yaml", []string{
 			`router_settings.model_group_hedge_after.gpt-5: unknown model group "gpt-5"`,
 		}},
+		{"auto.bad.yaml", []string{
+			`model_list[1].model_name: an auto route may not be named "auto:cheap": "auto" is configured in router_settings.auto and ":" separates a route from its mode (auto-coding:best)`,
+			`model_list[1].auto.candidates[1]: unknown model group "gpt-5"`,
+			`model_list[1].auto.quality_floor: must be between 0 and 1, got 1.5`,
+			`model_list[1].auto.mode: unknown mode "cheapest"; use floor, best, fast, smart`,
+			`router_settings.auto.max_cost_per_1k: must not be negative`,
+		}},
 		{"empty.bad.yaml", []string{
 			`model_list: at least one model is required`,
 		}},

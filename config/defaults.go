@@ -99,10 +99,7 @@ func (c *Config) applyDefaults() {
 // pending are settings this build parses and validates but does not act on
 // yet, keyed by path ([] for any list index). Setting one prints a warning,
 // so nothing is silently ignored.
-var pending = []struct{ path, msg string }{
-	{"router_settings.auto", "model \"auto\" is not implemented yet"},
-	{"model_list[].auto", "auto routes are not implemented yet; this entry is not served"},
-}
+var pending = []struct{ path, msg string }{}
 
 // warnings name the pending settings the file sets.
 func (c *Config) warnings(present map[string]bool) []string {

@@ -41,6 +41,9 @@ func (c *Config) Validate() []string {
 		case m.Auto != nil && m.Deployment() != nil:
 			p.add(at, "an entry is either a deployment (litellm_params) or an auto route (auto), not both")
 		case m.Auto != nil:
+			if m.ModelName == "auto" || strings.Contains(m.ModelName, ":") {
+				p.add(at+".model_name", "an auto route may not be named %q: \"auto\" is configured in router_settings.auto and \":\" separates a route from its mode (auto-coding:best)", m.ModelName)
+			}
 			validateAuto(&p, at+".auto", m.Auto, groups)
 		case m.Deployment() == nil:
 			p.add(at+".litellm_params", "required: say which upstream serves %q", m.ModelName)
