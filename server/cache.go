@@ -39,6 +39,7 @@ func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, x *exchange
 		}
 		x.status = http.StatusOK
 		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set(costHeaderName, "0")
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(e.Body(id, created))
 		return nil

@@ -276,8 +276,8 @@ func (s *Server) finish(w http.ResponseWriter, x *exchange) {
 	if x.usage.CompletionTokens == 0 {
 		x.usage.CompletionTokens = x.estimated
 	}
+	s.price(x)
 	if x.stream {
-		s.price(x)
 		if x.started {
 			w.Header().Set(costHeaderName, costHeader(x.cost)) // a declared trailer
 		}

@@ -1,0 +1,386 @@
+package cmd
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lumengw/lumen/audit"
+	"github.com/lumengw/lumen/ledger"
+)
+
+// The mock model is priced per input token only, so a request's worst
+// case (what a budget reserves) equals its real cost: a budget of ten
+// requests' cost admits exactly ten.
+const ledgerConfig = `
+general_settings: {master_key: sk-master-test-000000}
+model_list:
+  - model_name: priced
+    litellm_params: {model: mock/priced, mock_latency: 30ms}
+    model_info: {id: priced-1, input_cost_per_token: 0.001, output_cost_per_token: 0}
+  - model_name: other
+    litellm_params: {model: mock/other}
+  - model_name: broken
+    litellm_params: {model: mock/broken, mock_failure_rate: 1}
+router_settings:
+  num_retries: 0
+  fallbacks: [{broken: [other]}]
+ledger: {path: {{DIR}}/lumen.db}
+audit: {signing_key: {{DIR}}/audit.key}
+`
+
+const master = "sk-master-test-000000"
+
+// ledgerLumen starts Lumen on a ledger in dir, after creating keys there.
+func ledgerLumen(t *testing.T, extra string, specs ...ledger.KeySpec) (*lumen, string, []string) {
+	t.Helper()
+	dir := t.TempDir()
+	raws := make([]string, len(specs))
+	if len(specs) > 0 {
+		db, err := ledger.Open(context.Background(), filepath.Join(dir, "lumen.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		kr, err := ledger.NewKeyring(context.Background(), db, ledger.KeyringOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, s := range specs {
+			if raws[i], _, err = kr.Create(context.Background(), s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		db.Close()
+	}
+	yaml := strings.ReplaceAll(ledgerConfig+extra, "{{DIR}}", dir)
+	return startLumen(t, yaml, nil), dir, raws
+}
+
+func chatBody(model, text string, extra string) string {
+	return `{"model":"` + model + `","messages":[{"role":"user","content":"` + text + `"}]` + extra + `}`
+}
+
+// records stops l (draining the ledger writer) and returns the ledger's
+// rows, newest first.
+func records(t *testing.T, l *lumen, dir string) []ledger.Entry {
+	t.Helper()
+	if err := l.stop(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := ledger.Open(context.Background(), filepath.Join(dir, "lumen.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	page, err := db.Requests(context.Background(), ledger.RequestFilter{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return page.Entries
+}
+
+func TestE2EBudgetHoldsUnder200ConcurrentRequests(t *testing.T) {
+	body := chatBody("priced", "how much is this", `,"max_tokens":5`)
+	// One request's cost: its prompt tokens at $0.001 (the mock counts them
+	// the way Lumen estimates them).
+	l0, dir0, _ := ledgerLumen(t, "")
+	r := rawPost(t, l0, "/v1/chat/completions", master, body)
+	if r.status != 200 {
+		t.Fatalf("probe: %d %s", r.status, r.text)
+	}
+	one, err := strconv.ParseFloat(r.header.Get("x-lumen-cost-usd"), 64)
+	if err != nil || one <= 0 {
+		t.Fatalf("x-lumen-cost-usd = %q", r.header.Get("x-lumen-cost-usd"))
+	}
+	_ = records(t, l0, dir0)
+
+	budget := 10*one + one/2
+	l, dir, raws := ledgerLumen(t, "", ledger.KeySpec{Name: "tight", BudgetUSD: budget})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	types := map[string]int{}
+	for range 200 {
+		wg.Go(func() {
+			r := rawPost(t, l, "/v1/chat/completions", raws[0], body)
+			mu.Lock()
+			defer mu.Unlock()
+			statuses[r.status]++
+			if r.status != 200 {
+				e, _ := r.json()["error"].(map[string]any)
+				typ, _ := e["type"].(string)
+				types[typ]++
+			}
+		})
+	}
+	wg.Wait()
+	if statuses[200] != 10 || statuses[429] != 190 || types["budget_exceeded"] != 190 {
+		t.Fatalf("statuses %v, error types %v; want exactly 10 admitted and 190 budget_exceeded", statuses, types)
+	}
+	// A refused request names the budget and the spend.
+	r = rawPost(t, l, "/v1/chat/completions", raws[0], body)
+	if r.status != 429 || !strings.Contains(r.text, "budget") || r.header.Get("x-lumen-budget-usd") == "" {
+		t.Fatalf("over budget: %d %s %v", r.status, r.text, r.header)
+	}
+	rows := records(t, l, dir)
+	var spent float64
+	ok := 0
+	for _, e := range rows {
+		if e.KeyName != "tight" {
+			t.Fatalf("row without the key: %+v", e)
+		}
+		spent += e.CostUSD
+		if e.Status == 200 {
+			ok++
+		}
+	}
+	if len(rows) != 201 || ok != 10 || spent > budget {
+		t.Fatalf("ledger: %d rows, %d ok, spent $%g of $%g", len(rows), ok, spent, budget)
+	}
+}
+
+func TestE2EKeyModelsRateLimitsAndCost(t *testing.T) {
+	l, dir, raws := ledgerLumen(t, "",
+		ledger.KeySpec{Name: "only-other", Models: []string{"other", "broken"}},
+		ledger.KeySpec{Name: "slow", RPM: 2},
+		ledger.KeySpec{Name: "payer"},
+	)
+	only, slow, payer := raws[0], raws[1], raws[2]
+
+	// A key restricted to models gets 403 for the others.
+	r := rawPost(t, l, "/v1/chat/completions", only, chatBody("priced", "hi", ""))
+	if r.status != 403 || r.json()["error"].(map[string]any)["code"] != "model_not_allowed" {
+		t.Fatalf("restricted key on another model: %d %s", r.status, r.text)
+	}
+	// Through a fallback too: broken falls back to other, which it may use…
+	r = rawPost(t, l, "/v1/chat/completions", only, chatBody("broken", "hi", ""))
+	if r.status != 200 || r.header.Get("x-lumen-fallback-from") != "broken" {
+		t.Fatalf("allowed fallback: %d %s", r.status, r.text)
+	}
+	// …but a per-request fallback to a model it may not use is skipped.
+	r = rawPost(t, l, "/v1/chat/completions", only, chatBody("broken", "hi", `,"fallbacks":["priced"]`))
+	if r.status == 200 && r.header.Get("x-lumen-model-group") == "priced" {
+		t.Fatalf("fallback reached a model the key may not use: %v", r.header)
+	}
+
+	// rpm: the third request in a minute is refused with OpenAI's headers.
+	for i := range 2 {
+		r = rawPost(t, l, "/v1/chat/completions", slow, chatBody("other", "hi", ""))
+		if r.status != 200 || r.header.Get("x-ratelimit-limit-requests") != "2" {
+			t.Fatalf("request %d under rpm: %d %v", i, r.status, r.header)
+		}
+	}
+	r = rawPost(t, l, "/v1/chat/completions", slow, chatBody("other", "hi", ""))
+	if r.status != 429 || r.header.Get("Retry-After") == "" || r.header.Get("x-ratelimit-remaining-requests") != "0" ||
+		r.json()["error"].(map[string]any)["type"] != "rate_limit_error" {
+		t.Fatalf("over rpm: %d %s %v", r.status, r.text, r.header)
+	}
+
+	// Cost: a header, and usage.cost when asked for OpenRouter-style.
+	r = rawPost(t, l, "/v1/chat/completions", payer, chatBody("priced", "what does it cost", `,"usage":{"include":true}`))
+	usage := r.json()["usage"].(map[string]any)
+	hdr, _ := strconv.ParseFloat(r.header.Get("x-lumen-cost-usd"), 64)
+	if r.status != 200 || hdr <= 0 || usage["cost"] != hdr {
+		t.Fatalf("cost: %d header %q usage %v", r.status, r.header.Get("x-lumen-cost-usd"), usage)
+	}
+	// A stream carries it as a trailer and in the usage chunk.
+	req, _ := http.NewRequest("POST", l.URL+"/v1/chat/completions",
+		strings.NewReader(chatBody("priced", "stream the cost", `,"stream":true,"usage":{"include":true}`)))
+	req.Header.Set("Authorization", "Bearer "+payer)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	trailer, _ := strconv.ParseFloat(resp.Trailer.Get("x-lumen-cost-usd"), 64)
+	if trailer <= 0 || !bytes.Contains(events, []byte(`"cost":`+strconv.FormatFloat(trailer, 'f', -1, 64))) {
+		t.Fatalf("stream cost: trailer %v\n%s", resp.Trailer, events)
+	}
+
+	rows := records(t, l, dir)
+	byKey := map[string]int{}
+	for _, e := range rows {
+		byKey[e.KeyName]++
+		if e.KeyName == "payer" && e.CostUSD <= 0 {
+			t.Fatalf("payer row without cost: %+v", e)
+		}
+	}
+	if byKey["only-other"] != 3 || byKey["slow"] != 3 || byKey["payer"] != 2 {
+		t.Fatalf("ledger rows by key: %v", byKey)
+	}
+	// Keys never reach the database or the log.
+	assertNoSecret(t, dir, l.Logs.String(), only, slow, payer, master)
+}
+
+// assertNoSecret fails if any secret appears in a file under dir or in logs.
+func assertNoSecret(t *testing.T, dir, logs string, secrets ...string) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, s := range secrets {
+			if bytes.Contains(b, []byte(s)) {
+				t.Errorf("%s holds a secret (%s…)", path, s[:12])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range secrets {
+		if strings.Contains(logs, s) {
+			t.Errorf("the log holds a secret (%s…)", s[:12])
+		}
+	}
+}
+
+func TestE2ECacheHitIsRecordedFree(t *testing.T) {
+	l, dir, raws := ledgerLumen(t, "cache: {type: local}\n", ledger.KeySpec{Name: "cached", TPM: 100000})
+	body := chatBody("priced", "cache this answer", "")
+	first := rawPost(t, l, "/v1/chat/completions", raws[0], body)
+	second := rawPost(t, l, "/v1/chat/completions", raws[0], body)
+	if first.status != 200 || second.header.Get("x-lumen-cache") != "hit" || second.header.Get("x-lumen-cost-usd") != "0" {
+		t.Fatalf("cache: %d %v / %v", first.status, first.header, second.header)
+	}
+	// The hit used no tokens of the key's tpm: only the miss's remain counted.
+	third := rawPost(t, l, "/v1/chat/completions", raws[0], chatBody("priced", "another question", ""))
+	used := 100000 - atoi(third.header.Get("x-ratelimit-remaining-tokens"))
+	if used <= 0 || used > 2*4096+100 {
+		t.Fatalf("tokens counted after a miss and a hit: %d", used)
+	}
+	rows := records(t, l, dir)
+	var hit *ledger.Entry
+	for i := range rows {
+		if rows[i].CacheHit {
+			hit = &rows[i]
+		}
+	}
+	if hit == nil || hit.CostUSD != 0 || hit.SavedUSD <= 0 || hit.Attempts != 0 {
+		t.Fatalf("cache hit row: %+v", hit)
+	}
+}
+
+func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
+
+func TestE2EMetricsMoveWithTraffic(t *testing.T) {
+	l, _, _ := ledgerLumen(t, "")
+	scrape := func() map[string]float64 {
+		req, _ := http.NewRequest("GET", l.URL+"/metrics", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out := map[string]float64{}
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			if strings.HasPrefix(line, "#") || !strings.HasPrefix(line, "lumen_") {
+				continue
+			}
+			i := strings.LastIndexByte(line, ' ')
+			v, _ := strconv.ParseFloat(line[i+1:], 64)
+			out[line[:i]] = v
+		}
+		return out
+	}
+	before := scrape()
+	for range 3 {
+		if r := rawPost(t, l, "/v1/chat/completions", master, chatBody("priced", "count me", "")); r.status != 200 {
+			t.Fatal(r.text)
+		}
+	}
+	_ = rawPost(t, l, "/v1/chat/completions", master, chatBody("broken", "fall back", ""))
+	after := scrape()
+	key := `lumen_requests_total{deployment="priced-1",model_group="priced",provider="mock",status="200"}`
+	if after[key]-before[key] != 3 {
+		t.Fatalf("%s: %v -> %v\n%v", key, before[key], after[key], after)
+	}
+	if after[`lumen_fallbacks_total{model_group="broken"}`] < 1 && after[`lumen_fallbacks_total{model_group="other"}`] < 1 {
+		t.Fatalf("no fallback counted: %v", after)
+	}
+	var cost, circuit bool
+	for k, v := range after {
+		cost = cost || strings.HasPrefix(k, "lumen_cost_usd_total") && v > 0
+		circuit = circuit || strings.HasPrefix(k, "lumen_deployment_circuit_state{")
+	}
+	if !cost || !circuit {
+		t.Fatalf("cost counted %v, circuit gauges %v: %v", cost, circuit, after)
+	}
+}
+
+func TestE2EAuditChainRecordsRequests(t *testing.T) {
+	l, dir, raws := ledgerLumen(t, "", ledger.KeySpec{Name: "audited"})
+	for range 3 {
+		rawPost(t, l, "/v1/chat/completions", raws[0], chatBody("other", "audit me", ""))
+	}
+	if err := l.stop(); err != nil {
+		t.Fatal(err)
+	}
+	log, err := audit.Open(context.Background(), audit.Options{Path: filepath.Join(dir, "lumen.db"), SigningKeyPath: filepath.Join(dir, "audit.key")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	var buf bytes.Buffer
+	if err := log.Export(context.Background(), &buf, time.Time{}, "jsonl"); err != nil {
+		t.Fatal(err)
+	}
+	if n := bytes.Count(buf.Bytes(), []byte(`"action":"request"`)); n != 3 {
+		t.Fatalf("%d request entries exported:\n%s", n, buf.String())
+	}
+	if bytes.Contains(buf.Bytes(), []byte("audit me")) {
+		t.Fatal("the audit log holds prompt text")
+	}
+	if _, err := log.Verify(context.Background(), 0); err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+}
+
+func TestE2EZeroRetentionWritesNoText(t *testing.T) {
+	const marker = "ZEBRA-MARKER-7731"
+	dir := t.TempDir()
+	yaml := strings.ReplaceAll(`
+general_settings: {master_key: sk-master-test-000000}
+model_list:
+  - model_name: other
+    litellm_params: {model: mock/other}
+ledger: {path: {{DIR}}/lumen.db, store_payloads: true}
+audit: {signing_key: {{DIR}}/audit.key}
+cache: {type: local}
+privacy: {zero_retention: true}
+`, "{{DIR}}", dir)
+	l := startLumen(t, yaml, nil, "--log-level", "debug")
+	for _, extra := range []string{"", `,"stream":true`} {
+		r := rawPost(t, l, "/v1/chat/completions", master, chatBody("other", "secret plan "+marker, extra))
+		if r.status != 200 || !strings.Contains(r.text, marker) {
+			t.Fatalf("%d %s", r.status, r.text) // the mock echoes: the answer holds the marker too
+		}
+		if c := r.header.Get("x-lumen-cache"); c != "" {
+			t.Fatalf("zero retention left the cache on: x-lumen-cache %q", c)
+		}
+	}
+	rows := records(t, l, dir)
+	if len(rows) != 2 {
+		t.Fatalf("%d ledger rows", len(rows))
+	}
+	assertNoSecret(t, dir, l.Logs.String(), marker)
+	assertNoSecret(t, filepath.Dir(l.Config), "", marker)
+}
