@@ -345,6 +345,21 @@ func (l *Log) writeBatch(batch []Entry) {
 			return fmt.Errorf("beginning audit transaction: %w", err)
 		}
 		defer tx.Rollback() //nolint:errcheck // no-op after Commit
+		// Another process on the same file (lumen keys … while lumen serve
+		// runs) may have appended since this writer's last batch: continue
+		// the chain from the head the database holds, read under the write
+		// lock the immediate transaction took, or the two chains would fork.
+		var dbSeq int64
+		var dbHash []byte
+		switch err := tx.QueryRowContext(ctx,
+			`SELECT seq, hash FROM audit_entries ORDER BY seq DESC, rowid DESC LIMIT 1`).Scan(&dbSeq, &dbHash); {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return fmt.Errorf("reading audit chain head: %w", err)
+		case dbSeq > 0 && uint64(dbSeq) > seq:
+			seq = uint64(dbSeq)
+			copy(head[:], dbHash)
+		}
 		stmt, err := tx.PrepareContext(ctx, insertEntry)
 		if err != nil {
 			return fmt.Errorf("preparing audit insert: %w", err)

@@ -86,6 +86,8 @@ Flags override LUMEN_* environment variables, which override the file.`,
 		NewCmdServe(f, nil),
 		NewCmdConfig(f),
 		NewCmdModels(f, nil),
+		NewCmdKeys(f),
+		NewCmdAudit(f),
 		NewCmdVersion(f),
 	)
 	return root

@@ -43,14 +43,20 @@ func prefill(provider string) bool {
 // over when the upstream breaks mid-answer:
 //
 //   - nothing but a role chunk relayed yet: the request is restarted on
-//     another deployment (a tool call that broke mid-arguments is restarted
-//     this way too: nothing of it reached the client);
+//     another deployment;
 //   - text relayed: another deployment is asked to continue it (see
 //     continuation) and its chunks are spliced in: the original id and
 //     model, its role chunk dropped, any text it repeats removed, then its
 //     own finish;
-//   - a tool call relayed, or n > 1 choices: no splice is safe, the
-//     error is returned (the server ends the stream with an error event).
+//   - a tool call in progress: its chunks are held back until the finish
+//     chunk (half a tool call's arguments cannot be spliced: a client
+//     concatenates them), so when it breaks nothing of it has reached the
+//     client and the request is restarted (or, after text, continued) on
+//     another deployment, which makes the tool call afresh. The price: with
+//     failover on, tool-call arguments reach the client when the call is
+//     complete, not token by token;
+//   - n > 1 choices: no splice is safe, the error is returned (the server
+//     ends the stream with an error event).
 //
 // Candidates are the group's deployments that have not broken this
 // stream, healthy ones only, then the fallback groups. A break after a
@@ -92,8 +98,10 @@ type stream struct {
 	holding      bool   // its first text is held until overlap is ruled out
 	held         []held
 	heldText     strings.Builder
-	queue        []held
-	extraPrompt  int // tokens spent by broken attempts, added to usage
+	queue        []held // chunks for deliver, in order
+	tools        []held // a tool call in progress, held back (see deliver)
+	ready        []held // chunks deliver let through, to relay in order
+	extraPrompt  int    // tokens spent by broken attempts, added to usage
 	extraOutput  int
 	fittedPrompt bool
 }
@@ -116,10 +124,18 @@ func (r *Router) newStream(ctx context.Context, rs *reqState, g *Group, o outcom
 // Recv implements providers.Stream.
 func (s *stream) Recv() ([]byte, error) {
 	for {
+		if len(s.ready) > 0 {
+			h := s.ready[0]
+			s.ready = s.ready[1:]
+			return s.relay(h.data, h.ci), nil
+		}
 		if len(s.queue) > 0 {
 			h := s.queue[0]
 			s.queue = s.queue[1:]
-			return s.relay(h.data, h.ci), nil
+			if s.deliver(h) {
+				return s.relay(h.data, h.ci), nil
+			}
+			continue
 		}
 		if s.closed {
 			return nil, io.EOF
@@ -133,12 +149,20 @@ func (s *stream) Recv() ([]byte, error) {
 					continue
 				}
 			}
-			return s.relay(data, ci), nil
+			if s.deliver(held{data, ci}) {
+				return s.relay(data, ci), nil
+			}
+			continue
 		}
 		if err == io.EOF {
 			if s.holding {
 				s.end()
 				s.release()
+				continue
+			}
+			if len(s.tools) > 0 { // ended without a finish: pass it on as it came
+				s.end()
+				s.ready, s.tools = append(s.ready, s.tools...), nil
 				continue
 			}
 			s.end()
@@ -165,10 +189,29 @@ func (s *stream) next() ([]byte, error) {
 	return s.cur.Recv()
 }
 
+// deliver reports whether a chunk goes to the client now. With failover
+// on, a tool call's chunks, and any after them, are held back until the
+// finish chunk, then let through in order (via ready) with it.
+func (s *stream) deliver(h held) bool {
+	if !s.failover {
+		return true
+	}
+	if !h.ci.finish && (h.ci.tools || len(s.tools) > 0) {
+		s.tools = append(s.tools, h)
+		return false
+	}
+	if len(s.tools) == 0 {
+		return true
+	}
+	s.ready = append(append(s.ready, s.tools...), h)
+	s.tools = nil
+	return false
+}
+
 // Buffered implements providers.Buffered: whether the next event is
 // already here.
 func (s *stream) Buffered() int {
-	if len(s.queue) > 0 || s.first != nil {
+	if len(s.ready) > 0 || len(s.queue) > 0 || s.first != nil {
 		return 1
 	}
 	if b, ok := s.cur.(providers.Buffered); ok {
@@ -363,6 +406,7 @@ func (s *stream) broke(err error) error {
 	s.end()
 	s.held, s.holding = nil, false
 	s.heldText.Reset()
+	s.tools = nil // a tool call in progress never reached the client
 	if s.ctx.Err() != nil {
 		d.health.release()
 		return err

@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/tidwall/gjson"
@@ -49,10 +50,10 @@ func TestStreamFailover(t *testing.T) {
 			a: []string{"<role>"}, aEnd: reset,
 			b:        []string{"<role>", "Hi", "<stop>"},
 			wantText: "Hi", bCalls: 1},
-		{name: "a tool call sent: not spliced", group: "g",
+		{name: "a tool call broken mid-arguments: restarted, not spliced", group: "g",
 			a: []string{"<role>", "<tool>"}, aEnd: reset,
-			b:       []string{"<role>", "Hi", "<stop>"},
-			wantErr: true, bCalls: 0},
+			b:        []string{"<role>", "Hi", "<stop>"},
+			wantText: "Hi", bCalls: 1},
 		{name: "continued by a fallback group", group: "solo",
 			a: []string{"<role>", "Hello", " from", " fake"}, aEnd: reset,
 			b:        []string{"<role>", " stream!", "<stop>"},
@@ -201,5 +202,69 @@ func TestOverlap(t *testing.T) {
 		if got := overlap(tt.partial, tt.cont); got != tt.want {
 			t.Fatalf("overlap(%q, %q) = %d, want %d", tt.partial, tt.cont, got, tt.want)
 		}
+	}
+}
+
+// A tool call's chunks reach the client only once it is complete, so a
+// stream that breaks mid-arguments is restarted on b and the client sees
+// b's tool call alone, whole, once; an unbroken tool call arrives whole
+// and in order.
+func TestStreamToolCallRestarted(t *testing.T) {
+	toolArgs := func(id, args string) string {
+		return `{"id":"` + id + `","object":"chat.completion.chunk","model":"m-` + id + `","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":` + args + `}}]},"finish_reason":null}]}`
+	}
+	toolStop := func(id string) string {
+		return `{"id":"` + id + `","object":"chat.completion.chunk","model":"m-` + id + `","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}`
+	}
+	stream := func(end error, events ...string) *fake {
+		return &fake{stream: func(context.Context, int, *providers.Request) (providers.Stream, error) {
+			return &chunks{events: events, err: end}, nil
+		}}
+	}
+	for _, tt := range []struct {
+		name     string
+		a        *fake
+		wantArgs string
+		bCalls   int
+	}{
+		{"broken mid-arguments", stream(reset, chatChunk("a", "<role>"), chatChunk("a", "<tool>"), toolArgs("a", `"1"`)),
+			`{"a":2}`, 1},
+		{"whole", stream(io.EOF, chatChunk("a", "<role>"), chatChunk("a", "<tool>"), toolArgs("a", `"1}"`), toolStop("a")),
+			`{"a":1}`, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := stream(io.EOF, chatChunk("b", "<role>"), chatChunk("b", "<tool>"), toolArgs("b", `"2}"`), toolStop("b"))
+			r, _ := newTestRouter(t, failoverConfig+"}\n", map[string]providers.Provider{"a": tt.a, "b": b})
+			res, err := r.Do(context.Background(), chat("g", true, ""))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _, events, err := drainText(t, res.Stream)
+			if err != nil {
+				t.Fatalf("stream error %v after %q", err, events)
+			}
+			var args strings.Builder
+			names, finishes := 0, 0
+			for _, ev := range events {
+				if jsonStr([]byte(ev), "id") != "a" {
+					t.Fatalf("event under another id: %s", ev)
+				}
+				tc := gjson.Get(ev, "choices.0.delta.tool_calls.0")
+				args.WriteString(tc.Get("function.arguments").Str)
+				if tc.Get("function.name").Exists() {
+					names++
+				}
+				if gjson.Get(ev, "choices.0.finish_reason").Str == "tool_calls" {
+					finishes++
+				}
+			}
+			if args.String() != tt.wantArgs || names != 1 || finishes != 1 || b.Calls() != tt.bCalls {
+				t.Fatalf("client saw arguments %q, %d tool calls, %d finishes; b called %d times\n%s",
+					args.String(), names, finishes, b.Calls(), strings.Join(events, "\n"))
+			}
+			if tt.bCalls == 1 && len(gjson.Get(b.Body(0), "messages").Array()) != 1 {
+				t.Fatalf("the tool call was not restarted with the original request: %s", b.Body(0))
+			}
+		})
 	}
 }
