@@ -350,7 +350,8 @@ func (r *Router) planAuto(model string, body []byte, over overrides, allow func(
 		if len(groups) > 0 && allow != nil {
 			return nil, &NotAllowedError{Group: model}
 		}
-		return nil, fmt.Errorf("routing model %q: %w", model, &auto.NoCandidateError{})
+		return nil, fmt.Errorf("routing model %q (no model group has a known ability: list candidates in router_settings.auto or the route, or set model_info.quality): %w",
+			model, &auto.NoCandidateError{})
 	}
 	p.tok = auto.Tokens{In: tokens.Prompt(body), Out: auto.DefaultOutputTokens}
 	for _, f := range [...]string{"max_completion_tokens", "max_tokens"} {
