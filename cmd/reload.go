@@ -47,6 +47,7 @@ func watchReload(ctx context.Context, v *viper.Viper, f *Factory, srv *server.Se
 			continue
 		}
 		r.SetLogger(log)
+		r.KeepLearning(srv.Router()) // auto:smart keeps what it learned
 		srv.SetRouter(r)
 		if restartNeeded(running, cfg) {
 			log.Warn().Msg("config reload: server, cache, ledger, audit or auth settings changed; they take effect on restart")
