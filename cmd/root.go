@@ -88,6 +88,7 @@ Flags override LUMEN_* environment variables, which override the file.`,
 		NewCmdModels(f, nil),
 		NewCmdRoute(f),
 		NewCmdKeys(f),
+		NewCmdSpend(f),
 		NewCmdAudit(f),
 		NewCmdVersion(f),
 	)
