@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"regexp"
 	"strings"
 
 	"github.com/tidwall/gjson"
@@ -25,17 +26,29 @@ const maxFailovers = 3
 const continueInstruction = "Your previous reply was cut off. Continue it exactly where it stopped, " +
 	"without repeating any of it and without any preamble: output only the rest of the reply."
 
-// prefill reports whether provider continues a final assistant message by
-// itself (assistant prefill): Anthropic (and Claude on Bedrock) natively,
-// Mistral with "prefix": true on that message. The others get the partial
-// answer as an assistant message followed by continueInstruction.
-func prefill(provider string) bool {
-	switch provider {
-	case "anthropic", "bedrock", "mistral":
+// prefill reports whether d continues a final assistant message by itself
+// (assistant prefill): Claude models up to 4.5 natively (Anthropic, and
+// Claude on Bedrock or Vertex), Mistral with "prefix": true on that
+// message. The others get the partial answer as an assistant message
+// followed by continueInstruction. Claude Opus 4.6, Sonnet 4.6 and later
+// refuse a conversation that ends with an assistant message (400 "This
+// model does not support assistant message prefill"), and so, presumably,
+// will the models after them: only the known older ones are prefilled.
+func prefill(d *Deployment) bool {
+	switch d.ProviderName {
+	case "mistral":
 		return true
+	case "anthropic", "bedrock", "vertex_ai":
+		return claudePrefill.MatchString(d.Model)
 	}
 	return false
 }
+
+// claudePrefill matches the Claude model ids that accept assistant
+// prefill: Claude 3.x, and Claude 4 to 4.5 (claude-sonnet-4-20250514,
+// claude-opus-4-1, claude-sonnet-4-5@20250929,
+// anthropic.claude-haiku-4-5-20251001-v1:0), not claude-opus-4-6.
+var claudePrefill = regexp.MustCompile(`claude-(?:3|(?:opus|sonnet|haiku)-4(?:-[0-5])?(?:-\d{8}|[@:]|-v\d|$))`)
 
 // stream is the Stream of a streaming Result. It replays the first event
 // the router already read, keeps the deployment's in-flight count and
@@ -375,7 +388,8 @@ const minOverlap = 8
 // overlap is how many leading bytes of cont repeat the end of partial:
 // all of partial when cont restarted the answer, else the longest suffix
 // of partial that cont starts with, if it is whole words (starts with a
-// space) or at least minOverlap bytes.
+// space), only whitespace (a prefill had its trailing whitespace trimmed,
+// and the model wrote it again) or at least minOverlap bytes.
 func overlap(partial, cont string) int {
 	if partial == "" {
 		return 0
@@ -387,7 +401,7 @@ func overlap(partial, cont string) int {
 		if !strings.HasSuffix(partial, cont[:k]) {
 			continue
 		}
-		if k >= minOverlap || k >= 2 && isSpace(cont[0]) {
+		if k >= minOverlap || k >= 2 && isSpace(cont[0]) || strings.TrimLeft(cont[:k], " \t\r\n") == "" {
 			return k
 		}
 		return 0
@@ -512,14 +526,24 @@ func (s *stream) continuation(d *Deployment) (body []byte, ok bool) {
 			return nil, false
 		}
 	} else {
-		msg, _ := sjson.SetBytes([]byte(`{"role":"assistant"}`), "content", partial)
+		content, pre := partial, prefill(d)
+		if pre && d.ProviderName != "mistral" {
+			// Anthropic refuses a prefill that ends with whitespace ("final
+			// assistant content cannot end with trailing whitespace"); the
+			// model writes it again and the splice cuts the repeat.
+			content = strings.TrimRight(partial, " \t\r\n")
+			if content == "" {
+				return s.rs.body, true // only whitespace was sent: restart
+			}
+		}
+		msg, _ := sjson.SetBytes([]byte(`{"role":"assistant"}`), "content", content)
 		if d.ProviderName == "mistral" {
 			msg, _ = sjson.SetBytes(msg, "prefix", true)
 		}
 		if body, err = sjson.SetRawBytes(body, "messages.-1", msg); err != nil {
 			return nil, false
 		}
-		if !prefill(d.ProviderName) {
+		if !pre {
 			user, _ := sjson.SetBytes([]byte(`{"role":"user"}`), "content", continueInstruction)
 			if body, err = sjson.SetRawBytes(body, "messages.-1", user); err != nil {
 				return nil, false

@@ -151,32 +151,43 @@ func TestStreamFailoverUsage(t *testing.T) {
 	}
 }
 
-// Anthropic and Mistral continue a final assistant message themselves:
-// no instruction follows it (Mistral's carries "prefix": true).
+// Claude up to 4.5 and Mistral continue a final assistant message
+// themselves: no instruction follows it (Mistral's carries "prefix":
+// true). Claude 4.6 and later refuse prefill, so they get the instruction
+// like OpenAI. A Claude prefill never ends with whitespace (Anthropic
+// refuses it).
 func TestContinuationBodies(t *testing.T) {
-	s := &stream{rs: &reqState{call: &Call{Op: providers.OpChat},
-		body: []byte(`{"messages":[{"role":"user","content":"hi"}],"max_tokens":100}`)}}
-	s.text.WriteString("Hello from fake")
+	instruction := `{"role":"user","content":"` + continueInstruction + `"}`
 	tests := []struct {
-		provider, wantLast string
+		provider, model, partial, wantLast string
 	}{
-		{"openai", `{"role":"user","content":"` + continueInstruction + `"}`},
-		{"anthropic", `{"role":"assistant","content":"Hello from fake"}`},
-		{"mistral", `{"role":"assistant","content":"Hello from fake","prefix":true}`},
+		{"openai", "gpt-4o", "Hello from fake", instruction},
+		{"anthropic", "claude-sonnet-4-5-20250929", "Hello from fake", `{"role":"assistant","content":"Hello from fake"}`},
+		{"anthropic", "claude-3-5-haiku-latest", "Hello from fake", `{"role":"assistant","content":"Hello from fake"}`},
+		{"anthropic", "claude-sonnet-4-20250514", "Hello from fake", `{"role":"assistant","content":"Hello from fake"}`},
+		{"bedrock", "anthropic.claude-opus-4-1-20250805-v1:0", "Hello from fake", `{"role":"assistant","content":"Hello from fake"}`},
+		{"anthropic", "claude-sonnet-4-5", "Hello from fake \n", `{"role":"assistant","content":"Hello from fake"}`},
+		{"anthropic", "claude-opus-4-6", "Hello from fake", instruction},
+		{"anthropic", "claude-sonnet-4-6", "Hello from fake", instruction},
+		{"anthropic", "claude-opus-4-7", "Hello from fake", instruction},
+		{"bedrock", "meta.llama3-70b-instruct-v1:0", "Hello from fake", instruction},
+		{"mistral", "mistral-large-latest", "Hello from fake", `{"role":"assistant","content":"Hello from fake","prefix":true}`},
 	}
 	for _, tt := range tests {
-		body, ok := s.continuation(&Deployment{ProviderName: tt.provider})
+		s := &stream{rs: &reqState{call: &Call{Op: providers.OpChat},
+			body: []byte(`{"messages":[{"role":"user","content":"hi"}],"max_tokens":100}`)}}
+		s.text.WriteString(tt.partial)
+		body, ok := s.continuation(&Deployment{ProviderName: tt.provider, Model: tt.model})
 		msgs := gjson.GetBytes(body, "messages").Array()
 		if !ok || msgs[len(msgs)-1].Raw != tt.wantLast {
-			t.Fatalf("%s: %s", tt.provider, body)
+			t.Fatalf("%s/%s: %s", tt.provider, tt.model, body)
 		}
-		if got := gjson.GetBytes(body, "max_tokens").Int(); got != 100-int64(tokens.Count("Hello from fake")) {
+		if got := gjson.GetBytes(body, "max_tokens").Int(); got != 100-int64(tokens.Count(tt.partial)) {
 			t.Fatalf("%s: max_tokens %d", tt.provider, got)
 		}
 	}
 	// A completion continues its prompt.
-	s.rs = &reqState{call: &Call{Op: providers.OpCompletion}, body: []byte(`{"prompt":"Once upon"}`)}
-	s.text.Reset()
+	s := &stream{rs: &reqState{call: &Call{Op: providers.OpCompletion}, body: []byte(`{"prompt":"Once upon"}`)}}
 	s.text.WriteString(" a time")
 	body, ok := s.continuation(&Deployment{ProviderName: "openai"})
 	if !ok || gjson.GetBytes(body, "prompt").Str != "Once upon a time" {
@@ -197,6 +208,9 @@ func TestOverlap(t *testing.T) {
 		{"It was a very long day", "ong day, and", 0}, // mid-word, 7 bytes: below minOverlap
 		{"It was a very long day", "very long day, and", 13},
 		{"", "anything", 0},
+		{"Hello from ", " fake", 1},  // the prefill lost its trailing space; the model wrote it again
+		{"Hello.\n", "\n\nWorld", 1}, // one newline sent, the second one kept
+		{"Hello from", " fake", 0},   // no whitespace was sent: nothing to cut
 	}
 	for _, tt := range tests {
 		if got := overlap(tt.partial, tt.cont); got != tt.want {
