@@ -28,7 +28,7 @@ const continueInstruction = "Your previous reply was cut off. Continue it exactl
 
 // prefill reports whether d continues a final assistant message by itself
 // (assistant prefill): Claude models up to 4.5 natively (Anthropic, and
-// Claude on Bedrock or Vertex), Mistral with "prefix": true on that
+// Claude on Bedrock), Mistral with "prefix": true on that
 // message. The others get the partial answer as an assistant message
 // followed by continueInstruction. Claude Opus 4.6, Sonnet 4.6 and later
 // refuse a conversation that ends with an assistant message (400 "This
@@ -38,7 +38,7 @@ func prefill(d *Deployment) bool {
 	switch d.ProviderName {
 	case "mistral":
 		return true
-	case "anthropic", "bedrock", "vertex_ai":
+	case "anthropic", "bedrock":
 		return claudePrefill.MatchString(d.Model)
 	}
 	return false
