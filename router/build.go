@@ -7,6 +7,7 @@ import (
 	"github.com/lumengw/lumen/config"
 	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/providers/anthropic"
+	"github.com/lumengw/lumen/providers/bedrock"
 	"github.com/lumengw/lumen/providers/gemini"
 	"github.com/lumengw/lumen/providers/mock"
 	"github.com/lumengw/lumen/providers/openai"
@@ -21,10 +22,12 @@ func Build(cfg providers.Config) (providers.Provider, error) {
 		return anthropic.New(cfg)
 	case cfg.Provider == "gemini":
 		return gemini.New(cfg)
+	case cfg.Provider == "bedrock":
+		return bedrock.New(cfg)
 	case config.IsOpenAIShaped(cfg.Provider):
 		return openai.New(cfg)
 	default:
-		return nil, fmt.Errorf("provider %q is not built into this version of Lumen (built in: mock, anthropic, gemini, %s)",
+		return nil, fmt.Errorf("provider %q is not built into this version of Lumen (built in: mock, anthropic, gemini, bedrock, %s)",
 			cfg.Provider, strings.Join(openaiShaped(), ", "))
 	}
 }

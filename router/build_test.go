@@ -22,11 +22,15 @@ func TestBuildTranslatingProviders(t *testing.T) {
 		name, model, key string
 		path, header     string
 		answer           string
+		extra            string // more litellm_params
 	}{
 		{"anthropic", "anthropic/claude-sonnet-4-5", "sk-ant-k", "/v1/messages", "X-Api-Key",
-			`{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":3,"output_tokens":1}}`},
+			`{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":3,"output_tokens":1}}`, ""},
 		{"gemini", "gemini/gemini-2.5-flash", "AIza-k", "/v1beta/models/gemini-2.5-flash:generateContent", "X-Goog-Api-Key",
-			`{"candidates":[{"content":{"role":"model","parts":[{"text":"hi"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":1}}`},
+			`{"candidates":[{"content":{"role":"model","parts":[{"text":"hi"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":1}}`, ""},
+		{"bedrock", "bedrock/anthropic.claude-3-5-haiku-20241022-v1:0", "", "/model/anthropic.claude-3-5-haiku-20241022-v1:0/converse", "X-Amz-Date",
+			`{"output":{"message":{"role":"assistant","content":[{"text":"hi"}]}},"stopReason":"end_turn","usage":{"inputTokens":3,"outputTokens":1,"totalTokens":4}}`,
+			"      aws_region_name: us-east-1\n      aws_access_key_id: AKIDTEST\n      aws_secret_access_key: secret\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -42,7 +46,7 @@ func TestBuildTranslatingProviders(t *testing.T) {
 			}))
 			defer srv.Close()
 			cfg, _, err := config.Parse([]byte("model_list:\n  - model_name: m\n    litellm_params:\n      model: " + tt.model +
-				"\n      api_base: " + srv.URL + "\n      api_key: " + tt.key + "\n"))
+				"\n      api_base: " + srv.URL + "\n      api_key: " + tt.key + "\n" + tt.extra))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -64,7 +68,7 @@ func TestBuildTranslatingProviders(t *testing.T) {
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			if gotPath != tt.path || gotKey != tt.key {
+			if gotPath != tt.path || gotKey != tt.key && tt.key != "" || gotKey == "" {
 				t.Errorf("upstream got path %q key %q, want %q %q", gotPath, gotKey, tt.path, tt.key)
 			}
 			if !strings.Contains(string(resp.Body), `"object":"chat.completion"`) || resp.Usage.PromptTokens != 3 {

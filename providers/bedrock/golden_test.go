@@ -1,0 +1,148 @@
+package bedrock
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/lumengw/lumen/providers"
+	pt "github.com/lumengw/lumen/providers/providertest"
+)
+
+const goldenModel = "anthropic.claude-3-5-haiku-20241022-v1:0"
+
+func requestBody(t *testing.T, name string) string {
+	t.Helper()
+	for _, r := range pt.Requests {
+		if r.Name == name {
+			return r.Body
+		}
+	}
+	t.Fatalf("no request %q in providertest.Requests", name)
+	return ""
+}
+
+// TestGoldenRequests pins the exact Converse body Lumen sends for each
+// shared request.
+func TestGoldenRequests(t *testing.T) {
+	c := newTestClient(t, "")
+	c.SetImageFetcher(&providers.ImageFetcher{Client: pt.ExampleImageClient})
+	for _, r := range pt.Requests {
+		t.Run(r.Name, func(t *testing.T) {
+			_, body, err := c.translate(context.Background(), &providers.Request{Op: providers.OpChat, Model: goldenModel,
+				Body: []byte(r.Body), Stream: gjson.Get(r.Body, "stream").Bool()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pt.Golden(t, filepath.Join("testdata", "requests", r.Name+".json"), body)
+		})
+	}
+}
+
+// serve answers every request with data.
+func serve(t *testing.T, data []byte, contentType string) *Client {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", contentType)
+		w.Header().Set("X-Amzn-Requestid", "b0d6a4c2-5e1f-4f0a-8d3b-2a9c7e6f1d40")
+		_, _ = w.Write(data)
+	}))
+	t.Cleanup(srv.Close)
+	return newTestClient(t, srv.URL)
+}
+
+// TestGoldenResponses pins the OpenAI translation of documented Converse
+// answers.
+func TestGoldenResponses(t *testing.T) {
+	for _, tt := range []struct{ fixture, request string }{
+		{"text_cached", "plain"},
+		{"tool_use", "tool_round_trip"},
+		{"reasoning_max_tokens", "plain"},
+		{"json_response", "json_schema"},
+		{"guardrail", "plain"},
+	} {
+		t.Run(tt.fixture, func(t *testing.T) {
+			data, err := os.ReadFile(filepath.Join("testdata", "responses", tt.fixture+".json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := serve(t, data, "application/json")
+			resp, err := c.Do(context.Background(), &providers.Request{Op: providers.OpChat, Model: goldenModel, Body: []byte(requestBody(t, tt.request))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pt.Golden(t, filepath.Join("testdata", "responses", tt.fixture+".openai.json"), resp.Body)
+		})
+	}
+}
+
+// readEvents encodes a .events fixture (one message a line: "event TYPE
+// JSON" or "exception TYPE JSON") into event-stream frames.
+func readEvents(t *testing.T, path string) []byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []byte
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		kind, rest, _ := strings.Cut(sc.Text(), " ")
+		typ, payload, _ := strings.Cut(rest, " ")
+		switch kind {
+		case "event":
+			out = append(out, eventFrame(typ, payload)...)
+		case "exception":
+			out = append(out, encodeFrame([][2]string{{":exception-type", typ}, {":content-type", "application/json"}, {":message-type", "exception"}}, []byte(payload))...)
+		default:
+			t.Fatalf("%s: bad line %q", path, sc.Text())
+		}
+	}
+	return out
+}
+
+// TestGoldenStreams pins the OpenAI chunks for documented ConverseStream
+// event sequences.
+func TestGoldenStreams(t *testing.T) {
+	for _, tt := range []struct{ fixture, request string }{
+		{"text", "stream"},
+		{"tools", "tool_round_trip"},
+		{"reasoning", "stream"},
+		{"throttled", "stream"},
+		{"model_stream_error", "stream"},
+		{"validation", "stream"},
+	} {
+		t.Run(tt.fixture, func(t *testing.T) {
+			c := serve(t, readEvents(t, filepath.Join("testdata", "streams", tt.fixture+".events")), "application/vnd.amazon.eventstream")
+			st, err := c.DoStream(context.Background(), &providers.Request{Op: providers.OpChat, Model: goldenModel, Body: []byte(requestBody(t, tt.request)), Stream: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			var chunks [][]byte
+			for {
+				data, err := st.Recv()
+				if err != nil {
+					if err == io.EOF {
+						err = nil
+					} else if !providers.IsRetryable(err) && tt.fixture != "validation" {
+						t.Errorf("in-band %s is not retryable: %v", tt.fixture, err)
+					}
+					pt.Golden(t, filepath.Join("testdata", "streams", tt.fixture+".openai.txt"), pt.StreamGolden(chunks, err))
+					return
+				}
+				chunks = append(chunks, bytes.Clone(data))
+			}
+		})
+	}
+}

@@ -1,0 +1,296 @@
+package bedrock
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/lumengw/lumen/providers"
+)
+
+// responseTool is the tool Lumen adds to carry a response_format, as for
+// Anthropic: Converse has no JSON mode, so the model is made to call a
+// tool whose input schema is the schema, and its input becomes the text.
+const responseTool = "json_response"
+
+// imageFormats maps media types to Converse image formats.
+var imageFormats = map[string]string{"image/png": "png", "image/jpeg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
+
+// translation is an OpenAI request turned into a Converse request.
+type translation struct {
+	body     converseRequest
+	jsonTool bool
+}
+
+func text(s string) contentBlock { return contentBlock{Text: &s} }
+
+var defaultCache = &cachePoint{Type: "default"}
+
+// fromChat translates an OpenAI chat request; http(s) images are fetched
+// with images, within ctx.
+func fromChat(ctx context.Context, req *providers.ChatRequest, images *providers.ImageFetcher) (*translation, error) {
+	tr := &translation{}
+	out := &tr.body
+	historyTools := false
+	for i, m := range req.Messages {
+		at := fmt.Sprintf("messages[%d]", i)
+		var bs []contentBlock
+		role := "user"
+		switch m.Role {
+		case "system", "developer":
+			for _, b := range textBlocks(m.Content) {
+				out.System = append(out.System, systemBlock{Text: *b.Text})
+				if b.CachePoint != nil {
+					out.System = append(out.System, systemBlock{CachePoint: defaultCache})
+				}
+			}
+			if len(m.CacheControl) > 0 && len(out.System) > 0 {
+				out.System = append(out.System, systemBlock{CachePoint: defaultCache})
+			}
+			continue
+		case "user":
+			var err error
+			if bs, err = userBlocks(ctx, m.Content, at, images); err != nil {
+				return nil, err
+			}
+		case "assistant":
+			role = "assistant"
+			bs = textBlocks(m.Content)
+			for _, tc := range m.ToolCalls {
+				historyTools = true
+				bs = append(bs, contentBlock{ToolUse: &toolUse{ToolUseID: tc.ID, Name: tc.Function.Name, Input: tc.Function.ArgumentsJSON()}})
+			}
+		case "tool":
+			historyTools = true
+			bs = []contentBlock{{ToolResult: &toolResult{ToolUseID: m.ToolCallID, Content: []toolResultContent{{Text: m.Content.String()}}}}}
+		}
+		if len(m.CacheControl) > 0 && len(bs) > 0 {
+			bs = append(bs, contentBlock{CachePoint: defaultCache})
+		}
+		if len(bs) == 0 {
+			continue // Converse rejects empty turns; merging closes the gap
+		}
+		if n := len(out.Messages); n > 0 && out.Messages[n-1].Role == role {
+			out.Messages[n-1].Content = append(out.Messages[n-1].Content, bs...)
+		} else {
+			out.Messages = append(out.Messages, message{Role: role, Content: bs})
+		}
+	}
+	if len(out.Messages) == 0 {
+		return nil, providers.Invalid("messages", "Bedrock needs at least one user or assistant message with content")
+	}
+
+	ic := inferenceConfig{Temperature: req.Temperature, TopP: req.TopP, StopSequences: req.Stop}
+	if n := req.OutputLimit(); n > 0 {
+		ic.MaxTokens = &n
+	}
+	if ic.MaxTokens != nil || ic.Temperature != nil || ic.TopP != nil || ic.StopSequences != nil {
+		out.InferenceConfig = &ic
+	}
+
+	var tools []tool
+	for _, t := range req.Tools {
+		ts := toolSpec{Name: t.Function.Name, Description: t.Function.Description}
+		ts.InputSchema.JSON = t.Function.Parameters
+		if p := bytes.TrimSpace(t.Function.Parameters); len(p) == 0 || string(p) == "null" {
+			ts.InputSchema.JSON = json.RawMessage(`{"type":"object","properties":{}}`)
+		}
+		tools = append(tools, tool{ToolSpec: ts})
+	}
+	var choice *toolChoice
+	if tc := req.ToolChoice; tc != nil {
+		switch tc.Mode {
+		case providers.ToolChoiceAuto:
+			choice = &toolChoice{Auto: &struct{}{}}
+		case providers.ToolChoiceRequired:
+			choice = &toolChoice{Any: &struct{}{}}
+		case providers.ToolChoiceFunction:
+			choice = &toolChoice{Tool: &struct {
+				Name string `json:"name"`
+			}{tc.Name}}
+		case providers.ToolChoiceNone:
+			// Converse has no "none": the tools are left out, unless the
+			// history uses them (then Converse requires their definitions).
+			if !historyTools {
+				tools = nil
+			}
+		}
+	}
+	if len(tools) > 0 {
+		out.ToolConfig = &toolConfig{Tools: tools, ToolChoice: choice}
+	}
+	if err := tr.responseFormat(req.ResponseFormat); err != nil {
+		return nil, err
+	}
+	return tr, nil
+}
+
+// responseFormat adds the response tool for json_object/json_schema.
+func (tr *translation) responseFormat(rf *providers.ResponseFormat) error {
+	if rf == nil || rf.Type == "text" {
+		return nil
+	}
+	out := &tr.body
+	if out.ToolConfig != nil {
+		for i, t := range out.ToolConfig.Tools {
+			if t.ToolSpec.Name == responseTool {
+				return providers.Invalid(fmt.Sprintf("tools[%d].function.name", i), "the tool name %q is reserved for response_format on Bedrock; rename the tool", responseTool)
+			}
+		}
+	}
+	ts := toolSpec{Name: responseTool, Description: "Answer with a JSON object. Call this tool exactly once with the whole answer as its input."}
+	ts.InputSchema.JSON = json.RawMessage(`{"type":"object"}`)
+	if rf.Type == "json_schema" {
+		s := bytes.TrimSpace(rf.JSONSchema.Schema)
+		if len(s) == 0 || s[0] != '{' {
+			return providers.Invalid("response_format.json_schema.schema", "Bedrock takes a JSON object schema")
+		}
+		ts.InputSchema.JSON = rf.JSONSchema.Schema
+		ts.Description = "Answer with JSON that matches this schema. Call this tool exactly once with the whole answer as its input."
+		if d := rf.JSONSchema.Description; d != "" {
+			ts.Description += " " + d
+		}
+	}
+	tr.jsonTool = true
+	if out.ToolConfig == nil {
+		out.ToolConfig = &toolConfig{}
+	}
+	out.ToolConfig.Tools = append(out.ToolConfig.Tools, tool{ToolSpec: ts})
+	if len(out.ToolConfig.Tools) == 1 {
+		out.ToolConfig.ToolChoice = &toolChoice{Tool: &struct {
+			Name string `json:"name"`
+		}{responseTool}}
+	} else if c := out.ToolConfig.ToolChoice; c == nil || c.Auto != nil {
+		out.ToolConfig.ToolChoice = &toolChoice{Any: &struct{}{}}
+	}
+	return nil
+}
+
+// textBlocks returns a content's text as blocks, empty text dropped (the
+// API rejects blank text); a part's cache_control adds a cache point
+// after it.
+func textBlocks(c providers.Content) []contentBlock {
+	if c.Parts == nil {
+		if c.Text == "" {
+			return nil
+		}
+		return []contentBlock{text(c.Text)}
+	}
+	var out []contentBlock
+	for _, p := range c.Parts {
+		if (p.Type == providers.PartText || p.Type == providers.PartRefusal) && p.Text != "" {
+			out = append(out, text(p.Text))
+			if len(p.CacheControl) > 0 {
+				out = append(out, contentBlock{CachePoint: defaultCache})
+			}
+		}
+	}
+	return out
+}
+
+func userBlocks(ctx context.Context, c providers.Content, at string, images *providers.ImageFetcher) ([]contentBlock, error) {
+	if c.Parts == nil {
+		return textBlocks(c), nil
+	}
+	var out []contentBlock
+	for j, p := range c.Parts {
+		switch p.Type {
+		case providers.PartText, providers.PartRefusal:
+			if p.Text != "" {
+				out = append(out, text(p.Text))
+			}
+		case providers.PartImageURL:
+			param := fmt.Sprintf("%s.content[%d].image_url.url", at, j)
+			img, err := images.Load(ctx, param, p.ImageURL.URL)
+			if err != nil {
+				return nil, err
+			}
+			format, ok := imageFormats[img.MediaType]
+			if !ok {
+				return nil, providers.Invalid(param, "Bedrock takes PNG, JPEG, GIF or WebP images, not %q", img.MediaType)
+			}
+			ib := &imageBlock{Format: format}
+			ib.Source.Bytes = img.Base64
+			out = append(out, contentBlock{Image: ib})
+		}
+		if len(p.CacheControl) > 0 && len(out) > 0 {
+			out = append(out, contentBlock{CachePoint: defaultCache})
+		}
+	}
+	return out, nil
+}
+
+// finishReason maps a Converse stopReason to OpenAI's.
+func finishReason(stop string) string {
+	switch stop {
+	case "max_tokens", "model_context_window_exceeded":
+		return providers.FinishLength
+	case "tool_use":
+		return providers.FinishToolCalls
+	case "guardrail_intervened", "content_filtered":
+		return providers.FinishContentFilter
+	default: // end_turn, stop_sequence, malformed_*
+		return providers.FinishStop
+	}
+}
+
+// normalize converts Converse usage: prompt tokens include cache reads
+// and writes.
+func (u usage) normalize() providers.Usage {
+	return providers.Usage{
+		PromptTokens:     u.InputTokens + u.CacheReadInputTokens + u.CacheWriteInputTokens,
+		CompletionTokens: u.OutputTokens,
+		CachedTokens:     u.CacheReadInputTokens,
+		CacheWriteTokens: u.CacheWriteInputTokens,
+	}
+}
+
+// toChat translates a Converse answer into an OpenAI chat.completion.
+func (tr *translation) toChat(r *converseResponse, id, model string, created int64) (*providers.ChatResponse, providers.Usage) {
+	var txt, reasoning strings.Builder
+	var calls []providers.ToolCall
+	answered := false
+	if r.Output.Message != nil {
+		for _, b := range r.Output.Message.Content {
+			switch {
+			case b.Text != nil:
+				txt.WriteString(*b.Text)
+			case b.ReasoningContent != nil && b.ReasoningContent.ReasoningText != nil:
+				reasoning.WriteString(b.ReasoningContent.ReasoningText.Text)
+			case b.ToolUse != nil:
+				if tr.jsonTool && b.ToolUse.Name == responseTool {
+					txt.WriteString(compactJSON(b.ToolUse.Input))
+					answered = true
+					continue
+				}
+				calls = append(calls, providers.ToolCall{ID: b.ToolUse.ToolUseID, Type: "function",
+					Function: providers.FunctionCall{Name: b.ToolUse.Name, Arguments: compactJSON(b.ToolUse.Input)}})
+			}
+		}
+	}
+	msg := providers.ResponseMessage{Role: "assistant", ReasoningContent: reasoning.String(), ToolCalls: calls}
+	if txt.Len() > 0 || len(calls) == 0 {
+		s := txt.String()
+		msg.Content = &s
+	}
+	finish := finishReason(r.StopReason)
+	if finish == providers.FinishToolCalls && len(calls) == 0 && answered {
+		finish = providers.FinishStop
+	}
+	u := r.Usage.normalize()
+	return &providers.ChatResponse{ID: id, Object: "chat.completion", Created: created, Model: model,
+		Choices: []providers.Choice{{Message: msg, FinishReason: finish}}, Usage: u.Chat()}, u
+}
+
+func compactJSON(raw json.RawMessage) string {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "{}"
+	}
+	var b bytes.Buffer
+	if json.Compact(&b, raw) != nil {
+		return string(raw)
+	}
+	return b.String()
+}
