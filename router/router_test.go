@@ -315,3 +315,73 @@ model_list:
 		}
 	}
 }
+
+// BenchmarkDoParallel is BenchmarkDo from every P at once: the atomics and
+// the circuit's fast path under contention.
+func BenchmarkDoParallel(b *testing.B) {
+	ok := &fake{do: func(context.Context, int, *providers.Request) (*providers.Response, error) {
+		return &providers.Response{Body: []byte(`{}`)}, nil
+	}}
+	for _, strategy := range []string{SimpleShuffle, LeastBusy, LatencyBased, UsageBased, CostBased} {
+		b.Run(strategy, func(b *testing.B) {
+			r, _ := newRouterWith(b, `
+model_list:
+  - {model_name: g, params: {model: openai/a, api_base: "http://a", rpm: 1000000000}}
+  - {model_name: g, params: {model: openai/b, api_base: "http://b", rpm: 1000000000}}
+  - {model_name: g, params: {model: openai/c, api_base: "http://c", rpm: 1000000000}}
+router_settings: {routing_strategy: `+strategy+`}
+`, func(providers.Config) (providers.Provider, error) { return noRecord{ok}, nil })
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				call := &Call{Group: "g", Body: []byte(`{}`)}
+				for pb.Next() {
+					if _, err := r.Do(context.Background(), call); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// noRecord answers like its fake without recording bodies.
+type noRecord struct{ f *fake }
+
+func (n noRecord) Name() string { return "fake" }
+func (n noRecord) Do(ctx context.Context, req *providers.Request) (*providers.Response, error) {
+	return n.f.do(ctx, 0, req)
+}
+func (n noRecord) DoStream(ctx context.Context, req *providers.Request) (providers.Stream, error) {
+	return nil, errors.New("unused")
+}
+
+// BenchmarkHalfFailing reports the client-visible error rate while one of
+// two deployments fails half its requests, with the default
+// allowed_fails/cooldown_time (so it is cooled down and probed again) and
+// retries at once on the other deployment.
+func BenchmarkHalfFailing(b *testing.B) {
+	flaky := &coin{rng: rand.New(rand.NewPCG(3, 4))}
+	ok := &scripted{script: []error{nil}}
+	r, _ := newRouterWith(b, `
+model_list:
+  - {model_name: g, params: {model: openai/flaky, api_base: "http://a"}}
+  - {model_name: g, params: {model: openai/ok, api_base: "http://b"}}
+`, func(pc providers.Config) (providers.Provider, error) {
+		if pc.Model == "flaky" {
+			return flaky, nil
+		}
+		return ok, nil
+	})
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	r.now = func() time.Time { return now }
+	failures := 0
+	for b.Loop() {
+		now = now.Add(time.Millisecond) // 1,000 requests a second, by the router's clock
+		if _, err := r.Do(context.Background(), &Call{Group: "g", Body: []byte(`{}`)}); err != nil {
+			failures++
+		}
+	}
+	b.ReportMetric(float64(failures)/float64(b.N), "errors/op")
+	b.ReportMetric(float64(flaky.calls)/float64(b.N), "flaky-calls/op")
+}
