@@ -316,7 +316,8 @@ func (r *Router) attempt(ctx context.Context, d *Deployment, rs *reqState, body 
 	start := r.now()
 	d.inflight.Add(1)
 	d.usage.addRequest(start)
-	req := &providers.Request{Op: rs.call.Op, Model: d.Model, Body: body, Stream: rs.call.Stream}
+	req := &providers.Request{Op: rs.call.Op, Model: d.Model, Body: body, Stream: rs.call.Stream,
+		Native: rs.call.Native, NativeHeader: rs.call.NativeHeader}
 	o := outcome{d: d}
 	if rs.call.Stream {
 		o.stream, o.err = d.Provider.DoStream(ctx, req)

@@ -258,6 +258,10 @@ type Call struct {
 	Stream bool
 	// RequestID tags the log lines of failed attempts.
 	RequestID string
+	// Native and NativeHeader carry an Anthropic client's own request to
+	// deployments that speak the Messages API (see providers.Request).
+	Native       []byte
+	NativeHeader http.Header
 	// Allow reports whether the caller may use a model group (virtual keys
 	// restricted to models); it is checked for every group tried, fallbacks
 	// included: a refused fallback is skipped, a refused Group is a

@@ -55,6 +55,7 @@ func classify(err error) (*apiError, bool) {
 	var na *router.NotAllowedError
 	var re *router.RequestError
 	var be *limits.BudgetError
+	var ie *providers.InvalidRequestError
 	switch {
 	case errors.As(err, &ae):
 		return ae, false
@@ -65,6 +66,8 @@ func classify(err error) (*apiError, bool) {
 		return &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Param: re.Param, Message: re.Message}, false
 	case errors.As(err, &be):
 		return budgetError(be), false
+	case errors.As(err, &ie):
+		return &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Param: ie.Param, Message: ie.Message}, false
 	case errors.Is(err, auto.ErrNoCandidate):
 		return &apiError{Status: http.StatusUnprocessableEntity, Type: "invalid_request_error", Code: "no_auto_candidate", Param: "model",
 			Message: err.Error() + "; relax the limit (lumen object, x-lumen-* headers or the route's auto block) or pin a model"}, false

@@ -117,11 +117,16 @@ func (s *Server) serveUpstream(w http.ResponseWriter, r *http.Request, x *exchan
 
 // route sends the exchange to its model group.
 func (s *Server) route(ctx context.Context, x *exchange) (*router.Result, error) {
+	return s.Router().Do(ctx, s.call(x))
+}
+
+// call is the router call for an exchange.
+func (s *Server) call(x *exchange) *router.Call {
 	call := &router.Call{Group: x.group, Op: x.op, Body: x.body, Stream: x.stream, RequestID: x.id}
 	if x.key != nil && len(x.key.Models) > 0 {
 		call.Allow = x.key.Allows
 	}
-	return s.Router().Do(ctx, call)
+	return call
 }
 
 // routed records which deployment answered and says so in the headers.

@@ -9,8 +9,10 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// writeError writes err in the OpenAI error shape with its status. It is
-// the only function that turns errors into HTTP responses.
+// writeError writes err in the OpenAI error shape with its status. It and
+// writeAnthropicError (the same, in Anthropic's shape, for /v1/messages)
+// are the only functions that turn errors into HTTP responses; classify
+// decides the status and type for both.
 func writeError(w http.ResponseWriter, log *zerolog.Logger, err error) *apiError {
 	ae, internal := classify(err)
 	if internal {

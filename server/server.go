@@ -130,6 +130,10 @@ func (s *Server) routes() http.Handler {
 		mux.Handle("GET "+prefix+"/models", s.authed(http.HandlerFunc(s.models)))
 		mux.Handle("GET "+prefix+"/models/{model...}", s.authed(http.HandlerFunc(s.model)))
 	}
+	for _, prefix := range []string{"/v1", "/anthropic/v1"} {
+		mux.Handle("POST "+prefix+"/messages", s.authed(s.messages()))
+		mux.Handle("POST "+prefix+"/messages/count_tokens", s.authed(http.HandlerFunc(s.countTokens)))
+	}
 	mux.HandleFunc("GET /health/liveness", s.liveness)
 	mux.HandleFunc("GET /health/readiness", s.readiness)
 	mux.HandleFunc("GET /health", s.health)

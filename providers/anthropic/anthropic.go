@@ -188,6 +188,9 @@ func (c *Client) newRequest(ctx context.Context, body []byte, stream bool, from 
 
 // Do implements providers.Provider.
 func (c *Client) Do(ctx context.Context, req *providers.Request) (*providers.Response, error) {
+	if req.Native != nil {
+		return c.doNative(ctx, req)
+	}
 	tr, body, err := c.translate(req)
 	if err != nil {
 		return nil, err
@@ -227,6 +230,9 @@ func (c *Client) Do(ctx context.Context, req *providers.Request) (*providers.Res
 
 // DoStream implements providers.Provider.
 func (c *Client) DoStream(ctx context.Context, req *providers.Request) (providers.Stream, error) {
+	if req.Native != nil {
+		return c.doNativeStream(ctx, req)
+	}
 	tr, body, err := c.translate(req)
 	if err != nil {
 		return nil, err

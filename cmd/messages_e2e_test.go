@@ -1,0 +1,179 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	sdk "github.com/anthropics/anthropic-sdk-go"
+	"github.com/anthropics/anthropic-sdk-go/option"
+	"github.com/tidwall/gjson"
+)
+
+// anthropicUpstream is a Messages API upstream on loopback, in the
+// documented wire format: a text block then a tool_use block, as JSON or
+// as the event stream. It records the bodies it was sent.
+type anthropicUpstream struct {
+	*httptest.Server
+	mu     sync.Mutex
+	bodies [][]byte
+	hdr    http.Header
+}
+
+func newAnthropicUpstream(t *testing.T) *anthropicUpstream {
+	u := &anthropicUpstream{}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		u.mu.Lock()
+		u.bodies = append(u.bodies, body)
+		u.hdr = r.Header.Clone()
+		u.mu.Unlock()
+		if r.URL.Path != "/v1/messages" || r.Header.Get("x-api-key") != "sk-ant-upstream-0000000000" {
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprint(w, `{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}`)
+			return
+		}
+		usage := `{"input_tokens":21,"cache_creation_input_tokens":0,"cache_read_input_tokens":1800,"output_tokens":30}`
+		if !gjson.GetBytes(body, "stream").Bool() {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"id":"msg_01XFDUDYJgAACzvnptvVoYEL","type":"message","role":"assistant","model":%q,`+
+				`"content":[{"type":"text","text":"Let me check the weather."},{"type":"tool_use","id":"toolu_01A09q90qw90lq917835lq9","name":"get_weather","input":{"city":"Paris"}}],`+
+				`"stop_reason":"tool_use","stop_sequence":null,"usage":%s}`, gjson.GetBytes(body, "model").Str, usage)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		fl := w.(http.Flusher)
+		ev := func(typ, data string) {
+			fmt.Fprintf(w, "event: %s\ndata: %s\n\n", typ, data)
+			fl.Flush()
+		}
+		ev("message_start", `{"type":"message_start","message":{"id":"msg_014p7gG3wDgGV9EUtLvnow3U","type":"message","role":"assistant","model":"claude-sonnet-4-5","stop_sequence":null,"usage":{"input_tokens":21,"cache_creation_input_tokens":0,"cache_read_input_tokens":1800,"output_tokens":1},"content":[],"stop_reason":null}}`)
+		ev("ping", `{"type": "ping"}`)
+		ev("content_block_start", `{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}`)
+		ev("content_block_delta", `{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Let me check"}}`)
+		ev("content_block_delta", `{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" the weather."}}`)
+		ev("content_block_stop", `{"type":"content_block_stop","index":0}`)
+		ev("content_block_start", `{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_01T1x1fJ34qAmk2tNTrN7Up6","name":"get_weather","input":{}}}`)
+		ev("content_block_delta", `{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"city\": "}}`)
+		ev("content_block_delta", `{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"\"Paris\"}"}}`)
+		ev("content_block_stop", `{"type":"content_block_stop","index":1}`)
+		ev("message_delta", `{"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":30}}`)
+		ev("message_stop", `{"type":"message_stop"}`)
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+func (u *anthropicUpstream) last() []byte {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.bodies[len(u.bodies)-1]
+}
+
+const messagesConfig = `
+model_list:
+  - model_name: claude
+    litellm_params: {model: anthropic/claude-sonnet-4-5, api_base: "{{ANTHROPIC}}", api_key: sk-ant-upstream-0000000000}
+  - model_name: gpt
+    litellm_params: {model: openai/gpt-4o, api_base: "{{FAKE}}/v1", api_key: sk-upstream-secret-123456}
+router_settings: {num_retries: 0}
+`
+
+func weatherParams(model string) sdk.MessageNewParams {
+	return sdk.MessageNewParams{
+		Model:     sdk.Model(model),
+		MaxTokens: 1024,
+		System: []sdk.TextBlockParam{{Text: "You are terse. " + strings.Repeat("Long shared context. ", 50),
+			CacheControl: sdk.NewCacheControlEphemeralParam()}},
+		Messages: []sdk.MessageParam{sdk.NewUserMessage(sdk.NewTextBlock("What is the weather in Paris?"))},
+		Tools: []sdk.ToolUnionParam{{OfTool: &sdk.ToolParam{Name: "get_weather", Description: sdk.String("Weather of a city"),
+			InputSchema: sdk.ToolInputSchemaParam{Properties: map[string]any{"city": map[string]any{"type": "string"}}}}}},
+	}
+}
+
+func TestE2EMessagesNativeToAnthropic(t *testing.T) {
+	up := newAnthropicUpstream(t)
+	l := startLumen(t, strings.ReplaceAll(messagesConfig, "{{ANTHROPIC}}", up.URL), newFakeOpenAI(t))
+	c := sdk.NewClient(option.WithBaseURL(l.URL), option.WithAPIKey("anything"), option.WithMaxRetries(0))
+
+	msg, err := c.Messages.New(context.Background(), weatherParams("claude"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.StopReason != "tool_use" || len(msg.Content) != 2 || msg.Content[1].Name != "get_weather" ||
+		msg.Usage.CacheReadInputTokens != 1800 {
+		t.Fatalf("message: %+v", msg)
+	}
+	// Passed through natively: cache_control kept, model replaced.
+	sent := up.last()
+	if gjson.GetBytes(sent, "system.0.cache_control.type").Str != "ephemeral" || gjson.GetBytes(sent, "model").Str != "claude-sonnet-4-5" {
+		t.Fatalf("upstream body: %s", sent)
+	}
+
+	st := c.Messages.NewStreaming(context.Background(), weatherParams("claude"))
+	var acc sdk.Message
+	var types []string
+	for st.Next() {
+		ev := st.Current()
+		types = append(types, ev.Type)
+		if err := acc.Accumulate(ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if acc.StopReason != "tool_use" || len(acc.Content) != 2 || string(acc.Content[1].Input) != `{"city": "Paris"}` {
+		t.Fatalf("streamed message %+v (events %v)", acc, types)
+	}
+	if types[0] != "message_start" || types[len(types)-1] != "message_stop" {
+		t.Fatalf("events %v", types)
+	}
+	// Logged with the upstream's usage, cached tokens included.
+	waitFor(t, func() bool { return strings.Contains(l.Logs.String(), `"prompt_tokens":1821`) })
+}
+
+func TestE2EMessagesTranslatedToOpenAI(t *testing.T) {
+	up := newAnthropicUpstream(t)
+	fake := newFakeOpenAI(t)
+	fake.releaseAll()
+	l := startLumen(t, strings.ReplaceAll(messagesConfig, "{{ANTHROPIC}}", up.URL), fake)
+	c := sdk.NewClient(option.WithBaseURL(l.URL+"/anthropic"), option.WithAPIKey("anything"), option.WithMaxRetries(0))
+
+	p := weatherParams("gpt")
+	p.Tools = nil
+	msg, err := c.Messages.New(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.Type != "message" || len(msg.Content) == 0 || msg.Content[0].Text != "Hello from fake" || msg.StopReason != "end_turn" {
+		t.Fatalf("translated message: %+v", msg)
+	}
+	st := c.Messages.NewStreaming(context.Background(), p)
+	var acc sdk.Message
+	for st.Next() {
+		if err := acc.Accumulate(st.Current()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Err(); err != nil || acc.Content[0].Text != "Hello from fake stream!" {
+		t.Fatalf("translated stream: %+v %v", acc, err)
+	}
+
+	// Bad input answers in Anthropic's error shape: no max_tokens.
+	r := rawPost(t, l, "/v1/messages", "", `{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`)
+	if r.status != 400 || gjson.Get(r.text, "type").Str != "error" || gjson.Get(r.text, "error.type").Str != "invalid_request_error" ||
+		!strings.Contains(r.text, "max_tokens") {
+		t.Fatalf("no max_tokens: %d %s", r.status, r.text)
+	}
+	// count_tokens estimates.
+	r = rawPost(t, l, "/v1/messages/count_tokens", "", `{"model":"gpt","messages":[{"role":"user","content":"how many tokens is this"}]}`)
+	if r.status != 200 || gjson.Get(r.text, "input_tokens").Int() <= 0 {
+		t.Fatalf("count_tokens: %d %s", r.status, r.text)
+	}
+}

@@ -1,0 +1,111 @@
+package anthropic
+
+import (
+	"context"
+	"io"
+
+	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
+
+	"github.com/lumengw/lumen/providers"
+	"github.com/lumengw/lumen/providers/sse"
+)
+
+// doNative sends an Anthropic client's own request (req.Native) and
+// returns the Message as the upstream wrote it.
+func (c *Client) doNative(ctx context.Context, req *providers.Request) (*providers.Response, error) {
+	resp, err := c.DoMessages(ctx, nativeBody(req), req.NativeHeader)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, c.transportError(ctx, err, false)
+	}
+	if gjson.GetBytes(raw, "type").Str != "message" {
+		return nil, c.badGateway("upstream answered with something other than a message")
+	}
+	return &providers.Response{Body: raw, Usage: ParseUsage(raw)}, nil
+}
+
+// doNativeStream streams an Anthropic client's own request: the payloads
+// are the upstream's event data, unchanged.
+func (c *Client) doNativeStream(ctx context.Context, req *providers.Request) (providers.Stream, error) {
+	resp, err := c.DoMessages(ctx, nativeBody(req), req.NativeHeader)
+	if err != nil {
+		return nil, err
+	}
+	return &nativeStream{c: c, ctx: ctx, body: resp.Body, r: sse.NewReader(resp.Body)}, nil
+}
+
+// nativeBody is the client's body with stream set as the router asks.
+func nativeBody(req *providers.Request) []byte {
+	if gjson.GetBytes(req.Native, "stream").Bool() == req.Stream {
+		return req.Native
+	}
+	b, err := sjson.SetBytes(req.Native, "stream", req.Stream)
+	if err != nil {
+		return req.Native
+	}
+	return b
+}
+
+// nativeStream relays Messages API events. An error event, or an end
+// before message_stop, is returned as an error so the router and server
+// treat a broken native stream like any other.
+type nativeStream struct {
+	c    *Client
+	ctx  context.Context
+	body io.ReadCloser
+	r    *sse.Reader
+	done bool
+}
+
+// Recv implements providers.Stream.
+func (s *nativeStream) Recv() ([]byte, error) {
+	if s.done {
+		return nil, io.EOF
+	}
+	for {
+		ev, err := s.r.Next()
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF // no message_stop: the answer is cut
+			}
+			return nil, s.c.transportError(s.ctx, err, false)
+		}
+		if len(ev.Data) == 0 {
+			continue
+		}
+		switch gjson.GetBytes(ev.Data, "type").Str {
+		case "error":
+			return nil, s.c.errorFromBody(0, ev.Data)
+		case "message_stop":
+			s.done = true
+		}
+		return ev.Data, nil
+	}
+}
+
+// Buffered implements providers.Buffered.
+func (s *nativeStream) Buffered() int { return s.r.Buffered() }
+
+// Close implements providers.Stream.
+func (s *nativeStream) Close() error { return s.body.Close() }
+
+var _ providers.Buffered = (*nativeStream)(nil)
+
+// IsNativeEvent reports whether a stream payload is a Messages API event
+// (a native pass-through) rather than an OpenAI chunk.
+func IsNativeEvent(data []byte) bool {
+	switch gjson.GetBytes(data, "type").Str {
+	case "message_start", "content_block_start", "content_block_delta", "content_block_stop",
+		"message_delta", "message_stop", "ping", "error":
+		return true
+	}
+	return false
+}
+
+// IsMessage reports whether a response body is a Messages API Message.
+func IsMessage(body []byte) bool { return gjson.GetBytes(body, "type").Str == "message" }

@@ -1,0 +1,229 @@
+package server
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/lumengw/lumen/providers"
+	"github.com/lumengw/lumen/providers/anthropic"
+	"github.com/lumengw/lumen/providers/openai"
+	"github.com/lumengw/lumen/providers/sse"
+	"github.com/lumengw/lumen/tokens"
+)
+
+// messages serves the Anthropic Messages API (POST /v1/messages) from any
+// model group. The request is translated to the OpenAI form every
+// provider takes, and the client's own body rides along: a deployment that
+// speaks the Messages API sends it natively (cache_control, thinking and
+// all); the others answer in OpenAI form, translated back here. Keys,
+// limits, budgets, the ledger and metrics apply as on /v1/chat/completions;
+// errors are in Anthropic's shape.
+func (s *Server) messages() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.inflight.Add(1)
+		defer s.inflight.Add(-1)
+		if s.metrics != nil {
+			s.metrics.RequestStarted()
+			defer s.metrics.RequestFinished()
+		}
+		c := callerFrom(r.Context())
+		x := &exchange{id: requestIDFrom(r.Context()), start: time.Now(), op: providers.OpChat, key: c.key, admin: c.admin}
+		if err := s.serveMessages(w, r, x); err != nil {
+			x.fail(writeAnthropicError(w, s, err, x.started))
+		}
+		s.finish(w, x)
+	})
+}
+
+func (s *Server) serveMessages(w http.ResponseWriter, r *http.Request, x *exchange) error {
+	native, err := readBody(w, r, s.maxBody)
+	if err != nil {
+		return err
+	}
+	model := gjson.GetBytes(native, "model")
+	if !gjson.ValidBytes(native) || model.Type != gjson.String || model.Str == "" {
+		return invalid("model", "the body must be a JSON object with a model (a model_name of this gateway)")
+	}
+	body, err := anthropic.ToOpenAI(native)
+	if err != nil {
+		return err
+	}
+	x.body = body
+	if err := x.parse(); err != nil {
+		return err
+	}
+	x.tags = requestTags(r)
+	w.Header().Set("x-lumen-model-group", x.group)
+	if err := s.admit(r.Context(), w, x); err != nil {
+		return err
+	}
+	call := s.call(x)
+	call.Native = native
+	call.NativeHeader = http.Header{}
+	for _, h := range []string{"anthropic-version", "anthropic-beta"} {
+		if v := r.Header.Values(h); len(v) > 0 {
+			call.NativeHeader[h] = v
+		}
+	}
+	res, err := s.Router().Do(r.Context(), call)
+	s.routed(w, x, res)
+	if err != nil {
+		return err
+	}
+	if x.stream {
+		return s.writeMessagesStream(w, x, model.Str, res.Stream)
+	}
+	resp := res.Response
+	x.usage = resp.Usage
+	x.status = http.StatusOK
+	s.price(x)
+	out := resp.Body
+	if !anthropic.IsMessage(out) {
+		if out, err = anthropic.FromOpenAI(resp.Body, model.Str); err != nil {
+			return err
+		}
+	}
+	x.respBody = out
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set(costHeaderName, costHeader(x.cost))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(out)
+	return nil
+}
+
+// writeMessagesStream relays a stream as Messages API events, each flushed
+// as it arrives: native events pass through, OpenAI chunks are
+// translated. A failure after the first event ends the stream with an
+// Anthropic error event.
+func (s *Server) writeMessagesStream(w http.ResponseWriter, x *exchange, model string, st providers.Stream) error {
+	defer st.Close()
+	if s.metrics != nil {
+		s.metrics.StreamStarted()
+		defer s.metrics.StreamFinished()
+	}
+	rc := http.NewResponseController(w)
+	buffered, _ := st.(providers.Buffered)
+	tr := anthropic.NewStreamTranslator(model, x.id)
+	tr.SetInputTokens(x.promptEst)
+	var counter anthropic.UsageCounter
+	buf := make([]byte, 0, 1024)
+	write := func(events []anthropic.Event) error {
+		buf = buf[:0]
+		for _, e := range events {
+			buf = sse.AppendEvent(buf, e.Type, e.Data)
+		}
+		if len(buf) == 0 {
+			return nil
+		}
+		if !x.started {
+			s.startStream(w, x)
+		}
+		if _, err := w.Write(buf); err != nil {
+			return errClientGone
+		}
+		if buffered != nil && buffered.Buffered() > 0 {
+			return nil
+		}
+		if err := rc.Flush(); err != nil {
+			return errClientGone
+		}
+		return nil
+	}
+	one := make([]anthropic.Event, 1)
+	native := false
+	for {
+		data, err := st.Recv()
+		if err == io.EOF {
+			if !native {
+				if err := write(tr.Finish()); err != nil {
+					return err
+				}
+			}
+			if !x.started {
+				s.startStream(w, x)
+			}
+			_ = rc.Flush()
+			x.status = http.StatusOK
+			return nil
+		}
+		if err != nil {
+			if !x.started {
+				return err
+			}
+			ae, _ := classify(err)
+			x.fail(ae)
+			if ae.Status != statusClientClosed {
+				_ = write([]anthropic.Event{anthropic.ErrorEvent(ae.Status, ae.Message)})
+			}
+			return nil
+		}
+		if anthropic.IsNativeEvent(data) {
+			native = true
+			counter.Event(data)
+			if u := counter.Usage(); u.Total() > 0 {
+				x.usage = u
+			}
+			one[0] = anthropic.Event{Type: gjson.GetBytes(data, "type").Str, Data: data}
+			if err := write(one); err != nil {
+				return err
+			}
+			continue
+		}
+		if u := openai.ParseUsage(data); u.Total() > 0 {
+			x.usage = u
+		} else if x.usage.CompletionTokens == 0 {
+			x.estimated += tokens.Count(deltaText(data))
+		}
+		events, err := tr.Chunk(data)
+		if err != nil {
+			return err
+		}
+		if err := write(events); err != nil {
+			return err
+		}
+	}
+}
+
+// countTokens serves POST /v1/messages/count_tokens: an estimate of the
+// request's input tokens.
+func (s *Server) countTokens(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(w, r, s.maxBody)
+	if err == nil {
+		var n int
+		if n, err = anthropic.CountTokens(body); err == nil {
+			writeJSON(w, http.StatusOK, map[string]int{"input_tokens": n})
+			return
+		}
+	}
+	writeAnthropicError(w, s, err, false)
+}
+
+// writeAnthropicError answers err in the Anthropic error shape
+// ({"type":"error","error":{"type","message"}}), with the status and
+// headers classify gives it. After a stream started it writes nothing
+// (the stream writer sent an error event).
+func writeAnthropicError(w http.ResponseWriter, s *Server, err error, started bool) *apiError {
+	ae, internal := classify(err)
+	if internal {
+		s.log.Error().Err(err).Msg("internal error")
+	}
+	if started || ae.Status == statusClientClosed {
+		return ae
+	}
+	for k, v := range ae.Header {
+		w.Header()[k] = v
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(ae.Status)
+	msg := ae.Message
+	if ae.Param != "" && !strings.HasPrefix(msg, ae.Param) {
+		msg = ae.Param + ": " + msg // Anthropic's style: "max_tokens: Field required"
+	}
+	_, _ = w.Write(anthropic.ErrorJSON(ae.Status, msg))
+	return ae
+}
