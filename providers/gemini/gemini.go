@@ -2,7 +2,9 @@
 // Gemini API (generativelanguage.googleapis.com). It translates OpenAI chat
 // requests into POST {api_base}/v1beta/models/{model}:generateContent (or
 // :streamGenerateContent?alt=sse) and the answers back into OpenAI
-// chat.completion(.chunk) form. The key goes in the x-goog-api-key header.
+// chat.completion(.chunk) form, and embeddings requests into
+// :batchEmbedContents (see embed.go). The key goes in the x-goog-api-key
+// header.
 //
 // Translation, field by field:
 //   - system and developer messages become systemInstruction, one part
@@ -174,8 +176,12 @@ func (c *Client) newRequest(ctx context.Context, model string, body []byte, stre
 	return hr, nil
 }
 
-// Do implements providers.Provider.
+// Do implements providers.Provider. It serves chat completions and
+// embeddings.
 func (c *Client) Do(ctx context.Context, req *providers.Request) (*providers.Response, error) {
+	if req.Op == providers.OpEmbedding {
+		return c.embed(ctx, req)
+	}
 	if c.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
