@@ -67,6 +67,7 @@ func testRouter(t *testing.T, yaml string, scripts map[string]*scripted) (*Route
 	}
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	var sleeps []time.Duration
+	seed(r, 7)
 	r.now = func() time.Time { return now }
 	r.sleep = func(ctx context.Context, d time.Duration) error { sleeps = append(sleeps, d); return ctx.Err() }
 	return r, &sleeps, &now
@@ -278,6 +279,7 @@ router_settings: {num_retries: 2, allowed_fails: 1000000}
 		t.Fatal(err)
 	}
 	r.sleep = func(ctx context.Context, d time.Duration) error { return nil }
+	seed(r, 5)
 	failures := 0
 	for i := 0; i < 2000; i++ {
 		if _, err := r.Do(context.Background(), &Call{Group: "g", Body: []byte(`{}`)}); err != nil {
