@@ -384,3 +384,39 @@ privacy: {zero_retention: true}
 	assertNoSecret(t, dir, l.Logs.String(), marker)
 	assertNoSecret(t, filepath.Dir(l.Config), "", marker)
 }
+
+func TestE2EHedgesAreCounted(t *testing.T) {
+	l := startLumen(t, `
+model_list:
+  - model_name: hedged
+    litellm_params: {model: mock/slow, mock_latency: 2s, weight: 1000}
+  - model_name: hedged
+    litellm_params: {model: mock/fast, weight: 1}
+router_settings: {num_retries: 0, model_group_hedge_after: {hedged: 20ms}}
+`, nil)
+	for range 3 {
+		if r := rawPost(t, l, "/v1/chat/completions", "", chatBody("hedged", "race", "")); r.status != 200 {
+			t.Fatal(r.text)
+		}
+	}
+	req, _ := http.NewRequest("GET", l.URL+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if !bytes.Contains(b, []byte(`lumen_hedges_total{model_group="hedged"} 3`)) {
+		t.Fatalf("hedges not counted:\n%s", grepLines(b, "lumen_hedges"))
+	}
+}
+
+func grepLines(b []byte, prefix string) string {
+	var out []string
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if strings.HasPrefix(line, prefix) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
+}

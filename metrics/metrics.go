@@ -537,3 +537,10 @@ func (f factory) gaugeFunc(name, help string, fn func() float64) {
 func (f factory) counterFunc(name, help string, fn func() float64) {
 	f.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, fn))
 }
+
+// Hedge counts a hedged call of modelGroup (router.Observer).
+func (m *Metrics) Hedge(modelGroup string) { m.Group(modelGroup).Hedge() }
+
+// MidstreamFailover counts a stream of modelGroup continued on another
+// deployment (router.Observer).
+func (m *Metrics) MidstreamFailover(modelGroup string) { m.Group(modelGroup).MidstreamFailover() }

@@ -254,6 +254,9 @@ func (r *Router) hedged(ctx context.Context, gt *groupTry, d *Deployment, rs *re
 		if h := r.pickPass(gt, rs, d, 0, r.now(), &atLimit); h != nil {
 			rs.res.Attempts++
 			r.stats.hedges.Add(1)
+			if r.obs != nil {
+				r.obs.Hedge(gt.g.Name)
+			}
 			r.log.Info().Str("request_id", rs.call.RequestID).Str("model_group", gt.g.Name).
 				Str("deployment", d.ID).Str("hedge", h.ID).Dur("after", gt.g.hedgeAfter).
 				Msg("no first byte yet: hedging on another deployment")

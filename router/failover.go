@@ -460,6 +460,9 @@ func (s *stream) broke(err error) error {
 		s.failovers++
 		s.attempts++
 		s.r.stats.failovers.Add(1)
+		if s.r.obs != nil {
+			s.r.obs.MidstreamFailover(s.g.Name)
+		}
 		o := s.r.attempt(s.ctx, nd, s.rs, body, s.attempts, false)
 		if o.err != nil {
 			if s.ctx.Err() != nil {

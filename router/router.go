@@ -67,6 +67,7 @@ type Router struct {
 	checkEvery time.Duration                 // router_settings.health_check_interval
 
 	log     zerolog.Logger
+	obs     Observer
 	minWait time.Duration // router_settings.retry_after
 	stats   stats
 
@@ -210,6 +211,16 @@ func New(cfg *config.Config, build Builder) (*Router, error) {
 // failovers, hedges, health checks) to log. Call it before the router
 // serves.
 func (r *Router) SetLogger(log zerolog.Logger) { r.log = log }
+
+// Observer hears of resilience events as they happen, by model group
+// (metrics count them). Implementations must not block.
+type Observer interface {
+	Hedge(group string)
+	MidstreamFailover(group string)
+}
+
+// SetObserver sets the Observer; call it before the router serves.
+func (r *Router) SetObserver(o Observer) { r.obs = o }
 
 // Strategy returns the routing strategy in force.
 func (r *Router) Strategy() string { return r.strategy }

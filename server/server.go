@@ -104,7 +104,7 @@ func New(o Options) *Server {
 	if mk := o.Config.GeneralSettings.MasterKey.Value(); mk != "" {
 		s.master, s.hasMaster = sha256.Sum256([]byte(mk)), true
 	}
-	s.router.Store(o.Router)
+	s.SetRouter(o.Router)
 	s.handler = s.routes()
 	s.ready.Store(true)
 	return s
@@ -115,7 +115,12 @@ func (s *Server) Router() *router.Router { return s.router.Load() }
 
 // SetRouter swaps in a router built from a reloaded config. Requests in
 // flight finish on the router they started with; new ones use r.
-func (s *Server) SetRouter(r *router.Router) { s.router.Store(r) }
+func (s *Server) SetRouter(r *router.Router) {
+	if s.metrics != nil {
+		r.SetObserver(s.metrics)
+	}
+	s.router.Store(r)
+}
 
 // Open reports whether the API accepts requests without a key.
 func (s *Server) Open() bool { return !s.hasMaster }
