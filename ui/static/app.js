@@ -41,6 +41,7 @@ const pct = (v) => ((Number(v) || 0) * 100).toFixed(1) + "%";
 function ms(v) {
   v = Number(v) || 0;
   if (v === 0) return "–";
+  if (v < 1) return Math.round(v * 1000) + " µs";
   return v >= 1000 ? (v / 1000).toFixed(2) + " s" : v.toFixed(v < 10 ? 1 : 0) + " ms";
 }
 const nsToMs = (ns) => (Number(ns) || 0) / 1e6;
@@ -103,6 +104,7 @@ async function login(ev) {
       $("#login-error").textContent = err.status === 403
         ? "The admin API is off: set general_settings.master_key in the config."
         : "Sign-in failed: " + err.message;
+      $("#master-key").value = "";
       return;
     }
   }
@@ -397,6 +399,7 @@ async function createKey(ev) {
 async function revokeKey(k) {
   try {
     await api("/admin/keys/" + encodeURIComponent(k.id) + "/revoke", {method: "POST"});
+    hideSecret(); // a revoked key's secret is of no use to anyone
     await loadKeys();
   } catch (err) {
     showError(err);
