@@ -1,0 +1,221 @@
+package cmd
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/tidwall/gjson"
+)
+
+// The translating providers end to end: openai-go talks to a real `lumen
+// serve` whose model groups are backed by Anthropic-, Gemini- and
+// Bedrock-shaped upstreams on loopback, each speaking its documented wire
+// format (JSON, SSE, AWS event stream). Every upstream answers with text
+// and a get_weather call, or 429 for the model "fail".
+
+func anthropicShaped(w http.ResponseWriter, r *http.Request, body []byte) {
+	if r.URL.Path != "/v1/messages" || r.Header.Get("X-Api-Key") != "sk-ant-e2e" {
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprint(w, `{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}`)
+		return
+	}
+	if gjson.GetBytes(body, "model").Str == "fail" {
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusTooManyRequests)
+		fmt.Fprint(w, `{"type":"error","error":{"type":"rate_limit_error","message":"slow down, anthropic"}}`)
+		return
+	}
+	usage := `{"input_tokens":20,"cache_creation_input_tokens":0,"cache_read_input_tokens":100,"output_tokens":9}`
+	if !gjson.GetBytes(body, "stream").Bool() {
+		fmt.Fprintf(w, `{"id":"msg_e2e","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"Checking."},`+
+			`{"type":"tool_use","id":"toolu_e2e","name":"get_weather","input":{"city":"Paris"}}],"stop_reason":"tool_use","stop_sequence":null,"usage":%s}`, usage)
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	for _, ev := range []string{
+		`{"type":"message_start","message":{"id":"msg_e2e","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[],"stop_reason":null,"usage":` + usage + `}}`,
+		`{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}`,
+		`{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Checking."}}`,
+		`{"type":"content_block_stop","index":0}`,
+		`{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_e2e","name":"get_weather","input":{}}}`,
+		`{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"city\":"}}`,
+		`{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"\"Paris\"}"}}`,
+		`{"type":"content_block_stop","index":1}`,
+		`{"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":9}}`,
+		`{"type":"message_stop"}`,
+	} {
+		fmt.Fprintf(w, "event: %s\ndata: %s\n\n", gjson.Get(ev, "type").Str, ev)
+		w.(http.Flusher).Flush()
+	}
+}
+
+func geminiShaped(w http.ResponseWriter, r *http.Request, _ []byte) {
+	if r.Header.Get("X-Goog-Api-Key") != "AIza-e2e" {
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprint(w, `{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT"}}`)
+		return
+	}
+	if strings.HasPrefix(r.URL.Path, "/v1beta/models/fail:") {
+		w.WriteHeader(http.StatusTooManyRequests)
+		fmt.Fprint(w, `{"error":{"code":429,"message":"slow down, gemini","status":"RESOURCE_EXHAUSTED"}}`)
+		return
+	}
+	usage := `{"promptTokenCount":120,"candidatesTokenCount":9,"totalTokenCount":129,"cachedContentTokenCount":100}`
+	call := `{"functionCall":{"name":"get_weather","args":{"city":"Paris"}}}`
+	switch r.URL.Path {
+	case "/v1beta/models/gemini-2.5-flash:generateContent":
+		fmt.Fprintf(w, `{"candidates":[{"content":{"role":"model","parts":[{"text":"Checking."},%s]},"finishReason":"STOP","index":0}],"usageMetadata":%s,"modelVersion":"gemini-2.5-flash","responseId":"e2e"}`, call, usage)
+	case "/v1beta/models/gemini-2.5-flash:streamGenerateContent":
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprintf(w, "data: %s\r\n\r\n", `{"candidates":[{"content":{"role":"model","parts":[{"text":"Checking."}]},"index":0}],"modelVersion":"gemini-2.5-flash","responseId":"e2e"}`)
+		w.(http.Flusher).Flush()
+		fmt.Fprintf(w, "data: %s\r\n\r\n", `{"candidates":[{"content":{"role":"model","parts":[`+call+`]},"finishReason":"STOP","index":0}],"usageMetadata":`+usage+`,"modelVersion":"gemini-2.5-flash","responseId":"e2e"}`)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// awsFrame encodes one AWS event-stream message with string headers.
+func awsFrame(headers [][2]string, payload string) []byte {
+	var hb bytes.Buffer
+	for _, h := range headers {
+		hb.WriteByte(byte(len(h[0])))
+		hb.WriteString(h[0])
+		hb.WriteByte(7)
+		_ = binary.Write(&hb, binary.BigEndian, uint16(len(h[1])))
+		hb.WriteString(h[1])
+	}
+	total := 16 + hb.Len() + len(payload)
+	msg := binary.BigEndian.AppendUint32(nil, uint32(total))
+	msg = binary.BigEndian.AppendUint32(msg, uint32(hb.Len()))
+	msg = binary.BigEndian.AppendUint32(msg, crc32.ChecksumIEEE(msg))
+	msg = append(append(msg, hb.Bytes()...), payload...)
+	return binary.BigEndian.AppendUint32(msg, crc32.ChecksumIEEE(msg))
+}
+
+func bedrockShaped(w http.ResponseWriter, r *http.Request, _ []byte) {
+	if !strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 Credential=AKIDE2E/") || r.Header.Get("X-Amz-Date") == "" {
+		w.Header().Set("X-Amzn-Errortype", "UnrecognizedClientException")
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprint(w, `{"message":"The security token included in the request is invalid."}`)
+		return
+	}
+	if strings.HasPrefix(r.URL.Path, "/model/fail/") {
+		w.Header().Set("X-Amzn-Errortype", "ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/")
+		w.WriteHeader(http.StatusTooManyRequests)
+		fmt.Fprint(w, `{"message":"slow down, bedrock"}`)
+		return
+	}
+	usage := `{"inputTokens":20,"outputTokens":9,"totalTokens":129,"cacheReadInputTokens":100,"cacheWriteInputTokens":0}`
+	switch r.URL.Path {
+	case "/model/anthropic.claude-3-5-haiku-20241022-v1:0/converse":
+		fmt.Fprintf(w, `{"output":{"message":{"role":"assistant","content":[{"text":"Checking."},{"toolUse":{"toolUseId":"tooluse_e2e","name":"get_weather","input":{"city":"Paris"}}}]}},"stopReason":"tool_use","usage":%s,"metrics":{"latencyMs":100}}`, usage)
+	case "/model/anthropic.claude-3-5-haiku-20241022-v1:0/converse-stream":
+		w.Header().Set("Content-Type", "application/vnd.amazon.eventstream")
+		for _, ev := range [][2]string{
+			{"messageStart", `{"role":"assistant","p":"abc"}`},
+			{"contentBlockDelta", `{"contentBlockIndex":0,"delta":{"text":"Checking."},"p":"abcdef"}`},
+			{"contentBlockStop", `{"contentBlockIndex":0,"p":"ab"}`},
+			{"contentBlockStart", `{"contentBlockIndex":1,"start":{"toolUse":{"toolUseId":"tooluse_e2e","name":"get_weather"}},"p":"abcd"}`},
+			{"contentBlockDelta", `{"contentBlockIndex":1,"delta":{"toolUse":{"input":"{\"city\":"}},"p":"a"}`},
+			{"contentBlockDelta", `{"contentBlockIndex":1,"delta":{"toolUse":{"input":"\"Paris\"}"}},"p":"abcdefg"}`},
+			{"contentBlockStop", `{"contentBlockIndex":1,"p":"abc"}`},
+			{"messageStop", `{"stopReason":"tool_use","p":"abcde"}`},
+			{"metadata", `{"usage":` + usage + `,"metrics":{"latencyMs":90},"p":"ab"}`},
+		} {
+			_, _ = w.Write(awsFrame([][2]string{{":event-type", ev[0]}, {":content-type", "application/json"}, {":message-type", "event"}}, ev[1]))
+			w.(http.Flusher).Flush()
+		}
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+const providersConfig = `
+model_list:
+  - model_name: claude
+    litellm_params: {model: anthropic/claude-sonnet-4-5, api_base: "{{UP}}", api_key: sk-ant-e2e}
+  - model_name: claude-fail
+    litellm_params: {model: anthropic/fail, api_base: "{{UP}}", api_key: sk-ant-e2e}
+  - model_name: gemini
+    litellm_params: {model: gemini/gemini-2.5-flash, api_base: "{{UP}}", api_key: AIza-e2e}
+  - model_name: gemini-fail
+    litellm_params: {model: gemini/fail, api_base: "{{UP}}", api_key: AIza-e2e}
+  - model_name: bedrock
+    litellm_params: {model: "bedrock/anthropic.claude-3-5-haiku-20241022-v1:0", api_base: "{{UP}}", aws_region_name: us-east-1, aws_access_key_id: AKIDE2E, aws_secret_access_key: e2e-secret}
+  - model_name: bedrock-fail
+    litellm_params: {model: bedrock/fail, api_base: "{{UP}}", aws_region_name: us-east-1, aws_access_key_id: AKIDE2E, aws_secret_access_key: e2e-secret}
+router_settings: {num_retries: 0}
+`
+
+func TestE2ETranslatingProvidersWithOpenAISDK(t *testing.T) {
+	for _, tt := range []struct {
+		group    string
+		upstream func(http.ResponseWriter, *http.Request, []byte)
+	}{
+		{"claude", anthropicShaped},
+		{"gemini", geminiShaped},
+		{"bedrock", bedrockShaped},
+	} {
+		t.Run(tt.group, func(t *testing.T) {
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				tt.upstream(w, r, body)
+			}))
+			defer up.Close()
+			l := startLumen(t, strings.ReplaceAll(providersConfig, "{{UP}}", up.URL), nil)
+			c := client(l, "anything")
+			params := openai.ChatCompletionNewParams{
+				Model:    openai.ChatModel(tt.group),
+				Messages: []openai.ChatCompletionMessageParamUnion{openai.SystemMessage("Be terse."), openai.UserMessage("Weather in Paris?")},
+				Tools: []openai.ChatCompletionToolUnionParam{openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{
+					Name: "get_weather", Parameters: openai.FunctionParameters{"type": "object", "properties": map[string]any{"city": map[string]any{"type": "string"}}}})},
+			}
+
+			resp, err := c.Chat.Completions.New(context.Background(), params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ch := resp.Choices[0]
+			if ch.FinishReason != "tool_calls" || ch.Message.Content != "Checking." || len(ch.Message.ToolCalls) != 1 ||
+				ch.Message.ToolCalls[0].Function.Name != "get_weather" || ch.Message.ToolCalls[0].Function.Arguments != `{"city":"Paris"}` {
+				t.Fatalf("answer: %s", resp.RawJSON())
+			}
+			if resp.Usage.PromptTokens != 120 || resp.Usage.CompletionTokens != 9 || resp.Usage.PromptTokensDetails.CachedTokens != 100 {
+				t.Errorf("usage: %s", resp.Usage.RawJSON())
+			}
+
+			params.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}
+			st := c.Chat.Completions.NewStreaming(context.Background(), params)
+			var acc openai.ChatCompletionAccumulator
+			for st.Next() {
+				acc.AddChunk(st.Current())
+			}
+			if err := st.Err(); err != nil {
+				t.Fatal(err)
+			}
+			ch = acc.Choices[0]
+			if ch.FinishReason != "tool_calls" || ch.Message.Content != "Checking." || len(ch.Message.ToolCalls) != 1 ||
+				ch.Message.ToolCalls[0].Function.Arguments != `{"city":"Paris"}` || acc.Usage.PromptTokensDetails.CachedTokens != 100 {
+				t.Fatalf("streamed answer: %+v usage %s", ch, acc.Usage.RawJSON())
+			}
+
+			params.Model = openai.ChatModel(tt.group + "-fail")
+			_, err = c.Chat.Completions.New(context.Background(), params)
+			var apiErr *openai.Error
+			if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusTooManyRequests || !strings.Contains(apiErr.Message, "slow down") {
+				t.Fatalf("rate-limited upstream: %v", err)
+			}
+		})
+	}
+}
