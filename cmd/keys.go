@@ -22,11 +22,6 @@ import (
 	"github.com/lumengw/lumen/limits"
 )
 
-// keysPollInterval is how often a running lumen serve checks the ledger for
-// key changes made by another process (ledger.Keyring.Run): a key created,
-// changed or revoked with lumen keys takes effect there within it.
-const keysPollInterval = 2 * time.Second
-
 // actorCLI is the audit actor of changes made with lumen keys.
 const actorCLI = "cli"
 
@@ -44,7 +39,7 @@ checks for changes every %s, so a new, changed or revoked key takes effect
 there within that time. Every change is written to the audit log (actor
 "cli") unless audit.enabled is false.
 
-REF is a key's id (key_…) or its name.`, keysPollInterval),
+REF is a key's id (key_…) or its name.`, keysRefresh),
 	}
 	cmd.AddCommand(
 		newCmdKeysCreate(f),
@@ -605,7 +600,7 @@ func newCmdKeysRevoke(f *Factory) *cobra.Command {
 		Use:   "revoke REF",
 		Short: "Revoke a key for good",
 		Long: fmt.Sprintf(`Revoke a key. It cannot be undone; create a new key instead. A running
-lumen serve refuses the key within %s; requests already in flight finish.`, keysPollInterval),
+lumen serve refuses the key within %s; requests already in flight finish.`, keysRefresh),
 		Example: `  lumen keys revoke search-team`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -632,7 +627,7 @@ func newCmdKeysRotate(f *Factory) *cobra.Command {
 		Short: "Give a key a new secret, keeping its id, settings and spend",
 		Long: fmt.Sprintf(`Replace a key's secret and print the new one once. The id, settings and
 spend stay. The old secret stops working at once here and within %s on a
-running lumen serve.`, keysPollInterval),
+running lumen serve.`, keysRefresh),
 		Example: `  lumen keys rotate search-team`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -403,3 +403,58 @@ func TestKeysWhileServerRuns(t *testing.T) {
 		t.Fatalf("the server's entry does not continue the chain: %+v", last)
 	}
 }
+
+// TestKeysReachARunningServer changes keys with the CLI while lumen serve
+// runs on the same ledger: each change takes effect there, and the CLI's
+// and the server's audit entries form one chain that verifies.
+func TestKeysReachARunningServer(t *testing.T) {
+	e := newLedgerEnv(t, true)
+	yaml := "general_settings: {master_key: sk-master-keys-test-0000}\n" +
+		"model_list: [{model_name: m, params: {model: mock/m}}, {model_name: n, params: {model: mock/n}}]\n" +
+		"ledger: {path: " + e.db + "}\naudit: {path: " + e.auditDB + ", signing_key: " + e.signingKey + "}\n"
+	if err := os.WriteFile(e.config, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l := startLumen(t, yaml, nil)
+	chat := func(key, model string) func() int {
+		return func() int {
+			return rawPost(t, l, "/v1/chat/completions", key, `{"model":"`+model+`","messages":[{"role":"user","content":"hi"}]}`).status
+		}
+	}
+	is := func(f func() int, want int) func() bool { return func() bool { return f() == want } }
+
+	raw := secretIn(t, e.mustRun(t, "keys", "create", "--name", "live", "--models", "m"))
+	waitFor(t, is(chat(raw, "m"), 200))
+	if got := chat(raw, "n")(); got != 403 {
+		t.Fatalf("a model the key may not call: %d, want 403", got)
+	}
+	e.mustRun(t, "keys", "update", "live", "--models", "n")
+	waitFor(t, is(chat(raw, "n"), 200))
+	fresh := secretIn(t, e.mustRun(t, "keys", "rotate", "live"))
+	waitFor(t, is(chat(fresh, "n"), 200))
+	if got := chat(raw, "n")(); got != 401 {
+		t.Fatalf("the rotated-out key: %d, want 401", got)
+	}
+	e.mustRun(t, "keys", "revoke", "live")
+	waitFor(t, is(chat(fresh, "n"), 401))
+
+	if err := l.stop(); err != nil {
+		t.Fatal(err)
+	}
+	out := e.mustRun(t, "audit", "verify")
+	if !strings.HasPrefix(out, "ok: ") {
+		t.Fatalf("verify: %q", out)
+	}
+	var cli, requests int
+	for _, x := range exportEntries(t, e) {
+		switch {
+		case x.Actor == actorCLI:
+			cli++
+		case x.Action == string(audit.ActionRequest):
+			requests++
+		}
+	}
+	if cli != 4 || requests < 5 {
+		t.Fatalf("audit chain holds %d cli entries and %d requests, want 4 and at least 5", cli, requests)
+	}
+}
