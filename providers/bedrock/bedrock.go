@@ -93,10 +93,16 @@ func New(cfg providers.Config) (*Client, error) {
 		c.provider = "bedrock"
 	}
 	c.name = c.provider + "/" + model
-	c.bearer = firstNonEmpty(cfg.APIKey, os.Getenv("AWS_BEARER_TOKEN_BEDROCK"))
-	if cfg.AWSAccessKeyID != "" || cfg.AWSSecretAccessKey != "" {
+	// What the deployment sets wins over the environment: api_key, then
+	// the aws_* keys, then AWS_BEARER_TOKEN_BEDROCK, then AWS_ACCESS_KEY_ID.
+	switch {
+	case cfg.APIKey != "":
+		c.bearer = cfg.APIKey
+	case cfg.AWSAccessKeyID != "" || cfg.AWSSecretAccessKey != "":
 		c.creds = Credentials{cfg.AWSAccessKeyID, cfg.AWSSecretAccessKey, cfg.AWSSessionToken}
-	} else {
+	case os.Getenv("AWS_BEARER_TOKEN_BEDROCK") != "":
+		c.bearer = os.Getenv("AWS_BEARER_TOKEN_BEDROCK")
+	default:
 		c.creds = Credentials{os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY"), os.Getenv("AWS_SESSION_TOKEN")}
 	}
 	if c.bearer == "" && (c.creds.AccessKeyID == "" || c.creds.SecretAccessKey == "") {

@@ -97,8 +97,16 @@ func TestNewSettings(t *testing.T) {
 	}
 	t.Setenv("AWS_REGION", "us-west-2")
 	if c, err = New(providers.Config{Model: "m", AWSRegion: "ap-south-1", AWSAccessKeyID: "AKIDP", AWSSecretAccessKey: "s"}); err != nil || c.region != "ap-south-1" || c.creds.AccessKeyID != "AKIDP" {
-		t.Errorf("params must win over the environment: %v %+v", err, c)
+		t.Errorf("params must win over the environment: %v", err)
 	}
+	t.Setenv("AWS_BEARER_TOKEN_BEDROCK", "env-bearer")
+	if c, err = New(providers.Config{Model: "m", AWSAccessKeyID: "AKIDP", AWSSecretAccessKey: "s"}); err != nil || c.bearer != "" || c.creds.AccessKeyID != "AKIDP" {
+		t.Errorf("aws_* params must win over AWS_BEARER_TOKEN_BEDROCK: %v", err)
+	}
+	if c, err = New(providers.Config{Model: "m"}); err != nil || c.bearer != "env-bearer" {
+		t.Errorf("AWS_BEARER_TOKEN_BEDROCK must win over AWS_ACCESS_KEY_ID: %v", err)
+	}
+	t.Setenv("AWS_BEARER_TOKEN_BEDROCK", "")
 	t.Setenv("AWS_ACCESS_KEY_ID", "")
 	if _, err := New(providers.Config{Model: "m"}); err == nil || !strings.Contains(err.Error(), "no AWS credentials") {
 		t.Errorf("without credentials: %v", err)
