@@ -226,7 +226,7 @@ func (c *Client) Do(ctx context.Context, req *providers.Request) (*providers.Res
 func (c *Client) DoStream(ctx context.Context, req *providers.Request) (providers.Stream, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	wd := providers.NewWatchdog(cancel, c.timeout, c.gap)
-	tr, body, err := c.translate(ctx, req)
+	_, body, err := c.translate(ctx, req)
 	if err != nil {
 		wd.Stop()
 		cancel()
@@ -250,7 +250,7 @@ func (c *Client) DoStream(ctx context.Context, req *providers.Request) (provider
 		cancel()
 		return nil, c.statusError(resp)
 	}
-	return newStream(c, tr, ctx, resp.Body, wd, cancel), nil
+	return newStream(c, ctx, resp.Body, wd, cancel), nil
 }
 
 func (c *Client) badGateway(msg string) error {

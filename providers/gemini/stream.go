@@ -36,7 +36,7 @@ type stream struct {
 	closed   bool
 }
 
-func newStream(c *Client, _ *translation, ctx context.Context, body io.ReadCloser, wd *providers.Watchdog, cancel context.CancelFunc) *stream {
+func newStream(c *Client, ctx context.Context, body io.ReadCloser, wd *providers.Watchdog, cancel context.CancelFunc) *stream {
 	return &stream{c: c, ctx: ctx, body: body, r: sse.NewReader(body), wd: wd, cancel: cancel,
 		b: providers.ChunkBuilder{Created: c.now().Unix(), Model: c.model}}
 }
