@@ -420,3 +420,37 @@ func grepLines(b []byte, prefix string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+func TestE2EGlobalAndModelGroupLimits(t *testing.T) {
+	l := startLumen(t, `
+model_list:
+  - model_name: a
+    litellm_params: {model: mock/a}
+  - model_name: b
+    litellm_params: {model: mock/b}
+limits:
+  global: {rpm: 3}
+  model_groups: {a: {rpm: 1}}
+`, nil)
+	post := func(model string) rawResponse {
+		return rawPost(t, l, "/v1/chat/completions", "", chatBody(model, "hi", ""))
+	}
+	if r := post("a"); r.status != 200 {
+		t.Fatal(r.text)
+	}
+	// a's own limit refuses the second a, and the refusal is not counted
+	// against the global window.
+	r := post("a")
+	if r.status != 429 || !strings.Contains(r.text, `model \"a\"`) || r.header.Get("Retry-After") == "" {
+		t.Fatalf("second a: %d %s", r.status, r.text)
+	}
+	for i := range 2 {
+		if r := post("b"); r.status != 200 {
+			t.Fatalf("b %d: %d %s", i, r.status, r.text)
+		}
+	}
+	r = post("b")
+	if r.status != 429 || !strings.Contains(r.text, "this gateway") {
+		t.Fatalf("fourth request: %d %s", r.status, r.text)
+	}
+}

@@ -38,6 +38,24 @@ type Config struct {
 	Privacy Privacy `yaml:"privacy"`
 	// Metrics configures the Prometheus endpoint.
 	Metrics Metrics `yaml:"metrics"`
+	// Limits are rate limits over all traffic and per model group, on top
+	// of each virtual key's own.
+	Limits Limits `yaml:"limits"`
+}
+
+// Limits are gateway-wide rate limits (sliding one-minute windows).
+type Limits struct {
+	// Global limits every request, whoever sends it.
+	Global RateLimit `yaml:"global"`
+	// ModelGroups limits the requests asking for each model group.
+	ModelGroups map[string]RateLimit `yaml:"model_groups"`
+}
+
+// RateLimit is requests and tokens (prompt plus max_tokens, then the real
+// count) per minute; zero means unlimited.
+type RateLimit struct {
+	RPM int `yaml:"rpm"`
+	TPM int `yaml:"tpm"`
 }
 
 // Model is one model_list entry: a deployment of an upstream model under a

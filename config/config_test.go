@@ -33,6 +33,10 @@ func TestBadConfigs(t *testing.T) {
 			`model_list[0].litellm_params.timeout: invalid duration "soon": use seconds (60) or a duration ("90s")`,
 			"model_list[0].litellm_params.rpm: cannot unmarshal !!str `lots` into int",
 		}},
+		{"limits.bad.yaml", []string{
+			`limits.global.rpm: must be 0 (unlimited) or more, got -1`,
+			`limits.model_groups.gpt-5: no model group named "gpt-5" in model_list`,
+		}},
 		{"router.bad.yaml", []string{
 			`router_settings.model_group_hedge_after.gpt-5: unknown model group "gpt-5"`,
 		}},

@@ -138,6 +138,23 @@ func (c *Config) Validate() []string {
 	if c.Audit.CheckpointEvery < 1 {
 		p.add("audit.checkpoint_every", "must be at least 1, got %d", c.Audit.CheckpointEvery)
 	}
+	checkRate := func(at string, r RateLimit) {
+		if r.RPM < 0 {
+			p.add(at+".rpm", "must be 0 (unlimited) or more, got %d", r.RPM)
+		}
+		if r.TPM < 0 {
+			p.add(at+".tpm", "must be 0 (unlimited) or more, got %d", r.TPM)
+		}
+	}
+	checkRate("limits.global", c.Limits.Global)
+	for _, name := range sortedKeys(c.Limits.ModelGroups) {
+		r := c.Limits.ModelGroups[name]
+		at := "limits.model_groups." + name
+		if !groups[name] {
+			p.add(at, "no model group named %q in model_list", name)
+		}
+		checkRate(at, r)
+	}
 	if l := c.Metrics.Listen; l != "" {
 		if _, _, err := net.SplitHostPort(l); err != nil {
 			p.add("metrics.listen", "invalid address %q; use host:port", l)

@@ -9,7 +9,6 @@ import (
 
 	"github.com/tidwall/gjson"
 
-	"github.com/lumengw/lumen/ledger"
 	"github.com/lumengw/lumen/limits"
 	"github.com/lumengw/lumen/pricing"
 	"github.com/lumengw/lumen/router"
@@ -21,52 +20,76 @@ import (
 // bounds it.
 const defaultMaxOutput = 4096
 
-// admit checks a virtual key's model list, rate limits and budget before
-// anything reaches an upstream (or the cache), and holds what the request
-// may use: its worst-case cost against the budget, its estimated tokens
-// against tpm. finish gives back what was not used. Requests without a
-// virtual key are not limited.
+// scope is one rate-limit window a request counts against.
+type scope struct {
+	id    string // the Limiter id: "key:<id>", "group:<name>" or "global"
+	limit limits.Limit
+	kind  string // for messages and metrics: key, model group, global
+}
+
+// admit checks a virtual key's model list, the rate limits that apply
+// (the key's, the model group's, the gateway's) and the key's budget
+// before anything reaches an upstream (or the cache), and holds what the
+// request may use: its worst-case cost against the budget, its estimated
+// tokens against each tpm window. settle gives back what was not used.
 func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) error {
 	k := x.key
-	if k == nil {
-		return nil
-	}
 	rt := s.Router()
 	g, plain := rt.Group(x.group)
-	if plain && !k.Allows(x.group) {
+	if k != nil && plain && !k.Allows(x.group) {
 		// Checked here too (the router checks every group it tries) so a
 		// cached answer of a model the key may not use is not served.
 		return &router.NotAllowedError{Group: x.group}
+	}
+	scopes := x.scopes[:0]
+	if s.limiter != nil {
+		if k != nil && (k.RPM > 0 || k.TPM > 0) {
+			scopes = append(scopes, scope{"key:" + k.ID, limits.Limit{RPM: k.RPM, TPM: k.TPM}, "key"})
+		}
+		if l, ok := s.cfg.Limits.ModelGroups[x.group]; ok && (l.RPM > 0 || l.TPM > 0) {
+			scopes = append(scopes, scope{"group:" + x.group, limits.Limit{RPM: l.RPM, TPM: l.TPM}, "model_group"})
+		}
+		if l := s.cfg.Limits.Global; l.RPM > 0 || l.TPM > 0 {
+			scopes = append(scopes, scope{"global", limits.Limit{RPM: l.RPM, TPM: l.TPM}, "global"})
+		}
+	}
+	budgeted := k != nil && s.budgets != nil
+	if len(scopes) == 0 && !budgeted {
+		return nil
 	}
 	x.promptEst = tokens.Prompt(x.body)
 	maxOut := requestedOutput(x.body)
 	if maxOut == 0 {
 		maxOut = groupMaxOutput(g)
 	}
-	if s.limiter != nil && (k.RPM > 0 || k.TPM > 0) {
-		want := x.promptEst + maxOut
-		d, err := s.limiter.Allow(ctx, "key:"+k.ID, limits.Limit{RPM: k.RPM, TPM: k.TPM}, want)
+	want := x.promptEst + maxOut
+	for _, sc := range scopes {
+		d, err := s.limiter.Allow(ctx, sc.id, sc.limit, want)
 		switch {
 		case err != nil:
 			// A shared limiter that is down must not stop traffic.
 			s.log.Warn().Err(err).Str("request_id", x.id).Msg("rate limiter unavailable: request admitted unchecked")
 		case !d.Allowed:
+			s.refundLimits(x)
 			if s.metrics != nil {
-				s.metrics.RateLimited(limitKind(d, k))
+				s.metrics.RateLimited(limitKind(d, sc.limit))
 			}
-			return rateLimited(d, k, want)
+			return rateLimited(d, sc, x, want)
 		default:
-			d.Headers(w.Header())
-			x.limitedTokens, x.limited = want, true
+			if sc.kind == "key" || len(x.scopes) == 0 {
+				d.Headers(w.Header()) // the key's own window, else the first that applies
+			}
+			x.scopes = append(x.scopes, sc)
+			x.limitedTokens = want
 		}
 	}
-	if s.budgets != nil {
+	if budgeted {
 		worst := worstPrice(rt, g).WorstCase(x.promptEst, maxOut)
 		res, err := s.budgets.Reserve(ctx, k.ID, limits.Budget{LimitUSD: k.BudgetUSD, Period: limits.Period(k.BudgetPeriod)}, worst)
 		var be *limits.BudgetError
 		switch {
 		case errors.As(err, &be):
-			s.refundLimit(x)
+			s.refundLimits(x)
 			if s.metrics != nil {
 				s.metrics.BudgetRejected("key")
 			}
@@ -81,7 +104,7 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) 
 }
 
 // settle charges the request's real cost to the key's budget and its real
-// tokens to its tpm window, once, in place of what admit held.
+// tokens to its tpm windows, once, in place of what admit held.
 func (s *Server) settle(x *exchange) {
 	if x.reserved {
 		x.reserved = false
@@ -89,30 +112,29 @@ func (s *Server) settle(x *exchange) {
 			s.log.Warn().Err(err).Str("request_id", x.id).Msg("settling the budget reservation")
 		}
 	}
-	if x.limited {
-		x.limited = false
-		used := 0
-		if x.attempts > 0 { // a cache hit or a refused request used no tokens upstream
-			used = x.usage.PromptTokens + x.usage.CompletionTokens
-		}
-		if d := used - x.limitedTokens; d != 0 {
-			if err := s.limiter.Adjust(context.Background(), "key:"+x.key.ID, 0, d); err != nil {
+	used := 0
+	if x.attempts > 0 { // a cache hit or a refused request used no tokens upstream
+		used = x.usage.PromptTokens + x.usage.CompletionTokens
+	}
+	if d := used - x.limitedTokens; d != 0 {
+		for _, sc := range x.scopes {
+			if err := s.limiter.Adjust(context.Background(), sc.id, 0, d); err != nil {
 				s.log.Warn().Err(err).Str("request_id", x.id).Msg("adjusting the rate-limit window")
 			}
 		}
 	}
+	x.scopes = x.scopes[:0]
 }
 
-// refundLimit gives back the request and tokens admit counted, for a
-// request refused after the limiter admitted it.
-func (s *Server) refundLimit(x *exchange) {
-	if !x.limited {
-		return
+// refundLimits gives back the request and tokens admit counted, for a
+// request refused after some limiter windows admitted it.
+func (s *Server) refundLimits(x *exchange) {
+	for _, sc := range x.scopes {
+		if err := s.limiter.Adjust(context.Background(), sc.id, -1, -x.limitedTokens); err != nil {
+			s.log.Warn().Err(err).Str("request_id", x.id).Msg("refunding the rate-limit window")
+		}
 	}
-	x.limited = false
-	if err := s.limiter.Adjust(context.Background(), "key:"+x.key.ID, -1, -x.limitedTokens); err != nil {
-		s.log.Warn().Err(err).Str("request_id", x.id).Msg("refunding the rate-limit window")
-	}
+	x.scopes = x.scopes[:0]
 }
 
 // requestedOutput is the request's output cap: max_completion_tokens or
@@ -188,25 +210,32 @@ func (s *Server) price(x *exchange) {
 	}
 }
 
-func limitKind(d limits.Decision, k *ledger.Key) string {
-	if k.RPM > 0 && d.Requests.Limit > 0 && d.Requests.Remaining <= 0 {
+func limitKind(d limits.Decision, l limits.Limit) string {
+	if l.RPM > 0 && d.Requests.Limit > 0 && d.Requests.Remaining <= 0 {
 		return "rpm"
 	}
 	return "tpm"
 }
 
-func rateLimited(d limits.Decision, k *ledger.Key, want int) *apiError {
+func rateLimited(d limits.Decision, sc scope, x *exchange, want int) *apiError {
 	h := http.Header{}
 	d.Headers(h)
 	ae := &apiError{Status: http.StatusTooManyRequests, Type: "rate_limit_error", Code: "rate_limit_exceeded", Header: h}
+	who := "this gateway"
+	switch sc.kind {
+	case "key":
+		who = sprintf("key %q", x.key.Name)
+	case "model_group":
+		who = sprintf("model %q", x.group)
+	}
 	switch {
 	case d.TooLarge:
 		ae.Code = "request_too_large"
-		ae.Message = sprintf("this request needs about %d tokens (prompt plus max_tokens) but key %q is limited to %d tokens per minute; lower max_tokens", want, k.Name, k.TPM)
-	case limitKind(d, k) == "rpm":
-		ae.Message = sprintf("rate limit reached for key %q: %d requests per minute; retry after %s", k.Name, k.RPM, h.Get("Retry-After")+"s")
+		ae.Message = sprintf("this request needs about %d tokens (prompt plus max_tokens) but %s is limited to %d tokens per minute; lower max_tokens", want, who, sc.limit.TPM)
+	case limitKind(d, sc.limit) == "rpm":
+		ae.Message = sprintf("rate limit reached for %s: %d requests per minute; retry after %ss", who, sc.limit.RPM, h.Get("Retry-After"))
 	default:
-		ae.Message = sprintf("rate limit reached for key %q: %d tokens per minute; retry after %s", k.Name, k.TPM, h.Get("Retry-After")+"s")
+		ae.Message = sprintf("rate limit reached for %s: %d tokens per minute; retry after %ss", who, sc.limit.TPM, h.Get("Retry-After"))
 	}
 	return ae
 }

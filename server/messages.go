@@ -32,6 +32,7 @@ func (s *Server) messages() http.Handler {
 		}
 		c := callerFrom(r.Context())
 		x := &exchange{id: requestIDFrom(r.Context()), start: time.Now(), op: providers.OpChat, key: c.key, admin: c.admin}
+		x.scopes = x.scopeBuf[:0]
 		if err := s.serveMessages(w, r, x); err != nil {
 			x.fail(writeAnthropicError(w, s, err, x.started))
 		}

@@ -48,9 +48,10 @@ type exchange struct {
 	usageInclude bool        // "usage": {"include": true}: put the cost in the body's usage
 	fallbackFrom string
 
-	promptEst     int // prompt tokens estimated before the call
-	limitedTokens int // tokens counted against the key's tpm by admit
-	limited       bool
+	promptEst     int      // prompt tokens estimated before the call
+	limitedTokens int      // tokens counted against each tpm window by admit
+	scopes        []scope  // the rate-limit windows admit counted the request in
+	scopeBuf      [3]scope // scopes' backing array
 	reservation   limits.Reservation
 	reserved      bool
 	cost          float64 // USD charged
@@ -75,6 +76,7 @@ func (s *Server) proxy(op providers.Op) http.Handler {
 		}
 		c := callerFrom(r.Context())
 		x := &exchange{id: requestIDFrom(r.Context()), start: time.Now(), op: op, key: c.key, admin: c.admin}
+		x.scopes = x.scopeBuf[:0]
 		if err := s.serveProxy(w, r, x); err != nil {
 			x.fail(writeError(w, &s.log, err))
 		}
