@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -61,12 +62,17 @@ type books struct {
 	audit *audit.Log // nil when audit is off or not needed
 }
 
-// openBooks loads the config named by --config and opens its ledger; with
-// withAudit, also its audit log when audit.enabled. The caller must Close.
-func openBooks(ctx context.Context, f *Factory, fs *pflag.FlagSet, withAudit bool) (*books, error) {
+// openBooks loads the config named by --config and opens its ledger, which
+// must exist unless create (a mistyped path or the wrong directory should
+// not leave an empty database behind); with withAudit, also its audit log
+// when audit.enabled. The caller must Close.
+func openBooks(ctx context.Context, f *Factory, fs *pflag.FlagSet, create, withAudit bool) (*books, error) {
 	cfg, _, _, err := loadConfig(newViper(fs), f)
 	if err != nil {
 		return nil, err
+	}
+	if _, err := os.Stat(cfg.Ledger.Path); err != nil && !create {
+		return nil, fmt.Errorf("opening the ledger (ledger.path): %w; is --config the server's config, and the directory the one it runs in?", err)
 	}
 	db, err := ledger.Open(ctx, cfg.Ledger.Path)
 	if err != nil {
@@ -394,7 +400,7 @@ func newCmdKeysCreate(f *Factory) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			b, err := openBooks(cmd.Context(), f, cmd.Flags(), true)
+			b, err := openBooks(cmd.Context(), f, cmd.Flags(), true, true)
 			if err != nil {
 				return err
 			}
@@ -428,7 +434,7 @@ func newCmdKeysList(f *Factory) *cobra.Command {
 			if err := checkFormat(format, "table", "json"); err != nil {
 				return err
 			}
-			b, err := openBooks(cmd.Context(), f, cmd.Flags(), false)
+			b, err := openBooks(cmd.Context(), f, cmd.Flags(), false, false)
 			if err != nil {
 				return err
 			}
@@ -486,7 +492,7 @@ it also counts requests in flight and records not yet written.`,
 			if err := checkFormat(format, "table", "json"); err != nil {
 				return err
 			}
-			b, err := openBooks(cmd.Context(), f, cmd.Flags(), false)
+			b, err := openBooks(cmd.Context(), f, cmd.Flags(), false, false)
 			if err != nil {
 				return err
 			}
@@ -565,7 +571,7 @@ setting, give it its empty value: --budget 0, --rpm 0, --tpm 0, --models "",
 			if u == (ledger.KeyUpdate{}) {
 				return errors.New("nothing to change: give at least one of --name, --budget, --budget-period, --rpm, --tpm, --models, --tags, --expires")
 			}
-			b, err := openBooks(cmd.Context(), f, cmd.Flags(), true)
+			b, err := openBooks(cmd.Context(), f, cmd.Flags(), false, true)
 			if err != nil {
 				return err
 			}
@@ -604,7 +610,7 @@ lumen serve refuses the key within %s; requests already in flight finish.`, keys
 		Example: `  lumen keys revoke search-team`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := openBooks(cmd.Context(), f, cmd.Flags(), true)
+			b, err := openBooks(cmd.Context(), f, cmd.Flags(), false, true)
 			if err != nil {
 				return err
 			}
@@ -634,7 +640,7 @@ running lumen serve.`, keysRefresh),
 			if err := checkFormat(format, "text", "json"); err != nil {
 				return err
 			}
-			b, err := openBooks(cmd.Context(), f, cmd.Flags(), true)
+			b, err := openBooks(cmd.Context(), f, cmd.Flags(), false, true)
 			if err != nil {
 				return err
 			}

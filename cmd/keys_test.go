@@ -458,3 +458,17 @@ func TestKeysReachARunningServer(t *testing.T) {
 		t.Fatalf("audit chain holds %d cli entries and %d requests, want 4 and at least 5", cli, requests)
 	}
 }
+
+func TestReadingCommandsNeedAnExistingLedger(t *testing.T) {
+	e := newLedgerEnv(t, true)
+	for _, args := range [][]string{{"keys", "list"}, {"keys", "info", "a"}, {"keys", "revoke", "a"}, {"spend"}} {
+		if _, _, err := e.run(t, args...); err == nil || !strings.Contains(err.Error(), "opening the ledger (ledger.path)") {
+			t.Errorf("%v without a ledger: %v", args, err)
+		}
+	}
+	if _, err := os.Stat(e.db); !os.IsNotExist(err) {
+		t.Fatalf("a reading command created the ledger: %v", err)
+	}
+	e.mustRun(t, "keys", "create", "--name", "a") // create makes it
+	e.mustRun(t, "keys", "list")
+}

@@ -82,7 +82,7 @@ type spendReport struct {
 
 func spendRun(cmd *cobra.Command, opts *SpendOptions) error {
 	ctx := cmd.Context()
-	b, err := openBooks(ctx, opts.f, cmd.Flags(), false)
+	b, err := openBooks(ctx, opts.f, cmd.Flags(), false, false)
 	if err != nil {
 		return err
 	}
