@@ -67,8 +67,8 @@ func artifactsDir(t *testing.T) string {
 	return dir
 }
 
-// chat sends one chat completion with key and returns the status.
-func chat(t *testing.T, base, key, text string) int {
+// browserChat sends one chat completion with key and returns the status.
+func browserChat(t *testing.T, base, key, text string) int {
 	t.Helper()
 	body := fmt.Sprintf(`{"model":"demo","max_tokens":16,"messages":[{"role":"user","content":%q}]}`, text)
 	req, err := http.NewRequest("POST", base+"/v1/chat/completions", strings.NewReader(body))
@@ -132,7 +132,7 @@ func TestDashboardInBrowser(t *testing.T) {
 
 	const sent = 3
 	for i := range sent {
-		if status := chat(t, l.URL, browserMaster, fmt.Sprintf("browser test request %d", i)); status != 200 {
+		if status := browserChat(t, l.URL, browserMaster, fmt.Sprintf("browser test request %d", i)); status != 200 {
 			t.Fatalf("chat %d: status %d\n%s", i, status, l.Logs)
 		}
 	}
@@ -228,7 +228,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatalf("the page shows %q as the new key", secret)
 	}
 	b.screenshot("dashboard-keys.png")
-	if status := chat(t, l.URL, secret, "from the new key"); status != 200 {
+	if status := browserChat(t, l.URL, secret, "from the new key"); status != 200 {
 		t.Fatalf("the new key: status %d, want 200 (are virtual keys wired into lumen serve?)", status)
 	}
 
@@ -240,7 +240,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		chromedp.Click(css(sel+" button.revoke.confirm")),
 		chromedp.WaitVisible(css(sel+`[data-status="revoked"]`)))
 	b.screenshot("dashboard-revoked.png")
-	if status := chat(t, l.URL, secret, "from the revoked key"); status != http.StatusUnauthorized {
+	if status := browserChat(t, l.URL, secret, "from the revoked key"); status != http.StatusUnauthorized {
 		t.Errorf("the revoked key: status %d, want 401", status)
 	}
 	if strings.Contains(l.Logs.String(), secret) {

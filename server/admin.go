@@ -128,7 +128,7 @@ func (s *Server) view(k *ledger.Key) keyView {
 		p = limits.Total
 	}
 	u := keyUsage{Period: string(p), SpentUSD: k.SpendUSD, PeriodStart: k.SpendPeriodStart}
-	if st, ok := s.budgets.(budgetStatuser); ok && s.budgets != nil {
+	if st, ok := s.budgets.(budgetStatuser); ok {
 		ls := st.Status(k.ID, p)
 		u.SpentUSD, u.ReservedUSD, u.PeriodStart, u.ResetsAt, u.Live = ls.SpentUSD, ls.ReservedUSD, ls.PeriodStart, ls.ResetsAt, true
 	}
