@@ -162,7 +162,8 @@ func TestDashboardInBrowser(t *testing.T) {
 	defer cancelTimeout()
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(timeout, opts...)
 	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(allocCtx, chromedp.WithErrorf(t.Logf))
+	ctx, cancel := chromedp.NewContext(allocCtx, chromedp.WithErrorf(t.Logf),
+		chromedp.WithBrowserOption(chromedp.WithConsolef(t.Logf))) // the page's console errors land in the test log
 	defer cancel()
 
 	b := &browser{t: t, ctx: ctx, artifacts: artifacts, logs: l.Logs}
@@ -212,6 +213,15 @@ func TestDashboardInBrowser(t *testing.T) {
 	rows := browserValue(b, "count requests", chromedp.Evaluate[int](`document.querySelectorAll("#requests-table tr[data-request]").length`))
 	if rows != sent {
 		t.Errorf("requests page lists %d requests, want %d", rows, sent)
+	}
+
+	// The deployments page shows the mock deployment and its circuit.
+	b.do("open deployments",
+		chromedp.Click(css(`a[data-page="health"]`)),
+		chromedp.WaitVisible(css(`body[data-loaded="health"]`)))
+	circuit := browserValue(b, "read the circuit", chromedp.Text(css(`#health-table tr[data-deployment="demo-mock"] .pill`)))
+	if circuit != "closed" {
+		t.Errorf("deployment demo-mock shows circuit %q, want closed", circuit)
 	}
 
 	// Create a key and read its secret off the page.
