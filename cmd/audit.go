@@ -1,12 +1,14 @@
 package cmd
 
 import (
+	"fmt"
 	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/lumengw/lumen/audit"
+	"github.com/lumengw/lumen/config"
 )
 
 // NewCmdAudit builds `lumen audit` and its verbs.
@@ -21,6 +23,15 @@ public key is beside it, in the .pub file).`,
 	}
 	cmd.AddCommand(newCmdAuditVerify(f), newCmdAuditExport(f))
 	return cmd
+}
+
+// auditOff adds to err that the config keeps no audit log, when it does
+// not: the likely reason there is nothing to read.
+func auditOff(cfg *config.Config, err error) error {
+	if err != nil && cfg.Audit.Enabled != nil && !*cfg.Audit.Enabled {
+		return fmt.Errorf("%w (audit.enabled is false in this config)", err)
+	}
+	return err
 }
 
 func newCmdAuditVerify(f *Factory) *cobra.Command {
@@ -54,7 +65,7 @@ public key and the database; the file is opened read-only.`,
 					pubPath = cfg.Audit.SigningKey
 				}
 			}
-			return audit.RunVerify(cmd.Context(), auditPath(cfg), pubPath, from, f.Out)
+			return auditOff(cfg, audit.RunVerify(cmd.Context(), auditPath(cfg), pubPath, from, f.Out))
 		},
 	}
 	fs := cmd.Flags()
@@ -88,7 +99,7 @@ keeps them. The database is opened read-only; lumen serve may keep writing.`,
 			if err != nil {
 				return err
 			}
-			return audit.RunExport(cmd.Context(), auditPath(cfg), t, format, f.Out)
+			return auditOff(cfg, audit.RunExport(cmd.Context(), auditPath(cfg), t, format, f.Out))
 		},
 	}
 	fs := cmd.Flags()

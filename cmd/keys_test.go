@@ -365,6 +365,9 @@ func TestKeysWithoutAudit(t *testing.T) {
 	if _, err := os.Stat(e.auditDB); !os.IsNotExist(err) {
 		t.Fatalf("audit is off, but an audit database was made: %v", err)
 	}
+	if _, _, err := e.run(t, "audit", "verify"); err == nil || !strings.Contains(err.Error(), "(audit.enabled is false in this config)") {
+		t.Fatalf("verify with audit off: %v", err)
+	}
 }
 
 // TestKeysWhileServerRuns changes keys with the CLI while a "server" holds
