@@ -454,3 +454,50 @@ limits:
 		t.Fatalf("fourth request: %d %s", r.status, r.text)
 	}
 }
+
+// Headers reach model "auto", and what auto:smart learns survives a
+// restart (a file beside the ledger).
+func TestE2EAutoHeadersAndBanditRestart(t *testing.T) {
+	fake := newFakeOpenAI(t)
+	fake.releaseAll()
+	dir := t.TempDir()
+	yaml := strings.ReplaceAll(autoE2EConfig, "general_settings:", "ledger: {path: "+dir+"/lumen.db}\ngeneral_settings:")
+	l := startLumen(t, yaml, fake)
+	post := func(body string, h map[string]string) rawResponse {
+		req, _ := http.NewRequest("POST", l.URL+"/v1/chat/completions", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer sk-master-test-0000")
+		for k, v := range h {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return rawResponse{status: resp.StatusCode, header: resp.Header, text: string(b)}
+	}
+	easy := chatBody("auto", "What is the capital of France?", "")
+	if r := post(easy, nil); r.header.Get("x-lumen-selected-model") != "cheap" {
+		t.Fatalf("easy prompt: %d %v", r.status, r.header)
+	}
+	if r := post(easy, map[string]string{"x-lumen-quality-floor": "0.9"}); r.header.Get("x-lumen-selected-model") != "strong" {
+		t.Fatalf("x-lumen-quality-floor ignored: %d %v %s", r.status, r.header, r.text)
+	}
+	r := post(chatBody("auto:smart", "What is the capital of France?", ""), nil)
+	if r.status != 200 {
+		t.Fatal(r.text)
+	}
+	id := r.header.Get("x-lumen-request-id")
+	fb := rawPost(t, l, "/v1/feedback", "sk-master-test-0000", `{"request_id":"`+id+`","score":0}`)
+	if fb.status != 200 {
+		t.Fatalf("feedback: %d %s", fb.status, fb.text)
+	}
+	if err := l.stop(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(dir + "/lumen.db.bandit.json")
+	if err != nil || !bytes.Contains(b, []byte(r.header.Get("x-lumen-selected-model"))) {
+		t.Fatalf("bandit state after shutdown: %v\n%s", err, b)
+	}
+}

@@ -87,6 +87,10 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 		return fmt.Errorf("building routes: %w", err)
 	}
 	r.SetLogger(log)
+	banditPath := router.BanditPath(cfg.Ledger.Path)
+	if err := r.LoadBandit(banditPath); err != nil {
+		log.Warn().Err(err).Str("path", banditPath).Msg("auto:smart starts without its learned state")
+	}
 	respCache, closeCache, err := buildCache(cfg, r, log)
 	if err != nil {
 		return err
@@ -125,7 +129,11 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 	if opts.Ready != nil {
 		opts.Ready(ln.Addr().String())
 	}
-	return srv.Run(ctx, ln)
+	err = srv.Run(ctx, ln)
+	if serr := srv.Router().SaveBandit(banditPath); serr != nil {
+		log.Error().Err(serr).Str("path", banditPath).Msg("saving what auto:smart learned")
+	}
+	return err
 }
 
 // serveMetrics serves /metrics on its own address (metrics.listen). The

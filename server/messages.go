@@ -31,7 +31,7 @@ func (s *Server) messages() http.Handler {
 			defer s.metrics.RequestFinished()
 		}
 		c := callerFrom(r.Context())
-		x := &exchange{id: requestIDFrom(r.Context()), start: time.Now(), op: providers.OpChat, key: c.key, admin: c.admin}
+		x := &exchange{id: requestIDFrom(r.Context()), start: time.Now(), op: providers.OpChat, key: c.key, admin: c.admin, header: r.Header}
 		x.scopes = x.scopeBuf[:0]
 		if err := s.serveMessages(w, r, x); err != nil {
 			x.fail(writeAnthropicError(w, s, err, x.started))

@@ -41,6 +41,7 @@ type exchange struct {
 	cache      string          // hit, miss, bypass or coalesced; empty when the cache is off
 	saved      providers.Usage // a cache hit's original usage (what it would have cost)
 
+	header       http.Header // the client's headers (model "auto" reads x-lumen-* limits)
 	key          *ledger.Key // the virtual key; nil for the master key or none
 	admin        bool        // the master key
 	user         string      // the body's "user"
@@ -75,7 +76,7 @@ func (s *Server) proxy(op providers.Op) http.Handler {
 			defer s.metrics.RequestFinished()
 		}
 		c := callerFrom(r.Context())
-		x := &exchange{id: requestIDFrom(r.Context()), start: time.Now(), op: op, key: c.key, admin: c.admin}
+		x := &exchange{id: requestIDFrom(r.Context()), start: time.Now(), op: op, key: c.key, admin: c.admin, header: r.Header}
 		x.scopes = x.scopeBuf[:0]
 		if err := s.serveProxy(w, r, x); err != nil {
 			x.fail(writeError(w, &s.log, err))
@@ -124,7 +125,7 @@ func (s *Server) route(ctx context.Context, x *exchange) (*router.Result, error)
 
 // call is the router call for an exchange.
 func (s *Server) call(x *exchange) *router.Call {
-	call := &router.Call{Group: x.group, Op: x.op, Body: x.body, Stream: x.stream, RequestID: x.id}
+	call := &router.Call{Group: x.group, Op: x.op, Body: x.body, Stream: x.stream, RequestID: x.id, Header: x.header}
 	if x.key != nil && len(x.key.Models) > 0 {
 		call.Allow = x.key.Allows
 	}
