@@ -18,5 +18,9 @@ if [ -x scripts/chromium.sh ]; then
   eval "$(scripts/chromium.sh)"  # exports LUMEN_TEST_CHROMIUM
 fi
 
+# Screenshots of the dashboard's browser test are kept here.
+export LUMEN_ARTIFACTS="${LUMEN_ARTIFACTS:-$PWD/artifacts}"
+mkdir -p "$LUMEN_ARTIFACTS"
+
 go vet ./...
 go test -race -timeout 20m ./...
