@@ -127,7 +127,7 @@ func (b *books) Close() error {
 	if b.audit != nil {
 		errs = append(errs, b.audit.Close())
 		if n := b.audit.Dropped() + b.audit.Failed(); n > 0 {
-			errs = append(errs, fmt.Errorf("writing the audit log: %s not written", plural(int(n), "entry")))
+			errs = append(errs, fmt.Errorf("writing the audit log: %d entries of this change not written (the change itself was made)", n))
 		}
 	}
 	errs = append(errs, b.db.Close())
