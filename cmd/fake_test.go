@@ -29,6 +29,7 @@ import (
 //	429-once    the first call gets 429 with Retry-After: 1, later calls the gpt-4o answer
 //	always-500  500 every time (a dead deployment)
 //	cut-3       streams "Hello", " from", " fake", then drops the connection
+//	weather-tool  calls get_weather({"city":"Paris"}), or answers "Sunny, 21C" once the history holds the tool result; streams too
 //	continue    streams " stream", "!", a finish and usage (the rest of gpt-4o's answer)
 type fakeOpenAI struct {
 	*httptest.Server
@@ -110,6 +111,8 @@ func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
 		writeFakeError(w, 500, "server_error", "", "The server had an error while processing your request.")
 	case "bad-key":
 		writeFakeError(w, 401, "invalid_request_error", "invalid_api_key", "Incorrect API key provided: sk-upstream-secret-123456.")
+	case "weather-tool":
+		weatherTool(w, body, req.Stream)
 	case "text-embedding-3-small":
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,0.2,0.3]}],"model":"text-embedding-3-small","usage":{"prompt_tokens":2,"total_tokens":2}}`)
@@ -251,4 +254,40 @@ func startLumen(t *testing.T, yaml string, fake *fakeOpenAI, args ...string) *lu
 	}
 	t.Cleanup(func() { _ = l.stop() })
 	return l
+}
+
+// weatherTool answers as OpenAI does with tools: a get_weather call, or,
+// when the tool's result is in the messages, the final text.
+func weatherTool(w http.ResponseWriter, body []byte, stream bool) {
+	answered := bytes.Contains(body, []byte(`"role":"tool"`))
+	usage := `{"prompt_tokens":40,"completion_tokens":12,"total_tokens":52}`
+	if !stream {
+		w.Header().Set("Content-Type", "application/json")
+		msg, finish := `{"role":"assistant","content":null,"tool_calls":[{"id":"call_abc123","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]}`, "tool_calls"
+		if answered {
+			msg, finish = `{"role":"assistant","content":"Sunny, 21C"}`, "stop"
+		}
+		fmt.Fprintf(w, `{"id":"chatcmpl-tool","object":"chat.completion","created":1,"model":"gpt-4o","choices":[{"index":0,"message":%s,"finish_reason":%q}],"usage":%s}`, msg, finish, usage)
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	fl := w.(http.Flusher)
+	send := func(choices string) {
+		fmt.Fprintf(w, "data: {\"id\":\"chatcmpl-tool\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[%s]}\n\n", choices)
+		fl.Flush()
+	}
+	send(`{"index":0,"delta":{"role":"assistant","content":null},"finish_reason":null}`)
+	finish := "tool_calls"
+	if answered {
+		send(`{"index":0,"delta":{"content":"Sunny, "},"finish_reason":null}`)
+		send(`{"index":0,"delta":{"content":"21C"},"finish_reason":null}`)
+		finish = "stop"
+	} else {
+		send(`{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_abc123","type":"function","function":{"name":"get_weather","arguments":""}}]},"finish_reason":null}`)
+		send(`{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\":"}}]},"finish_reason":null}`)
+		send(`{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"Paris\"}"}}]},"finish_reason":null}`)
+	}
+	send(fmt.Sprintf(`{"index":0,"delta":{},"finish_reason":%q}`, finish))
+	fmt.Fprintf(w, "data: {\"id\":\"chatcmpl-tool\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[],\"usage\":%s}\n\ndata: [DONE]\n\n", usage)
+	fl.Flush()
 }

@@ -177,3 +177,88 @@ func TestE2EMessagesTranslatedToOpenAI(t *testing.T) {
 		t.Fatalf("count_tokens: %d %s", r.status, r.text)
 	}
 }
+
+// Tools through the translation: the tool_use comes back as a content
+// block (streamed as input_json_delta), the tool_result goes upstream as an
+// OpenAI tool message, and the final answer comes back as text.
+func TestE2EMessagesToolsTranslated(t *testing.T) {
+	fake := newFakeOpenAI(t)
+	l := startLumen(t, `
+model_list:
+  - model_name: gpt-tools
+    litellm_params: {model: openai/weather-tool, api_base: "{{FAKE}}/v1", api_key: sk-upstream-secret-123456}
+`, fake)
+	c := sdk.NewClient(option.WithBaseURL(l.URL), option.WithAPIKey("anything"), option.WithMaxRetries(0))
+	p := weatherParams("gpt-tools")
+	msg, err := c.Messages.New(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.StopReason != "tool_use" || len(msg.Content) != 1 || msg.Content[0].Type != "tool_use" ||
+		msg.Content[0].Name != "get_weather" || string(msg.Content[0].Input) != `{"city":"Paris"}` {
+		t.Fatalf("tool call: %+v", msg)
+	}
+	st := c.Messages.NewStreaming(context.Background(), p)
+	var acc sdk.Message
+	for st.Next() {
+		if err := acc.Accumulate(st.Current()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Err(); err != nil || acc.StopReason != "tool_use" || len(acc.Content) != 1 ||
+		string(acc.Content[0].Input) != `{"city":"Paris"}` {
+		t.Fatalf("streamed tool call: %+v %v", acc, err)
+	}
+	// The round trip: the tool's result goes back, the answer comes out.
+	p.Messages = append(p.Messages, msg.ToParam(),
+		sdk.NewUserMessage(sdk.NewToolResultBlock(msg.Content[0].ID, "sunny, 21C", false)))
+	final, err := c.Messages.New(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if final.StopReason != "end_turn" || final.Content[0].Text != "Sunny, 21C" {
+		t.Fatalf("final: %+v", final)
+	}
+	fake.mu.Lock()
+	last := fake.bodies[len(fake.bodies)-1]
+	fake.mu.Unlock()
+	if gjson.GetBytes(last, `messages.#(role=="tool").tool_call_id`).Str != msg.Content[0].ID {
+		t.Fatalf("tool result upstream: %s", last)
+	}
+
+	// The same tool call streamed on chat completions: every event whole
+	// (tool-call chunks are held back for failover and must survive the
+	// upstream reader reusing its buffer).
+	resp, err := http.Post(l.URL+"/v1/chat/completions", "application/json", strings.NewReader(
+		`{"model":"gpt-tools","stream":true,"tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}],"messages":[{"role":"user","content":"hi"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var args strings.Builder
+	for line := range strings.SplitSeq(string(raw), "\n") {
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok || data == "[DONE]" {
+			continue
+		}
+		if !gjson.Valid(data) {
+			t.Fatalf("corrupt event %q in\n%s", data, raw)
+		}
+		args.WriteString(gjson.Get(data, "choices.0.delta.tool_calls.0.function.arguments").Str)
+	}
+	if args.String() != `{"city":"Paris"}` {
+		t.Fatalf("streamed arguments %q", args.String())
+	}
+
+	// Bad input answers 400 in Anthropic's shape.
+	for name, body := range map[string]string{
+		"unknown content type": `{"model":"gpt-tools","max_tokens":10,"messages":[{"role":"user","content":[{"type":"hologram","data":"x"}]}]}`,
+		"server tool":          `{"model":"gpt-tools","max_tokens":10,"tools":[{"type":"web_search_20250305","name":"web_search"}],"messages":[{"role":"user","content":"hi"}]}`,
+	} {
+		r := rawPost(t, l, "/v1/messages", "", body)
+		if r.status != 400 || gjson.Get(r.text, "error.type").Str != "invalid_request_error" {
+			t.Errorf("%s: %d %s", name, r.status, r.text)
+		}
+	}
+}

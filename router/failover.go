@@ -210,12 +210,14 @@ func (s *stream) deliver(h held) bool {
 		return true
 	}
 	if !h.ci.finish && (h.ci.tools || len(s.tools) > 0) {
+		h.data = bytes.Clone(h.data) // Recv's slice is reused by the next call
 		s.tools = append(s.tools, h)
 		return false
 	}
 	if len(s.tools) == 0 {
 		return true
 	}
+	h.data = bytes.Clone(h.data)
 	s.ready = append(append(s.ready, s.tools...), h)
 	s.tools = nil
 	return false
@@ -321,6 +323,7 @@ func (s *stream) splice(data []byte, ci chunkInfo) (out []byte, ok bool) {
 	if !s.holding {
 		return out, true
 	}
+	out = bytes.Clone(out) // kept past the next Recv, which may reuse data
 	if ci.text != "" {
 		s.held = append(s.held, held{out, ci})
 		s.heldText.WriteString(ci.text)

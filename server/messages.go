@@ -182,7 +182,13 @@ func (s *Server) writeMessagesStream(w http.ResponseWriter, x *exchange, model s
 		}
 		events, err := tr.Chunk(data)
 		if err != nil {
-			return err
+			if !x.started {
+				return err
+			}
+			ae, _ := classify(err)
+			x.fail(ae)
+			_ = write([]anthropic.Event{anthropic.ErrorEvent(ae.Status, ae.Message)})
+			return nil
 		}
 		if err := write(events); err != nil {
 			return err
