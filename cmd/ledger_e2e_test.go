@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/lumengw/lumen/audit"
 	"github.com/lumengw/lumen/ledger"
 )
@@ -501,3 +503,39 @@ func TestE2EAutoHeadersAndBanditRestart(t *testing.T) {
 		t.Fatalf("bandit state after shutdown: %v\n%s", err, b)
 	}
 }
+
+// Changing a key's budget period keeps what it spent in the new period
+// (reloaded from the ledger) rather than starting it at zero.
+func TestE2EBudgetPeriodChangeKeepsSpend(t *testing.T) {
+	l, _, raws := ledgerLumen(t, "", ledger.KeySpec{Name: "periodic", BudgetUSD: 100})
+	for range 3 {
+		if r := rawPost(t, l, "/v1/chat/completions", raws[0], chatBody("priced", "spend a little", `,"max_tokens":5`)); r.status != 200 {
+			t.Fatal(r.text)
+		}
+	}
+	spent := func() float64 {
+		req, _ := http.NewRequest("GET", l.URL+"/admin/keys/periodic", nil)
+		req.Header.Set("Authorization", "Bearer "+master)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return gjsonFloat(b, "usage.spent_usd")
+	}
+	before := spent()
+	if before <= 0 {
+		t.Fatalf("spent before: %v", before)
+	}
+	req, _ := http.NewRequest("PATCH", l.URL+"/admin/keys/periodic", strings.NewReader(`{"budget_period":"monthly"}`))
+	req.Header.Set("Authorization", "Bearer "+master)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("patch: %v %v", err, resp.Status)
+	}
+	resp.Body.Close()
+	waitFor(t, func() bool { return spent() == before })
+}
+
+func gjsonFloat(b []byte, path string) float64 { return gjson.GetBytes(b, path).Float() }

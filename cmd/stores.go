@@ -121,7 +121,11 @@ func (st *stores) options(o *server.Options) {
 // processes, and saving budget spend.
 func (st *stores) run(ctx context.Context) {
 	ctx, st.cancel = context.WithCancel(ctx)
-	st.wg.Add(2)
+	st.wg.Add(3)
+	go func() {
+		defer st.wg.Done()
+		st.watchPeriods(ctx)
+	}()
 	go func() {
 		defer st.wg.Done()
 		_ = st.keys.Run(ctx, keysRefresh)
@@ -139,6 +143,39 @@ func (st *stores) run(ctx context.Context) {
 			}
 		}
 	}()
+}
+
+// watchPeriods reloads a key's spend from the ledger when its budget
+// period changes (lumen keys update --budget-period, PATCH /admin/keys):
+// the in-memory budget would otherwise start the new period at zero.
+func (st *stores) watchPeriods(ctx context.Context) {
+	periods := map[string]limits.Period{}
+	for _, k := range st.keys.List() {
+		periods[k.ID] = limits.Period(k.BudgetPeriod)
+	}
+	t := time.NewTicker(keysRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		changed := map[string]limits.Budget{}
+		for _, k := range st.keys.List() {
+			p := limits.Period(k.BudgetPeriod)
+			if old, ok := periods[k.ID]; ok && old != p && !k.Revoked() {
+				changed[k.ID] = limits.Budget{LimitUSD: k.BudgetUSD, Period: p}
+			}
+			periods[k.ID] = p
+		}
+		if len(changed) == 0 {
+			continue
+		}
+		if err := st.budgets.Load(ctx, st.db, changed); err != nil && ctx.Err() == nil {
+			st.log.Error().Err(err).Msg("reloading the spend of keys whose budget period changed")
+		}
+	}
 }
 
 func (st *stores) saveSpend() {
