@@ -83,8 +83,9 @@ var ErrClosed = errors.New("audit log closed")
 type Log struct {
 	opts   Options
 	logger zerolog.Logger
-	db     *sql.DB // the writer's single connection
-	ro     *sql.DB // read-only connections for Verify and Export
+	db     *sql.DB   // the writer's single connection
+	insert *sql.Stmt // insertEntry, prepared once on it
+	ro     *sql.DB   // read-only connections for Verify and Export
 
 	priv      ed25519.PrivateKey
 	pub       ed25519.PublicKey
@@ -157,8 +158,15 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		ro.Close()
 		return nil, err
 	}
+	insert, err := db.PrepareContext(ctx, insertEntry)
+	if err != nil {
+		db.Close()
+		ro.Close()
+		return nil, fmt.Errorf("preparing audit insert: %w", err)
+	}
 	pub := priv.Public().(ed25519.PublicKey)
 	l := &Log{
+		insert:    insert,
 		opts:      opts,
 		logger:    opts.Logger.With().Str("component", "audit").Logger(),
 		db:        db,
@@ -266,7 +274,7 @@ func (l *Log) Close() error {
 		close(l.queue)
 		l.mu.Unlock()
 		<-l.done
-		l.closeErr = errors.Join(l.lastErr, l.db.Close(), l.ro.Close())
+		l.closeErr = errors.Join(l.lastErr, l.insert.Close(), l.db.Close(), l.ro.Close())
 		if l.closeErr != nil {
 			l.closeErr = fmt.Errorf("closing audit log: %w", l.closeErr)
 		}
@@ -360,10 +368,7 @@ func (l *Log) writeBatch(batch []Entry) {
 			seq = uint64(dbSeq)
 			copy(head[:], dbHash)
 		}
-		stmt, err := tx.PrepareContext(ctx, insertEntry)
-		if err != nil {
-			return fmt.Errorf("preparing audit insert: %w", err)
-		}
+		stmt := tx.StmtContext(ctx, l.insert) // the statement prepared at Open
 		defer stmt.Close()
 		var cps []*Checkpoint
 		checkpoint := func() error {

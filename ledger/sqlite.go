@@ -17,8 +17,9 @@ import (
 // on SQLite's write lock (waiting up to the busy timeout), reads run
 // concurrently with them (WAL).
 type SQLite struct {
-	db   *sql.DB
-	path string
+	db     *sql.DB
+	path   string
+	insert *sql.Stmt // insertRequest, prepared once (per connection, by database/sql)
 }
 
 // Open opens (creating if needed) the ledger at path and migrates its
@@ -43,11 +44,16 @@ func Open(ctx context.Context, path string) (*SQLite, error) {
 		db.Close()
 		return nil, fmt.Errorf("opening ledger %s: %w", path, err)
 	}
+	if s.insert, err = db.PrepareContext(ctx, insertRequest); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("opening ledger %s: %w", path, err)
+	}
 	return s, nil
 }
 
 // Close closes the database. The Writer using s must be closed first.
 func (s *SQLite) Close() error {
+	_ = s.insert.Close()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("closing ledger: %w", err)
 	}
@@ -189,10 +195,7 @@ func (s *SQLite) Insert(ctx context.Context, recs []Record) error {
 		return fmt.Errorf("inserting %d records: %w", len(recs), err)
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, insertRequest)
-	if err != nil {
-		return fmt.Errorf("inserting %d records: %w", len(recs), err)
-	}
+	stmt := tx.StmtContext(ctx, s.insert) // reuses the statement prepared on this connection
 	defer stmt.Close()
 	var payload *sql.Stmt
 	for i := range recs {

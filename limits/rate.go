@@ -48,20 +48,28 @@ type Decision struct {
 // x-ratelimit-reset-requests and the same for tokens), and Retry-After in
 // whole seconds, rounded up, when the request was refused.
 func (d Decision) Headers(h http.Header) {
-	set := func(what string, q Quota) {
+	set := func(keys *[3]string, q Quota) {
 		if q.Limit <= 0 {
 			return
 		}
-		h.Set("x-ratelimit-limit-"+what, strconv.Itoa(q.Limit))
-		h.Set("x-ratelimit-remaining-"+what, strconv.Itoa(q.Remaining))
-		h.Set("x-ratelimit-reset-"+what, q.Reset.Round(time.Millisecond).String())
+		// Canonical keys and one backing array: this runs on every limited
+		// request.
+		vals := make([]string, 3)
+		vals[0], vals[1], vals[2] = strconv.Itoa(q.Limit), strconv.Itoa(q.Remaining), q.Reset.Round(time.Millisecond).String()
+		h[keys[0]], h[keys[1]], h[keys[2]] = vals[0:1:1], vals[1:2:2], vals[2:3:3]
 	}
-	set("requests", d.Requests)
-	set("tokens", d.Tokens)
+	set(&requestHeaders, d.Requests)
+	set(&tokenHeaders, d.Tokens)
 	if !d.Allowed && d.RetryAfter > 0 {
 		h.Set("Retry-After", strconv.FormatInt(int64((d.RetryAfter+time.Second-1)/time.Second), 10))
 	}
 }
+
+// The x-ratelimit-* header names, canonicalized (limit, remaining, reset).
+var (
+	requestHeaders = [3]string{"X-Ratelimit-Limit-Requests", "X-Ratelimit-Remaining-Requests", "X-Ratelimit-Reset-Requests"}
+	tokenHeaders   = [3]string{"X-Ratelimit-Limit-Tokens", "X-Ratelimit-Remaining-Tokens", "X-Ratelimit-Reset-Tokens"}
+)
 
 // Limiter counts requests and tokens per id over a sliding minute.
 // Implementations are safe for concurrent use. An id is any string the

@@ -2,14 +2,20 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"testing"
 
 	"github.com/rs/zerolog"
 
+	"github.com/lumengw/lumen/audit"
 	"github.com/lumengw/lumen/config"
+	"github.com/lumengw/lumen/ledger"
+	"github.com/lumengw/lumen/limits"
+	"github.com/lumengw/lumen/metrics"
 	"github.com/lumengw/lumen/router"
 )
 
@@ -50,12 +56,58 @@ func benchLumen(b *testing.B, upstream string) *httptest.Server {
 	return srv
 }
 
+// benchLumenAccounted is Lumen with everything a request with a virtual
+// key goes through: the key (budget, rpm, tpm), the ledger writer, metrics
+// and the audit log, on SQLite in a temp dir.
+func benchLumenAccounted(b *testing.B, upstream string) (*httptest.Server, string) {
+	ctx := context.Background()
+	dir := b.TempDir()
+	cfg, _, err := config.Parse([]byte(`model_list: [{model_name: bench, params: {model: openai/bench, api_base: "` + upstream + `/v1", api_key: sk-x},
+  model_info: {input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}}]
+general_settings: {master_key: sk-bench-master}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := router.New(cfg, router.Build)
+	if err != nil {
+		b.Fatal(err)
+	}
+	db, err := ledger.Open(ctx, filepath.Join(dir, "lumen.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	kr, err := ledger.NewKeyring(ctx, db, ledger.KeyringOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw, _, err := kr.Create(ctx, ledger.KeySpec{Name: "bench", BudgetUSD: 1e9, RPM: 1e9, TPM: 1e12})
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := ledger.NewWriter(db, ledger.WriterOptions{QueueSize: 1 << 20})
+	al, err := audit.Open(ctx, audit.Options{Path: filepath.Join(dir, "lumen.db"), QueueSize: 1 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(New(Options{Config: cfg, Router: r, Logger: zerolog.New(io.Discard),
+		Keys: kr, Budgets: limits.NewMemoryBudgets(limits.BudgetOptions{}), Limiter: limits.NewMemoryLimiter(limits.LimiterOptions{}),
+		Ledger: w, Reports: db, Metrics: metrics.New(metrics.Options{NoProcessMetrics: true}), Audit: al}))
+	b.Cleanup(func() {
+		srv.Close()
+		w.Close()
+		al.Close()
+		db.Close()
+	})
+	return srv, raw
+}
+
 // BenchmarkProxy compares a request sent to the upstream directly with the
 // same request through Lumen, over real loopback HTTP: the difference is
 // what Lumen adds.
 func BenchmarkProxy(b *testing.B) {
 	up := benchUpstream(b)
 	lumen := benchLumen(b, up.URL)
+	full, key := benchLumenAccounted(b, up.URL)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	for _, mode := range []struct {
 		name string
@@ -64,12 +116,17 @@ func BenchmarkProxy(b *testing.B) {
 		{"chat", `{"model":"bench","messages":[{"role":"user","content":"Say hello in one short sentence."}]}`},
 		{"stream", `{"model":"bench","stream":true,"messages":[{"role":"user","content":"Say hello in one short sentence."}]}`},
 	} {
-		for _, target := range []struct{ name, url string }{{"direct", up.URL}, {"lumen", lumen.URL}} {
+		for _, target := range []struct{ name, url string }{{"direct", up.URL}, {"lumen", lumen.URL}, {"lumen+key", full.URL}} {
 			b.Run(mode.name+"/"+target.name, func(b *testing.B) {
 				body := []byte(mode.body)
 				b.ReportAllocs()
 				for b.Loop() {
-					resp, err := client.Post(target.url+"/v1/chat/completions", "application/json", bytes.NewReader(body))
+					req, _ := http.NewRequest("POST", target.url+"/v1/chat/completions", bytes.NewReader(body))
+					req.Header.Set("Content-Type", "application/json")
+					if target.url == full.URL {
+						req.Header.Set("Authorization", "Bearer "+key)
+					}
+					resp, err := client.Do(req)
 					if err != nil {
 						b.Fatal(err)
 					}
