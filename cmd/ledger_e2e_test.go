@@ -168,10 +168,12 @@ func TestE2EKeyModelsRateLimitsAndCost(t *testing.T) {
 	if r.status != 200 || r.header.Get("x-lumen-fallback-from") != "broken" {
 		t.Fatalf("allowed fallback: %d %s", r.status, r.text)
 	}
-	// …but a per-request fallback to a model it may not use is skipped.
-	r = rawPost(t, l, "/v1/chat/completions", only, chatBody("broken", "hi", `,"fallbacks":["priced"]`))
-	if r.status == 200 && r.header.Get("x-lumen-model-group") == "priced" {
-		t.Fatalf("fallback reached a model the key may not use: %v", r.header)
+	// …but a per-request fallback list may name only models it may use.
+	for _, list := range []string{`,"fallbacks":["priced"]`, `,"models":["other","priced"]`} {
+		r = rawPost(t, l, "/v1/chat/completions", only, chatBody("broken", "hi", list))
+		if r.status != 403 || !strings.Contains(r.text, `\"priced\"`) {
+			t.Fatalf("per-request list %s: %d %s", list, r.status, r.text)
+		}
 	}
 
 	// rpm: the third request in a minute is refused with OpenAI's headers.
@@ -217,7 +219,7 @@ func TestE2EKeyModelsRateLimitsAndCost(t *testing.T) {
 			t.Fatalf("payer row without cost: %+v", e)
 		}
 	}
-	if byKey["only-other"] != 3 || byKey["slow"] != 3 || byKey["payer"] != 2 {
+	if byKey["only-other"] != 4 || byKey["slow"] != 3 || byKey["payer"] != 2 {
 		t.Fatalf("ledger rows by key: %v", byKey)
 	}
 	// Keys never reach the database or the log.

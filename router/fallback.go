@@ -150,6 +150,12 @@ func (r *Router) readLists(rs *reqState) error {
 				bad = &UnknownGroupError{Model: name.Str, Available: r.names}
 				return false
 			}
+			if rs.call.Allow != nil && !rs.call.Allow(name.Str) {
+				// A list the caller wrote may name only groups its key may
+				// use (config fallbacks it may not use are skipped instead).
+				bad = &NotAllowedError{Group: name.Str}
+				return false
+			}
 			if name.Str != rs.call.Group && !contains(rs.chain, name.Str) {
 				rs.chain = append(rs.chain, name.Str)
 			}

@@ -141,7 +141,8 @@ func TestPerRequestListErrors(t *testing.T) {
 }
 
 // Every group tried must pass Call.Allow: a refused requested group is a
-// NotAllowedError, a refused fallback is skipped.
+// NotAllowedError, a refused config fallback is skipped, and a request's
+// own list naming a refused group is a NotAllowedError.
 func TestAllow(t *testing.T) {
 	second, third := answers(`{}`), answers(`{}`)
 	r, _ := newTestRouter(t, fallbackGroups, map[string]providers.Provider{"main": failing(dead), "second": second, "third": third})
@@ -153,13 +154,16 @@ func TestAllow(t *testing.T) {
 	if !errors.As(err, &na) || na.Group != "second" || !errors.Is(err, ErrModelNotAllowed) || second.Calls() != 0 {
 		t.Fatalf("disallowed group: %v", err)
 	}
-	for _, extra := range []string{"", `,"models":["second","third"]`} {
-		call = chat("main", false, extra)
-		call.Allow = allow
-		res, err := r.Do(context.Background(), call)
-		if err != nil || res.Group != "third" || second.Calls() != 0 {
-			t.Fatalf("fallback %q: group %v err %v, second called %d times", extra, res.Group, err, second.Calls())
-		}
+	call = chat("main", false, "")
+	call.Allow = allow
+	res, err := r.Do(context.Background(), call)
+	if err != nil || res.Group != "third" || second.Calls() != 0 {
+		t.Fatalf("config fallback: %v %v, second called %d times", res, err, second.Calls())
+	}
+	call = chat("main", false, `,"models":["second","third"]`)
+	call.Allow = allow
+	if _, err = r.Do(context.Background(), call); !errors.As(err, &na) || na.Group != "second" || second.Calls() != 0 {
+		t.Fatalf("request list naming a refused group: %v", err)
 	}
 }
 
