@@ -9,6 +9,7 @@ package config
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -220,10 +221,12 @@ type RouterSettings struct {
 	// HedgeAfter sends a second attempt, to another deployment of the
 	// group, when no first byte arrived within this duration (seconds or a
 	// duration like "300ms"); zero (default) means off.
-	HedgeAfter Duration `yaml:"hedge_after"`
+	HedgeAfter HedgeDelay `yaml:"hedge_after"`
+	// HedgeAfterMS is hedge_after in milliseconds; it wins when set.
+	HedgeAfterMS int `yaml:"hedge_after_ms"`
 	// ModelGroupHedgeAfter sets hedge_after per model group, overriding
 	// HedgeAfter: {gpt-4o: 0.5}. Zero turns hedging off for that group.
-	ModelGroupHedgeAfter map[string]Duration `yaml:"model_group_hedge_after"`
+	ModelGroupHedgeAfter map[string]HedgeDelay `yaml:"model_group_hedge_after"`
 	// Auto holds defaults for model "auto".
 	Auto AutoRoute `yaml:"auto"`
 }
@@ -333,6 +336,27 @@ type Metrics struct {
 	// Listen serves metrics on a separate address ("127.0.0.1:9090")
 	// instead of the main port.
 	Listen string `yaml:"listen"`
+}
+
+// HedgeDelay is when a hedged request starts its second attempt: a fixed
+// delay (seconds, or a duration such as "250ms"), or "pNN", that percentile
+// of the group's recently observed time to first byte (TTFT for streams,
+// the whole answer otherwise) — "p95" hedges only the slowest 5%.
+type HedgeDelay struct {
+	After time.Duration
+	// Percentile, when set (50 to 99.9), replaces After.
+	Percentile float64
+}
+
+// IsZero reports whether d turns hedging off.
+func (d HedgeDelay) IsZero() bool { return d.After <= 0 && d.Percentile == 0 }
+
+// MarshalText writes d as it is configured.
+func (d HedgeDelay) MarshalText() ([]byte, error) {
+	if d.Percentile > 0 {
+		return []byte("p" + strconv.FormatFloat(d.Percentile, 'f', -1, 64)), nil
+	}
+	return []byte(d.After.String()), nil
 }
 
 // Secret is a string that never prints. fmt, logs and YAML output show

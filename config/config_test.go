@@ -33,6 +33,9 @@ func TestBadConfigs(t *testing.T) {
 			`model_list[0].litellm_params.timeout: invalid duration "soon": use seconds (60) or a duration ("90s")`,
 			"model_list[0].litellm_params.rpm: cannot unmarshal !!str `lots` into int",
 		}},
+		{"hedge.bad.yaml", []string{
+			`router_settings.hedge_after: invalid hedge delay "p200": use seconds (0.5), a duration ("250ms") or a percentile of observed time to first byte ("p95", 50 to 99.9)`,
+		}},
 		{"limits.bad.yaml", []string{
 			`limits.global.rpm: must be 0 (unlimited) or more, got -1`,
 			`limits.model_groups.gpt-5: no model group named "gpt-5" in model_list`,

@@ -37,6 +37,9 @@ const (
 
 func (c *Config) applyDefaults() {
 	r := &c.RouterSettings
+	if r.HedgeAfterMS > 0 {
+		r.HedgeAfter = HedgeDelay{After: time.Duration(r.HedgeAfterMS) * time.Millisecond}
+	}
 	if r.NumRetries == nil {
 		r.NumRetries = ptr(DefaultNumRetries)
 	}

@@ -104,6 +104,7 @@ type checker struct {
 
 var (
 	durationType = reflect.TypeOf(Duration(0))
+	hedgeType    = reflect.TypeOf(HedgeDelay{})
 	byteSizeType = reflect.TypeOf(ByteSize(0))
 	secretType   = reflect.TypeOf(Secret(""))
 )
@@ -119,7 +120,7 @@ func (c *checker) walk(n *yaml.Node, t reflect.Type, path string) {
 		return
 	}
 	switch {
-	case t == durationType || t == byteSizeType:
+	case t == durationType || t == byteSizeType || t == hedgeType:
 		c.scalar(n, t, path)
 	case t.Kind() == reflect.Struct:
 		if n.Kind != yaml.MappingNode {
@@ -185,7 +186,7 @@ func (c *checker) scalar(n *yaml.Node, t reflect.Type, path string) {
 			return
 		}
 		n.Value, n.Tag, n.Style = v, "!!str", yaml.DoubleQuotedStyle
-		if t.Kind() != reflect.String || t == durationType || t == byteSizeType {
+		if t.Kind() != reflect.String || t == durationType || t == byteSizeType || t == hedgeType {
 			n.Tag = "" // let numbers and booleans from the environment resolve
 			n.Style = 0
 		}
@@ -337,6 +338,24 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 		return fmt.Errorf("invalid duration %q: use seconds (60) or a duration (\"90s\")", n.Value)
 	}
 	*d = Duration(v)
+	return nil
+}
+
+// UnmarshalYAML reads a delay (as Duration does) or a percentile "pNN".
+func (d *HedgeDelay) UnmarshalYAML(n *yaml.Node) error {
+	if v, ok := strings.CutPrefix(n.Value, "p"); ok {
+		p, err := strconv.ParseFloat(v, 64)
+		if err != nil || p < 50 || p >= 100 {
+			return fmt.Errorf("invalid hedge delay %q: use seconds (0.5), a duration (\"250ms\") or a percentile of observed time to first byte (\"p95\", 50 to 99.9)", n.Value)
+		}
+		*d = HedgeDelay{Percentile: p}
+		return nil
+	}
+	var dur Duration
+	if err := dur.UnmarshalYAML(n); err != nil {
+		return fmt.Errorf("invalid hedge delay %q: use seconds (0.5), a duration (\"250ms\") or a percentile of observed time to first byte (\"p95\")", n.Value)
+	}
+	*d = HedgeDelay{After: dur.D()}
 	return nil
 }
 

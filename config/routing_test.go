@@ -36,7 +36,7 @@ router_settings:
 		t.Fatalf("routing settings warn: %q", warns)
 	}
 	rs := cfg.RouterSettings
-	if rs.HedgeAfter.D() != 800*time.Millisecond || rs.ModelGroupHedgeAfter["claude"].D() != 2*time.Second ||
+	if rs.HedgeAfter.After != 800*time.Millisecond || rs.ModelGroupHedgeAfter["claude"].After != 2*time.Second ||
 		rs.HealthCheckInterval.D() != time.Minute || *rs.StreamFailover || rs.Fallbacks[0]["gpt-4o"][0] != "claude" {
 		t.Fatalf("router_settings parsed as %+v", rs)
 	}

@@ -83,6 +83,9 @@ func (c *Config) Validate() []string {
 			}
 		}
 	}
+	if r.HedgeAfterMS < 0 {
+		p.add("router_settings.hedge_after_ms", "must be 0 (off) or more, got %d", r.HedgeAfterMS)
+	}
 	for _, name := range sortedKeys(r.ModelGroupHedgeAfter) {
 		if !groups[name] {
 			p.add("router_settings.model_group_hedge_after."+name, "unknown model group %q", name)

@@ -213,10 +213,11 @@ func (r *Router) pickPass(gt *groupTry, rs *reqState, failed *Deployment, pass i
 func (r *Router) round(ctx context.Context, gt *groupTry, d *Deployment, rs *reqState) outcome {
 	rs.res.Attempts++
 	rs.res.Deployment = d
-	if gt.g.hedgeAfter <= 0 || len(gt.g.Deployments) < 2 {
+	after := gt.g.hedgeAfter()
+	if after <= 0 || len(gt.g.Deployments) < 2 {
 		return r.attempt(ctx, d, rs, rs.body, rs.res.Attempts, false)
 	}
-	return r.hedged(ctx, gt, d, rs)
+	return r.hedged(ctx, gt, d, rs, after)
 }
 
 // hedged runs d's attempt and, if it has produced nothing within the
@@ -225,7 +226,7 @@ func (r *Router) round(ctx context.Context, gt *groupTry, d *Deployment, rs *req
 // (its result is drained and released in the background). If one fails,
 // the other is awaited; when both fail the error returned is the last.
 // Both attempts count in Result.Attempts.
-func (r *Router) hedged(ctx context.Context, gt *groupTry, d *Deployment, rs *reqState) outcome {
+func (r *Router) hedged(ctx context.Context, gt *groupTry, d *Deployment, rs *reqState, after time.Duration) outcome {
 	type running struct {
 		d      *Deployment
 		cancel context.CancelFunc
@@ -244,7 +245,7 @@ func (r *Router) hedged(ctx context.Context, gt *groupTry, d *Deployment, rs *re
 		}()
 	}
 	launch(d, rs.res.Attempts)
-	timer := time.NewTimer(gt.g.hedgeAfter)
+	timer := time.NewTimer(after)
 	defer timer.Stop()
 	var o outcome
 	select {
@@ -258,7 +259,7 @@ func (r *Router) hedged(ctx context.Context, gt *groupTry, d *Deployment, rs *re
 				r.obs.Hedge(gt.g.Name)
 			}
 			r.log.Info().Str("request_id", rs.call.RequestID).Str("model_group", gt.g.Name).
-				Str("deployment", d.ID).Str("hedge", h.ID).Dur("after", gt.g.hedgeAfter).
+				Str("deployment", d.ID).Str("hedge", h.ID).Dur("after", after).
 				Msg("no first byte yet: hedging on another deployment")
 			launch(h, rs.res.Attempts)
 		}
@@ -336,6 +337,7 @@ func (r *Router) attempt(ctx context.Context, d *Deployment, rs *reqState, body 
 		}
 		if o.err == nil {
 			d.ttft.observe(r.now().Sub(start))
+			d.group.firstByte.observe(r.now().Sub(start))
 			d.health.success(r.now())
 			return o // in-flight is released when the stream closes
 		}
@@ -344,6 +346,7 @@ func (r *Router) attempt(ctx context.Context, d *Deployment, rs *reqState, body 
 		if o.err == nil {
 			d.inflight.Add(-1)
 			d.latency.observe(r.now().Sub(start))
+			d.group.firstByte.observe(r.now().Sub(start))
 			d.usage.addTokens(start, o.resp.Usage.Total())
 			d.health.success(r.now())
 			return o

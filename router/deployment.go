@@ -2,6 +2,8 @@ package router
 
 import (
 	"math"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +35,7 @@ type Deployment struct {
 	Price  pricing.Price
 	Priced bool
 
+	group   *Group
 	index   int     // position in its group
 	retries int     // retries of a failed call (num_retries or max_retries)
 	weight  float64 // simple-shuffle weight, resolved at build
@@ -263,3 +266,41 @@ func (r *Router) Stats() Stats {
 		HedgeWins: r.stats.hedgeWins.Load(), Fallbacks: r.stats.fallbacks.Load(),
 	}
 }
+
+// quantile tracks a percentile of the last quantileWindow durations
+// observed. It is off (observe does nothing) when p is zero. value is a
+// lock-free read of the figure last computed.
+type quantile struct {
+	p      float64 // percentile, 50 to 99.9; zero: off
+	mu     sync.Mutex
+	ring   [quantileWindow]time.Duration
+	n      int // observations so far
+	cached atomic.Int64
+}
+
+const (
+	quantileWindow = 256
+	quantileMin    = 20 // observations before the percentile is trusted
+	quantileEvery  = 16 // recompute after this many observations
+)
+
+func (q *quantile) observe(d time.Duration) {
+	if q.p == 0 {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.ring[q.n%quantileWindow] = d
+	q.n++
+	if q.n < quantileMin || (q.n != quantileMin && q.n%quantileEvery != 0) {
+		return
+	}
+	var sorted [quantileWindow]time.Duration
+	k := min(q.n, quantileWindow)
+	copy(sorted[:], q.ring[:k])
+	slices.Sort(sorted[:k])
+	i := int(math.Ceil(q.p/100*float64(k))) - 1
+	q.cached.Store(int64(sorted[max(i, 0)]))
+}
+
+func (q *quantile) value() time.Duration { return time.Duration(q.cached.Load()) }

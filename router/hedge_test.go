@@ -89,12 +89,74 @@ func TestHedgeNotNeeded(t *testing.T) {
 // model_group_hedge_after overrides hedge_after: 0 turns it off.
 func TestHedgePerGroup(t *testing.T) {
 	r, _ := newTestRouter(t, hedgeConfig+", model_group_hedge_after: {g: 0}}\n", nil)
-	if g, _ := r.Group("g"); g.hedgeAfter != 0 {
-		t.Fatalf("hedge_after %v", g.hedgeAfter)
+	if g, _ := r.Group("g"); g.hedgeAfter() != 0 {
+		t.Fatalf("hedge_after %v", g.hedgeAfter())
 	}
 	r, _ = newTestRouter(t, hedgeConfig+", model_group_hedge_after: {g: 5}}\n", nil)
-	if g, _ := r.Group("g"); g.hedgeAfter != 5*time.Second {
-		t.Fatalf("hedge_after %v", g.hedgeAfter)
+	if g, _ := r.Group("g"); g.hedgeAfter() != 5*time.Second {
+		t.Fatalf("hedge_after %v", g.hedgeAfter())
+	}
+	r, _ = newTestRouter(t, hedgeConfig+", hedge_after_ms: 250}\n", nil)
+	if g, _ := r.Group("g"); g.hedgeAfter() != 250*time.Millisecond {
+		t.Fatalf("hedge_after_ms: %v", g.hedgeAfter())
+	}
+}
+
+// hedge_after: p95 hedges after the group's observed 95th percentile time
+// to first byte; until 20 answers were seen it does not hedge.
+func TestHedgePercentile(t *testing.T) {
+	r, _ := newTestRouter(t, hedgeConfig+", model_group_hedge_after: {g: p95}}\n", nil)
+	g, _ := r.Group("g")
+	if g.hedgeAfter() != 0 {
+		t.Fatalf("hedging before any observation: %v", g.hedgeAfter())
+	}
+	for i := range 19 {
+		g.firstByte.observe(time.Duration(i+1) * time.Millisecond)
+	}
+	if g.hedgeAfter() != 0 {
+		t.Fatalf("hedging after 19 observations: %v", g.hedgeAfter())
+	}
+	// 1..100 ms: the 95th percentile is 95 ms.
+	for i := 19; i < 100; i++ {
+		g.firstByte.observe(time.Duration(i+1) * time.Millisecond)
+	}
+	if got := g.hedgeAfter(); got != 95*time.Millisecond && got != 96*time.Millisecond {
+		// recomputed every 16 observations: at 96 (p95 of 1..96 = 92 ms) or 100
+		if got < 90*time.Millisecond || got > 96*time.Millisecond {
+			t.Fatalf("p95 of 1..100 ms: %v", got)
+		}
+	}
+	// Only the last 256 count: a faster regime takes over.
+	for range 256 {
+		g.firstByte.observe(2 * time.Millisecond)
+	}
+	if got := g.hedgeAfter(); got != 2*time.Millisecond {
+		t.Fatalf("p95 after 256 fast answers: %v", got)
+	}
+}
+
+// A percentile hedge fires for real: observed answers of the fast
+// deployment set the delay, then a hanging first attempt is hedged.
+func TestHedgePercentileHedges(t *testing.T) {
+	cancelled := make(chan struct{}, 1)
+	fast := streams("fast", io.EOF, "<role>", "Hi", "<stop>")
+	fast.do = func(context.Context, int, *providers.Request) (*providers.Response, error) {
+		return &providers.Response{Body: []byte(`{"id":"fast"}`)}, nil
+	}
+	r, _ := newTestRouter(t, hedgeConfig+", model_group_hedge_after: {g: p95}}\n",
+		map[string]providers.Provider{"slow": hangs(cancelled), "fast": fast})
+	g, _ := r.Group("g")
+	for range quantileMin {
+		g.firstByte.observe(5 * time.Millisecond)
+	}
+	var res *Result
+	select {
+	case res = <-doAsync(r, chat("g", false, "")):
+	case <-time.After(hangGuard):
+		t.Fatal("no hedge at p95")
+	}
+	if res.Deployment == nil || res.Deployment.Model != "fast" || res.Attempts != 2 {
+		t.Fatalf("answered by %+v after %d attempts", res.Deployment, res.Attempts)
 	}
 }
 

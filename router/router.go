@@ -49,8 +49,19 @@ type Group struct {
 	Name        string
 	Deployments []*Deployment
 
-	hedgeAfter time.Duration // zero: no hedging
-	maxInput   bool          // some deployment sets max_input_tokens
+	hedge     config.HedgeDelay // zero: no hedging
+	maxInput  bool              // some deployment sets max_input_tokens
+	firstByte quantile          // recent time to first byte, for a percentile hedge
+}
+
+// hedgeAfter is how long an attempt may go without a first byte before a
+// hedge starts; zero means do not hedge (a percentile hedge waits for
+// enough observations).
+func (g *Group) hedgeAfter() time.Duration {
+	if g.hedge.Percentile > 0 {
+		return g.firstByte.value()
+	}
+	return g.hedge.After
 }
 
 // Router routes calls to model groups. It is safe for concurrent use and
@@ -181,13 +192,15 @@ func New(cfg *config.Config, build Builder) (*Router, error) {
 		}
 		g := r.groups[m.ModelName]
 		if g == nil {
-			g = &Group{Name: m.ModelName, hedgeAfter: rs.HedgeAfter.D()}
+			g = &Group{Name: m.ModelName, hedge: rs.HedgeAfter}
 			if h, ok := rs.ModelGroupHedgeAfter[m.ModelName]; ok {
-				g.hedgeAfter = h.D()
+				g.hedge = h
 			}
+			g.firstByte.p = g.hedge.Percentile
 			r.groups[m.ModelName] = g
 			r.names = append(r.names, m.ModelName)
 		}
+		d.group = g
 		d.index = len(g.Deployments)
 		g.Deployments = append(g.Deployments, d)
 		g.maxInput = g.maxInput || d.Info.MaxInputTokens > 0
