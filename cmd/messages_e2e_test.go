@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	sdk "github.com/anthropics/anthropic-sdk-go"
@@ -260,5 +261,40 @@ model_list:
 		if r.status != 400 || gjson.Get(r.text, "error.type").Str != "invalid_request_error" {
 			t.Errorf("%s: %d %s", name, r.status, r.text)
 		}
+	}
+}
+
+// Bad input to a translating provider answers 400 in the OpenAI shape,
+// naming the field, and nothing reaches the upstream. (Anthropic takes
+// image URLs itself; Gemini needs the bytes, which Lumen fetches.)
+func TestE2ETranslatingProviderBadInput(t *testing.T) {
+	up := newAnthropicUpstream(t)
+	var geminiHits atomic.Int64
+	gem := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		geminiHits.Add(1)
+		w.WriteHeader(500)
+	}))
+	t.Cleanup(gem.Close)
+	cfg := strings.ReplaceAll(messagesConfig, "{{ANTHROPIC}}", up.URL) + `
+  - model_name: gem
+    litellm_params: {model: gemini/gemini-2.5-flash, api_base: "` + gem.URL + `", api_key: gemini-test-key}
+`
+	cfg = strings.Replace(cfg, "router_settings: {num_retries: 0}\n", "", 1) + "router_settings: {num_retries: 0}\n"
+	l := startLumen(t, cfg, newFakeOpenAI(t))
+	for _, tc := range []struct{ name, model, messages string }{
+		{"tool arguments not JSON", "claude", `[{"role":"user","content":"hi"},{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{not json"}}]},{"role":"tool","tool_call_id":"call_1","content":"x"}]`},
+		{"unknown content part", "claude", `[{"role":"user","content":[{"type":"hologram","data":"x"}]}]`},
+		{"unfetchable image URL", "gem", `[{"role":"user","content":[{"type":"text","text":"what is this"},{"type":"image_url","image_url":{"url":"http://127.0.0.1:1/cat.png"}}]}]`},
+	} {
+		r := rawPost(t, l, "/v1/chat/completions", "", `{"model":"`+tc.model+`","messages":`+tc.messages+`}`)
+		e := gjson.Get(r.text, "error")
+		if r.status != 400 || e.Get("type").Str != "invalid_request_error" || !strings.HasPrefix(e.Get("param").Str, "messages") {
+			t.Errorf("%s: %d %s", tc.name, r.status, r.text)
+		}
+	}
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	if len(up.bodies) != 0 || geminiHits.Load() != 0 {
+		t.Fatalf("bad requests reached the upstreams: anthropic %d, gemini %d", len(up.bodies), geminiHits.Load())
 	}
 }
