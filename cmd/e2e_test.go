@@ -144,7 +144,7 @@ func TestE2EEmbeddingsAndModels(t *testing.T) {
 	for _, m := range page.Data {
 		ids = append(ids, m.ID)
 	}
-	if strings.Join(ids, ",") != "badkey,cut,dead,embed,flaky,gpt-4o,limited,slow,stall" {
+	if strings.Join(ids, ",") != "badkey,cut,dead,embed,flaky,gpt-4o,limited,slow,stall,auto" {
 		t.Fatalf("models %v", ids)
 	}
 }

@@ -541,3 +541,30 @@ func TestE2EBudgetPeriodChangeKeepsSpend(t *testing.T) {
 }
 
 func gjsonFloat(b []byte, path string) float64 { return gjson.GetBytes(b, path).Float() }
+
+// /v1/models lists the auto routes, and only the models a restricted key
+// may use.
+func TestE2EModelsListForKey(t *testing.T) {
+	l, _, raws := ledgerLumen(t, "", ledger.KeySpec{Name: "narrow", Models: []string{"other"}})
+	list := func(key string) string {
+		req, _ := http.NewRequest("GET", l.URL+"/v1/models", nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		var ids []string
+		for _, m := range gjson.GetBytes(b, "data.#.id").Array() {
+			ids = append(ids, m.Str)
+		}
+		return strings.Join(ids, ",")
+	}
+	if got := list(master); got != "broken,other,priced,auto" {
+		t.Fatalf("master sees %s", got)
+	}
+	if got := list(raws[0]); got != "other,auto" {
+		t.Fatalf("restricted key sees %s", got)
+	}
+}

@@ -104,7 +104,9 @@ type learning struct {
 	next   int
 }
 
-type armRef struct{ domain, model string }
+// armRef is what a recent auto decision chose, and for whom: caller is
+// Call.Caller, so only that caller (or the master key) can score it.
+type armRef struct{ domain, model, caller string }
 
 func newLearning() *learning {
 	return &learning{bandit: auto.NewBandit(rand.Uint64()), recent: map[string]armRef{}}
@@ -278,7 +280,8 @@ func (r *Router) doAuto(ctx context.Context, call *Call) (*Result, error) {
 		return nil, fmt.Errorf("routing model %q: %w", call.Group, err)
 	}
 	ch := d.Choice
-	arm := armRef{score.Domain, ch.Model}
+	arm := armRef{domain: score.Domain, model: ch.Model}
+	arm.caller = call.Caller
 	learn.remember(call.RequestID, arm)
 	ad := &AutoDecision{Route: call.Group, Mode: p.mode.String(), Selected: ch.Name, Domain: score.Domain,
 		Difficulty: score.Difficulty, PredictedQuality: ch.PSuccess, Reason: d.Reason, BestEffort: d.BestEffort}
@@ -568,7 +571,11 @@ func limit(param string, v float64) (*float64, error) {
 // Feedback feeds an explicit score (0..1) for a recent auto-routed request
 // to the bandit of auto:smart. It returns ErrUnknownRequest when the id is
 // not among the last decisions kept.
-func (r *Router) Feedback(requestID string, score float64) error {
+//
+// caller is who sends the feedback (Call.Caller's convention); "*" may
+// score any request (the master key). Another caller's request is
+// ErrUnknownRequest, so ids cannot be probed.
+func (r *Router) Feedback(requestID string, score float64, caller string) error {
 	if r.autoRT == nil {
 		return ErrUnknownRequest
 	}
@@ -576,7 +583,7 @@ func (r *Router) Feedback(requestID string, score float64) error {
 		return &RequestError{Param: "score", Message: fmt.Sprintf("must be between 0 and 1, got %g", score)}
 	}
 	a, ok := r.autoRT.learn.lookup(requestID)
-	if !ok {
+	if !ok || (caller != "*" && caller != a.caller) {
 		return ErrUnknownRequest
 	}
 	r.autoRT.learn.bandit.Observe(a.domain, a.model, score)

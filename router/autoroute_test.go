@@ -273,7 +273,7 @@ func TestAutoInvalidJSONCountsAsFailure(t *testing.T) {
 
 func TestFeedbackMovesBandit(t *testing.T) {
 	r, _ := autoRouter(t, autoYAML)
-	res, err := r.Do(context.Background(), &Call{Group: "auto:smart", Op: providers.OpChat, Body: autoChat(easyPrompt, ""), RequestID: "req-42"})
+	res, err := r.Do(context.Background(), &Call{Group: "auto:smart", Op: providers.OpChat, Body: autoChat(easyPrompt, ""), RequestID: "req-42", Caller: "key_a"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,18 +282,22 @@ func TestFeedbackMovesBandit(t *testing.T) {
 	}
 	dom, model := res.Auto.Domain, r.autoRT.ability[res.Auto.Selected]
 	a0, b0 := r.autoRT.learn.bandit.Posterior(dom, model, 0.5)
-	if err := r.Feedback("req-42", 0.25); err != nil {
+	// Another key cannot score key_a's request; key_a and the master key can.
+	if err := r.Feedback("req-42", 0.25, "key_b"); !errors.Is(err, ErrUnknownRequest) {
+		t.Fatalf("another caller's feedback: %v", err)
+	}
+	if err := r.Feedback("req-42", 0.25, "key_a"); err != nil {
 		t.Fatal(err)
 	}
 	a1, b1 := r.autoRT.learn.bandit.Posterior(dom, model, 0.5)
 	if a1-a0 != 0.25 || b1-b0 != 0.75 {
 		t.Fatalf("posterior moved by (%v, %v), want (0.25, 0.75)", a1-a0, b1-b0)
 	}
-	if err := r.Feedback("req-unknown", 1); !errors.Is(err, ErrUnknownRequest) {
+	if err := r.Feedback("req-unknown", 1, "*"); !errors.Is(err, ErrUnknownRequest) {
 		t.Fatalf("unknown id: %v", err)
 	}
 	var re *RequestError
-	if err := r.Feedback("req-42", 1.5); !errors.As(err, &re) {
+	if err := r.Feedback("req-42", 1.5, "*"); !errors.As(err, &re) {
 		t.Fatalf("bad score: %v", err)
 	}
 
@@ -316,7 +320,7 @@ func TestBanditPersistsAndSurvivesReload(t *testing.T) {
 	if _, err := r.Do(context.Background(), &Call{Group: "auto", Op: providers.OpChat, Body: autoChat(easyPrompt, ""), RequestID: "a"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Feedback("a", 1); err != nil {
+	if err := r.Feedback("a", 1, "*"); err != nil {
 		t.Fatal(err)
 	}
 	path := BanditPath(t.TempDir() + "/lumen.db")
@@ -340,7 +344,7 @@ func TestBanditPersistsAndSurvivesReload(t *testing.T) {
 	// A reload keeps the bandit and the decisions feedback refers to.
 	reloaded, _ := autoRouter(t, autoYAML)
 	reloaded.KeepLearning(r)
-	if err := reloaded.Feedback("a", 0); err != nil {
+	if err := reloaded.Feedback("a", 0, "*"); err != nil {
 		t.Fatalf("feedback after reload: %v", err)
 	}
 	if r.autoRT.learn.bandit.Snapshot()[0].Beta != 1 {
@@ -351,7 +355,7 @@ func TestBanditPersistsAndSurvivesReload(t *testing.T) {
 func TestRecentDecisionsAreBounded(t *testing.T) {
 	l := newLearning()
 	for i := 0; i <= recentDecisions; i++ {
-		l.remember(fmt.Sprint(i), armRef{"d", "m"})
+		l.remember(fmt.Sprint(i), armRef{domain: "d", model: "m"})
 	}
 	if _, ok := l.lookup("0"); ok {
 		t.Fatal("the oldest decision was kept beyond the bound")

@@ -282,6 +282,10 @@ type Call struct {
 	Stream bool
 	// RequestID tags the log lines of failed attempts.
 	RequestID string
+	// Caller identifies who sent the call (a virtual key id; empty for the
+	// master key or an open gateway): feedback on an auto decision is taken
+	// from the same caller only.
+	Caller string
 	// Native and NativeHeader carry an Anthropic client's own request to
 	// deployments that speak the Messages API (see providers.Request).
 	Native       []byte

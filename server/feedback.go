@@ -49,9 +49,14 @@ func (s *Server) serveFeedback(w http.ResponseWriter, r *http.Request) error {
 	if req.Score == nil || math.IsNaN(*req.Score) || *req.Score < 0 || *req.Score > 1 {
 		return invalid("score", "'score' must be a number between 0 (bad answer) and 1 (good answer).")
 	}
-	if err := s.Router().Feedback(req.RequestID, *req.Score); errors.Is(err, router.ErrUnknownRequest) {
+	c := callerFrom(r.Context())
+	who := "*" // the master key, or an open gateway without keys
+	if c.key != nil {
+		who = c.key.ID
+	}
+	if err := s.Router().Feedback(req.RequestID, *req.Score, who); errors.Is(err, router.ErrUnknownRequest) {
 		return &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "request_not_found", Param: "request_id",
-			Message: sprintf("no recent auto-routed request has id %q; feedback applies to the last 10,000 requests sent to model \"auto\" or an auto route", req.RequestID)}
+			Message: sprintf("no recent auto-routed request of yours has id %q; feedback applies to the last 10,000 requests sent to model \"auto\" or an auto route, by the key that sent them", req.RequestID)}
 	} else if err != nil {
 		return err
 	}

@@ -18,7 +18,7 @@ func (s *Server) modelObject(name string) (modelObject, bool) {
 		m.OwnedBy = g.Deployments[0].ProviderName
 		return m, true
 	}
-	for _, n := range s.Router().Names() {
+	for _, n := range s.Router().AutoNames() {
 		if n == name {
 			return m, true
 		}
@@ -26,11 +26,18 @@ func (s *Server) modelObject(name string) (modelObject, bool) {
 	return m, false
 }
 
-// models lists the model groups in OpenAI's list shape.
+// models lists the model groups, then "auto" and the named auto routes, in
+// OpenAI's list shape. A key restricted to models sees only those (and the
+// auto routes, which choose among the models it may use).
 func (s *Server) models(w http.ResponseWriter, r *http.Request) {
-	names := s.Router().Names()
-	data := make([]modelObject, 0, len(names))
-	for _, n := range names {
+	rt := s.Router()
+	key := callerFrom(r.Context()).key
+	names := rt.Names()
+	data := make([]modelObject, 0, len(names)+1)
+	for _, n := range append(names[:len(names):len(names)], rt.AutoNames()...) {
+		if _, plain := rt.Group(n); plain && key != nil && !key.Allows(n) {
+			continue
+		}
 		m, _ := s.modelObject(n)
 		data = append(data, m)
 	}

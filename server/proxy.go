@@ -126,8 +126,11 @@ func (s *Server) route(ctx context.Context, x *exchange) (*router.Result, error)
 // call is the router call for an exchange.
 func (s *Server) call(x *exchange) *router.Call {
 	call := &router.Call{Group: x.group, Op: x.op, Body: x.body, Stream: x.stream, RequestID: x.id, Header: x.header}
-	if x.key != nil && len(x.key.Models) > 0 {
-		call.Allow = x.key.Allows
+	if x.key != nil {
+		call.Caller = x.key.ID
+		if len(x.key.Models) > 0 {
+			call.Allow = x.key.Allows
+		}
 	}
 	return call
 }
