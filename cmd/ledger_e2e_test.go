@@ -283,7 +283,7 @@ func TestE2ECacheHitIsRecordedFree(t *testing.T) {
 func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
 
 func TestE2EMetricsMoveWithTraffic(t *testing.T) {
-	l, _, _ := ledgerLumen(t, "")
+	l, _, raws := ledgerLumen(t, "", ledger.KeySpec{Name: "tagged", Tags: map[string]string{"team": "search"}})
 	scrape := func() map[string]float64 {
 		req, _ := http.NewRequest("GET", l.URL+"/metrics", nil)
 		resp, err := http.DefaultClient.Do(req)
@@ -312,9 +312,13 @@ func TestE2EMetricsMoveWithTraffic(t *testing.T) {
 		}
 	}
 	_ = rawPost(t, l, "/v1/chat/completions", master, chatBody("broken", "fall back", ""))
+	_ = rawPost(t, l, "/v1/chat/completions", raws[0], chatBody("priced", "tagged", ""))
 	after := scrape()
+	if after[`lumen_key_tag_requests_total{key_tag="team=search"}`] != 1 || after[`lumen_key_tag_cost_usd_total{key_tag="team=search"}`] <= 0 {
+		t.Fatalf("key tag not counted: %v", after)
+	}
 	key := `lumen_requests_total{deployment="priced-1",model_group="priced",provider="mock",status="200"}`
-	if after[key]-before[key] != 3 {
+	if after[key]-before[key] != 4 { // 3 by the master key, 1 by the tagged key
 		t.Fatalf("%s: %v -> %v\n%v", key, before[key], after[key], after)
 	}
 	if after[`lumen_fallbacks_total{model_group="broken"}`] < 1 && after[`lumen_fallbacks_total{model_group="other"}`] < 1 {

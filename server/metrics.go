@@ -2,8 +2,10 @@ package server
 
 import (
 	"net/http"
+	"sort"
 	"time"
 
+	"github.com/lumengw/lumen/ledger"
 	"github.com/lumengw/lumen/metrics"
 	"github.com/lumengw/lumen/router"
 )
@@ -47,4 +49,22 @@ func (s *Server) observeCircuits() {
 			s.metrics.Route(name, d.ID, d.ProviderName).SetCircuit(st)
 		}
 	}
+}
+
+// keyTags are a key's tags as metric label values ("team=search"), sorted,
+// computed once per key version (a changed key is a new *ledger.Key) and
+// added to the metrics' allow-list, which caps how many distinct values
+// there can be.
+func (s *Server) keyTags(k *ledger.Key) []string {
+	if v, ok := s.tagCache.Load(k); ok {
+		return v.([]string)
+	}
+	tags := make([]string, 0, len(k.Tags))
+	for name, v := range k.Tags {
+		tags = append(tags, name+"="+v)
+	}
+	sort.Strings(tags)
+	s.metrics.AllowKeyTags(tags...)
+	s.tagCache.Store(k, tags)
+	return tags
 }

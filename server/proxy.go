@@ -390,6 +390,11 @@ func (s *Server) observe(x *exchange, latency time.Duration) {
 	if x.fallbackFrom != "" {
 		g.Fallback()
 	}
+	var tags []string
+	if x.key != nil && len(x.key.Tags) > 0 {
+		tags = s.keyTags(x.key)
+	}
+	s.metrics.ObserveKeyTags(tags, x.cost)
 }
 
 // auditEntry is the exchange's audit entry: metadata and, through the

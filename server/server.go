@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -90,6 +91,8 @@ type Server struct {
 	reports Reports
 	metrics *metrics.Metrics
 	audit   *audit.Log
+
+	tagCache sync.Map // *ledger.Key -> []string, see keyTags
 }
 
 // New returns a Server for o.
