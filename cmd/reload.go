@@ -4,11 +4,13 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/viper"
 
+	"github.com/lumengw/lumen/audit"
 	"github.com/lumengw/lumen/config"
 	"github.com/lumengw/lumen/router"
 	"github.com/lumengw/lumen/server"
@@ -20,7 +22,9 @@ import (
 // model_list and router_settings take effect on reload; the other sections
 // (server, cache, ledger, auth) need a restart, which is logged when they
 // changed.
-func watchReload(ctx context.Context, v *viper.Viper, f *Factory, srv *server.Server, running *config.Config, log zerolog.Logger) {
+//
+// Each reload that took effect is appended to the audit log (al may be nil).
+func watchReload(ctx context.Context, v *viper.Viper, f *Factory, srv *server.Server, running *config.Config, al *audit.Log, log zerolog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -53,6 +57,10 @@ func watchReload(ctx context.Context, v *viper.Viper, f *Factory, srv *server.Se
 			log.Warn().Msg("config reload: server, cache, ledger, audit or auth settings changed; they take effect on restart")
 		}
 		log.Info().Str("config", source).Strs("models", r.Names()).Msg("config reloaded")
+		if al != nil {
+			al.Append(audit.Entry{Actor: audit.ActorSystem, Action: audit.ActionConfigReloaded, Target: source,
+				Detail: "model groups: " + strings.Join(r.Names(), ", ")})
+		}
 	}
 }
 

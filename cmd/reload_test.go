@@ -1,12 +1,18 @@
 package cmd
 
 import (
+	"bytes"
+	"context"
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/lumengw/lumen/audit"
 )
 
 func modelIDs(t *testing.T, l *lumen) string {
@@ -49,5 +55,22 @@ func TestE2EReloadOnSIGHUP(t *testing.T) {
 	}
 	if !strings.Contains(l.Logs.String(), `unknown provider \"nosuch\"`) {
 		t.Fatalf("the reload error does not name the field:\n%s", l.Logs.String())
+	}
+	// The reload that took effect is in the audit log; the refused one is not.
+	if err := l.stop(); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(l.Config)
+	al, err := audit.Open(context.Background(), audit.Options{Path: filepath.Join(dir, "lumen.db"), SigningKeyPath: filepath.Join(dir, "lumen-audit.key")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer al.Close()
+	var buf bytes.Buffer
+	if err := al.Export(context.Background(), &buf, time.Time{}, "jsonl"); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(buf.String(), `"action":"config.reloaded"`); n != 1 || !strings.Contains(buf.String(), "model groups: beta") {
+		t.Fatalf("%d config.reloaded entries:\n%s", n, buf.String())
 	}
 }

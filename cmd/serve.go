@@ -129,7 +129,7 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 	reloaded := make(chan struct{})
 	go func() {
 		defer close(reloaded)
-		watchReload(reloadCtx, opts.v, opts.f, srv, cfg, log)
+		watchReload(reloadCtx, opts.v, opts.f, srv, cfg, st.audit, log)
 	}()
 	defer func() { stopReload(); <-reloaded }()
 	if opts.Ready != nil {
