@@ -572,3 +572,44 @@ func TestE2EModelsListForKey(t *testing.T) {
 		t.Fatalf("restricted key sees %s", got)
 	}
 }
+
+// model "auto" chooses only among the models the key may use; a separate
+// metrics.listen address serves /metrics.
+func TestE2EAutoHonoursKeyModelsAndMetricsListen(t *testing.T) {
+	fake := newFakeOpenAI(t)
+	fake.releaseAll()
+	dir := t.TempDir()
+	db, err := ledger.Open(context.Background(), filepath.Join(dir, "lumen.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := ledger.NewKeyring(context.Background(), db, ledger.KeyringOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _, err := kr.Create(context.Background(), ledger.KeySpec{Name: "cheap-only", Models: []string{"cheap"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	metricsAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	yaml := strings.ReplaceAll(autoE2EConfig, "general_settings:",
+		"ledger: {path: "+dir+"/lumen.db}\nmetrics: {listen: \""+metricsAddr+"\"}\ngeneral_settings:")
+	l := startLumen(t, yaml, fake)
+	r := rawPost(t, l, "/v1/chat/completions", raw, chatBody("auto:best", "Prove the Riemann hypothesis rigorously.", ""))
+	if r.status != 200 || r.header.Get("x-lumen-selected-model") != "cheap" {
+		t.Fatalf("auto:best for a cheap-only key: %d %v %s", r.status, r.header, r.text)
+	}
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Contains(b, []byte(`lumen_requests_total{deployment="cheap/0",model_group="auto:best"`)) {
+		t.Fatalf("metrics.listen:\n%s", b)
+	}
+	if r := rawPost(t, l, "/metrics", "", ""); r.status != 404 && r.status != 405 {
+		t.Fatalf("/metrics still on the API port: %d", r.status)
+	}
+}
