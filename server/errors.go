@@ -121,29 +121,13 @@ func upstreamError(ue *providers.UpstreamError) *apiError {
 		ae.Message = sprintf("deployment %s: %s", where, redact(ue.Message))
 	}
 	if ae.Type == "" {
-		ae.Type = typeFor(ae.Status)
+		ae.Type = providers.ErrorType(ae.Status)
 	}
 	if ue.RetryAfter > 0 {
 		secs := int(ue.RetryAfter.Seconds() + 0.999)
 		ae.Header = http.Header{"Retry-After": {strconv.Itoa(secs)}}
 	}
 	return ae
-}
-
-// typeFor is OpenAI's error type for a status.
-func typeFor(status int) string {
-	switch {
-	case status == http.StatusUnauthorized:
-		return "authentication_error"
-	case status == http.StatusForbidden:
-		return "permission_error"
-	case status == http.StatusTooManyRequests:
-		return "rate_limit_error"
-	case status >= 500:
-		return "api_error"
-	default:
-		return "invalid_request_error"
-	}
 }
 
 // secretRE matches key-like tokens upstreams sometimes echo ("Incorrect API

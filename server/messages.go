@@ -4,7 +4,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/tidwall/gjson"
 
@@ -23,20 +22,8 @@ import (
 // limits, budgets, the ledger and metrics apply as on /v1/chat/completions;
 // errors are in Anthropic's shape.
 func (s *Server) messages() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.inflight.Add(1)
-		defer s.inflight.Add(-1)
-		if s.metrics != nil {
-			s.metrics.RequestStarted()
-			defer s.metrics.RequestFinished()
-		}
-		c := callerFrom(r.Context())
-		x := &exchange{id: requestIDFrom(r.Context()), start: time.Now(), op: providers.OpChat, key: c.key, admin: c.admin, header: r.Header}
-		x.scopes = x.scopeBuf[:0]
-		if err := s.serveMessages(w, r, x); err != nil {
-			x.fail(writeAnthropicError(w, s, err, x.started))
-		}
-		s.finish(w, x)
+	return s.handle(providers.OpChat, s.serveMessages, func(w http.ResponseWriter, x *exchange, err error) *apiError {
+		return writeAnthropicError(w, s, err, x.started)
 	})
 }
 
@@ -53,13 +40,7 @@ func (s *Server) serveMessages(w http.ResponseWriter, r *http.Request, x *exchan
 	if err != nil {
 		return err
 	}
-	x.body = body
-	if err := x.parse(); err != nil {
-		return err
-	}
-	x.tags = requestTags(r)
-	w.Header().Set("x-lumen-model-group", x.group)
-	if err := s.admit(r.Context(), w, x); err != nil {
+	if err := s.begin(w, r, x, body); err != nil {
 		return err
 	}
 	call := s.call(x)

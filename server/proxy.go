@@ -68,6 +68,16 @@ func (x *exchange) fail(ae *apiError) {
 
 // proxy serves the OpenAI endpoints that reach an upstream.
 func (s *Server) proxy(op providers.Op) http.Handler {
+	return s.handle(op, s.serveProxy, func(w http.ResponseWriter, x *exchange, err error) *apiError {
+		return writeError(w, &s.log, err)
+	})
+}
+
+// handle runs one exchange: counts it in flight, serves it, answers an
+// error in the endpoint's shape (writeErr), and finishes it (settlement,
+// ledger, metrics, audit, log) whatever happened.
+func (s *Server) handle(op providers.Op, serve func(http.ResponseWriter, *http.Request, *exchange) error,
+	writeErr func(http.ResponseWriter, *exchange, error) *apiError) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.inflight.Add(1)
 		defer s.inflight.Add(-1)
@@ -78,8 +88,8 @@ func (s *Server) proxy(op providers.Op) http.Handler {
 		c := callerFrom(r.Context())
 		x := &exchange{id: requestIDFrom(r.Context()), start: time.Now(), op: op, key: c.key, admin: c.admin, header: r.Header}
 		x.scopes = x.scopeBuf[:0]
-		if err := s.serveProxy(w, r, x); err != nil {
-			x.fail(writeError(w, &s.log, err))
+		if err := serve(w, r, x); err != nil {
+			x.fail(writeErr(w, x, err))
 		}
 		s.finish(w, x)
 	})
@@ -90,19 +100,25 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange)
 	if err != nil {
 		return err
 	}
-	x.body = body
-	if err := x.parse(); err != nil {
-		return err
-	}
-	x.tags = requestTags(r)
-	w.Header().Set("x-lumen-model-group", x.group)
-	if err := s.admit(r.Context(), w, x); err != nil {
+	if err := s.begin(w, r, x, body); err != nil {
 		return err
 	}
 	if s.cache != nil && x.op == providers.OpChat {
 		return s.serveCached(w, r, x)
 	}
 	return s.serveUpstream(w, r, x)
+}
+
+// begin reads what Lumen needs from an OpenAI-form body and admits the
+// exchange (key models, rate limits, budget).
+func (s *Server) begin(w http.ResponseWriter, r *http.Request, x *exchange, body []byte) error {
+	x.body = body
+	if err := x.parse(); err != nil {
+		return err
+	}
+	x.tags = requestTags(r)
+	w.Header().Set("x-lumen-model-group", x.group)
+	return s.admit(r.Context(), w, x)
 }
 
 // serveUpstream routes the exchange and relays the answer.

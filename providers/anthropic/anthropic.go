@@ -353,7 +353,7 @@ func (c *Client) errorFromBody(status int, body []byte) *providers.UpstreamError
 		status = statusOf(eb.Error.Type)
 	}
 	ue := &providers.UpstreamError{Provider: c.provider, Deployment: c.name, Status: status,
-		Type: openAIType(status), Code: eb.Error.Type, Message: eb.Error.Message, Retryable: providers.RetryableStatus(status)}
+		Type: providers.ErrorType(status), Code: eb.Error.Type, Message: eb.Error.Message, Retryable: providers.RetryableStatus(status)}
 	if ue.Message == "" {
 		ue.Message = strings.TrimSpace(string(body))
 		if len(ue.Message) > 512 {
@@ -391,21 +391,5 @@ func statusOf(typ string) int {
 		return http.StatusGatewayTimeout
 	default: // api_error and anything new
 		return http.StatusInternalServerError
-	}
-}
-
-// openAIType is OpenAI's error type for an HTTP status.
-func openAIType(status int) string {
-	switch {
-	case status == http.StatusUnauthorized:
-		return "authentication_error"
-	case status == http.StatusForbidden:
-		return "permission_error"
-	case status == http.StatusTooManyRequests:
-		return "rate_limit_error"
-	case status >= 500:
-		return "api_error"
-	default:
-		return "invalid_request_error"
 	}
 }
