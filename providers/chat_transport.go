@@ -8,8 +8,8 @@ import (
 	"net/http"
 )
 
-// TransportError classifies an error on the way to or from an upstream for
-// the translating providers: a watchdog or deadline is a retryable
+// TransportError classifies an error on the way to or from an upstream, for
+// every HTTP provider: a watchdog or deadline is a retryable
 // timeout, the caller's cancel is context.Canceled (the upstream is not
 // blamed), a connection cut mid-answer and anything else is a retryable
 // *UpstreamError. name is "provider/model", for the message.

@@ -318,19 +318,7 @@ func (b *watchedBody) Close() error {
 
 // transportError classifies an error on the way to or from the upstream.
 func (c *Client) transportError(ctx context.Context, err error, watchdog bool) error {
-	ue := &providers.UpstreamError{Provider: c.provider, Deployment: c.name, Err: err, Retryable: true}
-	switch {
-	case watchdog || errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded):
-		ue.Message = "timed out"
-		ue.Err = context.DeadlineExceeded
-	case errors.Is(ctx.Err(), context.Canceled):
-		return fmt.Errorf("upstream %s: %w", c.name, context.Canceled)
-	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
-		ue.Message = "connection closed mid-response"
-	default:
-		ue.Message = "unreachable"
-	}
-	return ue
+	return providers.TransportError(ctx, c.provider, c.name, err, watchdog)
 }
 
 func (c *Client) badGateway(msg string) error {
