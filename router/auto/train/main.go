@@ -35,6 +35,11 @@ func run(args []string) error {
 	fs.Float64Var(&cfg.LR, "lr", 0, "AdaGrad step for prompt weights (default 0.05)")
 	fs.Float64Var(&cfg.L2, "l2", 0, "weight decay of prompt weights (default 1e-5)")
 	fs.Float64Var(&cfg.ModelLR, "model-lr", 0, "AdaGrad step for per-model parameters (default 0.05)")
+	fs.BoolVar(&cfg.SharedAbility, "shared-ability", false, "fit per-domain abilities as the model's overall ability plus a shrunk deviation")
+	fs.Float64Var(&cfg.DomainShrink, "domain-shrink", 0, "with --shared-ability: weight decay pulling per-domain abilities to the overall one (default 1e-3)")
+	fs.Float64Var(&cfg.ResidualL2, "residual-l2", 0, "weight decay of the per-model residual weights (default 1e-4)")
+	fs.Float64Var(&cfg.ResidualTasks, "residual-tasks", 0, "shrink a model's residual by n/(n+c), n its task count (c; 0 = none)")
+	fs.Float64Var(&cfg.ResidualDropout, "residual-dropout", 0, "share of training examples fit without the residual u·z (0 = none)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

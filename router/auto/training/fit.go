@@ -30,6 +30,23 @@ type Config struct {
 	// DomainWeight scales the domain cross-entropy against the outcome
 	// loss (default 0.5).
 	DomainWeight float64
+	// SharedAbility fits each model's per-domain ability and
+	// discrimination as an overall value plus a deviation that
+	// DomainShrink (per-step weight decay, default 1e-3) pulls towards
+	// zero, so a domain the model was never measured on falls back to its
+	// overall ability. Off by default: on the leave-task-out evaluation it
+	// did not help (EVAL.md).
+	SharedAbility bool
+	DomainShrink  float64
+	// ResidualL2 is the per-step weight decay of the models' residual
+	// weights u_m (default 1e-4).
+	ResidualL2 float64
+	// ResidualTasks is c in the n/(n+c) shrink of a model's residual
+	// weights, n the number of tasks it was measured on (0: no shrink).
+	ResidualTasks float64
+	// ResidualDropout is the share of training examples fit without the
+	// residual u·z (0: none).
+	ResidualDropout float64
 	// NoDifficulty freezes b(x) and z(x) at zero: the domain-only model,
 	// used as a baseline.
 	NoDifficulty bool
@@ -60,6 +77,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.L2 == 0 {
 		c.L2 = 1e-5
+	}
+	if c.ResidualL2 == 0 {
+		c.ResidualL2 = 1e-4
+	}
+	if c.DomainShrink == 0 {
+		c.DomainShrink = 1e-3
 	}
 	if c.DomainWeight == 0 {
 		c.DomainWeight = 0.5
@@ -156,13 +179,31 @@ func Fit(rows []Row, cfg Config) (*auto.Weights, error) {
 	K, D, M := cfg.K, len(Domains), len(ms)
 	R := 1 + K + D
 	exs := featurise(rows, cfg.BucketBits, modelIndex)
+	tasksOf := make([]map[string]bool, len(ms))
+	for i := range tasksOf {
+		tasksOf[i] = map[string]bool{}
+	}
+	for _, r := range rows {
+		for m := range r.Scores {
+			if i, ok := modelIndex[m]; ok {
+				tasksOf[i][r.Source+"/"+r.Task] = true
+			}
+		}
+	}
 	fmt.Fprintf(cfg.Log, "featurised %d rows, %d models in %v\n", len(exs), M, time.Since(start).Round(time.Millisecond))
 
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x6c756d656e))
 	W := newAdagrad((1 << cfg.BucketBits) * R)
 	Wd := newAdagrad(auto.NumDense * R)
+	// With SharedAbility a model's ability in domain d is θ_m + δ_md and
+	// its log-discrimination α_m + ε_md, the deviations shrunk towards
+	// zero; otherwise θ_m = α_m = 0 and every (model, domain) is free.
+	theta0 := newAdagrad(M)
 	theta := newAdagrad(M * D)
+	logA0 := newAdagrad(M)
 	logA := newAdagrad(M * D)
+	shrink := float32(cfg.DomainShrink)
+	ul2 := float32(cfg.ResidualL2)
 	U := newAdagrad(M * K)
 	for i := range U.w {
 		U.w[i] = float32(rng.NormFloat64() * 0.3)
@@ -180,6 +221,10 @@ func Fit(rows []Row, cfg Config) (*auto.Weights, error) {
 			}
 		}
 		mean := min(0.97, max(0.03, s/max(n, 1)))
+		if cfg.SharedAbility {
+			theta0.w[m] = float32(math.Log(mean / (1 - mean)))
+			continue
+		}
 		for d := 0; d < D; d++ {
 			theta.w[m*D+d] = float32(math.Log(mean / (1 - mean)))
 		}
@@ -206,6 +251,14 @@ func Fit(rows []Row, cfg Config) (*auto.Weights, error) {
 					h[j] = 0
 				}
 			}
+			// Residual dropout: on some examples the model is fit without
+			// u·z, so the IRT part stays calibrated on its own.
+			drop := cfg.ResidualDropout > 0 && rng.Float64() < cfg.ResidualDropout
+			if drop {
+				for j := 1; j <= K; j++ {
+					h[j] = 0
+				}
+			}
 			softmax32(h[1+K:], p)
 			clear(gh)
 			for d := 0; d < D; d++ {
@@ -222,8 +275,8 @@ func Fit(rows []Row, cfg Config) (*auto.Weights, error) {
 				y := ex.ys[j]
 				var lg, pa float32
 				for d := 0; d < D; d++ {
-					a := float32(math.Exp(float64(logA.w[m*D+d])))
-					lg += p[d] * a * (theta.w[m*D+d] - b)
+					a := float32(math.Exp(float64(logA0.w[m] + logA.w[m*D+d])))
+					lg += p[d] * a * (theta0.w[m] + theta.w[m*D+d] - b)
 					pa += p[d] * a
 				}
 				for k := 0; k < K; k++ {
@@ -234,15 +287,28 @@ func Fit(rows []Row, cfg Config) (*auto.Weights, error) {
 				loss -= float64(y)*math.Log(float64(max(P, 1e-7))) + float64(1-y)*math.Log(float64(max(1-P, 1e-7)))
 				n++
 				gh[0] -= g * pa
-				for k := 0; k < K; k++ {
+				for k := 0; k < K && !drop; k++ {
 					gh[1+k] += g * U.w[m*K+k]
-					U.step(m*K+k, g*h[1+k]+1e-4*U.w[m*K+k], mlr)
+					U.step(m*K+k, g*h[1+k]+ul2*U.w[m*K+k], mlr)
 				}
+				var gt0, ga0 float32
 				for d := 0; d < D; d++ {
-					a := float32(math.Exp(float64(logA.w[m*D+d])))
-					t := theta.w[m*D+d]
-					theta.step(m*D+d, g*p[d]*a+1e-5*t, mlr)
-					logA.step(m*D+d, g*p[d]*a*(t-b)+1e-3*logA.w[m*D+d], mlr*0.3)
+					a := float32(math.Exp(float64(logA0.w[m] + logA.w[m*D+d])))
+					t := theta0.w[m] + theta.w[m*D+d]
+					gt, ga := g*p[d]*a, g*p[d]*a*(t-b)
+					gt0 += gt
+					ga0 += ga
+					if cfg.SharedAbility {
+						theta.step(m*D+d, gt+shrink*theta.w[m*D+d], mlr)
+						logA.step(m*D+d, ga+shrink*logA.w[m*D+d], mlr*0.3)
+					} else {
+						theta.step(m*D+d, gt+1e-5*t, mlr)
+						logA.step(m*D+d, ga+1e-3*logA.w[m*D+d], mlr*0.3)
+					}
+				}
+				if cfg.SharedAbility {
+					theta0.step(m, gt0+1e-5*theta0.w[m], mlr)
+					logA0.step(m, ga0+1e-3*logA0.w[m], mlr*0.3)
 				}
 			}
 			if cfg.NoDifficulty {
@@ -287,10 +353,19 @@ func Fit(rows []Row, cfg Config) (*auto.Weights, error) {
 		mp := auto.ModelParams{Name: mm.Model, Source: mm.Source,
 			Theta: make([]float32, D), Disc: make([]float32, D), U: make([]float32, K)}
 		for d := 0; d < D; d++ {
-			mp.Theta[d] = theta.w[m*D+d]
-			mp.Disc[d] = float32(math.Exp(float64(logA.w[m*D+d])))
+			mp.Theta[d] = theta0.w[m] + theta.w[m*D+d]
+			mp.Disc[d] = float32(math.Exp(float64(logA0.w[m] + logA.w[m*D+d])))
 		}
-		copy(mp.U, U.w[m*K:m*K+K])
+		// The residual of a model measured on few tasks is mostly those
+		// tasks' own profile; shrink it by n/(n+c) with n its task count.
+		us := float32(1)
+		if cfg.ResidualTasks > 0 {
+			n := float32(len(tasksOf[m]))
+			us = n / (n + float32(cfg.ResidualTasks))
+		}
+		for k := 0; k < K; k++ {
+			mp.U[k] = us * U.w[m*K+k]
+		}
 		w.Models = append(w.Models, mp)
 	}
 	if _, ok := modelIndex[Anchors[0].Model]; ok {

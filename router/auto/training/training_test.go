@@ -115,3 +115,53 @@ func TestReadAndFitDeterministic(t *testing.T) {
 		t.Errorf("bad line: %v", err)
 	}
 }
+
+func TestFitOptions(t *testing.T) {
+	rows, err := Read(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := Config{BucketBits: 10, Epochs: 3}
+	def, err := Fit(rows, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ResidualTasks shrinks each model's residual by n/(n+c) at export and
+	// changes nothing else: "x" was measured on 1 task, the routellm models
+	// on 2.
+	shr := base
+	shr.ResidualTasks = 3
+	w, err := Fit(rows, shr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range w.Models {
+		n := map[string]float32{"x": 1, "m1": 1, "gpt-4-1106-preview": 3, "mistralai/Mixtral-8x7B-Instruct-v0.1": 2}[m.Name]
+		for k := range m.U {
+			want := n / (n + 3) * def.Models[i].U[k]
+			if math.Abs(float64(m.U[k]-want)) > 1e-6 {
+				t.Errorf("%s: U[%d] = %v, want %v (n=%v)", m.Name, k, m.U[k], want, n)
+			}
+		}
+		for d := range m.Theta {
+			if m.Theta[d] != def.Models[i].Theta[d] {
+				t.Fatalf("%s: ResidualTasks changed θ", m.Name)
+			}
+		}
+	}
+	// SharedAbility and ResidualDropout change the fit, deterministically.
+	for _, c := range []Config{{SharedAbility: true}, {ResidualDropout: 0.5}} {
+		c.BucketBits, c.Epochs = base.BucketBits, base.Epochs
+		a, _ := Fit(rows, c)
+		b, _ := Fit(rows, c)
+		ba, _ := a.MarshalBinary()
+		bb, _ := b.MarshalBinary()
+		bd, _ := def.MarshalBinary()
+		if !bytes.Equal(ba, bb) {
+			t.Errorf("%+v: two fits differ", c)
+		}
+		if bytes.Equal(ba, bd) {
+			t.Errorf("%+v: fit equals the default fit", c)
+		}
+	}
+}
