@@ -82,7 +82,9 @@ model_list:
     litellm_params: {model: anthropic/claude-sonnet-4-5, api_base: "{{ANTHROPIC}}", api_key: sk-ant-upstream-0000000000}
   - model_name: gpt
     litellm_params: {model: openai/gpt-4o, api_base: "{{FAKE}}/v1", api_key: sk-upstream-secret-123456}
-router_settings: {num_retries: 0}
+router_settings:
+  num_retries: 0
+  model_group_alias: {claude-sonnet-4-5-20250929: claude}
 `
 
 func weatherParams(model string) sdk.MessageNewParams {
@@ -114,6 +116,14 @@ func TestE2EMessagesNativeToAnthropic(t *testing.T) {
 	sent := up.last()
 	if gjson.GetBytes(sent, "system.0.cache_control.type").Str != "ephemeral" || gjson.GetBytes(sent, "model").Str != "claude-sonnet-4-5" {
 		t.Fatalf("upstream body: %s", sent)
+	}
+
+	// Claude Code sends the provider's exact model id: an alias reaches the group.
+	if m, err := c.Messages.New(context.Background(), weatherParams("claude-sonnet-4-5-20250929")); err != nil || m.StopReason != "tool_use" {
+		t.Fatalf("through the alias: %v %+v", err, m)
+	}
+	if ids := modelIDs(t, l); !strings.Contains(ids, `"claude-sonnet-4-5-20250929"`) {
+		t.Fatalf("/v1/models does not list the alias: %s", ids)
 	}
 
 	st := c.Messages.NewStreaming(context.Background(), weatherParams("claude"))
@@ -275,11 +285,9 @@ func TestE2ETranslatingProviderBadInput(t *testing.T) {
 		w.WriteHeader(500)
 	}))
 	t.Cleanup(gem.Close)
-	cfg := strings.ReplaceAll(messagesConfig, "{{ANTHROPIC}}", up.URL) + `
-  - model_name: gem
-    litellm_params: {model: gemini/gemini-2.5-flash, api_base: "` + gem.URL + `", api_key: gemini-test-key}
-`
-	cfg = strings.Replace(cfg, "router_settings: {num_retries: 0}\n", "", 1) + "router_settings: {num_retries: 0}\n"
+	cfg := strings.Replace(strings.ReplaceAll(messagesConfig, "{{ANTHROPIC}}", up.URL), "router_settings:", `  - model_name: gem
+    litellm_params: {model: gemini/gemini-2.5-flash, api_base: "`+gem.URL+`", api_key: gemini-test-key}
+router_settings:`, 1)
 	l := startLumen(t, cfg, newFakeOpenAI(t))
 	for _, tc := range []struct{ name, model, messages string }{
 		{"tool arguments not JSON", "claude", `[{"role":"user","content":"hi"},{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{not json"}}]},{"role":"tool","tool_call_id":"call_1","content":"x"}]`},

@@ -227,6 +227,11 @@ type RouterSettings struct {
 	// ModelGroupHedgeAfter sets hedge_after per model group, overriding
 	// HedgeAfter: {gpt-4o: 0.5}. Zero turns hedging off for that group.
 	ModelGroupHedgeAfter map[string]HedgeDelay `yaml:"model_group_hedge_after"`
+	// ModelGroupAlias maps extra model names to a model group or auto
+	// route (LiteLLM's setting, string form): {"claude-sonnet-4-5-20250929":
+	// claude} lets a client that sends a provider's exact model id (Claude
+	// Code, an SDK default) reach a group named otherwise.
+	ModelGroupAlias map[string]string `yaml:"model_group_alias"`
 	// Auto holds defaults for model "auto".
 	Auto AutoRoute `yaml:"auto"`
 }

@@ -33,6 +33,10 @@ func TestBadConfigs(t *testing.T) {
 			`model_list[0].litellm_params.timeout: invalid duration "soon": use seconds (60) or a duration ("90s")`,
 			"model_list[0].litellm_params.rpm: cannot unmarshal !!str `lots` into int",
 		}},
+		{"alias.bad.yaml", []string{
+			`router_settings.model_group_alias.claude-sonnet-4-5-20250929: unknown model group "claude-sonnet"`,
+			`router_settings.model_group_alias.gpt-4o: "gpt-4o" is already a model_name in model_list; an alias must be a new name`,
+		}},
 		{"hedge.bad.yaml", []string{
 			`router_settings.hedge_after: invalid hedge delay "p200": use seconds (0.5), a duration ("250ms") or a percentile of observed time to first byte ("p95", 50 to 99.9)`,
 		}},

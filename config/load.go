@@ -297,7 +297,6 @@ var litellmKeys = map[string]string{
 	"router_settings.redis_port":                        "shared router state is not implemented yet; ignored",
 	"router_settings.redis_password":                    "shared router state is not implemented yet; ignored",
 	"router_settings.enable_pre_call_checks":            "Lumen always checks context windows it knows; ignored",
-	"router_settings.model_group_alias":                 "aliases are not implemented; ignored",
 	"model_list[].litellm_params.organization":          "not sent upstream; use extra_headers with OpenAI-Organization",
 	"model_list[].litellm_params.max_parallel_requests": "not implemented; ignored",
 	"model_list[].params.organization":                  "not sent upstream; use extra_headers with OpenAI-Organization",

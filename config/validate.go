@@ -83,6 +83,15 @@ func (c *Config) Validate() []string {
 			}
 		}
 	}
+	for _, alias := range sortedKeys(r.ModelGroupAlias) {
+		target, at := r.ModelGroupAlias[alias], "router_settings.model_group_alias."+alias
+		switch {
+		case groups[alias] || c.isAutoRoute(alias):
+			p.add(at, "%q is already a model_name in model_list; an alias must be a new name", alias)
+		case !groups[target] && !c.isAutoRoute(target) && target != "auto" && !strings.HasPrefix(target, "auto:"):
+			p.add(at, "unknown model group %q", target)
+		}
+	}
 	if r.HedgeAfterMS < 0 {
 		p.add("router_settings.hedge_after_ms", "must be 0 (off) or more, got %d", r.HedgeAfterMS)
 	}
@@ -248,6 +257,16 @@ func validateAuto(p *problems, at string, a *AutoRoute, groups map[string]bool) 
 }
 
 // groups returns the names of deployment-backed model groups.
+// isAutoRoute reports whether name is a model_list entry with an auto block.
+func (c *Config) isAutoRoute(name string) bool {
+	for i := range c.ModelList {
+		if c.ModelList[i].Auto != nil && c.ModelList[i].ModelName == name {
+			return true
+		}
+	}
+	return false
+}
+
 func (c *Config) groups() map[string]bool {
 	g := map[string]bool{}
 	for i := range c.ModelList {

@@ -70,6 +70,7 @@ type Router struct {
 	groups map[string]*Group
 	names  []string
 	auto   map[string]*config.AutoRoute
+	alias  map[string]string // router_settings.model_group_alias
 	autoRT *autoRouting // model "auto" (autoroute.go)
 
 	strategy   string
@@ -153,7 +154,7 @@ type Builder func(cfg providers.Config) (providers.Provider, error)
 // health checks run only inside Run.
 func New(cfg *config.Config, build Builder) (*Router, error) {
 	rs := &cfg.RouterSettings
-	r := &Router{groups: map[string]*Group{}, auto: map[string]*config.AutoRoute{},
+	r := &Router{groups: map[string]*Group{}, auto: map[string]*config.AutoRoute{}, alias: rs.ModelGroupAlias,
 		strategy: rs.RoutingStrategy, failover: rs.StreamFailover == nil || *rs.StreamFailover,
 		checkEvery: rs.HealthCheckInterval.D(),
 		log:        zerolog.Nop(), minWait: rs.RetryAfter.D(),
@@ -218,6 +219,25 @@ func New(cfg *config.Config, build Builder) (*Router, error) {
 	// Auto routes are served by autoroute.go and listed by AutoNames.
 	sort.Strings(r.names)
 	return r, nil
+}
+
+// Resolve returns the model group or auto route name stands for: its
+// target when it is an alias (router_settings.model_group_alias), else name.
+func (r *Router) Resolve(name string) string {
+	if t, ok := r.alias[name]; ok {
+		return t
+	}
+	return name
+}
+
+// Aliases returns the alias names, sorted.
+func (r *Router) Aliases() []string {
+	out := make([]string, 0, len(r.alias))
+	for a := range r.alias {
+		out = append(out, a)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // SetLogger sends the router's log lines (failed attempts, fallbacks,
@@ -364,6 +384,9 @@ func (rs *reqState) triedGroup(name string) bool {
 // first byte reaches the client is retried freely; after that the
 // returned Stream fails over by itself.
 func (r *Router) Do(ctx context.Context, call *Call) (*Result, error) {
+	if t, ok := r.alias[call.Group]; ok {
+		call.Group = t
+	}
 	if r.wantsAuto(call) {
 		return r.doAuto(ctx, call)
 	}

@@ -35,11 +35,11 @@ type scope struct {
 func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) error {
 	k := x.key
 	rt := s.Router()
-	g, plain := rt.Group(x.group)
-	if k != nil && plain && !k.Allows(x.group) {
+	g, plain := rt.Group(rt.Resolve(x.group))
+	if k != nil && plain && !k.Allows(g.Name) {
 		// Checked here too (the router checks every group it tries) so a
 		// cached answer of a model the key may not use is not served.
-		return &router.NotAllowedError{Group: x.group}
+		return &router.NotAllowedError{Group: g.Name}
 	}
 	scopes := x.scopes[:0]
 	if s.limiter != nil {

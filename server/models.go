@@ -23,6 +23,11 @@ func (s *Server) modelObject(name string) (modelObject, bool) {
 			return m, true
 		}
 	}
+	if t := s.Router().Resolve(name); t != name {
+		tm, ok := s.modelObject(t)
+		tm.ID = name
+		return tm, ok
+	}
 	return m, false
 }
 
@@ -34,8 +39,8 @@ func (s *Server) models(w http.ResponseWriter, r *http.Request) {
 	key := callerFrom(r.Context()).key
 	names := rt.Names()
 	data := make([]modelObject, 0, len(names)+1)
-	for _, n := range append(names[:len(names):len(names)], rt.AutoNames()...) {
-		if _, plain := rt.Group(n); plain && key != nil && !key.Allows(n) {
+	for _, n := range append(append(names[:len(names):len(names)], rt.AutoNames()...), rt.Aliases()...) {
+		if g, plain := rt.Group(rt.Resolve(n)); plain && key != nil && !key.Allows(g.Name) {
 			continue
 		}
 		m, _ := s.modelObject(n)
