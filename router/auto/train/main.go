@@ -27,6 +27,7 @@ func run(args []string) error {
 	eval := fs.Bool("eval", false, "evaluate with leave-task-out folds instead of writing weights")
 	prices := fs.String("prices", "", "model_prices.json for the eval's priced sources (default: beside --data)")
 	report := fs.String("report", "", "also write the eval report (markdown) to this file")
+	seeds := fs.Int("seeds", 0, "with --eval: fits per split (seeds --seed, --seed+1, …; default 3); figures are their mean and range")
 	var cfg training.Config
 	fs.IntVar(&cfg.BucketBits, "bucket-bits", 0, "log2 of hashed rows (default 15)")
 	fs.IntVar(&cfg.K, "k", 0, "prompt embedding width for the per-model residual (default 4, -1 for none)")
@@ -40,6 +41,7 @@ func run(args []string) error {
 	fs.Float64Var(&cfg.ResidualL2, "residual-l2", 0, "weight decay of the per-model residual weights (default 1e-4)")
 	fs.Float64Var(&cfg.ResidualTasks, "residual-tasks", 0, "shrink a model's residual by n/(n+c), n its task count (c; 0 = none)")
 	fs.Float64Var(&cfg.ResidualDropout, "residual-dropout", 0, "share of training examples fit without the residual u·z (0 = none)")
+	fs.Float64Var(&cfg.ResidualInit, "residual-init", 0, "standard deviation of the initial per-model residual weights (default 0.3)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -62,7 +64,7 @@ func run(args []string) error {
 			defer f.Close()
 			w = f
 		}
-		return training.RunEval(*data, training.EvalConfig{Fit: cfg, Prices: pr, Log: os.Stderr, Out: w})
+		return training.RunEval(*data, training.EvalConfig{Fit: cfg, Seeds: *seeds, Prices: pr, Log: os.Stderr, Out: w})
 	}
 	return training.RunTrain(*data, *out, cfg)
 }

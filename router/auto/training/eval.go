@@ -19,6 +19,11 @@ type EvalConfig struct {
 	Fit Config
 	// Folds is the number of leave-task-out folds (default 5).
 	Folds int
+	// Seeds is how many fits (seeds Fit.Seed, Fit.Seed+1, …) every split is
+	// evaluated with; the report gives each figure's mean over them and,
+	// for more than one, its range (default 3: single fits of this scorer
+	// differ by several points from seed to seed, see EVAL.md).
+	Seeds int
 	// Prices maps a model to USD per million input/output tokens, for the
 	// sources without per-prompt cost (model_prices.json).
 	Prices map[string]Price
@@ -83,9 +88,51 @@ func Evaluate(rows []Row, cfg EvalConfig) error {
 	if cfg.Out == nil {
 		cfg.Out = io.Discard
 	}
+	if cfg.Seeds < 1 {
+		cfg.Seeds = 3
+	}
 	start := time.Now()
+	// Only the seed is defaulted here: Fit applies the other defaults (and
+	// withDefaults is not idempotent for K < 0).
+	fit := cfg.Fit
+	if fit.Seed == 0 {
+		fit.Seed = 1
+	}
+	var unseenRuns, knownRuns [][]map[string]prediction
+	for s := 0; s < cfg.Seeds; s++ {
+		c := cfg
+		c.Fit = fit
+		c.Fit.Seed = fit.Seed + uint64(s)
+		fmt.Fprintf(cfg.Log, "seed %d\n", c.Fit.Seed)
+		unseen, known, err := evaluateSeed(rows, c)
+		if err != nil {
+			return err
+		}
+		unseenRuns = append(unseenRuns, unseen)
+		knownRuns = append(knownRuns, known)
+	}
+
+	w := cfg.Out
+	if cfg.Seeds > 1 {
+		fmt.Fprintf(w, "Every figure of a fitted method is the mean over %d fits (seeds %d–%d) and, in brackets, its range.\n\n", cfg.Seeds, fit.Seed, fit.Seed+uint64(cfg.Seeds)-1)
+	}
+	fmt.Fprintf(w, "## Leave-task-out (every task held out of training in one of %d folds)\n\n", cfg.Folds)
+	writePairs(w, rows, unseenRuns, cfg.Log, "unseen")
+	writeBudgets(w, rows, unseenRuns, cfg, "unseen")
+	writeLogLoss(w, rows, unseenRuns, cfg.Log, "unseen")
+	fmt.Fprintf(w, "## Known tasks (1 row in 5 of every task held out; the prior sees the task's other rows)\n\n")
+	writePairs(w, rows, knownRuns, cfg.Log, "known")
+	writeBudgets(w, rows, knownRuns, cfg, "known")
+	writeLogLoss(w, rows, knownRuns, cfg.Log, "known")
+	fmt.Fprintf(cfg.Log, "evaluation done in %v\n", time.Since(start).Round(time.Second))
+	return nil
+}
+
+// evaluateSeed fits every split with cfg.Fit and returns the predictions
+// for the held-out rows of the leave-task-out folds and the known-task split.
+func evaluateSeed(rows []Row, cfg EvalConfig) (unseen, known []map[string]prediction, err error) {
 	// Leave-task-out: every task is in exactly one test fold.
-	unseen := make([]map[string]prediction, len(rows))
+	unseen = make([]map[string]prediction, len(rows))
 	for fold := 0; fold < cfg.Folds; fold++ {
 		var train, test []int
 		for i, r := range rows {
@@ -97,11 +144,11 @@ func Evaluate(rows []Row, cfg EvalConfig) error {
 		}
 		fmt.Fprintf(cfg.Log, "leave-task-out fold %d/%d: %d train, %d test rows\n", fold+1, cfg.Folds, len(train), len(test))
 		if err := predictFold(rows, train, test, cfg, unseen); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
 	// Known tasks: 1 row in 5 of every task is held out.
-	known := make([]map[string]prediction, len(rows))
+	known = make([]map[string]prediction, len(rows))
 	var train, test []int
 	for i, r := range rows {
 		if hash64("known/"+r.ID)%5 == 0 {
@@ -112,20 +159,27 @@ func Evaluate(rows []Row, cfg EvalConfig) error {
 	}
 	fmt.Fprintf(cfg.Log, "known-task split: %d train, %d test rows\n", len(train), len(test))
 	if err := predictFold(rows, train, test, cfg, known); err != nil {
-		return err
+		return nil, nil, err
 	}
+	return unseen, known, nil
+}
 
-	w := cfg.Out
-	fmt.Fprintf(w, "## Leave-task-out (every task held out of training in one of %d folds)\n\n", cfg.Folds)
-	writePairs(w, rows, unseen, cfg.Log, "unseen")
-	writeBudgets(w, rows, unseen, cfg)
-	writeLogLoss(w, rows, unseen, cfg.Log, "unseen")
-	fmt.Fprintf(w, "## Known tasks (1 row in 5 of every task held out; the prior sees the task's other rows)\n\n")
-	writePairs(w, rows, known, cfg.Log, "known")
-	writeBudgets(w, rows, known, cfg)
-	writeLogLoss(w, rows, known, cfg.Log, "known")
-	fmt.Fprintf(cfg.Log, "evaluation done in %v\n", time.Since(start).Round(time.Second))
-	return nil
+// stat formats a figure measured once per seed: the value, or the mean and
+// the range in brackets. scale multiplies (100 for percentages) and
+// suffix follows each number.
+func stat(v []float64, prec int, scale float64, suffix string) string {
+	f := func(x float64) string { return fmt.Sprintf("%.*f%s", prec, x*scale, suffix) }
+	if len(v) == 1 {
+		return f(v[0])
+	}
+	lo, hi, sum := v[0], v[0], 0.0
+	for _, x := range v {
+		lo, hi, sum = min(lo, x), max(hi, x), sum+x
+	}
+	if lo == hi {
+		return f(lo)
+	}
+	return fmt.Sprintf("%s [%s–%s]", f(sum/float64(len(v))), f(lo), f(hi))
 }
 
 // predictFold fits on train and fills preds[i] for every test row.
@@ -253,12 +307,13 @@ var pairViews = []pairView{
 		func(r Row) bool { return r.Source == "llmrouter" }},
 }
 
-func writePairs(w io.Writer, rows []Row, preds []map[string]prediction, log io.Writer, tag string) {
+func writePairs(w io.Writer, rows []Row, runs [][]map[string]prediction, log io.Writer, tag string) {
+	preds := runs[0]
 	fmt.Fprintf(w, "### Two-model routing (APGR; share of calls to the strong model needed for 50%% / 80%% of the gap)\n\n")
 	fmt.Fprintf(w, "| view | rows | weak → strong quality | method | APGR | calls @50%% | calls @80%% |\n|---|---|---|---|---|---|---|\n")
 	for _, v := range pairViews {
 		var weak, strong []float64
-		scores := map[string][]float64{}
+		var idx []int
 		for i, r := range rows {
 			if preds[i] == nil || !v.match(r) {
 				continue
@@ -270,25 +325,33 @@ func writePairs(w io.Writer, rows []Row, preds []map[string]prediction, log io.W
 			}
 			strong = append(strong, s)
 			weak = append(weak, wk)
-			for _, m := range []string{mRouter, mDomain, mPrior, mOracle, mRandom} {
-				p := preds[i][m]
-				g := p[v.strong] - p[v.weak]
-				if _, unknown := preds[i][priorUnknown]; unknown && m == mPrior {
-					g = 0
-				}
-				scores[m] = append(scores[m], g)
-			}
+			idx = append(idx, i)
 		}
 		if len(strong) == 0 {
 			continue
 		}
 		for _, m := range []string{mRouter, mDomain, mPrior, mRandom, mOracle} {
-			c := PairCurve(weak, strong, scores[m])
-			if m == mRouter || m == mPrior {
-				fmt.Fprintf(log, "summary %s %-50s %-22s APGR %.3f calls@80 %.1f%%\n", tag, v.name, m, c.APGR(), 100*c.CallsFor(0.8))
+			var apgr, c50, c80 []float64
+			var c Curve
+			for _, preds := range runs {
+				scores := make([]float64, len(idx))
+				for j, i := range idx {
+					p := preds[i][m]
+					scores[j] = p[v.strong] - p[v.weak]
+					if _, unknown := preds[i][priorUnknown]; unknown && m == mPrior {
+						scores[j] = 0
+					}
+				}
+				c = PairCurve(weak, strong, scores)
+				apgr = append(apgr, c.APGR())
+				c50 = append(c50, c.CallsFor(0.5))
+				c80 = append(c80, c.CallsFor(0.8))
 			}
-			fmt.Fprintf(w, "| %s | %d | %.3f → %.3f | %s | %.3f | %.1f%% | %.1f%% |\n", v.name, len(strong), c.QWeak, c.QStrong,
-				m, c.APGR(), 100*c.CallsFor(0.5), 100*c.CallsFor(0.8))
+			if m == mRouter || m == mPrior {
+				fmt.Fprintf(log, "summary %s %-50s %-22s APGR %s calls@80 %s\n", tag, v.name, m, stat(apgr, 3, 1, ""), stat(c80, 1, 100, "%"))
+			}
+			fmt.Fprintf(w, "| %s | %d | %.3f → %.3f | %s | %s | %s | %s |\n", v.name, len(strong), c.QWeak, c.QStrong,
+				m, stat(apgr, 3, 1, ""), stat(c50, 1, 100, "%"), stat(c80, 1, 100, "%"))
 		}
 	}
 	fmt.Fprintln(w)
@@ -306,7 +369,8 @@ var budgetViews = []budgetView{
 	{"llmrouter (9 models, model_prices.json × estimated tokens)", "llmrouter"},
 }
 
-func writeBudgets(w io.Writer, rows []Row, preds []map[string]prediction, cfg EvalConfig) {
+func writeBudgets(w io.Writer, rows []Row, runs [][]map[string]prediction, cfg EvalConfig, tag string) {
+	preds := runs[0]
 	fmt.Fprintf(w, "### Quality at one third of the best model's cost\n\n")
 	fmt.Fprintf(w, "| view | rows | best model (quality, mean cost) | method | quality | %% of best | mean cost |\n|---|---|---|---|---|---|---|\n")
 	for _, v := range budgetViews {
@@ -391,24 +455,36 @@ func writeBudgets(w io.Writer, rows []Row, preds []map[string]prediction, cfg Ev
 			}
 		}
 		budget := mc[best] / 3
-		row := func(method string, q, c float64) {
-			fmt.Fprintf(w, "| %s | %d | %s (%.3f, $%.6f) | %s | %.3f | %.1f%% | $%.6f |\n", v.name, len(keep), models[best], qual[best], mc[best],
-				method, q, 100*q/qual[best], c)
-		}
-		row(mAlwBest, qual[best], mc[best])
-		row(mAlwCheap, qual[cheap], mc[cheap])
-		f := math.Max(0, math.Min(1, (budget-mc[cheap])/(mc[best]-mc[cheap])))
-		row(mRandMix+" (best/cheapest)", qual[cheap]+f*(qual[best]-qual[cheap]), mc[cheap]+f*(mc[best]-mc[cheap]))
-		for _, m := range []string{mRouter, mDomain, mPrior, mOracle} {
-			pred := make([][]float64, len(keep))
-			for i, ri := range keep {
-				pred[i] = make([]float64, len(models))
-				for j, mm := range models {
-					pred[i][j] = preds[ri][m][mm]
-				}
+		row := func(method string, q, c []float64) {
+			rel := make([]float64, len(q))
+			for i := range q {
+				rel[i] = q[i] / qual[best]
 			}
-			q, c := budgetPick(pred, y, cost, budget)
-			row(m+" at ≤⅓ cost", q, c)
+			fmt.Fprintf(w, "| %s | %d | %s (%.3f, $%.6f) | %s | %s | %s | $%s |\n", v.name, len(keep), models[best], qual[best], mc[best],
+				method, stat(q, 3, 1, ""), stat(rel, 1, 100, "%"), stat(c, 6, 1, ""))
+		}
+		one := func(x float64) []float64 { return []float64{x} }
+		row(mAlwBest, one(qual[best]), one(mc[best]))
+		row(mAlwCheap, one(qual[cheap]), one(mc[cheap]))
+		f := math.Max(0, math.Min(1, (budget-mc[cheap])/(mc[best]-mc[cheap])))
+		row(mRandMix+" (best/cheapest)", one(qual[cheap]+f*(qual[best]-qual[cheap])), one(mc[cheap]+f*(mc[best]-mc[cheap])))
+		for _, m := range []string{mRouter, mDomain, mPrior, mOracle} {
+			var qs, cs []float64
+			for _, preds := range runs {
+				pred := make([][]float64, len(keep))
+				for i, ri := range keep {
+					pred[i] = make([]float64, len(models))
+					for j, mm := range models {
+						pred[i][j] = preds[ri][m][mm]
+					}
+				}
+				q, c := budgetPick(pred, y, cost, budget)
+				qs, cs = append(qs, q), append(cs, c)
+			}
+			if m == mRouter || m == mDomain {
+				fmt.Fprintf(cfg.Log, "summary budget %s %-12s %-22s %s of best\n", tag, v.source, m, stat(qs, 1, 100/qual[best], "%"))
+			}
+			row(m+" at ≤⅓ cost", qs, cs)
 		}
 	}
 	fmt.Fprintln(w)
@@ -416,29 +492,36 @@ func writeBudgets(w io.Writer, rows []Row, preds []map[string]prediction, cfg Ev
 
 // writeLogLoss reports the mean log-loss of each method's per-model
 // predictions, per source.
-func writeLogLoss(w io.Writer, rows []Row, preds []map[string]prediction, log io.Writer, tag string) {
+func writeLogLoss(w io.Writer, rows []Row, runs [][]map[string]prediction, log io.Writer, tag string) {
 	fmt.Fprintf(w, "### Calibration: mean log-loss of P(success) over every (prompt, model) outcome (lower is better)\n\n")
 	fmt.Fprintf(w, "| source | outcomes | router (this scorer) | domain-only | per-task prior |\n|---|---|---|---|---|\n")
 	for _, src := range []string{"routellm", "routerbench", "llmrouter"} {
-		ll := map[string]float64{}
+		lls := map[string][]float64{}
 		var n float64
-		for i, r := range rows {
-			if preds[i] == nil || r.Source != src {
-				continue
-			}
-			for m, y := range r.Scores {
-				for _, meth := range []string{mRouter, mDomain, mPrior} {
-					p := math.Max(1e-6, math.Min(1-1e-6, preds[i][meth][m]))
-					ll[meth] -= y*math.Log(p) + (1-y)*math.Log(1-p)
+		for _, preds := range runs {
+			ll := map[string]float64{}
+			n = 0
+			for i, r := range rows {
+				if preds[i] == nil || r.Source != src {
+					continue
 				}
-				n++
+				for m, y := range r.Scores {
+					for _, meth := range []string{mRouter, mDomain, mPrior} {
+						p := math.Max(1e-6, math.Min(1-1e-6, preds[i][meth][m]))
+						ll[meth] -= y*math.Log(p) + (1-y)*math.Log(1-p)
+					}
+					n++
+				}
+			}
+			for _, meth := range []string{mRouter, mDomain, mPrior} {
+				lls[meth] = append(lls[meth], ll[meth]/max(n, 1))
 			}
 		}
 		if n == 0 {
 			continue
 		}
-		fmt.Fprintf(w, "| %s | %d | %.4f | %.4f | %.4f |\n", src, int(n), ll[mRouter]/n, ll[mDomain]/n, ll[mPrior]/n)
-		fmt.Fprintf(log, "summary %s logloss %-12s router %.4f domain %.4f prior %.4f\n", tag, src, ll[mRouter]/n, ll[mDomain]/n, ll[mPrior]/n)
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s |\n", src, int(n), stat(lls[mRouter], 4, 1, ""), stat(lls[mDomain], 4, 1, ""), stat(lls[mPrior], 4, 1, ""))
+		fmt.Fprintf(log, "summary %s logloss %-12s router %s domain %s prior %s\n", tag, src, stat(lls[mRouter], 4, 1, ""), stat(lls[mDomain], 4, 1, ""), stat(lls[mPrior], 4, 1, ""))
 	}
 	fmt.Fprintln(w)
 }

@@ -44,6 +44,9 @@ type Config struct {
 	// ResidualTasks is c in the n/(n+c) shrink of a model's residual
 	// weights, n the number of tasks it was measured on (0: no shrink).
 	ResidualTasks float64
+	// ResidualInit is the standard deviation of the models' initial
+	// residual weights (default 0.3).
+	ResidualInit float64
 	// ResidualDropout is the share of training examples fit without the
 	// residual u·z (0: none).
 	ResidualDropout float64
@@ -77,6 +80,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.L2 == 0 {
 		c.L2 = 1e-5
+	}
+	if c.ResidualInit == 0 {
+		c.ResidualInit = 0.3
 	}
 	if c.ResidualL2 == 0 {
 		c.ResidualL2 = 1e-4
@@ -206,7 +212,7 @@ func Fit(rows []Row, cfg Config) (*auto.Weights, error) {
 	ul2 := float32(cfg.ResidualL2)
 	U := newAdagrad(M * K)
 	for i := range U.w {
-		U.w[i] = float32(rng.NormFloat64() * 0.3)
+		U.w[i] = float32(rng.NormFloat64() * cfg.ResidualInit)
 	}
 	// Start each model's ability at its mean success logit, so the early
 	// epochs spend their steps on the prompts, not on the offsets.

@@ -165,3 +165,26 @@ func TestFitOptions(t *testing.T) {
 		}
 	}
 }
+
+func TestStatAndSeeds(t *testing.T) {
+	if got := stat([]float64{0.5}, 3, 1, ""); got != "0.500" {
+		t.Errorf("one run: %q", got)
+	}
+	if got := stat([]float64{0.2, 0.3, 0.4}, 1, 100, "%"); got != "30.0% [20.0%–40.0%]" {
+		t.Errorf("three runs: %q", got)
+	}
+	if got := stat([]float64{0.7, 0.7}, 2, 1, ""); got != "0.70" {
+		t.Errorf("equal runs: %q", got)
+	}
+	rows, err := Read(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := Evaluate(rows, EvalConfig{Fit: Config{BucketBits: 10, K: -1}, Seeds: 2, Folds: 2, Out: &out}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "mean over 2 fits (seeds 1–2)") {
+		t.Errorf("report does not say it averages two seeds:\n%s", out.String())
+	}
+}
