@@ -42,6 +42,7 @@ func run(args []string) error {
 	fs.Float64Var(&cfg.ResidualTasks, "residual-tasks", 0, "shrink a model's residual by n/(n+c), n its task count (c; 0 = none)")
 	fs.Float64Var(&cfg.ResidualDropout, "residual-dropout", 0, "share of training examples fit without the residual u·z (0 = none)")
 	fs.Float64Var(&cfg.ResidualInit, "residual-init", 0, "standard deviation of the initial per-model residual weights (default 0.3)")
+	fs.Float64Var(&cfg.TaskCentre, "task-centre", 0, "fit the residual on task-centred z and pull task means of z to zero with this weight (0 = off)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

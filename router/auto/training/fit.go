@@ -44,6 +44,11 @@ type Config struct {
 	// ResidualTasks is c in the n/(n+c) shrink of a model's residual
 	// weights, n the number of tasks it was measured on (0: no shrink).
 	ResidualTasks float64
+	// TaskCentre, when positive, fits the residual on z(x) minus its
+	// running mean over the example's task and pulls every task's mean z
+	// towards zero with this weight: u·z then ranks prompts within a task
+	// and the task-level offsets are left to the domain abilities.
+	TaskCentre float64
 	// ResidualInit is the standard deviation of the models' initial
 	// residual weights (default 0.3).
 	ResidualInit float64
@@ -112,6 +117,7 @@ type example struct {
 	val    []float32
 	dense  [auto.NumDense]float32
 	domain int
+	task   int32
 	models []int32
 	ys     []float32
 }
@@ -185,6 +191,17 @@ func Fit(rows []Row, cfg Config) (*auto.Weights, error) {
 	K, D, M := cfg.K, len(Domains), len(ms)
 	R := 1 + K + D
 	exs := featurise(rows, cfg.BucketBits, modelIndex)
+	taskIndex := map[string]int32{}
+	for i, r := range rows {
+		k := r.Source + "/" + r.Task
+		if _, ok := taskIndex[k]; !ok {
+			taskIndex[k] = int32(len(taskIndex))
+		}
+		exs[i].task = taskIndex[k]
+	}
+	// zbar holds each task's running mean of z(x) (TaskCentre).
+	zbar := make([]float32, len(taskIndex)*cfg.K)
+	zc := make([]float32, cfg.K)
 	tasksOf := make([]map[string]bool, len(ms))
 	for i := range tasksOf {
 		tasksOf[i] = map[string]bool{}
@@ -265,6 +282,15 @@ func Fit(rows []Row, cfg Config) (*auto.Weights, error) {
 					h[j] = 0
 				}
 			}
+			copy(zc, h[1:1+K])
+			var zb []float32
+			if cfg.TaskCentre > 0 && !drop {
+				zb = zbar[int(ex.task)*K : int(ex.task)*K+K]
+				for k := 0; k < K; k++ {
+					zb[k] += 0.02 * (h[1+k] - zb[k])
+					zc[k] = h[1+k] - zb[k]
+				}
+			}
 			softmax32(h[1+K:], p)
 			clear(gh)
 			for d := 0; d < D; d++ {
@@ -286,7 +312,7 @@ func Fit(rows []Row, cfg Config) (*auto.Weights, error) {
 					pa += p[d] * a
 				}
 				for k := 0; k < K; k++ {
-					lg += U.w[m*K+k] * h[1+k]
+					lg += U.w[m*K+k] * zc[k]
 				}
 				P := float32(1 / (1 + math.Exp(-float64(lg))))
 				g := P - y
@@ -295,7 +321,7 @@ func Fit(rows []Row, cfg Config) (*auto.Weights, error) {
 				gh[0] -= g * pa
 				for k := 0; k < K && !drop; k++ {
 					gh[1+k] += g * U.w[m*K+k]
-					U.step(m*K+k, g*h[1+k]+ul2*U.w[m*K+k], mlr)
+					U.step(m*K+k, g*zc[k]+ul2*U.w[m*K+k], mlr)
 				}
 				var gt0, ga0 float32
 				for d := 0; d < D; d++ {
@@ -316,6 +342,12 @@ func Fit(rows []Row, cfg Config) (*auto.Weights, error) {
 					theta0.step(m, gt0+1e-5*theta0.w[m], mlr)
 					logA0.step(m, ga0+1e-3*logA0.w[m], mlr*0.3)
 				}
+			}
+			// Pull each task's mean z towards zero, so that at inference
+			// (where the task is unknown) u·z carries within-task
+			// differences, not task offsets learned on few tasks.
+			for k := 0; k < len(zb); k++ {
+				gh[1+k] += float32(cfg.TaskCentre) * zb[k]
 			}
 			if cfg.NoDifficulty {
 				for j := 0; j <= K; j++ {

@@ -149,8 +149,9 @@ func TestFitOptions(t *testing.T) {
 			}
 		}
 	}
-	// SharedAbility and ResidualDropout change the fit, deterministically.
-	for _, c := range []Config{{SharedAbility: true}, {ResidualDropout: 0.5}} {
+	// SharedAbility, ResidualDropout and TaskCentre change the fit,
+	// deterministically.
+	for _, c := range []Config{{SharedAbility: true}, {ResidualDropout: 0.5}, {TaskCentre: 1}} {
 		c.BucketBits, c.Epochs = base.BucketBits, base.Epochs
 		a, _ := Fit(rows, c)
 		b, _ := Fit(rows, c)
