@@ -176,8 +176,10 @@ func stat(v []float64, prec int, scale float64, suffix string) string {
 	for _, x := range v {
 		lo, hi, sum = min(lo, x), max(hi, x), sum+x
 	}
-	if lo == hi {
-		return f(lo)
+	// Equal at the printed precision (sums over maps may differ in the
+	// last bits from run to run): one number.
+	if f(lo) == f(hi) {
+		return f(sum / float64(len(v)))
 	}
 	return fmt.Sprintf("%s [%s–%s]", f(sum/float64(len(v))), f(lo), f(hi))
 }
