@@ -15,6 +15,10 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
  && useradd --system --uid 10001 --home /data lumen && mkdir -p /data && chown lumen /data
 COPY --from=build /out/lumen /usr/local/bin/lumen
 COPY config.example.yaml /etc/lumen/config.yaml
+# Relative state paths resolve against the config file's directory, which is
+# read-only here: keep the ledger, audit key and learned state in /data.
+RUN sed -i 's#\./lumen#/data/lumen#g' /etc/lumen/config.yaml && grep -q '/data/lumen.db' /etc/lumen/config.yaml
+VOLUME /data
 USER lumen
 WORKDIR /data
 ENV LUMEN_HOST=0.0.0.0 LUMEN_PORT=4000 LUMEN_CONFIG=/etc/lumen/config.yaml
