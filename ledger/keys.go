@@ -296,6 +296,12 @@ func (kr *Keyring) Run(ctx context.Context, interval time.Duration) error {
 func (kr *Keyring) refresh(ctx context.Context) error {
 	kr.mu.Lock()
 	defer kr.mu.Unlock()
+	return kr.refreshLocked(ctx)
+}
+
+// refreshLocked reloads the keys if another process changed them. kr.mu is
+// held.
+func (kr *Keyring) refreshLocked(ctx context.Context) error {
 	if v, ok := kr.store.(KeysVersioner); ok {
 		version, err := v.KeysVersion(ctx)
 		if err != nil {
@@ -412,6 +418,11 @@ func (kr *Keyring) Create(ctx context.Context, spec KeySpec) (raw string, k *Key
 func (kr *Keyring) change(ctx context.Context, ref, doing string, f func(k *Key) error) (*Key, error) {
 	kr.mu.Lock()
 	defer kr.mu.Unlock()
+	// Start from the stored key, not a copy up to one refresh old: another
+	// process (lumen keys …) may have changed it since.
+	if err := kr.refreshLocked(ctx); err != nil {
+		return nil, fmt.Errorf("%s: %w", doing, err)
+	}
 	old, err := kr.Get(ref)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", doing, err)

@@ -361,3 +361,37 @@ func BenchmarkAuthenticate(b *testing.B) {
 		}
 	})
 }
+
+// A change made here starts from the stored key: a change another process
+// made a moment ago (before this Keyring's next refresh) is not undone.
+func TestChangeDoesNotUndoAnotherProcess(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "lumen.db")
+	serverDB, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer serverDB.Close()
+	cliDB, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cliDB.Close()
+	server := newKeyring(t, serverDB, nil)
+	if _, _, err := server.Create(ctx, KeySpec{Name: "shared", RPM: 10}); err != nil {
+		t.Fatal(err)
+	}
+	cli := newKeyring(t, cliDB, nil)
+	budget := 5.0
+	if _, err := cli.Update(ctx, "shared", KeyUpdate{BudgetUSD: &budget}); err != nil {
+		t.Fatal(err)
+	}
+	rpm := 20
+	k, err := server.Update(ctx, "shared", KeyUpdate{RPM: &rpm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.BudgetUSD != 5 || k.RPM != 20 {
+		t.Fatalf("after both changes: budget %v rpm %v, want 5 and 20", k.BudgetUSD, k.RPM)
+	}
+}
