@@ -62,9 +62,13 @@ func NewCmdRoot(f *Factory) *cobra.Command {
 		Use:   "lumen",
 		Short: "Lumen is a self-hosted LLM gateway with an OpenAI-compatible API",
 		Long: `Lumen is a self-hosted LLM gateway: one binary that serves an
-OpenAI-compatible API on localhost and routes each request to the providers
-in your config (OpenAI and every OpenAI-compatible server, Azure, Ollama,
-vLLM, and an in-process mock), with pass-through streaming.
+OpenAI-compatible API (and Anthropic's Messages API) on localhost and routes
+each request to the providers in your config (OpenAI and every
+OpenAI-compatible server, Azure, Ollama, vLLM, Anthropic, Gemini, Bedrock,
+and an in-process mock), with pass-through streaming, retries, fallbacks,
+mid-stream failover, model "auto", a response cache, virtual keys with
+budgets and rate limits, a spend ledger, an audit chain, metrics and a
+dashboard.
 
 Configuration is a LiteLLM-style YAML file (see config.example.yaml).
 Flags override LUMEN_* environment variables, which override the file.`,
