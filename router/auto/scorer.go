@@ -45,6 +45,7 @@ type Scorer struct {
 	index   map[string]int
 	unknown ability
 	anch    *anchors
+	tasks   *taskIndex // nil without a task table
 	pool    sync.Pool
 
 	// aliasMu guards alias: names resolved through canonical(), cached so
@@ -65,6 +66,9 @@ type ability struct {
 	// where they sit between the anchors (see place).
 	placed bool
 	t      []float32
+	// tlog and thas are a learned model's prior logit per task of the
+	// task table and whether it has one (1 or 0); nil without a table.
+	tlog, thas []float32
 }
 
 //go:embed weights.bin
@@ -109,8 +113,28 @@ func NewScorer(w *Weights) (*Scorer, error) {
 	s.hashed = padRows(w.Hashed, s.r, s.stride)
 	for _, m := range w.Models {
 		a := ability{name: m.Name, theta: m.Theta, disc: m.Disc, u: m.U, learned: true, source: "learned: " + m.Source}
+		if t := w.Tasks; t != nil {
+			if err := t.check(len(w.Models)); err != nil {
+				return nil, err
+			}
+			a.tlog, a.thas = make([]float32, len(t.Names)), make([]float32, len(t.Names))
+			for k := range t.Priors {
+				if p := float64(t.Priors[k][len(s.models)]); p > 0 {
+					a.tlog[k], a.thas[k] = float32(logit(p)), 1
+				}
+			}
+		}
 		s.index[m.Name] = len(s.models)
 		s.models = append(s.models, a)
+	}
+	if t := w.Tasks; t != nil {
+		if err := t.check(len(w.Models)); err != nil {
+			return nil, err
+		}
+		if len(t.Mean) != t.Dims || len(t.InvStd) != t.Dims || len(t.Centroids) != t.Dims*len(t.Names) {
+			return nil, fmt.Errorf("task table: tables do not match dims %d and %d tasks", t.Dims, len(t.Names))
+		}
+		s.tasks = newTaskIndex(t)
 	}
 	s.anch = newAnchors(s)
 	if s.anch != nil {
@@ -140,7 +164,7 @@ const DefaultQuality = 0.70
 // With returns a scorer whose abilities include the config overrides. The
 // receiver is not changed; the weights are shared.
 func (s *Scorer) With(overrides map[string]Override) (*Scorer, error) {
-	n := &Scorer{w: s.w, r: s.r, stride: s.stride, hashed: s.hashed, index: map[string]int{}, unknown: s.unknown, anch: s.anch}
+	n := &Scorer{w: s.w, r: s.r, stride: s.stride, hashed: s.hashed, index: map[string]int{}, unknown: s.unknown, anch: s.anch, tasks: s.tasks}
 	n.models = append([]ability(nil), s.models...)
 	for k, v := range s.index {
 		n.index[k] = v
@@ -388,6 +412,10 @@ type Score struct {
 	// Domain is the most likely domain and DomainProb its probability.
 	Domain     string
 	DomainProb float64
+	// Task is the nearest training task of the task table ("" without
+	// one) and TaskWeight the weight w(s) its per-model offsets got.
+	Task       string
+	TaskWeight float64
 }
 
 // scratch is the per-call working memory, pooled.
@@ -396,6 +424,8 @@ type scratch struct {
 	acc   [numNS][]float32
 	row   []float32
 	probs []float32
+	sk    []float32 // task sketch
+	pi    []float32 // task weights
 }
 
 // Score reads p and writes each model's predicted success probability into
@@ -409,18 +439,41 @@ func (s *Scorer) Score(p Prompt, models []string, out []float64) Score {
 	D := len(s.w.Domains)
 	K := s.w.K
 	h := sc.row
+	task, tw := -1, float32(0)
+	var pi []float32
+	if ix := s.tasks; ix != nil {
+		if len(sc.sk) != ix.t.Dims || len(sc.pi) != ix.n {
+			sc.sk = make([]float32, ix.t.Dims)
+			sc.pi = make([]float32, ix.n)
+		}
+		TaskSketch(&sc.f, sc.sk)
+		var sim float32
+		task, sim = ix.assign(sc.sk, sc.pi)
+		tw = ix.t.Weight(sim)
+		pi = sc.pi
+	}
+	// The anchors' task sums, shared by every placed model.
+	var ta taskSums
+	if pi != nil && s.anch != nil {
+		ta.aw, ta.hw = s.anch.weak.taskSums(pi)
+		ta.as, ta.hs = s.anch.strong.taskSums(pi)
+	}
 	for i, name := range models {
 		a := s.find(name)
 		if a == nil {
 			a = &s.unknown
 		}
 		if a.placed {
-			out[i] = s.placedProb(a, h, sc.probs, K, D)
+			out[i] = s.placedProb(a, h, sc.probs, K, D, &ta, tw)
 		} else {
-			out[i] = a.prob(h, sc.probs, K, D)
+			out[i] = a.prob(h, sc.probs, K, D, pi, tw)
 		}
 	}
-	return s.summary(sc)
+	res := s.summary(sc)
+	if task >= 0 {
+		res.Task, res.TaskWeight = s.w.Tasks.Names[task], float64(tw)
+	}
+	return res
 }
 
 func (s *Scorer) summary(sc *scratch) Score {
@@ -439,8 +492,36 @@ func (s *Scorer) summary(sc *scratch) Score {
 	}
 }
 
-// prob is σ(Σ_d p_d·a_d·(θ_d − b) + u·z).
-func (a *ability) prob(h, probs []float32, K, D int) float64 {
+// prob is σ(l) with l = Σ_d p_d·a_d·(θ_d − b) + u·z, blended with the task
+// prior when there is a task table (pi non-nil; see TaskTable).
+func (a *ability) prob(h, probs []float32, K, D int, pi []float32, tw float32) float64 {
+	return sigmoid(float64(a.blend(a.logit(h, probs, K, D), pi, tw)))
+}
+
+// blend is l + w·Σ_t π_t·h_t·(prior logit_t − l).
+func (a *ability) blend(l float32, pi []float32, tw float32) float32 {
+	A, H := a.taskSums(pi)
+	return l + tw*(A-H*l)
+}
+
+// taskSums are Σ_t π_t·h_t·prior logit_t and Σ_t π_t·h_t (0 without a
+// task table).
+func (a *ability) taskSums(pi []float32) (A, H float32) {
+	if len(pi) == 0 || len(a.tlog) != len(pi) {
+		return 0, 0
+	}
+	tl, th := a.tlog[:len(pi)], a.thas[:len(pi)]
+	for t, p := range pi {
+		A += p * tl[t]
+		H += p * th[t]
+	}
+	return A, H
+}
+
+// taskSums of the two anchors for one prompt.
+type taskSums struct{ aw, hw, as, hs float32 }
+
+func (a *ability) logit(h, probs []float32, K, D int) float32 {
 	b := h[0]
 	var lg float32
 	for d := 0; d < D; d++ {
@@ -449,12 +530,14 @@ func (a *ability) prob(h, probs []float32, K, D int) float64 {
 	for k := 0; k < K && k < len(a.u); k++ {
 		lg += a.u[k] * h[1+k]
 	}
-	return sigmoid(float64(lg))
+	return lg
 }
 
 // placedProb is σ(L_weak(x) + t(x)·max(¼·A(x), A(x) + Δu·z(x))) with
-// A(x) = a_weak(x)·Δθ and t(x) the domain-weighted place (see place).
-func (s *Scorer) placedProb(a *ability, h, probs []float32, K, D int) float64 {
+// A(x) = a_weak(x)·Δθ and t(x) the domain-weighted place (see place). With
+// a task table the anchors' task offsets move L_weak and the gain the same
+// way they move the anchors' own predictions.
+func (s *Scorer) placedProb(a *ability, h, probs []float32, K, D int, ta *taskSums, tw float32) float64 {
 	an := s.anch
 	w := an.weak
 	b := h[0]
@@ -470,6 +553,13 @@ func (s *Scorer) placedProb(a *ability, h, probs []float32, K, D int) float64 {
 		du += an.du[k] * h[1+k]
 	}
 	A := aw * an.dTheta
+	if tw != 0 {
+		// Blend both anchors' logits with their task priors.
+		ls := lw + A + du
+		ls += tw * (ta.as - ta.hs*ls)
+		lw += tw * (ta.aw - ta.hw*lw)
+		du = ls - lw - A
+	}
 	g := max(A/4, A+du)
 	return sigmoid(float64(lw + t*g))
 }

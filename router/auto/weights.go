@@ -39,6 +39,8 @@ type Weights struct {
 	Anchors []Anchor `json:"anchors"`
 	// Info is free text: how and from what the weights were trained.
 	Info string `json:"info"`
+	// Tasks is the optional task-identity component (see TaskTable).
+	Tasks *TaskTable `json:"tasks,omitempty"`
 
 	Hashed []float32 `json:"-"` // (1<<BucketBits) × R
 	Dense  []float32 `json:"-"` // NumDense × R
@@ -63,6 +65,14 @@ func (w *Weights) MarshalBinary() ([]byte, error) {
 	r := w.R()
 	if len(w.Hashed) != (1<<w.BucketBits)*r || len(w.Dense) != NumDense*r {
 		return nil, errors.New("encoding weights: table sizes do not match the header")
+	}
+	if w.Tasks != nil {
+		if err := w.Tasks.check(len(w.Models)); err != nil {
+			return nil, fmt.Errorf("encoding weights: %w", err)
+		}
+		if len(w.Tasks.Mean) != w.Tasks.Dims || len(w.Tasks.InvStd) != w.Tasks.Dims || len(w.Tasks.Centroids) != len(w.Tasks.Names)*w.Tasks.Dims {
+			return nil, errors.New("encoding weights: task table sizes do not match its header")
+		}
 	}
 	hdr, err := json.Marshal(w)
 	if err != nil {
@@ -96,6 +106,14 @@ func (w *Weights) MarshalBinary() ([]byte, error) {
 	for _, v := range w.Dense {
 		binary.LittleEndian.PutUint16(h[:], f16(v))
 		b.Write(h[:])
+	}
+	if t := w.Tasks; t != nil {
+		for _, tab := range [][]float32{t.Mean, t.InvStd, t.Centroids} {
+			for _, v := range tab {
+				binary.LittleEndian.PutUint16(h[:], f16(v))
+				b.Write(h[:])
+			}
+		}
 	}
 	return b.Bytes(), nil
 }
@@ -148,12 +166,29 @@ func (w *Weights) UnmarshalBinary(data []byte) error {
 		}
 		data = data[2*r:]
 	}
-	if len(data) != 2*NumDense*r {
-		return fmt.Errorf("decoding weights: dense table has %d bytes, want %d", len(data), 2*NumDense*r)
+	want := NumDense * r
+	if t := w.Tasks; t != nil {
+		if err := t.check(len(w.Models)); err != nil {
+			return fmt.Errorf("decoding weights: %w", err)
+		}
+		want += t.Dims * (2 + len(t.Names))
 	}
-	w.Dense = make([]float32, NumDense*r)
-	for j := range w.Dense {
-		w.Dense[j] = f32(binary.LittleEndian.Uint16(data[2*j:]))
+	if len(data) != 2*want {
+		return fmt.Errorf("decoding weights: dense and task tables have %d bytes, want %d", len(data), 2*want)
+	}
+	read := func(n int) []float32 {
+		out := make([]float32, n)
+		for j := range out {
+			out[j] = f32(binary.LittleEndian.Uint16(data[2*j:]))
+		}
+		data = data[2*n:]
+		return out
+	}
+	w.Dense = read(NumDense * r)
+	if t := w.Tasks; t != nil {
+		t.Mean = read(t.Dims)
+		t.InvStd = read(t.Dims)
+		t.Centroids = read(t.Dims * len(t.Names))
 	}
 	return nil
 }

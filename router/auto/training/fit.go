@@ -55,6 +55,15 @@ type Config struct {
 	// ResidualDropout is the share of training examples fit without the
 	// residual u·z (0: none).
 	ResidualDropout float64
+	// TaskDims is the sketch width of the task-identity component
+	// (auto.TaskTable): a centroid per training task and per-model task
+	// offsets, blended in by similarity. 0 or negative: no task table.
+	TaskDims int
+	// TaskShrink is c in the n/(n+c) shrink of a task's offsets towards
+	// the scorer's own mean on the task, n its rows (default 10).
+	TaskShrink float64
+	// noTaskTable is set for the inner fit that tunes the task table.
+	noTaskTable bool
 	// NoDifficulty freezes b(x) and z(x) at zero: the domain-only model,
 	// used as a baseline.
 	NoDifficulty bool
@@ -94,6 +103,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DomainShrink == 0 {
 		c.DomainShrink = 1e-3
+	}
+	if c.TaskDims < 0 {
+		c.TaskDims = 0
+	}
+	if c.TaskShrink == 0 {
+		c.TaskShrink = 10
 	}
 	if c.DomainWeight == 0 {
 		c.DomainWeight = 0.5
@@ -178,6 +193,7 @@ func (a *adagrad) step(i int, grad, lr float32) {
 // Fit trains weights on rows. Every model named in rows is learned under
 // its exact name. The fit is deterministic for a given Config.
 func Fit(rows []Row, cfg Config) (*auto.Weights, error) {
+	orig := cfg
 	cfg = cfg.withDefaults()
 	if len(rows) == 0 {
 		return nil, fmt.Errorf("fitting scorer: no rows")
@@ -420,6 +436,14 @@ func Fit(rows []Row, cfg Config) (*auto.Weights, error) {
 	w.DiffMedian = float32(bs[len(bs)/2])
 	w.Info = fmt.Sprintf("fit on %d rows, %d models, bucket_bits=%d k=%d epochs=%d seed=%d lr=%g l2=%g",
 		len(rows), M, cfg.BucketBits, K, cfg.Epochs, cfg.Seed, cfg.LR, cfg.L2)
+	if cfg.TaskDims > 0 && !cfg.noTaskTable {
+		t, err := fitTaskTable(rows, w, orig, cfg)
+		if err != nil {
+			return nil, err
+		}
+		w.Tasks = t
+		w.Info += fmt.Sprintf(" task_dims=%d task_shrink=%g", cfg.TaskDims, cfg.TaskShrink)
+	}
 	fmt.Fprintf(cfg.Log, "fit done in %v\n", time.Since(start).Round(time.Millisecond))
 	return w, nil
 }

@@ -1,0 +1,210 @@
+package auto
+
+import (
+	"fmt"
+	"math"
+)
+
+// TaskTable is the scorer's task-identity component: a centroid per
+// training task of the prompts' task sketches (TaskSketch), and per task and
+// learned model the model's success rate on the task's training prompts,
+// shrunk towards its rate on the task's domain (the per-task prior).
+//
+// At scoring time the prompt's sketch is standardised (Mean, InvStd) and
+// compared (cosine) with every centroid; with s the best similarity, each
+// learned model's logit l(x) is blended with the prior's logit:
+//
+//	l'(x) = l(x) + w(s)·Σ_t π_t·h_tm·(logit Priors[t][m] − l(x))
+//	w(s)  = WMax·σ(Slope·(s − S0)),   π = softmax(similarities / Temp)
+//
+// (Temp 0: π is the nearest task only; h_tm is 1 where model m was measured
+// on task t, else 0), so a prompt unlike every training task (small s)
+// keeps the scorer's own prediction, and one that clearly belongs to a
+// known task moves towards that task's per-model level. Temp, S0, Slope and
+// WMax are fitted on an inner split of the training rows
+// (router/auto/training).
+type TaskTable struct {
+	// Dims is the sketch width E (a power of two).
+	Dims int `json:"dims"`
+	// Names are the tasks, "<source>/<task>".
+	Names []string `json:"names"`
+	// Priors[t][m] is the shrunk success rate of Weights.Models[m] on task
+	// t, in (0, 1); 0 for a model never measured on it.
+	Priors [][]float32 `json:"priors"`
+	S0     float32     `json:"s0"`
+	Slope  float32     `json:"slope"`
+	WMax   float32     `json:"wmax"`
+	Temp   float32     `json:"temp"`
+
+	// Mean is the mean unit sketch over the training prompts and InvStd
+	// the inverse of each dimension's standard deviation (E floats each);
+	// Centroids the T×E unit centroids of the standardised sketches. All
+	// are stored as float16 after the dense table.
+	Mean      []float32 `json:"-"`
+	InvStd    []float32 `json:"-"`
+	Centroids []float32 `json:"-"`
+}
+
+// Weight is w(s).
+func (t *TaskTable) Weight(s float32) float32 {
+	return t.WMax / (1 + float32(math.Exp(float64(-t.Slope*(s-t.S0)))))
+}
+
+func (t *TaskTable) check(models int) error {
+	if t.Dims < 8 || t.Dims > 4096 || t.Dims&(t.Dims-1) != 0 {
+		return fmt.Errorf("task table: dims %d is not a power of two in 8..4096", t.Dims)
+	}
+	if len(t.Priors) != len(t.Names) {
+		return fmt.Errorf("task table: %d prior rows for %d tasks", len(t.Priors), len(t.Names))
+	}
+	for i, o := range t.Priors {
+		if len(o) != models {
+			return fmt.Errorf("task table: task %q has %d priors for %d models", t.Names[i], len(o), models)
+		}
+		for _, p := range o {
+			if !(p >= 0 && p < 1) {
+				return fmt.Errorf("task table: task %q has prior %v outside [0, 1)", t.Names[i], p)
+			}
+		}
+	}
+	return nil
+}
+
+// sketchNS weighs each namespace in the task sketch: the words and bigrams
+// of the read window, the question's words and the system prompt. Character
+// 4-grams are left out: they spread a prompt over many buckets and mostly
+// carry morphology, not topic.
+var sketchNS = [numNS]bool{nsWord: true, nsBigram: true, nsTail: true, nsSystem: true}
+
+// TaskSketch writes the unit-norm count sketch of f's hashed features
+// (bucket e mod E, sign from a higher hash bit, each entry weighted like
+// the scorer weighs its namespace) into out, whose length E must be a power
+// of two. It reads only what Extract computed and does not allocate.
+func TaskSketch(f *Features, out []float32) {
+	clear(out)
+	mask := uint32(len(out) - 1)
+	var scale [numNS]float32
+	for ns := range scale {
+		if sketchNS[ns] {
+			scale[ns] = f.Scale(ns)
+		}
+	}
+	for _, e := range f.Hashed {
+		v := scale[e>>28]
+		if v == 0 {
+			continue
+		}
+		if e&(1<<20) != 0 {
+			v = -v
+		}
+		out[e&mask] += v
+	}
+	normalise(out)
+}
+
+func normalise(v []float32) {
+	var n float32
+	for _, x := range v {
+		n += x * x
+	}
+	if n == 0 {
+		return
+	}
+	inv := 1 / float32(math.Sqrt(float64(n)))
+	for i := range v {
+		v[i] *= inv
+	}
+}
+
+// Standardise centres and scales the unit sketch x like the centroids
+// were, then re-normalises it, in place.
+func (t *TaskTable) Standardise(x []float32) {
+	for i, m := range t.Mean {
+		x[i] = (x[i] - m) * t.InvStd[i]
+	}
+	normalise(x)
+}
+
+// taskIndex is a TaskTable laid out for scoring: the similarity of a
+// sparse sketch to every centroid is computed from the sketch's non-zero
+// buckets only, with the centring folded into per-task constants:
+//
+//	(x − μ)⊙σ⁻¹ · c_t = Σ_j x_j·σ⁻¹_j·c_tj − Σ_j μ_j·σ⁻¹_j·c_tj
+//	‖(x − μ)⊙σ⁻¹‖²   = Σ_j (x_j·σ⁻¹_j)² − 2·Σ_j x_j·μ_j·σ⁻²_j + Σ_j (μ_j·σ⁻¹_j)²
+type taskIndex struct {
+	t    *TaskTable
+	n    int       // tasks
+	ct   []float32 // E×n: σ⁻¹_j·c_tj, bucket-major
+	k    []float32 // n: Σ_j μ_j·σ⁻¹_j·c_tj
+	ms2  []float32 // E: μ_j·σ⁻²_j
+	s    []float32 // E: σ⁻¹_j
+	q    float32   // Σ_j (μ_j·σ⁻¹_j)²
+	temp float32
+}
+
+func newTaskIndex(t *TaskTable) *taskIndex {
+	E, n := t.Dims, len(t.Names)
+	ix := &taskIndex{t: t, n: n, ct: make([]float32, E*n), k: make([]float32, n), ms2: make([]float32, E), s: t.InvStd, temp: t.Temp}
+	for j := 0; j < E; j++ {
+		s := t.InvStd[j]
+		ix.ms2[j] = t.Mean[j] * s * s
+		ix.q += t.Mean[j] * s * t.Mean[j] * s
+		for k := 0; k < n; k++ {
+			c := t.Centroids[k*E+j]
+			ix.ct[j*n+k] = s * c
+			ix.k[k] += t.Mean[j] * s * c
+		}
+	}
+	return ix
+}
+
+// assign writes the task weights π of the unit sketch x (len E) into pi
+// (len n) and returns the best similarity and its task.
+func (ix *taskIndex) assign(x, pi []float32) (int, float32) {
+	n := ix.n
+	for k := range pi {
+		pi[k] = -ix.k[k]
+	}
+	norm := ix.q
+	for j, v := range x {
+		if v == 0 {
+			continue
+		}
+		xs := v * ix.s[j]
+		norm += xs*xs - 2*v*ix.ms2[j]
+		row := ix.ct[j*n : j*n+n : j*n+n]
+		p := pi[:n:n]
+		for k, c := range row {
+			p[k] += v * c
+		}
+	}
+	inv := float32(0)
+	if norm > 1e-12 {
+		inv = 1 / float32(math.Sqrt(float64(norm)))
+	}
+	best, bs := -1, float32(-2)
+	for k := range pi {
+		pi[k] *= inv
+		if pi[k] > bs {
+			best, bs = k, pi[k]
+		}
+	}
+	if ix.temp <= 0 {
+		clear(pi)
+		if best >= 0 {
+			pi[best] = 1
+		}
+		return best, bs
+	}
+	var sum float32
+	it := 1 / ix.temp
+	for k, d := range pi {
+		e := float32(math.Exp(float64((d - bs) * it)))
+		pi[k] = e
+		sum += e
+	}
+	for k := range pi {
+		pi[k] /= sum
+	}
+	return best, bs
+}

@@ -1,0 +1,173 @@
+package auto
+
+import (
+	"math"
+	"testing"
+)
+
+// taskWeights builds small weights with two learned models and a task table
+// of two tasks whose centroids are the sketches of two prompts.
+func taskWeights(t *testing.T, shape TaskTable) (*Weights, []string) {
+	t.Helper()
+	w := &Weights{BucketBits: 8, K: 1, Domains: []string{"a", "b"},
+		Models: []ModelParams{
+			{Name: "m", Theta: []float32{0, 0}, Disc: []float32{1, 1}, U: []float32{0}},
+			{Name: "n", Theta: []float32{0, 0}, Disc: []float32{1, 1}, U: []float32{0}},
+		}}
+	r := w.R()
+	w.Hashed = make([]float32, 256*r)
+	w.Dense = make([]float32, NumDense*r)
+	prompts := []string{
+		"Which bone of the human skeleton is in the upper arm and which muscle flexes the elbow?",
+		"Write a Python function that returns the reverse of a list of integers.",
+	}
+	const E = 64
+	tt := shape
+	tt.Dims = E
+	tt.Names = []string{"src/anatomy", "src/code"}
+	// m is measured on both tasks (0.9 on anatomy, 0.2 on code), n only
+	// on code.
+	tt.Priors = [][]float32{{0.9, 0}, {0.2, 0.6}}
+	tt.Mean = make([]float32, E)
+	tt.InvStd = make([]float32, E)
+	var f Features
+	x := make([]float32, E)
+	for j := range tt.Mean {
+		tt.InvStd[j] = 1
+	}
+	for _, p := range prompts {
+		Extract(Prompt{User: p}, &f)
+		TaskSketch(&f, x)
+		tt.Centroids = append(tt.Centroids, x...)
+	}
+	w.Tasks = &tt
+	return w, prompts
+}
+
+func TestTaskTableBlendsPrior(t *testing.T) {
+	// w(s) ≈ 1 for s well above 0.5, ≈ 0 below.
+	w, prompts := taskWeights(t, TaskTable{S0: 0.5, Slope: 60, WMax: 1})
+	s, err := NewScorer(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := *w
+	plain.Tasks = nil
+	base, err := NewScorer(&plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	models := []string{"m", "n"}
+	out, ref := make([]float64, 2), make([]float64, 2)
+	// The anatomy prompt is its own centroid: similarity 1, m moves to its
+	// anatomy prior, n (never measured on anatomy) keeps its own estimate.
+	sc := s.Score(Prompt{User: prompts[0]}, models, out)
+	base.Score(Prompt{User: prompts[0]}, models, ref)
+	if sc.Task != "src/anatomy" || sc.TaskWeight < 0.99 {
+		t.Errorf("task %q weight %v, want src/anatomy at ~1", sc.Task, sc.TaskWeight)
+	}
+	if math.Abs(out[0]-0.9) > 0.01 {
+		t.Errorf("m on the anatomy prompt = %.3f, want the prior 0.9 (scorer alone %.3f)", out[0], ref[0])
+	}
+	if math.Abs(out[1]-ref[1]) > 1e-6 {
+		t.Errorf("n on the anatomy prompt = %.3f, want its own %.3f (no prior there)", out[1], ref[1])
+	}
+	s.Score(Prompt{User: prompts[1]}, models, out)
+	if math.Abs(out[0]-0.2) > 0.01 || math.Abs(out[1]-0.6) > 0.01 {
+		t.Errorf("code prompt: m %.3f n %.3f, want the priors 0.2 and 0.6", out[0], out[1])
+	}
+	// A prompt unlike both tasks keeps the scorer's predictions.
+	far := Prompt{User: "Translate into French: the weather is lovely in Lyon this spring, isn't it"}
+	sc = s.Score(far, models, out)
+	base.Score(far, models, ref)
+	if sc.TaskWeight > 0.01 || math.Abs(out[0]-ref[0]) > 0.01 {
+		t.Errorf("unrelated prompt: weight %v, m %.3f vs scorer %.3f", sc.TaskWeight, out[0], ref[0])
+	}
+}
+
+func TestTaskIndexMatchesDenseCosine(t *testing.T) {
+	w, prompts := taskWeights(t, TaskTable{S0: 0.5, Slope: 60, WMax: 1, Temp: 0.1})
+	tt := w.Tasks
+	// A non-trivial standardisation.
+	for j := range tt.Mean {
+		tt.Mean[j] = 0.01 * float32(j%7)
+		tt.InvStd[j] = 1 + 0.1*float32(j%5)
+	}
+	ix := newTaskIndex(tt)
+	var f Features
+	x := make([]float32, tt.Dims)
+	pi := make([]float32, 2)
+	for _, p := range append(prompts, "What is the capital of Australia?") {
+		Extract(Prompt{User: p}, &f)
+		TaskSketch(&f, x)
+		dense := append([]float32(nil), x...)
+		tt.Standardise(dense)
+		var want [2]float32
+		for k := range want {
+			for j, v := range dense {
+				want[k] += v * tt.Centroids[k*tt.Dims+j]
+			}
+		}
+		best, sim := ix.assign(x, pi)
+		wb := 0
+		if want[1] > want[0] {
+			wb = 1
+		}
+		if best != wb || math.Abs(float64(sim-want[wb])) > 1e-4 {
+			t.Errorf("%q: assign = task %d sim %v, dense cosine task %d sim %v", p, best, sim, wb, want[wb])
+		}
+		if s := pi[0] + pi[1]; math.Abs(float64(s-1)) > 1e-5 {
+			t.Errorf("π sums to %v", s)
+		}
+	}
+}
+
+func TestTaskTableRoundTripAndNoAllocs(t *testing.T) {
+	w, _ := taskWeights(t, TaskTable{S0: 0.3, Slope: 20, WMax: 0.75, Temp: 0.05})
+	w.Anchors = []Anchor{{"m", 0.7}, {"n", 0.8}}
+	b, err := w.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got Weights
+	if err := got.UnmarshalBinary(b); err != nil {
+		t.Fatal(err)
+	}
+	if got.Tasks == nil || len(got.Tasks.Centroids) != 2*64 || got.Tasks.Priors[1][1] != 0.6 || got.Tasks.Temp != 0.05 ||
+		f16(got.Tasks.Centroids[70]) != f16(w.Tasks.Centroids[70]) {
+		t.Fatalf("task table lost in the round trip: %+v", got.Tasks)
+	}
+	var trunc Weights
+	if err := trunc.UnmarshalBinary(b[:len(b)-2]); err == nil {
+		t.Error("truncated task table decoded")
+	}
+	bad := *w
+	tt := *w.Tasks
+	tt.Priors = [][]float32{{0.9, 0}}
+	bad.Tasks = &tt
+	if _, err := bad.MarshalBinary(); err == nil {
+		t.Error("a task table with a missing prior row encoded")
+	}
+	if raceEnabled {
+		return
+	}
+	s, err := NewScorer(&got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	models := []string{"m", "n", "gpt-4o", "unknown-model"}
+	out := make([]float64, len(models))
+	p := Prompt{User: longPromptForTasks()}
+	s.Score(p, models, out)
+	if n := testing.AllocsPerRun(100, func() { s.Score(p, models, out) }); n != 0 {
+		t.Errorf("Score with a task table allocates %v times per call", n)
+	}
+}
+
+func longPromptForTasks() string {
+	b := make([]byte, 0, 8000)
+	for len(b) < 8000 {
+		b = append(b, "Which bone of the human skeleton is in the upper arm? Write a function to reverse a list. "...)
+	}
+	return string(b)
+}

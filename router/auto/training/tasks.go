@@ -1,0 +1,375 @@
+package training
+
+import (
+	"fmt"
+	"math"
+	"sort"
+
+	"github.com/lumengw/lumen/router/auto"
+)
+
+// taskOutcomes is what the task table is built and tuned from: per row,
+// its unit task sketch and the scorer's logit for each model of the row.
+type taskOutcomes struct {
+	sk     []float32 // rows × E
+	task   []int     // row → task index (in names)
+	names  []string
+	domain []int       // row → domain index
+	models [][]int32   // row → model indices (in Weights.Models)
+	logits [][]float32 // row → scorer logit per model
+	ys     [][]float32
+}
+
+func collectOutcomes(rows []Row, w *auto.Weights, E int) (*taskOutcomes, error) {
+	s, err := auto.NewScorer(w)
+	if err != nil {
+		return nil, err
+	}
+	mi := map[string]int32{}
+	for i, m := range w.Models {
+		mi[m.Name] = int32(i)
+	}
+	o := &taskOutcomes{sk: make([]float32, len(rows)*E), task: make([]int, len(rows)),
+		models: make([][]int32, len(rows)), logits: make([][]float32, len(rows)), ys: make([][]float32, len(rows))}
+	ti := map[string]int{}
+	var f auto.Features
+	out := make([]float64, 16)
+	for i, r := range rows {
+		p := auto.Prompt{User: r.Prompt, Turns: 1}
+		auto.Extract(p, &f)
+		auto.TaskSketch(&f, o.sk[i*E:(i+1)*E])
+		k := r.Source + "/" + r.Task
+		t, ok := ti[k]
+		if !ok {
+			t = len(o.names)
+			ti[k] = t
+			o.names = append(o.names, k)
+		}
+		o.task[i] = t
+		o.domain = append(o.domain, DomainOf(r.Task))
+		names := sortedModels(r)
+		if len(out) < len(names) {
+			out = make([]float64, len(names))
+		}
+		s.Score(p, names, out)
+		for j, m := range names {
+			idx, ok := mi[m]
+			if !ok {
+				continue
+			}
+			pj := min(1-1e-6, max(1e-6, out[j]))
+			o.models[i] = append(o.models[i], idx)
+			o.logits[i] = append(o.logits[i], float32(math.Log(pj/(1-pj))))
+			o.ys[i] = append(o.ys[i], float32(r.Scores[m]))
+		}
+	}
+	return o, nil
+}
+
+// buildTaskTable computes the centroids and per-model priors of o's tasks
+// (the shape w(s) is left to the caller). A task's prior for model m is its
+// success rate on the task's rows, shrunk towards its rate on the task's
+// domain by n/(n+shrink), n the task's rows: a small task says less.
+func buildTaskTable(o *taskOutcomes, models, E int, shrink float64) *auto.TaskTable {
+	T := len(o.names)
+	n := len(o.task)
+	t := &auto.TaskTable{Dims: E, Names: append([]string(nil), o.names...), Mean: make([]float32, E), InvStd: make([]float32, E), Centroids: make([]float32, T*E)}
+	for i := 0; i < n; i++ {
+		for j, v := range o.sk[i*E : (i+1)*E] {
+			t.Mean[j] += v / float32(n)
+		}
+	}
+	// Standardise every dimension (a diagonal whitening), so buckets that
+	// every prompt fills (template words) do not dominate the cosine.
+	vr := make([]float64, E)
+	var mv float64
+	for i := 0; i < n; i++ {
+		for j, v := range o.sk[i*E : (i+1)*E] {
+			d := float64(v - t.Mean[j])
+			vr[j] += d * d / float64(n)
+		}
+	}
+	for _, v := range vr {
+		mv += v / float64(E)
+	}
+	for j, v := range vr {
+		t.InvStd[j] = float32(1 / math.Sqrt(v+0.05*mv))
+	}
+	x := make([]float32, E)
+	for i := 0; i < n; i++ {
+		copy(x, o.sk[i*E:(i+1)*E])
+		t.Standardise(x)
+		c := t.Centroids[o.task[i]*E : (o.task[i]+1)*E]
+		for j, v := range x {
+			c[j] += v
+		}
+	}
+	for k := 0; k < T; k++ {
+		unit(t.Centroids[k*E : (k+1)*E])
+	}
+	// Priors: each (task, model)'s and each (domain, model)'s outcomes.
+	type acc struct{ y, n float64 }
+	cells := make([]map[int32]*acc, T)
+	for k := range cells {
+		cells[k] = map[int32]*acc{}
+	}
+	dom := map[[2]int32]*acc{}
+	taskDom := make([]int, T)
+	for i := 0; i < n; i++ {
+		taskDom[o.task[i]] = o.domain[i]
+		for j, m := range o.models[i] {
+			c := cells[o.task[i]][m]
+			if c == nil {
+				c = &acc{}
+				cells[o.task[i]][m] = c
+			}
+			c.y += float64(o.ys[i][j])
+			c.n++
+			k := [2]int32{int32(o.domain[i]), m}
+			d := dom[k]
+			if d == nil {
+				d = &acc{}
+				dom[k] = d
+			}
+			d.y += float64(o.ys[i][j])
+			d.n++
+		}
+	}
+	t.Priors = make([][]float32, T)
+	for k := 0; k < T; k++ {
+		t.Priors[k] = make([]float32, models)
+		for m, c := range cells[k] {
+			d := dom[[2]int32{int32(taskDom[k]), m}]
+			p := (c.y + shrink*d.y/d.n) / (c.n + shrink)
+			t.Priors[k][m] = float32(min(0.99, max(0.01, p)))
+		}
+	}
+	return t
+}
+
+func sigmoid(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
+
+func unit(v []float32) {
+	var s float64
+	for _, x := range v {
+		s += float64(x) * float64(x)
+	}
+	if s == 0 {
+		return
+	}
+	inv := float32(1 / math.Sqrt(s))
+	for i := range v {
+		v[i] *= inv
+	}
+}
+
+// Shape grid searched for w(s) = WMax·σ(Slope·(s − S0)).
+var (
+	gridS0    = []float32{0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8, 0.9}
+	gridSlope = []float32{5, 10, 20, 40, 80}
+	gridWMax  = []float32{0.25, 0.5, 0.75, 1, 1.25}
+	gridTemp  = []float32{0, 0.02, 0.05, 0.1}
+)
+
+// fitTaskTable builds the task table of the fitted weights w on rows and
+// fits the shape of w(s) on an inner split of the same rows: one task in
+// five (by name) and one row in five of the other tasks are held out, the
+// scorer and a table are fit on the rest, and the shape that minimises the
+// log-loss of the held-out outcomes is kept. orig is the caller's
+// (undefaulted) config, refit for the inner split.
+func fitTaskTable(rows []Row, w *auto.Weights, orig, cfg Config) (*auto.TaskTable, error) {
+	E := cfg.TaskDims
+	var in, held []Row
+	var heldUnseen []bool
+	for _, r := range rows {
+		switch {
+		case hash64("inner-task/"+r.Source+"/"+r.Task)%5 == 0:
+			held, heldUnseen = append(held, r), append(heldUnseen, true)
+		case hash64("inner-row/"+r.ID)%5 == 0:
+			held, heldUnseen = append(held, r), append(heldUnseen, false)
+		default:
+			in = append(in, r)
+		}
+	}
+	shape := auto.TaskTable{S0: 0.5, Slope: 20, WMax: 0.5}
+	if len(in) > 0 && len(held) > 0 {
+		ic := orig
+		ic.noTaskTable = true
+		ic.Log = nil
+		wi, err := Fit(in, ic)
+		if err != nil {
+			return nil, err
+		}
+		oi, err := collectOutcomes(in, wi, E)
+		if err != nil {
+			return nil, err
+		}
+		ti := buildTaskTable(oi, len(wi.Models), E, cfg.TaskShrink)
+		oh, err := collectOutcomes(held, wi, E)
+		if err != nil {
+			return nil, err
+		}
+		shape = fitShape(oh, heldUnseen, ti, cfg)
+	}
+	o, err := collectOutcomes(rows, w, E)
+	if err != nil {
+		return nil, err
+	}
+	t := buildTaskTable(o, len(w.Models), E, cfg.TaskShrink)
+	t.S0, t.Slope, t.WMax = shape.S0, shape.Slope, shape.WMax
+	return t, nil
+}
+
+// fitShape grid-searches Temp, S0, Slope and WMax on the held-out
+// outcomes oh with the inner table ti.
+func fitShape(oh *taskOutcomes, unseen []bool, ti *auto.TaskTable, cfg Config) auto.TaskTable {
+	E := ti.Dims
+	T := len(ti.Names)
+	n := len(oh.task)
+	sim := make([]float32, n)
+	near := make([]int, n)
+	raw := make([]float32, n*T) // similarities to every centroid
+	x := make([]float32, E)
+	innerIndex := map[string]int{}
+	for k, name := range ti.Names {
+		innerIndex[name] = k
+	}
+	hard := *ti
+	hard.Temp = 0
+	soft := *ti
+	soft.Temp = 1e6 // π ≈ uniform; only used to read the raw similarities
+	var hit, known float64
+	var simKnown, simUnseen, nu float64
+	for i := 0; i < n; i++ {
+		copy(x, oh.sk[i*E:(i+1)*E])
+		hard.Standardise(x)
+		for k := 0; k < T; k++ {
+			var d float32
+			for j, v := range ti.Centroids[k*E : (k+1)*E] {
+				d += v * x[j]
+			}
+			raw[i*T+k] = d
+			if k == 0 || d > sim[i] {
+				near[i], sim[i] = k, d
+			}
+		}
+		if unseen[i] {
+			simUnseen += float64(sim[i])
+			nu++
+		} else {
+			simKnown += float64(sim[i])
+			known++
+			if k, ok := innerIndex[oh.names[oh.task[i]]]; ok && k == near[i] {
+				hit++
+			}
+		}
+	}
+	lg := make([][]float32, T) // prior logits per task and model (0: none)
+	has := make([][]float32, T)
+	for k := 0; k < T; k++ {
+		lg[k], has[k] = make([]float32, len(ti.Priors[k])), make([]float32, len(ti.Priors[k]))
+		for m, p := range ti.Priors[k] {
+			if p > 0 {
+				lg[k][m], has[k][m] = float32(math.Log(float64(p/(1-p)))), 1
+			}
+		}
+	}
+	// mixed gives, per row and model of the row, Σ_t π_t·h_t·prior logit_t
+	// and Σ_t π_t·h_t for one temperature.
+	type mix struct{ a, h [][]float32 }
+	mixed := func(temp float32) mix {
+		out := mix{make([][]float32, n), make([][]float32, n)}
+		pi := make([]float32, T)
+		for i := 0; i < n; i++ {
+			if temp <= 0 {
+				clear(pi)
+				pi[near[i]] = 1
+			} else {
+				var sum float32
+				for k := 0; k < T; k++ {
+					pi[k] = float32(math.Exp(float64((raw[i*T+k] - sim[i]) / temp)))
+					sum += pi[k]
+				}
+				for k := range pi {
+					pi[k] /= sum
+				}
+			}
+			out.a[i] = make([]float32, len(oh.models[i]))
+			out.h[i] = make([]float32, len(oh.models[i]))
+			for j, m := range oh.models[i] {
+				for k := 0; k < T; k++ {
+					out.a[i][j] += pi[k] * lg[k][m]
+					out.h[i][j] += pi[k] * has[k][m]
+				}
+			}
+		}
+		return out
+	}
+	loss := func(sh auto.TaskTable, off mix, onlyKnown bool) (all, kn, un float64) {
+		var cnt, ck, cu float64
+		for i := 0; i < n; i++ {
+			if onlyKnown && unseen[i] {
+				continue
+			}
+			wt := float64(sh.Weight(sim[i]))
+			for j := range oh.models[i] {
+				z := float64(oh.logits[i][j])
+				p := sigmoid(z + wt*(float64(off.a[i][j])-float64(off.h[i][j])*z))
+				p = min(1-1e-6, max(1e-6, p))
+				y := float64(oh.ys[i][j])
+				l := -(y*math.Log(p) + (1-y)*math.Log(1-p))
+				all += l
+				cnt++
+				if unseen[i] {
+					un += l
+					cu++
+				} else {
+					kn += l
+					ck++
+				}
+			}
+		}
+		return all / max(cnt, 1), kn / max(ck, 1), un / max(cu, 1)
+	}
+	// A reference: known rows given their own task's prior at full weight.
+	oracle := mix{make([][]float32, n), make([][]float32, n)}
+	for i := 0; i < n; i++ {
+		oracle.a[i] = make([]float32, len(oh.models[i]))
+		oracle.h[i] = make([]float32, len(oh.models[i]))
+		if k, ok := innerIndex[oh.names[oh.task[i]]]; ok {
+			for j, m := range oh.models[i] {
+				oracle.a[i][j], oracle.h[i][j] = lg[k][m], has[k][m]
+			}
+		}
+	}
+	_, ok0, _ := loss(auto.TaskTable{WMax: 1, Slope: 1, S0: -100}, oracle, true)
+	zero := mixed(0)
+	b0, bk0, bu0 := loss(auto.TaskTable{}, zero, false)
+	best, bl := auto.TaskTable{}, b0
+	for _, temp := range gridTemp {
+		off := mixed(temp)
+		for _, s0 := range gridS0 {
+			for _, sl := range gridSlope {
+				for _, wm := range gridWMax {
+					sh := auto.TaskTable{S0: s0, Slope: sl, WMax: wm, Temp: temp}
+					if l, _, _ := loss(sh, off, false); l < bl-1e-6 {
+						best, bl = sh, l
+					}
+				}
+			}
+		}
+	}
+	_, bk, bu := loss(best, mixed(best.Temp), false)
+	fmt.Fprintf(cfg.Log, "task table: inner split %d held rows (%.0f of unseen tasks); nearest task right on %.1f%% of known-task rows; mean similarity known %.3f, unseen %.3f; "+
+		"w(s) = %.2f·σ(%.0f·(s − %.2f)), temp %.2f; held-out log-loss %.4f → %.4f (known %.4f → %.4f [own task's prior: %.4f], unseen %.4f → %.4f)\n",
+		n, nu, 100*hit/max(known, 1), simKnown/max(known, 1), simUnseen/max(nu, 1),
+		best.WMax, best.Slope, best.S0, best.Temp, b0, bl, bk0, bk, ok0, bu0, bu)
+	return best
+}
+
+// taskNames is for tests: the table's task names, sorted.
+func taskNames(t *auto.TaskTable) []string {
+	out := append([]string(nil), t.Names...)
+	sort.Strings(out)
+	return out
+}
