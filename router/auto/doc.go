@@ -25,6 +25,14 @@
 // lets models rank prompts differently, which is what a router needs: the
 // expected gain P_strong − P_weak, not only the subject.
 //
+// Optionally (training flag --task-dims; off in the shipped weights, see
+// EVAL.md) the weights carry a task table (TaskTable): a centroid per
+// training task of a count sketch of the prompt's hashed words, and each
+// model's success rate on that task. A prompt's nearest centroids (cosine
+// over the non-zero sketch buckets, no allocation) pull each model's logit
+// towards those tasks' rates, with a weight that grows with the similarity
+// and whose shape is fitted per source on held-out training rows.
+//
 // Weights are trained offline by router/auto/training (go run
 // ./router/auto/train) and embedded as float16 (weights.bin). Models named in
 // the training data are learned under their exact names; well-known models

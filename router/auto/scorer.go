@@ -449,7 +449,7 @@ func (s *Scorer) Score(p Prompt, models []string, out []float64) Score {
 		TaskSketch(&sc.f, sc.sk)
 		var sim float32
 		task, sim = ix.assign(sc.sk, sc.pi)
-		tw = ix.t.Weight(sim)
+		tw = ix.weight(task, sim)
 		pi = sc.pi
 	}
 	// The anchors' task sums, shared by every placed model.

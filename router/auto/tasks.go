@@ -20,9 +20,12 @@ import (
 // (Temp 0: π is the nearest task only; h_tm is 1 where model m was measured
 // on task t, else 0), so a prompt unlike every training task (small s)
 // keeps the scorer's own prediction, and one that clearly belongs to a
-// known task moves towards that task's per-model level. Temp, S0, Slope and
-// WMax are fitted on an inner split of the training rows
-// (router/auto/training).
+// known task moves towards that task's per-model level. The shape of w
+// (S0, Slope, WMax) is per group of tasks — the source, the part of the
+// nearest task's name before "/" — because how reliably a prompt's task is
+// recognised differs between them (one MMLU question among 45 subjects
+// versus a benchmark's template). Temp and the shapes are fitted on an
+// inner split of the training rows (router/auto/training).
 type TaskTable struct {
 	// Dims is the sketch width E (a power of two).
 	Dims int `json:"dims"`
@@ -31,9 +34,8 @@ type TaskTable struct {
 	// Priors[t][m] is the shrunk success rate of Weights.Models[m] on task
 	// t, in (0, 1); 0 for a model never measured on it.
 	Priors [][]float32 `json:"priors"`
-	S0     float32     `json:"s0"`
-	Slope  float32     `json:"slope"`
-	WMax   float32     `json:"wmax"`
+	// Shapes are w(s) per group; a task whose group has none gets w = 0.
+	Shapes []TaskShape `json:"shapes"`
 	Temp   float32     `json:"temp"`
 
 	// Mean is the mean unit sketch over the training prompts and InvStd
@@ -45,9 +47,38 @@ type TaskTable struct {
 	Centroids []float32 `json:"-"`
 }
 
+// TaskShape is w(s) = WMax·σ(Slope·(s − S0)) for the tasks of one group.
+type TaskShape struct {
+	Group string  `json:"group"`
+	S0    float32 `json:"s0"`
+	Slope float32 `json:"slope"`
+	WMax  float32 `json:"wmax"`
+}
+
 // Weight is w(s).
-func (t *TaskTable) Weight(s float32) float32 {
-	return t.WMax / (1 + float32(math.Exp(float64(-t.Slope*(s-t.S0)))))
+func (sh *TaskShape) Weight(s float32) float32 {
+	return sh.WMax / (1 + float32(math.Exp(float64(-sh.Slope*(s-sh.S0)))))
+}
+
+// TaskGroup is the group of a task name: the part before the first "/".
+func TaskGroup(name string) string {
+	for i := 0; i < len(name); i++ {
+		if name[i] == '/' {
+			return name[:i]
+		}
+	}
+	return name
+}
+
+// Shape returns the shape of task k's group, or nil.
+func (t *TaskTable) Shape(k int) *TaskShape {
+	g := TaskGroup(t.Names[k])
+	for i := range t.Shapes {
+		if t.Shapes[i].Group == g {
+			return &t.Shapes[i]
+		}
+	}
+	return nil
 }
 
 func (t *TaskTable) check(models int) error {
@@ -74,7 +105,7 @@ func (t *TaskTable) check(models int) error {
 // of the read window, the question's words and the system prompt. Character
 // 4-grams are left out: they spread a prompt over many buckets and mostly
 // carry morphology, not topic.
-var sketchNS = [numNS]bool{nsWord: true, nsBigram: true, nsTail: true, nsSystem: true}
+var sketchNS = [numNS]bool{nsWord: true, nsBigram: true, nsTail: true, nsSystem: true, nsChar: true}
 
 // TaskSketch writes the unit-norm count sketch of f's hashed features
 // (bucket e mod E, sign from a higher hash bit, each entry weighted like
@@ -132,19 +163,24 @@ func (t *TaskTable) Standardise(x []float32) {
 //	(x − μ)⊙σ⁻¹ · c_t = Σ_j x_j·σ⁻¹_j·c_tj − Σ_j μ_j·σ⁻¹_j·c_tj
 //	‖(x − μ)⊙σ⁻¹‖²   = Σ_j (x_j·σ⁻¹_j)² − 2·Σ_j x_j·μ_j·σ⁻²_j + Σ_j (μ_j·σ⁻¹_j)²
 type taskIndex struct {
-	t    *TaskTable
-	n    int       // tasks
-	ct   []float32 // E×n: σ⁻¹_j·c_tj, bucket-major
-	k    []float32 // n: Σ_j μ_j·σ⁻¹_j·c_tj
-	ms2  []float32 // E: μ_j·σ⁻²_j
-	s    []float32 // E: σ⁻¹_j
-	q    float32   // Σ_j (μ_j·σ⁻¹_j)²
-	temp float32
+	t     *TaskTable
+	shape []*TaskShape // per task (nil: w = 0)
+	n     int          // tasks
+	ct    []float32    // E×n: σ⁻¹_j·c_tj, bucket-major
+	k     []float32    // n: Σ_j μ_j·σ⁻¹_j·c_tj
+	ms2   []float32    // E: μ_j·σ⁻²_j
+	s     []float32    // E: σ⁻¹_j
+	q     float32      // Σ_j (μ_j·σ⁻¹_j)²
+	temp  float32
 }
 
 func newTaskIndex(t *TaskTable) *taskIndex {
 	E, n := t.Dims, len(t.Names)
 	ix := &taskIndex{t: t, n: n, ct: make([]float32, E*n), k: make([]float32, n), ms2: make([]float32, E), s: t.InvStd, temp: t.Temp}
+	ix.shape = make([]*TaskShape, n)
+	for k := range ix.shape {
+		ix.shape[k] = t.Shape(k)
+	}
 	for j := 0; j < E; j++ {
 		s := t.InvStd[j]
 		ix.ms2[j] = t.Mean[j] * s * s
@@ -156,6 +192,14 @@ func newTaskIndex(t *TaskTable) *taskIndex {
 		}
 	}
 	return ix
+}
+
+// weight is w(s) of task k's group.
+func (ix *taskIndex) weight(k int, s float32) float32 {
+	if k < 0 || ix.shape[k] == nil {
+		return 0
+	}
+	return ix.shape[k].Weight(s)
 }
 
 // assign writes the task weights π of the unit sketch x (len E) into pi

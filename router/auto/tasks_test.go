@@ -7,7 +7,7 @@ import (
 
 // taskWeights builds small weights with two learned models and a task table
 // of two tasks whose centroids are the sketches of two prompts.
-func taskWeights(t *testing.T, shape TaskTable) (*Weights, []string) {
+func taskWeights(t *testing.T, shape TaskShape, temp float32) (*Weights, []string) {
 	t.Helper()
 	w := &Weights{BucketBits: 8, K: 1, Domains: []string{"a", "b"},
 		Models: []ModelParams{
@@ -22,8 +22,8 @@ func taskWeights(t *testing.T, shape TaskTable) (*Weights, []string) {
 		"Write a Python function that returns the reverse of a list of integers.",
 	}
 	const E = 64
-	tt := shape
-	tt.Dims = E
+	shape.Group = "src"
+	tt := TaskTable{Dims: E, Temp: temp, Shapes: []TaskShape{shape}}
 	tt.Names = []string{"src/anatomy", "src/code"}
 	// m is measured on both tasks (0.9 on anatomy, 0.2 on code), n only
 	// on code.
@@ -46,7 +46,7 @@ func taskWeights(t *testing.T, shape TaskTable) (*Weights, []string) {
 
 func TestTaskTableBlendsPrior(t *testing.T) {
 	// w(s) ≈ 1 for s well above 0.5, ≈ 0 below.
-	w, prompts := taskWeights(t, TaskTable{S0: 0.5, Slope: 60, WMax: 1})
+	w, prompts := taskWeights(t, TaskShape{S0: 0.5, Slope: 60, WMax: 1}, 0)
 	s, err := NewScorer(w)
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +86,7 @@ func TestTaskTableBlendsPrior(t *testing.T) {
 }
 
 func TestTaskIndexMatchesDenseCosine(t *testing.T) {
-	w, prompts := taskWeights(t, TaskTable{S0: 0.5, Slope: 60, WMax: 1, Temp: 0.1})
+	w, prompts := taskWeights(t, TaskShape{S0: 0.5, Slope: 60, WMax: 1}, 0.1)
 	tt := w.Tasks
 	// A non-trivial standardisation.
 	for j := range tt.Mean {
@@ -123,7 +123,7 @@ func TestTaskIndexMatchesDenseCosine(t *testing.T) {
 }
 
 func TestTaskTableRoundTripAndNoAllocs(t *testing.T) {
-	w, _ := taskWeights(t, TaskTable{S0: 0.3, Slope: 20, WMax: 0.75, Temp: 0.05})
+	w, _ := taskWeights(t, TaskShape{S0: 0.3, Slope: 20, WMax: 0.75}, 0.05)
 	w.Anchors = []Anchor{{"m", 0.7}, {"n", 0.8}}
 	b, err := w.MarshalBinary()
 	if err != nil {
@@ -170,4 +170,27 @@ func longPromptForTasks() string {
 		b = append(b, "Which bone of the human skeleton is in the upper arm? Write a function to reverse a list. "...)
 	}
 	return string(b)
+}
+
+func TestTaskShapePerGroup(t *testing.T) {
+	w, prompts := taskWeights(t, TaskShape{S0: 0.5, Slope: 60, WMax: 1}, 0)
+	// Only the anatomy task's group has a shape: the code prompt, whose
+	// nearest task is in another group, keeps the scorer's prediction.
+	w.Tasks.Names[1] = "other/code"
+	s, err := NewScorer(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := *w
+	plain.Tasks = nil
+	base, _ := NewScorer(&plain)
+	out, ref := make([]float64, 1), make([]float64, 1)
+	sc := s.Score(Prompt{User: prompts[1]}, []string{"m"}, out)
+	base.Score(Prompt{User: prompts[1]}, []string{"m"}, ref)
+	if sc.Task != "other/code" || sc.TaskWeight != 0 || out[0] != ref[0] {
+		t.Errorf("code prompt: task %q weight %v, m %.3f vs scorer %.3f; want no blend", sc.Task, sc.TaskWeight, out[0], ref[0])
+	}
+	if sc := s.Score(Prompt{User: prompts[0]}, []string{"m"}, out); sc.TaskWeight < 0.99 || math.Abs(out[0]-0.9) > 0.01 {
+		t.Errorf("anatomy prompt: weight %v, m %.3f; want the prior 0.9", sc.TaskWeight, out[0])
+	}
 }

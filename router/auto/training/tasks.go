@@ -191,7 +191,7 @@ func fitTaskTable(rows []Row, w *auto.Weights, orig, cfg Config) (*auto.TaskTabl
 			in = append(in, r)
 		}
 	}
-	shape := auto.TaskTable{S0: 0.5, Slope: 20, WMax: 0.5}
+	shape := auto.TaskTable{}
 	if len(in) > 0 && len(held) > 0 {
 		ic := orig
 		ic.noTaskTable = true
@@ -216,12 +216,13 @@ func fitTaskTable(rows []Row, w *auto.Weights, orig, cfg Config) (*auto.TaskTabl
 		return nil, err
 	}
 	t := buildTaskTable(o, len(w.Models), E, cfg.TaskShrink)
-	t.S0, t.Slope, t.WMax = shape.S0, shape.Slope, shape.WMax
+	t.Shapes, t.Temp = shape.Shapes, shape.Temp
 	return t, nil
 }
 
-// fitShape grid-searches Temp, S0, Slope and WMax on the held-out
-// outcomes oh with the inner table ti.
+// fitShape grid-searches Temp and, per group of the nearest task, S0,
+// Slope and WMax on the held-out outcomes oh with the inner table ti. It
+// returns a table holding only Temp and Shapes.
 func fitShape(oh *taskOutcomes, unseen []bool, ti *auto.TaskTable, cfg Config) auto.TaskTable {
 	E := ti.Dims
 	T := len(ti.Names)
@@ -235,9 +236,6 @@ func fitShape(oh *taskOutcomes, unseen []bool, ti *auto.TaskTable, cfg Config) a
 		innerIndex[name] = k
 	}
 	hard := *ti
-	hard.Temp = 0
-	soft := *ti
-	soft.Temp = 1e6 // π ≈ uniform; only used to read the raw similarities
 	var hit, known float64
 	var simKnown, simUnseen, nu float64
 	for i := 0; i < n; i++ {
@@ -305,32 +303,47 @@ func fitShape(oh *taskOutcomes, unseen []bool, ti *auto.TaskTable, cfg Config) a
 		}
 		return out
 	}
-	loss := func(sh auto.TaskTable, off mix, onlyKnown bool) (all, kn, un float64) {
-		var cnt, ck, cu float64
-		for i := 0; i < n; i++ {
-			if onlyKnown && unseen[i] {
-				continue
-			}
-			wt := float64(sh.Weight(sim[i]))
+	// Rows by the group of their nearest task.
+	groups := map[string][]int{}
+	var gnames []string
+	for i := 0; i < n; i++ {
+		g := auto.TaskGroup(ti.Names[near[i]])
+		if groups[g] == nil {
+			gnames = append(gnames, g)
+		}
+		groups[g] = append(groups[g], i)
+	}
+	sort.Strings(gnames)
+	all := make([]int, n)
+	for i := range all {
+		all[i] = i
+	}
+	// loss sums the log-loss of rows (and counts outcomes), with w from
+	// shape(i) for row i.
+	type sums struct{ all, kn, un, cnt, ck, cu float64 }
+	loss := func(rows []int, shape func(i int) *auto.TaskShape, off mix) (r sums) {
+		for _, i := range rows {
+			wt := float64(shape(i).Weight(sim[i]))
 			for j := range oh.models[i] {
 				z := float64(oh.logits[i][j])
 				p := sigmoid(z + wt*(float64(off.a[i][j])-float64(off.h[i][j])*z))
 				p = min(1-1e-6, max(1e-6, p))
 				y := float64(oh.ys[i][j])
 				l := -(y*math.Log(p) + (1-y)*math.Log(1-p))
-				all += l
-				cnt++
+				r.all += l
+				r.cnt++
 				if unseen[i] {
-					un += l
-					cu++
+					r.un += l
+					r.cu++
 				} else {
-					kn += l
-					ck++
+					r.kn += l
+					r.ck++
 				}
 			}
 		}
-		return all / max(cnt, 1), kn / max(ck, 1), un / max(cu, 1)
+		return r
 	}
+	fixed := func(sh auto.TaskShape) func(int) *auto.TaskShape { return func(int) *auto.TaskShape { return &sh } }
 	// A reference: known rows given their own task's prior at full weight.
 	oracle := mix{make([][]float32, n), make([][]float32, n)}
 	for i := 0; i < n; i++ {
@@ -342,28 +355,61 @@ func fitShape(oh *taskOutcomes, unseen []bool, ti *auto.TaskTable, cfg Config) a
 			}
 		}
 	}
-	_, ok0, _ := loss(auto.TaskTable{WMax: 1, Slope: 1, S0: -100}, oracle, true)
+	var knownRows []int
+	for i := 0; i < n; i++ {
+		if !unseen[i] {
+			knownRows = append(knownRows, i)
+		}
+	}
+	or := loss(knownRows, fixed(auto.TaskShape{WMax: 1, Slope: 1, S0: -100}), oracle)
 	zero := mixed(0)
-	b0, bk0, bu0 := loss(auto.TaskTable{}, zero, false)
-	best, bl := auto.TaskTable{}, b0
+	z := loss(all, fixed(auto.TaskShape{}), zero)
+	best, bl := auto.TaskTable{}, z.all
 	for _, temp := range gridTemp {
 		off := mixed(temp)
-		for _, s0 := range gridS0 {
-			for _, sl := range gridSlope {
-				for _, wm := range gridWMax {
-					sh := auto.TaskTable{S0: s0, Slope: sl, WMax: wm, Temp: temp}
-					if l, _, _ := loss(sh, off, false); l < bl-1e-6 {
-						best, bl = sh, l
+		cand := auto.TaskTable{Temp: temp}
+		var total float64
+		for _, g := range gnames {
+			rows := groups[g]
+			gb := auto.TaskShape{Group: g}
+			gl := loss(rows, fixed(gb), off).all
+			for _, s0 := range gridS0 {
+				for _, sl := range gridSlope {
+					for _, wm := range gridWMax {
+						sh := auto.TaskShape{Group: g, S0: s0, Slope: sl, WMax: wm}
+						if l := loss(rows, fixed(sh), off).all; l < gl-1e-6 {
+							gb, gl = sh, l
+						}
 					}
 				}
 			}
+			if gb.WMax > 0 {
+				cand.Shapes = append(cand.Shapes, gb)
+			}
+			total += gl
+		}
+		if total < bl-1e-6 {
+			best, bl = cand, total
 		}
 	}
-	_, bk, bu := loss(best, mixed(best.Temp), false)
+	shapeOf := func(i int) *auto.TaskShape {
+		g := auto.TaskGroup(ti.Names[near[i]])
+		for k := range best.Shapes {
+			if best.Shapes[k].Group == g {
+				return &best.Shapes[k]
+			}
+		}
+		return &auto.TaskShape{}
+	}
+	bs := loss(all, shapeOf, mixed(best.Temp))
+	var desc string
+	for _, sh := range best.Shapes {
+		desc += fmt.Sprintf(" %s %.2f·σ(%.0f·(s − %.2f));", sh.Group, sh.WMax, sh.Slope, sh.S0)
+	}
 	fmt.Fprintf(cfg.Log, "task table: inner split %d held rows (%.0f of unseen tasks); nearest task right on %.1f%% of known-task rows; mean similarity known %.3f, unseen %.3f; "+
-		"w(s) = %.2f·σ(%.0f·(s − %.2f)), temp %.2f; held-out log-loss %.4f → %.4f (known %.4f → %.4f [own task's prior: %.4f], unseen %.4f → %.4f)\n",
+		"temp %.2f, w(s):%s held-out log-loss %.4f → %.4f (known %.4f → %.4f [own task's prior: %.4f], unseen %.4f → %.4f)\n",
 		n, nu, 100*hit/max(known, 1), simKnown/max(known, 1), simUnseen/max(nu, 1),
-		best.WMax, best.Slope, best.S0, best.Temp, b0, bl, bk0, bk, ok0, bu0, bu)
+		best.Temp, desc, z.all/z.cnt, bs.all/bs.cnt, z.kn/max(z.ck, 1), bs.kn/max(bs.ck, 1), or.kn/max(or.ck, 1), z.un/max(z.cu, 1), bs.un/max(bs.cu, 1))
 	return best
 }
 
