@@ -62,6 +62,12 @@ type Config struct {
 	// TaskShrink is c in the n/(n+c) shrink of a task's offsets towards
 	// the scorer's own mean on the task, n its rows (default 10).
 	TaskShrink float64
+	// TaskObjective is what the shape of the task blend is fitted to on
+	// the inner split: "logloss" (default), the mean log-loss of every
+	// (prompt, model) outcome, or "gain", the mean squared error of every
+	// pair of models' predicted gain p_a − p_b against y_a − y_b — the
+	// quantity routing decisions rank by.
+	TaskObjective string
 	// noTaskTable is set for the inner fit that tunes the task table.
 	noTaskTable bool
 	// NoDifficulty freezes b(x) and z(x) at zero: the domain-only model,

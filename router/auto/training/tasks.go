@@ -321,7 +321,20 @@ func fitShape(oh *taskOutcomes, unseen []bool, ti *auto.TaskTable, cfg Config) a
 	// loss sums the log-loss of rows (and counts outcomes), with w from
 	// shape(i) for row i.
 	type sums struct{ all, kn, un, cnt, ck, cu float64 }
+	gain := cfg.TaskObjective == "gain"
+	ps := make([]float64, 64)
 	loss := func(rows []int, shape func(i int) *auto.TaskShape, off mix) (r sums) {
+		add := func(i int, l float64) {
+			r.all += l
+			r.cnt++
+			if unseen[i] {
+				r.un += l
+				r.cu++
+			} else {
+				r.kn += l
+				r.ck++
+			}
+		}
 		for _, i := range rows {
 			wt := float64(shape(i).Weight(sim[i]))
 			for j := range oh.models[i] {
@@ -329,15 +342,21 @@ func fitShape(oh *taskOutcomes, unseen []bool, ti *auto.TaskTable, cfg Config) a
 				p := sigmoid(z + wt*(float64(off.a[i][j])-float64(off.h[i][j])*z))
 				p = min(1-1e-6, max(1e-6, p))
 				y := float64(oh.ys[i][j])
-				l := -(y*math.Log(p) + (1-y)*math.Log(1-p))
-				r.all += l
-				r.cnt++
-				if unseen[i] {
-					r.un += l
-					r.cu++
-				} else {
-					r.kn += l
-					r.ck++
+				if gain {
+					ps[j] = p
+					continue
+				}
+				add(i, -(y*math.Log(p) + (1-y)*math.Log(1-p)))
+			}
+			if !gain {
+				continue
+			}
+			// The squared error of every pair's predicted gain.
+			ys := oh.ys[i]
+			for j := range ys {
+				for k := j + 1; k < len(ys); k++ {
+					d := (ps[j] - ps[k]) - float64(ys[j]-ys[k])
+					add(i, d*d)
 				}
 			}
 		}
@@ -407,9 +426,9 @@ func fitShape(oh *taskOutcomes, unseen []bool, ti *auto.TaskTable, cfg Config) a
 		desc += fmt.Sprintf(" %s %.2f·σ(%.0f·(s − %.2f));", sh.Group, sh.WMax, sh.Slope, sh.S0)
 	}
 	fmt.Fprintf(cfg.Log, "task table: inner split %d held rows (%.0f of unseen tasks); nearest task right on %.1f%% of known-task rows; mean similarity known %.3f, unseen %.3f; "+
-		"temp %.2f, w(s):%s held-out log-loss %.4f → %.4f (known %.4f → %.4f [own task's prior: %.4f], unseen %.4f → %.4f)\n",
-		n, nu, 100*hit/max(known, 1), simKnown/max(known, 1), simUnseen/max(nu, 1),
-		best.Temp, desc, z.all/z.cnt, bs.all/bs.cnt, z.kn/max(z.ck, 1), bs.kn/max(bs.ck, 1), or.kn/max(or.ck, 1), z.un/max(z.cu, 1), bs.un/max(bs.cu, 1))
+		"temp %.2f, w(s):%s held-out %s %.4f → %.4f (known %.4f → %.4f [own task's prior: %.4f], unseen %.4f → %.4f)\n",
+		len(oh.task), nu, 100*hit/max(known, 1), simKnown/max(known, 1), simUnseen/max(nu, 1),
+		best.Temp, desc, objective(cfg), z.all/z.cnt, bs.all/bs.cnt, z.kn/max(z.ck, 1), bs.kn/max(bs.ck, 1), or.kn/max(or.ck, 1), z.un/max(z.cu, 1), bs.un/max(bs.cu, 1))
 	return best
 }
 
@@ -418,4 +437,11 @@ func taskNames(t *auto.TaskTable) []string {
 	out := append([]string(nil), t.Names...)
 	sort.Strings(out)
 	return out
+}
+
+func objective(cfg Config) string {
+	if cfg.TaskObjective == "gain" {
+		return "squared gain error"
+	}
+	return "log-loss"
 }
