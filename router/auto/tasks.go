@@ -37,6 +37,9 @@ type TaskTable struct {
 	// Shapes are w(s) per group; a task whose group has none gets w = 0.
 	Shapes []TaskShape `json:"shapes"`
 	Temp   float32     `json:"temp"`
+	// Margin makes s the best similarity minus the second best, instead of
+	// the best: how clearly one task wins rather than how close it is.
+	Margin bool `json:"margin,omitempty"`
 
 	// Mean is the mean unit sketch over the training prompts and InvStd
 	// the inverse of each dimension's standard deviation (E floats each);
@@ -203,7 +206,8 @@ func (ix *taskIndex) weight(k int, s float32) float32 {
 }
 
 // assign writes the task weights π of the unit sketch x (len E) into pi
-// (len n) and returns the best similarity and its task.
+// (len n) and returns the nearest task and the gate input s: its
+// similarity, or with Margin its lead over the second nearest.
 func (ix *taskIndex) assign(x, pi []float32) (int, float32) {
 	n := ix.n
 	for k := range pi {
@@ -226,19 +230,25 @@ func (ix *taskIndex) assign(x, pi []float32) (int, float32) {
 	if norm > 1e-12 {
 		inv = 1 / float32(math.Sqrt(float64(norm)))
 	}
-	best, bs := -1, float32(-2)
+	best, bs, second := -1, float32(-2), float32(-2)
 	for k := range pi {
 		pi[k] *= inv
 		if pi[k] > bs {
-			best, bs = k, pi[k]
+			best, bs, second = k, pi[k], bs
+		} else if pi[k] > second {
+			second = pi[k]
 		}
+	}
+	gate := bs
+	if ix.t.Margin {
+		gate = bs - max(second, -1)
 	}
 	if ix.temp <= 0 {
 		clear(pi)
 		if best >= 0 {
 			pi[best] = 1
 		}
-		return best, bs
+		return best, gate
 	}
 	var sum float32
 	it := 1 / ix.temp
@@ -250,5 +260,5 @@ func (ix *taskIndex) assign(x, pi []float32) (int, float32) {
 	for k := range pi {
 		pi[k] /= sum
 	}
-	return best, bs
+	return best, gate
 }

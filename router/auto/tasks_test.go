@@ -194,3 +194,24 @@ func TestTaskShapePerGroup(t *testing.T) {
 		t.Errorf("anatomy prompt: weight %v, m %.3f; want the prior 0.9", sc.TaskWeight, out[0])
 	}
 }
+
+func TestTaskMarginGate(t *testing.T) {
+	w, prompts := taskWeights(t, TaskShape{S0: 0.3, Slope: 60, WMax: 1}, 0)
+	w.Tasks.Margin = true
+	s, err := NewScorer(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]float64, 1)
+	if sc := s.Score(Prompt{User: prompts[0]}, []string{"m"}, out); sc.TaskWeight < 0.9 {
+		t.Errorf("a clear winner: weight %v, want ~1", sc.TaskWeight)
+	}
+	// Two identical centroids: the nearest task leads by nothing, so the
+	// margin gate keeps the scorer's prediction.
+	E := w.Tasks.Dims
+	copy(w.Tasks.Centroids[E:], w.Tasks.Centroids[:E])
+	s, _ = NewScorer(w)
+	if sc := s.Score(Prompt{User: prompts[0]}, []string{"m"}, out); sc.TaskWeight > 0.01 {
+		t.Errorf("a tie: weight %v, want ~0", sc.TaskWeight)
+	}
+}

@@ -46,6 +46,7 @@ func run(args []string) error {
 	fs.IntVar(&cfg.TaskDims, "task-dims", 0, "task-identity component: sketch width of the task centroids (power of two; 0 = none)")
 	fs.Float64Var(&cfg.TaskShrink, "task-shrink", 0, "shrink of a task's model offsets towards the scorer's mean, c in n/(n+c) (default 10)")
 	fs.StringVar(&cfg.TaskObjective, "task-objective", "", "what the task blend's shape is fitted to: logloss (default) or gain (squared error of pairwise predicted gains)")
+	fs.BoolVar(&cfg.TaskMargin, "task-margin", false, "gate the task blend on the nearest task's lead over the second nearest (default: on its similarity)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

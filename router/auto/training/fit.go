@@ -68,6 +68,9 @@ type Config struct {
 	// pair of models' predicted gain p_a − p_b against y_a − y_b — the
 	// quantity routing decisions rank by.
 	TaskObjective string
+	// TaskMargin gates the task blend on the nearest task's lead over the
+	// second nearest instead of on its similarity.
+	TaskMargin bool
 	// noTaskTable is set for the inner fit that tunes the task table.
 	noTaskTable bool
 	// NoDifficulty freezes b(x) and z(x) at zero: the domain-only model,

@@ -169,6 +169,8 @@ var (
 	gridSlope = []float32{5, 10, 20, 40, 80}
 	gridWMax  = []float32{0.25, 0.5, 0.75, 1, 1.25}
 	gridTemp  = []float32{0, 0.02, 0.05, 0.1}
+	// S0 grid for the margin gate (TaskMargin).
+	gridMargin = []float32{0, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3}
 )
 
 // fitTaskTable builds the task table of the fitted weights w on rows and
@@ -216,7 +218,7 @@ func fitTaskTable(rows []Row, w *auto.Weights, orig, cfg Config) (*auto.TaskTabl
 		return nil, err
 	}
 	t := buildTaskTable(o, len(w.Models), E, cfg.TaskShrink)
-	t.Shapes, t.Temp = shape.Shapes, shape.Temp
+	t.Shapes, t.Temp, t.Margin = shape.Shapes, shape.Temp, shape.Margin
 	return t, nil
 }
 
@@ -228,6 +230,7 @@ func fitShape(oh *taskOutcomes, unseen []bool, ti *auto.TaskTable, cfg Config) a
 	T := len(ti.Names)
 	n := len(oh.task)
 	sim := make([]float32, n)
+	gate := make([]float32, n) // w's input: sim, or with TaskMargin the lead over the second task
 	near := make([]int, n)
 	raw := make([]float32, n*T) // similarities to every centroid
 	x := make([]float32, E)
@@ -251,11 +254,22 @@ func fitShape(oh *taskOutcomes, unseen []bool, ti *auto.TaskTable, cfg Config) a
 				near[i], sim[i] = k, d
 			}
 		}
+		if cfg.TaskMargin {
+			second := float32(-1)
+			for k := 0; k < T; k++ {
+				if k != near[i] && raw[i*T+k] > second {
+					second = raw[i*T+k]
+				}
+			}
+			gate[i] = sim[i] - second
+		} else {
+			gate[i] = sim[i]
+		}
 		if unseen[i] {
-			simUnseen += float64(sim[i])
+			simUnseen += float64(gate[i])
 			nu++
 		} else {
-			simKnown += float64(sim[i])
+			simKnown += float64(gate[i])
 			known++
 			if k, ok := innerIndex[oh.names[oh.task[i]]]; ok && k == near[i] {
 				hit++
@@ -336,7 +350,7 @@ func fitShape(oh *taskOutcomes, unseen []bool, ti *auto.TaskTable, cfg Config) a
 			}
 		}
 		for _, i := range rows {
-			wt := float64(shape(i).Weight(sim[i]))
+			wt := float64(shape(i).Weight(gate[i]))
 			for j := range oh.models[i] {
 				z := float64(oh.logits[i][j])
 				p := sigmoid(z + wt*(float64(off.a[i][j])-float64(off.h[i][j])*z))
@@ -386,13 +400,17 @@ func fitShape(oh *taskOutcomes, unseen []bool, ti *auto.TaskTable, cfg Config) a
 	best, bl := auto.TaskTable{}, z.all
 	for _, temp := range gridTemp {
 		off := mixed(temp)
-		cand := auto.TaskTable{Temp: temp}
+		cand := auto.TaskTable{Temp: temp, Margin: cfg.TaskMargin}
 		var total float64
 		for _, g := range gnames {
 			rows := groups[g]
 			gb := auto.TaskShape{Group: g}
 			gl := loss(rows, fixed(gb), off).all
-			for _, s0 := range gridS0 {
+			s0s := gridS0
+			if cfg.TaskMargin {
+				s0s = gridMargin
+			}
+			for _, s0 := range s0s {
 				for _, sl := range gridSlope {
 					for _, wm := range gridWMax {
 						sh := auto.TaskShape{Group: g, S0: s0, Slope: sl, WMax: wm}
@@ -425,7 +443,7 @@ func fitShape(oh *taskOutcomes, unseen []bool, ti *auto.TaskTable, cfg Config) a
 	for _, sh := range best.Shapes {
 		desc += fmt.Sprintf(" %s %.2f·σ(%.0f·(s − %.2f));", sh.Group, sh.WMax, sh.Slope, sh.S0)
 	}
-	fmt.Fprintf(cfg.Log, "task table: inner split %d held rows (%.0f of unseen tasks); nearest task right on %.1f%% of known-task rows; mean similarity known %.3f, unseen %.3f; "+
+	fmt.Fprintf(cfg.Log, "task table: inner split %d held rows (%.0f of unseen tasks); nearest task right on %.1f%% of known-task rows; mean s known %.3f, unseen %.3f; "+
 		"temp %.2f, w(s):%s held-out %s %.4f → %.4f (known %.4f → %.4f [own task's prior: %.4f], unseen %.4f → %.4f)\n",
 		len(oh.task), nu, 100*hit/max(known, 1), simKnown/max(known, 1), simUnseen/max(nu, 1),
 		best.Temp, desc, objective(cfg), z.all/z.cnt, bs.all/bs.cnt, z.kn/max(z.ck, 1), bs.kn/max(bs.ck, 1), or.kn/max(or.ck, 1), z.un/max(z.cu, 1), bs.un/max(bs.cu, 1))
