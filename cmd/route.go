@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"errors"
+	goflag "flag"
 	"fmt"
 	"io"
 	"os"
@@ -163,6 +164,7 @@ func routeExplainRun(opts *RouteExplainOptions) error {
 type RouteTrainOptions struct {
 	Data, Out, Prices, Report string
 	Eval                      bool
+	Seeds                     int
 	Fit                       training.Config
 	Log, Stdout               io.Writer
 }
@@ -207,10 +209,10 @@ random, per-task prior and oracle baselines.`,
 	fs.BoolVar(&opts.Eval, "eval", false, "evaluate with leave-task-out folds instead of writing weights")
 	fs.StringVar(&opts.Prices, "prices", "", "model_prices.json for the eval (default: beside --data)")
 	fs.StringVar(&opts.Report, "report", "", "with --eval, write the markdown report here instead of stdout")
-	fs.IntVar(&opts.Fit.BucketBits, "bucket-bits", 0, "log2 of hashed feature rows (default 15)")
-	fs.IntVar(&opts.Fit.K, "k", 0, "prompt embedding width of the per-model residual (default 4, -1 for none)")
-	fs.IntVar(&opts.Fit.Epochs, "epochs", 0, "epochs (default 2)")
-	fs.Uint64Var(&opts.Fit.Seed, "seed", 0, "seed (default 1)")
+	fs.IntVar(&opts.Seeds, "seeds", 0, "with --eval: fits per split (seeds --seed, --seed+1, …; default 3); figures are their mean and range")
+	gofs := goflag.NewFlagSet("fit", goflag.ContinueOnError)
+	training.FitFlags(gofs, &opts.Fit)
+	fs.AddGoFlagSet(gofs)
 	return cmd
 }
 
@@ -227,7 +229,7 @@ func routeTrainRun(opts *RouteTrainOptions) error {
 	if err != nil {
 		return err
 	}
-	cfg := training.EvalConfig{Fit: opts.Fit, Prices: pr, Log: opts.Log, Out: opts.Stdout}
+	cfg := training.EvalConfig{Fit: opts.Fit, Seeds: opts.Seeds, Prices: pr, Log: opts.Log, Out: opts.Stdout}
 	if opts.Report == "" {
 		return training.RunEval(opts.Data, cfg)
 	}
