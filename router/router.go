@@ -71,7 +71,7 @@ type Router struct {
 	names  []string
 	auto   map[string]*config.AutoRoute
 	alias  map[string]string // router_settings.model_group_alias
-	autoRT *autoRouting // model "auto" (autoroute.go)
+	autoRT *autoRouting      // model "auto" (autoroute.go)
 
 	strategy   string
 	fallbacks  [numKinds]map[string][]string // by failure kind, from group
