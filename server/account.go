@@ -35,19 +35,23 @@ type scope struct {
 func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) error {
 	k := x.key
 	rt := s.Router()
-	g, plain := rt.Group(rt.Resolve(x.group))
+	group := rt.Resolve(x.group) // the group an alias stands for
+	g, plain := rt.Group(group)
 	if k != nil && plain && !k.Allows(g.Name) {
 		// Checked here too (the router checks every group it tries) so a
 		// cached answer of a model the key may not use is not served.
 		return &router.NotAllowedError{Group: g.Name}
 	}
-	scopes := x.scopes[:0]
+	// The windows that apply; x.scopes collects those that counted the
+	// request, for settle and refundLimits.
+	var apply [3]scope
+	scopes := apply[:0]
 	if s.limiter != nil {
 		if k != nil && (k.RPM > 0 || k.TPM > 0) {
 			scopes = append(scopes, scope{"key:" + k.ID, limits.Limit{RPM: k.RPM, TPM: k.TPM}, "key"})
 		}
-		if l, ok := s.cfg.Limits.ModelGroups[x.group]; ok && (l.RPM > 0 || l.TPM > 0) {
-			scopes = append(scopes, scope{"group:" + x.group, limits.Limit{RPM: l.RPM, TPM: l.TPM}, "model_group"})
+		if l, ok := s.cfg.Limits.ModelGroups[group]; ok && (l.RPM > 0 || l.TPM > 0) {
+			scopes = append(scopes, scope{"group:" + group, limits.Limit{RPM: l.RPM, TPM: l.TPM}, "model_group"})
 		}
 		if l := s.cfg.Limits.Global; l.RPM > 0 || l.TPM > 0 {
 			scopes = append(scopes, scope{"global", limits.Limit{RPM: l.RPM, TPM: l.TPM}, "global"})
@@ -77,7 +81,7 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) 
 			return rateLimited(d, sc, x, want)
 		default:
 			if sc.kind == "key" || len(x.scopes) == 0 {
-				d.Headers(w.Header()) // the key's own window, else the first that applies
+				d.Headers(w.Header()) // the key's own window, else the first that counted
 			}
 			x.scopes = append(x.scopes, sc)
 			x.limitedTokens = want
