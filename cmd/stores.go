@@ -111,10 +111,7 @@ func openStores(ctx context.Context, cfg *config.Config, log zerolog.Logger) (st
 
 // options fills the server's store fields.
 func (st *stores) options(o *server.Options) {
-	o.Keys, o.Budgets, o.Limiter, o.Ledger, o.Reports, o.Metrics = st.keys, st.budgets, st.limiter, st.writer, st.db, st.metrics
-	if st.audit != nil {
-		o.Audit = st.audit
-	}
+	o.Keys, o.Budgets, o.Limiter, o.Ledger, o.Reports, o.Metrics, o.Audit = st.keys, st.budgets, st.limiter, st.writer, st.db, st.metrics, st.audit
 }
 
 // run starts the stores' background work: picking up keys changed by other
@@ -124,43 +121,42 @@ func (st *stores) run(ctx context.Context) {
 	st.wg.Add(3)
 	go func() {
 		defer st.wg.Done()
-		st.watchPeriods(ctx)
-	}()
-	go func() {
-		defer st.wg.Done()
 		_ = st.keys.Run(ctx, keysRefresh)
 	}()
 	go func() {
 		defer st.wg.Done()
-		t := time.NewTicker(spendSaveEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				st.saveSpend()
-			}
-		}
+		every(ctx, keysRefresh, st.periodWatcher())
+	}()
+	go func() {
+		defer st.wg.Done()
+		every(ctx, spendSaveEvery, st.saveSpend)
 	}()
 }
 
-// watchPeriods reloads a key's spend from the ledger when its budget
-// period changes (lumen keys update --budget-period, PATCH /admin/keys):
-// the in-memory budget would otherwise start the new period at zero.
-func (st *stores) watchPeriods(ctx context.Context) {
-	periods := map[string]limits.Period{}
-	for _, k := range st.keys.List() {
-		periods[k.ID] = limits.Period(k.BudgetPeriod)
-	}
-	t := time.NewTicker(keysRefresh)
+// every calls f every d until ctx is done.
+func every(ctx context.Context, d time.Duration, f func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			f()
 		}
+	}
+}
+
+// periodWatcher returns a check that reloads a key's spend from the ledger
+// when its budget period changed (lumen keys update --budget-period, PATCH
+// /admin/keys): the in-memory budget would otherwise start the new period
+// at zero.
+func (st *stores) periodWatcher() func() {
+	periods := map[string]limits.Period{}
+	for _, k := range st.keys.List() {
+		periods[k.ID] = limits.Period(k.BudgetPeriod)
+	}
+	return func() {
 		changed := map[string]limits.Budget{}
 		for _, k := range st.keys.List() {
 			p := limits.Period(k.BudgetPeriod)
@@ -170,9 +166,11 @@ func (st *stores) watchPeriods(ctx context.Context) {
 			periods[k.ID] = p
 		}
 		if len(changed) == 0 {
-			continue
+			return
 		}
-		if err := st.budgets.Load(ctx, st.db, changed); err != nil && ctx.Err() == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := st.budgets.Load(ctx, st.db, changed); err != nil {
 			st.log.Error().Err(err).Msg("reloading the spend of keys whose budget period changed")
 		}
 	}

@@ -69,12 +69,7 @@ func (s *Server) serveMessages(w http.ResponseWriter, r *http.Request, x *exchan
 			return err
 		}
 	}
-	x.respBody = out
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set(costHeaderName, costHeader(x.cost))
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(out)
+	s.writeAnswer(w, x, out)
 	return nil
 }
 

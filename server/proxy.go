@@ -197,13 +197,19 @@ func (s *Server) writeResponse(w http.ResponseWriter, x *exchange, resp *provide
 			body = b
 		}
 	}
+	s.writeAnswer(w, x, body)
+	return nil
+}
+
+// writeAnswer sends a priced, non-streamed answer and keeps it for the
+// ledger and the audit log.
+func (s *Server) writeAnswer(w http.ResponseWriter, x *exchange, body []byte) {
 	x.respBody = body
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set(costHeaderName, costHeader(x.cost))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
-	return nil
 }
 
 // costHeaderName carries a request's cost in USD; for a stream it is an
