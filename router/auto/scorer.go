@@ -39,7 +39,7 @@ type Override struct {
 type Scorer struct {
 	w       *Weights
 	r       int
-	stride  int       // r rounded up to a multiple of 4
+	stride  int       // r rounded up to a multiple of 8
 	hashed  []float32 // w.Hashed with rows padded to stride
 	models  []ability
 	index   map[string]int
@@ -109,7 +109,7 @@ func Embedded() (*Scorer, error) {
 // learned scale through the weights' anchors.
 func NewScorer(w *Weights) (*Scorer, error) {
 	s := &Scorer{w: w, r: w.R(), index: map[string]int{}}
-	s.stride = (s.r + 3) &^ 3
+	s.stride = (s.r + 7) &^ 7
 	s.hashed = padRows(w.Hashed, s.r, s.stride)
 	for _, m := range w.Models {
 		a := ability{name: m.Name, theta: m.Theta, disc: m.Disc, u: m.U, learned: true, source: "learned: " + m.Source}
@@ -421,7 +421,6 @@ type Score struct {
 // scratch is the per-call working memory, pooled.
 type scratch struct {
 	f     Features
-	acc   [numNS][]float32
 	row   []float32
 	probs []float32
 	sk    []float32 // task sketch
@@ -564,48 +563,25 @@ func (s *Scorer) placedProb(a *ability, h, probs []float32, K, D int, ta *taskSu
 	return sigmoid(float64(lw + t*g))
 }
 
-// forward computes the row h = W·φ(x) and the domain softmax. The table
-// rows are padded to a multiple of 4 floats (s.stride) so the accumulation
-// runs in bounds-check-free blocks of four.
+// forward computes the row h = W·φ(x) and the domain softmax.
 func (sc *scratch) forward(s *Scorer, p Prompt) {
 	w := s.w
 	r, stride := s.r, s.stride
 	if len(sc.row) != stride {
 		sc.row = make([]float32, stride)
 		sc.probs = make([]float32, len(w.Domains))
-		for ns := range sc.acc {
-			sc.acc[ns] = make([]float32, stride)
-		}
 	}
 	Extract(p, &sc.f)
-	for ns := range sc.acc {
-		clear(sc.acc[ns])
-	}
-	mask := uint32(1)<<w.BucketBits - 1
-	table := s.hashed
-	for _, e := range sc.f.Hashed {
-		acc := sc.acc[e>>28][:stride]
-		off := int(e&mask) * stride
-		row := table[off : off+stride : off+stride]
-		for j := 0; j+4 <= len(row); j += 4 {
-			a := acc[j : j+4 : j+4]
-			v := row[j : j+4 : j+4]
-			a[0] += v[0]
-			a[1] += v[1]
-			a[2] += v[2]
-			a[3] += v[3]
-		}
+	// Entries carry their namespace in the top 4 bits, so a 16-entry
+	// table is indexed without a bounds check; namespace 0 is unused.
+	var scale [16]float32
+	for ns := 1; ns < numNS; ns++ {
+		scale[ns] = sc.f.Scale(ns)
 	}
 	h := sc.row
-	clear(h)
-	for ns := 1; ns < numNS; ns++ {
-		scale := sc.f.Scale(ns)
-		if scale == 0 {
-			continue
-		}
-		for j, v := range sc.acc[ns] {
-			h[j] += scale * v
-		}
+	mask := uint32(1)<<w.BucketBits - 1
+	if !gatherFast(h, s.hashed, sc.f.Hashed, &scale, mask, stride) {
+		gather(h, s.hashed, sc.f.Hashed, &scale, mask, stride)
 	}
 	for i, x := range sc.f.Dense {
 		if x == 0 {
@@ -617,6 +593,32 @@ func (sc *scratch) forward(s *Scorer, p Prompt) {
 		}
 	}
 	softmax(h[1+w.K:r], sc.probs)
+}
+
+// gather sets h (stride floats) to the sum over the entries e of feats of
+// scale[e>>28] times row e&mask of table (rows of stride floats, a multiple
+// of 8). It sums eight columns at a time in local variables: summing into
+// memory makes every entry's adds wait for the previous entry's stores.
+// gatherFast does the same with AVX2 where the CPU has it.
+func gather(h, table []float32, feats []uint32, scale *[16]float32, mask uint32, stride int) {
+	for c := 0; c+8 <= stride; c += 8 {
+		var a0, a1, a2, a3, a4, a5, a6, a7 float32
+		for _, e := range feats {
+			x := scale[e>>28]
+			off := int(e&mask)*stride + c
+			v := table[off : off+8 : off+8]
+			a0 += x * v[0]
+			a1 += x * v[1]
+			a2 += x * v[2]
+			a3 += x * v[3]
+			a4 += x * v[4]
+			a5 += x * v[5]
+			a6 += x * v[6]
+			a7 += x * v[7]
+		}
+		o := h[c : c+8 : c+8]
+		o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7] = a0, a1, a2, a3, a4, a5, a6, a7
+	}
 }
 
 // padRows copies an n×r table into rows of stride floats.

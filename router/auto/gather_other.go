@@ -1,0 +1,7 @@
+//go:build !amd64
+
+package auto
+
+func gatherFast(h, table []float32, feats []uint32, scale *[16]float32, mask uint32, stride int) bool {
+	return false
+}
