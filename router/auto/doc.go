@@ -25,13 +25,20 @@
 // lets models rank prompts differently, which is what a router needs: the
 // expected gain P_strong − P_weak, not only the subject.
 //
-// Optionally (training flag --task-dims; off in the shipped weights, see
-// EVAL.md) the weights carry a task table (TaskTable): a centroid per
-// training task of a count sketch of the prompt's hashed words, and each
-// model's success rate on that task. A prompt's nearest centroids (cosine
-// over the non-zero sketch buckets, no allocation) pull each model's logit
-// towards those tasks' rates, with a weight that grows with the similarity
-// and whose shape is fitted per source on held-out training rows.
+// The weights also carry a task table (TaskTable) for prompts that belong
+// to a task seen in training: a softmax regression over a 4096-bucket count
+// sketch of the prompt's hashed features recognises the task, and each
+// learned model's logit moves towards its success rate on the recognised
+// tasks (π-weighted), by w(s) = WMax·σ(Slope·(s − S0)) of the classifier's
+// confidence s. The shape of w is fitted per source on 5 inner splits of
+// the training rows, to the two-model ranking (APGR) of known plus unseen
+// tasks, and may not lower the unseen-task ranking of any split. Within a
+// known task the prior is what ranks best (the scorer's own within-task
+// ranking adds nothing there, EVAL.md); on an unfamiliar prompt the
+// classifier is unsure and the scorer keeps its own prediction. The sketch
+// is sparse and the task scores run in an AVX2 kernel, so this costs a few
+// microseconds and no allocation. (Training flag --task-match centroid
+// gives the earlier nearest-centroid variant; --task-dims -1 none.)
 //
 // Weights are trained offline by router/auto/training (go run
 // ./router/auto/train) and embedded as float16 (weights.bin). Models named in

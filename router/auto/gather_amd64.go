@@ -20,3 +20,24 @@ func gatherFast(h, table []float32, feats []uint32, scale *[16]float32, mask uin
 	}
 	return true
 }
+
+//go:noescape
+func axpyRowsAVX2(h *float32, table *float32, idx []uint32, val []float32, stride int)
+
+// axpyRowsFast is axpyRows with AVX2 and FMA, 64 columns per pass; it
+// reports false (and does nothing) where they are missing.
+func axpyRowsFast(h, table []float32, idx []uint32, val []float32, stride int) bool {
+	if !useAVX2 || stride%64 != 0 || len(h) < stride || len(val) < len(idx) {
+		return false
+	}
+	rows := len(table) / stride
+	for _, i := range idx {
+		if int(i) >= rows {
+			return false
+		}
+	}
+	for c := 0; c < stride; c += 64 {
+		axpyRowsAVX2(&h[c], &table[c], idx, val, stride)
+	}
+	return true
+}

@@ -100,3 +100,55 @@ store:
 done:
 	VZEROUPPER
 	RET
+
+// func axpyRowsAVX2(h *float32, table *float32, idx []uint32, val []float32, stride int)
+//
+// For every i, adds val[i] times the first 64 floats of table row idx[i]
+// (rows are stride floats apart) into h[0:64]; len(val) ≥ len(idx).
+TEXT ·axpyRowsAVX2(SB), NOSPLIT, $0-72
+	MOVQ h+0(FP), DI
+	MOVQ table+8(FP), SI
+	MOVQ idx_base+16(FP), BX
+	MOVQ idx_len+24(FP), CX
+	MOVQ val_base+40(FP), R8
+	MOVQ stride+64(FP), R10
+	SHLQ $2, R10
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	TESTQ CX, CX
+	JZ    astore
+
+aloop:
+	MOVL         (BX), AX
+	VBROADCASTSS (R8), Y8
+	IMULQ        R10, AX
+	VFMADD231PS  (SI)(AX*1), Y8, Y0
+	VFMADD231PS  32(SI)(AX*1), Y8, Y1
+	VFMADD231PS  64(SI)(AX*1), Y8, Y2
+	VFMADD231PS  96(SI)(AX*1), Y8, Y3
+	VFMADD231PS  128(SI)(AX*1), Y8, Y4
+	VFMADD231PS  160(SI)(AX*1), Y8, Y5
+	VFMADD231PS  192(SI)(AX*1), Y8, Y6
+	VFMADD231PS  224(SI)(AX*1), Y8, Y7
+	ADDQ         $4, BX
+	ADDQ         $4, R8
+	DECQ         CX
+	JNZ          aloop
+
+astore:
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	VMOVUPS Y3, 96(DI)
+	VMOVUPS Y4, 128(DI)
+	VMOVUPS Y5, 160(DI)
+	VMOVUPS Y6, 192(DI)
+	VMOVUPS Y7, 224(DI)
+	VZEROUPPER
+	RET

@@ -71,3 +71,42 @@ func TestScoreSameWithoutAVX2(t *testing.T) {
 		}
 	}
 }
+
+// TestAxpyRowsFastMatchesGo checks the task-score kernel against the Go
+// loop for one and two passes of 64 columns and for no entries.
+func TestAxpyRowsFastMatchesGo(t *testing.T) {
+	if !useAVX2 {
+		t.Skip("no AVX2/FMA on this CPU (or not amd64): only the Go loop runs")
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, stride := range []int{64, 128} {
+		const rows = 512
+		table := make([]float32, rows*stride)
+		for i := range table {
+			table[i] = rng.Float32()*2 - 1
+		}
+		for _, n := range []int{0, 1, 300} {
+			idx, val := make([]uint32, n), make([]float32, n)
+			for i := range idx {
+				idx[i], val[i] = uint32(rng.IntN(rows)), rng.Float32()
+			}
+			want, got := make([]float32, stride), make([]float32, stride)
+			for i := range got {
+				got[i] = 99
+			}
+			axpyRowsGo(want, table, idx, val, stride)
+			if !axpyRowsFast(got, table, idx, val, stride) {
+				t.Fatalf("stride %d: axpyRowsFast declined", stride)
+			}
+			for j := range want {
+				if d := math.Abs(float64(want[j] - got[j])); d > 1e-3*(1+math.Abs(float64(want[j]))) {
+					t.Fatalf("stride %d, %d entries, column %d: asm %v, Go %v", stride, n, j, got[j], want[j])
+				}
+			}
+		}
+	}
+	// An index past the table is declined, not read.
+	if axpyRowsFast(make([]float32, 64), make([]float32, 64*4), []uint32{4}, []float32{1}, 64) {
+		t.Error("axpyRowsFast accepted a row past the table")
+	}
+}

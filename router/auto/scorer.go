@@ -425,6 +425,10 @@ type scratch struct {
 	probs []float32
 	sk    []float32 // task sketch
 	pi    []float32 // task weights
+	acc   []float32 // task scores, padded (taskIndex.np)
+	idx   []uint32  // the sketch's touched buckets
+	val   []float32 // and their values
+	seen  []uint64  // bitmap of touched buckets
 }
 
 // Score reads p and writes each model's predicted success probability into
@@ -441,13 +445,17 @@ func (s *Scorer) Score(p Prompt, models []string, out []float64) Score {
 	task, tw := -1, float32(0)
 	var pi []float32
 	if ix := s.tasks; ix != nil {
-		if len(sc.sk) != ix.t.Dims || len(sc.pi) != ix.n {
+		if len(sc.sk) != ix.t.Dims || len(sc.pi) != ix.n || len(sc.acc) != ix.np {
 			sc.sk = make([]float32, ix.t.Dims)
 			sc.pi = make([]float32, ix.n)
+			sc.acc = make([]float32, ix.np)
+			sc.idx = make([]uint32, 0, ix.t.Dims)
+			sc.val = make([]float32, 0, ix.t.Dims)
+			sc.seen = make([]uint64, (ix.t.Dims+63)/64)
 		}
-		TaskSketch(&sc.f, sc.sk)
+		sc.idx = sketch(&sc.f, sc.sk, sc.idx[:0], sc.seen)
 		var sim float32
-		task, sim = ix.assign(sc.sk, sc.pi)
+		task, sim = ix.assign(sc.sk, sc.pi, sc.acc, sc.idx, sc.val)
 		tw = ix.weight(task, sim)
 		pi = sc.pi
 	}
@@ -618,6 +626,27 @@ func gather(h, table []float32, feats []uint32, scale *[16]float32, mask uint32,
 		}
 		o := h[c : c+8 : c+8]
 		o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7] = a0, a1, a2, a3, a4, a5, a6, a7
+	}
+}
+
+// axpyRows sets h (stride floats) to the sum over i of val[i] times row
+// idx[i] of table (rows of stride floats). axpyRowsFast does the same with
+// AVX2 where the CPU has it.
+func axpyRows(h, table []float32, idx []uint32, val []float32, stride int) {
+	if !axpyRowsFast(h, table, idx, val, stride) {
+		axpyRowsGo(h, table, idx, val, stride)
+	}
+}
+
+func axpyRowsGo(h, table []float32, idx []uint32, val []float32, stride int) {
+	clear(h[:stride])
+	for i, j := range idx {
+		v := val[i]
+		row := table[int(j)*stride : int(j)*stride+stride]
+		o := h[:len(row)]
+		for k, c := range row {
+			o[k] += v * c
+		}
 	}
 }
 

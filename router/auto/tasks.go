@@ -40,6 +40,12 @@ type TaskTable struct {
 	// Margin makes s the best similarity minus the second best, instead of
 	// the best: how clearly one task wins rather than how close it is.
 	Margin bool `json:"margin,omitempty"`
+	// Bias, when set (one per task), makes the table a classifier: the
+	// rows of Centroids are the weights of a softmax regression over the
+	// standardised sketch, π = softmax(Centroids·x + Bias), and the gate
+	// input s is the largest π (how sure the classifier is) rather than a
+	// similarity. Temp and Margin are then unused.
+	Bias []float32 `json:"bias,omitempty"`
 
 	// Mean is the mean unit sketch over the training prompts and InvStd
 	// the inverse of each dimension's standard deviation (E floats each);
@@ -88,6 +94,9 @@ func (t *TaskTable) check(models int) error {
 	if t.Dims < 8 || t.Dims > 4096 || t.Dims&(t.Dims-1) != 0 {
 		return fmt.Errorf("task table: dims %d is not a power of two in 8..4096", t.Dims)
 	}
+	if len(t.Bias) != 0 && len(t.Bias) != len(t.Names) {
+		return fmt.Errorf("task table: %d biases for %d tasks", len(t.Bias), len(t.Names))
+	}
 	if len(t.Priors) != len(t.Names) {
 		return fmt.Errorf("task table: %d prior rows for %d tasks", len(t.Priors), len(t.Names))
 	}
@@ -115,14 +124,24 @@ var sketchNS = [numNS]bool{nsWord: true, nsBigram: true, nsTail: true, nsSystem:
 // the scorer weighs its namespace) into out, whose length E must be a power
 // of two. It reads only what Extract computed and does not allocate.
 func TaskSketch(f *Features, out []float32) {
+	sketch(f, out, nil, nil)
+}
+
+// sketch is TaskSketch that also appends the buckets it touched, each
+// once, to touched and returns it, when seen (a bitmap of E bits, scratch)
+// is not nil: the sketch's non-zero entries are among them, so the norm
+// and the task scores need not read all E buckets.
+func sketch(f *Features, out []float32, touched []uint32, seen []uint64) []uint32 {
 	clear(out)
+	clear(seen)
 	mask := uint32(len(out) - 1)
-	var scale [numNS]float32
-	for ns := range scale {
+	var scale [16]float32
+	for ns := 1; ns < numNS; ns++ {
 		if sketchNS[ns] {
 			scale[ns] = f.Scale(ns)
 		}
 	}
+	track := seen != nil
 	for _, e := range f.Hashed {
 		v := scale[e>>28]
 		if v == 0 {
@@ -131,9 +150,29 @@ func TaskSketch(f *Features, out []float32) {
 		if e&(1<<20) != 0 {
 			v = -v
 		}
-		out[e&mask] += v
+		j := e & mask
+		if track && seen[j>>6]&(1<<(j&63)) == 0 {
+			seen[j>>6] |= 1 << (j & 63)
+			touched = append(touched, j)
+		}
+		out[j] += v
 	}
-	normalise(out)
+	if !track {
+		normalise(out)
+		return touched
+	}
+	var n float32
+	for _, j := range touched {
+		n += out[j] * out[j]
+	}
+	if n == 0 {
+		return touched
+	}
+	inv := 1 / float32(math.Sqrt(float64(n)))
+	for _, j := range touched {
+		out[j] *= inv
+	}
+	return touched
 }
 
 func normalise(v []float32) {
@@ -169,7 +208,8 @@ type taskIndex struct {
 	t     *TaskTable
 	shape []*TaskShape // per task (nil: w = 0)
 	n     int          // tasks
-	ct    []float32    // E×n: σ⁻¹_j·c_tj, bucket-major
+	np    int          // n rounded up to a multiple of 64: ct's row stride
+	ct    []float32    // E×np: σ⁻¹_j·c_tj, bucket-major
 	k     []float32    // n: Σ_j μ_j·σ⁻¹_j·c_tj
 	ms2   []float32    // E: μ_j·σ⁻²_j
 	s     []float32    // E: σ⁻¹_j
@@ -179,7 +219,8 @@ type taskIndex struct {
 
 func newTaskIndex(t *TaskTable) *taskIndex {
 	E, n := t.Dims, len(t.Names)
-	ix := &taskIndex{t: t, n: n, ct: make([]float32, E*n), k: make([]float32, n), ms2: make([]float32, E), s: t.InvStd, temp: t.Temp}
+	np := (n + 63) &^ 63
+	ix := &taskIndex{t: t, n: n, np: np, ct: make([]float32, E*np), k: make([]float32, n), ms2: make([]float32, E), s: t.InvStd, temp: t.Temp}
 	ix.shape = make([]*TaskShape, n)
 	for k := range ix.shape {
 		ix.shape[k] = t.Shape(k)
@@ -190,7 +231,7 @@ func newTaskIndex(t *TaskTable) *taskIndex {
 		ix.q += t.Mean[j] * s * t.Mean[j] * s
 		for k := 0; k < n; k++ {
 			c := t.Centroids[k*E+j]
-			ix.ct[j*n+k] = s * c
+			ix.ct[j*np+k] = s * c
 			ix.k[k] += t.Mean[j] * s * c
 		}
 	}
@@ -207,24 +248,21 @@ func (ix *taskIndex) weight(k int, s float32) float32 {
 
 // assign writes the task weights π of the unit sketch x (len E) into pi
 // (len n) and returns the nearest task and the gate input s: its
-// similarity, or with Margin its lead over the second nearest.
-func (ix *taskIndex) assign(x, pi []float32) (int, float32) {
-	n := ix.n
-	for k := range pi {
-		pi[k] = -ix.k[k]
-	}
+// similarity, or with Margin its lead over the second nearest (with a
+// classifier table, its confidence). idx lists the buckets where x may be
+// non-zero (each once); acc (len np) and val (cap E) are scratch.
+func (ix *taskIndex) assign(x, pi, acc []float32, idx []uint32, val []float32) (int, float32) {
 	norm := ix.q
-	for j, v := range x {
-		if v == 0 {
-			continue
-		}
+	val = val[:0]
+	for _, j := range idx {
+		v := x[j]
 		xs := v * ix.s[j]
 		norm += xs*xs - 2*v*ix.ms2[j]
-		row := ix.ct[j*n : j*n+n : j*n+n]
-		p := pi[:n:n]
-		for k, c := range row {
-			p[k] += v * c
-		}
+		val = append(val, v)
+	}
+	axpyRows(acc, ix.ct, idx, val, ix.np)
+	for k := range pi {
+		pi[k] = acc[k] - ix.k[k]
 	}
 	inv := float32(0)
 	if norm > 1e-12 {
@@ -238,6 +276,9 @@ func (ix *taskIndex) assign(x, pi []float32) (int, float32) {
 		} else if pi[k] > second {
 			second = pi[k]
 		}
+	}
+	if b := ix.t.Bias; len(b) == len(pi) {
+		return classify(pi, b)
 	}
 	gate := bs
 	if ix.t.Margin {
@@ -261,4 +302,29 @@ func (ix *taskIndex) assign(x, pi []float32) (int, float32) {
 		pi[k] /= sum
 	}
 	return best, gate
+}
+
+// classify turns the products of a classifier table's weights with the
+// standardised sketch (in pi) into π = softmax(pi + bias) and returns the
+// most likely task and its π, the classifier's confidence.
+func classify(pi, bias []float32) (int, float32) {
+	bias = bias[:len(pi)]
+	best, top := -1, float32(math.Inf(-1))
+	for k := range pi {
+		pi[k] += bias[k]
+		if pi[k] > top {
+			best, top = k, pi[k]
+		}
+	}
+	var sum float32
+	for k, d := range pi {
+		e := float32(math.Exp(float64(d - top)))
+		pi[k] = e
+		sum += e
+	}
+	inv := 1 / sum
+	for k := range pi {
+		pi[k] *= inv
+	}
+	return best, inv // the largest π is exp(0)/sum
 }

@@ -2,6 +2,7 @@ package auto
 
 import (
 	"math"
+	"strings"
 	"testing"
 )
 
@@ -108,7 +109,8 @@ func TestTaskIndexMatchesDenseCosine(t *testing.T) {
 				want[k] += v * tt.Centroids[k*tt.Dims+j]
 			}
 		}
-		best, sim := ix.assign(x, pi)
+		idx := sketch(&f, x, nil, make([]uint64, (len(x)+63)/64))
+		best, sim := ix.assign(x, pi, make([]float32, ix.np), idx, make([]float32, 0, len(x)))
 		wb := 0
 		if want[1] > want[0] {
 			wb = 1
@@ -213,5 +215,75 @@ func TestTaskMarginGate(t *testing.T) {
 	s, _ = NewScorer(w)
 	if sc := s.Score(Prompt{User: prompts[0]}, []string{"m"}, out); sc.TaskWeight > 0.01 {
 		t.Errorf("a tie: weight %v, want ~0", sc.TaskWeight)
+	}
+}
+
+// TestTaskIndexClassifier checks a classifier table (Bias set): π is the
+// softmax of the weights' products with the standardised sketch plus the
+// bias, and the gate input is the largest π.
+func TestTaskIndexClassifier(t *testing.T) {
+	w, prompts := taskWeights(t, TaskShape{S0: 0.5, Slope: 60, WMax: 1}, 0.1)
+	tt := w.Tasks
+	for j := range tt.Mean {
+		tt.Mean[j], tt.InvStd[j] = 0, 1
+	}
+	for k := range tt.Centroids {
+		tt.Centroids[k] *= 3 // weights, not unit centroids
+	}
+	tt.Bias = []float32{0.4, -0.2}
+	ix := newTaskIndex(tt)
+	var f Features
+	x := make([]float32, tt.Dims)
+	pi := make([]float32, 2)
+	for _, p := range append(prompts, "What is the capital of Australia?") {
+		Extract(Prompt{User: p}, &f)
+		TaskSketch(&f, x)
+		var z [2]float64
+		for k := range z {
+			z[k] = float64(tt.Bias[k])
+			for j, v := range x {
+				z[k] += float64(v * tt.Centroids[k*tt.Dims+j])
+			}
+		}
+		p0 := 1 / (1 + math.Exp(z[1]-z[0]))
+		wb, wp := 0, p0
+		if p0 < 0.5 {
+			wb, wp = 1, 1-p0
+		}
+		idx := sketch(&f, x, nil, make([]uint64, (len(x)+63)/64))
+		best, conf := ix.assign(x, pi, make([]float32, ix.np), idx, make([]float32, 0, len(x)))
+		if best != wb || math.Abs(float64(conf)-wp) > 1e-4 || math.Abs(float64(pi[0])-p0) > 1e-4 {
+			t.Errorf("%q: assign = task %d conf %v π0 %v; want task %d conf %v π0 %v", p, best, conf, pi[0], wb, wp, p0)
+		}
+	}
+}
+
+// TestSparseSketchMatchesDense checks that the scorer's sketch (which
+// tracks its touched buckets) equals TaskSketch's and lists every non-zero
+// bucket exactly once, also for buckets whose entries cancel out.
+func TestSparseSketchMatchesDense(t *testing.T) {
+	var f Features
+	for _, dims := range []int{8, 64, 4096} {
+		for _, p := range []string{"", "What is the capital of Australia?", longPrompt(2000), strings.Repeat("alpha beta gamma delta ", 200)} {
+			Extract(Prompt{User: p, System: "You are terse."}, &f)
+			dense, sparse := make([]float32, dims), make([]float32, dims)
+			TaskSketch(&f, dense)
+			idx := sketch(&f, sparse, nil, make([]uint64, (dims+63)/64))
+			seen := map[uint32]bool{}
+			for _, j := range idx {
+				if seen[j] {
+					t.Fatalf("dims %d: bucket %d listed twice", dims, j)
+				}
+				seen[j] = true
+			}
+			for j := range dense {
+				if math.Abs(float64(dense[j]-sparse[j])) > 1e-6 {
+					t.Fatalf("dims %d, bucket %d: sparse %v, dense %v", dims, j, sparse[j], dense[j])
+				}
+				if dense[j] != 0 && !seen[uint32(j)] {
+					t.Fatalf("dims %d: non-zero bucket %d not listed", dims, j)
+				}
+			}
+		}
 	}
 }

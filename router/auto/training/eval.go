@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -72,6 +73,12 @@ const (
 
 	priorUnknown = "prior: task unseen"
 )
+
+// diagMethods are logged (summary lines), not reported: the per-task
+// prior plus a·(the router's logit minus its mean over the task's test
+// rows), which needs the true task. They measure whether the scorer ranks
+// prompts within a task better than chance once the task's level is known.
+var diagMethods = []string{"diag prior+0.25·router", "diag prior+0.50·router", "diag prior+1.00·router"}
 
 // Evaluate runs the leave-task-out and known-task evaluations and writes a
 // markdown report to cfg.Out.
@@ -279,6 +286,39 @@ func predictFold(rows []Row, train, test []int, cfg EvalConfig, preds []map[stri
 		}
 		preds[i] = pr
 	}
+	// Diagnostic: the prior plus the router's deviation from its mean
+	// logit over the task's test rows.
+	lm := map[string]map[string]*acc{}
+	lg := func(p float64) float64 { p = min(0.99, max(0.01, p)); return math.Log(p / (1 - p)) }
+	for _, i := range test {
+		r := rows[i]
+		tk := r.Source + "/" + r.Task
+		if lm[tk] == nil {
+			lm[tk] = map[string]*acc{}
+		}
+		for m, p := range preds[i][mRouter] {
+			add(lm[tk], m, lg(p))
+		}
+	}
+	for _, i := range test {
+		r := rows[i]
+		tk := r.Source + "/" + r.Task
+		tm := taskMean[tk]
+		if tm == nil {
+			continue
+		}
+		for di, a := range []float64{0.25, 0.5, 1} {
+			k := diagMethods[di]
+			d := prediction{}
+			for m, p := range preds[i][mRouter] {
+				if tm[m] == nil {
+					continue
+				}
+				d[m] = sigmoid(lg(tm[m].s/tm[m].n) + a*(lg(p)-lm[tk][m].s/lm[tk][m].n))
+			}
+			preds[i][k] = d
+		}
+	}
 	return nil
 }
 
@@ -332,7 +372,10 @@ func writePairs(w io.Writer, rows []Row, runs [][]map[string]prediction, log io.
 		if len(strong) == 0 {
 			continue
 		}
-		for _, m := range []string{mRouter, mDomain, mPrior, mRandom, mOracle} {
+		for _, m := range append([]string{mRouter, mDomain, mPrior, mRandom, mOracle}, diagMethods...) {
+			if runs[0][idx[0]][m] == nil {
+				continue
+			}
 			var apgr, c50, c80 []float64
 			var c Curve
 			for _, preds := range runs {
@@ -349,8 +392,11 @@ func writePairs(w io.Writer, rows []Row, runs [][]map[string]prediction, log io.
 				c50 = append(c50, c.CallsFor(0.5))
 				c80 = append(c80, c.CallsFor(0.8))
 			}
-			if m == mRouter || m == mPrior {
+			if m == mRouter || m == mPrior || slices.Contains(diagMethods, m) {
 				fmt.Fprintf(log, "summary %s %-50s %-22s APGR %s calls@80 %s\n", tag, v.name, m, stat(apgr, 3, 1, ""), stat(c80, 1, 100, "%"))
+			}
+			if slices.Contains(diagMethods, m) {
+				continue // in the log only
 			}
 			fmt.Fprintf(w, "| %s | %d | %.3f → %.3f | %s | %s | %s | %s |\n", v.name, len(strong), c.QWeak, c.QStrong,
 				m, stat(apgr, 3, 1, ""), stat(c50, 1, 100, "%"), stat(c80, 1, 100, "%"))

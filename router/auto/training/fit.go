@@ -56,21 +56,36 @@ type Config struct {
 	// residual u·z (0: none).
 	ResidualDropout float64
 	// TaskDims is the sketch width of the task-identity component
-	// (auto.TaskTable): a centroid per training task and per-model task
-	// offsets, blended in by similarity. 0 or negative: no task table.
+	// (auto.TaskTable): per training task a classifier row (or centroid)
+	// and each model's success rate, blended in by how sure the prompt's
+	// task is (default 4096; negative: no task table).
 	TaskDims int
 	// TaskShrink is c in the n/(n+c) shrink of a task's offsets towards
 	// the scorer's own mean on the task, n its rows (default 10).
 	TaskShrink float64
 	// TaskObjective is what the shape of the task blend is fitted to on
-	// the inner split: "logloss" (default), the mean log-loss of every
-	// (prompt, model) outcome, or "gain", the mean squared error of every
-	// pair of models' predicted gain p_a − p_b against y_a − y_b — the
-	// quantity routing decisions rank by.
+	// the inner splits: "apgr" (default), the APGR of the two-model views
+	// on known plus unseen tasks, never losing more than 0.005 of the
+	// unseen APGR in any inner split, with w ≤ 1; "logloss", the mean
+	// log-loss of every (prompt, model) outcome; or "gain", the mean
+	// squared error of every pair of models' predicted gain p_a − p_b
+	// against y_a − y_b.
 	TaskObjective string
 	// TaskMargin gates the task blend on the nearest task's lead over the
-	// second nearest instead of on its similarity.
+	// second nearest instead of on its similarity (centroids only).
 	TaskMargin bool
+	// TaskMatch is how a prompt's task is recognised: "classifier"
+	// (default), a softmax regression over the sketches fit on the
+	// training prompts' task labels, gated on its confidence; or
+	// "centroid", the cosine to each task's mean sketch.
+	TaskMatch string
+	// TaskEpochs and TaskL2 tune that classifier's fit (defaults 8, 1e-4).
+	TaskEpochs int
+	TaskL2     float64
+	// TaskFolds is the number of inner splits the task blend's shape is
+	// fitted on, each task held out in one (default 5; 1: a single split
+	// holding out one task in five).
+	TaskFolds int
 	// noTaskTable is set for the inner fit that tunes the task table.
 	noTaskTable bool
 	// NoDifficulty freezes b(x) and z(x) at zero: the domain-only model,
@@ -115,6 +130,23 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TaskDims < 0 {
 		c.TaskDims = 0
+	} else if c.TaskDims == 0 {
+		c.TaskDims = 4096
+	}
+	if c.TaskMatch == "" {
+		c.TaskMatch = "classifier"
+	}
+	if c.TaskObjective == "" {
+		c.TaskObjective = "apgr"
+	}
+	if c.TaskFolds == 0 {
+		c.TaskFolds = 5
+	}
+	if c.TaskEpochs == 0 {
+		c.TaskEpochs = 8
+	}
+	if c.TaskL2 == 0 {
+		c.TaskL2 = 1e-4
 	}
 	if c.TaskShrink == 0 {
 		c.TaskShrink = 10
@@ -204,6 +236,16 @@ func (a *adagrad) step(i int, grad, lr float32) {
 func Fit(rows []Row, cfg Config) (*auto.Weights, error) {
 	orig := cfg
 	cfg = cfg.withDefaults()
+	switch cfg.TaskMatch {
+	case "classifier", "centroid":
+	default:
+		return nil, fmt.Errorf("task match %q: want classifier or centroid", cfg.TaskMatch)
+	}
+	switch cfg.TaskObjective {
+	case "apgr", "logloss", "gain":
+	default:
+		return nil, fmt.Errorf("task objective %q: want apgr, logloss or gain", cfg.TaskObjective)
+	}
 	if len(rows) == 0 {
 		return nil, fmt.Errorf("fitting scorer: no rows")
 	}
@@ -451,7 +493,7 @@ func Fit(rows []Row, cfg Config) (*auto.Weights, error) {
 			return nil, err
 		}
 		w.Tasks = t
-		w.Info += fmt.Sprintf(" task_dims=%d task_shrink=%g", cfg.TaskDims, cfg.TaskShrink)
+		w.Info += fmt.Sprintf(" task_dims=%d task_shrink=%g task_match=%s task_objective=%s task_folds=%d", cfg.TaskDims, cfg.TaskShrink, cfg.TaskMatch, cfg.TaskObjective, cfg.TaskFolds)
 	}
 	fmt.Fprintf(cfg.Log, "fit done in %v\n", time.Since(start).Round(time.Millisecond))
 	return w, nil

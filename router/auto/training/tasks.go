@@ -3,7 +3,9 @@ package training
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"sort"
+	"strings"
 
 	"github.com/lumengw/lumen/router/auto"
 )
@@ -147,6 +149,68 @@ func buildTaskTable(o *taskOutcomes, models, E int, shrink float64) *auto.TaskTa
 	return t
 }
 
+// fitClassifier replaces t's centroids by the weights of a softmax
+// regression of o's task labels on the unit sketches and sets its biases
+// (AdaGrad, cfg.TaskEpochs passes, weight decay cfg.TaskL2 on the weights
+// an example touches). The sketches are used as they are, sparse: Mean is
+// set to 0 and InvStd to 1, so that standardising leaves them unchanged.
+func fitClassifier(o *taskOutcomes, t *auto.TaskTable, cfg Config) {
+	E, T, n := t.Dims, len(t.Names), len(o.task)
+	for j := range t.Mean {
+		t.Mean[j], t.InvStd[j] = 0, 1
+	}
+	type entry struct {
+		j int32
+		v float32
+	}
+	xs := make([][]entry, n)
+	for i := range xs {
+		for j, v := range o.sk[i*E : (i+1)*E] {
+			if v != 0 {
+				xs[i] = append(xs[i], entry{int32(j), v})
+			}
+		}
+	}
+	// Weights are bucket-major (E×T) while fitting, like the scorer reads them.
+	W, b := newAdagrad(E*T), newAdagrad(T)
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0x7a5c))
+	order := rng.Perm(n)
+	logits := make([]float32, T)
+	lr, l2 := float32(0.1), float32(cfg.TaskL2)
+	for ep := 0; ep < cfg.TaskEpochs; ep++ {
+		rng.Shuffle(n, func(i, j int) { order[i], order[j] = order[j], order[i] })
+		var loss float64
+		for _, i := range order {
+			copy(logits, b.w)
+			for _, e := range xs[i] {
+				row := W.w[int(e.j)*T : int(e.j)*T+T]
+				for k, w := range row {
+					logits[k] += w * e.v
+				}
+			}
+			softmax32(logits, logits)
+			loss -= math.Log(max(1e-9, float64(logits[o.task[i]])))
+			logits[o.task[i]]--
+			for k, g := range logits {
+				b.step(k, g, lr)
+			}
+			for _, e := range xs[i] {
+				off := int(e.j) * T
+				for k, g := range logits {
+					W.step(off+k, g*e.v+l2*W.w[off+k], lr)
+				}
+			}
+		}
+		fmt.Fprintf(cfg.Log, "task classifier: epoch %d loss %.4f\n", ep+1, loss/float64(n))
+	}
+	t.Bias = b.w
+	for j := 0; j < E; j++ {
+		for k := 0; k < T; k++ {
+			t.Centroids[k*E+j] = W.w[j*T+k]
+		}
+	}
+}
+
 func sigmoid(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
 
 func unit(v []float32) {
@@ -174,27 +238,34 @@ var (
 )
 
 // fitTaskTable builds the task table of the fitted weights w on rows and
-// fits the shape of w(s) on an inner split of the same rows: one task in
+// fits the shape of w(s) on inner splits of the same rows: one task in
 // five (by name) and one row in five of the other tasks are held out, the
-// scorer and a table are fit on the rest, and the shape that minimises the
-// log-loss of the held-out outcomes is kept. orig is the caller's
-// (undefaulted) config, refit for the inner split.
+// scorer and a table are fit on the rest, and the shape that does best on
+// the held-out rows (cfg.TaskObjective) is kept. With cfg.TaskFolds > 1
+// there are that many inner splits, each task held out in one of them, and
+// the shape is fit on all their held-out rows together. orig is the
+// caller's (undefaulted) config, refit for the inner splits.
 func fitTaskTable(rows []Row, w *auto.Weights, orig, cfg Config) (*auto.TaskTable, error) {
 	E := cfg.TaskDims
-	var in, held []Row
-	var heldUnseen []bool
-	for _, r := range rows {
-		switch {
-		case hash64("inner-task/"+r.Source+"/"+r.Task)%5 == 0:
-			held, heldUnseen = append(held, r), append(heldUnseen, true)
-		case hash64("inner-row/"+r.ID)%5 == 0:
-			held, heldUnseen = append(held, r), append(heldUnseen, false)
-		default:
-			in = append(in, r)
+	folds := max(1, cfg.TaskFolds)
+	var pooled held
+	for f := 0; f < folds; f++ {
+		var in, out []Row
+		var outUnseen []bool
+		for _, r := range rows {
+			switch {
+			case folds == 1 && hash64("inner-task/"+r.Source+"/"+r.Task)%5 == 0,
+				folds > 1 && int(hash64("inner-task/"+r.Source+"/"+r.Task)%uint64(folds)) == f:
+				out, outUnseen = append(out, r), append(outUnseen, true)
+			case hash64(fmt.Sprintf("inner-row/%d/%s", f, r.ID))%5 == 0:
+				out, outUnseen = append(out, r), append(outUnseen, false)
+			default:
+				in = append(in, r)
+			}
 		}
-	}
-	shape := auto.TaskTable{}
-	if len(in) > 0 && len(held) > 0 {
+		if len(in) == 0 || len(out) == 0 {
+			continue
+		}
 		ic := orig
 		ic.noTaskTable = true
 		ic.Log = nil
@@ -207,74 +278,148 @@ func fitTaskTable(rows []Row, w *auto.Weights, orig, cfg Config) (*auto.TaskTabl
 			return nil, err
 		}
 		ti := buildTaskTable(oi, len(wi.Models), E, cfg.TaskShrink)
-		oh, err := collectOutcomes(held, wi, E)
+		if cfg.TaskMatch == "classifier" {
+			fitClassifier(oi, ti, cfg)
+		}
+		oh, err := collectOutcomes(out, wi, E)
 		if err != nil {
 			return nil, err
 		}
-		shape = fitShape(oh, heldUnseen, ti, cfg)
+		pooled.append(prepareHeld(oh, outUnseen, ti, modelNames(wi), f, cfg))
+	}
+	var shape auto.TaskTable
+	if pooled.n() > 0 {
+		shape = fitShape(&pooled, cfg)
 	}
 	o, err := collectOutcomes(rows, w, E)
 	if err != nil {
 		return nil, err
 	}
 	t := buildTaskTable(o, len(w.Models), E, cfg.TaskShrink)
+	if cfg.TaskMatch == "classifier" {
+		fitClassifier(o, t, cfg)
+	}
 	t.Shapes, t.Temp, t.Margin = shape.Shapes, shape.Temp, shape.Margin
 	return t, nil
 }
 
-// fitShape grid-searches Temp and, per group of the nearest task, S0,
-// Slope and WMax on the held-out outcomes oh with the inner table ti. It
-// returns a table holding only Temp and Shapes.
-func fitShape(oh *taskOutcomes, unseen []bool, ti *auto.TaskTable, cfg Config) auto.TaskTable {
+// mix holds, per row and model of the row, Σ_t π_t·h_t·prior logit_t and
+// Σ_t π_t·h_t.
+type mix struct{ a, h [][]float32 }
+
+func (m *mix) append(o mix) {
+	m.a = append(m.a, o.a...)
+	m.h = append(m.h, o.h...)
+}
+
+// held is what the shape of w(s) is fitted on: per held-out row of an
+// inner split, its outcomes, the scorer's logits, the gate input s, the
+// group of the nearest task, and the prior mixes the inner table gives it.
+type held struct {
+	task   []string // "<source>/<task>"
+	unseen []bool
+	models [][]string
+	logits [][]float32
+	ys     [][]float32
+	gate   []float32
+	group  []string
+	hit    []bool           // the nearest task is the row's own
+	fold   []int            // the inner split it was held out of
+	mixes  map[float32]*mix // by temperature
+	oracle mix              // the row's own task's prior (known tasks)
+	temps  []float32
+}
+
+func (h *held) n() int { return len(h.task) }
+
+func (h *held) append(o *held) {
+	h.task = append(h.task, o.task...)
+	h.unseen = append(h.unseen, o.unseen...)
+	h.models = append(h.models, o.models...)
+	h.logits = append(h.logits, o.logits...)
+	h.ys = append(h.ys, o.ys...)
+	h.gate = append(h.gate, o.gate...)
+	h.group = append(h.group, o.group...)
+	h.hit = append(h.hit, o.hit...)
+	h.fold = append(h.fold, o.fold...)
+	h.oracle.append(o.oracle)
+	if h.mixes == nil {
+		h.mixes, h.temps = map[float32]*mix{}, o.temps
+	}
+	for t, m := range o.mixes {
+		if h.mixes[t] == nil {
+			h.mixes[t] = &mix{}
+		}
+		h.mixes[t].append(*m)
+	}
+}
+
+// prepareHeld computes the held rows of one inner split: oh's outcomes
+// with the inner table ti.
+func prepareHeld(oh *taskOutcomes, unseen []bool, ti *auto.TaskTable, models []string, fold int, cfg Config) *held {
 	E := ti.Dims
 	T := len(ti.Names)
 	n := len(oh.task)
+	h := &held{unseen: unseen, logits: oh.logits, ys: oh.ys, gate: make([]float32, n), mixes: map[float32]*mix{}}
+	h.temps = gridTemp
+	if ti.Bias != nil {
+		h.temps = []float32{1} // π is the classifier's softmax
+	}
 	sim := make([]float32, n)
-	gate := make([]float32, n) // w's input: sim, or with TaskMargin the lead over the second task
 	near := make([]int, n)
-	raw := make([]float32, n*T) // similarities to every centroid
+	raw := make([]float32, n*T) // similarities to (or scores of) every task
 	x := make([]float32, E)
 	innerIndex := map[string]int{}
 	for k, name := range ti.Names {
 		innerIndex[name] = k
 	}
-	hard := *ti
-	var hit, known float64
-	var simKnown, simUnseen, nu float64
+	std := *ti
 	for i := 0; i < n; i++ {
 		copy(x, oh.sk[i*E:(i+1)*E])
-		hard.Standardise(x)
+		std.Standardise(x)
 		for k := 0; k < T; k++ {
 			var d float32
 			for j, v := range ti.Centroids[k*E : (k+1)*E] {
 				d += v * x[j]
+			}
+			if ti.Bias != nil {
+				d += ti.Bias[k]
 			}
 			raw[i*T+k] = d
 			if k == 0 || d > sim[i] {
 				near[i], sim[i] = k, d
 			}
 		}
-		if cfg.TaskMargin {
+		switch {
+		case ti.Bias != nil:
+			// The gate is the classifier's confidence, max π.
+			var sum float64
+			for k := 0; k < T; k++ {
+				sum += math.Exp(float64(raw[i*T+k] - sim[i]))
+			}
+			h.gate[i] = float32(1 / sum)
+		case cfg.TaskMargin:
 			second := float32(-1)
 			for k := 0; k < T; k++ {
 				if k != near[i] && raw[i*T+k] > second {
 					second = raw[i*T+k]
 				}
 			}
-			gate[i] = sim[i] - second
-		} else {
-			gate[i] = sim[i]
+			h.gate[i] = sim[i] - second
+		default:
+			h.gate[i] = sim[i]
 		}
-		if unseen[i] {
-			simUnseen += float64(gate[i])
-			nu++
-		} else {
-			simKnown += float64(gate[i])
-			known++
-			if k, ok := innerIndex[oh.names[oh.task[i]]]; ok && k == near[i] {
-				hit++
-			}
+		name := oh.names[oh.task[i]]
+		h.task = append(h.task, name)
+		h.group = append(h.group, auto.TaskGroup(ti.Names[near[i]]))
+		k, ok := innerIndex[name]
+		h.hit = append(h.hit, ok && k == near[i])
+		h.fold = append(h.fold, fold)
+		ms := make([]string, len(oh.models[i]))
+		for j, m := range oh.models[i] {
+			ms[j] = models[m]
 		}
+		h.models = append(h.models, ms)
 	}
 	lg := make([][]float32, T) // prior logits per task and model (0: none)
 	has := make([][]float32, T)
@@ -286,11 +431,8 @@ func fitShape(oh *taskOutcomes, unseen []bool, ti *auto.TaskTable, cfg Config) a
 			}
 		}
 	}
-	// mixed gives, per row and model of the row, Σ_t π_t·h_t·prior logit_t
-	// and Σ_t π_t·h_t for one temperature.
-	type mix struct{ a, h [][]float32 }
-	mixed := func(temp float32) mix {
-		out := mix{make([][]float32, n), make([][]float32, n)}
+	mixed := func(temp float32) *mix {
+		out := &mix{make([][]float32, n), make([][]float32, n)}
 		pi := make([]float32, T)
 		for i := 0; i < n; i++ {
 			if temp <= 0 {
@@ -317,11 +459,46 @@ func fitShape(oh *taskOutcomes, unseen []bool, ti *auto.TaskTable, cfg Config) a
 		}
 		return out
 	}
+	h.mixes[0] = mixed(0)
+	for _, t := range h.temps {
+		h.mixes[t] = mixed(t)
+	}
+	h.oracle = mix{make([][]float32, n), make([][]float32, n)}
+	for i := 0; i < n; i++ {
+		h.oracle.a[i] = make([]float32, len(oh.models[i]))
+		h.oracle.h[i] = make([]float32, len(oh.models[i]))
+		if k, ok := innerIndex[h.task[i]]; ok {
+			for j, m := range oh.models[i] {
+				h.oracle.a[i][j], h.oracle.h[i][j] = lg[k][m], has[k][m]
+			}
+		}
+	}
+	return h
+}
+
+// fitShape grid-searches Temp and, per group of the nearest task, S0,
+// Slope and WMax on the held rows h. It returns a table holding only Temp
+// and Shapes.
+func fitShape(h *held, cfg Config) auto.TaskTable {
+	n := h.n()
+	var hit, known, simKnown, simUnseen, nu float64
+	for i := 0; i < n; i++ {
+		if h.unseen[i] {
+			simUnseen += float64(h.gate[i])
+			nu++
+		} else {
+			simKnown += float64(h.gate[i])
+			known++
+			if h.hit[i] {
+				hit++
+			}
+		}
+	}
 	// Rows by the group of their nearest task.
 	groups := map[string][]int{}
 	var gnames []string
 	for i := 0; i < n; i++ {
-		g := auto.TaskGroup(ti.Names[near[i]])
+		g := h.group[i]
 		if groups[g] == nil {
 			gnames = append(gnames, g)
 		}
@@ -332,16 +509,20 @@ func fitShape(oh *taskOutcomes, unseen []bool, ti *auto.TaskTable, cfg Config) a
 	for i := range all {
 		all[i] = i
 	}
+	pred := func(i, j int, wt float64, off *mix) float64 {
+		z := float64(h.logits[i][j])
+		return sigmoid(z + wt*(float64(off.a[i][j])-float64(off.h[i][j])*z))
+	}
 	// loss sums the log-loss of rows (and counts outcomes), with w from
 	// shape(i) for row i.
 	type sums struct{ all, kn, un, cnt, ck, cu float64 }
 	gain := cfg.TaskObjective == "gain"
 	ps := make([]float64, 64)
-	loss := func(rows []int, shape func(i int) *auto.TaskShape, off mix) (r sums) {
+	loss := func(rows []int, shape func(i int) *auto.TaskShape, off *mix) (r sums) {
 		add := func(i int, l float64) {
 			r.all += l
 			r.cnt++
-			if unseen[i] {
+			if h.unseen[i] {
 				r.un += l
 				r.cu++
 			} else {
@@ -350,12 +531,10 @@ func fitShape(oh *taskOutcomes, unseen []bool, ti *auto.TaskTable, cfg Config) a
 			}
 		}
 		for _, i := range rows {
-			wt := float64(shape(i).Weight(gate[i]))
-			for j := range oh.models[i] {
-				z := float64(oh.logits[i][j])
-				p := sigmoid(z + wt*(float64(off.a[i][j])-float64(off.h[i][j])*z))
-				p = min(1-1e-6, max(1e-6, p))
-				y := float64(oh.ys[i][j])
+			wt := float64(shape(i).Weight(h.gate[i]))
+			for j := range h.models[i] {
+				p := min(1-1e-6, max(1e-6, pred(i, j, wt, off)))
+				y := float64(h.ys[i][j])
 				if gain {
 					ps[j] = p
 					continue
@@ -366,7 +545,7 @@ func fitShape(oh *taskOutcomes, unseen []bool, ti *auto.TaskTable, cfg Config) a
 				continue
 			}
 			// The squared error of every pair's predicted gain.
-			ys := oh.ys[i]
+			ys := h.ys[i]
 			for j := range ys {
 				for k := j + 1; k < len(ys); k++ {
 					d := (ps[j] - ps[k]) - float64(ys[j]-ys[k])
@@ -377,35 +556,72 @@ func fitShape(oh *taskOutcomes, unseen []bool, ti *auto.TaskTable, cfg Config) a
 		return r
 	}
 	fixed := func(sh auto.TaskShape) func(int) *auto.TaskShape { return func(int) *auto.TaskShape { return &sh } }
-	// A reference: known rows given their own task's prior at full weight.
-	oracle := mix{make([][]float32, n), make([][]float32, n)}
-	for i := 0; i < n; i++ {
-		oracle.a[i] = make([]float32, len(oh.models[i]))
-		oracle.h[i] = make([]float32, len(oh.models[i]))
-		if k, ok := innerIndex[oh.names[oh.task[i]]]; ok {
-			for j, m := range oh.models[i] {
-				oracle.a[i][j], oracle.h[i][j] = lg[k][m], has[k][m]
-			}
-		}
-	}
 	var knownRows []int
 	for i := 0; i < n; i++ {
-		if !unseen[i] {
+		if !h.unseen[i] {
 			knownRows = append(knownRows, i)
 		}
 	}
-	or := loss(knownRows, fixed(auto.TaskShape{WMax: 1, Slope: 1, S0: -100}), oracle)
-	zero := mixed(0)
+	or := loss(knownRows, fixed(auto.TaskShape{WMax: 1, Slope: 1, S0: -100}), &h.oracle)
+	zero := h.mixes[0]
+	apgr := cfg.TaskObjective == "apgr"
+	// With the APGR objective, each group's rows by inner split, and the
+	// unseen-task APGR the scorer has alone (w = 0) on each.
+	folds := map[string][][]int{}
+	unseenBase := map[string][]float64{}
+	if apgr {
+		for _, g := range gnames {
+			for _, i := range groups[g] {
+				for len(folds[g]) <= h.fold[i] {
+					folds[g] = append(folds[g], nil)
+				}
+				folds[g][h.fold[i]] = append(folds[g][h.fold[i]], i)
+			}
+			for _, rows := range folds[g] {
+				_, un := rankObjective(h, rows, func(i, j int) float64 { return sigmoid(float64(h.logits[i][j])) })
+				unseenBase[g] = append(unseenBase[g], un)
+			}
+		}
+	}
+	// obj is what the grid search minimises on a group's rows: the
+	// log-loss (or squared gain error), or with TaskObjective "apgr" minus
+	// the sum, over the group's two-model views and the inner splits, of
+	// the APGR on the rows of known tasks and the APGR on the rows of
+	// unseen ones.
+	obj := func(g string, shape func(i int) *auto.TaskShape, off *mix) float64 {
+		if !apgr {
+			return loss(groups[g], shape, off).all
+		}
+		var total float64
+		for f, rows := range folds[g] {
+			kn, un := rankObjective(h, rows, func(i, j int) float64 {
+				return pred(i, j, float64(shape(i).Weight(h.gate[i])), off)
+			})
+			// A shape may not buy known-task ranking with unseen-task
+			// ranking: one that loses more than 0.005 of the unseen APGR
+			// the scorer has alone in any inner split is rejected.
+			if un < unseenBase[g][f]-0.005 {
+				return math.Inf(1)
+			}
+			total += kn + un
+		}
+		return -total
+	}
 	z := loss(all, fixed(auto.TaskShape{}), zero)
 	best, bl := auto.TaskTable{}, z.all
-	for _, temp := range gridTemp {
-		off := mixed(temp)
+	if apgr {
+		bl = 0
+		for _, g := range gnames {
+			bl += obj(g, fixed(auto.TaskShape{}), zero)
+		}
+	}
+	for _, temp := range h.temps {
+		off := h.mixes[temp]
 		cand := auto.TaskTable{Temp: temp, Margin: cfg.TaskMargin}
 		var total float64
 		for _, g := range gnames {
-			rows := groups[g]
 			gb := auto.TaskShape{Group: g}
-			gl := loss(rows, fixed(gb), off).all
+			gl := obj(g, fixed(gb), off)
 			s0s := gridS0
 			if cfg.TaskMargin {
 				s0s = gridMargin
@@ -413,8 +629,14 @@ func fitShape(oh *taskOutcomes, unseen []bool, ti *auto.TaskTable, cfg Config) a
 			for _, s0 := range s0s {
 				for _, sl := range gridSlope {
 					for _, wm := range gridWMax {
+						if apgr && wm > 1 {
+							// Ranking alone would take the prior past
+							// itself (w > 1), at a cost in calibration:
+							// blends only.
+							continue
+						}
 						sh := auto.TaskShape{Group: g, S0: s0, Slope: sl, WMax: wm}
-						if l := loss(rows, fixed(sh), off).all; l < gl-1e-6 {
+						if l := obj(g, fixed(sh), off); l < gl-1e-6 {
 							gb, gl = sh, l
 						}
 					}
@@ -430,24 +652,80 @@ func fitShape(oh *taskOutcomes, unseen []bool, ti *auto.TaskTable, cfg Config) a
 		}
 	}
 	shapeOf := func(i int) *auto.TaskShape {
-		g := auto.TaskGroup(ti.Names[near[i]])
 		for k := range best.Shapes {
-			if best.Shapes[k].Group == g {
+			if best.Shapes[k].Group == h.group[i] {
 				return &best.Shapes[k]
 			}
 		}
 		return &auto.TaskShape{}
 	}
-	bs := loss(all, shapeOf, mixed(best.Temp))
+	off := zero
+	if m := h.mixes[best.Temp]; m != nil {
+		off = m
+	}
+	bs := loss(all, shapeOf, off)
 	var desc string
 	for _, sh := range best.Shapes {
 		desc += fmt.Sprintf(" %s %.2f·σ(%.0f·(s − %.2f));", sh.Group, sh.WMax, sh.Slope, sh.S0)
 	}
-	fmt.Fprintf(cfg.Log, "task table: inner split %d held rows (%.0f of unseen tasks); nearest task right on %.1f%% of known-task rows; mean s known %.3f, unseen %.3f; "+
-		"temp %.2f, w(s):%s held-out %s %.4f → %.4f (known %.4f → %.4f [own task's prior: %.4f], unseen %.4f → %.4f)\n",
-		len(oh.task), nu, 100*hit/max(known, 1), simKnown/max(known, 1), simUnseen/max(nu, 1),
+	fmt.Fprintf(cfg.Log, "task table: inner splits %d held rows (%.0f of unseen tasks); nearest task right on %.1f%% of known-task rows; mean s known %.3f, unseen %.3f; "+
+		"temp %.2f, w(s):%s fitted to %s; held-out log-loss %.4f → %.4f (known %.4f → %.4f [own task's prior: %.4f], unseen %.4f → %.4f)\n",
+		n, nu, 100*hit/max(known, 1), simKnown/max(known, 1), simUnseen/max(nu, 1),
 		best.Temp, desc, objective(cfg), z.all/z.cnt, bs.all/bs.cnt, z.kn/max(z.ck, 1), bs.kn/max(bs.ck, 1), or.kn/max(or.ck, 1), z.un/max(z.cu, 1), bs.un/max(bs.cu, 1))
 	return best
+}
+
+// rankObjective sums, over the two-model views (pairViews) that rows
+// fall in, the APGR of the known-task rows and that of the unseen-task rows,
+// ranking by p(i, strong) − p(i, weak), p(i, j) the prediction for row i's
+// j-th model. Views with fewer than 20 rows are left out.
+func rankObjective(h *held, rows []int, p func(i, j int) float64) (known, unseen float64) {
+	for _, v := range pairViews {
+		for _, wantUnseen := range []bool{false, true} {
+			var weak, strong, score []float64
+			for _, i := range rows {
+				if h.unseen[i] != wantUnseen {
+					continue
+				}
+				src, task, _ := strings.Cut(h.task[i], "/")
+				if !v.match(Row{Source: src, Task: task}) {
+					continue
+				}
+				js, jw := -1, -1
+				for j, m := range h.models[i] {
+					switch m {
+					case v.strong:
+						js = j
+					case v.weak:
+						jw = j
+					}
+				}
+				if js < 0 || jw < 0 {
+					continue
+				}
+				strong = append(strong, float64(h.ys[i][js]))
+				weak = append(weak, float64(h.ys[i][jw]))
+				score = append(score, p(i, js)-p(i, jw))
+			}
+			if len(score) >= 20 {
+				a := PairCurve(weak, strong, score).APGR()
+				if wantUnseen {
+					unseen += a
+				} else {
+					known += a
+				}
+			}
+		}
+	}
+	return known, unseen
+}
+
+func modelNames(w *auto.Weights) []string {
+	out := make([]string, len(w.Models))
+	for i, m := range w.Models {
+		out[i] = m.Name
+	}
+	return out
 }
 
 // taskNames is for tests: the table's task names, sorted.
@@ -458,8 +736,11 @@ func taskNames(t *auto.TaskTable) []string {
 }
 
 func objective(cfg Config) string {
-	if cfg.TaskObjective == "gain" {
+	switch cfg.TaskObjective {
+	case "gain":
 		return "squared gain error"
+	case "apgr":
+		return "minus APGR (known + unseen)"
 	}
 	return "log-loss"
 }

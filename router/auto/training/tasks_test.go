@@ -5,6 +5,8 @@ import (
 	"math"
 	"strings"
 	"testing"
+
+	"github.com/lumengw/lumen/router/auto"
 )
 
 func TestFitTaskTable(t *testing.T) {
@@ -12,7 +14,7 @@ func TestFitTaskTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{BucketBits: 10, Epochs: 3, TaskDims: 64}
+	cfg := Config{BucketBits: 10, Epochs: 3, TaskDims: 64, TaskMatch: "centroid", TaskObjective: "logloss", TaskFolds: 1}
 	w, err := Fit(rows, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -56,9 +58,54 @@ func TestFitTaskTable(t *testing.T) {
 	if !bytes.Equal(a, b) {
 		t.Error("two fits with a task table differ")
 	}
-	cfg.TaskDims = 0
+	cfg.TaskDims = -1
 	w3, _ := Fit(rows, cfg)
 	if w3.Tasks != nil {
-		t.Error("TaskDims 0 built a task table")
+		t.Error("TaskDims -1 built a task table")
+	}
+}
+
+// TestFitTaskClassifier fits the default task component, a classifier: it
+// has a bias per task, recognises the task of every training prompt, and
+// two fits agree byte for byte.
+func TestFitTaskClassifier(t *testing.T) {
+	rows, err := Read(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{BucketBits: 10, Epochs: 3, TaskDims: 256, TaskEpochs: 30}
+	w, err := Fit(rows, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tt := w.Tasks
+	if tt == nil || len(tt.Bias) != len(tt.Names) {
+		t.Fatalf("default fit: task table %v, want a classifier (a bias per task)", tt)
+	}
+	for j := range tt.Mean {
+		if tt.Mean[j] != 0 || tt.InvStd[j] != 1 {
+			t.Fatalf("classifier table standardises (bucket %d: mean %v, 1/std %v)", j, tt.Mean[j], tt.InvStd[j])
+		}
+	}
+	s, err := auto.NewScorer(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]float64, 1)
+	for _, r := range rows {
+		if got := s.Score(auto.Prompt{User: r.Prompt}, nil, out).Task; got != r.Source+"/"+r.Task {
+			t.Errorf("%s: recognised as %q", r.ID, got)
+		}
+	}
+	a, _ := w.MarshalBinary()
+	w2, _ := Fit(rows, cfg)
+	b, _ := w2.MarshalBinary()
+	if !bytes.Equal(a, b) {
+		t.Error("two fits with a task classifier differ")
+	}
+	for _, bad := range []Config{{TaskMatch: "knn"}, {TaskObjective: "accuracy"}} {
+		if _, err := Fit(rows, bad); err == nil {
+			t.Errorf("Fit accepted %+v", bad)
+		}
 	}
 }
