@@ -128,8 +128,14 @@ func (s *Scorer) Explain(p Prompt, cands []Candidate, tok Tokens, c Constraints,
 // Format writes the explanation as a table for a terminal.
 func (e Explanation) Format(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "difficulty %.2f, domain %s (%.0f%%), ~%d tokens in / %d out\n",
+	fmt.Fprintf(&b, "difficulty %.2f, domain %s (%.0f%%), ~%d tokens in / %d out",
 		e.Score.Difficulty, e.Score.Domain, 100*e.Score.DomainProb, e.Tokens.In, e.Tokens.Out)
+	if e.Score.Task != "" {
+		// How far the training task the prompt most resembles moved the
+		// learned models towards their measured rates on it (0..1).
+		fmt.Fprintf(&b, "; nearest training task %s (prior weight %.2f)", e.Score.Task, e.Score.TaskWeight)
+	}
+	b.WriteByte('\n')
 	if e.Err != nil {
 		fmt.Fprintf(&b, "error: %v\n", e.Err)
 	} else {

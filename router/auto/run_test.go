@@ -97,7 +97,7 @@ func TestExplain(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := b.String()
-	for _, want := range []string{"difficulty", "domain", "RANK", "P(SUCCESS)", "EXPECTED COST", "gpt-4o", "mini", "excluded: max_latency_ms: 9000ms > 5000ms"} {
+	for _, want := range []string{"difficulty", "domain", "nearest training task ", "prior weight", "RANK", "P(SUCCESS)", "EXPECTED COST", "gpt-4o", "mini", "excluded: max_latency_ms: 9000ms > 5000ms"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("explain output lacks %q:\n%s", want, out)
 		}
