@@ -180,12 +180,13 @@ func NewCmdRouteTrain(f *Factory, runF func(*RouteTrainOptions) error) *cobra.Co
 per-model scores; see ../shared/routing/README.md) and write the weights
 that router/auto embeds (router/auto/weights.bin; rebuild Lumen to ship
 them). Every row but a fixed 5% regression slice is used; the same seed
-gives the same bytes.
+gives the same bytes. The fit includes the task classifier, whose blend is
+tuned on 5 inner refits: about a minute on 2 cores (--task-dims -1 skips it).
 
 With --eval nothing is written: leave-task-out folds report APGR, the calls
 to the strong model needed for 50% and 80% of the quality gap, and quality
 at a third of the best model's cost, against always-cheap, always-strong,
-random, per-task prior and oracle baselines.`,
+random, per-task prior and oracle baselines (about 10 minutes for 3 seeds).`,
 		Example: `  lumen route train --data ../shared/routing/train.jsonl --out router/auto/weights.bin
   lumen route train --data ../shared/routing/train.jsonl --eval --report EVAL.md`,
 		Args: cobra.NoArgs,
