@@ -2,6 +2,9 @@
 
 package auto
 
+// useAVX2 is false off amd64: gather and axpyRows run their Go loops.
+var useAVX2 = false
+
 func gatherFast(h, table []float32, feats []uint32, scale *[16]float32, mask uint32, stride int) bool {
 	return false
 }
