@@ -34,7 +34,7 @@ func TestGatherFastMatchesGather(t *testing.T) {
 			for i := range got {
 				got[i] = 99 // must be overwritten
 			}
-			gather(want, table, feats, &scale, mask, stride)
+			gatherGo(want, table, feats, &scale, mask, stride)
 			if !gatherFast(got, table, feats, &scale, mask, stride) {
 				t.Fatalf("stride %d: gatherFast declined", stride)
 			}

@@ -588,9 +588,7 @@ func (sc *scratch) forward(s *Scorer, p Prompt) {
 	}
 	h := sc.row
 	mask := uint32(1)<<w.BucketBits - 1
-	if !gatherFast(h, s.hashed, sc.f.Hashed, &scale, mask, stride) {
-		gather(h, s.hashed, sc.f.Hashed, &scale, mask, stride)
-	}
+	gather(h, s.hashed, sc.f.Hashed, &scale, mask, stride)
 	for i, x := range sc.f.Dense {
 		if x == 0 {
 			continue
@@ -609,6 +607,12 @@ func (sc *scratch) forward(s *Scorer, p Prompt) {
 // memory makes every entry's adds wait for the previous entry's stores.
 // gatherFast does the same with AVX2 where the CPU has it.
 func gather(h, table []float32, feats []uint32, scale *[16]float32, mask uint32, stride int) {
+	if !gatherFast(h, table, feats, scale, mask, stride) {
+		gatherGo(h, table, feats, scale, mask, stride)
+	}
+}
+
+func gatherGo(h, table []float32, feats []uint32, scale *[16]float32, mask uint32, stride int) {
 	for c := 0; c+8 <= stride; c += 8 {
 		var a0, a1, a2, a3, a4, a5, a6, a7 float32
 		for _, e := range feats {
