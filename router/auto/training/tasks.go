@@ -68,14 +68,24 @@ func collectOutcomes(rows []Row, w *auto.Weights, E int) (*taskOutcomes, error) 
 	return o, nil
 }
 
-// buildTaskTable computes the centroids and per-model priors of o's tasks
-// (the shape w(s) is left to the caller). A task's prior for model m is its
-// success rate on the task's rows, shrunk towards its rate on the task's
-// domain by n/(n+shrink), n the task's rows: a small task says less.
-func buildTaskTable(o *taskOutcomes, models, E int, shrink float64) *auto.TaskTable {
-	T := len(o.names)
-	n := len(o.task)
-	t := &auto.TaskTable{Dims: E, Names: append([]string(nil), o.names...), Mean: make([]float32, E), InvStd: make([]float32, E), Centroids: make([]float32, T*E)}
+// newTaskTable builds the task table of o's tasks: the per-model priors
+// (buildTaskTable) and, by cfg.TaskMatch, the centroids (fitCentroids) or
+// the classifier (fitClassifier). The shape of w(s) is left to the caller.
+func newTaskTable(o *taskOutcomes, models int, cfg Config) *auto.TaskTable {
+	t := buildTaskTable(o, models, cfg.TaskDims, cfg.TaskShrink)
+	if cfg.TaskMatch == "classifier" {
+		fitClassifier(o, t, cfg)
+	} else {
+		fitCentroids(o, t)
+	}
+	return t
+}
+
+// fitCentroids sets t's standardisation (Mean, InvStd) and the unit
+// centroid of each task's standardised sketches.
+func fitCentroids(o *taskOutcomes, t *auto.TaskTable) {
+	E, T, n := t.Dims, len(t.Names), len(o.task)
+	t.Mean, t.InvStd, t.Centroids = make([]float32, E), make([]float32, E), make([]float32, T*E)
 	for i := 0; i < n; i++ {
 		for j, v := range o.sk[i*E : (i+1)*E] {
 			t.Mean[j] += v / float32(n)
@@ -109,6 +119,16 @@ func buildTaskTable(o *taskOutcomes, models, E int, shrink float64) *auto.TaskTa
 	for k := 0; k < T; k++ {
 		unit(t.Centroids[k*E : (k+1)*E])
 	}
+}
+
+// buildTaskTable computes the per-model priors of o's tasks. A task's
+// prior for model m is its success rate on the task's rows, shrunk towards
+// its rate on the task's domain by n/(n+shrink), n the task's rows: a
+// small task says less.
+func buildTaskTable(o *taskOutcomes, models, E int, shrink float64) *auto.TaskTable {
+	T := len(o.names)
+	n := len(o.task)
+	t := &auto.TaskTable{Dims: E, Names: append([]string(nil), o.names...)}
 	// Priors: each (task, model)'s and each (domain, model)'s outcomes.
 	type acc struct{ y, n float64 }
 	cells := make([]map[int32]*acc, T)
@@ -149,15 +169,16 @@ func buildTaskTable(o *taskOutcomes, models, E int, shrink float64) *auto.TaskTa
 	return t
 }
 
-// fitClassifier replaces t's centroids by the weights of a softmax
+// fitClassifier sets t's centroids to the weights of a softmax
 // regression of o's task labels on the unit sketches and sets its biases
 // (AdaGrad, cfg.TaskEpochs passes, weight decay cfg.TaskL2 on the weights
 // an example touches). The sketches are used as they are, sparse: Mean is
 // set to 0 and InvStd to 1, so that standardising leaves them unchanged.
 func fitClassifier(o *taskOutcomes, t *auto.TaskTable, cfg Config) {
 	E, T, n := t.Dims, len(t.Names), len(o.task)
-	for j := range t.Mean {
-		t.Mean[j], t.InvStd[j] = 0, 1
+	t.Mean, t.InvStd, t.Centroids = make([]float32, E), make([]float32, E), make([]float32, T*E)
+	for j := range t.InvStd {
+		t.InvStd[j] = 1
 	}
 	type entry struct {
 		j int32
@@ -277,10 +298,7 @@ func fitTaskTable(rows []Row, w *auto.Weights, orig, cfg Config) (*auto.TaskTabl
 		if err != nil {
 			return nil, err
 		}
-		ti := buildTaskTable(oi, len(wi.Models), E, cfg.TaskShrink)
-		if cfg.TaskMatch == "classifier" {
-			fitClassifier(oi, ti, cfg)
-		}
+		ti := newTaskTable(oi, len(wi.Models), cfg)
 		oh, err := collectOutcomes(out, wi, E)
 		if err != nil {
 			return nil, err
@@ -295,10 +313,7 @@ func fitTaskTable(rows []Row, w *auto.Weights, orig, cfg Config) (*auto.TaskTabl
 	if err != nil {
 		return nil, err
 	}
-	t := buildTaskTable(o, len(w.Models), E, cfg.TaskShrink)
-	if cfg.TaskMatch == "classifier" {
-		fitClassifier(o, t, cfg)
-	}
+	t := newTaskTable(o, len(w.Models), cfg)
 	t.Shapes, t.Temp, t.Margin = shape.Shapes, shape.Temp, shape.Margin
 	return t, nil
 }
