@@ -13,8 +13,8 @@ import (
 // taskOutcomes is what the task table is built and tuned from: per row,
 // its unit task sketch and the scorer's logit for each model of the row.
 type taskOutcomes struct {
-	sk     []float32 // rows × E
-	task   []int     // row → task index (in names)
+	sk     [][]bucket // row → the sketch's non-zero buckets, in bucket order
+	task   []int      // row → task index (in names)
 	names  []string
 	domain []int       // row → domain index
 	models [][]int32   // row → model indices (in Weights.Models)
@@ -31,15 +31,21 @@ func collectOutcomes(rows []Row, w *auto.Weights, E int) (*taskOutcomes, error) 
 	for i, m := range w.Models {
 		mi[m.Name] = int32(i)
 	}
-	o := &taskOutcomes{sk: make([]float32, len(rows)*E), task: make([]int, len(rows)),
+	o := &taskOutcomes{sk: make([][]bucket, len(rows)), task: make([]int, len(rows)),
 		models: make([][]int32, len(rows)), logits: make([][]float32, len(rows)), ys: make([][]float32, len(rows))}
 	ti := map[string]int{}
 	var f auto.Features
 	out := make([]float64, 16)
+	x := make([]float32, E)
 	for i, r := range rows {
 		p := auto.Prompt{User: r.Prompt, Turns: 1}
 		auto.Extract(p, &f)
-		auto.TaskSketch(&f, o.sk[i*E:(i+1)*E])
+		auto.TaskSketch(&f, x)
+		for j, v := range x {
+			if v != 0 {
+				o.sk[i] = append(o.sk[i], bucket{int32(j), v})
+			}
+		}
 		k := r.Source + "/" + r.Task
 		t, ok := ti[k]
 		if !ok {
@@ -68,6 +74,20 @@ func collectOutcomes(rows []Row, w *auto.Weights, E int) (*taskOutcomes, error) 
 	return o, nil
 }
 
+// bucket is one non-zero bucket of a task sketch.
+type bucket struct {
+	j int32
+	v float32
+}
+
+// sketch writes row i's sketch into x (E wide).
+func (o *taskOutcomes) sketch(i int, x []float32) {
+	clear(x)
+	for _, b := range o.sk[i] {
+		x[b.j] = b.v
+	}
+}
+
 // newTaskTable builds the task table of o's tasks: the per-model priors
 // (buildTaskTable) and, by cfg.TaskMatch, the centroids (fitCentroids) or
 // the classifier (fitClassifier). The shape of w(s) is left to the caller.
@@ -86,8 +106,10 @@ func newTaskTable(o *taskOutcomes, models int, cfg Config) *auto.TaskTable {
 func fitCentroids(o *taskOutcomes, t *auto.TaskTable) {
 	E, T, n := t.Dims, len(t.Names), len(o.task)
 	t.Mean, t.InvStd, t.Centroids = make([]float32, E), make([]float32, E), make([]float32, T*E)
+	x := make([]float32, E)
 	for i := 0; i < n; i++ {
-		for j, v := range o.sk[i*E : (i+1)*E] {
+		o.sketch(i, x)
+		for j, v := range x {
 			t.Mean[j] += v / float32(n)
 		}
 	}
@@ -96,7 +118,8 @@ func fitCentroids(o *taskOutcomes, t *auto.TaskTable) {
 	vr := make([]float64, E)
 	var mv float64
 	for i := 0; i < n; i++ {
-		for j, v := range o.sk[i*E : (i+1)*E] {
+		o.sketch(i, x)
+		for j, v := range x {
 			d := float64(v - t.Mean[j])
 			vr[j] += d * d / float64(n)
 		}
@@ -107,9 +130,8 @@ func fitCentroids(o *taskOutcomes, t *auto.TaskTable) {
 	for j, v := range vr {
 		t.InvStd[j] = float32(1 / math.Sqrt(v+0.05*mv))
 	}
-	x := make([]float32, E)
 	for i := 0; i < n; i++ {
-		copy(x, o.sk[i*E:(i+1)*E])
+		o.sketch(i, x)
 		t.Standardise(x)
 		c := t.Centroids[o.task[i]*E : (o.task[i]+1)*E]
 		for j, v := range x {
@@ -180,18 +202,7 @@ func fitClassifier(o *taskOutcomes, t *auto.TaskTable, cfg Config) {
 	for j := range t.InvStd {
 		t.InvStd[j] = 1
 	}
-	type entry struct {
-		j int32
-		v float32
-	}
-	xs := make([][]entry, n)
-	for i := range xs {
-		for j, v := range o.sk[i*E : (i+1)*E] {
-			if v != 0 {
-				xs[i] = append(xs[i], entry{int32(j), v})
-			}
-		}
-	}
+	xs := o.sk
 	// Weights are bucket-major (E×T) while fitting, like the scorer reads them.
 	W, b := newAdagrad(E*T), newAdagrad(T)
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x7a5c))
@@ -390,7 +401,7 @@ func prepareHeld(oh *taskOutcomes, unseen []bool, ti *auto.TaskTable, models []s
 	}
 	std := *ti
 	for i := 0; i < n; i++ {
-		copy(x, oh.sk[i*E:(i+1)*E])
+		oh.sketch(i, x)
 		std.Standardise(x)
 		for k := 0; k < T; k++ {
 			var d float32
