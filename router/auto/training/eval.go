@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"slices"
@@ -78,7 +79,12 @@ const (
 // prior plus a·(the router's logit minus its mean over the task's test
 // rows), which needs the true task. They measure whether the scorer ranks
 // prompts within a task better than chance once the task's level is known.
-var diagMethods = []string{"diag prior+0.25·router", "diag prior+0.50·router", "diag prior+1.00·router"}
+// The last one, "diag recognised prior", ranks by the training mean of the
+// task the scorer's task table recognises (Score.Task) instead of the true
+// task: the per-task prior as far as recognising the task can reach it.
+var diagMethods = []string{"diag prior+0.25·router", "diag prior+0.50·router", "diag prior+1.00·router", diagRecognised}
+
+const diagRecognised = "diag recognised prior"
 
 // Evaluate runs the leave-task-out and known-task evaluations and writes a
 // markdown report to cfg.Out.
@@ -248,6 +254,7 @@ func predictFold(rows []Row, train, test []int, cfg EvalConfig, preds []map[stri
 		domIndex[d] = i
 	}
 	out := make([]float64, 16)
+	recognised := map[string][2]int{} // per source: rows whose task is recognised, rows of a known task
 	for _, i := range test {
 		r := rows[i]
 		names := sortedModels(r)
@@ -255,6 +262,14 @@ func predictFold(rows []Row, train, test []int, cfg EvalConfig, preds []map[stri
 			out = make([]float64, len(names))
 		}
 		sc := s.Score(auto.Prompt{User: r.Prompt, Turns: 1}, names, out)
+		if taskMean[r.Source+"/"+r.Task] != nil && sc.Task != "" {
+			c := recognised[r.Source]
+			c[1]++
+			if sc.Task == r.Source+"/"+r.Task {
+				c[0]++
+			}
+			recognised[r.Source] = c
+		}
 		pr := map[string]prediction{mRouter: {}, mDomain: {}, mPrior: {}, mOracle: {}, mRandom: {}}
 		tm := taskMean[r.Source+"/"+r.Task]
 		for j, m := range names {
@@ -284,7 +299,20 @@ func predictFold(rows []Row, train, test []int, cfg EvalConfig, preds []map[stri
 				pr[priorUnknown] = prediction{}
 			}
 		}
+		if rm := taskMean[sc.Task]; rm != nil && tm != nil {
+			d := prediction{}
+			for _, m := range names {
+				if a := rm[m]; a != nil {
+					d[m] = a.s / a.n
+				}
+			}
+			pr[diagRecognised] = d
+		}
 		preds[i] = pr
+	}
+	for _, src := range slices.Sorted(maps.Keys(recognised)) {
+		c := recognised[src]
+		fmt.Fprintf(cfg.Log, "recognised task: %s %d of %d known-task test rows (%.1f%%)\n", src, c[0], c[1], 100*float64(c[0])/float64(c[1]))
 	}
 	// Diagnostic: the prior plus the router's deviation from its mean
 	// logit over the task's test rows.

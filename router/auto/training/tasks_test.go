@@ -2,7 +2,9 @@ package training
 
 import (
 	"bytes"
+	"fmt"
 	"math"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -107,5 +109,51 @@ func TestFitTaskClassifier(t *testing.T) {
 		if _, err := Fit(rows, bad); err == nil {
 			t.Errorf("Fit accepted %+v", bad)
 		}
+	}
+}
+
+// TestEvaluateLogsTaskRecognition: on the known-task split, the evaluation
+// logs how many test rows the task table recognises, and the ranking by
+// the recognised task's prior appears in the log's summary lines but not
+// in the report.
+func TestEvaluateLogsTaskRecognition(t *testing.T) {
+	tasks := []struct {
+		task  string
+		words []string
+	}{
+		{"mmlu-anatomy", []string{"bone", "muscle", "artery", "nerve", "skull", "tendon"}},
+		{"gsm8k", []string{"apples", "dollars", "bakes", "buys", "weekly", "crates"}},
+	}
+	var data strings.Builder
+	for _, tk := range tasks {
+		task, ws := tk.task, tk.words
+		for i := 0; i < 40; i++ {
+			gpt, mix := (i%3+1)/2, i%2
+			fmt.Fprintf(&data, `{"id": "routellm/%s/%d", "source": "routellm", "task": %q, "prompt": "%s %s %s %d?", `+
+				`"scores": {"gpt-4-1106-preview": %d, "mistralai/Mixtral-8x7B-Instruct-v0.1": %d}}`+"\n",
+				task, i, task, ws[i%6], ws[(i+1)%6], ws[(i+3)%6], i, min(gpt, 1), mix)
+		}
+	}
+	rows, err := Read(strings.NewReader(data.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, log bytes.Buffer
+	cfg := EvalConfig{Fit: Config{BucketBits: 10, K: -1, Epochs: 2, TaskDims: 64, TaskEpochs: 20, TaskFolds: 1}, Seeds: 1, Folds: 2, Out: &out, Log: &log}
+	if err := Evaluate(rows, cfg); err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`recognised task: routellm (\d+) of (\d+) known-task test rows`).FindStringSubmatch(log.String())
+	if m == nil {
+		t.Fatalf("log has no task recognition line:\n%s", log.String())
+	}
+	if m[1] != m[2] || m[2] == "0" {
+		t.Errorf("recognised %s of %s rows of two tasks with disjoint words", m[1], m[2])
+	}
+	if !regexp.MustCompile(`summary known routellm MMLU.*` + diagRecognised + ` +APGR`).MatchString(log.String()) {
+		t.Errorf("log has no %q summary for known MMLU:\n%s", diagRecognised, log.String())
+	}
+	if strings.Contains(out.String(), diagRecognised) {
+		t.Errorf("the report lists the diagnostic %q", diagRecognised)
 	}
 }
