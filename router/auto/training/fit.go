@@ -20,6 +20,10 @@ type Config struct {
 	K int
 	// Epochs over the data (default 2: more overfits, see EVAL.md).
 	Epochs int
+	// Average, when above 1, replaces the fitted parameters by the mean of
+	// that many snapshots taken evenly through the last epoch (iterate
+	// averaging), which damps the noise of the last stochastic steps.
+	Average int
 	// Seed fixes shuffling and initialisation (default 1).
 	Seed uint64
 	// LR is the AdaGrad step for the prompt weights (default 0.05) and
@@ -329,11 +333,31 @@ func Fit(rows []Row, cfg Config) (*auto.Weights, error) {
 	gh := make([]float32, R)
 	lr, mlr, l2 := float32(cfg.LR), float32(cfg.ModelLR), float32(cfg.L2)
 	wD := float32(cfg.DomainWeight)
+	params := [][]float32{W.w, Wd.w, theta0.w, theta.w, logA0.w, logA.w, U.w}
+	var sums [][]float32 // with Average: the snapshots' running sums
+	taken := 0
+	snapshot := func() {
+		taken++
+		if sums == nil {
+			for _, p := range params {
+				sums = append(sums, make([]float32, len(p)))
+			}
+		}
+		for i, p := range params {
+			for j, v := range p {
+				sums[i][j] += v
+			}
+		}
+	}
 	for epoch := 0; epoch < cfg.Epochs; epoch++ {
 		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 		var loss, dloss float64
 		var n int
-		for _, oi := range order {
+		last := epoch == cfg.Epochs-1 && cfg.Average > 1
+		for step, oi := range order {
+			if last && step > 0 && step%(len(order)/cfg.Average+1) == 0 {
+				snapshot()
+			}
 			ex := &exs[oi]
 			forward(ex, W.w, Wd.w, R, h)
 			if cfg.NoDifficulty {
@@ -446,6 +470,15 @@ func Fit(rows []Row, cfg Config) (*auto.Weights, error) {
 		fmt.Fprintf(cfg.Log, "epoch %d: outcome log-loss %.4f, domain log-loss %.4f (%v)\n",
 			epoch+1, loss/float64(max(n, 1)), dloss/float64(len(exs)), time.Since(start).Round(time.Millisecond))
 	}
+	if cfg.Average > 1 {
+		snapshot() // the end of the last epoch
+		inv := 1 / float32(taken)
+		for i, p := range params {
+			for j := range p {
+				p[j] = sums[i][j] * inv
+			}
+		}
+	}
 
 	w := &auto.Weights{
 		BucketBits: cfg.BucketBits,
@@ -487,6 +520,9 @@ func Fit(rows []Row, cfg Config) (*auto.Weights, error) {
 	w.DiffMedian = float32(bs[len(bs)/2])
 	w.Info = fmt.Sprintf("fit on %d rows, %d models, bucket_bits=%d k=%d epochs=%d seed=%d lr=%g l2=%g",
 		len(rows), M, cfg.BucketBits, K, cfg.Epochs, cfg.Seed, cfg.LR, cfg.L2)
+	if cfg.Average > 1 {
+		w.Info += fmt.Sprintf(" average=%d", cfg.Average)
+	}
 	if cfg.TaskDims > 0 && !cfg.noTaskTable {
 		t, err := fitTaskTable(rows, w, orig, cfg)
 		if err != nil {

@@ -9,6 +9,7 @@ func FitFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.IntVar(&cfg.BucketBits, "bucket-bits", 0, "log2 of hashed rows (default 15)")
 	fs.IntVar(&cfg.K, "k", 0, "prompt embedding width for the per-model residual (default 4, -1 for none)")
 	fs.IntVar(&cfg.Epochs, "epochs", 0, "epochs (default 2)")
+	fs.IntVar(&cfg.Average, "average", 0, "average this many snapshots of the parameters taken through the last epoch (0 = none)")
 	fs.Uint64Var(&cfg.Seed, "seed", 0, "seed (default 1)")
 	fs.Float64Var(&cfg.LR, "lr", 0, "AdaGrad step for prompt weights (default 0.05)")
 	fs.Float64Var(&cfg.L2, "l2", 0, "weight decay of prompt weights (default 1e-5)")

@@ -149,9 +149,9 @@ func TestFitOptions(t *testing.T) {
 			}
 		}
 	}
-	// SharedAbility, ResidualDropout and TaskCentre change the fit,
-	// deterministically.
-	for _, c := range []Config{{SharedAbility: true}, {ResidualDropout: 0.5}, {TaskCentre: 1}} {
+	// SharedAbility, ResidualDropout, TaskCentre and Average change the
+	// fit, deterministically.
+	for _, c := range []Config{{SharedAbility: true}, {ResidualDropout: 0.5}, {TaskCentre: 1}, {Average: 3}} {
 		c.BucketBits, c.Epochs = base.BucketBits, base.Epochs
 		a, _ := Fit(rows, c)
 		b, _ := Fit(rows, c)
