@@ -154,6 +154,10 @@ func routeExplainRun(opts *RouteExplainOptions) error {
 			if errors.As(err, &ug) {
 				return fmt.Errorf("%q is not an auto route in this config; auto routes: %s", opts.Model, strings.Join(ug.Available, ", "))
 			}
+			var nc *auto.NoCandidateError
+			if errors.As(err, &nc) && len(nc.Exclusions) == 0 {
+				return fmt.Errorf("%w; or rank models of the ability table without a config: --candidates gpt-4o,gpt-4o-mini", err)
+			}
 			return err
 		}
 	}

@@ -112,6 +112,10 @@ func TestRouteExplain(t *testing.T) {
 	if err := os.WriteFile(path, []byte(routeConfig), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	mockOnly := t.TempDir() + "/mock.yaml" // like the embedded default config
+	if err := os.WriteFile(mockOnly, []byte("model_list:\n  - model_name: demo\n    litellm_params: {model: mock/demo}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	const hard = "Prove that for every prime p > 3, p^2 - 1 is divisible by 24, and then derive the closed form of the sum over k of binomial(n,k)^2 using generating functions. Show all steps rigorously."
 	tests := []struct {
 		name    string
@@ -131,6 +135,7 @@ func TestRouteExplain(t *testing.T) {
 			[]string{"EXPECTED COST", "$0.0006"}, ""},
 		{"not an auto route", []string{"hi", "--config", path, "--model", "cheap"}, "", nil, `"cheap" is not an auto route in this config; auto routes: auto, auto-budget`},
 		{"bad mode", []string{"hi", "--config", path, "--mode", "cheapest"}, "", nil, "unknown mode"},
+		{"no group with a known ability", []string{"hi", "--config", mockOnly}, "", nil, "no candidates configured; or rank models of the ability table without a config: --candidates"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
