@@ -423,6 +423,28 @@ func writePairs(w io.Writer, rows []Row, runs [][]map[string]prediction, log io.
 			if m == mRouter || m == mPrior || slices.Contains(diagMethods, m) {
 				fmt.Fprintf(log, "summary %s %-50s %-22s APGR %s calls@80 %s\n", tag, v.name, m, stat(apgr, 3, 1, ""), stat(c80, 1, 100, "%"))
 			}
+			if m == mRouter {
+				// The same ranking with each task's mean predicted gain
+				// taken out: what the scorer's order is worth without the
+				// order it puts between tasks.
+				var within []float64
+				for _, preds := range runs {
+					sc := make([]float64, len(idx))
+					mean := map[string][2]float64{}
+					for j, i := range idx {
+						p := preds[i][m]
+						sc[j] = p[v.strong] - p[v.weak]
+						a := mean[rows[i].Task]
+						mean[rows[i].Task] = [2]float64{a[0] + sc[j], a[1] + 1}
+					}
+					for j, i := range idx {
+						a := mean[rows[i].Task]
+						sc[j] -= a[0] / a[1]
+					}
+					within = append(within, PairCurve(weak, strong, sc).APGR())
+				}
+				fmt.Fprintf(log, "summary %s %-50s %-22s APGR, task means removed %s\n", tag, v.name, m, stat(within, 3, 1, ""))
+			}
 			if slices.Contains(diagMethods, m) {
 				continue // in the log only
 			}

@@ -115,7 +115,8 @@ func TestFitTaskClassifier(t *testing.T) {
 // TestEvaluateLogsTaskRecognition: on the known-task split, the evaluation
 // logs how many test rows the task table recognises, and the ranking by
 // the recognised task's prior appears in the log's summary lines but not
-// in the report.
+// in the report; so does the router's APGR with each task's mean predicted
+// gain removed.
 func TestEvaluateLogsTaskRecognition(t *testing.T) {
 	tasks := []struct {
 		task  string
@@ -152,6 +153,9 @@ func TestEvaluateLogsTaskRecognition(t *testing.T) {
 	}
 	if !regexp.MustCompile(`summary known routellm MMLU.*` + diagRecognised + ` +APGR`).MatchString(log.String()) {
 		t.Errorf("log has no %q summary for known MMLU:\n%s", diagRecognised, log.String())
+	}
+	if !regexp.MustCompile(`summary unseen routellm MMLU.*router \(this scorer\) +APGR, task means removed`).MatchString(log.String()) {
+		t.Errorf("log has no APGR with the task means removed:\n%s", log.String())
 	}
 	if strings.Contains(out.String(), diagRecognised) {
 		t.Errorf("the report lists the diagnostic %q", diagRecognised)
