@@ -262,16 +262,17 @@ func predictFold(rows []Row, train, test []int, cfg EvalConfig, preds []map[stri
 			out = make([]float64, len(names))
 		}
 		sc := s.Score(auto.Prompt{User: r.Prompt, Turns: 1}, names, out)
-		if taskMean[r.Source+"/"+r.Task] != nil && sc.Task != "" {
+		tk := r.Source + "/" + r.Task
+		tm := taskMean[tk]
+		if tm != nil && sc.Task != "" {
 			c := recognised[r.Source]
 			c[1]++
-			if sc.Task == r.Source+"/"+r.Task {
+			if sc.Task == tk {
 				c[0]++
 			}
 			recognised[r.Source] = c
 		}
 		pr := map[string]prediction{mRouter: {}, mDomain: {}, mPrior: {}, mOracle: {}, mRandom: {}}
-		tm := taskMean[r.Source+"/"+r.Task]
 		for j, m := range names {
 			pr[mRouter][m] = out[j]
 			pr[mOracle][m] = r.Scores[m]
