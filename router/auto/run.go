@@ -101,6 +101,9 @@ type Explanation struct {
 	// Err is the NoCandidateError when nothing qualified (Decision then
 	// holds no choice).
 	Err error
+	// Unknown names the candidates whose model the ability table does not
+	// know: they were scored at DefaultQuality.
+	Unknown []string
 }
 
 // Explain scores p, fills each candidate's PSuccess (by Candidate.Model, or
@@ -114,15 +117,19 @@ func (s *Scorer) Explain(p Prompt, cands []Candidate, tok Tokens, c Constraints,
 	ps := make([]float64, len(cands))
 	score := s.Score(p, names, ps)
 	cs := make([]Candidate, len(cands))
+	var unknown []string
 	for i := range cands {
 		cs[i] = cands[i]
 		cs[i].PSuccess = ps[i]
+		if s.find(names[i]) == nil {
+			unknown = append(unknown, cands[i].Name)
+		}
 	}
 	if tok.In == 0 && tok.Out == 0 {
 		tok = Tokens{In: tokens.Count(p.System) + tokens.Count(p.User), Out: DefaultOutputTokens}
 	}
 	d, err := Decide(cs, tok, c, mode)
-	return Explanation{Score: score, Tokens: tok, Decision: d, Err: err}
+	return Explanation{Score: score, Tokens: tok, Decision: d, Err: err, Unknown: unknown}
 }
 
 // Format writes the explanation as a table for a terminal.
@@ -152,6 +159,10 @@ func (e Explanation) Format(w io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if len(e.Unknown) > 0 {
+		fmt.Fprintf(&b, "not in the ability table, scored at the default quality %.2f (set model_info.quality): %s\n",
+			DefaultQuality, strings.Join(e.Unknown, ", "))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

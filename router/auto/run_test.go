@@ -114,7 +114,19 @@ func TestExplain(t *testing.T) {
 	if e.Err == nil || !strings.Contains(b.String(), "error: no auto candidate qualifies") || !strings.Contains(b.String(), "best effort") {
 		t.Errorf("explain without a qualifying candidate:\n%s", b.String())
 	}
-	fmt.Fprint(&b)
+	if len(e.Unknown) != 0 || strings.Contains(b.String(), "not in the ability table") {
+		t.Errorf("known models reported unknown: %v", e.Unknown)
+	}
+	// A model the table does not know is scored at the default quality,
+	// and the explanation says so.
+	cands = append(cands, Candidate{Name: "house", Model: "acme-house-model-7", InputPer1K: 0.001, OutputPer1K: 0.002})
+	e = s.Explain(Prompt{User: "hi"}, cands, Tokens{}, Constraints{}, ModeFloor)
+	b.Reset()
+	e.Format(&b)
+	if len(e.Unknown) != 1 || e.Unknown[0] != "house" ||
+		!strings.Contains(b.String(), "not in the ability table, scored at the default quality 0.70 (set model_info.quality): house\n") {
+		t.Errorf("unknown model not flagged (%v):\n%s", e.Unknown, b.String())
+	}
 }
 
 func BenchmarkRunScore1000(b *testing.B) {
