@@ -69,6 +69,22 @@ func TestConfigValidateCommand(t *testing.T) {
 	if err := root.Execute(); err != nil || !strings.Contains(out.String(), "OK (2 model groups, 2 deployments)") {
 		t.Fatalf("example config: %v %q", err, out.String())
 	}
+	// An auto candidate the ability table does not know is valid, with a
+	// warning naming it.
+	path := t.TempDir() + "/auto.yaml"
+	yaml := "model_list:\n  - model_name: mini\n    litellm_params: {model: mock/gpt-4o-mini}\n" +
+		"  - model_name: house\n    litellm_params: {model: mock/house}\nrouter_settings:\n  auto: {candidates: [mini, house]}\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	errOut.Reset()
+	root = NewCmdRoot(f)
+	root.SetArgs([]string{"config", "validate", "--config", path})
+	if err := root.Execute(); err != nil || !strings.Contains(out.String(), "OK (2 model groups, 2 deployments)") ||
+		!strings.Contains(errOut.String(), `warning: auto route "auto": no known ability for house: scored at the default quality 0.70; set model_info.quality (0..1)`) {
+		t.Fatalf("auto candidate without an ability: %v\nout %q\nerr %q", err, out.String(), errOut.String())
+	}
 }
 
 func TestEveryCommandHasHelpAndExample(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lumengw/lumen/config"
+	"github.com/lumengw/lumen/router"
 )
 
 // NewCmdConfig builds `lumen config` and its verbs.
@@ -37,6 +38,13 @@ does not implement are printed as warnings.`,
 			}
 			if err != nil {
 				return err
+			}
+			r, err := router.New(cfg, router.Build)
+			if err != nil {
+				return fmt.Errorf("building routes: %w", err)
+			}
+			for _, w := range r.AutoWarnings() {
+				fmt.Fprintf(f.ErrOut, "warning: %s\n", w)
 			}
 			deployments := 0
 			groups := map[string]bool{}

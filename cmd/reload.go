@@ -50,6 +50,9 @@ func watchReload(ctx context.Context, v *viper.Viper, f *Factory, srv *server.Se
 			log.Error().Err(err).Msg("config reload failed: keeping the running config")
 			continue
 		}
+		for _, w := range r.AutoWarnings() {
+			log.Warn().Str("config", source).Msg(w)
+		}
 		r.SetLogger(log)
 		r.KeepLearning(srv.Router()) // auto:smart keeps what it learned
 		srv.SetRouter(r)

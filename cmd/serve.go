@@ -92,6 +92,9 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 	if err != nil {
 		return fmt.Errorf("building routes: %w", err)
 	}
+	for _, w := range r.AutoWarnings() {
+		log.Warn().Str("config", source).Msg(w)
+	}
 	r.SetLogger(log)
 	banditPath := router.BanditPath(cfg.Ledger.Path)
 	if err := r.LoadBandit(banditPath); err != nil {

@@ -181,6 +181,48 @@ func newAutoRouting(cfg *config.Config, groups map[string]*Group, routes map[str
 	return a, nil
 }
 
+// AutoWarnings names, per auto route, the candidate groups whose model the
+// ability table does not know and that set no model_info.quality: they are
+// scored at auto.DefaultQuality, so the route ranks them by price alone.
+// The default "auto" route only warns for the candidates it lists (without
+// a list it leaves such groups out).
+func (r *Router) AutoWarnings() []string {
+	if r.autoRT == nil {
+		return nil
+	}
+	known := map[string]bool{}
+	for _, n := range r.autoRT.known {
+		known[n] = true
+	}
+	var out []string
+	check := func(route string, groups []string) {
+		var unknown []string
+		for _, g := range groups {
+			if _, ok := r.groups[g]; ok && !known[g] {
+				unknown = append(unknown, g)
+			}
+		}
+		if len(unknown) > 0 {
+			out = append(out, fmt.Sprintf("auto route %q: no known ability for %s: scored at the default quality %.2f; set model_info.quality (0..1)",
+				route, strings.Join(unknown, ", "), auto.DefaultQuality))
+		}
+	}
+	check("auto", r.autoRT.defaults.Candidates)
+	names := make([]string, 0, len(r.autoRT.routes))
+	for name := range r.autoRT.routes {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		groups := r.autoRT.routes[name].Candidates
+		if len(groups) == 0 {
+			groups = r.names
+		}
+		check(name, groups)
+	}
+	return out
+}
+
 // isAuto reports whether model names an auto route rather than a group.
 func (r *Router) isAuto(model string) bool {
 	if _, ok := r.groups[model]; ok || r.autoRT == nil {

@@ -390,3 +390,44 @@ func TestPromptOf(t *testing.T) {
 		t.Fatalf("%+v", p)
 	}
 }
+
+// TestAutoWarnings: a candidate whose model the ability table does not know
+// and that sets no model_info.quality is named, per auto route; known
+// models, models with a quality, and groups the default route leaves out
+// are not.
+func TestAutoWarnings(t *testing.T) {
+	r, _ := autoRouter(t, `
+model_list:
+  - model_name: mini
+    litellm_params: {model: openai/gpt-4o-mini, api_key: k}
+  - model_name: house
+    litellm_params: {model: openai/acme-house-7b, api_key: k}
+  - model_name: rated
+    litellm_params: {model: openai/acme-rated-7b, api_key: k}
+    model_info: {quality: 0.8}
+  - model_name: auto-all
+    auto: {}
+  - model_name: auto-known
+    auto: {candidates: [mini, rated]}
+router_settings:
+  auto: {candidates: [mini, house]}
+`)
+	want := []string{
+		`auto route "auto": no known ability for house: scored at the default quality 0.70; set model_info.quality (0..1)`,
+		`auto route "auto-all": no known ability for house: scored at the default quality 0.70; set model_info.quality (0..1)`,
+	}
+	if got := r.AutoWarnings(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// Without a candidate list, "auto" leaves unknown groups out: no warning.
+	r, _ = autoRouter(t, `
+model_list:
+  - model_name: mini
+    litellm_params: {model: openai/gpt-4o-mini, api_key: k}
+  - model_name: house
+    litellm_params: {model: openai/acme-house-7b, api_key: k}
+`)
+	if got := r.AutoWarnings(); len(got) != 0 {
+		t.Errorf("default auto route warned: %v", got)
+	}
+}
