@@ -1,11 +1,13 @@
 package cmd
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -304,5 +306,84 @@ router_settings:`, 1)
 	defer up.mu.Unlock()
 	if len(up.bodies) != 0 || geminiHits.Load() != 0 {
 		t.Fatalf("bad requests reached the upstreams: anthropic %d, gemini %d", len(up.bodies), geminiHits.Load())
+	}
+}
+
+// What Claude Code 2.1 sends (providers/anthropic/testdata/inbound/
+// claude_code_2026.json, trimmed from a captured request): a system turn
+// inside messages, adaptive thinking, effort, context management, a
+// deferred tool and a tool_reference, model "claude-opus-5-5" and
+// max_tokens 128000. Served by an OpenAI-form model with a 16,384-token
+// output cap, through an alias: the upstream gets the system turn in
+// place and max_tokens lowered to its cap, and the stream opens with the
+// prompt's input tokens, as Anthropic's does.
+func TestE2EMessagesClaudeCode(t *testing.T) {
+	fixture, err := os.ReadFile("../providers/anthropic/testdata/inbound/claude_code_2026.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := newFakeOpenAI(t)
+	fake.releaseAll()
+	l := startLumen(t, `
+model_list:
+  - model_name: coder
+    litellm_params: {model: openai/gpt-4o, api_base: "{{FAKE}}/v1", api_key: sk-upstream-secret-123456}
+    model_info: {max_output_tokens: 16384}
+router_settings:
+  model_group_alias: {claude-opus-5-5: coder}
+`, fake)
+	req, _ := http.NewRequest(http.MethodPost, l.URL+"/v1/messages?beta=true", bytes.NewReader(fixture))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("anthropic-version", "2023-06-01")
+	req.Header.Set("anthropic-beta", "claude-code-20250219,interleaved-thinking-2025-05-14,context-management-2025-06-27,effort-2025-11-24")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, raw)
+	}
+	var types []string
+	var text strings.Builder
+	for line := range strings.SplitSeq(string(raw), "\n") {
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok {
+			continue
+		}
+		ev := gjson.Parse(data)
+		types = append(types, ev.Get("type").Str)
+		switch ev.Get("type").Str {
+		case "message_start":
+			if n := ev.Get("message.usage.input_tokens").Int(); n < 500 {
+				t.Errorf("message_start input_tokens = %d, want the prompt's estimate", n)
+			}
+			if m := ev.Get("message.model").Str; m != "claude-opus-5-5" {
+				t.Errorf("message_start model %q, want the client's", m)
+			}
+		case "content_block_delta":
+			text.WriteString(ev.Get("delta.text").Str)
+		}
+	}
+	if len(types) == 0 || types[0] != "message_start" || types[len(types)-1] != "message_stop" || text.String() != "Hello from fake stream!" {
+		t.Fatalf("stream %v %q:\n%s", types, text.String(), raw)
+	}
+	up := fake.lastBody()
+	if up["max_tokens"] != float64(16384) {
+		t.Errorf("upstream max_tokens = %v, want the deployment's cap 16384", up["max_tokens"])
+	}
+	msgs, _ := up["messages"].([]any)
+	var roles []string
+	for _, m := range msgs {
+		roles = append(roles, m.(map[string]any)["role"].(string))
+	}
+	if want := "system user system assistant tool user assistant tool"; strings.Join(roles, " ") != want {
+		t.Errorf("upstream roles %v, want %s", roles, want)
+	}
+	for _, k := range []string{"thinking", "output_config", "context_management"} {
+		if _, ok := up[k]; ok {
+			t.Errorf("upstream body carries %s", k)
+		}
 	}
 }

@@ -144,8 +144,10 @@ type ModelInfo struct {
 	// MaxInputTokens triggers context_window_fallbacks when Lumen's own
 	// estimate of a prompt exceeds it. Zero means unknown.
 	MaxInputTokens int `yaml:"max_input_tokens"`
-	// MaxOutputTokens is the worst case a budget reserves when a request
-	// sets no max_tokens. Zero means 4096.
+	// MaxOutputTokens is the model's output cap: a request's max_tokens
+	// above it is lowered to it before the call (router/outputcap.go). It
+	// is also the worst case a budget reserves when a request sets no
+	// max_tokens. Zero means unknown (no cap; budgets reserve 4096).
 	MaxOutputTokens int `yaml:"max_output_tokens"`
 	MaxTokens       int `yaml:"max_tokens"`
 	// Prices in USD per token; nil means the embedded price table.

@@ -322,6 +322,9 @@ func (r *Router) attempt(ctx context.Context, d *Deployment, rs *reqState, body 
 	d.usage.addRequest(start)
 	req := &providers.Request{Op: rs.call.Op, Model: d.Model, Body: body, Stream: rs.call.Stream,
 		Native: rs.call.Native, NativeHeader: rs.call.NativeHeader}
+	if limit := d.outputCap(); limit > 0 {
+		req.Body, req.Native = capOutput(req.Body, limit), capOutput(req.Native, limit)
+	}
 	o := outcome{d: d}
 	if rs.call.Stream {
 		o.stream, o.err = d.Provider.DoStream(ctx, req)

@@ -86,7 +86,7 @@ func (s *Server) writeMessagesStream(w http.ResponseWriter, x *exchange, model s
 	rc := http.NewResponseController(w)
 	buffered, _ := st.(providers.Buffered)
 	tr := anthropic.NewStreamTranslator(model, x.id)
-	tr.SetInputTokens(x.promptEst)
+	translating := false
 	var counter anthropic.UsageCounter
 	buf := make([]byte, 0, 1024)
 	write := func(events []anthropic.Event) error {
@@ -150,6 +150,15 @@ func (s *Server) writeMessagesStream(w http.ResponseWriter, x *exchange, model s
 				return err
 			}
 			continue
+		}
+		if !translating {
+			// message_start carries the input tokens, as Anthropic's
+			// does: estimated here unless a limit or budget did already.
+			translating = true
+			if x.promptEst == 0 {
+				x.promptEst = tokens.Prompt(x.body)
+			}
+			tr.SetInputTokens(x.promptEst)
 		}
 		if u := openai.ParseUsage(data); u.Total() > 0 {
 			x.usage = u

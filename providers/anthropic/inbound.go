@@ -20,10 +20,17 @@ import (
 // answer becomes a Message (FromOpenAI) or, streamed, the Messages API
 // event sequence (StreamTranslator).
 //
+// System messages inside messages stay where they are, as OpenAI system
+// messages; a structured output format (output_config.format) becomes
+// response_format json_schema.
+//
 // What an OpenAI-form upstream cannot carry is dropped: top_k, thinking
-// (and thinking blocks in history), cache_control (OpenAI-form upstreams
-// cache on their own), is_error on tool results (the content is kept),
-// service_tier. Requests that depend on what cannot be carried are refused
+// (and thinking blocks in history), output_config.effort,
+// context_management, cache_control (OpenAI-form upstreams cache on their
+// own), is_error on tool results (the content is kept), service_tier.
+// OpenAI-form upstreams have no deferred tool loading, so tools marked
+// defer_loading are offered from the start, and a tool_reference in a tool
+// result (client-side tool search) becomes a line naming the tool. Requests that depend on what cannot be carried are refused
 // with an *providers.InvalidRequestError: server tools (web_search, bash,
 // text_editor, computer …), document and search_result blocks.
 
@@ -80,13 +87,18 @@ func toChat(body []byte, requireMaxTokens bool) (*providers.ChatRequest, error) 
 			msgs, err = userMessages(m.Content, at)
 		case "assistant":
 			msgs, err = assistantMessage(m.Content, at)
+		case "system":
+			msgs, err = systemTurn(m.Content, at)
 		default:
-			return nil, providers.Invalid(at+".role", "unsupported role %q (supported: user, assistant)", m.Role)
+			return nil, providers.Invalid(at+".role", "unsupported role %q (supported: user, assistant, system)", m.Role)
 		}
 		if err != nil {
 			return nil, err
 		}
 		chat.Messages = append(chat.Messages, msgs...)
+	}
+	if err := responseFormat(chat, req); err != nil {
+		return nil, err
 	}
 	for i, t := range req.Tools {
 		if t.Type != "" && t.Type != "custom" {
@@ -142,6 +154,47 @@ func systemMessage(s systemPrompt) *providers.Message {
 	return &providers.Message{Role: "system", Content: providers.Content{Parts: parts}}
 }
 
+// systemTurn translates a system message inside messages (an instruction
+// from that point of the conversation on) into an OpenAI system message
+// at the same place. It carries text only.
+func systemTurn(bs blocks, at string) ([]providers.Message, error) {
+	var texts []string
+	for j, b := range bs {
+		if b.Type != "text" {
+			return nil, providers.Invalid(fmt.Sprintf("%s.content[%d].type", at, j), "unsupported content block %q in a system message (supported: text)", b.Type)
+		}
+		if b.Text != "" {
+			texts = append(texts, b.Text)
+		}
+	}
+	if len(texts) == 0 {
+		return nil, nil
+	}
+	return []providers.Message{{Role: "system", Content: providers.TextContent(strings.Join(texts, "\n\n"))}}, nil
+}
+
+// responseFormat carries a structured output format (output_config.format,
+// or the beta's top-level output_format) as response_format json_schema.
+func responseFormat(chat *providers.ChatRequest, req messagesRequest) error {
+	f, at := req.OutputFormat, "output_format"
+	if req.OutputConfig != nil && req.OutputConfig.Format != nil {
+		f, at = req.OutputConfig.Format, "output_config.format"
+	}
+	if f == nil {
+		return nil
+	}
+	if f.Type != "json_schema" {
+		return providers.Invalid(at+".type", "unsupported output format %q (supported: json_schema)", f.Type)
+	}
+	if !isObject(f.Schema) {
+		return providers.Invalid(at+".schema", "a json_schema output format needs a JSON object schema")
+	}
+	strict := true
+	chat.ResponseFormat = &providers.ResponseFormat{Type: "json_schema",
+		JSONSchema: &providers.JSONSchema{Name: "output", Schema: f.Schema, Strict: &strict}}
+	return nil
+}
+
 // userMessages translates a user turn: its tool_result blocks become tool
 // messages, first, as OpenAI wants them right after the assistant's
 // calls; its text and images become one user message after them.
@@ -169,6 +222,11 @@ func userMessages(bs blocks, at string) ([]providers.Message, error) {
 					switch cb.Type {
 					case "text":
 						text = append(text, cb.Text)
+					case "tool_reference":
+						// Client-side tool search: the named tool is
+						// callable from now on. An OpenAI-form upstream
+						// was offered every tool, deferred ones too.
+						text = append(text, "Tool loaded: "+cb.ToolName)
 					case "image":
 						// OpenAI tool messages carry text only: the image
 						// follows in the user message.
@@ -178,7 +236,7 @@ func userMessages(bs blocks, at string) ([]providers.Message, error) {
 						}
 						parts = append(parts, p)
 					default:
-						return nil, providers.Invalid(fmt.Sprintf("%s.content[%d].type", bat, k), "unsupported tool_result content block %q (supported: text, image)", cb.Type)
+						return nil, providers.Invalid(fmt.Sprintf("%s.content[%d].type", bat, k), "unsupported tool_result content block %q (supported: text, image, tool_reference)", cb.Type)
 					}
 				}
 			}

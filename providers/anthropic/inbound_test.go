@@ -24,7 +24,7 @@ func readFixture(t *testing.T, name string) []byte {
 
 // TestGoldenToOpenAI pins the OpenAI body made from Messages API requests.
 func TestGoldenToOpenAI(t *testing.T) {
-	for _, name := range []string{"claude_code", "images", "plain"} {
+	for _, name := range []string{"claude_code", "claude_code_2026", "images", "plain"} {
 		t.Run(name, func(t *testing.T) {
 			out, err := ToOpenAI(readFixture(t, name+".json"))
 			if err != nil {
@@ -53,7 +53,15 @@ func TestToOpenAIRejects(t *testing.T) {
 			"messages[0].content[0].type", `unsupported content block "document"`},
 		{"image source", `{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"image","source":{"type":"file","file_id":"f_1"}}]}]}`,
 			"messages[0].content[0].source.type", `unsupported image source "file"`},
-		{"role", `{"model":"m","max_tokens":5,"messages":[{"role":"system","content":"x"}]}`, "messages[0].role", `unsupported role "system"`},
+		{"role", `{"model":"m","max_tokens":5,"messages":[{"role":"tool","content":"x"}]}`, "messages[0].role", `unsupported role "tool"`},
+		{"system turn image", `{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"},{"role":"system","content":[{"type":"image","source":{"type":"url","url":"http://x/a.png"}}]}]}`,
+			"messages[1].content[0].type", `unsupported content block "image" in a system message`},
+		{"output format type", `{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"output_config":{"format":{"type":"regex","pattern":"a+"}}}`,
+			"output_config.format.type", `unsupported output format "regex"`},
+		{"output format schema", `{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"output_format":{"type":"json_schema","schema":"an object"}}`,
+			"output_format.schema", "JSON object schema"},
+		{"tool_result block", `{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"document","source":{"type":"text","media_type":"text/plain","data":"x"}}]}]}]}`,
+			"messages[0].content[0].content[0].type", `unsupported tool_result content block "document"`},
 		{"tool_choice", `{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"tools":[{"name":"f","input_schema":{"type":"object"}}],"tool_choice":{"type":"sometimes"}}`,
 			"tool_choice.type", `unsupported tool_choice type "sometimes"`},
 		{"tool_use input", `{"model":"m","max_tokens":5,"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":[1]}]}]}`,
@@ -67,6 +75,32 @@ func TestToOpenAIRejects(t *testing.T) {
 				t.Fatalf("err = %v, want param %q message containing %q", err, tt.param, tt.msg)
 			}
 		})
+	}
+}
+
+// A structured output format, as output_config.format or as the beta's
+// output_format, reaches an OpenAI-form upstream as response_format.
+func TestToOpenAIStructuredOutput(t *testing.T) {
+	schema := `{"type":"object","properties":{"city":{"type":"string"}},"required":["city"],"additionalProperties":false}`
+	for _, field := range []string{`"output_config":{"effort":"low","format":{"type":"json_schema","schema":` + schema + `}}`,
+		`"output_format":{"type":"json_schema","schema":` + schema + `}`} {
+		out, err := ToOpenAI([]byte(`{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"Where?"}],` + field + `}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, err := providers.DecodeChatRequest(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rf := req.ResponseFormat
+		if rf == nil || rf.Type != "json_schema" || rf.JSONSchema == nil || string(rf.JSONSchema.Schema) != schema ||
+			rf.JSONSchema.Strict == nil || !*rf.JSONSchema.Strict {
+			t.Errorf("%s: response_format = %s", field, out)
+		}
+	}
+	out, err := ToOpenAI([]byte(`{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}],"output_config":{"effort":"high"}}`))
+	if err != nil || strings.Contains(string(out), "response_format") || strings.Contains(string(out), "effort") {
+		t.Errorf("effort alone: %s %v", out, err)
 	}
 }
 

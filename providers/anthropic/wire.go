@@ -28,6 +28,22 @@ type messagesRequest struct {
 	ToolChoice    *toolChoice     `json:"tool_choice,omitempty"`
 	Metadata      *metadata       `json:"metadata,omitempty"`
 	Thinking      json.RawMessage `json:"thinking,omitempty"`
+	// OutputConfig carries effort and, for structured outputs, format;
+	// OutputFormat is the earlier beta spelling of that format.
+	OutputConfig *outputConfig `json:"output_config,omitempty"`
+	OutputFormat *outputFormat `json:"output_format,omitempty"`
+}
+
+// outputConfig is the request's output_config.
+type outputConfig struct {
+	Effort string        `json:"effort,omitempty"`
+	Format *outputFormat `json:"format,omitempty"`
+}
+
+// outputFormat is a structured output format: {"type":"json_schema","schema":{…}}.
+type outputFormat struct {
+	Type   string          `json:"type"`
+	Schema json.RawMessage `json:"schema,omitempty"`
 }
 
 // systemPrompt is the top-level system field: a string or text blocks.
@@ -105,6 +121,8 @@ type block struct {
 	ToolUseID string          `json:"tool_use_id,omitempty"`
 	Content   *toolResultBody `json:"content,omitempty"`
 	IsError   bool            `json:"is_error,omitempty"`
+	// tool_reference (in a tool_result: a deferred tool the client loaded)
+	ToolName string `json:"tool_name,omitempty"`
 	// thinking
 	Thinking  string `json:"thinking,omitempty"`
 	Signature string `json:"signature,omitempty"`
