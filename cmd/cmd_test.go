@@ -85,6 +85,19 @@ func TestConfigValidateCommand(t *testing.T) {
 		!strings.Contains(errOut.String(), `warning: auto route "auto": no known ability for house: scored at the default quality 0.70; set model_info.quality (0..1)`) {
 		t.Fatalf("auto candidate without an ability: %v\nout %q\nerr %q", err, out.String(), errOut.String())
 	}
+	// A paid provider's model that no price reaches is valid, with a
+	// warning that budgets cannot limit it.
+	if err := os.WriteFile(path, []byte("model_list:\n  - model_name: claude\n    litellm_params: {model: anthropic/claude-opus-9, api_key: k}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	errOut.Reset()
+	root = NewCmdRoot(f)
+	root.SetArgs([]string{"config", "validate", "--config", path})
+	if err := root.Execute(); err != nil || !strings.Contains(out.String(), "OK (1 model group, 1 deployment)") ||
+		!strings.Contains(errOut.String(), `warning: deployment "claude/0" (anthropic/claude-opus-9): no known price, so its calls cost 0 in the ledger and budgets do not limit them`) {
+		t.Fatalf("unpriced deployment: %v\nout %q\nerr %q", err, out.String(), errOut.String())
+	}
 }
 
 func TestEveryCommandHasHelpAndExample(t *testing.T) {

@@ -43,7 +43,7 @@ does not implement are printed as warnings.`,
 			if err != nil {
 				return fmt.Errorf("building routes: %w", err)
 			}
-			for _, w := range r.AutoWarnings() {
+			for _, w := range r.Warnings() {
 				fmt.Fprintf(f.ErrOut, "warning: %s\n", w)
 			}
 			deployments := 0

@@ -50,7 +50,7 @@ func watchReload(ctx context.Context, v *viper.Viper, f *Factory, srv *server.Se
 			log.Error().Err(err).Msg("config reload failed: keeping the running config")
 			continue
 		}
-		for _, w := range r.AutoWarnings() {
+		for _, w := range r.Warnings() {
 			log.Warn().Str("config", source).Msg(w)
 		}
 		r.SetLogger(log)

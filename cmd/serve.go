@@ -92,7 +92,7 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 	if err != nil {
 		return fmt.Errorf("building routes: %w", err)
 	}
-	for _, w := range r.AutoWarnings() {
+	for _, w := range r.Warnings() {
 		log.Warn().Str("config", source).Msg(w)
 	}
 	r.SetLogger(log)

@@ -181,12 +181,12 @@ func newAutoRouting(cfg *config.Config, groups map[string]*Group, routes map[str
 	return a, nil
 }
 
-// AutoWarnings names, per auto route, the candidate groups whose model the
+// autoWarnings names, per auto route, the candidate groups whose model the
 // ability table does not know and that set no model_info.quality: they are
 // scored at auto.DefaultQuality, so the route ranks them by price alone.
 // The default "auto" route only warns for the candidates it lists (without
 // a list it leaves such groups out).
-func (r *Router) AutoWarnings() []string {
+func (r *Router) autoWarnings() []string {
 	if r.autoRT == nil {
 		return nil
 	}

@@ -416,7 +416,7 @@ router_settings:
 		`auto route "auto": no known ability for house: scored at the default quality 0.70; set model_info.quality (0..1)`,
 		`auto route "auto-all": no known ability for house: scored at the default quality 0.70; set model_info.quality (0..1)`,
 	}
-	if got := r.AutoWarnings(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+	if got := r.autoWarnings(); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	// Without a candidate list, "auto" leaves unknown groups out: no warning.
@@ -427,7 +427,7 @@ model_list:
   - model_name: house
     litellm_params: {model: openai/acme-house-7b, api_key: k}
 `)
-	if got := r.AutoWarnings(); len(got) != 0 {
+	if got := r.autoWarnings(); len(got) != 0 {
 		t.Errorf("default auto route warned: %v", got)
 	}
 }
