@@ -46,9 +46,10 @@ streams finish within the grace period, and exits 0. SIGHUP reloads the
 config file: model_list and router_settings are swapped in atomically once
 the whole file validates; a bad file is logged and the running config kept.
 
-Besides the OpenAI API it serves the Anthropic Messages API (/v1/messages),
-/metrics (Prometheus), the admin API (/admin/…, master key) and the
-dashboard (/ui/). Every request is recorded in the ledger (ledger.path,
+Besides the OpenAI API (chat completions, completions, embeddings, and
+the Responses API, /v1/responses, over chat) it serves the Anthropic
+Messages API (/v1/messages), /metrics (Prometheus), the admin API
+(/admin/…, master key) and the dashboard (/ui/). Every request is recorded in the ledger (ledger.path,
 SQLite, written off the request path) and the audit log; virtual keys
 (lumen keys) are enforced with their models, budgets and rate limits.`,
 		Example: `  lumen serve                                  # embedded example config, mock model "demo"

@@ -1,0 +1,135 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/responses"
+	"github.com/tidwall/gjson"
+)
+
+// The Responses API through the official Go SDK, served by an OpenAI-form
+// chat upstream: a function call comes back as a function_call item (also
+// streamed), its output goes back as a function_call_output item, the
+// answer comes out; bad input answers 400 in the OpenAI shape naming the
+// field; a built-in tool is left out and named in a header.
+func TestE2EResponsesAPI(t *testing.T) {
+	fake := newFakeOpenAI(t)
+	l := startLumen(t, `
+model_list:
+  - model_name: gpt-tools
+    litellm_params: {model: openai/weather-tool, api_base: "{{FAKE}}/v1", api_key: sk-upstream-secret-123456}
+    model_info: {input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
+general_settings:
+  master_key: sk-master-test-0000
+`, fake)
+	c := openai.NewClient(option.WithBaseURL(l.URL+"/v1/"), option.WithAPIKey("sk-master-test-0000"), option.WithMaxRetries(0))
+	weather := responses.ToolUnionParam{OfFunction: &responses.FunctionToolParam{Name: "get_weather",
+		Parameters: map[string]any{"type": "object", "properties": map[string]any{"city": map[string]any{"type": "string"}}}}}
+	params := responses.ResponseNewParams{Model: "gpt-tools", Instructions: openai.String("Answer briefly."),
+		Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("Weather in Paris?")},
+		Tools: []responses.ToolUnionParam{weather}}
+
+	resp, err := c.Responses.New(context.Background(), params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Object != "response" || resp.Status != "completed" || len(resp.Output) != 1 || resp.Output[0].Type != "function_call" {
+		t.Fatalf("response: %s", resp.RawJSON())
+	}
+	call := resp.Output[0].AsFunctionCall()
+	if call.Name != "get_weather" || call.Arguments != `{"city":"Paris"}` || call.CallID != "call_abc123" {
+		t.Fatalf("function call: %+v", call)
+	}
+	if resp.Usage.InputTokens != 40 || resp.Usage.OutputTokens != 12 {
+		t.Errorf("usage %+v", resp.Usage)
+	}
+	up := fake.lastBody()
+	if msgs, _ := up["messages"].([]any); len(msgs) != 2 || msgs[0].(map[string]any)["role"] != "system" {
+		t.Errorf("upstream messages %v", up["messages"])
+	}
+
+	// Streamed: the SDK reads every event; the arguments arrive in deltas
+	// and the final response holds the call.
+	st := c.Responses.NewStreaming(context.Background(), params)
+	var types []string
+	var args strings.Builder
+	var final responses.Response
+	for st.Next() {
+		ev := st.Current()
+		types = append(types, ev.Type)
+		switch ev.Type {
+		case "response.function_call_arguments.delta":
+			args.WriteString(ev.Delta)
+		case "response.completed":
+			final = ev.AsResponseCompleted().Response
+		}
+	}
+	if err := st.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if types[0] != "response.created" || types[len(types)-1] != "response.completed" || args.String() != `{"city":"Paris"}` ||
+		len(final.Output) != 1 || final.Output[0].AsFunctionCall().Name != "get_weather" || final.Usage.TotalTokens != 52 {
+		t.Fatalf("stream %v, arguments %q, final %s", types, args.String(), final.RawJSON())
+	}
+
+	// The round trip: the call and its output go back as items.
+	output := responses.ResponseInputItemParamOfFunctionCallOutput("sunny, 21C")
+	output.OfFunctionCallOutput.CallID = openai.String(call.CallID)
+	params.Input = responses.ResponseNewParamsInputUnion{OfInputItemList: responses.ResponseInputParam{
+		responses.ResponseInputItemParamOfMessage("Weather in Paris?", responses.EasyInputMessageRoleUser),
+		responses.ResponseInputItemParamOfFunctionCall(call.Arguments, call.CallID, call.Name),
+		output,
+	}}
+	answer, err := c.Responses.New(context.Background(), params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if answer.OutputText() != "Sunny, 21C" {
+		t.Fatalf("answer: %s", answer.RawJSON())
+	}
+	fake.mu.Lock()
+	last := fake.bodies[len(fake.bodies)-1]
+	fake.mu.Unlock()
+	if got := gjson.GetBytes(last, `messages.#(role=="tool").tool_call_id`).Str; got != "call_abc123" {
+		t.Errorf("tool result upstream: %s", last)
+	}
+	answerStream := c.Responses.NewStreaming(context.Background(), params)
+	var text strings.Builder
+	for answerStream.Next() {
+		if ev := answerStream.Current(); ev.Type == "response.output_text.delta" {
+			text.WriteString(ev.Delta)
+		}
+	}
+	if err := answerStream.Err(); err != nil || text.String() != "Sunny, 21C" {
+		t.Fatalf("streamed answer %q %v", text.String(), err)
+	}
+
+	// Stateful features are refused, naming the field, in the OpenAI shape.
+	params.PreviousResponseID = openai.String("resp_123")
+	_, err = c.Responses.New(context.Background(), params)
+	var apiErr *openai.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != 400 || apiErr.Param != "previous_response_id" ||
+		!strings.Contains(apiErr.Message, "does not store responses") {
+		t.Fatalf("previous_response_id: %v", err)
+	}
+
+	// A built-in tool is left out, and said so.
+	r := rawPost(t, l, "/v1/responses", "sk-master-test-0000",
+		`{"model":"gpt-tools","input":"hi","tools":[{"type":"web_search"},{"type":"function","name":"get_weather","parameters":{"type":"object"}}]}`)
+	if r.status != 200 || r.header.Get("X-Lumen-Dropped-Tools") != "web_search" || r.header.Get("X-Lumen-Model-Group") != "gpt-tools" ||
+		r.header.Get("X-Lumen-Cost-Usd") == "" {
+		t.Fatalf("built-in tool: %d %v %s", r.status, r.header, r.text)
+	}
+	if up := fake.lastBody(); len(up["tools"].([]any)) != 1 {
+		t.Errorf("upstream tools %v", up["tools"])
+	}
+	// Keys apply as on chat completions.
+	if r := rawPost(t, l, "/v1/responses", "sk-wrong", `{"model":"gpt-tools","input":"hi"}`); r.status != 401 {
+		t.Errorf("wrong key: %d %s", r.status, r.text)
+	}
+}

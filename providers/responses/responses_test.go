@@ -1,0 +1,289 @@
+package responses
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/lumengw/lumen/providers"
+	pt "github.com/lumengw/lumen/providers/providertest"
+	"github.com/lumengw/lumen/providers/sse"
+)
+
+func readFixture(t *testing.T, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// TestGoldenToChat pins the chat body made from what Codex CLI 0.171 sends
+// (testdata/codex.json, trimmed from a captured request): developer
+// messages, a reasoning item, an answer's text and two calls (one in a
+// namespace) with their outputs, a namespace of functions and a built-in
+// web_search tool.
+func TestGoldenToChat(t *testing.T) {
+	in := readFixture(t, "codex.json")
+	out, err := ToChat(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := providers.DecodeChatRequest(out); err != nil {
+		t.Errorf("the translated request does not decode as a chat request: %v", err)
+	}
+	pt.Golden(t, filepath.Join("testdata", "codex.chat.json"), out)
+
+	var roles []string
+	for _, m := range gjson.GetBytes(out, "messages").Array() {
+		roles = append(roles, m.Get("role").Str)
+	}
+	if got, want := strings.Join(roles, " "), "system system user user assistant tool tool"; got != want {
+		t.Errorf("roles %q, want %q", got, want)
+	}
+	calls := gjson.GetBytes(out, `messages.#(role=="assistant").tool_calls.#.function.name`).Array()
+	if len(calls) != 2 || calls[0].Str != "exec_command" || calls[1].Str != "multi_agent_v1__wait_agent" {
+		t.Errorf("assistant tool calls %v", calls)
+	}
+	e := EchoOf(in)
+	if d := e.Dropped(); len(d) != 1 || d[0] != "web_search" {
+		t.Errorf("dropped %v, want [web_search]", d)
+	}
+	if name, ns := e.function("multi_agent_v1__spawn_agent"); name != "spawn_agent" || ns != "multi_agent_v1" {
+		t.Errorf("namespaced function maps back to %q in %q", name, ns)
+	}
+	if name, ns := e.function("exec_command"); name != "exec_command" || ns != "" {
+		t.Errorf("plain function maps back to %q in %q", name, ns)
+	}
+}
+
+func TestToChatRejects(t *testing.T) {
+	const msg = `"input":"hi"`
+	tests := []struct {
+		name, body, param, msg string
+	}{
+		{"no model", `{` + msg + `}`, "model", "provide a model"},
+		{"no input", `{"model":"m"}`, "input", "Missing required parameter: 'input'"},
+		{"previous response", `{"model":"m",` + msg + `,"previous_response_id":"resp_1"}`, "previous_response_id", "does not store responses"},
+		{"conversation", `{"model":"m",` + msg + `,"conversation":"conv_1"}`, "conversation", "does not store responses"},
+		{"background", `{"model":"m",` + msg + `,"background":true}`, "background", "not supported"},
+		{"stored prompt", `{"model":"m",` + msg + `,"prompt":{"id":"pmpt_1"}}`, "prompt", "stored prompt templates"},
+		{"item reference", `{"model":"m","input":[{"type":"item_reference","id":"msg_1"}]}`, "input[0].type", "item_reference needs stored items"},
+		{"unknown item", `{"model":"m","input":[{"type":"computer_call_output","call_id":"c"}]}`, "input[0].type", `unsupported input item "computer_call_output"`},
+		{"role", `{"model":"m","input":[{"role":"tool","content":"x"}]}`, "input[0].role", `unsupported role "tool"`},
+		{"part", `{"model":"m","input":[{"role":"user","content":[{"type":"input_file","file_id":"f"}]}]}`, "input[0].content[0].type", `unsupported content part "input_file"`},
+		{"image by file id", `{"model":"m","input":[{"role":"user","content":[{"type":"input_image","file_id":"f"}]}]}`, "input[0].content[0].image_url", "file_id needs OpenAI's file store"},
+		{"call without id", `{"model":"m","input":[{"type":"function_call","name":"f","arguments":"{}"}]}`, "input[0]", "needs call_id and name"},
+		{"output without id", `{"model":"m","input":[{"type":"function_call_output","output":"x"}]}`, "input[0].call_id", "needs the call_id"},
+		{"custom tool", `{"model":"m",` + msg + `,"tools":[{"type":"custom","name":"apply_patch"}]}`, "tools[0].type", "custom (free-form input) tools"},
+		{"namespace custom", `{"model":"m",` + msg + `,"tools":[{"type":"namespace","name":"n","tools":[{"type":"custom","name":"c"}]}]}`, "tools[0].tools[0].type", `unsupported tool "custom" in a namespace`},
+		{"nameless function", `{"model":"m",` + msg + `,"tools":[{"type":"function","parameters":{}}]}`, "tools[0].name", "needs a name"},
+		{"tool choice", `{"model":"m",` + msg + `,"tool_choice":{"type":"web_search"}}`, "tool_choice", "built-in tools are not available"},
+		{"tool choice mode", `{"model":"m",` + msg + `,"tool_choice":"sometimes"}`, "tool_choice", `unsupported tool_choice "sometimes"`},
+		{"format", `{"model":"m",` + msg + `,"text":{"format":{"type":"grammar"}}}`, "text.format.type", `unsupported text format "grammar"`},
+		{"schema", `{"model":"m",` + msg + `,"text":{"format":{"type":"json_schema","name":"x","schema":[]}}}`, "text.format.schema", "JSON object schema"},
+		{"wrong type", `{"model":"m",` + msg + `,"max_output_tokens":"many"}`, "max_output_tokens", "expected int"},
+		{"not json", `{"model":`, "", "not a valid Responses API request"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ToChat([]byte(tt.body))
+			var ie *providers.InvalidRequestError
+			if !errors.As(err, &ie) || ie.Param != tt.param || !strings.Contains(ie.Message, tt.msg) {
+				t.Fatalf("err = %v, want param %q message containing %q", err, tt.param, tt.msg)
+			}
+		})
+	}
+}
+
+// The fields a chat upstream takes: instructions first, sampling, the
+// output limit, a json_schema format, a forced function, an image.
+func TestToChatFields(t *testing.T) {
+	out, err := ToChat([]byte(`{"model":"m","instructions":"Be brief.","input":[{"role":"user","content":[
+		{"type":"input_text","text":"What is in it?"},{"type":"input_image","image_url":"data:image/png;base64,iVBO","detail":"low"}]}],
+		"max_output_tokens":50,"temperature":0.2,"top_p":0.9,"user":"u-1","parallel_tool_calls":false,
+		"tools":[{"type":"function","name":"f","parameters":{"type":"object"},"strict":true}],"tool_choice":{"type":"function","name":"f"},
+		"text":{"format":{"type":"json_schema","name":"answer","schema":{"type":"object"},"strict":true}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"messages.0.role": "system", "messages.0.content": "Be brief.", "messages.1.role": "user",
+		"messages.1.content.1.image_url.url": "data:image/png;base64,iVBO", "messages.1.content.1.image_url.detail": "low",
+		"max_tokens": "50", "temperature": "0.2", "top_p": "0.9", "user": "u-1", "parallel_tool_calls": "false",
+		"tools.0.function.strict": "true", "tool_choice.function.name": "f",
+		"response_format.type": "json_schema", "response_format.json_schema.name": "answer",
+	}
+	for path, v := range want {
+		if got := gjson.GetBytes(out, path).String(); got != v {
+			t.Errorf("%s = %q, want %q (%s)", path, got, v, out)
+		}
+	}
+	if gjson.GetBytes(out, "stream_options").Exists() {
+		t.Error("stream_options on a non-streamed request")
+	}
+}
+
+var ids = regexp.MustCompile(`"(resp|msg|fc|rs|call)_[0-9a-f]{24}"`)
+
+// FromChat: reasoning, text and a namespaced call become output items; a
+// length stop is an incomplete response; usage is the Responses way.
+func TestFromChat(t *testing.T) {
+	e := EchoOf(readFixture(t, "codex.json"))
+	chat := `{"id":"chatcmpl-9","object":"chat.completion","created":1700000000,"model":"gpt-4o","choices":[{"index":0,
+		"message":{"role":"assistant","reasoning_content":"Think.","content":"Spawning.","tool_calls":[
+		{"id":"call_7","type":"function","function":{"name":"multi_agent_v1__spawn_agent","arguments":"{\"message\":\"go\"}"}}]},
+		"finish_reason":"length"}],"usage":{"prompt_tokens":100,"completion_tokens":20,"total_tokens":120,
+		"prompt_tokens_details":{"cached_tokens":40},"completion_tokens_details":{"reasoning_tokens":5}}}`
+	out, err := FromChat([]byte(chat), e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pt.Golden(t, filepath.Join("testdata", "from_chat.response.json"), ids.ReplaceAll(out, []byte(`"${1}_X"`)))
+	r := gjson.ParseBytes(out)
+	if r.Get("id").Str != "resp_9" || r.Get("status").Str != "incomplete" || r.Get("incomplete_details.reason").Str != "max_output_tokens" {
+		t.Errorf("head: %s", out)
+	}
+	if got := r.Get("output.#.type").String(); got != `["reasoning","message","function_call"]` {
+		t.Errorf("output types %s", got)
+	}
+	if fc := r.Get("output.2"); fc.Get("name").Str != "spawn_agent" || fc.Get("namespace").Str != "multi_agent_v1" || fc.Get("call_id").Str != "call_7" {
+		t.Errorf("function call %s", fc.Raw)
+	}
+	if r.Get("usage.input_tokens").Int() != 100 || r.Get("usage.input_tokens_details.cached_tokens").Int() != 40 ||
+		r.Get("usage.output_tokens_details.reasoning_tokens").Int() != 5 || r.Get("usage.total_tokens").Int() != 120 {
+		t.Errorf("usage %s", r.Get("usage").Raw)
+	}
+	if _, err := FromChat([]byte(`{"id":"x","choices":[]}`), e); err == nil {
+		t.Error("an answer without choices must be an error")
+	}
+	var ue *providers.UpstreamError
+	if _, err := FromChat([]byte(`{"id":"x","choices":[{"message":{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{oops"}}]},"finish_reason":"tool_calls"}]}`), e); !errors.As(err, &ue) || ue.Status != 502 {
+		t.Errorf("bad arguments: %v", err)
+	}
+}
+
+// TestGoldenStream pins the event sequence made from a chunk stream with
+// reasoning, text and two tool calls (one namespaced), and checks what a
+// client relies on: sequence numbers, one item done before the next is
+// added, and a final Response holding every item.
+func TestGoldenStream(t *testing.T) {
+	chunks := []string{
+		`{"id":"chatcmpl-s","choices":[{"index":0,"delta":{"role":"assistant","reasoning_content":"Let me "}}]}`,
+		`{"id":"chatcmpl-s","choices":[{"index":0,"delta":{"reasoning_content":"check."}}]}`,
+		`{"id":"chatcmpl-s","choices":[{"index":0,"delta":{"content":"Checking "}}]}`,
+		`{"id":"chatcmpl-s","choices":[{"index":0,"delta":{"content":"now."}}]}`,
+		`{"id":"chatcmpl-s","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"exec_command","arguments":""}}]}}]}`,
+		`{"id":"chatcmpl-s","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"cmd\":"}}]}}]}`,
+		`{"id":"chatcmpl-s","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"ls\"}"}}]}}]}`,
+		`{"id":"chatcmpl-s","choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_b","type":"function","function":{"name":"multi_agent_v1__wait_agent","arguments":"{}"}}]}}]}`,
+		`{"id":"chatcmpl-s","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}`,
+		`{"id":"chatcmpl-s","choices":[],"usage":{"prompt_tokens":30,"completion_tokens":12,"total_tokens":42}}`,
+		`[DONE]`,
+	}
+	tr := NewStreamTranslator(EchoOf(readFixture(t, "codex.json")), "chatcmpl-s")
+	tr.created = 1700000000
+	var out []byte
+	var events []gjson.Result
+	add := func(evs []Event) {
+		for _, e := range evs {
+			out = sse.AppendEvent(out, e.Type, e.Data)
+			if gjson.GetBytes(e.Data, "type").Str != e.Type {
+				t.Errorf("event %s carries type %s", e.Type, gjson.GetBytes(e.Data, "type").Str)
+			}
+			events = append(events, gjson.ParseBytes(bytes.Clone(e.Data)))
+		}
+	}
+	for _, c := range chunks {
+		evs, err := tr.Chunk([]byte(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		add(evs)
+	}
+	add(tr.Finish())
+	if tr.Finish() != nil {
+		t.Error("a second Finish must return nothing")
+	}
+	pt.Golden(t, filepath.Join("testdata", "stream.sse"), ids.ReplaceAll(out, []byte(`"${1}_X"`)))
+
+	open := -1
+	for i, e := range events {
+		if e.Get("sequence_number").Int() != int64(i) {
+			t.Fatalf("event %d has sequence_number %d", i, e.Get("sequence_number").Int())
+		}
+		switch e.Get("type").Str {
+		case "response.output_item.added":
+			if open >= 0 {
+				t.Fatalf("item %d added while item %d is open", e.Get("output_index").Int(), open)
+			}
+			open = int(e.Get("output_index").Int())
+		case "response.output_item.done":
+			open = -1
+		}
+	}
+	last := events[len(events)-1]
+	if last.Get("type").Str != "response.completed" || last.Get("response.status").Str != "completed" {
+		t.Fatalf("last event %s", last.Raw)
+	}
+	resp := last.Get("response")
+	if got := resp.Get("output.#.type").String(); got != `["reasoning","message","function_call","function_call"]` {
+		t.Errorf("final output %s", got)
+	}
+	if resp.Get("output.1.content.0.text").Str != "Checking now." || resp.Get("output.2.arguments").Str != `{"cmd":"ls"}` ||
+		resp.Get("output.3.name").Str != "wait_agent" || resp.Get("output.3.namespace").Str != "multi_agent_v1" ||
+		resp.Get("output.0.summary.0.text").Str != "Let me check." || resp.Get("usage.total_tokens").Int() != 42 {
+		t.Errorf("final response %s", resp.Raw)
+	}
+}
+
+// A stream cut by the output limit ends with response.incomplete; one that
+// breaks ends with an error event and response.failed.
+func TestStreamEnds(t *testing.T) {
+	e := EchoOf([]byte(`{"model":"m","input":"hi"}`))
+	tr := NewStreamTranslator(e, "")
+	if _, err := tr.Chunk([]byte(`{"choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":"length"}]}`)); err != nil {
+		t.Fatal(err)
+	}
+	evs := tr.Finish()
+	last := evs[len(evs)-1]
+	if last.Type != "response.incomplete" || gjson.GetBytes(last.Data, "response.incomplete_details.reason").Str != "max_output_tokens" {
+		t.Errorf("length stop ends with %s %s", last.Type, last.Data)
+	}
+
+	tr = NewStreamTranslator(e, "")
+	if _, err := tr.Chunk([]byte(`{"choices":[{"index":0,"delta":{"content":"Hel"}}]}`)); err != nil {
+		t.Fatal(err)
+	}
+	evs = tr.Fail("server_error", "upstream went away")
+	if len(evs) != 2 || evs[0].Type != "error" || gjson.GetBytes(evs[0].Data, "message").Str != "upstream went away" ||
+		evs[1].Type != "response.failed" || gjson.GetBytes(evs[1].Data, "response.error.code").Str != "server_error" {
+		t.Errorf("failure events %v", evs)
+	}
+	if tr.Finish() != nil || tr.Fail("x", "y") != nil {
+		t.Error("a failed stream must send nothing more")
+	}
+	if _, err := NewStreamTranslator(e, "").Chunk([]byte(`{not json`)); err == nil {
+		t.Error("a corrupt chunk must be an error")
+	}
+}
+
+// Each event's data is one JSON object on one line, as SSE needs.
+func TestEventsAreSingleLineJSON(t *testing.T) {
+	tr := NewStreamTranslator(EchoOf([]byte(`{"model":"m","input":"hi","instructions":"a\nb"}`)), "")
+	evs, _ := tr.Chunk([]byte(`{"choices":[{"index":0,"delta":{"content":"line one\nline two"}}]}`))
+	evs = append(evs, tr.Finish()...)
+	for _, e := range evs {
+		if bytes.ContainsRune(e.Data, '\n') || !json.Valid(e.Data) {
+			t.Errorf("%s: %q", e.Type, e.Data)
+		}
+	}
+}

@@ -1,0 +1,257 @@
+package responses
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/lumengw/lumen/providers"
+	"github.com/lumengw/lumen/providers/sse"
+)
+
+// Event is one Responses stream event. Write it with
+// sse.AppendEvent(dst, e.Type, e.Data).
+type Event struct {
+	Type string
+	Data []byte
+}
+
+// StreamTranslator turns a stream of OpenAI chat.completion.chunk payloads
+// into the Responses event sequence: response.created and
+// response.in_progress; then, for each run of reasoning, text or one tool
+// call, an output item (response.output_item.added, its part and delta
+// events, their .done events, response.output_item.done); then
+// response.completed (response.incomplete when the output limit or a
+// content filter stopped it) with the whole Response and its usage. Every
+// event carries its sequence_number.
+//
+// Items follow one another: an item is done before the next is added, so
+// tool calls must arrive one after the other, as OpenAI streams them.
+//
+// A StreamTranslator is not safe for concurrent use.
+type StreamTranslator struct {
+	echo     Echo
+	id       string
+	created  int64
+	seq      int
+	started  bool
+	finished bool
+	open     byte // kind of the open item: 'r' reasoning, 't' message, 'f' function call; 0 none
+	openTool int  // chat index of the open function call
+	tools    map[int]bool
+	item     outputItem      // the open item
+	text     strings.Builder // its text, summary or arguments so far
+	output   []outputItem
+	finish   string
+	usage    *providers.ChatUsage
+	out      []Event
+}
+
+// NewStreamTranslator returns a translator for one answer to the request
+// e was read from. id is the upstream completion id (a resp_ id is made
+// from it, or made up when empty).
+func NewStreamTranslator(e Echo, id string) *StreamTranslator {
+	return &StreamTranslator{echo: e, id: responseID(id), created: time.Now().Unix(), tools: map[int]bool{}}
+}
+
+// chunk is the part of an OpenAI chunk the translator reads.
+type chunk struct {
+	Choices []struct {
+		Delta struct {
+			Content          *string `json:"content"`
+			ReasoningContent *string `json:"reasoning_content"`
+			ToolCalls        []struct {
+				Index    *int   `json:"index"`
+				ID       string `json:"id"`
+				Function struct {
+					Name      string `json:"name"`
+					Arguments string `json:"arguments"`
+				} `json:"function"`
+			} `json:"tool_calls"`
+		} `json:"delta"`
+		FinishReason *string `json:"finish_reason"`
+	} `json:"choices"`
+	Usage *providers.ChatUsage `json:"usage"`
+}
+
+// Chunk translates one OpenAI chunk payload. The returned events are valid
+// until the next call.
+func (t *StreamTranslator) Chunk(payload []byte) ([]Event, error) {
+	t.out = t.out[:0]
+	if t.finished || bytes.Equal(payload, sse.Done) {
+		return nil, nil
+	}
+	var c chunk
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return nil, fmt.Errorf("reading an upstream chunk: %w", err)
+	}
+	t.start()
+	if c.Usage != nil {
+		t.usage = c.Usage
+	}
+	if len(c.Choices) == 0 {
+		return t.out, nil
+	}
+	ch := c.Choices[0]
+	if r := ch.Delta.ReasoningContent; r != nil && *r != "" {
+		t.ensure('r', 0, "", "")
+		t.text.WriteString(*r)
+		t.emit("response.reasoning_summary_text.delta", map[string]any{"item_id": t.item.ID, "output_index": len(t.output),
+			"summary_index": 0, "delta": *r})
+	}
+	if s := ch.Delta.Content; s != nil && *s != "" {
+		t.ensure('t', 0, "", "")
+		t.text.WriteString(*s)
+		t.emit("response.output_text.delta", map[string]any{"item_id": t.item.ID, "output_index": len(t.output),
+			"content_index": 0, "delta": *s, "logprobs": []any{}})
+	}
+	for _, tc := range ch.Delta.ToolCalls {
+		idx := t.openTool
+		if tc.Index != nil {
+			idx = *tc.Index
+		}
+		switch {
+		case !t.tools[idx]:
+			id := tc.ID
+			if id == "" {
+				id = newID("call_")
+			}
+			t.ensure('f', idx, id, tc.Function.Name)
+			t.tools[idx] = true
+		case t.open != 'f' || t.openTool != idx:
+			return nil, fmt.Errorf("translating the stream: arguments for tool call %d arrived after its item was done", idx)
+		}
+		if a := tc.Function.Arguments; a != "" {
+			t.text.WriteString(a)
+			t.emit("response.function_call_arguments.delta", map[string]any{"item_id": t.item.ID, "output_index": len(t.output), "delta": a})
+		}
+	}
+	if ch.FinishReason != nil && *ch.FinishReason != "" {
+		t.finish = *ch.FinishReason
+	}
+	return t.out, nil
+}
+
+// Finish ends the answer: it closes the open item and sends
+// response.completed (or response.incomplete) with the whole Response. Call
+// it once the upstream stream ended cleanly; later calls return nothing.
+func (t *StreamTranslator) Finish() []Event {
+	t.out = t.out[:0]
+	if t.finished {
+		return nil
+	}
+	t.start()
+	t.closeItem()
+	t.finished = true
+	r := t.response()
+	r.Status, r.IncompleteDetails = finish(t.finish)
+	r.Output = t.output
+	r.Usage = fromUsage(t.usage)
+	typ := "response.completed"
+	if r.Status == "incomplete" {
+		typ = "response.incomplete"
+	}
+	t.emit(typ, map[string]any{"response": r})
+	return t.out
+}
+
+// Fail ends a stream that broke after it started: an error event, then
+// response.failed. Later calls return nothing.
+func (t *StreamTranslator) Fail(code, message string) []Event {
+	t.out = t.out[:0]
+	if t.finished {
+		return nil
+	}
+	t.finished = true
+	t.emit("error", map[string]any{"code": code, "message": message, "param": nil})
+	r := t.response()
+	r.Status = "failed"
+	r.Error = &responseError{Code: code, Message: message}
+	r.Output = t.output
+	t.emit("response.failed", map[string]any{"response": r})
+	return t.out
+}
+
+func (t *StreamTranslator) response() response {
+	return t.echo.shell(t.id, t.created)
+}
+
+func (t *StreamTranslator) start() {
+	if t.started {
+		return
+	}
+	t.started = true
+	r := t.response()
+	t.emit("response.created", map[string]any{"response": r})
+	t.emit("response.in_progress", map[string]any{"response": r})
+}
+
+// ensure makes an item of kind the open one, closing the previous item and
+// adding this one when needed. callID and name are a function call's.
+func (t *StreamTranslator) ensure(kind byte, tool int, callID, name string) {
+	if t.open == kind && (kind != 'f' || t.openTool == tool) {
+		return
+	}
+	t.closeItem()
+	t.open, t.openTool = kind, tool
+	t.text.Reset()
+	at := len(t.output)
+	switch kind {
+	case 'r':
+		t.item = outputItem{Type: "reasoning", ID: newID("rs_"), Summary: &[]summaryText{}}
+		t.emit("response.output_item.added", map[string]any{"output_index": at, "item": t.item})
+		t.emit("response.reasoning_summary_part.added", map[string]any{"item_id": t.item.ID, "output_index": at,
+			"summary_index": 0, "part": summaryText{Type: "summary_text"}})
+	case 't':
+		t.item = outputItem{Type: "message", ID: newID("msg_"), Status: "in_progress", Role: "assistant", Content: &[]outputText{}}
+		t.emit("response.output_item.added", map[string]any{"output_index": at, "item": t.item})
+		t.emit("response.content_part.added", map[string]any{"item_id": t.item.ID, "output_index": at, "content_index": 0,
+			"part": outputText{Type: "output_text", Annotations: []any{}, Logprobs: []any{}}})
+	case 'f':
+		empty := ""
+		name, ns := t.echo.function(name)
+		t.item = outputItem{Type: "function_call", ID: newID("fc_"), Status: "in_progress", CallID: callID, Name: name, Namespace: ns, Arguments: &empty}
+		t.emit("response.output_item.added", map[string]any{"output_index": at, "item": t.item})
+	}
+}
+
+// closeItem sends the open item's .done events and keeps it for the final
+// Response.
+func (t *StreamTranslator) closeItem() {
+	if t.open == 0 {
+		return
+	}
+	at, text := len(t.output), t.text.String()
+	it := t.item
+	switch t.open {
+	case 'r':
+		part := summaryText{Type: "summary_text", Text: text}
+		t.emit("response.reasoning_summary_text.done", map[string]any{"item_id": it.ID, "output_index": at, "summary_index": 0, "text": text})
+		t.emit("response.reasoning_summary_part.done", map[string]any{"item_id": it.ID, "output_index": at, "summary_index": 0, "part": part})
+		it.Summary = &[]summaryText{part}
+	case 't':
+		part := outputText{Type: "output_text", Text: text, Annotations: []any{}, Logprobs: []any{}}
+		t.emit("response.output_text.done", map[string]any{"item_id": it.ID, "output_index": at, "content_index": 0, "text": text, "logprobs": []any{}})
+		t.emit("response.content_part.done", map[string]any{"item_id": it.ID, "output_index": at, "content_index": 0, "part": part})
+		it.Status, it.Content = "completed", &[]outputText{part}
+	case 'f':
+		t.emit("response.function_call_arguments.done", map[string]any{"item_id": it.ID, "output_index": at, "name": it.Name, "arguments": text})
+		it.Status, it.Arguments = "completed", &text
+	}
+	t.emit("response.output_item.done", map[string]any{"output_index": at, "item": it})
+	t.output = append(t.output, it)
+	t.open = 0
+}
+
+func (t *StreamTranslator) emit(typ string, fields map[string]any) {
+	fields["type"] = typ
+	fields["sequence_number"] = t.seq
+	t.seq++
+	data, err := providers.MarshalJSON(fields)
+	if err != nil {
+		panic(fmt.Sprintf("responses: marshaling a %s event: %v", typ, err)) // plain maps and structs: cannot fail
+	}
+	t.out = append(t.out, Event{Type: typ, Data: data})
+}

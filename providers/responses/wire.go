@@ -1,0 +1,212 @@
+// Package responses serves the OpenAI Responses API (POST /v1/responses)
+// from any model group, over the chat completions form every provider
+// takes: a request becomes a chat request (ToChat), the chat answer
+// becomes a Response (FromChat) or, streamed, the Responses event sequence
+// (StreamTranslator).
+//
+// The wire format follows OpenAI's API reference for responses and its
+// streaming events, as the official SDK (openai-go v3, responses package)
+// reads them. Lumen keeps no state: previous_response_id, conversation,
+// item_reference input items, stored prompts and background mode need the
+// server to store responses, and are refused with a 400 naming the field.
+//
+// Carried: instructions, text, images, function tools (also inside a
+// namespace: the chat function is named "<namespace>__<name>" and calls
+// come back split), function calls and their outputs, tool_choice,
+// text.format, sampling settings and max_output_tokens. Built-in tools
+// (web_search, file_search, code_interpreter, …) run on OpenAI's side:
+// they are left out, the model answers without them, and Echo.Dropped
+// names them. Reasoning items in the input and the reasoning, include,
+// store and prompt_cache_key settings are dropped, as no chat upstream
+// reads them. Custom (free-form) tools are refused.
+package responses
+
+import (
+	"encoding/json"
+
+	"github.com/lumengw/lumen/providers"
+)
+
+// request is a POST /v1/responses body (the fields Lumen reads).
+type request struct {
+	Model              string          `json:"model"`
+	Input              json.RawMessage `json:"input"`
+	Instructions       *string         `json:"instructions"`
+	MaxOutputTokens    *int            `json:"max_output_tokens"`
+	Temperature        *float64        `json:"temperature"`
+	TopP               *float64        `json:"top_p"`
+	Stream             bool            `json:"stream"`
+	Tools              []tool          `json:"tools"`
+	ToolChoice         json.RawMessage `json:"tool_choice"`
+	ParallelToolCalls  *bool           `json:"parallel_tool_calls"`
+	Text               *textConfig     `json:"text"`
+	User               string          `json:"user"`
+	SafetyIdentifier   string          `json:"safety_identifier"`
+	PreviousResponseID *string         `json:"previous_response_id"`
+	Conversation       json.RawMessage `json:"conversation"`
+	Background         bool            `json:"background"`
+	Prompt             json.RawMessage `json:"prompt"`
+}
+
+// tool is a tools entry: a function, a namespace of functions, or a
+// built-in tool (any other type), kept as sent for the Response's echo.
+type tool struct {
+	Type        string
+	Name        string
+	Description string
+	Parameters  json.RawMessage
+	Strict      *bool
+	Tools       []tool // a namespace's
+	raw         json.RawMessage
+}
+
+func (t *tool) UnmarshalJSON(b []byte) error {
+	var v struct {
+		Type        string          `json:"type"`
+		Name        string          `json:"name"`
+		Description string          `json:"description"`
+		Parameters  json.RawMessage `json:"parameters"`
+		Strict      *bool           `json:"strict"`
+		Tools       []tool          `json:"tools"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*t = tool{Type: v.Type, Name: v.Name, Description: v.Description, Parameters: v.Parameters, Strict: v.Strict,
+		Tools: v.Tools, raw: append(json.RawMessage(nil), b...)}
+	return nil
+}
+
+func (t tool) MarshalJSON() ([]byte, error) { return t.raw, nil }
+
+type textConfig struct {
+	Format *textFormat `json:"format"`
+}
+
+// textFormat is text.format: text, json_object or json_schema.
+type textFormat struct {
+	Type        string          `json:"type"`
+	Name        string          `json:"name,omitempty"`
+	Description string          `json:"description,omitempty"`
+	Schema      json.RawMessage `json:"schema,omitempty"`
+	Strict      *bool           `json:"strict,omitempty"`
+}
+
+// item is one input item. Type is empty for the short message form
+// ({"role": "user", "content": "…"}).
+type item struct {
+	Type    string          `json:"type"`
+	Role    string          `json:"role"`
+	Content json.RawMessage `json:"content"`
+	// function_call
+	CallID    string `json:"call_id"`
+	Name      string `json:"name"`
+	Namespace string `json:"namespace"`
+	Arguments string `json:"arguments"`
+	// function_call_output: a string or input content parts
+	Output json.RawMessage `json:"output"`
+}
+
+// part is an input or output content part.
+type part struct {
+	Type     string `json:"type"`
+	Text     string `json:"text"`
+	Refusal  string `json:"refusal"`
+	ImageURL string `json:"image_url"`
+	FileID   string `json:"file_id"`
+	Detail   string `json:"detail"`
+}
+
+// response is a Response object.
+type response struct {
+	ID                 string          `json:"id"`
+	Object             string          `json:"object"`
+	CreatedAt          int64           `json:"created_at"`
+	Status             string          `json:"status"`
+	Error              *responseError  `json:"error"`
+	IncompleteDetails  *incomplete     `json:"incomplete_details"`
+	Instructions       *string         `json:"instructions"`
+	MaxOutputTokens    *int            `json:"max_output_tokens"`
+	Model              string          `json:"model"`
+	Output             []outputItem    `json:"output"`
+	ParallelToolCalls  bool            `json:"parallel_tool_calls"`
+	PreviousResponseID *string         `json:"previous_response_id"`
+	Store              bool            `json:"store"`
+	Temperature        *float64        `json:"temperature"`
+	Text               json.RawMessage `json:"text"`
+	ToolChoice         json.RawMessage `json:"tool_choice"`
+	Tools              []tool          `json:"tools"`
+	TopP               *float64        `json:"top_p"`
+	Truncation         string          `json:"truncation"`
+	Usage              *usage          `json:"usage"`
+	Metadata           map[string]any  `json:"metadata"`
+}
+
+type responseError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+type incomplete struct {
+	Reason string `json:"reason"`
+}
+
+// outputItem is a message, a function_call or a reasoning item.
+type outputItem struct {
+	Type   string `json:"type"`
+	ID     string `json:"id"`
+	Status string `json:"status,omitempty"`
+	// message
+	Role    string        `json:"role,omitempty"`
+	Content *[]outputText `json:"content,omitempty"`
+	// function_call
+	CallID    string  `json:"call_id,omitempty"`
+	Name      string  `json:"name,omitempty"`
+	Namespace string  `json:"namespace,omitempty"`
+	Arguments *string `json:"arguments,omitempty"`
+	// reasoning
+	Summary *[]summaryText `json:"summary,omitempty"`
+}
+
+type outputText struct {
+	Type        string `json:"type"`
+	Text        string `json:"text"`
+	Annotations []any  `json:"annotations"`
+	Logprobs    []any  `json:"logprobs"`
+}
+
+type summaryText struct {
+	Type string `json:"type"`
+	Text string `json:"text"`
+}
+
+type usage struct {
+	InputTokens         int           `json:"input_tokens"`
+	InputTokensDetails  inputDetails  `json:"input_tokens_details"`
+	OutputTokens        int           `json:"output_tokens"`
+	OutputTokensDetails outputDetails `json:"output_tokens_details"`
+	TotalTokens         int           `json:"total_tokens"`
+}
+
+type inputDetails struct {
+	CachedTokens int `json:"cached_tokens"`
+}
+
+type outputDetails struct {
+	ReasoningTokens int `json:"reasoning_tokens"`
+}
+
+// fromUsage is a chat usage the Responses way (input counts cached tokens).
+func fromUsage(u *providers.ChatUsage) *usage {
+	if u == nil {
+		return nil
+	}
+	out := &usage{InputTokens: u.PromptTokens, OutputTokens: u.CompletionTokens, TotalTokens: u.PromptTokens + u.CompletionTokens}
+	if d := u.PromptTokensDetails; d != nil {
+		out.InputTokensDetails.CachedTokens = d.CachedTokens
+	}
+	if d := u.CompletionTokensDetails; d != nil {
+		out.OutputTokensDetails.ReasoningTokens = d.ReasoningTokens
+	}
+	return out
+}
