@@ -344,6 +344,20 @@ type ResponseMessage struct {
 	ToolCalls        []ToolCall `json:"tool_calls,omitempty"`
 }
 
+// DecodeChatResponse reads an upstream's chat.completion body for a
+// translation back to a client's API; an answer without choices is an
+// error.
+func DecodeChatResponse(body []byte) (*ChatResponse, error) {
+	var resp ChatResponse
+	if err := json.Unmarshal(body, &resp); err != nil {
+		return nil, fmt.Errorf("reading the chat completion: %w", err)
+	}
+	if len(resp.Choices) == 0 {
+		return nil, errors.New("reading the chat completion: it has no choices")
+	}
+	return &resp, nil
+}
+
 // ChatChunk is an OpenAI chat.completion.chunk object.
 type ChatChunk struct {
 	ID      string        `json:"id"`

@@ -158,3 +158,11 @@ type MockConfig struct {
 
 // ErrUnsupported is returned (wrapped) when a provider cannot serve an Op.
 var ErrUnsupported = errors.New("operation not supported by this provider")
+
+// TranslatedEvent is one server-sent event a translator makes for a client
+// of another API (the Anthropic Messages API, the Responses API): its type
+// (the event: line) and its data. Write it with sse.AppendEvent.
+type TranslatedEvent struct {
+	Type string
+	Data []byte
+}

@@ -9,8 +9,6 @@ import (
 
 	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/providers/anthropic"
-	"github.com/lumengw/lumen/providers/openai"
-	"github.com/lumengw/lumen/providers/sse"
 	"github.com/lumengw/lumen/tokens"
 )
 
@@ -83,61 +81,35 @@ func (s *Server) writeMessagesStream(w http.ResponseWriter, x *exchange, model s
 		s.metrics.StreamStarted()
 		defer s.metrics.StreamFinished()
 	}
-	rc := http.NewResponseController(w)
-	buffered, _ := st.(providers.Buffered)
+	ew := s.newEventWriter(w, x, st)
 	tr := anthropic.NewStreamTranslator(model, x.id)
-	translating := false
-	var counter anthropic.UsageCounter
-	buf := make([]byte, 0, 1024)
-	write := func(events []anthropic.Event) error {
-		buf = buf[:0]
-		for _, e := range events {
-			buf = sse.AppendEvent(buf, e.Type, e.Data)
-		}
-		if len(buf) == 0 {
-			return nil
-		}
+	fail := func(err error) error {
 		if !x.started {
-			s.startStream(w, x)
+			return err
 		}
-		if _, err := w.Write(buf); err != nil {
-			return errClientGone
-		}
-		if buffered != nil && buffered.Buffered() > 0 {
-			return nil
-		}
-		if err := rc.Flush(); err != nil {
-			return errClientGone
+		ae, _ := classify(err)
+		x.fail(ae)
+		if ae.Status != statusClientClosed {
+			_ = ew.write([]anthropic.Event{anthropic.ErrorEvent(ae.Status, ae.Message)})
 		}
 		return nil
 	}
+	var counter anthropic.UsageCounter
 	one := make([]anthropic.Event, 1)
-	native := false
+	native, translating := false, false
 	for {
 		data, err := st.Recv()
 		if err == io.EOF {
 			if !native {
-				if err := write(tr.Finish()); err != nil {
+				if err := ew.write(tr.Finish()); err != nil {
 					return err
 				}
 			}
-			if !x.started {
-				s.startStream(w, x)
-			}
-			_ = rc.Flush()
-			x.status = http.StatusOK
+			ew.end()
 			return nil
 		}
 		if err != nil {
-			if !x.started {
-				return err
-			}
-			ae, _ := classify(err)
-			x.fail(ae)
-			if ae.Status != statusClientClosed {
-				_ = write([]anthropic.Event{anthropic.ErrorEvent(ae.Status, ae.Message)})
-			}
-			return nil
+			return fail(err)
 		}
 		if anthropic.IsNativeEvent(data) {
 			native = true
@@ -146,7 +118,7 @@ func (s *Server) writeMessagesStream(w http.ResponseWriter, x *exchange, model s
 				x.usage = u
 			}
 			one[0] = anthropic.Event{Type: gjson.GetBytes(data, "type").Str, Data: data}
-			if err := write(one); err != nil {
+			if err := ew.write(one); err != nil {
 				return err
 			}
 			continue
@@ -160,22 +132,12 @@ func (s *Server) writeMessagesStream(w http.ResponseWriter, x *exchange, model s
 			}
 			tr.SetInputTokens(x.promptEst)
 		}
-		if u := openai.ParseUsage(data); u.Total() > 0 {
-			x.usage = u
-		} else if x.usage.CompletionTokens == 0 {
-			x.estimated += tokens.Count(deltaText(data))
-		}
+		x.countChunk(data)
 		events, err := tr.Chunk(data)
 		if err != nil {
-			if !x.started {
-				return err
-			}
-			ae, _ := classify(err)
-			x.fail(ae)
-			_ = write([]anthropic.Event{anthropic.ErrorEvent(ae.Status, ae.Message)})
-			return nil
+			return fail(err)
 		}
-		if err := write(events); err != nil {
+		if err := ew.write(events); err != nil {
 			return err
 		}
 	}

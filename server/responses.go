@@ -6,10 +6,7 @@ import (
 	"strings"
 
 	"github.com/lumengw/lumen/providers"
-	"github.com/lumengw/lumen/providers/openai"
 	"github.com/lumengw/lumen/providers/responses"
-	"github.com/lumengw/lumen/providers/sse"
-	"github.com/lumengw/lumen/tokens"
 )
 
 // responsesAPI serves the OpenAI Responses API (POST /v1/responses) from
@@ -72,32 +69,8 @@ func (s *Server) writeResponsesStream(w http.ResponseWriter, x *exchange, echo r
 		s.metrics.StreamStarted()
 		defer s.metrics.StreamFinished()
 	}
-	rc := http.NewResponseController(w)
-	buffered, _ := st.(providers.Buffered)
+	ew := s.newEventWriter(w, x, st)
 	tr := responses.NewStreamTranslator(echo, x.id)
-	buf := make([]byte, 0, 1024)
-	write := func(events []responses.Event) error {
-		buf = buf[:0]
-		for _, e := range events {
-			buf = sse.AppendEvent(buf, e.Type, e.Data)
-		}
-		if len(buf) == 0 {
-			return nil
-		}
-		if !x.started {
-			s.startStream(w, x)
-		}
-		if _, err := w.Write(buf); err != nil {
-			return errClientGone
-		}
-		if buffered != nil && buffered.Buffered() > 0 {
-			return nil
-		}
-		if err := rc.Flush(); err != nil {
-			return errClientGone
-		}
-		return nil
-	}
 	fail := func(err error) error {
 		if !x.started {
 			return err
@@ -109,33 +82,28 @@ func (s *Server) writeResponsesStream(w http.ResponseWriter, x *exchange, echo r
 			if code == "" {
 				code = ae.Type
 			}
-			_ = write(tr.Fail(code, ae.Message))
+			_ = ew.write(tr.Fail(code, ae.Message))
 		}
 		return nil
 	}
 	for {
 		data, err := st.Recv()
 		if err == io.EOF {
-			if err := write(tr.Finish()); err != nil {
+			if err := ew.write(tr.Finish()); err != nil {
 				return err
 			}
-			_ = rc.Flush()
-			x.status = http.StatusOK
+			ew.end()
 			return nil
 		}
 		if err != nil {
 			return fail(err)
 		}
-		if u := openai.ParseUsage(data); u.Total() > 0 {
-			x.usage = u
-		} else if x.usage.CompletionTokens == 0 {
-			x.estimated += tokens.Count(deltaText(data))
-		}
+		x.countChunk(data)
 		events, err := tr.Chunk(data)
 		if err != nil {
 			return fail(err)
 		}
-		if err := write(events); err != nil {
+		if err := ew.write(events); err != nil {
 			return err
 		}
 	}

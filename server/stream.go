@@ -124,3 +124,65 @@ func deltaText(data []byte) string {
 	}
 	return gjson.GetBytes(data, "choices.0.text").Str
 }
+
+// eventWriter writes a translated stream's events (Anthropic Messages or
+// Responses) to the client: each batch in one write, flushed unless more of
+// the upstream is already buffered, in which case it leaves with the next.
+type eventWriter struct {
+	s        *Server
+	w        http.ResponseWriter
+	x        *exchange
+	rc       *http.ResponseController
+	buffered providers.Buffered
+	buf      []byte
+}
+
+func (s *Server) newEventWriter(w http.ResponseWriter, x *exchange, st providers.Stream) *eventWriter {
+	buffered, _ := st.(providers.Buffered)
+	return &eventWriter{s: s, w: w, x: x, rc: http.NewResponseController(w), buffered: buffered, buf: make([]byte, 0, 1024)}
+}
+
+// write sends events; the first write starts the stream (status and
+// headers). A client that went away is errClientGone.
+func (ew *eventWriter) write(events []providers.TranslatedEvent) error {
+	ew.buf = ew.buf[:0]
+	for _, e := range events {
+		ew.buf = sse.AppendEvent(ew.buf, e.Type, e.Data)
+	}
+	if len(ew.buf) == 0 {
+		return nil
+	}
+	if !ew.x.started {
+		ew.s.startStream(ew.w, ew.x)
+	}
+	if _, err := ew.w.Write(ew.buf); err != nil {
+		return errClientGone
+	}
+	if ew.buffered != nil && ew.buffered.Buffered() > 0 {
+		return nil
+	}
+	if err := ew.rc.Flush(); err != nil {
+		return errClientGone
+	}
+	return nil
+}
+
+// end starts the stream if nothing was written yet and flushes it, once
+// the upstream ended cleanly.
+func (ew *eventWriter) end() {
+	if !ew.x.started {
+		ew.s.startStream(ew.w, ew.x)
+	}
+	_ = ew.rc.Flush()
+	ew.x.status = http.StatusOK
+}
+
+// countChunk keeps a translated stream's usage from its OpenAI chunks: the
+// upstream's count when one arrives, else an estimate of the text so far.
+func (x *exchange) countChunk(data []byte) {
+	if u := openai.ParseUsage(data); u.Total() > 0 {
+		x.usage = u
+	} else if x.usage.CompletionTokens == 0 {
+		x.estimated += tokens.Count(deltaText(data))
+	}
+}

@@ -299,12 +299,9 @@ func assistantMessage(bs blocks, at string) ([]providers.Message, error) {
 // FromOpenAI translates an OpenAI chat.completion body into a Messages API
 // Message that names model.
 func FromOpenAI(openaiResponse []byte, model string) ([]byte, error) {
-	var resp providers.ChatResponse
-	if err := json.Unmarshal(openaiResponse, &resp); err != nil {
-		return nil, fmt.Errorf("reading the chat completion: %w", err)
-	}
-	if len(resp.Choices) == 0 {
-		return nil, errors.New("reading the chat completion: it has no choices")
+	resp, err := providers.DecodeChatResponse(openaiResponse)
+	if err != nil {
+		return nil, err
 	}
 	ch := resp.Choices[0]
 	m := messageResponse{ID: messageID(resp.ID), Type: "message", Role: "assistant", Model: model, Content: []block{}}

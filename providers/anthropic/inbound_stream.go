@@ -9,12 +9,8 @@ import (
 	"github.com/lumengw/lumen/providers/sse"
 )
 
-// Event is one Messages API stream event. Write it with
-// sse.AppendEvent(dst, e.Type, e.Data).
-type Event struct {
-	Type string
-	Data []byte
-}
+// Event is one Messages API stream event.
+type Event = providers.TranslatedEvent
 
 // StreamTranslator turns a stream of OpenAI chat.completion.chunk payloads
 // into the Messages API event sequence: message_start (and a ping), then
@@ -60,26 +56,6 @@ func NewStreamTranslator(model, id string) *StreamTranslator {
 // report usage only at the end; message_delta then carries it).
 func (t *StreamTranslator) SetInputTokens(n int) { t.input = n }
 
-// chunk is the part of an OpenAI chunk the translator reads.
-type chunk struct {
-	Choices []struct {
-		Delta struct {
-			Content          *string `json:"content"`
-			ReasoningContent *string `json:"reasoning_content"`
-			ToolCalls        []struct {
-				Index    *int   `json:"index"`
-				ID       string `json:"id"`
-				Function struct {
-					Name      string `json:"name"`
-					Arguments string `json:"arguments"`
-				} `json:"function"`
-			} `json:"tool_calls"`
-		} `json:"delta"`
-		FinishReason *string `json:"finish_reason"`
-	} `json:"choices"`
-	Usage *providers.ChatUsage `json:"usage"`
-}
-
 // Chunk translates one OpenAI chunk payload. The returned events are valid
 // until the next call.
 func (t *StreamTranslator) Chunk(payload []byte) ([]Event, error) {
@@ -87,7 +63,7 @@ func (t *StreamTranslator) Chunk(payload []byte) ([]Event, error) {
 	if t.finished || bytes.Equal(payload, sse.Done) {
 		return nil, nil
 	}
-	var c chunk
+	var c providers.ChatChunk
 	if err := json.Unmarshal(payload, &c); err != nil {
 		return nil, fmt.Errorf("reading an upstream chunk: %w", err)
 	}

@@ -423,12 +423,9 @@ func (e Echo) shell(id string, created int64) response {
 // FromChat translates an OpenAI chat.completion body into a Response that
 // repeats e.
 func FromChat(chatResponse []byte, e Echo) ([]byte, error) {
-	var resp providers.ChatResponse
-	if err := json.Unmarshal(chatResponse, &resp); err != nil {
-		return nil, fmt.Errorf("reading the chat completion: %w", err)
-	}
-	if len(resp.Choices) == 0 {
-		return nil, errors.New("reading the chat completion: it has no choices")
+	resp, err := providers.DecodeChatResponse(chatResponse)
+	if err != nil {
+		return nil, err
 	}
 	ch := resp.Choices[0]
 	r := e.shell(responseID(resp.ID), resp.Created)

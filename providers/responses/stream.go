@@ -11,12 +11,8 @@ import (
 	"github.com/lumengw/lumen/providers/sse"
 )
 
-// Event is one Responses stream event. Write it with
-// sse.AppendEvent(dst, e.Type, e.Data).
-type Event struct {
-	Type string
-	Data []byte
-}
+// Event is one Responses stream event.
+type Event = providers.TranslatedEvent
 
 // StreamTranslator turns a stream of OpenAI chat.completion.chunk payloads
 // into the Responses event sequence: response.created and
@@ -56,26 +52,6 @@ func NewStreamTranslator(e Echo, id string) *StreamTranslator {
 	return &StreamTranslator{echo: e, id: responseID(id), created: time.Now().Unix(), tools: map[int]bool{}}
 }
 
-// chunk is the part of an OpenAI chunk the translator reads.
-type chunk struct {
-	Choices []struct {
-		Delta struct {
-			Content          *string `json:"content"`
-			ReasoningContent *string `json:"reasoning_content"`
-			ToolCalls        []struct {
-				Index    *int   `json:"index"`
-				ID       string `json:"id"`
-				Function struct {
-					Name      string `json:"name"`
-					Arguments string `json:"arguments"`
-				} `json:"function"`
-			} `json:"tool_calls"`
-		} `json:"delta"`
-		FinishReason *string `json:"finish_reason"`
-	} `json:"choices"`
-	Usage *providers.ChatUsage `json:"usage"`
-}
-
 // Chunk translates one OpenAI chunk payload. The returned events are valid
 // until the next call.
 func (t *StreamTranslator) Chunk(payload []byte) ([]Event, error) {
@@ -83,7 +59,7 @@ func (t *StreamTranslator) Chunk(payload []byte) ([]Event, error) {
 	if t.finished || bytes.Equal(payload, sse.Done) {
 		return nil, nil
 	}
-	var c chunk
+	var c providers.ChatChunk
 	if err := json.Unmarshal(payload, &c); err != nil {
 		return nil, fmt.Errorf("reading an upstream chunk: %w", err)
 	}
