@@ -3,7 +3,12 @@ package cmd
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/openai/openai-go/v3"
@@ -131,5 +136,78 @@ general_settings:
 	// Keys apply as on chat completions.
 	if r := rawPost(t, l, "/v1/responses", "sk-wrong", `{"model":"gpt-tools","input":"hi"}`); r.status != 401 {
 		t.Errorf("wrong key: %d %s", r.status, r.text)
+	}
+}
+
+// A deployment that speaks the Responses API (responses_api: true) gets the
+// client's own request, reasoning items and built-in tools included, and
+// its Response and events pass through; usage is read for the ledger and
+// the cost.
+func TestE2EResponsesNative(t *testing.T) {
+	var mu sync.Mutex
+	var bodies [][]byte
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies = append(bodies, b)
+		mu.Unlock()
+		if r.URL.Path != "/v1/responses" || r.Header.Get("Authorization") != "Bearer sk-upstream-secret-123456" {
+			http.Error(w, `{"error":{"message":"wrong path or key","type":"invalid_request_error"}}`, 404)
+			return
+		}
+		const resp = `{"id":"resp_native_1","object":"response","created_at":1700000000,"status":"completed","model":"gpt-5","output":[` +
+			`{"type":"reasoning","id":"rs_1","summary":[],"encrypted_content":"gAAAA-opaque"},` +
+			`{"type":"message","id":"msg_1","status":"completed","role":"assistant","content":[{"type":"output_text","text":"Native hello","annotations":[]}]}],` +
+			`"usage":{"input_tokens":1000,"input_tokens_details":{"cached_tokens":0},"output_tokens":100,"output_tokens_details":{"reasoning_tokens":60},"total_tokens":1100}}`
+		if !gjson.GetBytes(b, "stream").Bool() {
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, resp)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprintf(w, "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_native_1\",\"object\":\"response\",\"status\":\"in_progress\",\"output\":[]}}\n\n")
+		fmt.Fprintf(w, "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"item_id\":\"msg_1\",\"output_index\":1,\"content_index\":0,\"delta\":\"Native hello\",\"logprobs\":[]}\n\n")
+		fmt.Fprintf(w, "event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":2,\"response\":%s}\n\n", resp)
+	}))
+	defer up.Close()
+	l := startLumen(t, `
+model_list:
+  - model_name: gpt-5
+    litellm_params: {model: openai/gpt-5, api_base: "`+up.URL+`/v1", api_key: sk-upstream-secret-123456, responses_api: true}
+    model_info: {input_cost_per_token: 0.000001, output_cost_per_token: 0.00001}
+`, nil)
+	body := `{"model":"gpt-5","store":false,"include":["reasoning.encrypted_content"],"tools":[{"type":"web_search"}],"input":[` +
+		`{"role":"user","content":"hi"},{"type":"reasoning","id":"rs_0","summary":[],"encrypted_content":"gAAAA-earlier"},` +
+		`{"type":"message","role":"assistant","content":[{"type":"output_text","text":"Hello"}]},{"role":"user","content":"again"}]}`
+	r := rawPost(t, l, "/v1/responses", "", body)
+	if r.status != 200 || gjson.Get(r.text, "id").Str != "resp_native_1" || gjson.Get(r.text, "output.0.encrypted_content").Str != "gAAAA-opaque" {
+		t.Fatalf("native answer: %d %s", r.status, r.text)
+	}
+	if r.header.Get("X-Lumen-Dropped-Tools") != "" || r.header.Get("X-Lumen-Cost-Usd") != "0.002" {
+		t.Errorf("headers: dropped %q cost %q", r.header.Get("X-Lumen-Dropped-Tools"), r.header.Get("X-Lumen-Cost-Usd"))
+	}
+	mu.Lock()
+	sent := bodies[0]
+	mu.Unlock()
+	if gjson.GetBytes(sent, "input.1.encrypted_content").Str != "gAAAA-earlier" || gjson.GetBytes(sent, "tools.0.type").Str != "web_search" ||
+		gjson.GetBytes(sent, "model").Str != "gpt-5" {
+		t.Errorf("upstream body %s", sent)
+	}
+
+	// Streamed through the SDK: the upstream's events, in order.
+	c := openai.NewClient(option.WithBaseURL(l.URL+"/v1/"), option.WithAPIKey("anything"), option.WithMaxRetries(0))
+	st := c.Responses.NewStreaming(context.Background(), responses.ResponseNewParams{Model: "gpt-5",
+		Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("hi")}})
+	var seqs []int64
+	var final responses.Response
+	for st.Next() {
+		ev := st.Current()
+		seqs = append(seqs, ev.SequenceNumber)
+		if ev.Type == "response.completed" {
+			final = ev.AsResponseCompleted().Response
+		}
+	}
+	if err := st.Err(); err != nil || len(seqs) != 3 || seqs[2] != 2 || final.OutputText() != "Native hello" || final.ID != "resp_native_1" {
+		t.Fatalf("native stream: %v %v %s", seqs, err, final.RawJSON())
 	}
 }

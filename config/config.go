@@ -130,6 +130,11 @@ type Params struct {
 	MockChunkInterval Duration `yaml:"mock_chunk_interval"`
 	// MockFailureRate is the fraction (0..1) of mock calls that fail with 500.
 	MockFailureRate float64 `yaml:"mock_failure_rate"`
+	// ResponsesAPI sends /v1/responses requests to the upstream's own
+	// Responses API ({api_base}/responses) instead of translating them to
+	// chat completions. Nil means on for openai/ at OpenAI's endpoint and
+	// off elsewhere; only OpenAI-shaped providers can set it.
+	ResponsesAPI *bool `yaml:"responses_api"`
 }
 
 // ModelInfo is a deployment's metadata (LiteLLM's model_info).

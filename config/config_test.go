@@ -54,6 +54,9 @@ func TestBadConfigs(t *testing.T) {
 			`model_list[1].auto.mode: unknown mode "cheapest"; use floor, best, fast, smart`,
 			`router_settings.auto.max_cost_per_1k: must not be negative`,
 		}},
+		{"responses_api.bad.yaml", []string{
+			`model_list[0].litellm_params.responses_api: only OpenAI-shaped providers take Responses API requests natively; anthropic gets them translated to its own API`,
+		}},
 		{"empty.bad.yaml", []string{
 			`model_list: at least one model is required`,
 		}},

@@ -209,6 +209,9 @@ func validateParams(p *problems, at string, d *Params) {
 	if d.MaxRetries != nil && (*d.MaxRetries < 0 || *d.MaxRetries > 10) {
 		p.add(at+".max_retries", "must be between 0 and 10")
 	}
+	if d.ResponsesAPI != nil && *d.ResponsesAPI && provider != "" && !IsOpenAIShaped(provider) {
+		p.add(at+".responses_api", "only OpenAI-shaped providers take Responses API requests natively; %s gets them translated to its own API", provider)
+	}
 	if d.MockFailureRate < 0 || d.MockFailureRate > 1 {
 		p.add(at+".mock_failure_rate", "must be between 0 and 1, got %g", d.MockFailureRate)
 	}

@@ -57,6 +57,12 @@ type Request struct {
 	// anthropic-beta headers.
 	Native       []byte
 	NativeHeader http.Header
+	// Responses, when set, is the request as a Responses API client sent it
+	// (POST /v1/responses); Body is its chat completions translation. A
+	// provider that speaks the Responses API sends Responses instead (model
+	// replaced) and answers with a Response, or streams its events; the
+	// others send Body and ignore it.
+	Responses []byte
 }
 
 // Response is a complete, successful upstream answer in OpenAI format.
@@ -138,6 +144,10 @@ type Config struct {
 	StreamTimeout time.Duration
 	// AWS settings for bedrock; empty fields fall back to the AWS_* env vars.
 	AWSRegion, AWSAccessKeyID, AWSSecretAccessKey, AWSSessionToken string
+	// ResponsesAPI, for OpenAI-shaped providers: send Responses API
+	// requests natively (see Request.Responses). Nil means the provider's
+	// default (on for OpenAI itself).
+	ResponsesAPI *bool
 	// Mock configures the mock provider.
 	Mock MockConfig
 	// Client is the HTTP client to use; nil means a shared default.

@@ -127,9 +127,13 @@ type held struct {
 var _ providers.Buffered = (*stream)(nil)
 
 func (r *Router) newStream(ctx context.Context, rs *reqState, g *Group, o outcome) *stream {
+	// A stream in the client's own API (Anthropic Messages or Responses
+	// events, which have no "choices") cannot be continued with chat
+	// chunks from another deployment: a break ends it with an error.
+	native := o.first != nil && !gjson.GetBytes(o.first, "choices").Exists()
 	s := &stream{r: r, ctx: ctx, rs: rs, g: g, d: o.d, cur: o.stream, cancel: o.cancel, body: rs.body,
 		first: o.first, eof: o.eof, attempts: rs.res.Attempts,
-		failover: r.failover && gjson.GetBytes(rs.body, "n").Int() <= 1}
+		failover: r.failover && !native && gjson.GetBytes(rs.body, "n").Int() <= 1}
 	s.gt = groupTry{g: g, tried: bit(o.d.index)}
 	return s
 }

@@ -282,3 +282,36 @@ func TestStreamToolCallRestarted(t *testing.T) {
 		})
 	}
 }
+
+// A stream in the client's own API (here Responses events, as a
+// deployment with responses_api sends them) that breaks mid-answer ends
+// with the error: chat chunks from another deployment cannot continue it.
+func TestNativeStreamIsNotContinued(t *testing.T) {
+	a := &fake{stream: func(context.Context, int, *providers.Request) (providers.Stream, error) {
+		return &chunks{err: reset, events: []string{
+			`{"type":"response.created","sequence_number":0,"response":{"id":"resp_1"}}`,
+			`{"type":"response.output_text.delta","sequence_number":1,"delta":"Hel"}`,
+		}}, nil
+	}}
+	b := streams("b", io.EOF, "<role>", "Hi", "<stop>")
+	r, _ := newTestRouter(t, failoverConfig+"}\n", map[string]providers.Provider{"a": a, "b": b})
+	res, err := r.Do(context.Background(), chat("g", true, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Stream.Close()
+	var got []string
+	for {
+		data, err := res.Stream.Recv()
+		if err != nil {
+			if err == io.EOF {
+				t.Fatalf("the stream ended cleanly after %v; want the upstream's error", got)
+			}
+			break
+		}
+		got = append(got, gjson.GetBytes(data, "type").Str)
+	}
+	if len(got) != 2 || b.Calls() != 0 {
+		t.Fatalf("relayed %v, b called %d times; want the 2 native events and no continuation", got, b.Calls())
+	}
+}

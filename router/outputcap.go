@@ -15,8 +15,9 @@ import (
 // cap keeps serving and failing over. Requests at or under the cap, and
 // deployments without one, are sent unchanged.
 
-// capOutput returns body with max_tokens and max_completion_tokens lowered
-// to limit where they exceed it; body itself when nothing is over (or
+// capOutput returns body with max_tokens, max_completion_tokens and (a
+// Responses API body's) max_output_tokens lowered to limit where they
+// exceed it; body itself when nothing is over (or
 // limit is zero). An Anthropic body's thinking.budget_tokens, which must
 // stay under max_tokens, is lowered with it.
 func capOutput(body []byte, limit int) []byte {
@@ -24,7 +25,7 @@ func capOutput(body []byte, limit int) []byte {
 		return body
 	}
 	out, lowered := body, false
-	for _, f := range [...]string{"max_tokens", "max_completion_tokens"} {
+	for _, f := range [...]string{"max_tokens", "max_completion_tokens", "max_output_tokens"} {
 		if v := gjson.GetBytes(out, f); v.Type == gjson.Number && v.Int() > int64(limit) {
 			b, err := sjson.SetBytes(out, f, limit)
 			if err != nil {

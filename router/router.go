@@ -270,6 +270,7 @@ func ProviderConfig(cfg *config.Config, m *config.Model) providers.Config {
 		AWSSecretAccessKey: p.AWSSecretAccessKey.Value(), AWSSessionToken: p.AWSSessionToken.Value(),
 		Mock: providers.MockConfig{Response: p.MockResponse, Latency: p.MockLatency.D(),
 			ChunkInterval: p.MockChunkInterval.D(), FailureRate: p.MockFailureRate},
+		ResponsesAPI: p.ResponsesAPI,
 	}
 	if pc.Timeout == 0 {
 		pc.Timeout = cfg.RouterSettings.Timeout.D()
@@ -310,6 +311,9 @@ type Call struct {
 	// deployments that speak the Messages API (see providers.Request).
 	Native       []byte
 	NativeHeader http.Header
+	// Responses carries a Responses API client's own request to deployments
+	// that speak it (see providers.Request).
+	Responses []byte
 	// Allow reports whether the caller may use a model group (virtual keys
 	// restricted to models); it is checked for every group tried, fallbacks
 	// included: a refused fallback is skipped, a refused Group is a

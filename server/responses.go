@@ -11,7 +11,9 @@ import (
 
 // responsesAPI serves the OpenAI Responses API (POST /v1/responses) from
 // any model group: the request is translated to chat completions, routed
-// like one, and the answer translated back (package responses). Keys,
+// like one, and the answer translated back (package responses); a
+// deployment that speaks the Responses API itself (responses_api) gets the
+// client's own request, and its answer or events pass through. Keys,
 // limits, budgets, the ledger and metrics apply as on chat completions;
 // errors are in the OpenAI shape. Not cached by the response cache.
 func (s *Server) responsesAPI() http.Handler {
@@ -37,10 +39,9 @@ func (s *Server) serveResponses(w http.ResponseWriter, r *http.Request, x *excha
 		return err
 	}
 	echo := responses.EchoOf(native)
-	if d := echo.Dropped(); len(d) > 0 {
-		w.Header().Set("X-Lumen-Dropped-Tools", strings.Join(d, ","))
-	}
-	res, err := s.Router().Do(r.Context(), s.call(x))
+	call := s.call(x)
+	call.Responses = native
+	res, err := s.Router().Do(r.Context(), call)
 	s.routed(w, x, res)
 	if err != nil {
 		return err
@@ -52,9 +53,12 @@ func (s *Server) serveResponses(w http.ResponseWriter, r *http.Request, x *excha
 	x.usage = resp.Usage
 	x.status = http.StatusOK
 	s.price(x)
-	out, err := responses.FromChat(resp.Body, echo)
-	if err != nil {
-		return err
+	out := resp.Body
+	if !responses.IsResponse(out) {
+		if out, err = responses.FromChat(resp.Body, echo); err != nil {
+			return err
+		}
+		droppedTools(w, echo)
 	}
 	s.writeAnswer(w, x, out)
 	return nil
@@ -71,6 +75,8 @@ func (s *Server) writeResponsesStream(w http.ResponseWriter, x *exchange, echo r
 	}
 	ew := s.newEventWriter(w, x, st)
 	tr := responses.NewStreamTranslator(echo, x.id)
+	one := make([]providers.TranslatedEvent, 1)
+	native := false
 	fail := func(err error) error {
 		if !x.started {
 			return err
@@ -82,21 +88,43 @@ func (s *Server) writeResponsesStream(w http.ResponseWriter, x *exchange, echo r
 			if code == "" {
 				code = ae.Type
 			}
-			_ = ew.write(tr.Fail(code, ae.Message))
+			if native {
+				_ = ew.write([]providers.TranslatedEvent{responses.ErrorEvent(code, ae.Message)})
+			} else {
+				_ = ew.write(tr.Fail(code, ae.Message))
+			}
 		}
 		return nil
 	}
 	for {
 		data, err := st.Recv()
 		if err == io.EOF {
-			if err := ew.write(tr.Finish()); err != nil {
-				return err
+			if !native {
+				if err := ew.write(tr.Finish()); err != nil {
+					return err
+				}
 			}
 			ew.end()
 			return nil
 		}
 		if err != nil {
 			return fail(err)
+		}
+		if typ, ok := responses.NativeEvent(data); ok {
+			// The deployment speaks the Responses API: its events pass
+			// through as they are.
+			if u := responses.EventUsage(data); u.Total() > 0 {
+				x.usage = u
+			}
+			one[0] = providers.TranslatedEvent{Type: typ, Data: data}
+			if err := ew.write(one); err != nil {
+				return err
+			}
+			native = true
+			continue
+		}
+		if !x.started {
+			droppedTools(w, echo)
 		}
 		x.countChunk(data)
 		events, err := tr.Chunk(data)
@@ -106,5 +134,13 @@ func (s *Server) writeResponsesStream(w http.ResponseWriter, x *exchange, echo r
 		if err := ew.write(events); err != nil {
 			return err
 		}
+	}
+}
+
+// droppedTools names, in a header, the built-in tools a translated answer
+// was made without.
+func droppedTools(w http.ResponseWriter, echo responses.Echo) {
+	if d := echo.Dropped(); len(d) > 0 {
+		w.Header().Set("X-Lumen-Dropped-Tools", strings.Join(d, ","))
 	}
 }

@@ -58,6 +58,9 @@ type Client struct {
 	timeout  time.Duration
 	gap      time.Duration
 	name     string // provider/model, for errors
+	// responses: Responses API requests go to {base}/responses as sent
+	// (see providers.Request.Responses), not translated to chat.
+	responses bool
 }
 
 var (
@@ -88,6 +91,10 @@ func New(cfg providers.Config) (*Client, error) {
 		return nil, fmt.Errorf("provider %s: api_base is required", cfg.Provider)
 	}
 	c.base = strings.TrimRight(base, "/")
+	c.responses = cfg.Provider == "openai" && c.base == DefaultBase["openai"]
+	if cfg.ResponsesAPI != nil {
+		c.responses = *cfg.ResponsesAPI
+	}
 	if c.azure && c.version == "" {
 		c.version = DefaultAzureAPIVersion
 	}
@@ -97,7 +104,19 @@ func New(cfg providers.Config) (*Client, error) {
 // Name implements providers.Provider.
 func (c *Client) Name() string { return c.provider }
 
+// native reports whether req goes out as the client's own Responses API
+// request.
+func (c *Client) native(req *providers.Request) bool {
+	return c.responses && req.Responses != nil && req.Op == providers.OpChat
+}
+
 func (c *Client) endpoint(req *providers.Request) string {
+	if c.native(req) {
+		if c.azure {
+			return c.base + "/openai/v1/responses" // Azure's v1 API takes no api-version
+		}
+		return c.base + "/responses"
+	}
 	if c.azure {
 		return c.base + "/openai/deployments/" + url.PathEscape(req.Model) + "/" + req.Op.String() + "?api-version=" + url.QueryEscape(c.version)
 	}
@@ -105,11 +124,21 @@ func (c *Client) endpoint(req *providers.Request) string {
 }
 
 func (c *Client) newRequest(ctx context.Context, req *providers.Request) (*http.Request, error) {
-	body, err := sjson.SetBytes(req.Body, "model", req.Model)
+	src := req.Body
+	if c.native(req) {
+		src = req.Responses
+	}
+	body, err := sjson.SetBytes(src, "model", req.Model)
 	if err != nil {
 		return nil, fmt.Errorf("setting model: %w", err)
 	}
-	if req.Stream && req.Op != providers.OpEmbedding {
+	if c.native(req) {
+		if gjson.GetBytes(body, "stream").Bool() != req.Stream {
+			if body, err = sjson.SetBytes(body, "stream", req.Stream); err != nil {
+				return nil, fmt.Errorf("setting stream: %w", err)
+			}
+		}
+	} else if req.Stream && req.Op != providers.OpEmbedding {
 		if body, err = sjson.SetBytes(body, "stream_options.include_usage", true); err != nil {
 			return nil, fmt.Errorf("setting stream_options: %w", err)
 		}
@@ -200,7 +229,7 @@ func (c *Client) DoStream(ctx context.Context, req *providers.Request) (provider
 		return nil, &providers.UpstreamError{Provider: c.provider, Deployment: c.name, Status: http.StatusBadGateway,
 			Message: "upstream answered a stream request without streaming", Retryable: true}
 	}
-	return &stream{c: c, ctx: ctx, body: resp.Body, r: sse.NewReader(resp.Body), wd: wd, cancel: cancel}, nil
+	return &stream{c: c, ctx: ctx, body: resp.Body, r: sse.NewReader(resp.Body), wd: wd, cancel: cancel, responses: c.native(req)}, nil
 }
 
 type stream struct {
@@ -210,11 +239,17 @@ type stream struct {
 	r        *sse.Reader
 	wd       *providers.Watchdog
 	cancel   context.CancelFunc
-	finished bool // a chunk carried a finish_reason
+	finished bool // a chunk carried a finish_reason (a Response: it completed)
 	done     bool
+	// responses: the stream is Responses API events, which end with the
+	// connection after response.completed (or .incomplete, .failed).
+	responses bool
 }
 
-var finishMark = []byte(`"finish_reason":"`)
+var (
+	finishMark   = []byte(`"finish_reason":"`)
+	responseDone = [][]byte{[]byte(`"type":"response.completed"`), []byte(`"type":"response.incomplete"`), []byte(`"type":"response.failed"`)}
+)
 
 func (s *stream) Recv() ([]byte, error) {
 	if s.done {
@@ -234,6 +269,19 @@ func (s *stream) Recv() ([]byte, error) {
 	if bytes.Equal(data, sse.Done) {
 		s.done = true
 		return nil, io.EOF
+	}
+	if s.responses {
+		if string(ev.Type) == "error" || gjson.GetBytes(data, "type").Str == "error" {
+			// {"type":"error","code","message","param"}
+			return nil, &providers.UpstreamError{Provider: s.c.provider, Deployment: s.c.name, Status: http.StatusBadGateway,
+				Type: "api_error", Code: gjson.GetBytes(data, "code").Str, Message: gjson.GetBytes(data, "message").Str, Retryable: true}
+		}
+		for _, m := range responseDone {
+			if bytes.Contains(data, m) {
+				s.finished = true
+			}
+		}
+		return data, nil
 	}
 	if string(ev.Type) == "error" || bytes.HasPrefix(data, []byte(`{"error"`)) {
 		return nil, s.c.errorFromBody(http.StatusBadGateway, data, nil)
@@ -303,11 +351,19 @@ func IsContextLengthError(msg string) bool {
 		strings.Contains(m, "prompt is too long")
 }
 
-// ParseUsage reads an OpenAI usage object from a response or chunk body.
+// ParseUsage reads an OpenAI usage object from a response or chunk body:
+// a chat completion's (prompt_tokens …) or a Response's (input_tokens …).
 func ParseUsage(body []byte) providers.Usage {
 	u := gjson.GetBytes(body, "usage")
 	if !u.IsObject() {
 		return providers.Usage{}
+	}
+	if in := u.Get("input_tokens"); in.Exists() && !u.Get("prompt_tokens").Exists() {
+		return providers.Usage{
+			PromptTokens:     int(in.Int()),
+			CompletionTokens: int(u.Get("output_tokens").Int()),
+			CachedTokens:     int(u.Get("input_tokens_details.cached_tokens").Int()),
+		}
 	}
 	return providers.Usage{
 		PromptTokens:     int(u.Get("prompt_tokens").Int()),

@@ -7,7 +7,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/lumengw/lumen/providers"
+	"github.com/lumengw/lumen/providers/openai"
 	"github.com/lumengw/lumen/providers/sse"
 )
 
@@ -230,4 +233,35 @@ func (t *StreamTranslator) emit(typ string, fields map[string]any) {
 		panic(fmt.Sprintf("responses: marshaling a %s event: %v", typ, err)) // plain maps and structs: cannot fail
 	}
 	t.out = append(t.out, Event{Type: typ, Data: data})
+}
+
+// NativeEvent reports whether a stream payload is a Responses API event
+// (from a deployment that speaks the API) rather than a chat chunk, and
+// its type.
+func NativeEvent(data []byte) (string, bool) {
+	if gjson.GetBytes(data, "choices").Exists() {
+		return "", false
+	}
+	typ := gjson.GetBytes(data, "type").Str
+	return typ, typ == "error" || strings.HasPrefix(typ, "response.")
+}
+
+// EventUsage reads the usage of a native stream's final event
+// (response.completed, .incomplete or .failed); zero for the others.
+func EventUsage(data []byte) providers.Usage {
+	r := gjson.GetBytes(data, "response")
+	if !r.IsObject() {
+		return providers.Usage{}
+	}
+	return openai.ParseUsage([]byte(r.Raw))
+}
+
+// IsResponse reports whether a non-streamed answer is a Response (from a
+// deployment that speaks the API) rather than a chat completion.
+func IsResponse(body []byte) bool { return gjson.GetBytes(body, "object").Str == "response" }
+
+// ErrorEvent is the error event that ends a native stream that broke.
+func ErrorEvent(code, message string) Event {
+	data, _ := providers.MarshalJSON(map[string]any{"type": "error", "code": code, "message": message, "param": nil})
+	return Event{Type: "error", Data: data}
 }
