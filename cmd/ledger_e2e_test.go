@@ -398,13 +398,20 @@ func TestE2EHedgesAreCounted(t *testing.T) {
 model_list:
   - model_name: hedged
     litellm_params: {model: mock/slow, mock_latency: 2s, weight: 1000}
+    model_info: {input_cost_per_token: 0.001, output_cost_per_token: 0}
   - model_name: hedged
     litellm_params: {model: mock/fast, weight: 1}
 router_settings: {num_retries: 0, model_group_hedge_after: {hedged: 20ms}}
 `, nil)
 	for range 3 {
-		if r := rawPost(t, l, "/v1/chat/completions", "", chatBody("hedged", "race", "")); r.status != 200 {
+		r := rawPost(t, l, "/v1/chat/completions", "", chatBody("hedged", "race", ""))
+		if r.status != 200 {
 			t.Fatal(r.text)
+		}
+		// fast (free) answered; slow, cancelled, saw the prompt: its
+		// estimate at slow's price is the request's cost.
+		if cost, _ := strconv.ParseFloat(r.header.Get("X-Lumen-Cost-Usd"), 64); cost <= 0 {
+			t.Fatalf("cost %q: the cancelled hedge's prompt is not counted", r.header.Get("X-Lumen-Cost-Usd"))
 		}
 	}
 	req, _ := http.NewRequest("GET", l.URL+"/metrics", nil)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/lumengw/lumen/pricing"
 	"github.com/lumengw/lumen/providers"
 )
 
@@ -223,9 +224,10 @@ func (r *Router) round(ctx context.Context, gt *groupTry, d *Deployment, rs *req
 // hedged runs d's attempt and, if it has produced nothing within the
 // group's hedge_after, a second one on the next-best healthy deployment
 // not tried yet. The first success wins and the other is cancelled at once
-// (its result is drained and released in the background). If one fails,
-// the other is awaited; when both fail the error returned is the last.
-// Both attempts count in Result.Attempts.
+// (its result is drained and released in the background) and its prompt
+// is counted in Result.Abandoned. If one fails, the other is awaited; when
+// both fail the error returned is the last. Both attempts count in
+// Result.Attempts.
 func (r *Router) hedged(ctx context.Context, gt *groupTry, d *Deployment, rs *reqState, after time.Duration) outcome {
 	type running struct {
 		d      *Deployment
@@ -284,6 +286,7 @@ func (r *Router) hedged(ctx context.Context, gt *groupTry, d *Deployment, rs *re
 		for _, l := range live[:n] {
 			if l.d != o.d {
 				l.cancel() // the loser stops now
+				rs.res.Abandoned += pricing.Cost(providers.Usage{PromptTokens: rs.promptTokens()}, l.d.Price)
 			}
 		}
 		go drain(results, pending)

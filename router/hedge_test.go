@@ -3,10 +3,12 @@ package router
 import (
 	"context"
 	"io"
+	"math"
 	"testing"
 	"time"
 
 	"github.com/lumengw/lumen/providers"
+	"github.com/lumengw/lumen/tokens"
 )
 
 // slow is cheaper, so cost-based-routing always tries it first.
@@ -66,6 +68,11 @@ func TestHedgeBeatsSlowDeployment(t *testing.T) {
 			}
 			if st := r.Stats(); st.Hedges != 1 || st.HedgeWins != 1 {
 				t.Fatalf("stats %+v", st)
+			}
+			// The loser saw the prompt: its estimate at slow's input price.
+			prompt := tokens.Prompt([]byte(`{"model":"g","messages":[{"role":"user","content":"hi"}]}`))
+			if want := float64(prompt) * 0.000001; prompt == 0 || math.Abs(res.Abandoned-want) > 1e-12 {
+				t.Fatalf("abandoned %g USD, want %g (%d prompt tokens at slow's price)", res.Abandoned, want, prompt)
 			}
 			g, _ := r.Group("g")
 			if d := g.Deployments[0]; d.State(r.now()) != StateClosed || d.health.openUntil(r.now()) != (time.Time{}) {

@@ -337,6 +337,12 @@ type Result struct {
 	// Attempts counts upstream calls made before the answer began, failed
 	// and hedged ones included.
 	Attempts int
+	// Abandoned is the estimated USD of attempts cancelled because a hedge
+	// won the race: each one's prompt (Lumen's estimate) at its own
+	// deployment's input price. The upstream saw the prompt and may bill
+	// it, so budgets and the ledger count it; the answer's own usage does
+	// not include it.
+	Abandoned float64
 	// Group is the model group that answered; it differs from Call.Group
 	// after a fallback.
 	Group string

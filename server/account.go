@@ -199,7 +199,7 @@ func worstPrice(rt *router.Router, g *router.Group) pricing.Price {
 // answer what it saved, from the deployment's price.
 func (s *Server) price(x *exchange) {
 	if x.deployment != nil && x.attempts > 0 {
-		x.cost = pricing.Cost(x.usage, x.deployment.Price)
+		x.cost = pricing.Cost(x.usage, x.deployment.Price) + x.abandoned
 	}
 	if x.saved.Total() > 0 {
 		d := x.deployment

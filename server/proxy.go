@@ -50,6 +50,7 @@ type exchange struct {
 	fallbackFrom string
 
 	promptEst     int      // prompt tokens estimated before the call
+	abandoned     float64  // USD of hedge attempts cancelled (router.Result.Abandoned)
 	limitedTokens int      // tokens counted against each tpm window by admit
 	scopes        []scope  // the rate-limit windows admit counted the request in
 	scopeBuf      [3]scope // scopes' backing array
@@ -158,6 +159,7 @@ func (s *Server) routed(w http.ResponseWriter, x *exchange, res *router.Result) 
 	}
 	x.attempts = res.Attempts
 	x.deployment = res.Deployment
+	x.abandoned = res.Abandoned
 	h := w.Header()
 	if res.Attempts > 0 {
 		h.Set("x-lumen-attempts", strconv.Itoa(res.Attempts))
