@@ -115,7 +115,11 @@ func toChat(req *request) (*providers.ChatRequest, error) {
 				chat.Tools = append(chat.Tools, f)
 			}
 		case "custom":
-			return nil, providers.Invalid(at+".type", "custom (free-form input) tools are not available on chat upstreams; declare it as a function")
+			f, err := customFunction(t, at)
+			if err != nil {
+				return nil, err
+			}
+			chat.Tools = append(chat.Tools, f)
 		default:
 			// A built-in tool (web_search, file_search, code_interpreter…)
 			// runs on OpenAI's side: the model answers without it (EchoOf
@@ -165,6 +169,24 @@ func function(t tool, ns, at string) (providers.Tool, error) {
 	}
 	return providers.Tool{Type: "function", Function: providers.FunctionDef{
 		Name: name, Description: t.Description, Parameters: t.Parameters, Strict: t.Strict}}, nil
+}
+
+// customInput is the parameters schema of a custom tool as a chat
+// function: its free-form input as one string.
+var customInput = json.RawMessage(`{"type":"object","properties":{"input":{"type":"string","description":"The tool's whole free-form input, as plain text."}},"required":["input"],"additionalProperties":false}`)
+
+// customFunction is a custom (free-form input) tool as a chat function of
+// one string argument, "input"; the input's grammar, if any, goes into the
+// description, since a chat upstream cannot constrain to it.
+func customFunction(t tool, at string) (providers.Tool, error) {
+	if t.Name == "" {
+		return providers.Tool{}, providers.Invalid(at+".name", "a custom tool needs a name")
+	}
+	desc := t.Description
+	if f := t.Format; f != nil && f.Type == "grammar" && f.Definition != "" {
+		desc += fmt.Sprintf("\n\nThe input must match this %s grammar:\n%s", f.Syntax, f.Definition)
+	}
+	return providers.Tool{Type: "function", Function: providers.FunctionDef{Name: t.Name, Description: desc, Parameters: customInput}}, nil
 }
 
 // toolChoice reads "auto" | "none" | "required" | {"type":"function","name":…}.
@@ -229,13 +251,14 @@ func inputMessages(raw json.RawMessage) ([]providers.Message, error) {
 			if it.Namespace != "" {
 				name = it.Namespace + nsSep + it.Name
 			}
-			call := providers.ToolCall{ID: it.CallID, Type: "function", Function: providers.FunctionCall{Name: name, Arguments: it.Arguments}}
-			if n := len(out); n > 0 && out[n-1].Role == "assistant" {
-				out[n-1].ToolCalls = append(out[n-1].ToolCalls, call)
-			} else {
-				out = append(out, providers.Message{Role: "assistant", ToolCalls: []providers.ToolCall{call}})
+			out = appendCall(out, providers.ToolCall{ID: it.CallID, Type: "function", Function: providers.FunctionCall{Name: name, Arguments: it.Arguments}})
+		case "custom_tool_call":
+			if it.CallID == "" || it.Name == "" {
+				return nil, providers.Invalid(at, "a custom_tool_call item needs call_id and name")
 			}
-		case "function_call_output":
+			args, _ := json.Marshal(map[string]string{"input": it.Input})
+			out = appendCall(out, providers.ToolCall{ID: it.CallID, Type: "function", Function: providers.FunctionCall{Name: it.Name, Arguments: string(args)}})
+		case "function_call_output", "custom_tool_call_output":
 			if it.CallID == "" {
 				return nil, providers.Invalid(at+".call_id", "a function_call_output item needs the call_id it answers")
 			}
@@ -249,10 +272,20 @@ func inputMessages(raw json.RawMessage) ([]providers.Message, error) {
 		case "item_reference":
 			return nil, providers.Invalid(at+".type", "item_reference needs stored items; Lumen does not store responses, so send the item itself")
 		default:
-			return nil, providers.Invalid(at+".type", "unsupported input item %q (supported: message, function_call, function_call_output, reasoning)", it.Type)
+			return nil, providers.Invalid(at+".type", "unsupported input item %q (supported: message, function_call, function_call_output, custom_tool_call, custom_tool_call_output, reasoning)", it.Type)
 		}
 	}
 	return out, nil
+}
+
+// appendCall adds a tool call to the assistant message that ends out, or
+// starts one.
+func appendCall(out []providers.Message, call providers.ToolCall) []providers.Message {
+	if n := len(out); n > 0 && out[n-1].Role == "assistant" {
+		out[n-1].ToolCalls = append(out[n-1].ToolCalls, call)
+		return out
+	}
+	return append(out, providers.Message{Role: "assistant", ToolCalls: []providers.ToolCall{call}})
 }
 
 // message translates a message item. An assistant message's text is its
@@ -359,6 +392,7 @@ type Echo struct {
 	text            json.RawMessage
 	// namespaced maps a chat function name back to its namespace and name.
 	namespaced map[string][2]string
+	custom     map[string]bool // the custom tools' names
 	dropped    []string
 }
 
@@ -389,7 +423,12 @@ func EchoOf(body []byte) Echo {
 	}
 	for _, t := range req.Tools {
 		switch t.Type {
-		case "function", "custom":
+		case "function":
+		case "custom":
+			if e.custom == nil {
+				e.custom = map[string]bool{}
+			}
+			e.custom[t.Name] = true
 		case "namespace":
 			for _, ft := range t.Tools {
 				if e.namespaced == nil {
@@ -449,6 +488,12 @@ func FromChat(chatResponse []byte, e Echo) ([]byte, error) {
 		if id == "" {
 			id = newID("call_")
 		}
+		if e.custom[tc.Function.Name] {
+			input := customInputOf(args)
+			r.Output = append(r.Output, outputItem{Type: "custom_tool_call", ID: newID("ctc_"), Status: "completed", CallID: id,
+				Name: tc.Function.Name, Input: &input})
+			continue
+		}
 		name, ns := e.function(tc.Function.Name)
 		r.Output = append(r.Output, outputItem{Type: "function_call", ID: newID("fc_"), Status: "completed", CallID: id,
 			Name: name, Namespace: ns, Arguments: &args})
@@ -456,6 +501,18 @@ func FromChat(chatResponse []byte, e Echo) ([]byte, error) {
 	r.Status, r.IncompleteDetails = finish(ch.FinishReason)
 	r.Usage = fromUsage(resp.Usage)
 	return providers.MarshalJSON(&r)
+}
+
+// customInputOf is a custom tool's input from its chat call's arguments
+// ({"input": "…"}); arguments of another shape are passed as they are.
+func customInputOf(args string) string {
+	var v struct {
+		Input *string `json:"input"`
+	}
+	if json.Unmarshal([]byte(args), &v) == nil && v.Input != nil {
+		return *v.Input
+	}
+	return args
 }
 
 // finish maps a finish_reason to the Response's status.

@@ -46,16 +46,23 @@ func TestGoldenToChat(t *testing.T) {
 	for _, m := range gjson.GetBytes(out, "messages").Array() {
 		roles = append(roles, m.Get("role").Str)
 	}
-	if got, want := strings.Join(roles, " "), "system system user user assistant tool tool"; got != want {
+	if got, want := strings.Join(roles, " "), "system system user user assistant tool tool assistant tool"; got != want {
 		t.Errorf("roles %q, want %q", got, want)
 	}
-	calls := gjson.GetBytes(out, `messages.#(role=="assistant").tool_calls.#.function.name`).Array()
-	if len(calls) != 2 || calls[0].Str != "exec_command" || calls[1].Str != "multi_agent_v1__wait_agent" {
-		t.Errorf("assistant tool calls %v", calls)
+	calls := gjson.GetBytes(out, `messages.#(role=="assistant")#.tool_calls.#.function.name`).String()
+	if calls != `[["exec_command","multi_agent_v1__wait_agent"],["apply_patch"]]` {
+		t.Errorf("assistant tool calls %s", calls)
+	}
+	if a := gjson.GetBytes(out, `messages.7.tool_calls.0.function.arguments`).Str; a != `{"input":"*** Begin Patch\n*** Add File: a.txt\n+hi\n*** End Patch\n"}` {
+		t.Errorf("custom call arguments %s", a)
+	}
+	patch := gjson.GetBytes(out, `tools.#(function.name=="apply_patch").function`)
+	if patch.Get("parameters.required.0").Str != "input" || !strings.Contains(patch.Get("description").Str, "lark grammar:\nstart: begin_patch") {
+		t.Errorf("custom tool as a function: %s", patch.Raw)
 	}
 	e := EchoOf(in)
-	if d := e.Dropped(); len(d) != 1 || d[0] != "web_search" {
-		t.Errorf("dropped %v, want [web_search]", d)
+	if d := strings.Join(e.Dropped(), ","); d != "tool_search,web_search" {
+		t.Errorf("dropped %s, want tool_search,web_search", d)
 	}
 	if name, ns := e.function("multi_agent_v1__spawn_agent"); name != "spawn_agent" || ns != "multi_agent_v1" {
 		t.Errorf("namespaced function maps back to %q in %q", name, ns)
@@ -83,7 +90,8 @@ func TestToChatRejects(t *testing.T) {
 		{"image by file id", `{"model":"m","input":[{"role":"user","content":[{"type":"input_image","file_id":"f"}]}]}`, "input[0].content[0].image_url", "file_id needs OpenAI's file store"},
 		{"call without id", `{"model":"m","input":[{"type":"function_call","name":"f","arguments":"{}"}]}`, "input[0]", "needs call_id and name"},
 		{"output without id", `{"model":"m","input":[{"type":"function_call_output","output":"x"}]}`, "input[0].call_id", "needs the call_id"},
-		{"custom tool", `{"model":"m",` + msg + `,"tools":[{"type":"custom","name":"apply_patch"}]}`, "tools[0].type", "custom (free-form input) tools"},
+		{"nameless custom tool", `{"model":"m",` + msg + `,"tools":[{"type":"custom","description":"x"}]}`, "tools[0].name", "a custom tool needs a name"},
+		{"custom call without id", `{"model":"m","input":[{"type":"custom_tool_call","name":"apply_patch","input":"x"}]}`, "input[0]", "needs call_id and name"},
 		{"namespace custom", `{"model":"m",` + msg + `,"tools":[{"type":"namespace","name":"n","tools":[{"type":"custom","name":"c"}]}]}`, "tools[0].tools[0].type", `unsupported tool "custom" in a namespace`},
 		{"nameless function", `{"model":"m",` + msg + `,"tools":[{"type":"function","parameters":{}}]}`, "tools[0].name", "needs a name"},
 		{"tool choice", `{"model":"m",` + msg + `,"tool_choice":{"type":"web_search"}}`, "tool_choice", "built-in tools are not available"},
@@ -132,7 +140,7 @@ func TestToChatFields(t *testing.T) {
 	}
 }
 
-var ids = regexp.MustCompile(`"(resp|msg|fc|rs|call)_[0-9a-f]{24}"`)
+var ids = regexp.MustCompile(`"(resp|msg|fc|ctc|rs|call)_[0-9a-f]{24}"`)
 
 // FromChat: reasoning, text and a namespaced call become output items; a
 // length stop is an incomplete response; usage is the Responses way.
@@ -140,7 +148,8 @@ func TestFromChat(t *testing.T) {
 	e := EchoOf(readFixture(t, "codex.json"))
 	chat := `{"id":"chatcmpl-9","object":"chat.completion","created":1700000000,"model":"gpt-4o","choices":[{"index":0,
 		"message":{"role":"assistant","reasoning_content":"Think.","content":"Spawning.","tool_calls":[
-		{"id":"call_7","type":"function","function":{"name":"multi_agent_v1__spawn_agent","arguments":"{\"message\":\"go\"}"}}]},
+		{"id":"call_7","type":"function","function":{"name":"multi_agent_v1__spawn_agent","arguments":"{\"message\":\"go\"}"}},
+		{"id":"call_8","type":"function","function":{"name":"apply_patch","arguments":"{\"input\":\"*** Begin Patch\\n*** End Patch\\n\"}"}}]},
 		"finish_reason":"length"}],"usage":{"prompt_tokens":100,"completion_tokens":20,"total_tokens":120,
 		"prompt_tokens_details":{"cached_tokens":40},"completion_tokens_details":{"reasoning_tokens":5}}}`
 	out, err := FromChat([]byte(chat), e)
@@ -152,8 +161,11 @@ func TestFromChat(t *testing.T) {
 	if r.Get("id").Str != "resp_9" || r.Get("status").Str != "incomplete" || r.Get("incomplete_details.reason").Str != "max_output_tokens" {
 		t.Errorf("head: %s", out)
 	}
-	if got := r.Get("output.#.type").String(); got != `["reasoning","message","function_call"]` {
+	if got := r.Get("output.#.type").String(); got != `["reasoning","message","function_call","custom_tool_call"]` {
 		t.Errorf("output types %s", got)
+	}
+	if ct := r.Get("output.3"); ct.Get("name").Str != "apply_patch" || ct.Get("input").Str != "*** Begin Patch\n*** End Patch\n" || ct.Get("call_id").Str != "call_8" {
+		t.Errorf("custom tool call %s", ct.Raw)
 	}
 	if fc := r.Get("output.2"); fc.Get("name").Str != "spawn_agent" || fc.Get("namespace").Str != "multi_agent_v1" || fc.Get("call_id").Str != "call_7" {
 		t.Errorf("function call %s", fc.Raw)
@@ -185,6 +197,8 @@ func TestGoldenStream(t *testing.T) {
 		`{"id":"chatcmpl-s","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"cmd\":"}}]}}]}`,
 		`{"id":"chatcmpl-s","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"ls\"}"}}]}}]}`,
 		`{"id":"chatcmpl-s","choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_b","type":"function","function":{"name":"multi_agent_v1__wait_agent","arguments":"{}"}}]}}]}`,
+		`{"id":"chatcmpl-s","choices":[{"index":0,"delta":{"tool_calls":[{"index":2,"id":"call_c","type":"function","function":{"name":"apply_patch","arguments":"{\"input\":\"*** Begin"}}]}}]}`,
+		`{"id":"chatcmpl-s","choices":[{"index":0,"delta":{"tool_calls":[{"index":2,"function":{"arguments":" Patch\\n\"}"}}]}}]}`,
 		`{"id":"chatcmpl-s","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}`,
 		`{"id":"chatcmpl-s","choices":[],"usage":{"prompt_tokens":30,"completion_tokens":12,"total_tokens":42}}`,
 		`[DONE]`,
@@ -235,8 +249,16 @@ func TestGoldenStream(t *testing.T) {
 		t.Fatalf("last event %s", last.Raw)
 	}
 	resp := last.Get("response")
-	if got := resp.Get("output.#.type").String(); got != `["reasoning","message","function_call","function_call"]` {
+	if got := resp.Get("output.#.type").String(); got != `["reasoning","message","function_call","function_call","custom_tool_call"]` {
 		t.Errorf("final output %s", got)
+	}
+	if resp.Get("output.4.input").Str != "*** Begin Patch\n" {
+		t.Errorf("custom tool input %q", resp.Get("output.4.input").Str)
+	}
+	for _, e := range events {
+		if e.Get("type").Str == "response.function_call_arguments.delta" && e.Get("output_index").Int() == 4 {
+			t.Errorf("a custom call's JSON wrapping leaked as arguments: %s", e.Raw)
+		}
 	}
 	if resp.Get("output.1.content.0.text").Str != "Checking now." || resp.Get("output.2.arguments").Str != `{"cmd":"ls"}` ||
 		resp.Get("output.3.name").Str != "wait_agent" || resp.Get("output.3.namespace").Str != "multi_agent_v1" ||

@@ -27,7 +27,8 @@ type Event = providers.TranslatedEvent
 // event carries its sequence_number.
 //
 // Items follow one another: an item is done before the next is added, so
-// tool calls must arrive one after the other, as OpenAI streams them.
+// tool calls must arrive one after the other, as OpenAI streams them. A
+// custom tool's input arrives in one delta when its call is done.
 //
 // A StreamTranslator is not safe for concurrent use.
 type StreamTranslator struct {
@@ -39,6 +40,7 @@ type StreamTranslator struct {
 	finished bool
 	open     byte // kind of the open item: 'r' reasoning, 't' message, 'f' function call; 0 none
 	openTool int  // chat index of the open function call
+	custom   bool // the open call is a custom tool's: its input is sent whole when done
 	tools    map[int]bool
 	item     outputItem      // the open item
 	text     strings.Builder // its text, summary or arguments so far
@@ -104,7 +106,9 @@ func (t *StreamTranslator) Chunk(payload []byte) ([]Event, error) {
 		}
 		if a := tc.Function.Arguments; a != "" {
 			t.text.WriteString(a)
-			t.emit("response.function_call_arguments.delta", map[string]any{"item_id": t.item.ID, "output_index": len(t.output), "delta": a})
+			if !t.custom {
+				t.emit("response.function_call_arguments.delta", map[string]any{"item_id": t.item.ID, "output_index": len(t.output), "delta": a})
+			}
 		}
 	}
 	if ch.FinishReason != nil && *ch.FinishReason != "" {
@@ -190,8 +194,13 @@ func (t *StreamTranslator) ensure(kind byte, tool int, callID, name string) {
 			"part": outputText{Type: "output_text", Annotations: []any{}, Logprobs: []any{}}})
 	case 'f':
 		empty := ""
-		name, ns := t.echo.function(name)
-		t.item = outputItem{Type: "function_call", ID: newID("fc_"), Status: "in_progress", CallID: callID, Name: name, Namespace: ns, Arguments: &empty}
+		t.custom = t.echo.custom[name]
+		if t.custom {
+			t.item = outputItem{Type: "custom_tool_call", ID: newID("ctc_"), Status: "in_progress", CallID: callID, Name: name, Input: &empty}
+		} else {
+			name, ns := t.echo.function(name)
+			t.item = outputItem{Type: "function_call", ID: newID("fc_"), Status: "in_progress", CallID: callID, Name: name, Namespace: ns, Arguments: &empty}
+		}
 		t.emit("response.output_item.added", map[string]any{"output_index": at, "item": t.item})
 	}
 }
@@ -216,6 +225,15 @@ func (t *StreamTranslator) closeItem() {
 		t.emit("response.content_part.done", map[string]any{"item_id": it.ID, "output_index": at, "content_index": 0, "part": part})
 		it.Status, it.Content = "completed", &[]outputText{part}
 	case 'f':
+		if t.custom {
+			// The chat call's arguments are {"input": "…"}: only whole
+			// can the input be told from its JSON wrapping.
+			input := customInputOf(text)
+			t.emit("response.custom_tool_call_input.delta", map[string]any{"item_id": it.ID, "output_index": at, "delta": input})
+			t.emit("response.custom_tool_call_input.done", map[string]any{"item_id": it.ID, "output_index": at, "input": input})
+			it.Status, it.Input = "completed", &input
+			break
+		}
 		t.emit("response.function_call_arguments.done", map[string]any{"item_id": it.ID, "output_index": at, "name": it.Name, "arguments": text})
 		it.Status, it.Arguments = "completed", &text
 	}

@@ -12,13 +12,16 @@
 //
 // Carried: instructions, text, images, function tools (also inside a
 // namespace: the chat function is named "<namespace>__<name>" and calls
-// come back split), function calls and their outputs, tool_choice,
-// text.format, sampling settings and max_output_tokens. Built-in tools
-// (web_search, file_search, code_interpreter, …) run on OpenAI's side:
-// they are left out, the model answers without them, and Echo.Dropped
-// names them. Reasoning items in the input and the reasoning, include,
-// store and prompt_cache_key settings are dropped, as no chat upstream
-// reads them. Custom (free-form) tools are refused.
+// come back split), custom (free-form) tools as functions of one string
+// argument "input" (their grammar in the description; calls come back as
+// custom_tool_call items), function and custom tool calls and their
+// outputs, tool_choice, text.format, sampling settings and
+// max_output_tokens. Built-in tools (web_search, file_search,
+// code_interpreter, tool_search, …) run on OpenAI's side or need its
+// deferred loading: they are left out, the model answers without them,
+// and Echo.Dropped names them. Reasoning items in the input and the
+// reasoning, include, store and prompt_cache_key settings are dropped, as
+// no chat upstream reads them.
 package responses
 
 import (
@@ -56,8 +59,17 @@ type tool struct {
 	Description string
 	Parameters  json.RawMessage
 	Strict      *bool
-	Tools       []tool // a namespace's
+	Tools       []tool      // a namespace's
+	Format      *toolFormat // a custom tool's input format
 	raw         json.RawMessage
+}
+
+// toolFormat is a custom tool's format: {"type":"text"} or
+// {"type":"grammar","syntax":"lark"|"regex","definition":…}.
+type toolFormat struct {
+	Type       string `json:"type"`
+	Syntax     string `json:"syntax"`
+	Definition string `json:"definition"`
 }
 
 func (t *tool) UnmarshalJSON(b []byte) error {
@@ -68,12 +80,13 @@ func (t *tool) UnmarshalJSON(b []byte) error {
 		Parameters  json.RawMessage `json:"parameters"`
 		Strict      *bool           `json:"strict"`
 		Tools       []tool          `json:"tools"`
+		Format      *toolFormat     `json:"format"`
 	}
 	if err := json.Unmarshal(b, &v); err != nil {
 		return err
 	}
 	*t = tool{Type: v.Type, Name: v.Name, Description: v.Description, Parameters: v.Parameters, Strict: v.Strict,
-		Tools: v.Tools, raw: append(json.RawMessage(nil), b...)}
+		Tools: v.Tools, Format: v.Format, raw: append(json.RawMessage(nil), b...)}
 	return nil
 }
 
@@ -98,11 +111,12 @@ type item struct {
 	Type    string          `json:"type"`
 	Role    string          `json:"role"`
 	Content json.RawMessage `json:"content"`
-	// function_call
+	// function_call, custom_tool_call
 	CallID    string `json:"call_id"`
 	Name      string `json:"name"`
 	Namespace string `json:"namespace"`
 	Arguments string `json:"arguments"`
+	Input     string `json:"input"`
 	// function_call_output: a string or input content parts
 	Output json.RawMessage `json:"output"`
 }
@@ -164,6 +178,8 @@ type outputItem struct {
 	Name      string  `json:"name,omitempty"`
 	Namespace string  `json:"namespace,omitempty"`
 	Arguments *string `json:"arguments,omitempty"`
+	// custom_tool_call
+	Input *string `json:"input,omitempty"`
 	// reasoning
 	Summary *[]summaryText `json:"summary,omitempty"`
 }
