@@ -189,7 +189,8 @@ func customFunction(t tool, at string) (providers.Tool, error) {
 	return providers.Tool{Type: "function", Function: providers.FunctionDef{Name: t.Name, Description: desc, Parameters: customInput}}, nil
 }
 
-// toolChoice reads "auto" | "none" | "required" | {"type":"function","name":…}.
+// toolChoice reads "auto" | "none" | "required" | {"type":"function" or
+// "custom","name":…} (a custom tool is a function upstream).
 func toolChoice(raw json.RawMessage) (*providers.ToolChoice, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
@@ -208,8 +209,8 @@ func toolChoice(raw json.RawMessage) (*providers.ToolChoice, error) {
 		Type string `json:"type"`
 		Name string `json:"name"`
 	}
-	if err := json.Unmarshal(raw, &obj); err != nil || obj.Type != "function" || obj.Name == "" {
-		return nil, providers.Invalid("tool_choice", "a tool_choice object must be {\"type\": \"function\", \"name\": …} (built-in tools are not available through Lumen)")
+	if err := json.Unmarshal(raw, &obj); err != nil || (obj.Type != "function" && obj.Type != "custom") || obj.Name == "" {
+		return nil, providers.Invalid("tool_choice", "a tool_choice object must be {\"type\": \"function\" or \"custom\", \"name\": …} (built-in tools are not available through Lumen)")
 	}
 	return &providers.ToolChoice{Mode: providers.ToolChoiceFunction, Name: obj.Name}, nil
 }

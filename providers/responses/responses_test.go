@@ -138,6 +138,11 @@ func TestToChatFields(t *testing.T) {
 	if gjson.GetBytes(out, "stream_options").Exists() {
 		t.Error("stream_options on a non-streamed request")
 	}
+	// Forcing a custom tool forces its function.
+	out, err = ToChat([]byte(`{"model":"m","input":"patch it","tools":[{"type":"custom","name":"apply_patch"}],"tool_choice":{"type":"custom","name":"apply_patch"}}`))
+	if err != nil || gjson.GetBytes(out, "tool_choice.function.name").Str != "apply_patch" {
+		t.Errorf("custom tool_choice: %s %v", out, err)
+	}
 }
 
 var ids = regexp.MustCompile(`"(resp|msg|fc|ctc|rs|call)_[0-9a-f]{24}"`)
