@@ -31,14 +31,13 @@ func (s *Server) serveResponses(w http.ResponseWriter, r *http.Request, x *excha
 	if err != nil {
 		return err
 	}
-	body, err := responses.ToChat(native)
+	body, echo, err := responses.Translate(native)
 	if err != nil {
 		return err
 	}
 	if err := s.begin(w, r, x, body); err != nil {
 		return err
 	}
-	echo := responses.EchoOf(native)
 	call := s.call(x)
 	call.Responses = native
 	res, err := s.Router().Do(r.Context(), call)

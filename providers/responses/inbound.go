@@ -14,23 +14,25 @@ import (
 	"github.com/lumengw/lumen/providers"
 )
 
-// ToChat translates a Responses API request body into an OpenAI chat
-// completions body for the same model name. Errors are
-// *providers.InvalidRequestError naming the Responses field.
-func ToChat(body []byte) ([]byte, error) {
+// Translate reads a Responses API request body once: it returns its
+// translation into an OpenAI chat completions body for the same model
+// name, and what the Response will repeat of it (and needs to map calls
+// back). Errors are *providers.InvalidRequestError naming the Responses
+// field.
+func Translate(body []byte) ([]byte, Echo, error) {
 	req, err := decode(body)
 	if err != nil {
-		return nil, err
+		return nil, Echo{}, err
 	}
 	chat, err := toChat(req)
 	if err != nil {
-		return nil, err
+		return nil, Echo{}, err
 	}
 	out, err := providers.MarshalJSON(chat)
 	if err != nil {
-		return nil, fmt.Errorf("encoding the chat request: %w", err)
+		return nil, Echo{}, fmt.Errorf("encoding the chat request: %w", err)
 	}
-	return out, nil
+	return out, echoOf(req), nil
 }
 
 func decode(body []byte) (*request, error) {
@@ -122,8 +124,8 @@ func toChat(req *request) (*providers.ChatRequest, error) {
 			chat.Tools = append(chat.Tools, f)
 		default:
 			// A built-in tool (web_search, file_search, code_interpreter…)
-			// runs on OpenAI's side: the model answers without it (EchoOf
-			// lists what was dropped; the server says so in a header).
+			// runs on OpenAI's side: the model answers without it
+			// (Echo.Dropped lists it; the server says so in a header).
 		}
 	}
 	if tc, err := toolChoice(req.ToolChoice); err != nil {
@@ -409,13 +411,8 @@ func (e Echo) function(chatName string) (name, namespace string) {
 	return chatName, ""
 }
 
-// EchoOf reads the request fields a Response repeats. It never fails on a
-// body ToChat accepted.
-func EchoOf(body []byte) Echo {
-	req, err := decode(body)
-	if err != nil {
-		return Echo{}
-	}
+// echoOf reads the request fields a Response repeats.
+func echoOf(req *request) Echo {
 	e := Echo{model: req.Model, instructions: req.Instructions, maxOutputTokens: req.MaxOutputTokens,
 		temperature: req.Temperature, topP: req.TopP, parallel: req.ParallelToolCalls == nil || *req.ParallelToolCalls,
 		tools: req.Tools, toolChoice: req.ToolChoice, text: json.RawMessage(`{"format":{"type":"text"}}`)}

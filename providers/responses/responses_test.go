@@ -17,6 +17,16 @@ import (
 	"github.com/lumengw/lumen/providers/sse"
 )
 
+// testEcho is what Translate reads of a request for its Response.
+func testEcho(t *testing.T, body []byte) Echo {
+	t.Helper()
+	_, e, err := Translate(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
 func readFixture(t *testing.T, name string) []byte {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join("testdata", name))
@@ -26,14 +36,14 @@ func readFixture(t *testing.T, name string) []byte {
 	return data
 }
 
-// TestGoldenToChat pins the chat body made from what Codex CLI 0.171 sends
+// TestGoldenTranslate pins the chat body made from what Codex CLI 0.171 sends
 // (testdata/codex.json, trimmed from a captured request): developer
 // messages, a reasoning item, an answer's text and two calls (one in a
 // namespace) with their outputs, a namespace of functions and a built-in
 // web_search tool.
-func TestGoldenToChat(t *testing.T) {
+func TestGoldenTranslate(t *testing.T) {
 	in := readFixture(t, "codex.json")
-	out, err := ToChat(in)
+	out, e, err := Translate(in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +70,6 @@ func TestGoldenToChat(t *testing.T) {
 	if patch.Get("parameters.required.0").Str != "input" || !strings.Contains(patch.Get("description").Str, "lark grammar:\nstart: begin_patch") {
 		t.Errorf("custom tool as a function: %s", patch.Raw)
 	}
-	e := EchoOf(in)
 	if d := strings.Join(e.Dropped(), ","); d != "tool_search,web_search" {
 		t.Errorf("dropped %s, want tool_search,web_search", d)
 	}
@@ -72,7 +81,7 @@ func TestGoldenToChat(t *testing.T) {
 	}
 }
 
-func TestToChatRejects(t *testing.T) {
+func TestTranslateRejects(t *testing.T) {
 	const msg = `"input":"hi"`
 	tests := []struct {
 		name, body, param, msg string
@@ -103,7 +112,7 @@ func TestToChatRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ToChat([]byte(tt.body))
+			_, _, err := Translate([]byte(tt.body))
 			var ie *providers.InvalidRequestError
 			if !errors.As(err, &ie) || ie.Param != tt.param || !strings.Contains(ie.Message, tt.msg) {
 				t.Fatalf("err = %v, want param %q message containing %q", err, tt.param, tt.msg)
@@ -114,8 +123,8 @@ func TestToChatRejects(t *testing.T) {
 
 // The fields a chat upstream takes: instructions first, sampling, the
 // output limit, a json_schema format, a forced function, an image.
-func TestToChatFields(t *testing.T) {
-	out, err := ToChat([]byte(`{"model":"m","instructions":"Be brief.","input":[{"role":"user","content":[
+func TestTranslateFields(t *testing.T) {
+	out, _, err := Translate([]byte(`{"model":"m","instructions":"Be brief.","input":[{"role":"user","content":[
 		{"type":"input_text","text":"What is in it?"},{"type":"input_image","image_url":"data:image/png;base64,iVBO","detail":"low"}]}],
 		"max_output_tokens":50,"temperature":0.2,"top_p":0.9,"user":"u-1","parallel_tool_calls":false,
 		"tools":[{"type":"function","name":"f","parameters":{"type":"object"},"strict":true}],"tool_choice":{"type":"function","name":"f"},
@@ -139,7 +148,7 @@ func TestToChatFields(t *testing.T) {
 		t.Error("stream_options on a non-streamed request")
 	}
 	// Forcing a custom tool forces its function.
-	out, err = ToChat([]byte(`{"model":"m","input":"patch it","tools":[{"type":"custom","name":"apply_patch"}],"tool_choice":{"type":"custom","name":"apply_patch"}}`))
+	out, _, err = Translate([]byte(`{"model":"m","input":"patch it","tools":[{"type":"custom","name":"apply_patch"}],"tool_choice":{"type":"custom","name":"apply_patch"}}`))
 	if err != nil || gjson.GetBytes(out, "tool_choice.function.name").Str != "apply_patch" {
 		t.Errorf("custom tool_choice: %s %v", out, err)
 	}
@@ -150,7 +159,7 @@ var ids = regexp.MustCompile(`"(resp|msg|fc|ctc|rs|call)_[0-9a-f]{24}"`)
 // FromChat: reasoning, text and a namespaced call become output items; a
 // length stop is an incomplete response; usage is the Responses way.
 func TestFromChat(t *testing.T) {
-	e := EchoOf(readFixture(t, "codex.json"))
+	e := testEcho(t, readFixture(t, "codex.json"))
 	chat := `{"id":"chatcmpl-9","object":"chat.completion","created":1700000000,"model":"gpt-4o","choices":[{"index":0,
 		"message":{"role":"assistant","reasoning_content":"Think.","content":"Spawning.","tool_calls":[
 		{"id":"call_7","type":"function","function":{"name":"multi_agent_v1__spawn_agent","arguments":"{\"message\":\"go\"}"}},
@@ -208,7 +217,7 @@ func TestGoldenStream(t *testing.T) {
 		`{"id":"chatcmpl-s","choices":[],"usage":{"prompt_tokens":30,"completion_tokens":12,"total_tokens":42}}`,
 		`[DONE]`,
 	}
-	tr := NewStreamTranslator(EchoOf(readFixture(t, "codex.json")), "chatcmpl-s")
+	tr := NewStreamTranslator(testEcho(t, readFixture(t, "codex.json")), "chatcmpl-s")
 	tr.created = 1700000000
 	var out []byte
 	var events []gjson.Result
@@ -275,7 +284,7 @@ func TestGoldenStream(t *testing.T) {
 // A stream cut by the output limit ends with response.incomplete; one that
 // breaks ends with an error event and response.failed.
 func TestStreamEnds(t *testing.T) {
-	e := EchoOf([]byte(`{"model":"m","input":"hi"}`))
+	e := testEcho(t, []byte(`{"model":"m","input":"hi"}`))
 	tr := NewStreamTranslator(e, "")
 	if _, err := tr.Chunk([]byte(`{"choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":"length"}]}`)); err != nil {
 		t.Fatal(err)
@@ -305,7 +314,7 @@ func TestStreamEnds(t *testing.T) {
 
 // Each event's data is one JSON object on one line, as SSE needs.
 func TestEventsAreSingleLineJSON(t *testing.T) {
-	tr := NewStreamTranslator(EchoOf([]byte(`{"model":"m","input":"hi","instructions":"a\nb"}`)), "")
+	tr := NewStreamTranslator(testEcho(t, []byte(`{"model":"m","input":"hi","instructions":"a\nb"}`)), "")
 	evs, _ := tr.Chunk([]byte(`{"choices":[{"index":0,"delta":{"content":"line one\nline two"}}]}`))
 	evs = append(evs, tr.Finish()...)
 	for _, e := range evs {

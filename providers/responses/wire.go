@@ -1,6 +1,6 @@
 // Package responses serves the OpenAI Responses API (POST /v1/responses)
 // from any model group, over the chat completions form every provider
-// takes: a request becomes a chat request (ToChat), the chat answer
+// takes: a request becomes a chat request (Translate), the chat answer
 // becomes a Response (FromChat) or, streamed, the Responses event sequence
 // (StreamTranslator).
 //
