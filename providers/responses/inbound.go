@@ -296,7 +296,9 @@ func appendCall(out []providers.Message, call providers.ToolCall) []providers.Me
 func message(it item, at string) (*providers.Message, error) {
 	role := it.Role
 	switch role {
-	case "user", "system", "developer", "assistant":
+	case "user", "system", "assistant":
+	case "developer":
+		role = "system" // every chat upstream knows system; not all know developer
 	default:
 		return nil, providers.Invalid(at+".role", "unsupported role %q (supported: user, system, developer, assistant)", role)
 	}
@@ -338,9 +340,6 @@ func message(it item, at string) (*providers.Message, error) {
 		default:
 			return nil, providers.Invalid(pat+".type", "unsupported content part %q (supported: input_text, input_image, output_text, refusal)", p.Type)
 		}
-	}
-	if role == "developer" {
-		role = "system" // every chat upstream knows system; not all know developer
 	}
 	if len(out) == 1 && out[0].Type == providers.PartText {
 		return &providers.Message{Role: role, Content: providers.TextContent(out[0].Text)}, nil

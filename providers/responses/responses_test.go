@@ -147,6 +147,11 @@ func TestTranslateFields(t *testing.T) {
 	if gjson.GetBytes(out, "stream_options").Exists() {
 		t.Error("stream_options on a non-streamed request")
 	}
+	// A developer message is a system message upstream, as a string too.
+	out, _, err = Translate([]byte(`{"model":"m","input":[{"role":"developer","content":"Be terse."},{"role":"user","content":"hi"}]}`))
+	if err != nil || gjson.GetBytes(out, "messages.0.role").Str != "system" {
+		t.Errorf("developer string message: %s %v", out, err)
+	}
 	// Forcing a custom tool forces its function.
 	out, _, err = Translate([]byte(`{"model":"m","input":"patch it","tools":[{"type":"custom","name":"apply_patch"}],"tool_choice":{"type":"custom","name":"apply_patch"}}`))
 	if err != nil || gjson.GetBytes(out, "tool_choice.function.name").Str != "apply_patch" {
