@@ -30,8 +30,9 @@ import (
 // own), is_error on tool results (the content is kept), service_tier.
 // OpenAI-form upstreams have no deferred tool loading, so tools marked
 // defer_loading are offered from the start, and a tool_reference in a tool
-// result (client-side tool search) becomes a line naming the tool. Requests that depend on what cannot be carried are refused
-// with an *providers.InvalidRequestError: server tools (web_search, bash,
+// result (client-side tool search) becomes a line naming the tool.
+// Requests that depend on what cannot be carried are refused with an
+// *providers.InvalidRequestError: server tools (web_search, bash,
 // text_editor, computer …), document and search_result blocks.
 
 // ToOpenAI translates a Messages API request body into an OpenAI chat
