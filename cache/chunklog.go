@@ -7,6 +7,8 @@ import (
 	"unsafe"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/lumengw/lumen/providers"
 )
 
 // A stored JSON document (a body or a chunk) has the values of its top-level
@@ -199,7 +201,7 @@ func validLog(log []byte, n int) bool {
 
 // appendID appends id as a JSON string.
 func appendID(dst []byte, id string) []byte {
-	return appendString(dst, id)
+	return providers.AppendJSONString(dst, id)
 }
 
 func appendCreated(dst []byte, created int64) []byte {

@@ -16,6 +16,8 @@ import (
 	"github.com/lumengw/lumen/providers/openai"
 )
 
+const hexDigits = "0123456789abcdef"
+
 // Entry is one cached answer. It can answer a non-streaming request (Body)
 // and, for chat completions, a streaming one (Stream), whichever kind of
 // request recorded it: an entry recorded from a stream keeps its chunks and

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/providers/openai"
 )
 
@@ -319,19 +320,19 @@ func (r *Recorder) body() []byte {
 		case len(c.content) > 0 || c.sawContent && len(c.tools) == 0 && c.fn == nil:
 			// OpenAI answers tool calls with "content": null even when the
 			// stream sent "".
-			b = appendString(b, unsafe.String(unsafe.SliceData(c.content), len(c.content)))
+			b = providers.AppendJSONString(b, unsafe.String(unsafe.SliceData(c.content), len(c.content)))
 		default:
 			b = append(b, "null"...)
 		}
 		if c.sawRefusal {
 			b = append(b, `,"refusal":`...)
-			b = appendString(b, unsafe.String(unsafe.SliceData(c.refusal), len(c.refusal)))
+			b = providers.AppendJSONString(b, unsafe.String(unsafe.SliceData(c.refusal), len(c.refusal)))
 		}
 		if c.reasoningKey != "" {
 			b = append(b, ',')
-			b = appendString(b, c.reasoningKey)
+			b = providers.AppendJSONString(b, c.reasoningKey)
 			b = append(b, ':')
-			b = appendString(b, unsafe.String(unsafe.SliceData(c.reasoning), len(c.reasoning)))
+			b = providers.AppendJSONString(b, unsafe.String(unsafe.SliceData(c.reasoning), len(c.reasoning)))
 		}
 		if len(c.tools) > 0 {
 			slices.SortStableFunc(c.tools, func(x, y *toolAcc) int { return int(x.index - y.index) })
@@ -345,9 +346,9 @@ func (r *Recorder) body() []byte {
 					typ = string(t.typ)
 				}
 				b = append(b, `{"id":`...)
-				b = appendString(b, string(t.id))
+				b = providers.AppendJSONString(b, string(t.id))
 				b = append(b, `,"type":`...)
-				b = appendString(b, typ)
+				b = providers.AppendJSONString(b, typ)
 				b = append(b, `,"function":`...)
 				b = t.appendFunction(b)
 				b = append(b, '}')
@@ -373,7 +374,7 @@ func (r *Recorder) body() []byte {
 			b = append(b, "null"...)
 		}
 		b = append(b, `,"finish_reason":`...)
-		b = appendString(b, c.finish)
+		b = providers.AppendJSONString(b, c.finish)
 		b = append(b, '}')
 	}
 	b = append(b, ']')
@@ -394,9 +395,9 @@ func (r *Recorder) body() []byte {
 
 func (t *toolAcc) appendFunction(b []byte) []byte {
 	b = append(b, `{"name":`...)
-	b = appendString(b, string(t.name))
+	b = providers.AppendJSONString(b, string(t.name))
 	b = append(b, `,"arguments":`...)
-	return append(appendString(b, string(t.args)), '}')
+	return append(providers.AppendJSONString(b, string(t.args)), '}')
 }
 
 func appendRawOr(b, raw []byte, def string) []byte {

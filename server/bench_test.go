@@ -140,3 +140,42 @@ func BenchmarkProxy(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkProxyAPIs is the same request through Lumen in each client API
+// it serves, to the same chat upstream: chat completions pass through, the
+// Messages and Responses APIs are translated there and back. The
+// difference from chat is what the translation costs.
+func BenchmarkProxyAPIs(b *testing.B) {
+	up := benchUpstream(b)
+	lumen := benchLumen(b, up.URL)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	const prompt = `"Say hello in one short sentence."`
+	for _, api := range []struct{ name, path, body string }{
+		{"chat", "/v1/chat/completions", `{"model":"bench","messages":[{"role":"user","content":` + prompt + `}]}`},
+		{"messages", "/v1/messages", `{"model":"bench","max_tokens":100,"messages":[{"role":"user","content":` + prompt + `}]}`},
+		{"responses", "/v1/responses", `{"model":"bench","input":` + prompt + `}`},
+	} {
+		for _, stream := range []bool{false, true} {
+			body := api.body
+			name := api.name
+			if stream {
+				body = body[:len(body)-1] + `,"stream":true}`
+				name += "/stream"
+			}
+			b.Run(name, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					resp, err := client.Post(lumen.URL+api.path, "application/json", bytes.NewReader([]byte(body)))
+					if err != nil {
+						b.Fatal(err)
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						b.Fatalf("status %d", resp.StatusCode)
+					}
+				}
+			})
+		}
+	}
+}

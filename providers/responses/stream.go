@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -79,14 +80,12 @@ func (t *StreamTranslator) Chunk(payload []byte) ([]Event, error) {
 	if r := ch.Delta.ReasoningContent; r != nil && *r != "" {
 		t.ensure('r', 0, "", "")
 		t.text.WriteString(*r)
-		t.emit("response.reasoning_summary_text.delta", map[string]any{"item_id": t.item.ID, "output_index": len(t.output),
-			"summary_index": 0, "delta": *r})
+		t.delta("response.reasoning_summary_text.delta", `,"summary_index":0`, *r, "")
 	}
 	if s := ch.Delta.Content; s != nil && *s != "" {
 		t.ensure('t', 0, "", "")
 		t.text.WriteString(*s)
-		t.emit("response.output_text.delta", map[string]any{"item_id": t.item.ID, "output_index": len(t.output),
-			"content_index": 0, "delta": *s, "logprobs": []any{}})
+		t.delta("response.output_text.delta", `,"content_index":0`, *s, `,"logprobs":[]`)
 	}
 	for _, tc := range ch.Delta.ToolCalls {
 		idx := t.openTool
@@ -107,7 +106,7 @@ func (t *StreamTranslator) Chunk(payload []byte) ([]Event, error) {
 		if a := tc.Function.Arguments; a != "" {
 			t.text.WriteString(a)
 			if !t.custom {
-				t.emit("response.function_call_arguments.delta", map[string]any{"item_id": t.item.ID, "output_index": len(t.output), "delta": a})
+				t.delta("response.function_call_arguments.delta", "", a, "")
 			}
 		}
 	}
@@ -240,6 +239,29 @@ func (t *StreamTranslator) closeItem() {
 	t.emit("response.output_item.done", map[string]any{"output_index": at, "item": it})
 	t.output = append(t.output, it)
 	t.open = 0
+}
+
+// delta emits a delta event of the open item, the bulk of a stream,
+// written directly rather than through a map: {"type", "sequence_number",
+// "item_id", "output_index"} then index (a ,"…_index":0 member or
+// nothing), "delta" and tail (more members or nothing).
+func (t *StreamTranslator) delta(typ, index, delta, tail string) {
+	data := make([]byte, 0, 128+len(typ)+len(t.item.ID)+len(delta))
+	data = append(data, `{"type":"`...)
+	data = append(data, typ...)
+	data = append(data, `","sequence_number":`...)
+	data = strconv.AppendInt(data, int64(t.seq), 10)
+	data = append(data, `,"item_id":"`...)
+	data = append(data, t.item.ID...)
+	data = append(data, `","output_index":`...)
+	data = strconv.AppendInt(data, int64(len(t.output)), 10)
+	data = append(data, index...)
+	data = append(data, `,"delta":`...)
+	data = providers.AppendJSONString(data, delta)
+	data = append(data, tail...)
+	data = append(data, '}')
+	t.seq++
+	t.out = append(t.out, Event{Type: typ, Data: data})
 }
 
 func (t *StreamTranslator) emit(typ string, fields map[string]any) {

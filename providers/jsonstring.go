@@ -1,12 +1,13 @@
-package cache
+package providers
 
 import "unicode/utf8"
 
 const hexDigits = "0123456789abcdef"
 
-// appendString appends s as a JSON string. Unlike encoding/json it leaves
-// <, > and & alone: the bodies Lumen serves are not HTML.
-func appendString(dst []byte, s string) []byte {
+// AppendJSONString appends s as a JSON string. Unlike encoding/json it
+// leaves <, > and & alone: the bodies Lumen serves are not HTML. Invalid
+// UTF-8 becomes U+FFFD, and U+2028/U+2029 are escaped, as encoding/json does.
+func AppendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
