@@ -74,7 +74,7 @@ func toChat(req *request) (*providers.ChatRequest, error) {
 		return nil, err
 	}
 	chat := &providers.ChatRequest{Model: req.Model, MaxTokens: req.MaxOutputTokens, Temperature: req.Temperature,
-		TopP: req.TopP, Stream: req.Stream, ParallelToolCalls: req.ParallelToolCalls, User: req.User}
+		TopP: req.TopP, Stream: req.Stream, User: req.User}
 	if chat.User == "" {
 		chat.User = req.SafetyIdentifier
 	}
@@ -130,8 +130,10 @@ func toChat(req *request) (*providers.ChatRequest, error) {
 	}
 	if tc, err := toolChoice(req.ToolChoice); err != nil {
 		return nil, err
-	} else if tc != nil && len(chat.Tools) > 0 {
-		chat.ToolChoice = tc
+	} else if len(chat.Tools) > 0 {
+		// OpenAI refuses both without tools (all of them may have been
+		// built-in ones, left out).
+		chat.ToolChoice, chat.ParallelToolCalls = tc, req.ParallelToolCalls
 	}
 	if req.Text != nil && req.Text.Format != nil {
 		f := req.Text.Format

@@ -147,6 +147,12 @@ func TestTranslateFields(t *testing.T) {
 	if gjson.GetBytes(out, "stream_options").Exists() {
 		t.Error("stream_options on a non-streamed request")
 	}
+	// tool_choice and parallel_tool_calls go up only with tools: OpenAI
+	// refuses them alone (here the only tool was a built-in one).
+	out, _, err = Translate([]byte(`{"model":"m","input":"hi","tools":[{"type":"web_search"}],"tool_choice":"auto","parallel_tool_calls":true}`))
+	if err != nil || gjson.GetBytes(out, "tool_choice").Exists() || gjson.GetBytes(out, "parallel_tool_calls").Exists() {
+		t.Errorf("tool settings without tools: %s %v", out, err)
+	}
 	// A developer message is a system message upstream, as a string too.
 	out, _, err = Translate([]byte(`{"model":"m","input":[{"role":"developer","content":"Be terse."},{"role":"user","content":"hi"}]}`))
 	if err != nil || gjson.GetBytes(out, "messages.0.role").Str != "system" {
