@@ -35,10 +35,8 @@ type StreamTranslator struct {
 	input     int
 	started   bool
 	finished  bool
-	next      int  // index of the next content block
-	open      byte // kind of the open block: 't' text, 'r' thinking, 'u' tool_use; 0 none
-	openTool  int  // OpenAI index of the open tool_use block
-	tools     map[int]bool
+	next      int            // index of the next content block
+	runs      providers.Runs // the open block (see blockRuns)
 	stop      string
 	usage     *providers.Usage
 	out       []Event
@@ -48,7 +46,7 @@ type StreamTranslator struct {
 // model name the client asked for; id is the message id (a msg_ id is
 // made from it, or made up when empty).
 func NewStreamTranslator(model, id string) *StreamTranslator {
-	return &StreamTranslator{model: model, id: messageID(id), tools: map[int]bool{}}
+	return &StreamTranslator{model: model, id: messageID(id)}
 }
 
 // SetInputTokens sets the input token estimate message_start reports,
@@ -76,33 +74,8 @@ func (t *StreamTranslator) Chunk(payload []byte) ([]Event, error) {
 		return t.out, nil
 	}
 	ch := c.Choices[0]
-	if r := ch.Delta.ReasoningContent; r != nil && *r != "" {
-		t.ensure('r', 0, json.RawMessage(`{"type":"thinking","thinking":"","signature":""}`))
-		t.delta(blockDelta{Type: "thinking_delta", Thinking: *r})
-	}
-	if s := ch.Delta.Content; s != nil && *s != "" {
-		t.ensure('t', 0, block{Type: "text"})
-		t.delta(blockDelta{Type: "text_delta", Text: *s})
-	}
-	for _, tc := range ch.Delta.ToolCalls {
-		idx := t.openTool
-		if tc.Index != nil {
-			idx = *tc.Index
-		}
-		switch {
-		case !t.tools[idx]:
-			id := tc.ID
-			if id == "" {
-				id = newToolID()
-			}
-			t.ensure('u', idx, block{Type: "tool_use", ID: id, Name: tc.Function.Name, Input: json.RawMessage("{}")})
-			t.tools[idx] = true
-		case t.open != 'u' || t.openTool != idx:
-			return nil, fmt.Errorf("translating the stream: arguments for tool call %d arrived after its block was closed", idx)
-		}
-		if a := tc.Function.Arguments; a != "" {
-			t.delta(blockDelta{Type: "input_json_delta", PartialJSON: a})
-		}
+	if err := t.runs.Choice(ch, (*blockRuns)(t)); err != nil {
+		return nil, err
 	}
 	if ch.FinishReason != nil && *ch.FinishReason != "" {
 		t.stop = stopReason(*ch.FinishReason)
@@ -119,7 +92,7 @@ func (t *StreamTranslator) Finish() []Event {
 		return nil
 	}
 	t.start()
-	t.closeBlock()
+	t.runs.Close((*blockRuns)(t))
 	stop := t.stop
 	if stop == "" {
 		stop = "end_turn"
@@ -147,27 +120,45 @@ func (t *StreamTranslator) start() {
 	t.emit("ping", typed{"ping"})
 }
 
-// ensure makes a block of kind the open one, stopping the previous block
-// and starting this one with content_block (JSON) when needed.
-func (t *StreamTranslator) ensure(kind byte, tool int, contentBlock any) {
-	if t.open == kind && (kind != 'u' || t.openTool == tool) {
-		return
+// blockRuns is the translator as the providers.RunSink of its stream: each
+// run is a content block (content_block_start, _delta…, _stop).
+type blockRuns StreamTranslator
+
+// OpenRun implements providers.RunSink.
+func (b *blockRuns) OpenRun(kind byte, id, name string) {
+	t := (*StreamTranslator)(b)
+	var contentBlock any
+	switch kind {
+	case providers.RunReasoning:
+		contentBlock = json.RawMessage(`{"type":"thinking","thinking":"","signature":""}`)
+	case providers.RunText:
+		contentBlock = block{Type: "text"}
+	case providers.RunTool:
+		if id == "" {
+			id = newToolID()
+		}
+		contentBlock = block{Type: "tool_use", ID: id, Name: name, Input: json.RawMessage("{}")}
 	}
-	t.closeBlock()
-	t.open, t.openTool = kind, tool
 	t.emit("content_block_start", blockStart{Type: "content_block_start", Index: t.next, ContentBlock: contentBlock})
 }
 
-func (t *StreamTranslator) delta(d blockDelta) {
+// RunDelta implements providers.RunSink.
+func (b *blockRuns) RunDelta(kind byte, text string) {
+	t := (*StreamTranslator)(b)
+	d := blockDelta{Type: "text_delta", Text: text}
+	switch kind {
+	case providers.RunReasoning:
+		d = blockDelta{Type: "thinking_delta", Thinking: text}
+	case providers.RunTool:
+		d = blockDelta{Type: "input_json_delta", PartialJSON: text}
+	}
 	t.emit("content_block_delta", deltaEvent{Type: "content_block_delta", Index: t.next, Delta: d})
 }
 
-func (t *StreamTranslator) closeBlock() {
-	if t.open == 0 {
-		return
-	}
+// CloseRun implements providers.RunSink.
+func (b *blockRuns) CloseRun() {
+	t := (*StreamTranslator)(b)
 	t.emit("content_block_stop", blockStop{Type: "content_block_stop", Index: t.next})
-	t.open = 0
 	t.next++
 }
 

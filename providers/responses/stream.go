@@ -39,10 +39,8 @@ type StreamTranslator struct {
 	seq      int
 	started  bool
 	finished bool
-	open     byte // kind of the open item: 'r' reasoning, 't' message, 'f' function call; 0 none
-	openTool int  // chat index of the open function call
-	custom   bool // the open call is a custom tool's: its input is sent whole when done
-	tools    map[int]bool
+	runs     providers.Runs  // the open item (see itemRuns)
+	custom   bool            // the open call is a custom tool's: its input is sent whole when done
 	item     outputItem      // the open item
 	text     strings.Builder // its text, summary or arguments so far
 	output   []outputItem
@@ -55,7 +53,7 @@ type StreamTranslator struct {
 // e was read from. id is the upstream completion id (a resp_ id is made
 // from it, or made up when empty).
 func NewStreamTranslator(e Echo, id string) *StreamTranslator {
-	return &StreamTranslator{echo: e, id: responseID(id), created: time.Now().Unix(), tools: map[int]bool{}}
+	return &StreamTranslator{echo: e, id: responseID(id), created: time.Now().Unix()}
 }
 
 // Chunk translates one OpenAI chunk payload. The returned events are valid
@@ -77,38 +75,8 @@ func (t *StreamTranslator) Chunk(payload []byte) ([]Event, error) {
 		return t.out, nil
 	}
 	ch := c.Choices[0]
-	if r := ch.Delta.ReasoningContent; r != nil && *r != "" {
-		t.ensure('r', 0, "", "")
-		t.text.WriteString(*r)
-		t.delta("response.reasoning_summary_text.delta", `,"summary_index":0`, *r, "")
-	}
-	if s := ch.Delta.Content; s != nil && *s != "" {
-		t.ensure('t', 0, "", "")
-		t.text.WriteString(*s)
-		t.delta("response.output_text.delta", `,"content_index":0`, *s, `,"logprobs":[]`)
-	}
-	for _, tc := range ch.Delta.ToolCalls {
-		idx := t.openTool
-		if tc.Index != nil {
-			idx = *tc.Index
-		}
-		switch {
-		case !t.tools[idx]:
-			id := tc.ID
-			if id == "" {
-				id = newID("call_")
-			}
-			t.ensure('f', idx, id, tc.Function.Name)
-			t.tools[idx] = true
-		case t.open != 'f' || t.openTool != idx:
-			return nil, fmt.Errorf("translating the stream: arguments for tool call %d arrived after its item was done", idx)
-		}
-		if a := tc.Function.Arguments; a != "" {
-			t.text.WriteString(a)
-			if !t.custom {
-				t.delta("response.function_call_arguments.delta", "", a, "")
-			}
-		}
+	if err := t.runs.Choice(ch, (*itemRuns)(t)); err != nil {
+		return nil, err
 	}
 	if ch.FinishReason != nil && *ch.FinishReason != "" {
 		t.finish = *ch.FinishReason
@@ -125,7 +93,7 @@ func (t *StreamTranslator) Finish() []Event {
 		return nil
 	}
 	t.start()
-	t.closeItem()
+	t.runs.Close((*itemRuns)(t))
 	t.finished = true
 	r := t.response()
 	r.Status, r.IncompleteDetails = finish(t.finish)
@@ -170,28 +138,30 @@ func (t *StreamTranslator) start() {
 	t.emit("response.in_progress", map[string]any{"response": r})
 }
 
-// ensure makes an item of kind the open one, closing the previous item and
-// adding this one when needed. callID and name are a function call's.
-func (t *StreamTranslator) ensure(kind byte, tool int, callID, name string) {
-	if t.open == kind && (kind != 'f' || t.openTool == tool) {
-		return
-	}
-	t.closeItem()
-	t.open, t.openTool = kind, tool
+// itemRuns is the translator as the providers.RunSink of its stream: each
+// run is an output item (added, its part and delta events, done).
+type itemRuns StreamTranslator
+
+// OpenRun implements providers.RunSink: it adds the item.
+func (ir *itemRuns) OpenRun(kind byte, callID, name string) {
+	t := (*StreamTranslator)(ir)
 	t.text.Reset()
 	at := len(t.output)
 	switch kind {
-	case 'r':
+	case providers.RunReasoning:
 		t.item = outputItem{Type: "reasoning", ID: newID("rs_"), Summary: &[]summaryText{}}
 		t.emit("response.output_item.added", map[string]any{"output_index": at, "item": t.item})
 		t.emit("response.reasoning_summary_part.added", map[string]any{"item_id": t.item.ID, "output_index": at,
 			"summary_index": 0, "part": summaryText{Type: "summary_text"}})
-	case 't':
+	case providers.RunText:
 		t.item = outputItem{Type: "message", ID: newID("msg_"), Status: "in_progress", Role: "assistant", Content: &[]outputText{}}
 		t.emit("response.output_item.added", map[string]any{"output_index": at, "item": t.item})
 		t.emit("response.content_part.added", map[string]any{"item_id": t.item.ID, "output_index": at, "content_index": 0,
 			"part": outputText{Type: "output_text", Annotations: []any{}, Logprobs: []any{}}})
-	case 'f':
+	case providers.RunTool:
+		if callID == "" {
+			callID = newID("call_")
+		}
 		empty := ""
 		t.custom = t.echo.custom[name]
 		if t.custom {
@@ -204,26 +174,38 @@ func (t *StreamTranslator) ensure(kind byte, tool int, callID, name string) {
 	}
 }
 
-// closeItem sends the open item's .done events and keeps it for the final
-// Response.
-func (t *StreamTranslator) closeItem() {
-	if t.open == 0 {
-		return
+// RunDelta implements providers.RunSink.
+func (ir *itemRuns) RunDelta(kind byte, text string) {
+	t := (*StreamTranslator)(ir)
+	t.text.WriteString(text)
+	switch {
+	case kind == providers.RunReasoning:
+		t.delta("response.reasoning_summary_text.delta", `,"summary_index":0`, text, "")
+	case kind == providers.RunText:
+		t.delta("response.output_text.delta", `,"content_index":0`, text, `,"logprobs":[]`)
+	case !t.custom: // a custom tool's input is sent whole when its call is done
+		t.delta("response.function_call_arguments.delta", "", text, "")
 	}
+}
+
+// CloseRun implements providers.RunSink: it sends the open item's .done
+// events and keeps it for the final Response.
+func (ir *itemRuns) CloseRun() {
+	t := (*StreamTranslator)(ir)
 	at, text := len(t.output), t.text.String()
 	it := t.item
-	switch t.open {
-	case 'r':
+	switch it.Type {
+	case "reasoning":
 		part := summaryText{Type: "summary_text", Text: text}
 		t.emit("response.reasoning_summary_text.done", map[string]any{"item_id": it.ID, "output_index": at, "summary_index": 0, "text": text})
 		t.emit("response.reasoning_summary_part.done", map[string]any{"item_id": it.ID, "output_index": at, "summary_index": 0, "part": part})
 		it.Summary = &[]summaryText{part}
-	case 't':
+	case "message":
 		part := outputText{Type: "output_text", Text: text, Annotations: []any{}, Logprobs: []any{}}
 		t.emit("response.output_text.done", map[string]any{"item_id": it.ID, "output_index": at, "content_index": 0, "text": text, "logprobs": []any{}})
 		t.emit("response.content_part.done", map[string]any{"item_id": it.ID, "output_index": at, "content_index": 0, "part": part})
 		it.Status, it.Content = "completed", &[]outputText{part}
-	case 'f':
+	default: // a function or custom tool call
 		if t.custom {
 			// The chat call's arguments are {"input": "…"}: only whole
 			// can the input be told from its JSON wrapping.
@@ -238,7 +220,6 @@ func (t *StreamTranslator) closeItem() {
 	}
 	t.emit("response.output_item.done", map[string]any{"output_index": at, "item": it})
 	t.output = append(t.output, it)
-	t.open = 0
 }
 
 // delta emits a delta event of the open item, the bulk of a stream,
