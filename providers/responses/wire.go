@@ -22,6 +22,11 @@
 // and Echo.Dropped names them. Reasoning items in the input and the
 // reasoning, include, store and prompt_cache_key settings are dropped, as
 // no chat upstream reads them.
+//
+// A deployment that speaks the Responses API itself is sent the client's
+// own request instead (providers.Request.Responses); IsResponse,
+// NativeEvent and EventUsage let the server recognise its answer or events
+// and pass them through.
 package responses
 
 import (
