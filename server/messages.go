@@ -57,18 +57,9 @@ func (s *Server) serveMessages(w http.ResponseWriter, r *http.Request, x *exchan
 	if x.stream {
 		return s.writeMessagesStream(w, x, model.Str, res.Stream)
 	}
-	resp := res.Response
-	x.usage = resp.Usage
-	x.status = http.StatusOK
-	s.price(x)
-	out := resp.Body
-	if !anthropic.IsMessage(out) {
-		if out, err = anthropic.FromOpenAI(resp.Body, model.Str); err != nil {
-			return err
-		}
-	}
-	s.writeAnswer(w, x, out)
-	return nil
+	return s.writeTranslated(w, x, res.Response, anthropic.IsMessage, func(chat []byte) ([]byte, error) {
+		return anthropic.FromOpenAI(chat, model.Str)
+	})
 }
 
 // writeMessagesStream relays a stream as Messages API events, each flushed

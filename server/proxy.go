@@ -205,6 +205,26 @@ func (s *Server) writeResponse(w http.ResponseWriter, x *exchange, resp *provide
 
 // writeAnswer sends a priced, non-streamed answer and keeps it for the
 // ledger and the audit log.
+// writeTranslated writes a non-streamed answer in the client's own API
+// (Anthropic Messages, Responses): the upstream's body as it is when
+// native says it already is one (a deployment that speaks that API),
+// else translate's version of the chat completion.
+func (s *Server) writeTranslated(w http.ResponseWriter, x *exchange, resp *providers.Response,
+	native func([]byte) bool, translate func(chat []byte) ([]byte, error)) error {
+	x.usage = resp.Usage
+	x.status = http.StatusOK
+	s.price(x)
+	out := resp.Body
+	if !native(out) {
+		var err error
+		if out, err = translate(out); err != nil {
+			return err
+		}
+	}
+	s.writeAnswer(w, x, out)
+	return nil
+}
+
 func (s *Server) writeAnswer(w http.ResponseWriter, x *exchange, body []byte) {
 	x.respBody = body
 	h := w.Header()

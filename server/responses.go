@@ -48,19 +48,10 @@ func (s *Server) serveResponses(w http.ResponseWriter, r *http.Request, x *excha
 	if x.stream {
 		return s.writeResponsesStream(w, x, echo, res.Stream)
 	}
-	resp := res.Response
-	x.usage = resp.Usage
-	x.status = http.StatusOK
-	s.price(x)
-	out := resp.Body
-	if !responses.IsResponse(out) {
-		if out, err = responses.FromChat(resp.Body, echo); err != nil {
-			return err
-		}
+	return s.writeTranslated(w, x, res.Response, responses.IsResponse, func(chat []byte) ([]byte, error) {
 		droppedTools(w, echo)
-	}
-	s.writeAnswer(w, x, out)
-	return nil
+		return responses.FromChat(chat, echo)
+	})
 }
 
 // writeResponsesStream relays a chat stream as Responses events, each
