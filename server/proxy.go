@@ -203,8 +203,6 @@ func (s *Server) writeResponse(w http.ResponseWriter, x *exchange, resp *provide
 	return nil
 }
 
-// writeAnswer sends a priced, non-streamed answer and keeps it for the
-// ledger and the audit log.
 // writeTranslated writes a non-streamed answer in the client's own API
 // (Anthropic Messages, Responses): the upstream's body as it is when
 // native says it already is one (a deployment that speaks that API),
@@ -225,6 +223,8 @@ func (s *Server) writeTranslated(w http.ResponseWriter, x *exchange, resp *provi
 	return nil
 }
 
+// writeAnswer sends a priced, non-streamed answer and keeps it for the
+// ledger and the audit log.
 func (s *Server) writeAnswer(w http.ResponseWriter, x *exchange, body []byte) {
 	x.respBody = body
 	h := w.Header()
