@@ -40,7 +40,6 @@ type StreamTranslator struct {
 	started  bool
 	finished bool
 	runs     providers.Runs  // the open item (see itemRuns)
-	custom   bool            // the open call is a custom tool's: its input is sent whole when done
 	item     outputItem      // the open item
 	text     strings.Builder // its text, summary or arguments so far
 	output   []outputItem
@@ -163,8 +162,7 @@ func (ir *itemRuns) OpenRun(kind byte, callID, name string) {
 			callID = newID("call_")
 		}
 		empty := ""
-		t.custom = t.echo.custom[name]
-		if t.custom {
+		if t.echo.custom[name] {
 			t.item = outputItem{Type: "custom_tool_call", ID: newID("ctc_"), Status: "in_progress", CallID: callID, Name: name, Input: &empty}
 		} else {
 			name, ns := t.echo.function(name)
@@ -183,7 +181,7 @@ func (ir *itemRuns) RunDelta(kind byte, text string) {
 		t.delta("response.reasoning_summary_text.delta", `,"summary_index":0`, text, "")
 	case kind == providers.RunText:
 		t.delta("response.output_text.delta", `,"content_index":0`, text, `,"logprobs":[]`)
-	case !t.custom: // a custom tool's input is sent whole when its call is done
+	case t.item.Type != "custom_tool_call": // a custom tool's input is sent whole when its call is done
 		t.delta("response.function_call_arguments.delta", "", text, "")
 	}
 }
@@ -205,16 +203,14 @@ func (ir *itemRuns) CloseRun() {
 		t.emit("response.output_text.done", map[string]any{"item_id": it.ID, "output_index": at, "content_index": 0, "text": text, "logprobs": []any{}})
 		t.emit("response.content_part.done", map[string]any{"item_id": it.ID, "output_index": at, "content_index": 0, "part": part})
 		it.Status, it.Content = "completed", &[]outputText{part}
-	default: // a function or custom tool call
-		if t.custom {
-			// The chat call's arguments are {"input": "…"}: only whole
-			// can the input be told from its JSON wrapping.
-			input := customInputOf(text)
-			t.emit("response.custom_tool_call_input.delta", map[string]any{"item_id": it.ID, "output_index": at, "delta": input})
-			t.emit("response.custom_tool_call_input.done", map[string]any{"item_id": it.ID, "output_index": at, "input": input})
-			it.Status, it.Input = "completed", &input
-			break
-		}
+	case "custom_tool_call":
+		// The chat call's arguments are {"input": "…"}: only whole can the
+		// input be told from its JSON wrapping.
+		input := customInputOf(text)
+		t.emit("response.custom_tool_call_input.delta", map[string]any{"item_id": it.ID, "output_index": at, "delta": input})
+		t.emit("response.custom_tool_call_input.done", map[string]any{"item_id": it.ID, "output_index": at, "input": input})
+		it.Status, it.Input = "completed", &input
+	default: // a function call
 		t.emit("response.function_call_arguments.done", map[string]any{"item_id": it.ID, "output_index": at, "name": it.Name, "arguments": text})
 		it.Status, it.Arguments = "completed", &text
 	}
