@@ -95,6 +95,21 @@ func TestCostUsageShapes(t *testing.T) {
 			want:  150_000*6e-6 + 60_000*0.60e-6 + 1_000*22.5e-6,
 		},
 		{
+			name: "claude haiku 5.5 above 100k", provider: "anthropic", model: "claude-haiku-5-5",
+			usage: anthropicUsage(90_000, 20_000, 0, 1_000),
+			want:  90_000*0.50e-6 + 20_000*0.05e-6 + 1_000*2.50e-6,
+		},
+		{
+			name: "gpt-5.5 above 272k", provider: "openai", model: "gpt-5.5",
+			usage: openAIUsage(300_000, 100_000, 2_000),
+			want:  200_000*10e-6 + 100_000*1e-6 + 2_000*45e-6,
+		},
+		{
+			name: "gpt-5.5 at 272k", provider: "openai", model: "gpt-5.5",
+			usage: openAIUsage(272_000, 0, 2_000),
+			want:  272_000*5e-6 + 2_000*30e-6,
+		},
+		{
 			name: "bedrock claude via converse shape", provider: "bedrock", model: "us.anthropic.claude-3-7-sonnet-20250219-v1:0",
 			usage: anthropicUsage(500, 2_000, 0, 300),
 			want:  500*3e-6 + 2_000*0.30e-6 + 300*15e-6,
@@ -122,7 +137,7 @@ func TestCostUsageShapes(t *testing.T) {
 		{
 			name: "mistral no cache discount", provider: "mistral", model: "mistral-large-latest",
 			usage: openAIUsage(1_000, 0, 1_000),
-			want:  1_000*2e-6 + 1_000*6e-6,
+			want:  1_000*0.5e-6 + 1_000*1.5e-6, // Large 3 since 2512
 		},
 		{
 			name: "groq hosted open model", provider: "groq", model: "llama-3.3-70b-versatile",
@@ -195,6 +210,20 @@ func TestLookup(t *testing.T) {
 		{"gemini", "gemini-2.5-pro-preview-05-06", 1.25, 10},
 		{"gemini", "gemini-2.5-flash-preview-09-2025", 0.30, 2.50},
 		{"mistral", "mistral-large-2411", 2, 6},
+		{"mistral", "mistral-large-latest", 0.50, 1.50}, // Large 3
+		// 2026 models.
+		{"openai", "gpt-5.5", 5, 30},
+		{"azure", "gpt-5.5-2026-04-23", 5, 30},
+		{"openai", "gpt-6.2-sol", 2, 10},
+		{"openai", "gpt-5.4-mini", 0.75, 4.50},
+		{"anthropic", "claude-opus-4-7", 5, 25},
+		{"anthropic", "claude-opus-5-5", 4, 20},
+		{"anthropic", "claude-sonnet-4-6-20260217", 3, 15},
+		{"bedrock", "us.anthropic.claude-sonnet-5-5-v1:0", 2, 10},
+		{"openrouter", "anthropic/claude-fable-5.2", 8, 40},
+		{"gemini", "gemini-3.1-pro-preview", 2, 12},
+		{"xai", "grok-4.3", 1.25, 2.50},
+		{"deepseek", "deepseek-flash", 0.30, 1.20},
 		{"mistral", "mistral-small-latest", 0.10, 0.30},
 		{"deepseek", "deepseek-reasoner", 0.28, 0.42},
 		{"groq", "openai/gpt-oss-120b", 0.15, 0.75},

@@ -12,9 +12,11 @@ import (
 // mistral.ai/pricing, groq.com/pricing, together.ai/pricing,
 // fireworks.ai/pricing, api-docs.deepseek.com/quick_start/pricing,
 // aws.amazon.com/bedrock/pricing, docs.x.ai, docs.perplexity.ai,
-// cerebras.ai/pricing) as of November 2025, transcribed by hand without a
-// live check: prices change, and a deployment whose bill matters should
-// set model_info.input_cost_per_token and friends.
+// cerebras.ai/pricing) as of November 2025, and the newer models of
+// OpenAI, Anthropic, Google, xAI, DeepSeek and Mistral as of November 2026
+// (each section says where from), transcribed by hand without a live check:
+// prices change, and a deployment whose bill matters should set
+// model_info.input_cost_per_token and friends.
 //
 // Rules of the table:
 //   - read is the cached-input rate and write the cache-write rate; zero
@@ -49,6 +51,48 @@ type row struct {
 
 var rows = []row{
 	// OpenAI.
+	// 2026 models, read November 2026 from developers.openai.com model
+	// pages where they could be, else from two third-party price lists
+	// that agree. From GPT-5.4 on, a request with more than 272K input
+	// tokens pays twice the input and cache rates and 1.5 times the output
+	// rate on all its tokens. Where no cached rate was confirmed (Astra
+	// 6.2, the Pro models) cached tokens cost the input rate. GPT-5.6
+	// Sol is at its list price; its promotional $4/$20 (until at least
+	// 2026-11-21) is not modelled.
+	{id: "gpt-6.2-astra", in: 8, out: 40,
+		long: &long{above: 272_000, in: 16, out: 60}},
+	{id: "gpt-6.2-sol", in: 2, out: 10, read: 0.10, write: 2.50,
+		long: &long{above: 272_000, in: 4, out: 15, read: 0.20, write: 5}},
+	{id: "gpt-6.1-sol", in: 2, out: 10, read: 0.10, write: 2.50,
+		long: &long{above: 272_000, in: 4, out: 15, read: 0.20, write: 5}},
+	{id: "gpt-6.1-terra", in: 1, out: 5, read: 0.05, write: 1.25,
+		long: &long{above: 272_000, in: 2, out: 7.50, read: 0.10, write: 2.50}},
+	{id: "gpt-6-astra", in: 10, out: 50, read: 1, write: 12.50,
+		long: &long{above: 272_000, in: 20, out: 75, read: 2, write: 25}},
+	{id: "gpt-6-sol", in: 2, out: 10, read: 0.20, write: 2.50,
+		long: &long{above: 272_000, in: 4, out: 15, read: 0.40, write: 5}},
+	{id: "gpt-6-luna", in: 0.10, out: 0.50, read: 0.01, write: 0.125,
+		long: &long{above: 272_000, in: 0.20, out: 0.75, read: 0.02, write: 0.25}},
+	{id: "gpt-5.6-sol", in: 5, out: 30, read: 0.50,
+		long: &long{above: 272_000, in: 10, out: 45, read: 1}},
+	{id: "gpt-5.6-terra", in: 2, out: 12, read: 0.20,
+		long: &long{above: 272_000, in: 4, out: 18, read: 0.40}},
+	{id: "gpt-5.6-luna", in: 0.20, out: 1.20, read: 0.02,
+		long: &long{above: 272_000, in: 0.40, out: 1.80, read: 0.04}},
+	{id: "gpt-5.5", in: 5, out: 30, read: 0.50,
+		long: &long{above: 272_000, in: 10, out: 45, read: 1}},
+	{id: "gpt-5.5-pro", in: 30, out: 180,
+		long: &long{above: 272_000, in: 60, out: 270}},
+	{id: "gpt-5.4", in: 2.50, out: 15, read: 0.25,
+		long: &long{above: 272_000, in: 5, out: 22.50, read: 0.50}},
+	{id: "gpt-5.4-mini", in: 0.75, out: 4.50, read: 0.075},
+	{id: "gpt-5.4-nano", in: 0.20, out: 1.25, read: 0.02},
+	{id: "gpt-5.4-pro", in: 30, out: 180},
+	{id: "gpt-5.3-codex", in: 1.75, out: 14, read: 0.175},
+	{id: "gpt-5.2", in: 1.75, out: 14, read: 0.175},
+	{id: "gpt-5.2-pro", in: 21, out: 168},
+	// 2025 and earlier (some retired by OpenAI; kept for other hosts and
+	// old ledgers).
 	{id: "gpt-5.1", in: 1.25, out: 10, read: 0.125},
 	{id: "gpt-5", in: 1.25, out: 10, read: 0.125},
 	{id: "gpt-5-chat-latest", in: 1.25, out: 10, read: 0.125},
@@ -83,6 +127,27 @@ var rows = []row{
 	{id: "text-embedding-ada-002", in: 0.10},
 
 	// Anthropic (also Bedrock and Vertex Claude, normalized to these ids).
+	// 2026 models: each model's overview page on platform.claude.com
+	// (docs/<lang>/models/<model>/overview) and the pricing page
+	// (docs/about-claude/pricing), read November 2026. Fable 5.2's cache
+	// rates, Haiku 5.5's cache reads and Sonnet 5.5's cut cache reads are
+	// from third-party release notes that agree. They price 1M tokens of
+	// context at one rate, except Haiku 5.5's prompts over 100K.
+	{id: "claude-fable-5-2", in: 8, out: 40, read: 0.20, write: 10},
+	{id: "claude-fable-5-1", in: 10, out: 50, read: 0.25, write: 12.50},
+	{id: "claude-mythos-5-1", in: 10, out: 50, read: 0.25, write: 12.50},
+	{id: "claude-fable-5", in: 10, out: 50, read: 1, write: 12.50},
+	{id: "claude-mythos-5", in: 10, out: 50, read: 1, write: 12.50},
+	{id: "claude-opus-5-5", in: 4, out: 20, read: 0.20, write: 5},
+	{id: "claude-opus-5", in: 5, out: 25, read: 0.50, write: 6.25},
+	{id: "claude-opus-4-8", in: 5, out: 25, read: 0.50, write: 6.25},
+	{id: "claude-opus-4-7", in: 5, out: 25, read: 0.50, write: 6.25},
+	{id: "claude-opus-4-6", in: 5, out: 25, read: 0.50, write: 6.25},
+	{id: "claude-sonnet-5-5", in: 2, out: 10, read: 0.10, write: 2.50}, // cache reads cut from 0.20 on 2026-10-07
+	{id: "claude-sonnet-5", in: 2, out: 10, read: 0.20, write: 2.50},
+	{id: "claude-sonnet-4-6", in: 3, out: 15, read: 0.30, write: 3.75},
+	{id: "claude-haiku-5-5", in: 0.10, out: 0.50, read: 0.01, write: 0.125,
+		long: &long{above: 100_000, in: 0.50, out: 2.50, read: 0.05, write: 0.625}},
 	{id: "claude-opus-4-5", in: 5, out: 25, read: 0.50, write: 6.25},
 	{id: "claude-opus-4-1", in: 15, out: 75, read: 1.50, write: 18.75},
 	{id: "claude-opus-4", in: 15, out: 75, read: 1.50, write: 18.75},
@@ -103,6 +168,19 @@ var rows = []row{
 	{id: "claude-3-haiku", in: 0.25, out: 1.25, read: 0.03, write: 0.30},
 
 	// Google Gemini (AI Studio and Vertex list the same figures).
+	// 2026 models from two third-party copies of
+	// ai.google.dev/gemini-api/docs/pricing that agree (November 2026);
+	// cached rates only where confirmed. Gemini 3.7 and 3.8 Flash are at
+	// the price they return to on 2027-01-01; their promotional $0.75/$3.75
+	// until then is not modelled.
+	{id: "gemini-3.1-pro-preview", in: 2, out: 12, read: 0.20,
+		long: &long{above: 200_000, in: 4, out: 18, read: 0.40}},
+	{id: "gemini-3.8-flash", in: 1.50, out: 7.50},
+	{id: "gemini-3.7-flash", in: 1.50, out: 7.50},
+	{id: "gemini-3.5-flash", in: 1.50, out: 9},
+	{id: "gemini-3.5-flash-lite", in: 0.30, out: 2.50},
+	{id: "gemini-3-flash-preview", in: 0.50, out: 3, read: 0.05},
+	{id: "gemini-3.1-flash-lite-preview", in: 0.25, out: 1.50, read: 0.025},
 	{id: "gemini-3-pro-preview", in: 2, out: 12, read: 0.20,
 		long: &long{above: 200_000, in: 4, out: 18, read: 0.40}},
 	{id: "gemini-2.5-pro", in: 1.25, out: 10, read: 0.125,
@@ -120,6 +198,11 @@ var rows = []row{
 	{id: "gemini-embedding-001", in: 0.15},
 
 	// Mistral (la Plateforme).
+	// Mistral Large 3 (the -latest alias since 2512) and Medium 3.5, from
+	// two third-party lists that agree (November 2026).
+	{id: "mistral-large-2512", in: 0.50, out: 1.50},
+	{id: "mistral-large-latest", in: 0.50, out: 1.50},
+	{id: "mistral-medium-latest", in: 1.50, out: 7.50},
 	{id: "mistral-large", in: 2, out: 6},
 	{id: "mistral-medium", in: 0.40, out: 2},
 	{id: "mistral-small", in: 0.10, out: 0.30},
@@ -137,10 +220,30 @@ var rows = []row{
 	{id: "mistral-embed", in: 0.10},
 
 	// DeepSeek (V3.2-Exp prices from 2025-09-29; both ids cost the same).
+	{id: "deepseek-flash", in: 0.30, out: 1.20, read: 0.006}, // api-docs.deepseek.com, November 2026: peak rates (off-peak is half, not modelled)
+	{id: "deepseek-v4-flash", in: 0.30, out: 1.20, read: 0.006},
+	{id: "deepseek-v4-pro", in: 1.32, out: 3.96, read: 0.044},
 	{id: "deepseek-chat", in: 0.28, out: 0.42, read: 0.028},
 	{id: "deepseek-reasoner", in: 0.28, out: 0.42, read: 0.028},
 
 	// xAI.
+	// 2026 models from docs.x.ai (November 2026); a request of 200K input
+	// tokens or more pays twice every rate. Grok 4.3's tier and the 4.5-4.7
+	// cached rates and tiers are from two third-party lists that agree.
+	{id: "grok-4.3", in: 1.25, out: 2.50, read: 0.20,
+		long: &long{above: 199_999, in: 2.50, out: 5, read: 0.40}},
+	{id: "grok-4.20-0309-reasoning", in: 1.25, out: 2.50, read: 0.20,
+		long: &long{above: 199_999, in: 2.50, out: 5, read: 0.40}},
+	{id: "grok-4.20-0309-non-reasoning", in: 1.25, out: 2.50, read: 0.20,
+		long: &long{above: 199_999, in: 2.50, out: 5, read: 0.40}},
+	{id: "grok-4.20-multi-agent-0309", in: 1.25, out: 2.50, read: 0.20,
+		long: &long{above: 199_999, in: 2.50, out: 5, read: 0.40}},
+	{id: "grok-4.7", in: 2, out: 6, read: 0.50,
+		long: &long{above: 199_999, in: 4, out: 12, read: 1}},
+	{id: "grok-4.6", in: 2, out: 6, read: 0.50,
+		long: &long{above: 199_999, in: 4, out: 12, read: 1}},
+	{id: "grok-4.5", in: 2, out: 6, read: 0.50,
+		long: &long{above: 199_999, in: 4, out: 12, read: 1}},
 	{id: "grok-4", in: 3, out: 15, read: 0.75},
 	{id: "grok-3", in: 3, out: 15, read: 0.75},
 	{id: "grok-3-mini", in: 0.30, out: 0.50, read: 0.075},
