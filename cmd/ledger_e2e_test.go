@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -434,6 +436,117 @@ func grepLines(b []byte, prefix string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// A tag's budget is shared by the keys carrying it, a model group's by
+// every request for it; a refused request holds nothing in the budgets that
+// admitted it, and the spend survives a restart (reloaded from the ledger).
+func TestE2ETagAndModelGroupBudgets(t *testing.T) {
+	body := chatBody("priced", "how much is this", `,"max_tokens":5`)
+	l0, dir0, _ := ledgerLumen(t, "")
+	r := rawPost(t, l0, "/v1/chat/completions", master, body)
+	one, err := strconv.ParseFloat(r.header.Get("x-lumen-cost-usd"), 64)
+	if r.status != 200 || err != nil || one <= 0 {
+		t.Fatalf("probe: %d %v %s", r.status, r.header, r.text)
+	}
+	_ = records(t, l0, dir0)
+
+	extra := fmt.Sprintf(`limits:
+  tags: {"team=search": {budget_usd: %g, budget_period: monthly}}
+  model_groups: {priced: {budget_usd: %g}}
+`, 3*one+one/2, 6*one+one/2)
+	search := map[string]string{"team": "search"}
+	l, dir, raws := ledgerLumen(t, extra,
+		ledger.KeySpec{Name: "s1", Tags: search}, ledger.KeySpec{Name: "s2", Tags: search},
+		ledger.KeySpec{Name: "ads", Tags: map[string]string{"team": "ads"}})
+	s1, s2, ads := raws[0], raws[1], raws[2]
+	post := func(key string) rawResponse { return rawPost(t, l, "/v1/chat/completions", key, body) }
+	for i, key := range []string{s1, s2, s1, ads} {
+		if r := post(key); r.status != 200 {
+			t.Fatalf("request %d: %d %s", i, r.status, r.text)
+		}
+	}
+	r = post(s2)
+	if r.status != 429 || !strings.Contains(r.text, "the tag team=search") || !strings.Contains(r.text, "monthly budget") ||
+		r.header.Get("x-lumen-budget-usd") == "" {
+		t.Fatalf("fourth team=search request: %d %s", r.status, r.text)
+	}
+	// The refused request's hold on s2's own budget was released.
+	req, _ := http.NewRequest("GET", l.URL+"/admin/keys/s2", nil)
+	req.Header.Set("Authorization", "Bearer "+master)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if got := gjsonFloat(info, "usage.reserved_usd"); got != 0 || gjsonFloat(info, "usage.spent_usd") != one {
+		t.Fatalf("s2 after the refusal: %s", info)
+	}
+	// The model group's budget counts every caller: 4 spent, 2 more fit.
+	for i := range 2 {
+		if r := post(master); r.status != 200 {
+			t.Fatalf("master request %d: %d %s", i, r.status, r.text)
+		}
+	}
+	if r := post(ads); r.status != 429 || !strings.Contains(r.text, `model \"priced\"`) {
+		t.Fatalf("seventh request for priced: %d %s", r.status, r.text)
+	}
+	if r := rawPost(t, l, "/v1/chat/completions", ads, chatBody("other", "free", "")); r.status != 200 {
+		t.Fatalf("another group: %d %s", r.status, r.text)
+	}
+	// GET /admin/budgets shows both budgets' live spend.
+	req, _ = http.NewRequest("GET", l.URL+"/admin/budgets", nil)
+	req.Header.Set("Authorization", "Bearer "+master)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	near := func(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
+	if gjson.GetBytes(list, "data.#").Int() != 2 ||
+		gjson.GetBytes(list, "data.0.scope").Str != "model_group" || !near(gjsonFloat(list, "data.0.spent_usd"), 6*one) ||
+		gjson.GetBytes(list, "data.1.name").Str != "team=search" || !near(gjsonFloat(list, "data.1.spent_usd"), 3*one) ||
+		!near(gjsonFloat(list, "data.1.remaining_usd"), one/2) || gjson.GetBytes(list, "data.1.period").Str != "monthly" {
+		t.Fatalf("GET /admin/budgets: %s", list)
+	}
+	rows := records(t, l, dir)
+	var spent float64
+	for _, e := range rows {
+		spent += e.CostUSD
+	}
+	if len(rows) != 9 || math.Abs(spent-6*one) > 1e-9 {
+		t.Fatalf("ledger: %d rows, $%g spent, want 9 and $%g", len(rows), spent, 6*one)
+	}
+
+	// After a restart the tag and the group remember what they spent.
+	l = startLumen(t, strings.ReplaceAll(ledgerConfig+extra, "{{DIR}}", dir), nil)
+	if r := post(s1); r.status != 429 || !strings.Contains(r.text, "the tag team=search") {
+		t.Fatalf("team=search after a restart: %d %s", r.status, r.text)
+	}
+	if r := post(master); r.status != 429 || !strings.Contains(r.text, `model \"priced\"`) {
+		t.Fatalf("priced after a restart: %d %s", r.status, r.text)
+	}
+}
+
+// A tag's rpm is one window for every key carrying the tag.
+func TestE2ETagRateLimit(t *testing.T) {
+	team := map[string]string{"team": "a"}
+	l, _, raws := ledgerLumen(t, "limits: {tags: {\"team=a\": {rpm: 2}}}\n",
+		ledger.KeySpec{Name: "a1", Tags: team}, ledger.KeySpec{Name: "a2", Tags: team}, ledger.KeySpec{Name: "b"})
+	for i, key := range []string{raws[0], raws[1]} {
+		if r := rawPost(t, l, "/v1/chat/completions", key, chatBody("other", "hi", "")); r.status != 200 {
+			t.Fatalf("request %d: %d %s", i, r.status, r.text)
+		}
+	}
+	r := rawPost(t, l, "/v1/chat/completions", raws[0], chatBody("other", "hi", ""))
+	if r.status != 429 || !strings.Contains(r.text, "rate limit reached for the tag team=a: 2 requests per minute") {
+		t.Fatalf("third team=a request: %d %s", r.status, r.text)
+	}
+	if r := rawPost(t, l, "/v1/chat/completions", raws[2], chatBody("other", "hi", "")); r.status != 200 {
+		t.Fatalf("untagged key: %d %s", r.status, r.text)
+	}
 }
 
 func TestE2EGlobalAndModelGroupLimits(t *testing.T) {

@@ -20,8 +20,8 @@ import (
 // whole file is parsed and validated and a new router built before it is
 // swapped in; a bad file is logged and the running config kept. Only
 // model_list and router_settings take effect on reload; the other sections
-// (server, cache, ledger, auth) need a restart, which is logged when they
-// changed.
+// (server, cache, ledger, audit, limits, auth) need a restart, which is
+// logged when they changed.
 //
 // Each reload that took effect is appended to the audit log (al may be nil).
 func watchReload(ctx context.Context, v *viper.Viper, f *Factory, srv *server.Server, running *config.Config, al *audit.Log, log zerolog.Logger) {
@@ -57,7 +57,7 @@ func watchReload(ctx context.Context, v *viper.Viper, f *Factory, srv *server.Se
 		r.KeepLearning(srv.Router()) // auto:smart keeps what it learned
 		srv.SetRouter(r)
 		if restartNeeded(running, cfg) {
-			log.Warn().Msg("config reload: server, cache, ledger, audit or auth settings changed; they take effect on restart")
+			log.Warn().Msg("config reload: server, cache, ledger, audit, limits or auth settings changed; they take effect on restart")
 		}
 		log.Info().Str("config", source).Strs("models", r.Names()).Msg("config reloaded")
 		if al != nil {
@@ -70,8 +70,8 @@ func watchReload(ctx context.Context, v *viper.Viper, f *Factory, srv *server.Se
 // restartNeeded reports whether sections that only apply at start changed.
 func restartNeeded(old, cur *config.Config) bool {
 	a, errA := config.Marshal(&config.Config{Server: old.Server, Cache: old.Cache, Ledger: old.Ledger, Audit: old.Audit,
-		GeneralSettings: old.GeneralSettings, Privacy: old.Privacy, Metrics: old.Metrics, Log: old.Log})
+		GeneralSettings: old.GeneralSettings, Privacy: old.Privacy, Metrics: old.Metrics, Log: old.Log, Limits: old.Limits})
 	b, errB := config.Marshal(&config.Config{Server: cur.Server, Cache: cur.Cache, Ledger: cur.Ledger, Audit: cur.Audit,
-		GeneralSettings: cur.GeneralSettings, Privacy: cur.Privacy, Metrics: cur.Metrics, Log: cur.Log})
+		GeneralSettings: cur.GeneralSettings, Privacy: cur.Privacy, Metrics: cur.Metrics, Log: cur.Log, Limits: cur.Limits})
 	return errA != nil || errB != nil || string(a) != string(b)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/lumengw/lumen/audit"
+	"github.com/lumengw/lumen/config"
 )
 
 func modelIDs(t *testing.T, l *lumen) string {
@@ -72,5 +73,23 @@ func TestE2EReloadOnSIGHUP(t *testing.T) {
 	}
 	if n := strings.Count(buf.String(), `"action":"config.reloaded"`); n != 1 || !strings.Contains(buf.String(), "model groups: beta") {
 		t.Fatalf("%d config.reloaded entries:\n%s", n, buf.String())
+	}
+}
+
+// Changing limits (budgets included) is reported as needing a restart,
+// as the other sections read only at start are; model_list is not.
+func TestRestartNeeded(t *testing.T) {
+	base := func() *config.Config {
+		return &config.Config{ModelList: []config.Model{{ModelName: "a"}}}
+	}
+	limited := base()
+	limited.Limits.Tags = map[string]config.Limit{"team=search": {BudgetUSD: 5}}
+	models := base()
+	models.ModelList = append(models.ModelList, config.Model{ModelName: "b"})
+	if !restartNeeded(base(), limited) {
+		t.Error("a new tag budget does not ask for a restart")
+	}
+	if restartNeeded(base(), models) {
+		t.Error("a model_list change asks for a restart")
 	}
 }

@@ -45,8 +45,8 @@ type stores struct {
 }
 
 // openStores opens the ledger at cfg.Ledger.Path (creating it), loads the
-// keys and each budgeted key's spend in its current period, and opens the
-// audit log.
+// keys, each key's spend and that of each budget in limits in its current
+// period, and opens the audit log.
 func openStores(ctx context.Context, cfg *config.Config, log zerolog.Logger) (st *stores, err error) {
 	st = &stores{log: log}
 	defer func() {
@@ -70,6 +70,9 @@ func openStores(ctx context.Context, cfg *config.Config, log zerolog.Logger) (st
 		if !k.Revoked() {
 			budgets[k.ID] = limits.Budget{LimitUSD: k.BudgetUSD, Period: limits.Period(k.BudgetPeriod)}
 		}
+	}
+	for id, b := range scopeBudgets(cfg.Limits) {
+		budgets[id] = b
 	}
 	if err := st.budgets.Load(ctx, st.db, budgets); err != nil {
 		return nil, fmt.Errorf("loading key spend: %w", err)
@@ -107,6 +110,25 @@ func openStores(ctx context.Context, cfg *config.Config, log zerolog.Logger) (st
 		}
 	}
 	return st, nil
+}
+
+// scopeBudgets are the budgets of limits (the gateway's, each model
+// group's and each key tag's), by budget account.
+func scopeBudgets(l config.Limits) map[string]limits.Budget {
+	out := map[string]limits.Budget{}
+	add := func(id string, v config.Limit) {
+		if v.BudgetUSD > 0 {
+			out[id] = limits.Budget{LimitUSD: v.BudgetUSD, Period: limits.Period(v.BudgetPeriod)}
+		}
+	}
+	add(limits.GlobalAccount, l.Global)
+	for g, v := range l.ModelGroups {
+		add(limits.GroupAccount(g), v)
+	}
+	for tag, v := range l.Tags {
+		add(limits.TagAccount(tag), v)
+	}
+	return out
 }
 
 // options fills the server's store fields.

@@ -39,24 +39,33 @@ type Config struct {
 	Privacy Privacy `yaml:"privacy"`
 	// Metrics configures the Prometheus endpoint.
 	Metrics Metrics `yaml:"metrics"`
-	// Limits are rate limits over all traffic and per model group, on top
-	// of each virtual key's own.
+	// Limits are rate limits and budgets over all traffic, per model group
+	// and per key tag, on top of each virtual key's own.
 	Limits Limits `yaml:"limits"`
 }
 
-// Limits are gateway-wide rate limits (sliding one-minute windows).
+// Limits are gateway-wide rate limits (sliding one-minute windows) and
+// budgets. A request must fit in every one that applies to it.
 type Limits struct {
 	// Global limits every request, whoever sends it.
-	Global RateLimit `yaml:"global"`
+	Global Limit `yaml:"global"`
 	// ModelGroups limits the requests asking for each model group.
-	ModelGroups map[string]RateLimit `yaml:"model_groups"`
+	ModelGroups map[string]Limit `yaml:"model_groups"`
+	// Tags limits, together, the requests of every virtual key carrying a
+	// tag, written "name=value" ("team=search"): a team's budget shared by
+	// its keys.
+	Tags map[string]Limit `yaml:"tags"`
 }
 
-// RateLimit is requests and tokens (prompt plus max_tokens, then the real
-// count) per minute; zero means unlimited.
-type RateLimit struct {
+// Limit is requests and tokens (prompt plus max_tokens, then the real
+// count) per minute, and USD per budget period; zero means unlimited.
+type Limit struct {
 	RPM int `yaml:"rpm"`
 	TPM int `yaml:"tpm"`
+	// BudgetUSD caps the spend per BudgetPeriod (daily, weekly, monthly
+	// or total, the default).
+	BudgetUSD    float64 `yaml:"budget_usd"`
+	BudgetPeriod string  `yaml:"budget_period"`
 }
 
 // Model is one model_list entry: a deployment of an upstream model under a

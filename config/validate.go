@@ -2,11 +2,14 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/lumengw/lumen/limits"
 )
 
 // Strategies are the routing_strategy values Lumen knows (LiteLLM's names).
@@ -150,22 +153,34 @@ func (c *Config) Validate() []string {
 	if c.Audit.CheckpointEvery < 1 {
 		p.add("audit.checkpoint_every", "must be at least 1, got %d", c.Audit.CheckpointEvery)
 	}
-	checkRate := func(at string, r RateLimit) {
+	checkLimit := func(at string, r Limit) {
 		if r.RPM < 0 {
 			p.add(at+".rpm", "must be 0 (unlimited) or more, got %d", r.RPM)
 		}
 		if r.TPM < 0 {
 			p.add(at+".tpm", "must be 0 (unlimited) or more, got %d", r.TPM)
 		}
+		if r.BudgetUSD < 0 || math.IsNaN(r.BudgetUSD) || math.IsInf(r.BudgetUSD, 0) {
+			p.add(at+".budget_usd", "must be 0 (no budget) or more, got %g", r.BudgetUSD)
+		}
+		if _, err := limits.ParsePeriod(r.BudgetPeriod); err != nil {
+			p.add(at+".budget_period", "%v", err)
+		}
 	}
-	checkRate("limits.global", c.Limits.Global)
+	checkLimit("limits.global", c.Limits.Global)
 	for _, name := range sortedKeys(c.Limits.ModelGroups) {
-		r := c.Limits.ModelGroups[name]
 		at := "limits.model_groups." + name
 		if !groups[name] {
 			p.add(at, "no model group named %q in model_list", name)
 		}
-		checkRate(at, r)
+		checkLimit(at, c.Limits.ModelGroups[name])
+	}
+	for _, tag := range sortedKeys(c.Limits.Tags) {
+		at := "limits.tags." + tag
+		if k, v, ok := strings.Cut(tag, "="); !ok || strings.TrimSpace(k) == "" || strings.TrimSpace(v) == "" {
+			p.add(at, "a tag is written name=value, as on a key (lumen keys create --tags team=search), got %q", tag)
+		}
+		checkLimit(at, c.Limits.Tags[tag])
 	}
 	if l := c.Metrics.Listen; l != "" {
 		if _, _, err := net.SplitHostPort(l); err != nil {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lumengw/lumen/limits"
 	"github.com/lumengw/lumen/providers"
 )
 
@@ -303,7 +304,62 @@ func (s *SQLite) SpendSince(ctx context.Context, since time.Time) (map[string]fl
 	if err := saved.Err(); err != nil {
 		return nil, fmt.Errorf("reading saved key spend: %w", err)
 	}
+	if err := s.scopeSpendSince(ctx, since, out); err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+// scopeSpendSince adds to out, which holds each key's spend since since,
+// the spend of the other budget accounts (limits.GlobalAccount,
+// GroupAccount, TagAccount). A tag's spend is that of the keys carrying it
+// now; a group's is that of the rows naming it.
+func (s *SQLite) scopeSpendSince(ctx context.Context, since time.Time, out map[string]float64) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT model_group, sum(cost) FROM requests
+		WHERE ts >= ? GROUP BY model_group`, startMS(since))
+	if err != nil {
+		return fmt.Errorf("summing spend per model group: %w", err)
+	}
+	defer rows.Close()
+	var total float64
+	for rows.Next() {
+		var group string
+		var usd float64
+		if err := rows.Scan(&group, &usd); err != nil {
+			return fmt.Errorf("summing spend per model group: %w", err)
+		}
+		total += usd
+		if group != "" {
+			out[limits.GroupAccount(group)] = usd
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("summing spend per model group: %w", err)
+	}
+	out[limits.GlobalAccount] = total
+	tagged, err := s.db.QueryContext(ctx, `SELECT id, tags FROM api_keys WHERE tags IS NOT NULL AND tags != '{}'`)
+	if err != nil {
+		return fmt.Errorf("reading key tags: %w", err)
+	}
+	defer tagged.Close()
+	for tagged.Next() {
+		var id string
+		var raw []byte
+		if err := tagged.Scan(&id, &raw); err != nil {
+			return fmt.Errorf("reading key tags: %w", err)
+		}
+		var tags map[string]string
+		if err := json.Unmarshal(raw, &tags); err != nil {
+			return fmt.Errorf("reading the tags of key %s: %w", id, err)
+		}
+		for name, v := range tags {
+			out[limits.TagAccount(name+"="+v)] += out[id]
+		}
+	}
+	if err := tagged.Err(); err != nil {
+		return fmt.Errorf("reading key tags: %w", err)
+	}
+	return nil
 }
 
 // RequestFilter selects recent requests for the dashboard. Zero fields do

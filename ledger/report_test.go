@@ -231,6 +231,58 @@ func TestTotals(t *testing.T) {
 
 // TestSpendSinceLoadsBudgets wires the ledger into limits.MemoryBudgets the
 // way the server does on start.
+// countScopes counts the accounts of spend that are not keys.
+func countScopes(spend map[string]float64) int {
+	n := 0
+	for id := range spend {
+		if !strings.HasPrefix(id, "key_") {
+			n++
+		}
+	}
+	return n
+}
+
+// SpendSince also sums the spend of the gateway, of each model group and
+// of each tag that keys carry, for the budgets in config's limits.
+func TestSpendSinceScopes(t *testing.T) {
+	ctx := context.Background()
+	f := newReportFixture(t)
+	kr := newKeyring(t, f.s, nil)
+	tags := map[string]string{"team": "search", "env": "prod"}
+	if _, err := kr.Update(ctx, "alpha", KeyUpdate{Tags: &tags}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.s.SpendSince(ctx, f.since)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// March: alpha $1 on gpt-4o and $2 on claude, the master key $0.25 on
+	// mini, beta nothing.
+	want := map[string]float64{
+		f.alpha: 3, f.beta: 0,
+		limits.GlobalAccount:          3.25,
+		limits.GroupAccount("gpt-4o"): 1, limits.GroupAccount("claude"): 2, limits.GroupAccount("mini"): 0.25,
+		limits.TagAccount("team=search"): 3, limits.TagAccount("env=prod"): 3,
+	}
+	for id, usd := range want {
+		if got[id] != usd {
+			t.Errorf("SpendSince(March)[%s] = %v, want %v (all: %v)", id, got[id], usd, got)
+		}
+	}
+	if n := countScopes(got); n != 6 {
+		t.Errorf("%d accounts that are not keys, want 6: %v", n, got)
+	}
+	// A tag's budget reloads from its keys' spend.
+	b := limits.NewMemoryBudgets(limits.BudgetOptions{Now: func() time.Time { return f.since.AddDate(0, 0, 15) }})
+	team := limits.Budget{LimitUSD: 3.5, Period: limits.Monthly}
+	if err := b.Load(ctx, f.s, map[string]limits.Budget{limits.TagAccount("team=search"): team}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Reserve(ctx, limits.TagAccount("team=search"), team, 1); !errors.Is(err, limits.ErrBudgetExceeded) {
+		t.Errorf("team=search with $3 of $3.50 spent reserved $1: %v", err)
+	}
+}
+
 func TestSpendSinceLoadsBudgets(t *testing.T) {
 	ctx := context.Background()
 	f := newReportFixture(t)
@@ -238,7 +290,7 @@ func TestSpendSinceLoadsBudgets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || got[f.alpha] != 3 || got[f.beta] != 0 {
+	if keys := len(got) - countScopes(got); keys != 2 || got[f.alpha] != 3 || got[f.beta] != 0 {
 		t.Errorf("SpendSince(March) = %v, want alpha 3 and beta 0 (the master key's spend is no key's)", got)
 	}
 	all, _ := f.s.SpendSince(ctx, time.Time{})

@@ -43,7 +43,12 @@ var ErrSettled = errors.New("reservation already settled")
 // not fit in what is left of the key's budget. The server answers 429 with
 // type budget_exceeded.
 type BudgetError struct {
+	// KeyID is the budget's account: a key id, or another account the
+	// caller named ("tag:team=search").
 	KeyID string
+	// Owner says whose budget it is in the message ("keys tagged
+	// team=search"); empty means "this key".
+	Owner string
 	// Budget is the key's limit in USD per Period.
 	Budget float64
 	// Spent is what the key spent in the current period; Reserved is held
@@ -55,12 +60,16 @@ type BudgetError struct {
 }
 
 func (e *BudgetError) Error() string {
+	owner := e.Owner
+	if owner == "" {
+		owner = "this key"
+	}
 	var b []byte
 	if e.Spent >= e.Budget {
-		b = fmt.Appendf(b, "budget exceeded: this key spent $%.4f of its $%.2f %s budget", e.Spent, e.Budget, e.Period)
+		b = fmt.Appendf(b, "budget exceeded: %s spent $%.4f of its $%.2f %s budget", owner, e.Spent, e.Budget, e.Period)
 	} else {
-		b = fmt.Appendf(b, "budget exceeded: this request may cost up to $%.4f and this key has $%.4f left of its $%.2f %s budget",
-			e.Requested, max(e.Budget-e.Spent-e.Reserved, 0), e.Budget, e.Period)
+		b = fmt.Appendf(b, "budget exceeded: this request may cost up to $%.4f and %s has $%.4f left of its $%.2f %s budget",
+			e.Requested, owner, max(e.Budget-e.Spent-e.Reserved, 0), e.Budget, e.Period)
 		if e.Reserved > 0 {
 			b = fmt.Appendf(b, " ($%.4f is held by requests in flight)", e.Reserved)
 		} else {
@@ -269,11 +278,24 @@ func (m *MemoryBudgets) SetSpent(keyID string, p Period, usd float64) {
 	a.spent = toNano(usd)
 }
 
+// Budget accounts other than a key's (whose account is the key id) are
+// named by these, so that the server that charges them and the ledger that
+// reloads their spend agree.
+const GlobalAccount = "global"
+
+// TagAccount names the budget shared by every key carrying tag
+// ("team=search").
+func TagAccount(tag string) string { return "tag:" + tag }
+
+// GroupAccount names a model group's budget.
+func GroupAccount(group string) string { return "group:" + group }
+
 // SpendSource reports recorded spend; the ledger implements it.
 type SpendSource interface {
-	// SpendSince returns the USD each key spent from since (inclusive)
-	// until now; a zero since means all time. Keys that spent nothing may
-	// be missing.
+	// SpendSince returns the USD each budget account spent from since
+	// (inclusive) until now; a zero since means all time. Keys are keyed by
+	// their id, the others by GlobalAccount, TagAccount and GroupAccount.
+	// Accounts that spent nothing may be missing.
 	SpendSince(ctx context.Context, since time.Time) (map[string]float64, error)
 }
 

@@ -219,7 +219,7 @@ func TestBudgetError(t *testing.T) {
 	if *be != want {
 		t.Errorf("BudgetError = %+v, want %+v", *be, want)
 	}
-	if msg := be.Error(); !strings.Contains(msg, "$2.0000 left of its $5.00 monthly budget") ||
+	if msg := be.Error(); !strings.Contains(msg, "this key has $2.0000 left of its $5.00 monthly budget") ||
 		!strings.Contains(msg, "held by requests in flight") || !strings.Contains(msg, "resets at 2025-04-01T00:00:00Z") {
 		t.Errorf("message %q does not say what is left, what is held and when it resets", msg)
 	}

@@ -225,7 +225,7 @@ func (m *Metrics) StreamStarted() { m.streams.Inc() }
 func (m *Metrics) StreamFinished() { m.streams.Dec() }
 
 // BudgetRejected counts a request refused by the budget of scope ("key",
-// "team", "user", "global", "model"). At most 16 scopes are kept.
+// "tag", "model_group", "global"). At most 16 scopes are kept.
 func (m *Metrics) BudgetRejected(scope string) {
 	m.small(m.budget, m.scopeVals, m.scopes, scope).Inc()
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/lumengw/lumen/config"
+	"github.com/lumengw/lumen/ledger"
 	"github.com/lumengw/lumen/limits"
 	"github.com/lumengw/lumen/pricing"
 	"github.com/lumengw/lumen/router"
@@ -20,18 +22,59 @@ import (
 // bounds it.
 const defaultMaxOutput = 4096
 
-// scope is one rate-limit window a request counts against.
+// scope is one rate-limit window or budget a request counts against.
 type scope struct {
-	id    string // the Limiter id: "key:<id>", "group:<name>" or "global"
-	limit limits.Limit
-	kind  string // for messages and metrics: key, model group, global
+	id     string // the Limiter and BudgetStore id: "key:<id>", "tag:<name>=<value>", "group:<name>" or "global" (a key's budget: its id)
+	limit  limits.Limit
+	budget limits.Budget
+	kind   string // for metrics: key, tag, model_group, global
+	owner  string // for messages: whose limit it is ("the tag team=search")
+}
+
+// scopes lists the limits that apply to a request for group from key k
+// (nil without keys), in the order they are checked: the key's, its tags',
+// the model group's, the gateway's. rate has the rpm/tpm windows, budget
+// the budgets; both are appended to the slices given.
+func (s *Server) scopes(k *ledger.Key, group string, rate, budget []scope) ([]scope, []scope) {
+	lim := s.cfg.Limits
+	add := func(id, kind, owner string, l config.Limit) {
+		if l.RPM > 0 || l.TPM > 0 {
+			rate = append(rate, scope{id: id, limit: limits.Limit{RPM: l.RPM, TPM: l.TPM}, kind: kind, owner: owner})
+		}
+		if l.BudgetUSD > 0 {
+			budget = append(budget, scope{id: id, budget: limits.Budget{LimitUSD: l.BudgetUSD, Period: limits.Period(l.BudgetPeriod)}, kind: kind, owner: owner})
+		}
+	}
+	if k != nil {
+		if k.RPM > 0 || k.TPM > 0 {
+			rate = append(rate, scope{id: "key:" + k.ID, limit: limits.Limit{RPM: k.RPM, TPM: k.TPM}, kind: "key", owner: "key " + strconv.Quote(k.Name)})
+		}
+		// A key's spend is tracked even without a cap (lumen keys info);
+		// its budget's messages say "this key".
+		budget = append(budget, scope{id: k.ID, budget: limits.Budget{LimitUSD: k.BudgetUSD, Period: limits.Period(k.BudgetPeriod)}, kind: "key"})
+		for name, v := range k.Tags {
+			if len(lim.Tags) == 0 {
+				break
+			}
+			tag := name + "=" + v
+			if l, ok := lim.Tags[tag]; ok {
+				add(limits.TagAccount(tag), "tag", "the tag "+tag, l)
+			}
+		}
+	}
+	if l, ok := lim.ModelGroups[group]; ok {
+		add(limits.GroupAccount(group), "model_group", "model "+strconv.Quote(group), l)
+	}
+	add(limits.GlobalAccount, "global", "this gateway", lim.Global)
+	return rate, budget
 }
 
 // admit checks a virtual key's model list, the rate limits that apply
-// (the key's, the model group's, the gateway's) and the key's budget
-// before anything reaches an upstream (or the cache), and holds what the
-// request may use: its worst-case cost against the budget, its estimated
-// tokens against each tpm window. settle gives back what was not used.
+// (the key's, its tags', the model group's, the gateway's) and the budgets
+// (the same, with the key's own) before anything reaches an upstream (or
+// the cache), and holds what the request may use: its worst-case cost
+// against each budget, its estimated tokens against each tpm window.
+// settle gives back what was not used.
 func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) error {
 	k := x.key
 	rt := s.Router()
@@ -42,23 +85,18 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) 
 		// cached answer of a model the key may not use is not served.
 		return &router.NotAllowedError{Group: g.Name}
 	}
-	// The windows that apply; x.scopes collects those that counted the
-	// request, for settle and refundLimits.
-	var apply [3]scope
-	scopes := apply[:0]
-	if s.limiter != nil {
-		if k != nil && (k.RPM > 0 || k.TPM > 0) {
-			scopes = append(scopes, scope{"key:" + k.ID, limits.Limit{RPM: k.RPM, TPM: k.TPM}, "key"})
-		}
-		if l, ok := s.cfg.Limits.ModelGroups[group]; ok && (l.RPM > 0 || l.TPM > 0) {
-			scopes = append(scopes, scope{"group:" + group, limits.Limit{RPM: l.RPM, TPM: l.TPM}, "model_group"})
-		}
-		if l := s.cfg.Limits.Global; l.RPM > 0 || l.TPM > 0 {
-			scopes = append(scopes, scope{"global", limits.Limit{RPM: l.RPM, TPM: l.TPM}, "global"})
-		}
+	// The windows and budgets that apply; x.scopes collects the windows
+	// that counted the request and x.reservations the budgets that hold
+	// money for it, for settle and release.
+	var rateBuf, budgetBuf [4]scope
+	rate, budget := s.scopes(k, group, rateBuf[:0], budgetBuf[:0])
+	if s.limiter == nil {
+		rate = rate[:0]
 	}
-	budgeted := k != nil && s.budgets != nil
-	if len(scopes) == 0 && !budgeted {
+	if s.budgets == nil {
+		budget = budget[:0]
+	}
+	if len(rate) == 0 && len(budget) == 0 {
 		return nil
 	}
 	x.promptEst = tokens.Prompt(x.body)
@@ -67,7 +105,7 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) 
 		maxOut = groupMaxOutput(g)
 	}
 	want := x.promptEst + maxOut
-	for _, sc := range scopes {
+	for _, sc := range rate {
 		d, err := s.limiter.Allow(ctx, sc.id, sc.limit, want)
 		switch {
 		case err != nil:
@@ -78,7 +116,7 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) 
 			if s.metrics != nil {
 				s.metrics.RateLimited(limitKind(d, sc.limit))
 			}
-			return rateLimited(d, sc, x, want)
+			return rateLimited(d, sc, want)
 		default:
 			if sc.kind == "key" || len(x.scopes) == 0 {
 				d.Headers(w.Header()) // the key's own window, else the first that counted
@@ -87,35 +125,36 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) 
 			x.limitedTokens = want
 		}
 	}
-	if budgeted {
-		worst := worstPrice(rt, g).WorstCase(x.promptEst, maxOut)
-		res, err := s.budgets.Reserve(ctx, k.ID, limits.Budget{LimitUSD: k.BudgetUSD, Period: limits.Period(k.BudgetPeriod)}, worst)
+	if len(budget) == 0 {
+		return nil
+	}
+	worst := worstPrice(rt, g).WorstCase(x.promptEst, maxOut)
+	for _, sc := range budget {
+		res, err := s.budgets.Reserve(ctx, sc.id, sc.budget, worst)
 		var be *limits.BudgetError
 		switch {
 		case errors.As(err, &be):
+			be.Owner = sc.owner
+			s.releaseBudgets(x)
 			s.refundLimits(x)
 			if s.metrics != nil {
-				s.metrics.BudgetRejected("key")
+				s.metrics.BudgetRejected(sc.kind)
 			}
 			return err
 		case err != nil:
 			s.log.Warn().Err(err).Str("request_id", x.id).Msg("budget store unavailable: request admitted unchecked")
 		default:
-			x.reservation, x.reserved = res, true
+			x.reservations = append(x.reservations, res)
 		}
 	}
 	return nil
 }
 
-// settle charges the request's real cost to the key's budget and its real
-// tokens to its tpm windows, once, in place of what admit held.
+// settle charges the request's real cost to each budget that held money
+// for it and its real tokens to its tpm windows, once, in place of what
+// admit held.
 func (s *Server) settle(x *exchange) {
-	if x.reserved {
-		x.reserved = false
-		if err := s.budgets.Settle(context.Background(), x.reservation, x.cost); err != nil {
-			s.log.Warn().Err(err).Str("request_id", x.id).Msg("settling the budget reservation")
-		}
-	}
+	s.chargeBudgets(x, x.cost)
 	used := 0
 	if x.attempts > 0 { // a cache hit or a refused request used no tokens upstream
 		used = x.usage.PromptTokens + x.usage.CompletionTokens
@@ -128,6 +167,20 @@ func (s *Server) settle(x *exchange) {
 		}
 	}
 	x.scopes = x.scopes[:0]
+}
+
+// releaseBudgets gives back the money admit held, for a request refused
+// by a later budget.
+func (s *Server) releaseBudgets(x *exchange) { s.chargeBudgets(x, 0) }
+
+// chargeBudgets settles every reservation of x at usd, once.
+func (s *Server) chargeBudgets(x *exchange, usd float64) {
+	for _, res := range x.reservations {
+		if err := s.budgets.Settle(context.Background(), res, usd); err != nil {
+			s.log.Warn().Err(err).Str("request_id", x.id).Msg("settling the budget reservation")
+		}
+	}
+	x.reservations = x.reservations[:0]
 }
 
 // refundLimits gives back the request and tokens admit counted, for a
@@ -221,17 +274,11 @@ func limitKind(d limits.Decision, l limits.Limit) string {
 	return "tpm"
 }
 
-func rateLimited(d limits.Decision, sc scope, x *exchange, want int) *apiError {
+func rateLimited(d limits.Decision, sc scope, want int) *apiError {
 	h := http.Header{}
 	d.Headers(h)
 	ae := &apiError{Status: http.StatusTooManyRequests, Type: "rate_limit_error", Code: "rate_limit_exceeded", Header: h}
-	who := "this gateway"
-	switch sc.kind {
-	case "key":
-		who = sprintf("key %q", x.key.Name)
-	case "model_group":
-		who = sprintf("model %q", x.group)
-	}
+	who := sc.owner
 	switch {
 	case d.TooLarge:
 		ae.Code = "request_too_large"

@@ -7,13 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/lumengw/lumen/audit"
+	"github.com/lumengw/lumen/config"
 	"github.com/lumengw/lumen/ledger"
 	"github.com/lumengw/lumen/limits"
 	"github.com/lumengw/lumen/ui"
@@ -35,6 +38,7 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 	a("GET /admin/spend", s.spend)
 	a("GET /admin/requests", s.requests)
 	a("GET /admin/totals", s.totals)
+	a("GET /admin/budgets", s.budgetList)
 	// Any other /admin path: the same auth first, so that probing for
 	// endpoints without the master key learns nothing.
 	a("/admin/", s.notFound)
@@ -120,6 +124,45 @@ type keyUsage struct {
 	PeriodStart  time.Time `json:"period_start,omitzero"`
 	ResetsAt     time.Time `json:"resets_at,omitzero"`
 	Live         bool      `json:"live"`
+}
+
+// budgetView is one budget of config's limits and its position.
+type budgetView struct {
+	// Scope is "global", "model_group" or "tag"; Name the group or tag.
+	Scope     string  `json:"scope"`
+	Name      string  `json:"name,omitempty"`
+	BudgetUSD float64 `json:"budget_usd"`
+	keyUsage
+}
+
+// budgetList answers GET /admin/budgets: the budgets of limits (the
+// gateway's, each model group's, each key tag's) with their live spend;
+// the keys' own are in GET /admin/keys.
+func (s *Server) budgetList(w http.ResponseWriter, r *http.Request) {
+	out := []budgetView{}
+	add := func(scope, name, account string, l config.Limit) {
+		if l.BudgetUSD <= 0 {
+			return
+		}
+		p, _ := limits.ParsePeriod(l.BudgetPeriod) // validated with the config
+		v := budgetView{Scope: scope, Name: name, BudgetUSD: l.BudgetUSD, keyUsage: keyUsage{Period: string(p)}}
+		if st, ok := s.budgets.(budgetStatuser); ok {
+			ls := st.Status(account, p)
+			v.SpentUSD, v.ReservedUSD, v.PeriodStart, v.ResetsAt, v.Live = ls.SpentUSD, ls.ReservedUSD, ls.PeriodStart, ls.ResetsAt, true
+		}
+		left := math.Max(l.BudgetUSD-v.SpentUSD-v.ReservedUSD, 0)
+		v.RemainingUSD = &left
+		out = append(out, v)
+	}
+	lim := s.cfg.Limits
+	add("global", "", limits.GlobalAccount, lim.Global)
+	for _, g := range slices.Sorted(maps.Keys(lim.ModelGroups)) {
+		add("model_group", g, limits.GroupAccount(g), lim.ModelGroups[g])
+	}
+	for _, tag := range slices.Sorted(maps.Keys(lim.Tags)) {
+		add("tag", tag, limits.TagAccount(tag), lim.Tags[tag])
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": out})
 }
 
 func (s *Server) view(k *ledger.Key) keyView {

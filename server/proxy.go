@@ -49,13 +49,13 @@ type exchange struct {
 	usageInclude bool        // "usage": {"include": true}: put the cost in the body's usage
 	fallbackFrom string
 
-	promptEst     int      // prompt tokens estimated before the call
-	abandoned     float64  // USD of hedge attempts cancelled (router.Result.Abandoned)
-	limitedTokens int      // tokens counted against each tpm window by admit
-	scopes        []scope  // the rate-limit windows admit counted the request in
-	scopeBuf      [3]scope // scopes' backing array
-	reservation   limits.Reservation
-	reserved      bool
+	promptEst     int                  // prompt tokens estimated before the call
+	abandoned     float64              // USD of hedge attempts cancelled (router.Result.Abandoned)
+	limitedTokens int                  // tokens counted against each tpm window by admit
+	scopes        []scope              // the rate-limit windows admit counted the request in
+	scopeBuf      [3]scope             // scopes' backing array
+	reservations  []limits.Reservation // the budgets admit held money in, settled once by settle
+	resBuf        [2]limits.Reservation
 	cost          float64 // USD charged
 	savedUSD      float64 // USD a cache hit or coalesced answer saved
 	respBody      []byte  // a non-streamed answer, for the ledger and audit
@@ -89,6 +89,7 @@ func (s *Server) handle(op providers.Op, serve func(http.ResponseWriter, *http.R
 		c := callerFrom(r.Context())
 		x := &exchange{id: requestIDFrom(r.Context()), start: time.Now(), op: op, key: c.key, admin: c.admin, header: r.Header}
 		x.scopes = x.scopeBuf[:0]
+		x.reservations = x.resBuf[:0]
 		if err := serve(w, r, x); err != nil {
 			x.fail(writeErr(w, x, err))
 		}
