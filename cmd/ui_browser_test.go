@@ -25,6 +25,8 @@ model_list:
     model_info: {id: demo-mock, input_cost_per_token: 0.01, output_cost_per_token: 0.02}
 general_settings:
   master_key: sk-master-browser-0000
+limits:
+  model_groups: {demo: {budget_usd: 1000, budget_period: monthly}}
 ledger:
   path: {{DIR}}/lumen.db
 audit:
@@ -233,6 +235,12 @@ func TestDashboardInBrowser(t *testing.T) {
 		chromedp.Click(css("#create-key")),
 		chromedp.WaitVisible(css("#new-secret")),
 		chromedp.WaitVisible(css(`#keys-table tr[data-key-name="browser-test"][data-status="live"]`)))
+	// The shared budgets card shows the model group's budget and what the
+	// requests above spent of it.
+	budget := browserValue(b, "read the shared budgets", chromedp.Text(css(`#budgets-table tr[data-budget="model_group:demo"]`)))
+	if want := fmt.Sprintf("model group\tdemo\t$1,000.00 monthly\t$%.2f\t", cost); !strings.HasPrefix(budget, want) {
+		t.Errorf("shared budget row %q, want it to start %q", budget, want)
+	}
 	secret := strings.TrimSpace(browserValue(b, "read the secret", chromedp.Text(css("#new-secret"))))
 	if !strings.HasPrefix(secret, "lumen-sk-") {
 		t.Fatalf("the page shows %q as the new key", secret)

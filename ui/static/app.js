@@ -337,6 +337,25 @@ async function loadKeys() {
   });
   if (!rows.length) rows.push(el("tr", {}, el("td", {colspan: cols.length, class: "muted"}, "No keys yet")));
   $("#keys-table").replaceChildren(el("thead", {}, head), el("tbody", {}, rows));
+  await loadBudgets();
+}
+
+// loadBudgets shows the budgets of the config's limits (hidden when none).
+async function loadBudgets() {
+  const res = await api("/admin/budgets");
+  const scopes = {global: "gateway", model_group: "model group", tag: "key tag"};
+  const rows = res.data.map((b) => {
+    const frac = (b.spent_usd + b.reserved_usd) / b.budget_usd;
+    return el("tr", {"data-budget": b.scope + ":" + (b.name || "")},
+      el("td", {}, scopes[b.scope] || b.scope), el("td", {}, b.name || "all traffic"),
+      el("td", {}, `${usd(b.budget_usd)} ${b.period}`),
+      el("td", {class: "num", title: b.resets_at ? "resets " + when(b.resets_at) : null}, usd(b.spent_usd)),
+      el("td", {class: "num"}, usd(b.remaining_usd)),
+      el("td", {}, meter(frac, frac >= 0.9)));
+  });
+  const head = el("tr", {}, ["Scope", "Name", "Budget", "Spent", "Left", ""].map((c) => el("th", {}, c)));
+  $("#budgets-table").replaceChildren(el("thead", {}, head), el("tbody", {}, rows));
+  $("#budgets-card").hidden = !rows.length;
 }
 
 // confirmButton asks for a second click before a destructive action.
