@@ -165,6 +165,12 @@ func TestE2EResponsesNative(t *testing.T) {
 			return
 		}
 		w.Header().Set("Content-Type", "text/event-stream")
+		if gjson.GetBytes(b, "input").Str == "crash" {
+			io.WriteString(w, "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_2\",\"object\":\"response\",\"status\":\"in_progress\",\"output\":[]}}\n\n")
+			io.WriteString(w, "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"Half\",\"logprobs\":[]}\n\n")
+			io.WriteString(w, "event: error\ndata: {\"type\":\"error\",\"sequence_number\":2,\"code\":\"server_error\",\"message\":\"The model crashed\",\"param\":null}\n\n")
+			return
+		}
 		fmt.Fprintf(w, "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_native_1\",\"object\":\"response\",\"status\":\"in_progress\",\"output\":[]}}\n\n")
 		fmt.Fprintf(w, "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"item_id\":\"msg_1\",\"output_index\":1,\"content_index\":0,\"delta\":\"Native hello\",\"logprobs\":[]}\n\n")
 		fmt.Fprintf(w, "event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":2,\"response\":%s}\n\n", resp)
@@ -209,5 +215,16 @@ model_list:
 	}
 	if err := st.Err(); err != nil || len(seqs) != 3 || seqs[2] != 2 || final.OutputText() != "Native hello" || final.ID != "resp_native_1" {
 		t.Fatalf("native stream: %v %v %s", seqs, err, final.RawJSON())
+	}
+
+	// A native stream that breaks ends with Lumen's error event, numbered
+	// after the last event relayed.
+	r = rawPost(t, l, "/v1/responses", "", `{"model":"gpt-5","stream":true,"input":"crash"}`)
+	events := strings.Split(strings.TrimSpace(r.text), "\n\n")
+	last := events[len(events)-1]
+	data := strings.TrimPrefix(last[strings.Index(last, "data: "):], "data: ")
+	if len(events) != 3 || !strings.HasPrefix(last, "event: error\n") || gjson.Get(data, "sequence_number").Int() != 2 ||
+		gjson.Get(data, "code").Str != "server_error" || !strings.Contains(gjson.Get(data, "message").Str, "The model crashed") {
+		t.Fatalf("broken native stream:\n%s", r.text)
 	}
 }

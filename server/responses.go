@@ -66,7 +66,7 @@ func (s *Server) writeResponsesStream(w http.ResponseWriter, x *exchange, echo r
 	ew := s.newEventWriter(w, x, st)
 	tr := responses.NewStreamTranslator(echo, x.id)
 	one := make([]providers.TranslatedEvent, 1)
-	native := false
+	native, seq := false, int64(-1) // seq: the last native event's sequence_number
 	fail := func(err error) error {
 		if !x.started {
 			return err
@@ -79,7 +79,7 @@ func (s *Server) writeResponsesStream(w http.ResponseWriter, x *exchange, echo r
 				code = ae.Type
 			}
 			if native {
-				_ = ew.write([]providers.TranslatedEvent{responses.ErrorEvent(code, ae.Message)})
+				_ = ew.write([]providers.TranslatedEvent{responses.ErrorEvent(code, ae.Message, seq+1)})
 			} else {
 				_ = ew.write(tr.Fail(code, ae.Message))
 			}
@@ -100,7 +100,8 @@ func (s *Server) writeResponsesStream(w http.ResponseWriter, x *exchange, echo r
 		if err != nil {
 			return fail(err)
 		}
-		if typ, ok := responses.NativeEvent(data); ok {
+		if typ, n, ok := responses.NativeEvent(data); ok {
+			seq = n
 			// The deployment speaks the Responses API: its events pass
 			// through as they are.
 			if u := responses.EventUsage(data); u.Total() > 0 {

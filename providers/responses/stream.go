@@ -254,13 +254,14 @@ func (t *StreamTranslator) emit(typ string, fields map[string]any) {
 
 // NativeEvent reports whether a stream payload is a Responses API event
 // (from a deployment that speaks the API) rather than a chat chunk, and
-// its type.
-func NativeEvent(data []byte) (string, bool) {
-	if gjson.GetBytes(data, "choices").Exists() {
-		return "", false
+// its type and sequence_number.
+func NativeEvent(data []byte) (typ string, seq int64, ok bool) {
+	r := gjson.GetManyBytes(data, "choices", "type", "sequence_number")
+	if r[0].Exists() {
+		return "", 0, false
 	}
-	typ := gjson.GetBytes(data, "type").Str
-	return typ, typ == "error" || strings.HasPrefix(typ, "response.")
+	typ = r[1].Str
+	return typ, r[2].Int(), typ == "error" || strings.HasPrefix(typ, "response.")
 }
 
 // EventUsage reads the usage of a native stream's final event
@@ -277,8 +278,9 @@ func EventUsage(data []byte) providers.Usage {
 // deployment that speaks the API) rather than a chat completion.
 func IsResponse(body []byte) bool { return gjson.GetBytes(body, "object").Str == "response" }
 
-// ErrorEvent is the error event that ends a native stream that broke.
-func ErrorEvent(code, message string) Event {
-	data, _ := providers.MarshalJSON(map[string]any{"type": "error", "code": code, "message": message, "param": nil})
+// ErrorEvent is the error event that ends a native stream that broke;
+// seq is its sequence_number, one past the last event relayed.
+func ErrorEvent(code, message string, seq int64) Event {
+	data, _ := providers.MarshalJSON(map[string]any{"type": "error", "code": code, "message": message, "param": nil, "sequence_number": seq})
 	return Event{Type: "error", Data: data}
 }
