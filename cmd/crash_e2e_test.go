@@ -164,20 +164,14 @@ func TestE2ELedgerSurvivesKill9(t *testing.T) {
 	port = freePort(t)
 	base = "http://127.0.0.1:" + strconv.Itoa(port)
 	child = serveChild(t, config, port)
-	req, _ := http.NewRequest("GET", base+"/admin/keys/load", nil)
-	req.Header.Set("Authorization", "Bearer "+master)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	b := adminGet(t, base, "/admin/keys/load")
 	if got := gjson.GetBytes(b, "usage.spent_usd").Float(); math.Abs(got-spent) > 1e-9 {
 		t.Fatalf("spend after restart %v, ledger says %v (%s)", got, spent, b)
 	}
-	req, _ = http.NewRequest("POST", base+"/v1/chat/completions", strings.NewReader(chatBody("other", "after the crash", "")))
+	req, _ := http.NewRequest("POST", base+"/v1/chat/completions", strings.NewReader(chatBody("other", "after the crash", "")))
 	req.Header.Set("Authorization", "Bearer "+raw)
-	if resp, err = http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("after restart: %v %v", err, resp)
 	}
 	resp.Body.Close()
