@@ -31,6 +31,17 @@ const (
 	srcGemma2      = "Gemma 2 technical report (arXiv 2408.00118), MMLU 5-shot"
 	srcGPT4Report  = "OpenAI GPT-4 technical report (arXiv 2303.08774), MMLU 5-shot"
 	srcEstimate    = "estimate: the vendor published no MMLU; placed beside the closest sibling it was compared with"
+	// Read in November 2026 from copies of the vendor's table (the
+	// vendor's page itself could not be fetched here).
+	srcHaiku45     = "Anthropic, 'Introducing Claude Haiku 4.5' (Oct 2025) table, MMMLU"
+	srcOpus45Card  = "Anthropic, Claude Opus 4.5 system card (Nov 2025) Table 2.3.A, MMMLU"
+	srcOpus46      = "Anthropic, Claude Opus 4.6 / Sonnet 4.6 launch tables (2026), MMMLU"
+	srcOpus47      = "Anthropic, 'Introducing Claude Opus 4.7' (Apr 2026) table, MMMLU"
+	srcFable51Card = "Anthropic, Claude Fable 5.1 system card (2026), GMMLU (Global-MMLU, 42 languages), comparator row"
+	srcGPT52       = "OpenAI, 'Introducing GPT-5.2' (Dec 2025) table, MMMLU (Thinking)"
+	srcGPTOSS      = "OpenAI, gpt-oss model card (arXiv 2508.10925) Table 3, MMLU (high reasoning)"
+	srcGemini3     = "Google, Gemini 3 Flash / Gemini 3.1 Pro model cards (2026), MMMLU"
+	srcKimiK2      = "MoonshotAI/Kimi-K2 README, instruct model table, MMLU (EM)"
 )
 
 // PublicModels are the well-known models the router can rank without
@@ -39,6 +50,10 @@ const (
 // Models the training file names are learned and never taken from here.
 var PublicModels = []PublicModel{
 	// OpenAI
+	{"gpt-5.2", 0.896, srcGPT52},
+	{"gpt-5.1", 0.895, srcGPT52 + " (GPT-5.1 Thinking column)"},
+	{"gpt-oss-120b", 0.900, srcGPTOSS},
+	{"gpt-oss-20b", 0.853, srcGPTOSS},
 	{"o3", 0.929, srcSimpleEvals},
 	{"o4-mini", 0.900, srcSimpleEvals},
 	{"o3-mini", 0.859, srcSimpleEvals},
@@ -54,7 +69,19 @@ var PublicModels = []PublicModel{
 	{"gpt-4-0125-preview", 0.854, srcSimpleEvals},
 	{"gpt-4", 0.864, srcGPT4Report},
 	{"gpt-3.5-turbo", 0.700, srcGPT4Report},
-	// Anthropic
+	// Anthropic. From Claude 5 on Anthropic reports GMMLU, which reads a
+	// point or two below MMMLU (Opus 4.7: 89.9% GMMLU, 91.5% MMMLU).
+	{"claude-fable-5-1", 0.940, srcFable51Card + " (its own row)"},
+	{"claude-fable-5", 0.936, srcFable51Card},
+	{"claude-opus-5", 0.925, srcFable51Card},
+	{"claude-sonnet-5", 0.890, srcFable51Card},
+	{"claude-opus-4-7", 0.915, srcOpus47},
+	{"claude-opus-4-6", 0.911, srcOpus46},
+	{"claude-sonnet-4-6", 0.893, srcOpus46},
+	{"claude-opus-4-5", 0.908, srcOpus45Card},
+	{"claude-opus-4-1", 0.895, srcOpus45Card + " (Opus 4.1 column)"},
+	{"claude-sonnet-4-5", 0.891, srcHaiku45 + " (Sonnet 4.5 column)"},
+	{"claude-haiku-4-5", 0.830, srcHaiku45},
 	{"claude-opus-4", 0.888, srcAnthropic4},
 	{"claude-sonnet-4", 0.865, srcAnthropic4},
 	{"claude-3-7-sonnet", 0.861, srcAnthropic37},
@@ -64,6 +91,9 @@ var PublicModels = []PublicModel{
 	{"claude-3-sonnet", 0.790, srcAnthropic3},
 	{"claude-3-haiku", 0.752, srcAnthropic3},
 	// Google
+	{"gemini-3.1-pro-preview", 0.926, srcGemini3},
+	{"gemini-3-pro-preview", 0.918, srcGemini3 + " (Gemini 3 Pro comparator column)"},
+	{"gemini-3-flash-preview", 0.918, srcGemini3},
 	{"gemini-2.5-pro", 0.898, srcGemini25},
 	{"gemini-2.5-flash", 0.884, srcGemini25},
 	{"gemini-2.0-flash", 0.819, srcEstimate + " (Google's Dec 2024 table puts it at Gemini 1.5 Pro level on MMLU-Pro)"},
@@ -86,7 +116,8 @@ var PublicModels = []PublicModel{
 	{"mixtral-8x7b-instruct-v0.1", 0.706, srcMixtral},
 	{"mistral-nemo-12b-instruct", 0.680, srcMistral + " (Mistral NeMo, Jul 2024)"},
 	{"mistral-7b-instruct", 0.601, "Jiang et al. 2023, 'Mistral 7B', MMLU 5-shot"},
-	// DeepSeek, Qwen
+	// DeepSeek, Qwen, Moonshot
+	{"kimi-k2", 0.895, srcKimiK2},
 	{"deepseek-v3", 0.885, srcDeepSeekV3},
 	{"deepseek-r1", 0.908, srcDeepSeekR1},
 	{"qwen2.5-72b-instruct", 0.861, srcQwen25},

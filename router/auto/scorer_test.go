@@ -72,6 +72,9 @@ func TestLookupNormalisesNames(t *testing.T) {
 		{"openai/gpt-4o-2024-08-06", "gpt-4o"},
 		{"claude-3-5-sonnet-20241022", "claude-3-5-sonnet"},
 		{"anthropic/claude-3.5-sonnet-latest", "claude-3-5-sonnet"},
+		{"anthropic/claude-opus-4-5-20251101", "claude-opus-4-5"},
+		{"claude-haiku-4-5", "claude-haiku-4-5"},
+		{"gemini/gemini-3.1-pro-preview", "gemini-3.1-pro-preview"},
 		{"mistralai/Mixtral-8x7B-Instruct-v0.1", "mistralai/Mixtral-8x7B-Instruct-v0.1"},
 	} {
 		a, ok := s.Ability(tt.in)
