@@ -79,8 +79,9 @@ func NewRedis(client redis.UniversalClient, o RedisOptions) *Redis {
 }
 
 // RedisClientOptions parses a redis:// or rediss:// URL into client options
-// fit for a cache: calls bounded by their context, short timeouts and no
-// retries, so that a slow or dead Redis turns into a quick miss.
+// fit for a cache (and for the shared limits, which fail open the same
+// way): calls bounded by their context, short timeouts and no retries, so
+// that a slow or dead Redis turns into a quick miss.
 //
 // go-redis also logs dial failures itself, through a process-wide logger;
 // cmd should route it (redis.SetLogger) so that a dead Redis does not flood
@@ -88,7 +89,7 @@ func NewRedis(client redis.UniversalClient, o RedisOptions) *Redis {
 func RedisClientOptions(url string) (*redis.Options, error) {
 	o, err := redis.ParseURL(url)
 	if err != nil {
-		return nil, fmt.Errorf("parsing cache redis_url: %s", redact(err, url))
+		return nil, fmt.Errorf("parsing redis_url: %s", redact(err, url))
 	}
 	o.ContextTimeoutEnabled = true
 	o.DialTimeout = 250 * time.Millisecond

@@ -1,85 +1,30 @@
 package cache
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
-	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
-)
 
-// The Redis tests use LUMEN_TEST_REDIS_ADDR when scripts/test.sh has set it
-// (it runs scripts/redis.sh first). Otherwise, when redis-server is
-// installed, the first test that needs it runs scripts/redis.sh itself and
-// TestMain stops that server at the end.
-var testRedis struct {
-	once sync.Once
-	addr string
-	pid  int
-	err  error
-}
+	"github.com/lumengw/lumen/internal/redistest"
+)
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if testRedis.pid > 0 {
-		_ = syscall.Kill(testRedis.pid, syscall.SIGTERM)
-	}
+	redistest.Stop()
 	os.Exit(code)
 }
 
-func redisAddr(t *testing.T) string {
-	t.Helper()
-	if a := os.Getenv("LUMEN_TEST_REDIS_ADDR"); a != "" {
-		return a
-	}
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server is not installed: run scripts/redis.sh (it installs redis-server with apt-get and starts one) or set LUMEN_TEST_REDIS_ADDR")
-	}
-	testRedis.once.Do(func() {
-		dir, err := os.MkdirTemp("", "lumen-cache-redis")
-		if err != nil {
-			testRedis.err = err
-			return
-		}
-		cmd := exec.Command("../scripts/redis.sh")
-		cmd.Env = append(os.Environ(), "LUMEN_REDIS_DIR="+dir)
-		out, err := cmd.Output()
-		if err != nil {
-			testRedis.err = fmt.Errorf("scripts/redis.sh: %w", err)
-			return
-		}
-		sc := bufio.NewScanner(bytes.NewReader(out))
-		for sc.Scan() {
-			line := strings.TrimPrefix(sc.Text(), "export ")
-			if v, ok := strings.CutPrefix(line, "LUMEN_TEST_REDIS_ADDR="); ok {
-				testRedis.addr = v
-			}
-			if v, ok := strings.CutPrefix(line, "LUMEN_TEST_REDIS_PID="); ok {
-				testRedis.pid, _ = strconv.Atoi(v)
-			}
-		}
-		if testRedis.addr == "" {
-			testRedis.err = fmt.Errorf("scripts/redis.sh printed no address: %q", out)
-		}
-	})
-	if testRedis.err != nil {
-		t.Fatalf("starting redis-server: %v", testRedis.err)
-	}
-	return testRedis.addr
-}
+func redisAddr(t *testing.T) string { return redistest.Addr(t) }
 
 // newTestRedis returns a store over a real Redis, under a prefix of its own.
 func newTestRedis(t *testing.T, o RedisOptions) (*Redis, *redis.Client) {

@@ -44,7 +44,7 @@ func buildCache(cfg *config.Config, r *router.Router, log zerolog.Logger) (*cach
 		}
 		opts, err := cache.RedisClientOptions(addr)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("cache.redis_url: %w", err)
 		}
 		// go-redis logs every failed dial through a process-wide logger;
 		// the cache store already counts failures and logs them once a

@@ -21,6 +21,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/lumengw/lumen/internal/redistest"
 	"github.com/lumengw/lumen/ledger"
 )
 
@@ -34,7 +35,9 @@ func TestMain(m *testing.M) {
 		os.Args = append([]string{"lumen"}, strings.Fields(args)...)
 		os.Exit(Main(nil))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	redistest.Stop()
+	os.Exit(code)
 }
 
 // serveChild starts `lumen serve -c config --port port` in a child

@@ -7,9 +7,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/lumengw/lumen/audit"
+	"github.com/lumengw/lumen/cache"
 	"github.com/lumengw/lumen/config"
 	"github.com/lumengw/lumen/ledger"
 	"github.com/lumengw/lumen/limits"
@@ -23,8 +25,16 @@ const keysRefresh = 2 * time.Second
 
 // spendSaveEvery is how often the in-memory budget spend is persisted, so
 // that a crash loses at most this much of the spend whose ledger rows were
-// dropped.
+// dropped; with budgets in Redis, how often their spend is raised to the
+// ledger's, so that a Redis that lost its data catches up.
 const spendSaveEvery = 30 * time.Second
+
+// budgetStore is a limits.BudgetStore that can load spend from the ledger
+// (limits.MemoryBudgets, limits.RedisBudgets).
+type budgetStore interface {
+	limits.BudgetStore
+	Load(ctx context.Context, src limits.SpendSource, budgets map[string]limits.Budget) error
+}
 
 // stores are what serve keeps besides the router: the ledger database and
 // its writer, the virtual keys, budgets, rate limits, metrics and the audit
@@ -34,8 +44,10 @@ type stores struct {
 	db      *ledger.SQLite
 	writer  *ledger.Writer
 	keys    *ledger.Keyring
-	budgets *limits.MemoryBudgets
-	limiter *limits.MemoryLimiter
+	budgets budgetStore
+	limiter limits.Limiter
+	redis   *redis.Client // limits.redis_url's, when set
+	cfg     *config.Config
 	metrics *metrics.Metrics
 	audit   *audit.Log
 	log     zerolog.Logger
@@ -48,7 +60,7 @@ type stores struct {
 // keys, each key's spend and that of each budget in limits in its current
 // period, and opens the audit log.
 func openStores(ctx context.Context, cfg *config.Config, log zerolog.Logger) (st *stores, err error) {
-	st = &stores{log: log}
+	st = &stores{log: log, cfg: cfg}
 	defer func() {
 		if err != nil {
 			st.close()
@@ -64,20 +76,26 @@ func openStores(ctx context.Context, cfg *config.Config, log zerolog.Logger) (st
 	if st.keys, err = ledger.NewKeyring(ctx, st.db, ledger.KeyringOptions{Logger: log}); err != nil {
 		return nil, fmt.Errorf("loading virtual keys: %w", err)
 	}
-	st.budgets = limits.NewMemoryBudgets(limits.BudgetOptions{Location: loc})
-	budgets := map[string]limits.Budget{}
-	for _, k := range st.keys.List() {
-		if !k.Revoked() {
-			budgets[k.ID] = limits.Budget{LimitUSD: k.BudgetUSD, Period: limits.Period(k.BudgetPeriod)}
+	if u := cfg.Limits.RedisURL.Value(); u != "" {
+		opts, err := cache.RedisClientOptions(u)
+		if err != nil {
+			return nil, fmt.Errorf("limits.redis_url: %w", err)
 		}
+		redis.SetLogger(redisLogger{log})
+		st.redis = redis.NewClient(opts)
+		ro := limits.RedisOptions{Location: loc}
+		st.budgets, st.limiter = limits.NewRedisBudgets(st.redis, ro), limits.NewRedisLimiter(st.redis, ro)
+	} else {
+		st.budgets, st.limiter = limits.NewMemoryBudgets(limits.BudgetOptions{Location: loc}), limits.NewMemoryLimiter(limits.LimiterOptions{})
 	}
-	for id, b := range scopeBudgets(cfg.Limits) {
-		budgets[id] = b
+	if err := st.budgets.Load(ctx, st.db, st.allBudgets()); err != nil {
+		if st.redis == nil {
+			return nil, fmt.Errorf("loading key spend: %w", err)
+		}
+		// As on every request, a shared store that is down does not stop
+		// traffic; the spend is loaded every spendSaveEvery until it works.
+		log.Error().Err(err).Msg("limits.redis_url: loading spend into Redis failed; budgets and rate limits are unchecked while it is unreachable")
 	}
-	if err := st.budgets.Load(ctx, st.db, budgets); err != nil {
-		return nil, fmt.Errorf("loading key spend: %w", err)
-	}
-	st.limiter = limits.NewMemoryLimiter(limits.LimiterOptions{})
 	if *cfg.Metrics.Enabled {
 		st.metrics = metrics.New(metrics.Options{})
 	}
@@ -110,6 +128,18 @@ func openStores(ctx context.Context, cfg *config.Config, log zerolog.Logger) (st
 		}
 	}
 	return st, nil
+}
+
+// allBudgets are the budgets to load spend for: every live key's and those
+// of the config's limits.
+func (st *stores) allBudgets() map[string]limits.Budget {
+	budgets := scopeBudgets(st.cfg.Limits)
+	for _, k := range st.keys.List() {
+		if !k.Revoked() {
+			budgets[k.ID] = limits.Budget{LimitUSD: k.BudgetUSD, Period: limits.Period(k.BudgetPeriod)}
+		}
+	}
+	return budgets
 }
 
 // scopeBudgets are the budgets of limits (the gateway's, each model
@@ -198,14 +228,24 @@ func (st *stores) periodWatcher() func() {
 	}
 }
 
+// saveSpend persists the in-memory spend of the keys to the ledger; with
+// budgets in Redis (shared, kept there) it raises their spend to the
+// ledger's instead.
 func (st *stores) saveSpend() {
-	snap := st.budgets.Snapshot()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	mem, ok := st.budgets.(*limits.MemoryBudgets)
+	if !ok {
+		if err := st.budgets.Load(ctx, st.db, st.allBudgets()); err != nil {
+			st.log.Error().Err(err).Msg("raising the shared budgets' spend to the ledger's")
+		}
+		return
+	}
+	snap := mem.Snapshot()
 	spend := make([]ledger.KeySpend, len(snap))
 	for i, s := range snap {
 		spend[i] = ledger.KeySpend{KeyID: s.KeyID, PeriodStart: s.PeriodStart, USD: s.USD}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	if err := st.db.SaveSpend(ctx, spend); err != nil {
 		st.log.Error().Err(err).Msg("saving budget spend")
 	}
@@ -224,6 +264,9 @@ func (st *stores) close() {
 	}
 	if st.budgets != nil && st.db != nil {
 		st.saveSpend()
+	}
+	if st.redis != nil {
+		errs = append(errs, st.redis.Close())
 	}
 	if st.audit != nil {
 		errs = append(errs, st.audit.Close())

@@ -55,6 +55,10 @@ type Limits struct {
 	// tag, written "name=value" ("team=search"): a team's budget shared by
 	// its keys.
 	Tags map[string]Limit `yaml:"tags"`
+	// RedisURL, when set, keeps every rate-limit window and budget (the
+	// keys' own included) in Redis ("redis://host:6379/0"), shared by all
+	// the Lumen instances using it; otherwise they are in memory.
+	RedisURL Secret `yaml:"redis_url"`
 }
 
 // Limit is requests and tokens (prompt plus max_tokens, then the real

@@ -167,6 +167,11 @@ func (c *Config) Validate() []string {
 			p.add(at+".budget_period", "%v", err)
 		}
 	}
+	if u := c.Limits.RedisURL.Value(); u != "" {
+		if _, err := url.Parse(u); err != nil || !strings.HasPrefix(u, "redis") {
+			p.add("limits.redis_url", "invalid Redis URL; use redis://host:6379/0")
+		}
+	}
 	checkLimit("limits.global", c.Limits.Global)
 	for _, name := range sortedKeys(c.Limits.ModelGroups) {
 		at := "limits.model_groups." + name

@@ -29,7 +29,8 @@ type Reservation struct {
 	// Period is the budget period the reservation was made under.
 	Period Period
 
-	id uint64
+	id     uint64 // MemoryBudgets' hold
+	member string // RedisBudgets' hold
 }
 
 // ErrBudgetExceeded is matched (errors.Is) by every *BudgetError.

@@ -4,8 +4,8 @@
 // Two small interfaces carry the policy: BudgetStore (reserve a request's
 // worst-case cost, settle its real cost) and Limiter (requests and tokens
 // per minute, sliding window). MemoryBudgets and MemoryLimiter implement
-// them for one process; a Redis implementation shared by several Lumen
-// instances can replace them without touching callers.
+// them for one process; RedisBudgets and RedisLimiter, the same rules in
+// Redis, for several Lumen instances that share them.
 //
 // # Per request
 //
@@ -13,11 +13,13 @@
 //
 //  1. Limiter.Allow(ctx, "key:"+id, Limit{RPM, TPM}, estimatedTokens); on a
 //     refusal answer 429 with Retry-After and the x-ratelimit-* headers
-//     (Decision.Headers). Global and per-model-group limits are more calls
-//     with other ids ("global", "group:"+name); refund a key's charge with
-//     Adjust when a later check refuses.
-//  2. BudgetStore.Reserve(ctx, id, budget, worstCaseUSD); a *BudgetError is
-//     a 429 of type budget_exceeded.
+//     (Decision.Headers). Tag, model-group and global limits are more calls
+//     with other ids ("tag:team=search", "group:"+name, "global"); refund
+//     the earlier charges with Adjust when a later check refuses.
+//  2. BudgetStore.Reserve(ctx, account, budget, worstCaseUSD) for each
+//     budget that applies (the key's, its tags', the model group's, the
+//     gateway's); a *BudgetError is a 429 of type budget_exceeded, and the
+//     reservations already made are settled at zero.
 //  3. Call the upstream (retries, fallbacks and hedges all inside the one
 //     reservation, which must cover the dearest deployment tried).
 //  4. BudgetStore.Settle(ctx, res, actualUSD) exactly once, also when the
@@ -25,9 +27,9 @@
 //  5. Optionally Limiter.Adjust by the difference between the estimated
 //     and the real tokens.
 //
-// Spend is enforced from memory; the ledger persists it (one row per
-// request). On start MemoryBudgets.Load sums the ledger's current period per
-// key.
+// Spend is enforced from memory (or Redis); the ledger persists it (one
+// row per request). On start Load sums the ledger's current period per
+// budget account (a key id, GlobalAccount, GroupAccount, TagAccount).
 package limits
 
 import (

@@ -208,13 +208,17 @@ func (l *MemoryLimiter) Allow(_ context.Context, id string, lim Limit, tokens in
 	if lim.RPM <= 0 && lim.TPM <= 0 {
 		return Decision{Allowed: true}, nil
 	}
-	tokens = max(tokens, 0)
 	t := l.now()
-	now := t.Unix()
-
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	c := l.counter(id, now)
+	return l.counter(id, t.Unix()).decide(t, lim, max(tokens, 0)), nil
+}
+
+// decide counts a request of tokens at time t if it fits lim, and says so.
+// MemoryLimiter and RedisLimiter (whose script counts by the same rule)
+// share it.
+func (c *counter) decide(t time.Time, lim Limit, tokens int) Decision {
+	now := t.Unix()
 	req, tok := c.usage(now)
 	reqs := func(i int) int64 { return c.req[i] }
 	toks := func(i int) int64 { return c.tok[i] }
@@ -243,7 +247,7 @@ func (l *MemoryLimiter) Allow(_ context.Context, id string, lim Limit, tokens in
 	if lim.TPM > 0 {
 		d.Tokens = Quota{Limit: lim.TPM, Remaining: int(max(int64(lim.TPM)-tok, 0)), Reset: c.reset(t, now, toks)}
 	}
-	return d, nil
+	return d
 }
 
 // Adjust implements Limiter. It never returns an error.

@@ -1,0 +1,335 @@
+package limits
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisOptions configure RedisBudgets and RedisLimiter. Zero fields take
+// the defaults.
+type RedisOptions struct {
+	// Prefix starts every key (default "lumen:limits:"). Instances that
+	// share limits share the prefix.
+	Prefix string
+	// Location is the time zone budget periods start in (default UTC);
+	// every instance must use the same one.
+	Location *time.Location
+	// Hold is how long a reservation holds money when it is never settled
+	// (its instance died): after it, the money is free again (default 1h).
+	// A reservation settled later than that is still charged.
+	Hold time.Duration
+	// Now is the clock (default time.Now); tests inject their own.
+	Now func() time.Time
+}
+
+func (o *RedisOptions) defaults() {
+	if o.Prefix == "" {
+		o.Prefix = "lumen:limits:"
+	}
+	if o.Location == nil {
+		o.Location = time.UTC
+	}
+	if o.Hold <= 0 {
+		o.Hold = time.Hour
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// RedisBudgets is a BudgetStore shared by every Lumen instance using the
+// same Redis and prefix: a reservation on one instance counts on all, so
+// together they never admit more than a budget. Each account keeps its
+// spend per period in one key and its open reservations in a sorted set
+// (member "<instance>:<n>:<nano-USD>", scored by when the hold lapses);
+// each Reserve and Settle is one atomic script. Amounts are integer
+// billionths of a dollar, as in MemoryBudgets.
+type RedisBudgets struct {
+	c        redis.UniversalClient
+	o        RedisOptions
+	instance string
+	next     atomic.Uint64
+}
+
+var _ BudgetStore = (*RedisBudgets)(nil)
+
+// NewRedisBudgets returns a budget store over client; the caller owns the
+// client and closes it.
+func NewRedisBudgets(client redis.UniversalClient, o RedisOptions) *RedisBudgets {
+	o.defaults()
+	var id [6]byte
+	_, _ = rand.Read(id[:])
+	return &RedisBudgets{c: client, o: o, instance: hex.EncodeToString(id[:])}
+}
+
+// keys returns account's spend key for the period of p containing now, its
+// holds key, the period's end (zero for Total) and how long the spend key
+// must live (0: for ever). The {account} hash tag keeps both keys in one
+// Redis Cluster slot, as a script needs.
+func (b *RedisBudgets) keys(account string, p Period, now time.Time) (spent, open string, end time.Time, ttl time.Duration) {
+	start, end := period(p).Bounds(now, b.o.Location)
+	base := b.o.Prefix + "budget:{" + account + "}:"
+	spent = base + "spent:total"
+	if !start.IsZero() {
+		spent = base + "spent:" + strconv.FormatInt(start.Unix(), 10)
+		ttl = end.Sub(now) + 24*time.Hour
+	}
+	return spent, base + "open", end, ttl
+}
+
+// reserveScript drops lapsed holds, and adds a hold of ARGV[2] unless the
+// spend plus the holds would pass the limit ARGV[1] (0: none). It returns
+// {admitted, spent, held}.
+var reserveScript = redis.NewScript(`
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
+local held = 0
+for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  held = held + tonumber(string.match(m, ':(%d+)$'))
+end
+local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
+local limit, amount = tonumber(ARGV[1]), tonumber(ARGV[2])
+if limit > 0 and (spent >= limit or spent + held + amount > limit) then
+  return {0, spent, held}
+end
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+return {1, spent, held}
+`)
+
+// settleScript releases hold ARGV[1] and adds ARGV[2] to the spend, whose
+// key then lives ARGV[3] ms (0: for ever).
+var settleScript = redis.NewScript(`
+redis.call('ZREM', KEYS[2], ARGV[1])
+if tonumber(ARGV[2]) > 0 then
+  redis.call('INCRBY', KEYS[1], ARGV[2])
+end
+if tonumber(ARGV[3]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+return 0
+`)
+
+// raiseScript sets the spend to ARGV[1] when it is lower.
+var raiseScript = redis.NewScript(`
+if tonumber(ARGV[1]) > tonumber(redis.call('GET', KEYS[1]) or '0') then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+if tonumber(ARGV[2]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+`)
+
+// Reserve implements BudgetStore.
+func (b *RedisBudgets) Reserve(ctx context.Context, account string, bu Budget, worstCaseUSD float64) (Reservation, error) {
+	p := period(bu.Period)
+	now := b.o.Now()
+	spentKey, openKey, end, _ := b.keys(account, p, now)
+	amount := toNano(worstCaseUSD)
+	limit := nano(0)
+	if bu.LimitUSD > 0 {
+		limit = toNano(bu.LimitUSD)
+	}
+	id := b.next.Add(1)
+	member := b.instance + ":" + strconv.FormatUint(id, 10) + ":" + strconv.FormatInt(int64(amount), 10)
+	res, err := reserveScript.Run(ctx, b.c, []string{spentKey, openKey},
+		int64(limit), int64(amount), now.UnixMilli(), now.Add(b.o.Hold).UnixMilli(), member, (b.o.Hold + time.Minute).Milliseconds()).Int64Slice()
+	if err != nil {
+		return Reservation{}, fmt.Errorf("reserving budget of %s in redis: %w", account, err)
+	}
+	if len(res) != 3 {
+		return Reservation{}, fmt.Errorf("reserving budget of %s in redis: unexpected reply %v", account, res)
+	}
+	if res[0] == 0 {
+		return Reservation{}, &BudgetError{KeyID: account, Budget: bu.LimitUSD, Period: p, ResetsAt: end,
+			Spent: nano(res[1]).usd(), Reserved: nano(res[2]).usd(), Requested: amount.usd()}
+	}
+	return Reservation{KeyID: account, USD: amount.usd(), Period: p, member: member}, nil
+}
+
+// Settle implements BudgetStore. Unlike MemoryBudgets it cannot tell a
+// second Settle of one reservation from the first: the server settles
+// each once.
+func (b *RedisBudgets) Settle(ctx context.Context, r Reservation, actualUSD float64) error {
+	if r.member == "" {
+		return fmt.Errorf("settling a reservation for %s: %w", r.KeyID, ErrSettled)
+	}
+	spentKey, openKey, _, ttl := b.keys(r.KeyID, r.Period, b.o.Now())
+	if err := settleScript.Run(ctx, b.c, []string{spentKey, openKey}, r.member, int64(toNano(actualUSD)), ttl.Milliseconds()).Err(); err != nil {
+		return fmt.Errorf("settling budget of %s in redis: %w", r.KeyID, err)
+	}
+	return nil
+}
+
+// Status returns account's spend in the current period of p; zero when
+// Redis cannot be read.
+func (b *RedisBudgets) Status(account string, p Period) Status {
+	p = period(p)
+	now := b.o.Now()
+	spentKey, openKey, end, _ := b.keys(account, p, now)
+	start, _ := p.Bounds(now, b.o.Location)
+	st := Status{Period: p, PeriodStart: start, ResetsAt: end}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	pipe := b.c.Pipeline()
+	spent := pipe.Get(ctx, spentKey)
+	holds := pipe.ZRangeByScore(ctx, openKey, &redis.ZRangeBy{Min: "(" + strconv.FormatInt(now.UnixMilli(), 10), Max: "+inf"})
+	_, _ = pipe.Exec(ctx)
+	if n, err := spent.Int64(); err == nil {
+		st.SpentUSD = nano(n).usd()
+	}
+	var held nano
+	for _, m := range holds.Val() {
+		if n, err := strconv.ParseInt(m[strings.LastIndexByte(m, ':')+1:], 10, 64); err == nil {
+			held += nano(n)
+		}
+	}
+	st.ReservedUSD = held.usd()
+	return st
+}
+
+// Load raises each account's spend in its current period to what src
+// recorded, for the budgets given: other instances may already have
+// counted more than the ledger holds, so a lower figure never replaces a
+// higher one.
+func (b *RedisBudgets) Load(ctx context.Context, src SpendSource, budgets map[string]Budget) error {
+	now := b.o.Now()
+	byStart := map[time.Time][]string{}
+	for id, bu := range budgets {
+		start, _ := period(bu.Period).Bounds(now, b.o.Location)
+		byStart[start] = append(byStart[start], id)
+	}
+	for start, ids := range byStart {
+		spent, err := src.SpendSince(ctx, start)
+		if err != nil {
+			return fmt.Errorf("loading spend since %s: %w", start.Format(time.RFC3339), err)
+		}
+		pipe := b.c.Pipeline()
+		for _, id := range ids {
+			key, _, _, ttl := b.keys(id, budgets[id].Period, now)
+			raiseScript.Eval(ctx, pipe, []string{key}, int64(toNano(spent[id])), ttl.Milliseconds())
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return fmt.Errorf("loading spend into redis: %w", err)
+		}
+	}
+	return nil
+}
+
+// RedisLimiter is a Limiter shared by every Lumen instance using the same
+// Redis and prefix: the same sliding minute of one-second buckets as
+// MemoryLimiter, kept in one hash per id ("<second>r" and "<second>t"
+// fields), checked and counted by one atomic script. The clock is each
+// instance's own: keep them in sync (NTP).
+type RedisLimiter struct {
+	c redis.UniversalClient
+	o RedisOptions
+}
+
+var _ Limiter = (*RedisLimiter)(nil)
+
+// NewRedisLimiter returns a limiter over client; the caller owns the client
+// and closes it.
+func NewRedisLimiter(client redis.UniversalClient, o RedisOptions) *RedisLimiter {
+	o.defaults()
+	return &RedisLimiter{c: client, o: o}
+}
+
+func (l *RedisLimiter) key(id string) string { return l.o.Prefix + "rate:{" + id + "}" }
+
+// allowScript drops the buckets that left the minute ending at second
+// ARGV[1], counts one request of ARGV[4] tokens if it fits rpm ARGV[2] and
+// tpm ARGV[3] (0: unlimited) by counter.decide's rule, and returns
+// {admitted, field, value, ...} of the buckets as they were before.
+var allowScript = redis.NewScript(`
+local now = tonumber(ARGV[1])
+local h = redis.call('HGETALL', KEYS[1])
+local out = {0}
+local req, tok = 0, 0
+for i = 1, #h, 2 do
+  local f, v = h[i], tonumber(h[i + 1])
+  local sec = tonumber(string.sub(f, 1, -2))
+  if sec <= now - 60 then
+    redis.call('HDEL', KEYS[1], f)
+  elseif sec <= now then
+    table.insert(out, f)
+    table.insert(out, v)
+    if string.sub(f, -1) == 'r' then req = req + v else tok = tok + v end
+  end
+end
+req, tok = math.max(req, 0), math.max(tok, 0)
+local rpm, tpm, tokens = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+if (rpm <= 0 or req + 1 <= rpm) and (tpm <= 0 or tok + tokens <= tpm) then
+  out[1] = 1
+  redis.call('HINCRBY', KEYS[1], ARGV[1] .. 'r', 1)
+  redis.call('HINCRBY', KEYS[1], ARGV[1] .. 't', tokens)
+  redis.call('EXPIRE', KEYS[1], 61)
+end
+return out
+`)
+
+// Allow implements Limiter.
+func (l *RedisLimiter) Allow(ctx context.Context, id string, lim Limit, tokens int) (Decision, error) {
+	if lim.RPM <= 0 && lim.TPM <= 0 {
+		return Decision{Allowed: true}, nil
+	}
+	tokens = max(tokens, 0)
+	t := l.o.Now()
+	now := t.Unix()
+	res, err := allowScript.Run(ctx, l.c, []string{l.key(id)}, now, max(lim.RPM, 0), max(lim.TPM, 0), tokens).Slice()
+	if err != nil {
+		return Decision{}, fmt.Errorf("rate limit %s in redis: %w", id, err)
+	}
+	if len(res) == 0 || len(res)%2 == 0 {
+		return Decision{}, fmt.Errorf("rate limit %s in redis: unexpected reply %v", id, res)
+	}
+	// The same decision, with its quotas and waits, from the buckets the
+	// script saw.
+	var c counter
+	for i := 1; i+1 < len(res); i += 2 {
+		f, _ := res[i].(string)
+		v, _ := res[i+1].(int64)
+		sec, err := strconv.ParseInt(f[:max(len(f)-1, 0)], 10, 64)
+		if err != nil || f == "" {
+			continue
+		}
+		j := sec % window
+		if c.sec[j] != sec {
+			c.sec[j], c.req[j], c.tok[j] = sec, 0, 0
+		}
+		if f[len(f)-1] == 'r' {
+			c.req[j] += v
+		} else {
+			c.tok[j] += v
+		}
+	}
+	d := c.decide(t, lim, tokens)
+	d.Allowed = res[0] == int64(1) // the script counted it, or not
+	return d, nil
+}
+
+// Adjust implements Limiter.
+func (l *RedisLimiter) Adjust(ctx context.Context, id string, requests, tokens int) error {
+	now := strconv.FormatInt(l.o.Now().Unix(), 10)
+	key := l.key(id)
+	pipe := l.c.TxPipeline()
+	if requests != 0 {
+		pipe.HIncrBy(ctx, key, now+"r", int64(requests))
+	}
+	if tokens != 0 {
+		pipe.HIncrBy(ctx, key, now+"t", int64(tokens))
+	}
+	pipe.Expire(ctx, key, 61*time.Second)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("adjusting rate limit %s in redis: %w", id, err)
+	}
+	return nil
+}
