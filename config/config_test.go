@@ -41,6 +41,7 @@ func TestBadConfigs(t *testing.T) {
 			`router_settings.hedge_after: invalid hedge delay "p200": use seconds (0.5), a duration ("250ms") or a percentile of observed time to first byte ("p95", 50 to 99.9)`,
 		}},
 		{"limits.bad.yaml", []string{
+			`limits.redis_url: invalid Redis URL; use redis://host:6379/0`,
 			`limits.global.rpm: must be 0 (unlimited) or more, got -1`,
 			`limits.global.budget_period: unknown budget period "yearly" (want daily, weekly, monthly or total)`,
 			`limits.model_groups.gpt-4o.budget_usd: must be 0 (no budget) or more, got -5`,
