@@ -238,3 +238,36 @@ type spendSource map[string]float64
 func (s spendSource) SpendSince(context.Context, time.Time) (map[string]float64, error) {
 	return s, nil
 }
+
+// BenchmarkRedis measures what a shared limit adds to a request: one
+// window check, and one budget reservation and its settlement, against
+// the test Redis on loopback.
+func BenchmarkRedis(b *testing.B) {
+	c := redis.NewClient(&redis.Options{Addr: redistest.Addr(b)})
+	defer c.Close()
+	prefix := fmt.Sprintf("lumen-bench:%d:", time.Now().UnixNano())
+	ctx := context.Background()
+	b.Run("limiter", func(b *testing.B) {
+		l := NewRedisLimiter(c, RedisOptions{Prefix: prefix})
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := l.Allow(ctx, "key:bench", Limit{RPM: 1 << 30, TPM: 1 << 40}, 500); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("budget", func(b *testing.B) {
+		s := NewRedisBudgets(c, RedisOptions{Prefix: prefix})
+		budget := Budget{LimitUSD: 1e9, Period: Monthly}
+		b.ReportAllocs()
+		for b.Loop() {
+			r, err := s.Reserve(ctx, "key_bench", budget, 0.01)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := s.Settle(ctx, r, 0.005); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
