@@ -28,7 +28,22 @@ type scope struct {
 	limit  limits.Limit
 	budget limits.Budget
 	kind   string // for metrics: key, tag, model_group, global
-	owner  string // for messages: whose limit it is ("the tag team=search")
+	name   string // the key's name, the tag or the model group, for messages
+}
+
+// owner says whose limit sc is, for messages ("the tag team=search"). It
+// is built only for a refusal.
+func (sc scope) owner() string {
+	switch sc.kind {
+	case "key":
+		return "key " + strconv.Quote(sc.name)
+	case "tag":
+		return "the tag " + sc.name
+	case "model_group":
+		return "model " + strconv.Quote(sc.name)
+	default:
+		return "this gateway"
+	}
 }
 
 // scopes lists the limits that apply to a request for group from key k
@@ -37,35 +52,34 @@ type scope struct {
 // the budgets; both are appended to the slices given.
 func (s *Server) scopes(k *ledger.Key, group string, rate, budget []scope) ([]scope, []scope) {
 	lim := s.cfg.Limits
-	add := func(id, kind, owner string, l config.Limit) {
+	add := func(id, kind, name string, l config.Limit) {
 		if l.RPM > 0 || l.TPM > 0 {
-			rate = append(rate, scope{id: id, limit: limits.Limit{RPM: l.RPM, TPM: l.TPM}, kind: kind, owner: owner})
+			rate = append(rate, scope{id: id, limit: limits.Limit{RPM: l.RPM, TPM: l.TPM}, kind: kind, name: name})
 		}
 		if l.BudgetUSD > 0 {
-			budget = append(budget, scope{id: id, budget: limits.Budget{LimitUSD: l.BudgetUSD, Period: limits.Period(l.BudgetPeriod)}, kind: kind, owner: owner})
+			budget = append(budget, scope{id: id, budget: limits.Budget{LimitUSD: l.BudgetUSD, Period: limits.Period(l.BudgetPeriod)}, kind: kind, name: name})
 		}
 	}
 	if k != nil {
 		if k.RPM > 0 || k.TPM > 0 {
-			rate = append(rate, scope{id: "key:" + k.ID, limit: limits.Limit{RPM: k.RPM, TPM: k.TPM}, kind: "key", owner: "key " + strconv.Quote(k.Name)})
+			rate = append(rate, scope{id: "key:" + k.ID, limit: limits.Limit{RPM: k.RPM, TPM: k.TPM}, kind: "key", name: k.Name})
 		}
-		// A key's spend is tracked even without a cap (lumen keys info);
-		// its budget's messages say "this key".
-		budget = append(budget, scope{id: k.ID, budget: limits.Budget{LimitUSD: k.BudgetUSD, Period: limits.Period(k.BudgetPeriod)}, kind: "key"})
+		// A key's spend is tracked even without a cap (lumen keys info).
+		budget = append(budget, scope{id: k.ID, budget: limits.Budget{LimitUSD: k.BudgetUSD, Period: limits.Period(k.BudgetPeriod)}, kind: "key", name: k.Name})
 		for name, v := range k.Tags {
 			if len(lim.Tags) == 0 {
 				break
 			}
 			tag := name + "=" + v
 			if l, ok := lim.Tags[tag]; ok {
-				add(limits.TagAccount(tag), "tag", "the tag "+tag, l)
+				add(limits.TagAccount(tag), "tag", tag, l)
 			}
 		}
 	}
 	if l, ok := lim.ModelGroups[group]; ok {
-		add(limits.GroupAccount(group), "model_group", "model "+strconv.Quote(group), l)
+		add(limits.GroupAccount(group), "model_group", group, l)
 	}
-	add(limits.GlobalAccount, "global", "this gateway", lim.Global)
+	add(limits.GlobalAccount, "global", "", lim.Global)
 	return rate, budget
 }
 
@@ -134,7 +148,9 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) 
 		var be *limits.BudgetError
 		switch {
 		case errors.As(err, &be):
-			be.Owner = sc.owner
+			if sc.kind != "key" {
+				be.Owner = sc.owner() // a key's own says "this key"
+			}
 			s.releaseBudgets(x)
 			s.refundLimits(x)
 			if s.metrics != nil {
@@ -278,7 +294,7 @@ func rateLimited(d limits.Decision, sc scope, want int) *apiError {
 	h := http.Header{}
 	d.Headers(h)
 	ae := &apiError{Status: http.StatusTooManyRequests, Type: "rate_limit_error", Code: "rate_limit_exceeded", Header: h}
-	who := sc.owner
+	who := sc.owner()
 	switch {
 	case d.TooLarge:
 		ae.Code = "request_too_large"
