@@ -93,3 +93,20 @@ func TestRestartNeeded(t *testing.T) {
 		t.Error("a model_list change asks for a restart")
 	}
 }
+
+// A model group's reloaded spend counts the requests that asked for it by
+// an alias: the ledger names the group as the client sent it.
+func TestAliasedSpend(t *testing.T) {
+	src := spendMap{"group:claude-sonnet": 1, "group:sonnet-latest": 2, "group:other": 4, "global": 7}
+	got, err := aliasedSpend{src, map[string]string{"sonnet-latest": "claude-sonnet"}}.SpendSince(context.Background(), time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["group:claude-sonnet"] != 3 || got["group:other"] != 4 || got["global"] != 7 {
+		t.Fatalf("spend %v", got)
+	}
+}
+
+type spendMap map[string]float64
+
+func (s spendMap) SpendSince(context.Context, time.Time) (map[string]float64, error) { return s, nil }

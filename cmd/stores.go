@@ -88,7 +88,7 @@ func openStores(ctx context.Context, cfg *config.Config, log zerolog.Logger) (st
 	} else {
 		st.budgets, st.limiter = limits.NewMemoryBudgets(limits.BudgetOptions{Location: loc}), limits.NewMemoryLimiter(limits.LimiterOptions{})
 	}
-	if err := st.budgets.Load(ctx, st.db, st.allBudgets()); err != nil {
+	if err := st.budgets.Load(ctx, st.spend(), st.allBudgets()); err != nil {
 		if st.redis == nil {
 			return nil, fmt.Errorf("loading key spend: %w", err)
 		}
@@ -140,6 +140,29 @@ func (st *stores) allBudgets() map[string]limits.Budget {
 		}
 	}
 	return budgets
+}
+
+// spend is the ledger's recorded spend as the budgets count it: the ledger
+// names a request's model group as the client sent it, an alias included
+// (router_settings.model_group_alias), and the group's budget counts it.
+func (st *stores) spend() limits.SpendSource {
+	return aliasedSpend{st.db, st.cfg.RouterSettings.ModelGroupAlias}
+}
+
+type aliasedSpend struct {
+	src     limits.SpendSource
+	aliases map[string]string // alias -> model group
+}
+
+func (a aliasedSpend) SpendSince(ctx context.Context, since time.Time) (map[string]float64, error) {
+	spent, err := a.src.SpendSince(ctx, since)
+	if err != nil || len(a.aliases) == 0 {
+		return spent, err
+	}
+	for alias, group := range a.aliases {
+		spent[limits.GroupAccount(group)] += spent[limits.GroupAccount(alias)]
+	}
+	return spent, nil
 }
 
 // scopeBudgets are the budgets of limits (the gateway's, each model
@@ -222,7 +245,7 @@ func (st *stores) periodWatcher() func() {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := st.budgets.Load(ctx, st.db, changed); err != nil {
+		if err := st.budgets.Load(ctx, st.spend(), changed); err != nil {
 			st.log.Error().Err(err).Msg("reloading the spend of keys whose budget period changed")
 		}
 	}
@@ -236,7 +259,7 @@ func (st *stores) saveSpend() {
 	defer cancel()
 	mem, ok := st.budgets.(*limits.MemoryBudgets)
 	if !ok {
-		if err := st.budgets.Load(ctx, st.db, st.allBudgets()); err != nil {
+		if err := st.budgets.Load(ctx, st.spend(), st.allBudgets()); err != nil {
 			st.log.Error().Err(err).Msg("raising the shared budgets' spend to the ledger's")
 		}
 		return
