@@ -30,12 +30,14 @@ func NewCmdSpend(f *Factory) *cobra.Command {
 	var configPath, by string
 	cmd := &cobra.Command{
 		Use:   "spend",
-		Short: "Report spend and usage grouped by key, model, deployment, provider, user, day or tag",
+		Short: "Report spend and usage grouped by key, model, deployment, provider, user, day, tag or key tag",
 		Long: `Report what requests cost, from the ledger database named by the config
 (ledger.path, default ./lumen.db), grouped by virtual key, model group,
 deployment (model_info.id), provider, user, day (cut in
-ledger.budget_timezone) or tag (x-lumen-tags; untagged requests are left
-out, and a request with several tags counts under each).
+ledger.budget_timezone), tag (x-lumen-tags; untagged requests are left
+out, and a request with several tags counts under each) or key_tag (each
+tag the request's virtual key carries now, "team=search": what the
+limits.tags budgets count).
 
 --since and --until take a span back from now (7d, 2w, 12h), a date
 (2026-11-01, midnight in ledger.budget_timezone) or an RFC 3339 time; --since
@@ -46,7 +48,8 @@ The table ends with a totals row. json and csv carry every figure exactly
 (costs as the shortest decimal that reads back to the same number).`,
 		Example: `  lumen spend --since 7d
   lumen spend --by model --key search-team --since 2026-11-01 --until 2026-12-01
-  lumen spend --by day --since 30d --format csv > spend.csv`,
+  lumen spend --by day --since 30d --format csv > spend.csv
+  lumen spend --by key_tag --since 2026-11-01`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var err error
@@ -61,7 +64,7 @@ The table ends with a totals row. json and csv carry every figure exactly
 	}
 	fs := cmd.Flags()
 	configFlag(fs, &configPath)
-	fs.StringVar(&by, "by", "key", "group by key, model, deployment, provider, user, day or tag")
+	fs.StringVar(&by, "by", "key", "group by key, model, deployment, provider, user, day, tag or key_tag")
 	fs.StringVar(&opts.Since, "since", "", "start (inclusive): 7d, 2026-11-01 or an RFC 3339 time (default: the first request)")
 	fs.StringVar(&opts.Until, "until", "", "end (exclusive), like --since (default: now and later)")
 	fs.StringVar(&opts.Key, "key", "", "only this key (id or name)")

@@ -27,17 +27,21 @@ const (
 	ByUser       By = "user" // the request's user field
 	ByDay        By = "day"  // calendar day in Query.Location, "2006-01-02"
 	ByTag        By = "tag"  // each x-lumen-tags value; untagged requests are left out
+	// ByKeyTag is each tag ("team=search") of the request's key, as the
+	// key carries it now: what limits.tags budgets count. Requests of keys
+	// without tags are left out.
+	ByKeyTag By = "key_tag"
 )
 
 // ParseBy parses a grouping name; empty means ByKey.
 func ParseBy(s string) (By, error) {
 	switch b := By(s); b {
-	case ByKey, ByModel, ByDeployment, ByProvider, ByUser, ByDay, ByTag:
+	case ByKey, ByModel, ByDeployment, ByProvider, ByUser, ByDay, ByTag, ByKeyTag:
 		return b, nil
 	case "":
 		return ByKey, nil
 	default:
-		return "", fmt.Errorf("cannot group spend by %q (want key, model, deployment, provider, user, day or tag)", s)
+		return "", fmt.Errorf("cannot group spend by %q (want key, model, deployment, provider, user, day, tag or key_tag)", s)
 	}
 }
 
@@ -57,7 +61,7 @@ type Query struct {
 // Row is one group of a spend report.
 type Row struct {
 	// Group is the value grouped by: key id, model group, deployment,
-	// provider, user, day ("2006-01-02") or tag.
+	// provider, user, day ("2006-01-02"), tag or key tag ("team=search").
 	Group string `json:"group"`
 	// Name is the key's current name, for ByKey.
 	Name             string  `json:"name,omitempty"`
@@ -167,6 +171,9 @@ func (s *SQLite) Spend(ctx context.Context, q Query) ([]Row, error) {
 	case ByTag:
 		query = `SELECT t.value, ` + sums + ` FROM requests, json_each(requests.tags) AS t
 			WHERE requests.tags IS NOT NULL AND ` + where + ` GROUP BY 1`
+	case ByKeyTag:
+		query = `SELECT t.key || '=' || t.value, ` + sums + ` FROM requests JOIN api_keys AS k ON k.id = requests.key_id,
+			json_each(k.tags) AS t WHERE k.tags IS NOT NULL AND ` + where + ` GROUP BY 1`
 	default:
 		return nil, fmt.Errorf("spend report: cannot group by %q", by)
 	}

@@ -231,6 +231,30 @@ func TestTotals(t *testing.T) {
 
 // TestSpendSinceLoadsBudgets wires the ledger into limits.MemoryBudgets the
 // way the server does on start.
+// ByKeyTag groups by the tags the requests' keys carry now.
+func TestSpendByKeyTag(t *testing.T) {
+	ctx := context.Background()
+	f := newReportFixture(t)
+	kr := newKeyring(t, f.s, nil)
+	for name, tags := range map[string]map[string]string{"alpha": {"team": "search", "env": "prod"}, "beta": {"team": "search"}} {
+		if _, err := kr.Update(ctx, name, KeyUpdate{Tags: &tags}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows, err := f.s.Spend(ctx, Query{By: ByKeyTag, Since: f.since})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// March: alpha 2 requests $3, beta 2 requests (one error) $0; the
+	// master key's request has no key and is left out.
+	if got, want := brief(rows), "env=prod:2/0/$3 team=search:4/1/$3"; got != want {
+		t.Fatalf("by key tag: %s, want %s", got, want)
+	}
+	if _, err := ParseBy("key_tag"); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // countScopes counts the accounts of spend that are not keys.
 func countScopes(spend map[string]float64) int {
 	n := 0
