@@ -3,6 +3,7 @@ package cmd
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -183,6 +184,21 @@ func TestE2EMessagesTranslatedToOpenAI(t *testing.T) {
 	if r.status != 400 || gjson.Get(r.text, "type").Str != "error" || gjson.Get(r.text, "error.type").Str != "invalid_request_error" ||
 		!strings.Contains(r.text, "max_tokens") {
 		t.Fatalf("no max_tokens: %d %s", r.status, r.text)
+	}
+	// A PDF document (Claude Code reading a PDF) reaches the OpenAI model
+	// as a file part; a document by URL, which chat completions cannot
+	// fetch, is refused naming the field.
+	r = rawPost(t, l, "/v1/messages", "", `{"model":"gpt","max_tokens":64,"messages":[{"role":"user","content":[`+
+		`{"type":"document","title":"Q3 report","source":{"type":"base64","media_type":"application/pdf","data":"JVBERi0xLjQKJSVFT0YK"}},{"type":"text","text":"Summarise."}]}]}`)
+	sent, _ := json.Marshal(fake.lastBody())
+	if r.status != 200 || gjson.GetBytes(sent, "messages.0.content.0.file.file_data").Str != "data:application/pdf;base64,JVBERi0xLjQKJSVFT0YK" ||
+		gjson.GetBytes(sent, "messages.0.content.0.file.filename").Str != "Q3 report.pdf" {
+		t.Fatalf("PDF document: %d %s; upstream got %s", r.status, r.text, sent)
+	}
+	r = rawPost(t, l, "/v1/messages", "", `{"model":"gpt","max_tokens":64,"messages":[{"role":"user","content":[`+
+		`{"type":"document","source":{"type":"url","url":"https://example.com/a.pdf"}}]}]}`)
+	if r.status != 400 || !strings.Contains(r.text, "messages[0].content[0].source") {
+		t.Fatalf("document by URL: %d %s", r.status, r.text)
 	}
 	// count_tokens estimates.
 	r = rawPost(t, l, "/v1/messages/count_tokens", "", `{"model":"gpt","messages":[{"role":"user","content":"how many tokens is this"}]}`)

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/openai/openai-go/v3"
@@ -215,6 +216,57 @@ func TestE2ETranslatingProvidersWithOpenAISDK(t *testing.T) {
 			var apiErr *openai.Error
 			if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusTooManyRequests || !strings.Contains(apiErr.Message, "slow down") {
 				t.Fatalf("rate-limited upstream: %v", err)
+			}
+		})
+	}
+}
+
+// A PDF sent by the OpenAI SDK as a file content part reaches each
+// translating provider as that provider's document, and a file it cannot
+// read is a 400 naming the part, not a request sent without it.
+func TestE2EFilesReachTranslatingProviders(t *testing.T) {
+	const pdf = "data:application/pdf;base64,JVBERi0xLjQKJSVFT0YK"
+	for _, tt := range []struct {
+		group    string
+		upstream func(http.ResponseWriter, *http.Request, []byte)
+		path     string // where the document lands in the upstream body
+		want     string
+	}{
+		{"claude", anthropicShaped, "messages.0.content.1.source.data", "JVBERi0xLjQKJSVFT0YK"},
+		{"gemini", geminiShaped, "contents.0.parts.1.inlineData.mimeType", "application/pdf"},
+		{"bedrock", bedrockShaped, "messages.0.content.1.document.name", "q3 report"},
+	} {
+		t.Run(tt.group, func(t *testing.T) {
+			var mu sync.Mutex
+			var got []byte
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				mu.Lock()
+				got = body
+				mu.Unlock()
+				tt.upstream(w, r, body)
+			}))
+			defer up.Close()
+			l := startLumen(t, strings.ReplaceAll(providersConfig, "{{UP}}", up.URL), nil)
+			c := client(l, "anything")
+			file := func(f openai.ChatCompletionContentPartFileFileParam) openai.ChatCompletionNewParams {
+				return openai.ChatCompletionNewParams{Model: openai.ChatModel(tt.group), Messages: []openai.ChatCompletionMessageParamUnion{
+					openai.UserMessage([]openai.ChatCompletionContentPartUnionParam{openai.TextContentPart("Summarise it."), openai.FileContentPart(f)})}}
+			}
+			if _, err := c.Chat.Completions.New(context.Background(), file(openai.ChatCompletionContentPartFileFileParam{
+				Filename: openai.String("q3_report.pdf"), FileData: openai.String(pdf)})); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			body := got
+			mu.Unlock()
+			if v := gjson.GetBytes(body, tt.path).Str; v != tt.want {
+				t.Fatalf("%s = %q, want %q in %s", tt.path, v, tt.want, body)
+			}
+			_, err := c.Chat.Completions.New(context.Background(), file(openai.ChatCompletionContentPartFileFileParam{FileID: openai.String("file-abc")}))
+			var apiErr *openai.Error
+			if !errors.As(err, &apiErr) || apiErr.StatusCode != 400 || apiErr.Param != "messages[0].content[1].file" {
+				t.Fatalf("file_id: %v", err)
 			}
 		})
 	}

@@ -171,6 +171,7 @@ func (c *Content) UnmarshalJSON(b []byte) error {
 const (
 	PartText     = "text"
 	PartImageURL = "image_url"
+	PartFile     = "file"    // a document: a PDF as a data URL, or an OpenAI file id
 	PartRefusal  = "refusal" // assistant history only; read as text
 )
 
@@ -179,8 +180,18 @@ type Part struct {
 	Type     string    `json:"type"`
 	Text     string    `json:"text"`
 	ImageURL *ImageURL `json:"image_url,omitempty"`
+	File     *File     `json:"file,omitempty"`
 	// CacheControl is the Anthropic prompt-caching marker on this part.
 	CacheControl json.RawMessage `json:"cache_control,omitempty"`
+}
+
+// File is a file part's document, as OpenAI's chat completions take it:
+// FileData is a base64 data URL ("data:application/pdf;base64,..."), or
+// FileID names a file uploaded to OpenAI's Files API.
+type File struct {
+	Filename string `json:"filename,omitempty"`
+	FileData string `json:"file_data,omitempty"`
+	FileID   string `json:"file_id,omitempty"`
 }
 
 // MarshalJSON implements json.Marshaler: a text part has no image_url and
@@ -196,10 +207,32 @@ func (p Part) MarshalJSON() ([]byte, error) {
 		ImageURL     *ImageURL       `json:"image_url"`
 		CacheControl json.RawMessage `json:"cache_control,omitempty"`
 	}
-	if p.Type == PartImageURL {
+	type file struct {
+		Type         string          `json:"type"`
+		File         *File           `json:"file"`
+		CacheControl json.RawMessage `json:"cache_control,omitempty"`
+	}
+	switch p.Type {
+	case PartImageURL:
 		return marshal(image{p.Type, p.ImageURL, p.CacheControl})
+	case PartFile:
+		return marshal(file{p.Type, p.File, p.CacheControl})
 	}
 	return marshal(text{p.Type, p.Text, p.CacheControl})
+}
+
+// UnsupportedPart is the error for a content part a translator cannot
+// send to its provider: the request is refused rather than sent without
+// it. at is the part's parameter path.
+func UnsupportedPart(at string, p Part, provider string) error {
+	if p.Type == PartFile {
+		if p.File == nil || p.File.FileData == "" {
+			return Invalid(at+".file", "%s models take a file as file_data (a base64 data URL); a file_id names a file uploaded to OpenAI, which they cannot read", provider)
+		}
+		mt, _, _ := ParseDataURL(p.File.FileData)
+		return Invalid(at+".file.file_data", "%s models do not take %q files here (file_data must be a base64 data URL of a supported type)", provider, mt)
+	}
+	return Invalid(at+".type", "content part %q is not supported for %s models (supported: text, image_url, file)", p.Type, provider)
 }
 
 // ImageURL is an image_url part's target: an http(s) URL or a data URL.
@@ -514,8 +547,15 @@ func DecodeChatRequest(body []byte) (*ChatRequest, error) {
 				if p.ImageURL == nil || p.ImageURL.URL == "" {
 					return nil, Invalid(fmt.Sprintf("%s.content[%d].image_url.url", at, j), "an image_url part needs a url")
 				}
+			case PartFile:
+				if m.Role != "user" {
+					return nil, Invalid(fmt.Sprintf("%s.content[%d]", at, j), "files are only supported in user messages")
+				}
+				if p.File == nil || (p.File.FileData == "" && p.File.FileID == "") {
+					return nil, Invalid(fmt.Sprintf("%s.content[%d].file", at, j), "a file part needs file_data (a base64 data URL) or file_id")
+				}
 			default:
-				return nil, Invalid(fmt.Sprintf("%s.content[%d].type", at, j), "unsupported content part type %q (supported: text, image_url)", p.Type)
+				return nil, Invalid(fmt.Sprintf("%s.content[%d].type", at, j), "unsupported content part type %q (supported: text, image_url, file)", p.Type)
 			}
 		}
 		for k, tc := range m.ToolCalls {

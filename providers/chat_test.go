@@ -21,7 +21,7 @@ func TestDecodeChatRequestRejects(t *testing.T) {
 		{"unknown role", `{"messages":[{"role":"function","content":"x"}]}`, "messages[0].role", `unsupported role "function"`},
 		{"tool without id", `{"messages":[{"role":"tool","content":"x"}]}`, "messages[0].tool_call_id", "needs the id"},
 		{"unknown part", `{"messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"input_audio","input_audio":{}}]}]}`,
-			"messages[0].content[1].type", `unsupported content part type "input_audio"`},
+			"messages[0].content[1].type", `unsupported content part type "input_audio" (supported: text, image_url, file)`},
 		{"image without url", `{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{}}]}]}`,
 			"messages[0].content[0].image_url.url", "needs a url"},
 		{"image in assistant", `{"messages":[{"role":"assistant","content":[{"type":"image_url","image_url":"http://x/a.png"}]}]}`,

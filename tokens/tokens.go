@@ -9,6 +9,9 @@
 package tokens
 
 import (
+	"bytes"
+	"encoding/base64"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 
@@ -83,8 +86,8 @@ const (
 
 // Prompt estimates the input tokens of an OpenAI-format request body:
 // chat messages (text parts; an image counts as 765 tokens, the
-// high-detail 512px tile cost), tool definitions, a completion prompt or
-// embedding input.
+// high-detail 512px tile cost; a file as File says), tool definitions, a
+// completion prompt or embedding input.
 func Prompt(body []byte) int {
 	n := 0
 	if msgs := gjson.GetBytes(body, "messages"); msgs.IsArray() {
@@ -108,6 +111,50 @@ func Prompt(body []byte) int {
 	return n
 }
 
+// PDFPageTokens is what one PDF page costs a model that reads its text
+// and an image of it: the top of Anthropic's 1,500-3,000 per page.
+const PDFPageTokens = 3000
+
+// pdfBytesPerPage is the page count assumed per so many bytes of a PDF
+// whose pages cannot be counted (compressed object streams).
+const pdfBytesPerPage = 50_000
+
+// File estimates the input tokens of a file part's file_data (a base64
+// data URL): a PDF at PDFPageTokens a page, counting its page objects
+// (or one page per 50 KB when they are compressed), other documents as
+// their text. A file without data (an uploaded file's id) counts as one
+// PDF page.
+func File(dataURL string) int {
+	meta, data, ok := strings.Cut(strings.TrimPrefix(dataURL, "data:"), ",")
+	if !ok || !strings.HasPrefix(dataURL, "data:") {
+		return PDFPageTokens
+	}
+	raw, err := base64.StdEncoding.DecodeString(data)
+	if err != nil {
+		return base64.StdEncoding.DecodedLen(len(data))/4 + 1
+	}
+	if mt, _, _ := strings.Cut(meta, ";"); !strings.EqualFold(mt, "application/pdf") {
+		return Count(string(raw))
+	}
+	pages := 0
+	for _, marker := range [...]string{"/Type /Page", "/Type/Page"} {
+		for rest := raw; ; {
+			i := bytes.Index(rest, []byte(marker))
+			if i < 0 {
+				break
+			}
+			rest = rest[i+len(marker):]
+			if len(rest) == 0 || rest[0] != 's' { // not /Pages, the page tree
+				pages++
+			}
+		}
+	}
+	if pages == 0 {
+		pages = len(raw)/pdfBytesPerPage + 1
+	}
+	return pages * PDFPageTokens
+}
+
 func content(v gjson.Result) int {
 	switch {
 	case v.Type == gjson.String:
@@ -122,6 +169,8 @@ func content(v gjson.Result) int {
 				n += Count(part.Get("text").Str)
 			case part.Get("image_url").Exists() || part.Get("type").Str == "image":
 				n += 765
+			case part.Get("type").Str == "file":
+				n += File(part.Get("file.file_data").Str)
 			case part.Type == gjson.Number:
 				n++ // token-id input for embeddings/completions
 			}

@@ -1,6 +1,10 @@
 package tokens
 
-import "testing"
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+)
 
 func TestCount(t *testing.T) {
 	tests := []struct {
@@ -39,5 +43,31 @@ func BenchmarkCount(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		Count(s)
+	}
+}
+
+// A file counts by what it holds: a PDF by its pages, text as text.
+func TestFile(t *testing.T) {
+	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	threePages := "%PDF-1.4\n1 0 obj <</Type /Pages /Kids [2 0 R 3 0 R 4 0 R] /Count 3>> endobj\n" +
+		"2 0 obj <</Type /Page /Parent 1 0 R>> endobj\n3 0 obj <</Type/Page /Parent 1 0 R>> endobj\n4 0 obj <</Type /Page>> endobj\n%%EOF"
+	compressed := "%PDF-1.5\n" + strings.Repeat("x", 120_000) // page objects inside compressed streams
+	for _, tt := range []struct {
+		name, data string
+		want       int
+	}{
+		{"pdf pages", "data:application/pdf;base64," + b64(threePages), 3 * PDFPageTokens},
+		{"pdf, pages not readable", "data:application/pdf;base64," + b64(compressed), 3 * PDFPageTokens},
+		{"text", "data:text/plain;base64," + b64("Meeting moved to Tuesday."), Count("Meeting moved to Tuesday.")},
+		{"file id, no data", "", PDFPageTokens},
+	} {
+		if got := File(tt.data); got != tt.want {
+			t.Errorf("%s: File = %d, want %d", tt.name, got, tt.want)
+		}
+	}
+	body := `{"messages":[{"role":"user","content":[{"type":"text","text":"Summarise."},{"type":"file","file":{"filename":"a.pdf","file_data":"data:application/pdf;base64,` +
+		b64(threePages) + `"}}]}]}`
+	if got, want := Prompt([]byte(body)), perRequest+perMessage+Count("Summarise.")+3*PDFPageTokens; got != want {
+		t.Errorf("Prompt with a PDF = %d, want %d", got, want)
 	}
 }

@@ -198,7 +198,8 @@ func responseFormat(chat *providers.ChatRequest, req messagesRequest) error {
 
 // userMessages translates a user turn: its tool_result blocks become tool
 // messages, first, as OpenAI wants them right after the assistant's
-// calls; its text and images become one user message after them.
+// calls; its text, images and documents become one user message after
+// them.
 func userMessages(bs blocks, at string) ([]providers.Message, error) {
 	var out []providers.Message
 	var parts []providers.Part
@@ -209,6 +210,12 @@ func userMessages(bs blocks, at string) ([]providers.Message, error) {
 			parts = append(parts, providers.Part{Type: providers.PartText, Text: b.Text})
 		case "image":
 			p, err := imagePart(b.Source, bat)
+			if err != nil {
+				return nil, err
+			}
+			parts = append(parts, p)
+		case "document":
+			p, err := documentPart(b, bat)
 			if err != nil {
 				return nil, err
 			}
@@ -228,22 +235,26 @@ func userMessages(bs blocks, at string) ([]providers.Message, error) {
 						// callable from now on. An OpenAI-form upstream
 						// was offered every tool, deferred ones too.
 						text = append(text, "Tool loaded: "+cb.ToolName)
-					case "image":
+					case "image", "document":
 						// OpenAI tool messages carry text only: the image
-						// follows in the user message.
-						p, err := imagePart(cb.Source, fmt.Sprintf("%s.content[%d]", bat, k))
+						// or document follows in the user message.
+						cat := fmt.Sprintf("%s.content[%d]", bat, k)
+						p, err := imagePart(cb.Source, cat)
+						if cb.Type == "document" {
+							p, err = documentPart(cb, cat)
+						}
 						if err != nil {
 							return nil, err
 						}
 						parts = append(parts, p)
 					default:
-						return nil, providers.Invalid(fmt.Sprintf("%s.content[%d].type", bat, k), "unsupported tool_result content block %q (supported: text, image, tool_reference)", cb.Type)
+						return nil, providers.Invalid(fmt.Sprintf("%s.content[%d].type", bat, k), "unsupported tool_result content block %q (supported: text, image, document, tool_reference)", cb.Type)
 					}
 				}
 			}
 			out = append(out, providers.Message{Role: "tool", ToolCallID: b.ToolUseID, Content: providers.TextContent(strings.Join(text, "\n"))})
 		default:
-			return nil, providers.Invalid(bat+".type", "unsupported content block %q in a user message for a non-Anthropic upstream (supported: text, image, tool_result)", b.Type)
+			return nil, providers.Invalid(bat+".type", "unsupported content block %q in a user message for a non-Anthropic upstream (supported: text, image, document, tool_result)", b.Type)
 		}
 	}
 	switch {
@@ -269,6 +280,35 @@ func imagePart(src *source, at string) (providers.Part, error) {
 		return providers.Part{}, providers.Invalid(at+".source.type", "unsupported image source %q (supported: base64, url)", src.Type)
 	}
 	return providers.Part{Type: providers.PartImageURL, ImageURL: &providers.ImageURL{URL: url}}, nil
+}
+
+// documentPart translates a document block: a base64 PDF becomes a file
+// part (OpenAI's chat completions read PDFs), plain text a text part under
+// its title. A URL or an Anthropic file id cannot reach another provider.
+func documentPart(b block, at string) (providers.Part, error) {
+	src := b.Source
+	if src == nil {
+		return providers.Part{}, providers.Invalid(at+".source", "a document block needs a source")
+	}
+	switch {
+	case src.Type == "base64" && src.MediaType == "application/pdf":
+		// OpenAI wants a file name with file_data; the title, as a PDF's.
+		name := b.Title
+		if !strings.HasSuffix(strings.ToLower(name), ".pdf") {
+			name = strings.TrimSpace(name + ".pdf")
+			if name == ".pdf" {
+				name = "document.pdf"
+			}
+		}
+		return providers.Part{Type: providers.PartFile, File: &providers.File{Filename: name, FileData: "data:application/pdf;base64," + src.Data}}, nil
+	case src.Type == "text":
+		text := src.Data
+		if b.Title != "" {
+			text = b.Title + "\n\n" + text
+		}
+		return providers.Part{Type: providers.PartText, Text: text}, nil
+	}
+	return providers.Part{}, providers.Invalid(at+".source", "a document for a non-Anthropic upstream must be a base64 PDF or text, not a %s source of %q", src.Type, src.MediaType)
 }
 
 func assistantMessage(bs blocks, at string) ([]providers.Message, error) {

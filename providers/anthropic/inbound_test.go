@@ -24,7 +24,7 @@ func readFixture(t *testing.T, name string) []byte {
 
 // TestGoldenToOpenAI pins the OpenAI body made from Messages API requests.
 func TestGoldenToOpenAI(t *testing.T) {
-	for _, name := range []string{"claude_code", "claude_code_2026", "images", "plain"} {
+	for _, name := range []string{"claude_code", "claude_code_2026", "documents", "images", "plain"} {
 		t.Run(name, func(t *testing.T) {
 			out, err := ToOpenAI(readFixture(t, name+".json"))
 			if err != nil {
@@ -49,8 +49,10 @@ func TestToOpenAIRejects(t *testing.T) {
 		{"wrong type", `{"model":"m","max_tokens":"many","messages":[]}`, "max_tokens", "expected int"},
 		{"server tool", `{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"web_search_20250305","name":"web_search"}]}`,
 			"tools[0].type", `server tool "web_search_20250305"`},
-		{"document block", `{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBE"}}]}]}`,
-			"messages[0].content[0].type", `unsupported content block "document"`},
+		{"document by url", `{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"document","source":{"type":"url","url":"https://x/y.pdf"}}]}]}`,
+			"messages[0].content[0].source", `must be a base64 PDF or text, not a url source`},
+		{"unknown block", `{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"search_result","source":"s","title":"t","content":[]}]}]}`,
+			"messages[0].content[0].type", `unsupported content block "search_result"`},
 		{"image source", `{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"image","source":{"type":"file","file_id":"f_1"}}]}]}`,
 			"messages[0].content[0].source.type", `unsupported image source "file"`},
 		{"role", `{"model":"m","max_tokens":5,"messages":[{"role":"tool","content":"x"}]}`, "messages[0].role", `unsupported role "tool"`},
@@ -60,8 +62,8 @@ func TestToOpenAIRejects(t *testing.T) {
 			"output_config.format.type", `unsupported output format "regex"`},
 		{"output format schema", `{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"output_format":{"type":"json_schema","schema":"an object"}}`,
 			"output_format.schema", "JSON object schema"},
-		{"tool_result block", `{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"document","source":{"type":"text","media_type":"text/plain","data":"x"}}]}]}]}`,
-			"messages[0].content[0].content[0].type", `unsupported tool_result content block "document"`},
+		{"tool_result block", `{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"search_result","source":"s","title":"t","content":[]}]}]}]}`,
+			"messages[0].content[0].content[0].type", `unsupported tool_result content block "search_result"`},
 		{"tool_choice", `{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"tools":[{"name":"f","input_schema":{"type":"object"}}],"tool_choice":{"type":"sometimes"}}`,
 			"tool_choice.type", `unsupported tool_choice type "sometimes"`},
 		{"tool_use input", `{"model":"m","max_tokens":5,"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":[1]}]}]}`,

@@ -2,6 +2,7 @@ package anthropic
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -177,8 +178,9 @@ func textBlocks(c providers.Content) []block {
 	return out
 }
 
-// userBlocks translates a user message's content: text, and images as
-// base64 (data URL) or url (http) sources.
+// userBlocks translates a user message's content: text, images as base64
+// (data URL) or url (http) sources, and PDF or plain-text files as
+// document blocks. Any other part is refused, not dropped.
 func userBlocks(c providers.Content, at string) ([]block, error) {
 	if c.Parts == nil {
 		return textBlocks(c), nil
@@ -197,9 +199,37 @@ func userBlocks(c providers.Content, at string) ([]block, error) {
 				return nil, err
 			}
 			out = append(out, block{Type: "image", Source: src, CacheControl: p.CacheControl})
+		case providers.PartFile:
+			src, ok := documentSource(p.File)
+			if !ok {
+				return nil, providers.UnsupportedPart(fmt.Sprintf("%s.content[%d]", at, j), p, "Anthropic")
+			}
+			out = append(out, block{Type: "document", Source: src, Title: p.File.Filename, CacheControl: p.CacheControl})
+		default:
+			return nil, providers.UnsupportedPart(fmt.Sprintf("%s.content[%d]", at, j), p, "Anthropic")
 		}
 	}
 	return out, nil
+}
+
+// documentSource is a file's document source: a PDF as base64, plain
+// text as text.
+func documentSource(f *providers.File) (*source, bool) {
+	if f == nil {
+		return nil, false
+	}
+	mt, data, ok := providers.ParseDataURL(f.FileData)
+	switch {
+	case ok && mt == "application/pdf":
+		return &source{Type: "base64", MediaType: mt, Data: data}, true
+	case ok && mt == "text/plain":
+		text, err := base64.StdEncoding.DecodeString(data)
+		if err != nil {
+			return nil, false
+		}
+		return &source{Type: "text", MediaType: mt, Data: string(text)}, true
+	}
+	return nil, false
 }
 
 func imageSource(url, param string) (*source, error) {

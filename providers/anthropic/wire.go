@@ -113,6 +113,7 @@ type block struct {
 	Text string `json:"text,omitempty"`
 	// image, document
 	Source *source `json:"source,omitempty"`
+	Title  string  `json:"title,omitempty"` // document
 	// tool_use
 	ID    string          `json:"id,omitempty"`
 	Name  string          `json:"name,omitempty"`
@@ -147,6 +148,18 @@ type source struct {
 	MediaType string `json:"media_type,omitempty"`
 	Data      string `json:"data,omitempty"`
 	URL       string `json:"url,omitempty"`
+}
+
+// UnmarshalJSON implements json.Unmarshaler. It also takes the plain
+// string a search_result block's source is, so that such a block decodes
+// and is then refused by name rather than failing the whole body.
+func (s *source) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		*s = source{}
+		return json.Unmarshal(b, &s.URL)
+	}
+	type plain source
+	return json.Unmarshal(b, (*plain)(s))
 }
 
 // toolResultBody is a tool_result's content: a string or blocks.

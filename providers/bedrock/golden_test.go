@@ -48,6 +48,16 @@ func TestGoldenRequests(t *testing.T) {
 	}
 }
 
+// TestFileRejects: a file the provider cannot read is a 400, not a
+// request sent without it.
+func TestFileRejects(t *testing.T) {
+	c := newTestClient(t, "")
+	pt.CheckFileRejects(t, func(body []byte) error {
+		_, _, err := c.translate(context.Background(), &providers.Request{Op: providers.OpChat, Model: goldenModel, Body: body})
+		return err
+	})
+}
+
 // serve answers every request with data.
 func serve(t *testing.T, data []byte, contentType string) *Client {
 	t.Helper()

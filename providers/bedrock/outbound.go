@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/lumengw/lumen/providers"
@@ -214,12 +215,58 @@ func userBlocks(ctx context.Context, c providers.Content, at string, images *pro
 			ib := &imageBlock{Format: format}
 			ib.Source.Bytes = img.Base64
 			out = append(out, contentBlock{Image: ib})
+		case providers.PartFile:
+			db, ok := document(p.File, len(out))
+			if !ok {
+				return nil, providers.UnsupportedPart(fmt.Sprintf("%s.content[%d]", at, j), p, "Bedrock")
+			}
+			out = append(out, contentBlock{Document: db})
+		default:
+			return nil, providers.UnsupportedPart(fmt.Sprintf("%s.content[%d]", at, j), p, "Bedrock")
 		}
 		if len(p.CacheControl) > 0 && len(out) > 0 {
 			out = append(out, contentBlock{CachePoint: defaultCache})
 		}
 	}
 	return out, nil
+}
+
+// documentFormats are the Converse document formats, by media type.
+var documentFormats = map[string]string{
+	"application/pdf": "pdf", "text/csv": "csv", "text/html": "html", "text/plain": "txt", "text/markdown": "md",
+	"application/msword": "doc", "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+	"application/vnd.ms-excel": "xls", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
+}
+
+// document is a file part as a Converse document block. Converse requires
+// a name of letters, digits, single spaces, hyphens, parentheses and
+// square brackets: the file name with anything else dropped, else
+// "document-n".
+func document(f *providers.File, n int) (*documentBlock, bool) {
+	if f == nil {
+		return nil, false
+	}
+	mt, data, ok := providers.ParseDataURL(f.FileData)
+	format := documentFormats[mt]
+	if !ok || format == "" {
+		return nil, false
+	}
+	name := strings.TrimSuffix(f.Filename, "."+format)
+	name = strings.Join(strings.Fields(strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', strings.ContainsRune(" -()[]", r):
+			return r
+		case r == '_' || r == '.':
+			return ' '
+		}
+		return -1
+	}, name)), " ")
+	if name == "" {
+		name = "document-" + strconv.Itoa(n+1)
+	}
+	db := &documentBlock{Format: format, Name: name}
+	db.Source.Bytes = data
+	return db, true
 }
 
 // finishReason maps a Converse stopReason to OpenAI's.

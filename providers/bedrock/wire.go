@@ -29,6 +29,7 @@ type systemBlock struct {
 type contentBlock struct {
 	Text             *string           `json:"text,omitempty"`
 	Image            *imageBlock       `json:"image,omitempty"`
+	Document         *documentBlock    `json:"document,omitempty"`
 	ToolUse          *toolUse          `json:"toolUse,omitempty"`
 	ToolResult       *toolResult       `json:"toolResult,omitempty"`
 	ReasoningContent *reasoningContent `json:"reasoningContent,omitempty"`
@@ -41,6 +42,14 @@ type cachePoint struct {
 
 type imageBlock struct {
 	Format string `json:"format"` // png, jpeg, gif, webp
+	Source struct {
+		Bytes string `json:"bytes"` // base64
+	} `json:"source"`
+}
+
+type documentBlock struct {
+	Format string `json:"format"` // pdf, csv, doc, docx, xls, xlsx, html, txt, md
+	Name   string `json:"name"`
 	Source struct {
 		Bytes string `json:"bytes"` // base64
 	} `json:"source"`

@@ -46,6 +46,16 @@ func TestGoldenRequests(t *testing.T) {
 	}
 }
 
+// TestFileRejects: a file the provider cannot read is a 400, not a
+// request sent without it.
+func TestFileRejects(t *testing.T) {
+	c := newTestClient(t, "")
+	pt.CheckFileRejects(t, func(body []byte) error {
+		_, _, err := c.translate(context.Background(), &providers.Request{Op: providers.OpChat, Model: "gemini-2.5-flash", Body: body})
+		return err
+	})
+}
+
 // serveFile answers every request with a fixture file.
 func serveFile(t *testing.T, path, contentType string) *Client {
 	t.Helper()

@@ -142,7 +142,9 @@ func textParts(c providers.Content) []part {
 	return out
 }
 
-// userParts translates a user message's content: text and inline images.
+// userParts translates a user message's content: text, inline images and
+// files (a PDF or another document Gemini reads, inline). Any other part
+// is refused, not dropped.
 func userParts(ctx context.Context, c providers.Content, at string, images *providers.ImageFetcher) ([]part, error) {
 	if c.Parts == nil {
 		return textParts(c), nil
@@ -160,9 +162,27 @@ func userParts(ctx context.Context, c providers.Content, at string, images *prov
 				return nil, err
 			}
 			out = append(out, part{InlineData: &blob{MimeType: img.MediaType, Data: img.Base64}})
+		case providers.PartFile:
+			mt, data, ok := "", "", p.File != nil
+			if ok {
+				mt, data, ok = providers.ParseDataURL(p.File.FileData)
+			}
+			if !ok || !documentTypes[mt] {
+				return nil, providers.UnsupportedPart(fmt.Sprintf("%s.content[%d]", at, j), p, "Gemini")
+			}
+			out = append(out, part{InlineData: &blob{MimeType: mt, Data: data}})
+		default:
+			return nil, providers.UnsupportedPart(fmt.Sprintf("%s.content[%d]", at, j), p, "Gemini")
 		}
 	}
 	return out, nil
+}
+
+// documentTypes are the document types Gemini reads inline
+// (ai.google.dev/gemini-api/docs/document-processing).
+var documentTypes = map[string]bool{
+	"application/pdf": true, "text/plain": true, "text/html": true, "text/markdown": true,
+	"text/csv": true, "text/xml": true, "application/json": true,
 }
 
 // finishReason maps a Gemini finishReason to OpenAI's; calls says whether

@@ -2,9 +2,13 @@ package providertest
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
+	"testing"
+
+	"github.com/lumengw/lumen/providers"
 )
 
 // Requests are the OpenAI-format requests whose translation every provider
@@ -20,6 +24,9 @@ var Requests = []struct{ Name, Body string }{
 	{"images", `{"model":"alias","messages":[{"role":"user","content":[{"type":"text","text":"Compare these <images> & say which is bigger."},
 		{"type":"image_url","image_url":{"url":"data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP4DwABAQEABRjYTgAAAABJRU5ErkJggg=="}},
 		{"type":"image_url","image_url":{"url":"https://example.com/cat.jpg","detail":"high"}}]}]}`},
+	{"documents", `{"model":"alias","messages":[{"role":"user","content":[{"type":"text","text":"Summarise both."},
+		{"type":"file","file":{"filename":"q3_report.pdf","file_data":"data:application/pdf;base64,JVBERi0xLjQKJcfsj6IKMSAwIG9iago8PC9UeXBlL0NhdGFsb2c+PgplbmRvYmoKdHJhaWxlcgo8PC9Sb290IDEgMCBSPj4KJSVFT0YK"}},
+		{"type":"file","file":{"filename":"notes.txt","file_data":"data:text/plain;base64,TWVldGluZyBtb3ZlZCB0byBUdWVzZGF5Lg=="}}]}]}`},
 	{"tool_round_trip", `{"model":"alias","messages":[{"role":"user","content":"What's the weather in Paris and Tokyo?"},
 		{"role":"assistant","content":"Let me look that up.","tool_calls":[
 			{"id":"toolu_01A","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\",\"unit\":\"celsius\"}"}},
@@ -42,6 +49,29 @@ var Requests = []struct{ Name, Body string }{
 			"schema":{"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer"}},"required":["name","age"],"additionalProperties":false}}}}`},
 	{"json_object", `{"model":"alias","messages":[{"role":"user","content":"Give me a JSON object with a greeting."}],"response_format":{"type":"json_object"}}`},
 	{"stream", `{"model":"alias","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Count to three."}]}`},
+}
+
+// FileRejects are file parts a translating provider cannot send: an OpenAI
+// file id, and a type no provider reads. Each must be refused with a 400
+// naming Param, never sent without the file.
+var FileRejects = []struct{ Name, Body, Param string }{
+	{"file_id", `{"model":"alias","messages":[{"role":"user","content":[{"type":"text","text":"Read it."},{"type":"file","file":{"file_id":"file-abc123"}}]}]}`,
+		"messages[0].content[1].file"},
+	{"zip", `{"model":"alias","messages":[{"role":"user","content":[{"type":"file","file":{"filename":"a.zip","file_data":"data:application/zip;base64,UEsDBA=="}}]}]}`,
+		"messages[0].content[0].file.file_data"},
+}
+
+// CheckFileRejects runs translate on each of FileRejects and fails t
+// unless it returns an *providers.InvalidRequestError for its Param.
+func CheckFileRejects(t *testing.T, translate func(body []byte) error) {
+	t.Helper()
+	for _, r := range FileRejects {
+		err := translate([]byte(r.Body))
+		var ie *providers.InvalidRequestError
+		if !errors.As(err, &ie) || ie.Param != r.Param {
+			t.Errorf("%s: err = %v, want an invalid request error for %s", r.Name, err, r.Param)
+		}
+	}
 }
 
 // ExampleImage is what the golden tests' image client serves for

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 
@@ -339,8 +340,24 @@ func message(it item, at string) (*providers.Message, error) {
 				detail = ""
 			}
 			out = append(out, providers.Part{Type: providers.PartImageURL, ImageURL: &providers.ImageURL{URL: p.ImageURL, Detail: detail}})
+		case "input_file":
+			// Chat completions take a file as file_data or file_id (PDF
+			// only at OpenAI; other upstreams say what they read).
+			switch {
+			case role == "assistant":
+				return nil, providers.Invalid(pat+".type", "an assistant message cannot carry a file")
+			case p.FileData == "" && p.FileID == "":
+				return nil, providers.Invalid(pat+".file_url", "an input_file for a chat upstream needs file_data (a base64 data URL) or file_id; chat completions cannot fetch a file_url")
+			}
+			data := fileDataURL(p.FileData, p.Filename)
+			name := p.Filename
+			if name == "" && data != "" {
+				mt, _, _ := providers.ParseDataURL(data)
+				name = "document" + fileExt[mt] // OpenAI wants a name with file_data
+			}
+			out = append(out, providers.Part{Type: providers.PartFile, File: &providers.File{Filename: name, FileData: data, FileID: p.FileID}})
 		default:
-			return nil, providers.Invalid(pat+".type", "unsupported content part %q (supported: input_text, input_image, output_text, refusal)", p.Type)
+			return nil, providers.Invalid(pat+".type", "unsupported content part %q (supported: input_text, input_image, input_file, output_text, refusal)", p.Type)
 		}
 	}
 	if len(out) == 1 && out[0].Type == providers.PartText {
@@ -349,12 +366,44 @@ func message(it item, at string) (*providers.Message, error) {
 	if role != "user" {
 		// system and assistant messages carry text only on most upstreams
 		var b strings.Builder
-		for _, p := range out {
+		for j, p := range out {
+			if p.Type != providers.PartText {
+				return nil, providers.Invalid(fmt.Sprintf("%s.content[%d].type", at, j), "a %s message carries text only; send images and files in a user message", it.Role)
+			}
 			b.WriteString(p.Text)
 		}
 		return &providers.Message{Role: role, Content: providers.TextContent(b.String())}, nil
 	}
 	return &providers.Message{Role: role, Content: providers.Content{Parts: out}}, nil
+}
+
+// fileExt and fileType map the document types upstreams read to a file
+// name's extension and back (a fixed table: the system's MIME tables
+// differ between machines).
+var (
+	fileExt = map[string]string{"application/pdf": ".pdf", "text/plain": ".txt", "text/markdown": ".md",
+		"text/csv": ".csv", "text/html": ".html", "application/json": ".json"}
+	fileType = func() map[string]string {
+		m := make(map[string]string, len(fileExt))
+		for t, ext := range fileExt {
+			m[ext] = t
+		}
+		return m
+	}()
+)
+
+// fileDataURL is an input_file's file_data as a data URL: the Responses
+// API also takes bare base64, whose type the file name tells (a PDF when
+// it tells none).
+func fileDataURL(data, filename string) string {
+	if data == "" || strings.HasPrefix(data, "data:") {
+		return data
+	}
+	mt, ok := fileType[strings.ToLower(path.Ext(filename))]
+	if !ok {
+		mt = "application/pdf"
+	}
+	return "data:" + mt + ";base64," + data
 }
 
 // callOutput reads a function_call_output's output: a string, or text

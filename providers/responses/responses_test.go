@@ -95,7 +95,9 @@ func TestTranslateRejects(t *testing.T) {
 		{"item reference", `{"model":"m","input":[{"type":"item_reference","id":"msg_1"}]}`, "input[0].type", "item_reference needs stored items"},
 		{"unknown item", `{"model":"m","input":[{"type":"computer_call_output","call_id":"c"}]}`, "input[0].type", `unsupported input item "computer_call_output"`},
 		{"role", `{"model":"m","input":[{"role":"tool","content":"x"}]}`, "input[0].role", `unsupported role "tool"`},
-		{"part", `{"model":"m","input":[{"role":"user","content":[{"type":"input_file","file_id":"f"}]}]}`, "input[0].content[0].type", `unsupported content part "input_file"`},
+		{"part", `{"model":"m","input":[{"role":"user","content":[{"type":"input_audio","input_audio":{}}]}]}`, "input[0].content[0].type", `unsupported content part "input_audio"`},
+		{"file by url", `{"model":"m","input":[{"role":"user","content":[{"type":"input_file","file_url":"https://x/y.pdf"}]}]}`, "input[0].content[0].file_url", "cannot fetch a file_url"},
+		{"file in a system message", `{"model":"m","input":[{"role":"system","content":[{"type":"input_text","text":"read"},{"type":"input_file","file_data":"data:application/pdf;base64,JVBERg=="}]}]}`, "input[0].content[1].type", "carries text only"},
 		{"image by file id", `{"model":"m","input":[{"role":"user","content":[{"type":"input_image","file_id":"f"}]}]}`, "input[0].content[0].image_url", "file_id needs OpenAI's file store"},
 		{"call without id", `{"model":"m","input":[{"type":"function_call","name":"f","arguments":"{}"}]}`, "input[0]", "needs call_id and name"},
 		{"output without id", `{"model":"m","input":[{"type":"function_call_output","output":"x"}]}`, "input[0].call_id", "needs the call_id"},
@@ -157,6 +159,25 @@ func TestTranslateFields(t *testing.T) {
 	out, _, err = Translate([]byte(`{"model":"m","input":[{"role":"developer","content":"Be terse."},{"role":"user","content":"hi"}]}`))
 	if err != nil || gjson.GetBytes(out, "messages.0.role").Str != "system" {
 		t.Errorf("developer string message: %s %v", out, err)
+	}
+	// input_file: file_data (a data URL, or bare base64 typed by the file
+	// name) and file_id become chat file parts, with a name OpenAI wants.
+	out, _, err = Translate([]byte(`{"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":"Summarise."},
+		{"type":"input_file","filename":"q3.pdf","file_data":"data:application/pdf;base64,JVBERi0x"},
+		{"type":"input_file","file_data":"data:text/plain;base64,aGk="},
+		{"type":"input_file","filename":"notes.pdf","file_data":"JVBERi0y"},
+		{"type":"input_file","file_id":"file-abc"}]}]}`))
+	files := map[string]string{
+		"messages.0.content.1.type": "file", "messages.0.content.1.file.filename": "q3.pdf",
+		"messages.0.content.1.file.file_data": "data:application/pdf;base64,JVBERi0x",
+		"messages.0.content.2.file.filename":  "document.txt", "messages.0.content.2.file.file_data": "data:text/plain;base64,aGk=",
+		"messages.0.content.3.file.file_data": "data:application/pdf;base64,JVBERi0y",
+		"messages.0.content.4.file.file_id":   "file-abc",
+	}
+	for path, v := range files {
+		if got := gjson.GetBytes(out, path).String(); err != nil || got != v {
+			t.Errorf("input_file: %s = %q, want %q (%s %v)", path, got, v, out, err)
+		}
 	}
 	// Forcing a custom tool forces its function.
 	out, _, err = Translate([]byte(`{"model":"m","input":"patch it","tools":[{"type":"custom","name":"apply_patch"}],"tool_choice":{"type":"custom","name":"apply_patch"}}`))

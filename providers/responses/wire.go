@@ -134,6 +134,10 @@ type part struct {
 	ImageURL string `json:"image_url"`
 	FileID   string `json:"file_id"`
 	Detail   string `json:"detail"`
+	// input_file
+	Filename string `json:"filename"`
+	FileData string `json:"file_data"`
+	FileURL  string `json:"file_url"`
 }
 
 // response is a Response object.
