@@ -167,7 +167,7 @@ func TestE2ELedgerSurvivesKill9(t *testing.T) {
 	port = freePort(t)
 	base = "http://127.0.0.1:" + strconv.Itoa(port)
 	child = serveChild(t, config, port)
-	b := adminGet(t, base, "/admin/keys/load")
+	b := rawGet(t, base, "/admin/keys/load", master)
 	if got := gjson.GetBytes(b, "usage.spent_usd").Float(); math.Abs(got-spent) > 1e-9 {
 		t.Fatalf("spend after restart %v, ledger says %v (%s)", got, spent, b)
 	}

@@ -37,6 +37,23 @@ func rawPost(t *testing.T, l *lumen, path, key, body string) rawResponse {
 	return rawResponse{status: resp.StatusCode, header: resp.Header, text: string(b)}
 }
 
+// rawGet reads base+path with key as a Bearer token (none when empty)
+// and returns the body.
+func rawGet(t *testing.T, base, path, key string) []byte {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return b
+}
+
 // waitFor polls cond for up to 10 s: for effects that land asynchronously
 // (a log line after the response). It fails only if cond never holds.
 func waitFor(t *testing.T, cond func() bool) {

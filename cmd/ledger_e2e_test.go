@@ -472,7 +472,7 @@ func TestE2ETagAndModelGroupBudgets(t *testing.T) {
 		t.Fatalf("fourth team=search request: %d %s", r.status, r.text)
 	}
 	// The refused request's hold on s2's own budget was released.
-	info := adminGet(t, l.URL, "/admin/keys/s2")
+	info := rawGet(t, l.URL, "/admin/keys/s2", master)
 	if got := gjsonFloat(info, "usage.reserved_usd"); got != 0 || gjsonFloat(info, "usage.spent_usd") != one {
 		t.Fatalf("s2 after the refusal: %s", info)
 	}
@@ -489,7 +489,7 @@ func TestE2ETagAndModelGroupBudgets(t *testing.T) {
 		t.Fatalf("another group: %d %s", r.status, r.text)
 	}
 	// GET /admin/budgets shows both budgets' live spend.
-	list := adminGet(t, l.URL, "/admin/budgets")
+	list := rawGet(t, l.URL, "/admin/budgets", master)
 	near := func(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
 	if gjson.GetBytes(list, "data.#").Int() != 2 ||
 		gjson.GetBytes(list, "data.0.scope").Str != "model_group" || !near(gjsonFloat(list, "data.0.spent_usd"), 6*one) ||
@@ -625,7 +625,7 @@ func TestE2EBudgetPeriodChangeKeepsSpend(t *testing.T) {
 			t.Fatal(r.text)
 		}
 	}
-	spent := func() float64 { return gjsonFloat(adminGet(t, l.URL, "/admin/keys/periodic"), "usage.spent_usd") }
+	spent := func() float64 { return gjsonFloat(rawGet(t, l.URL, "/admin/keys/periodic", master), "usage.spent_usd") }
 	before := spent()
 	if before <= 0 {
 		t.Fatalf("spent before: %v", before)
@@ -642,33 +642,12 @@ func TestE2EBudgetPeriodChangeKeepsSpend(t *testing.T) {
 
 func gjsonFloat(b []byte, path string) float64 { return gjson.GetBytes(b, path).Float() }
 
-// adminGet reads base+path with the master key and returns the body.
-func adminGet(t *testing.T, base, path string) []byte {
-	t.Helper()
-	req, _ := http.NewRequest("GET", base+path, nil)
-	req.Header.Set("Authorization", "Bearer "+master)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return b
-}
-
 // /v1/models lists the auto routes, and only the models a restricted key
 // may use.
 func TestE2EModelsListForKey(t *testing.T) {
 	l, _, raws := ledgerLumen(t, "", ledger.KeySpec{Name: "narrow", Models: []string{"other"}})
 	list := func(key string) string {
-		req, _ := http.NewRequest("GET", l.URL+"/v1/models", nil)
-		req.Header.Set("Authorization", "Bearer "+key)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
+		b := rawGet(t, l.URL, "/v1/models", key)
 		var ids []string
 		for _, m := range gjson.GetBytes(b, "data.#.id").Array() {
 			ids = append(ids, m.Str)

@@ -115,7 +115,7 @@ audit: {enabled: false}
 		t.Fatalf("fourth request, on the other instance: %d %s", r.status, r.text)
 	}
 	// Each instance reads the shared spend.
-	if got := gjsonFloat(adminGet(t, b.URL, "/admin/budgets"), "data.0.spent_usd"); math.Abs(got-3*one) > 1e-9 {
+	if got := gjsonFloat(rawGet(t, b.URL, "/admin/budgets", master), "data.0.spent_usd"); math.Abs(got-3*one) > 1e-9 {
 		t.Errorf("instance B's /admin/budgets spent %v, want %v", got, 3*one)
 	}
 	for i, l := range []*lumen{a, b, a} {
