@@ -516,6 +516,47 @@ func TestE2ETagAndModelGroupBudgets(t *testing.T) {
 	}
 }
 
+// limits.users gives each end user (the body's user) a budget of their
+// own, whatever key sends them, remembered across a restart.
+func TestE2EUserBudgets(t *testing.T) {
+	l0, dir0, _ := ledgerLumen(t, "")
+	r := rawPost(t, l0, "/v1/chat/completions", master, chatBody("priced", "how much is this", `,"max_tokens":5`))
+	one, err := strconv.ParseFloat(r.header.Get("x-lumen-cost-usd"), 64)
+	if r.status != 200 || err != nil || one <= 0 {
+		t.Fatalf("probe: %d %v", r.status, r.header)
+	}
+	_ = records(t, l0, dir0)
+
+	extra := fmt.Sprintf("limits: {users: {budget_usd: %g, budget_period: daily}}\n", 2*one+one/2)
+	l, dir, raws := ledgerLumen(t, extra, ledger.KeySpec{Name: "app"})
+	post := func(user string) rawResponse {
+		field := ""
+		if user != "" {
+			field = `,"user":"` + user + `"`
+		}
+		return rawPost(t, l, "/v1/chat/completions", raws[0], chatBody("priced", "how much is this", `,"max_tokens":5`+field))
+	}
+	for i, u := range []string{"alice", "alice", "bob", ""} {
+		if r := post(u); r.status != 200 {
+			t.Fatalf("request %d (%q): %d %s", i, u, r.status, r.text)
+		}
+	}
+	if r := post("alice"); r.status != 429 || !strings.Contains(r.text, `the user \"alice\"`) || !strings.Contains(r.text, "daily budget") {
+		t.Fatalf("alice's third request: %d %s", r.status, r.text)
+	}
+	if r := post("bob"); r.status != 200 {
+		t.Fatalf("bob's second request: %d %s", r.status, r.text)
+	}
+	_ = records(t, l, dir)
+	l = startLumen(t, strings.ReplaceAll(ledgerConfig+extra, "{{DIR}}", dir), nil)
+	if r := post("alice"); r.status != 429 {
+		t.Fatalf("alice after a restart: %d %s", r.status, r.text)
+	}
+	if r := post("carol"); r.status != 200 {
+		t.Fatalf("carol after a restart: %d %s", r.status, r.text)
+	}
+}
+
 // A tag's rpm is one window for every key carrying the tag.
 func TestE2ETagRateLimit(t *testing.T) {
 	team := map[string]string{"team": "a"}

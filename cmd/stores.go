@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,9 +26,13 @@ const keysRefresh = 2 * time.Second
 
 // spendSaveEvery is how often the in-memory budget spend is persisted, so
 // that a crash loses at most this much of the spend whose ledger rows were
-// dropped; with budgets in Redis, how often their spend is raised to the
-// ledger's, so that a Redis that lost its data catches up.
+// dropped.
 const spendSaveEvery = 30 * time.Second
+
+// spendRaiseEvery is, with budgets in Redis, how often their spend is
+// raised to the ledger's, so that a Redis that lost its data catches up.
+// Each time sums the ledger's current periods, hence less often.
+const spendRaiseEvery = 5 * time.Minute
 
 // budgetStore is a limits.BudgetStore that can load spend from the ledger
 // (limits.MemoryBudgets, limits.RedisBudgets).
@@ -48,6 +53,7 @@ type stores struct {
 	limiter limits.Limiter
 	redis   *redis.Client // limits.redis_url's, when set
 	cfg     *config.Config
+	loc     *time.Location // ledger.budget_timezone
 	metrics *metrics.Metrics
 	audit   *audit.Log
 	log     zerolog.Logger
@@ -70,6 +76,7 @@ func openStores(ctx context.Context, cfg *config.Config, log zerolog.Logger) (st
 	if err != nil {
 		return nil, fmt.Errorf("ledger.budget_timezone: %w", err)
 	}
+	st.loc = loc
 	if st.db, err = ledger.Open(ctx, cfg.Ledger.Path); err != nil {
 		return nil, fmt.Errorf("opening the ledger (ledger.path): %w", err)
 	}
@@ -88,7 +95,11 @@ func openStores(ctx context.Context, cfg *config.Config, log zerolog.Logger) (st
 	} else {
 		st.budgets, st.limiter = limits.NewMemoryBudgets(limits.BudgetOptions{Location: loc}), limits.NewMemoryLimiter(limits.LimiterOptions{})
 	}
-	if err := st.budgets.Load(ctx, st.spend(), st.allBudgets()); err != nil {
+	budgets, err := st.allBudgets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.budgets.Load(ctx, st.spend(), budgets); err != nil {
 		if st.redis == nil {
 			return nil, fmt.Errorf("loading key spend: %w", err)
 		}
@@ -130,16 +141,30 @@ func openStores(ctx context.Context, cfg *config.Config, log zerolog.Logger) (st
 	return st, nil
 }
 
-// allBudgets are the budgets to load spend for: every live key's and those
-// of the config's limits.
-func (st *stores) allBudgets() map[string]limits.Budget {
+// allBudgets are the budgets to load spend for: every live key's, those
+// of the config's limits, and with limits.users a budget for every user
+// the ledger shows spending in the current period (others start at zero).
+func (st *stores) allBudgets(ctx context.Context) (map[string]limits.Budget, error) {
 	budgets := scopeBudgets(st.cfg.Limits)
 	for _, k := range st.keys.List() {
 		if !k.Revoked() {
 			budgets[k.ID] = limits.Budget{LimitUSD: k.BudgetUSD, Period: limits.Period(k.BudgetPeriod)}
 		}
 	}
-	return budgets
+	if u := st.cfg.Limits.Users; u.BudgetUSD > 0 {
+		b := limits.Budget{LimitUSD: u.BudgetUSD, Period: limits.Period(u.BudgetPeriod)}
+		start, _ := b.Period.Bounds(time.Now(), st.loc) // zero for a total budget
+		spent, err := st.db.SpendSince(ctx, start)
+		if err != nil {
+			return nil, fmt.Errorf("listing the users who spent: %w", err)
+		}
+		for id := range spent {
+			if strings.HasPrefix(id, limits.UserAccount("")) {
+				budgets[id] = b
+			}
+		}
+	}
+	return budgets, nil
 }
 
 // spend is the ledger's recorded spend as the budgets count it: the ledger
@@ -204,7 +229,11 @@ func (st *stores) run(ctx context.Context) {
 	}()
 	go func() {
 		defer st.wg.Done()
-		every(ctx, spendSaveEvery, st.saveSpend)
+		d := spendSaveEvery
+		if st.redis != nil {
+			d = spendRaiseEvery
+		}
+		every(ctx, d, st.saveSpend)
 	}()
 }
 
@@ -259,7 +288,11 @@ func (st *stores) saveSpend() {
 	defer cancel()
 	mem, ok := st.budgets.(*limits.MemoryBudgets)
 	if !ok {
-		if err := st.budgets.Load(ctx, st.spend(), st.allBudgets()); err != nil {
+		budgets, err := st.allBudgets(ctx)
+		if err == nil {
+			err = st.budgets.Load(ctx, st.spend(), budgets)
+		}
+		if err != nil {
 			st.log.Error().Err(err).Msg("raising the shared budgets' spend to the ledger's")
 		}
 		return

@@ -55,6 +55,11 @@ type Limits struct {
 	// tag, written "name=value" ("team=search"): a team's budget shared by
 	// its keys.
 	Tags map[string]Limit `yaml:"tags"`
+	// Users limits each end user on its own: the requests whose "user"
+	// field (Anthropic metadata.user_id) names them, whatever key sends
+	// them. The client chooses the name, so this bounds an application's
+	// users, not a key's holder.
+	Users Limit `yaml:"users"`
 	// RedisURL, when set, keeps every rate-limit window and budget (the
 	// keys' own included) in Redis ("redis://host:6379/0"), shared by all
 	// the Lumen instances using it; otherwise they are in memory.

@@ -46,6 +46,7 @@ func TestBadConfigs(t *testing.T) {
 			`limits.global.budget_period: unknown budget period "yearly" (want daily, weekly, monthly or total)`,
 			`limits.model_groups.gpt-4o.budget_usd: must be 0 (no budget) or more, got -5`,
 			`limits.model_groups.gpt-5: no model group named "gpt-5" in model_list`,
+			`limits.users.rpm: must be 0 (unlimited) or more, got -2`,
 			`limits.tags.team: a tag is written name=value, as on a key (lumen keys create --tags team=search), got "team"`,
 		}},
 		{"router.bad.yaml", []string{

@@ -180,6 +180,7 @@ func (c *Config) Validate() []string {
 		}
 		checkLimit(at, c.Limits.ModelGroups[name])
 	}
+	checkLimit("limits.users", c.Limits.Users)
 	for _, tag := range sortedKeys(c.Limits.Tags) {
 		at := "limits.tags." + tag
 		if k, v, ok := strings.Cut(tag, "="); !ok || strings.TrimSpace(k) == "" || strings.TrimSpace(v) == "" {

@@ -319,8 +319,8 @@ func (s *SQLite) SpendSince(ctx context.Context, since time.Time) (map[string]fl
 
 // scopeSpendSince adds to out, which holds each key's spend since since,
 // the spend of the other budget accounts (limits.GlobalAccount,
-// GroupAccount, TagAccount). A tag's spend is that of the keys carrying it
-// now; a group's is that of the rows naming it.
+// GroupAccount, TagAccount, UserAccount). A tag's spend is that of the keys
+// carrying it now; a group's or a user's is that of the rows naming it.
 func (s *SQLite) scopeSpendSince(ctx context.Context, since time.Time, out map[string]float64) error {
 	rows, err := s.db.QueryContext(ctx, `SELECT model_group, sum(cost) FROM requests
 		WHERE ts >= ? GROUP BY model_group`, startMS(since))
@@ -344,6 +344,23 @@ func (s *SQLite) scopeSpendSince(ctx context.Context, since time.Time, out map[s
 		return fmt.Errorf("summing spend per model group: %w", err)
 	}
 	out[limits.GlobalAccount] = total
+	users, err := s.db.QueryContext(ctx, `SELECT user, sum(cost) FROM requests
+		WHERE ts >= ? AND user != '' GROUP BY user`, startMS(since))
+	if err != nil {
+		return fmt.Errorf("summing spend per user: %w", err)
+	}
+	defer users.Close()
+	for users.Next() {
+		var user string
+		var usd float64
+		if err := users.Scan(&user, &usd); err != nil {
+			return fmt.Errorf("summing spend per user: %w", err)
+		}
+		out[limits.UserAccount(user)] = usd
+	}
+	if err := users.Err(); err != nil {
+		return fmt.Errorf("summing spend per user: %w", err)
+	}
 	tagged, err := s.db.QueryContext(ctx, `SELECT id, tags FROM api_keys WHERE tags IS NOT NULL AND tags != '{}'`)
 	if err != nil {
 		return fmt.Errorf("reading key tags: %w", err)

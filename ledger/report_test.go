@@ -287,14 +287,15 @@ func TestSpendSinceScopes(t *testing.T) {
 		limits.GlobalAccount:          3.25,
 		limits.GroupAccount("gpt-4o"): 1, limits.GroupAccount("claude"): 2, limits.GroupAccount("mini"): 0.25,
 		limits.TagAccount("team=search"): 3, limits.TagAccount("env=prod"): 3,
+		limits.UserAccount("u1"): 1, limits.UserAccount("u2"): 2, // r3, u1's, cost nothing
 	}
 	for id, usd := range want {
 		if got[id] != usd {
 			t.Errorf("SpendSince(March)[%s] = %v, want %v (all: %v)", id, got[id], usd, got)
 		}
 	}
-	if n := countScopes(got); n != 6 {
-		t.Errorf("%d accounts that are not keys, want 6: %v", n, got)
+	if n := countScopes(got); n != 8 {
+		t.Errorf("%d accounts that are not keys, want 8: %v", n, got)
 	}
 	// A tag's budget reloads from its keys' spend.
 	b := limits.NewMemoryBudgets(limits.BudgetOptions{Now: func() time.Time { return f.since.AddDate(0, 0, 15) }})

@@ -139,10 +139,16 @@ type MemoryBudgets struct {
 	loc *time.Location
 	now func() time.Time
 
-	mu       sync.Mutex
-	accounts map[string]*account
-	nextID   uint64
+	mu        sync.Mutex
+	accounts  map[string]*account
+	nextID    uint64
+	lastSweep time.Time
 }
+
+// sweepEvery is how often Reserve forgets the accounts whose period ended
+// with nothing held: their spend no longer counts, and an account per end
+// user would otherwise pile up.
+const sweepEvery = 10 * time.Minute
 
 // BudgetOptions configure MemoryBudgets. Zero fields take the defaults.
 type BudgetOptions struct {
@@ -192,7 +198,11 @@ func (m *MemoryBudgets) Reserve(_ context.Context, keyID string, b Budget, worst
 	amount := toNano(worstCaseUSD)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	a, end := m.account(keyID, p, m.now())
+	now := m.now()
+	if now.Sub(m.lastSweep) >= sweepEvery {
+		m.sweep(now)
+	}
+	a, end := m.account(keyID, p, now)
 	if b.LimitUSD > 0 {
 		limit := toNano(b.LimitUSD)
 		if a.spent >= limit || a.spent+a.reserved+amount > limit {
@@ -206,6 +216,17 @@ func (m *MemoryBudgets) Reserve(_ context.Context, keyID string, b Budget, worst
 	a.open[m.nextID] = amount
 	a.reserved += amount
 	return Reservation{KeyID: keyID, USD: amount.usd(), Period: p, id: m.nextID}, nil
+}
+
+// sweep forgets the accounts whose period ended and that hold nothing.
+// m.mu is held.
+func (m *MemoryBudgets) sweep(now time.Time) {
+	m.lastSweep = now
+	for id, a := range m.accounts {
+		if start, _ := a.period.Bounds(now, m.loc); !start.Equal(a.start) && a.reserved == 0 {
+			delete(m.accounts, id)
+		}
+	}
 }
 
 // Settle implements BudgetStore. Settling a reservation twice returns
@@ -291,11 +312,15 @@ func TagAccount(tag string) string { return "tag:" + tag }
 // GroupAccount names a model group's budget.
 func GroupAccount(group string) string { return "group:" + group }
 
+// UserAccount names an end user's budget (the request's user field).
+func UserAccount(user string) string { return "user:" + user }
+
 // SpendSource reports recorded spend; the ledger implements it.
 type SpendSource interface {
 	// SpendSince returns the USD each budget account spent from since
 	// (inclusive) until now; a zero since means all time. Keys are keyed by
-	// their id, the others by GlobalAccount, TagAccount and GroupAccount.
+	// their id, the others by GlobalAccount, TagAccount, GroupAccount and
+	// UserAccount.
 	// Accounts that spent nothing may be missing.
 	SpendSince(ctx context.Context, since time.Time) (map[string]float64, error)
 }

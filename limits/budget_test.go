@@ -3,6 +3,7 @@ package limits
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"sync"
@@ -396,4 +397,48 @@ func BenchmarkReserveSettle(b *testing.B) {
 			_ = m.Settle(ctx, r, 0.005)
 		}
 	})
+}
+
+// Accounts whose daily period ended with nothing held are forgotten (one
+// per end user would pile up); one holding money, or a total budget's,
+// is kept.
+func TestSweepForgetsEndedPeriods(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock(time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC))
+	b := NewMemoryBudgets(BudgetOptions{Now: clk.Now})
+	daily := Budget{LimitUSD: 5, Period: Daily}
+	for i := range 100 {
+		r, err := b.Reserve(ctx, fmt.Sprintf("user:%d", i), daily, 0.1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Settle(ctx, r, 0.1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held, err := b.Reserve(ctx, "user:held", daily, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Reserve(ctx, "key_total", Budget{LimitUSD: 5}, 0); err != nil {
+		t.Fatal(err)
+	}
+	clk.Set(time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)) // the next day
+	if _, err := b.Reserve(ctx, "user:new", daily, 0.1); err != nil {
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	n := len(b.accounts)
+	_, keptHeld := b.accounts["user:held"]
+	_, keptTotal := b.accounts["key_total"]
+	b.mu.Unlock()
+	if n != 3 || !keptHeld || !keptTotal {
+		t.Fatalf("%d accounts after a day (held kept %v, total kept %v), want 3", n, keptHeld, keptTotal)
+	}
+	if err := b.Settle(ctx, held, 0.5); err != nil {
+		t.Fatalf("settling the held reservation after the sweep: %v", err)
+	}
+	if st := b.Status("user:7", Daily); st.SpentUSD != 0 {
+		t.Errorf("a forgotten account starts the new day at zero: %+v", st)
+	}
 }

@@ -24,11 +24,11 @@ const defaultMaxOutput = 4096
 
 // scope is one rate-limit window or budget a request counts against.
 type scope struct {
-	id     string // the Limiter and BudgetStore id: "key:<id>", "tag:<name>=<value>", "group:<name>" or "global" (a key's budget: its id)
+	id     string // the Limiter and BudgetStore id: "key:<id>", "tag:<name>=<value>", "user:<user>", "group:<name>" or "global" (a key's budget: its id)
 	limit  limits.Limit
 	budget limits.Budget
-	kind   string // for metrics: key, tag, model_group, global
-	name   string // the key's name, the tag or the model group, for messages
+	kind   string // for metrics: key, tag, user, model_group, global
+	name   string // the key's name, the tag, the user or the model group, for messages
 }
 
 // owner says whose limit sc is, for messages ("the tag team=search"). It
@@ -39,6 +39,8 @@ func (sc scope) owner() string {
 		return "key " + strconv.Quote(sc.name)
 	case "tag":
 		return "the tag " + sc.name
+	case "user":
+		return "the user " + strconv.Quote(sc.name)
 	case "model_group":
 		return "model " + strconv.Quote(sc.name)
 	default:
@@ -47,10 +49,11 @@ func (sc scope) owner() string {
 }
 
 // scopes lists the limits that apply to a request for group from key k
-// (nil without keys), in the order they are checked: the key's, its tags',
+// (nil without keys) on behalf of user (the body's user field, "" when
+// none), in the order they are checked: the key's, its tags', the user's,
 // the model group's, the gateway's. rate has the rpm/tpm windows, budget
 // the budgets; both are appended to the slices given.
-func (s *Server) scopes(k *ledger.Key, group string, rate, budget []scope) ([]scope, []scope) {
+func (s *Server) scopes(k *ledger.Key, group, user string, rate, budget []scope) ([]scope, []scope) {
 	lim := s.cfg.Limits
 	add := func(id, kind, name string, l config.Limit) {
 		if l.RPM > 0 || l.TPM > 0 {
@@ -76,6 +79,9 @@ func (s *Server) scopes(k *ledger.Key, group string, rate, budget []scope) ([]sc
 			}
 		}
 	}
+	if u := lim.Users; user != "" && (u.RPM > 0 || u.TPM > 0 || u.BudgetUSD > 0) {
+		add(limits.UserAccount(user), "user", user, u)
+	}
 	if l, ok := lim.ModelGroups[group]; ok {
 		add(limits.GroupAccount(group), "model_group", group, l)
 	}
@@ -84,8 +90,8 @@ func (s *Server) scopes(k *ledger.Key, group string, rate, budget []scope) ([]sc
 }
 
 // admit checks a virtual key's model list, the rate limits that apply
-// (the key's, its tags', the model group's, the gateway's) and the budgets
-// (the same, with the key's own) before anything reaches an upstream (or
+// (the key's, its tags', the end user's, the model group's, the gateway's)
+// and the budgets (the same) before anything reaches an upstream (or
 // the cache), and holds what the request may use: its worst-case cost
 // against each budget, its estimated tokens against each tpm window.
 // settle gives back what was not used.
@@ -103,7 +109,7 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) 
 	// that counted the request and x.reservations the budgets that hold
 	// money for it, for settle and release.
 	var rateBuf, budgetBuf [4]scope
-	rate, budget := s.scopes(k, group, rateBuf[:0], budgetBuf[:0])
+	rate, budget := s.scopes(k, group, x.user, rateBuf[:0], budgetBuf[:0])
 	if s.limiter == nil {
 		rate = rate[:0]
 	}
