@@ -50,6 +50,10 @@ type ChatRequest struct {
 	ParallelToolCalls   *bool           `json:"parallel_tool_calls,omitempty"`
 	ResponseFormat      *ResponseFormat `json:"response_format,omitempty"`
 	User                string          `json:"user,omitempty"`
+	// ReasoningEffort is OpenAI's reasoning_effort (none, minimal, low,
+	// medium, high, xhigh); the translators map it to their provider's
+	// thinking settings for the models that have them.
+	ReasoningEffort string `json:"reasoning_effort,omitempty"`
 }
 
 // OutputLimit returns max_completion_tokens, else max_tokens, else zero.

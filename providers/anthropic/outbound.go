@@ -115,6 +115,9 @@ func fromChat(req *providers.ChatRequest, model string, stream bool) (*translati
 	if err := tr.responseFormat(req.ResponseFormat); err != nil {
 		return nil, err
 	}
+	if err := tr.reasoning(req, model); err != nil {
+		return nil, err
+	}
 	return tr, nil
 }
 

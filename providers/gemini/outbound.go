@@ -19,9 +19,9 @@ type translation struct {
 	body generateRequest
 }
 
-// fromChat translates an OpenAI chat request. http(s) images are fetched
-// with images, within ctx.
-func fromChat(ctx context.Context, req *providers.ChatRequest, images *providers.ImageFetcher) (*translation, error) {
+// fromChat translates an OpenAI chat request for model. http(s) images are
+// fetched with images, within ctx.
+func fromChat(ctx context.Context, req *providers.ChatRequest, model string, images *providers.ImageFetcher) (*translation, error) {
 	tr := &translation{}
 	out := &tr.body
 	var system []part
@@ -80,6 +80,10 @@ func fromChat(ctx context.Context, req *providers.ChatRequest, images *providers
 		if rf.Type == "json_schema" {
 			gc.ResponseJSONSchema = rf.JSONSchema.Schema
 		}
+	}
+	var err error
+	if gc.ThinkingConfig, err = thinking(req.ReasoningEffort, model); err != nil {
+		return nil, err
 	}
 	if !gc.isZero() {
 		out.GenerationConfig = &gc
@@ -289,5 +293,6 @@ func compactJSON(raw json.RawMessage) string {
 
 func (g *generationConfig) isZero() bool {
 	return g.Temperature == nil && g.TopP == nil && g.StopSequences == nil && g.Seed == nil && g.PresencePenalty == nil &&
-		g.FrequencyPenalty == nil && g.MaxOutputTokens == nil && g.ResponseMimeType == "" && g.ResponseJSONSchema == nil
+		g.FrequencyPenalty == nil && g.MaxOutputTokens == nil && g.ResponseMimeType == "" && g.ResponseJSONSchema == nil &&
+		g.ThinkingConfig == nil
 }

@@ -81,6 +81,15 @@ type generationConfig struct {
 	FrequencyPenalty   *float64        `json:"frequencyPenalty,omitempty"`
 	ResponseMimeType   string          `json:"responseMimeType,omitempty"`
 	ResponseJSONSchema json.RawMessage `json:"responseJsonSchema,omitempty"`
+	ThinkingConfig     *thinkingConfig `json:"thinkingConfig,omitempty"`
+}
+
+// thinkingConfig sizes a model's thinking: Gemini 2.5 by a token budget,
+// Gemini 3 by a level.
+type thinkingConfig struct {
+	IncludeThoughts bool   `json:"includeThoughts,omitempty"`
+	ThinkingBudget  *int   `json:"thinkingBudget,omitempty"`
+	ThinkingLevel   string `json:"thinkingLevel,omitempty"`
 }
 
 // generateResponse is a GenerateContentResponse: the whole answer, or one

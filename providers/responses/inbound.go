@@ -76,6 +76,9 @@ func toChat(req *request) (*providers.ChatRequest, error) {
 	}
 	chat := &providers.ChatRequest{Model: req.Model, MaxTokens: req.MaxOutputTokens, Temperature: req.Temperature,
 		TopP: req.TopP, Stream: req.Stream, User: req.User}
+	if req.Reasoning != nil {
+		chat.ReasoningEffort = req.Reasoning.Effort
+	}
 	if chat.User == "" {
 		chat.User = req.SafetyIdentifier
 	}

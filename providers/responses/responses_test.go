@@ -179,6 +179,12 @@ func TestTranslateFields(t *testing.T) {
 			t.Errorf("input_file: %s = %q, want %q (%s %v)", path, got, v, out, err)
 		}
 	}
+	// reasoning.effort is the chat reasoning_effort; the summary setting
+	// has no chat form.
+	out, _, err = Translate([]byte(`{"model":"m","input":"think","reasoning":{"effort":"high","summary":"auto"}}`))
+	if err != nil || gjson.GetBytes(out, "reasoning_effort").Str != "high" || gjson.GetBytes(out, "reasoning").Exists() {
+		t.Errorf("reasoning effort: %s %v", out, err)
+	}
 	// Forcing a custom tool forces its function.
 	out, _, err = Translate([]byte(`{"model":"m","input":"patch it","tools":[{"type":"custom","name":"apply_patch"}],"tool_choice":{"type":"custom","name":"apply_patch"}}`))
 	if err != nil || gjson.GetBytes(out, "tool_choice.function.name").Str != "apply_patch" {

@@ -19,9 +19,10 @@
 // max_output_tokens. Built-in tools (web_search, file_search,
 // code_interpreter, tool_search, …) run on OpenAI's side or need its
 // deferred loading: they are left out, the model answers without them,
-// and Echo.Dropped names them. Reasoning items in the input and the
-// reasoning, include, store and prompt_cache_key settings are dropped, as
-// no chat upstream reads them.
+// and Echo.Dropped names them. reasoning.effort becomes reasoning_effort;
+// reasoning items in the input and the reasoning summary, include, store
+// and prompt_cache_key settings are dropped, as no chat upstream reads
+// them.
 //
 // A deployment that speaks the Responses API itself is sent the client's
 // own request instead (providers.Request.Responses); IsResponse,
@@ -37,17 +38,20 @@ import (
 
 // request is a POST /v1/responses body (the fields Lumen reads).
 type request struct {
-	Model              string          `json:"model"`
-	Input              json.RawMessage `json:"input"`
-	Instructions       *string         `json:"instructions"`
-	MaxOutputTokens    *int            `json:"max_output_tokens"`
-	Temperature        *float64        `json:"temperature"`
-	TopP               *float64        `json:"top_p"`
-	Stream             bool            `json:"stream"`
-	Tools              []tool          `json:"tools"`
-	ToolChoice         json.RawMessage `json:"tool_choice"`
-	ParallelToolCalls  *bool           `json:"parallel_tool_calls"`
-	Text               *textConfig     `json:"text"`
+	Model             string          `json:"model"`
+	Input             json.RawMessage `json:"input"`
+	Instructions      *string         `json:"instructions"`
+	MaxOutputTokens   *int            `json:"max_output_tokens"`
+	Temperature       *float64        `json:"temperature"`
+	TopP              *float64        `json:"top_p"`
+	Stream            bool            `json:"stream"`
+	Tools             []tool          `json:"tools"`
+	ToolChoice        json.RawMessage `json:"tool_choice"`
+	ParallelToolCalls *bool           `json:"parallel_tool_calls"`
+	Text              *textConfig     `json:"text"`
+	Reasoning         *struct {
+		Effort string `json:"effort"`
+	} `json:"reasoning"`
 	User               string          `json:"user"`
 	SafetyIdentifier   string          `json:"safety_identifier"`
 	PreviousResponseID *string         `json:"previous_response_id"`
