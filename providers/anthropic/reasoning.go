@@ -2,9 +2,6 @@ package anthropic
 
 import (
 	"fmt"
-	"regexp"
-	"strconv"
-	"strings"
 
 	"github.com/lumengw/lumen/providers"
 )
@@ -21,59 +18,15 @@ const (
 	thinkingAdaptive
 )
 
-var (
-	claudeFamily = regexp.MustCompile(`claude-(opus|sonnet|haiku)-(\d{1,2})(?:-(\d{1,2}))?(?:[-@.:]|$)`)
-	claudeOld    = regexp.MustCompile(`claude-(\d)-(\d)-(opus|sonnet|haiku)`)
-)
-
-// claudeVersion returns model's family (opus, sonnet, haiku, fable,
-// mythos) and version times ten (4.5 is 45, 5 is 50); "" and 0 for an id
-// that is not a Claude model's.
-func claudeVersion(model string) (string, int) {
-	m := strings.ToLower(model)
-	for _, f := range [...]string{"fable", "mythos"} {
-		if strings.Contains(m, "claude-"+f) {
-			return f, 50
-		}
-	}
-	if g := claudeFamily.FindStringSubmatch(m); g != nil {
-		major, _ := strconv.Atoi(g[2])
-		minor, _ := strconv.Atoi(g[3])
-		return g[1], major*10 + minor
-	}
-	if g := claudeOld.FindStringSubmatch(m); g != nil {
-		major, _ := strconv.Atoi(g[1])
-		minor, _ := strconv.Atoi(g[2])
-		return g[3], major*10 + minor
-	}
-	return "", 0
-}
-
 // thinkingStyle says how model takes reasoning.
 func thinkingStyle(model string) int {
-	switch _, v := claudeVersion(model); {
+	switch _, v := providers.ClaudeVersion(model); {
 	case v >= 46:
 		return thinkingAdaptive
 	case v >= 37:
 		return thinkingBudget
 	}
 	return thinkingNone
-}
-
-// fixedSampling reports whether model refuses temperature, top_p and
-// top_k set to anything but their defaults (a 400): Claude Opus 4.7 and
-// later, Sonnet and Haiku 5 and later, Fable and Mythos.
-func fixedSampling(model string) bool {
-	f, v := claudeVersion(model)
-	switch f {
-	case "fable", "mythos":
-		return true
-	case "opus":
-		return v >= 47
-	case "sonnet", "haiku":
-		return v >= 50
-	}
-	return false
 }
 
 // budgets are the thinking budgets of OpenAI's reasoning efforts on the
@@ -91,7 +44,7 @@ var efforts = map[string]string{"minimal": "low", "low": "low", "medium": "mediu
 // takes no temperature, top_k, or top_p under 0.95, so those are dropped
 // when it is on.
 func (tr *translation) reasoning(req *providers.ChatRequest, model string) error {
-	if fixedSampling(model) {
+	if providers.FixedSampling(model) {
 		// As LiteLLM's drop_params: OpenAI clients send temperature by
 		// default, and these models answer it with a 400.
 		tr.body.Temperature, tr.body.TopP, tr.body.TopK = nil, nil, nil

@@ -31,7 +31,7 @@ func TestThinkingStyle(t *testing.T) {
 		{"us.anthropic.claude-sonnet-4-5-20250929-v1:0", thinkingBudget, false},
 		{"gpt-4o", thinkingNone, false},
 	} {
-		if s, f := thinkingStyle(tt.model), fixedSampling(tt.model); s != tt.style || f != tt.fixed {
+		if s, f := thinkingStyle(tt.model), providers.FixedSampling(tt.model); s != tt.style || f != tt.fixed {
 			t.Errorf("%s: style %d fixed %v, want %d %v", tt.model, s, f, tt.style, tt.fixed)
 		}
 	}

@@ -147,7 +147,7 @@ func (c *Client) translate(ctx context.Context, req *providers.Request) (*transl
 	if err != nil {
 		return nil, nil, err
 	}
-	tr, err := fromChat(ctx, chat, c.images)
+	tr, err := fromChat(ctx, chat, req.Model, c.images)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -156,3 +156,19 @@ func TestGoldenStreams(t *testing.T) {
 		})
 	}
 }
+
+// Claude Opus 4.7 and later refuse sampling parameters: they are dropped,
+// through an inference profile id too.
+func TestFixedSampling(t *testing.T) {
+	c := newTestClient(t, "")
+	body := []byte(`{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":0.2,"top_p":0.9,"max_tokens":50}`)
+	for model, dropped := range map[string]bool{"us.anthropic.claude-opus-4-7-v1:0": true, goldenModel: false} {
+		_, out, err := c.translate(context.Background(), &providers.Request{Op: providers.OpChat, Model: model, Body: body})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := gjson.GetBytes(out, "inferenceConfig.temperature").Exists(); got == dropped || gjson.GetBytes(out, "inferenceConfig.maxTokens").Int() != 50 {
+			t.Errorf("%s: %s", model, out)
+		}
+	}
+}

@@ -29,9 +29,9 @@ func text(s string) contentBlock { return contentBlock{Text: &s} }
 
 var defaultCache = &cachePoint{Type: "default"}
 
-// fromChat translates an OpenAI chat request; http(s) images are fetched
-// with images, within ctx.
-func fromChat(ctx context.Context, req *providers.ChatRequest, images *providers.ImageFetcher) (*translation, error) {
+// fromChat translates an OpenAI chat request for model (a Bedrock model id,
+// inference profile or ARN); http(s) images are fetched with images, within ctx.
+func fromChat(ctx context.Context, req *providers.ChatRequest, model string, images *providers.ImageFetcher) (*translation, error) {
 	tr := &translation{}
 	out := &tr.body
 	historyTools := false
@@ -84,6 +84,9 @@ func fromChat(ctx context.Context, req *providers.ChatRequest, images *providers
 	}
 
 	ic := inferenceConfig{Temperature: req.Temperature, TopP: req.TopP, StopSequences: req.Stop}
+	if providers.FixedSampling(model) {
+		ic.Temperature, ic.TopP = nil, nil // these Claude models refuse them (a 400)
+	}
 	if n := req.OutputLimit(); n > 0 {
 		ic.MaxTokens = &n
 	}
