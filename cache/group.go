@@ -108,12 +108,15 @@ func (g *Group) run(k Key, c *call, fetch Fetch, after func(*providers.Response,
 	// Store before releasing the waiters: a client that repeats the
 	// request as soon as it has the answer must find it cached. The cost
 	// (building the entry, one store write) falls on a miss that has just
-	// paid for an upstream call.
+	// paid for an upstream call. Requests arriving while it stores join
+	// this flight; once it is forgotten, before the waiters have their
+	// answer, a repeat goes to the cache (or, when the store failed,
+	// upstream) rather than joining a finished flight.
 	if after != nil {
 		after(c.resp, c.meta)
 	}
-	close(c.done)
 	g.forgetCall(k, c)
+	close(c.done)
 }
 
 func (g *Group) forgetCall(k Key, c *call) {

@@ -341,6 +341,30 @@ func TestGroupDoJoinsWhileStoring(t *testing.T) {
 	}
 }
 
+// TestGroupDoFinishedFlightIsGone: once a caller has its answer, the
+// flight is forgotten, so a repeat starts afresh (and, with the cache
+// down, calls upstream) instead of joining the finished flight. Before
+// the fix the flight was forgotten after the waiters were released, and
+// a quick repeat could still join it.
+func TestGroupDoFinishedFlightIsGone(t *testing.T) {
+	var g Group
+	k := testKey(t, 2)
+	fetch := func(context.Context) (*providers.Response, any, error) {
+		return &providers.Response{Body: []byte("x")}, nil, nil
+	}
+	for i := range 2000 {
+		if _, err := g.Do(context.Background(), k, fetch, func(*providers.Response, any) {}); err != nil {
+			t.Fatal(err)
+		}
+		g.mu.Lock()
+		_, joinable := g.calls[k.Hash]
+		g.mu.Unlock()
+		if joinable {
+			t.Fatalf("round %d: the finished flight is still joinable", i)
+		}
+	}
+}
+
 func chunkN(i int) []byte { return fmt.Appendf(nil, `{"n":%d}`, i) }
 
 func TestGroupStreamTailsFromStart(t *testing.T) {

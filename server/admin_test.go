@@ -484,7 +484,10 @@ func TestAdminSpend(t *testing.T) {
 		CostUSD  float64 `json:"cost_usd"`
 		SavedUSD float64 `json:"saved_usd"`
 	}
-	today := time.Now().UTC().Format(time.DateOnly)
+	// The newest request is 20 minutes old and the oldest two days: their
+	// days, not today's (shortly after midnight they differ).
+	newest := time.Now().Add(-20 * time.Minute).UTC().Format(time.DateOnly)
+	oldest := time.Now().Add(-48 * time.Hour).UTC().Format(time.DateOnly)
 	for _, tt := range []struct {
 		query string
 		want  []row
@@ -515,15 +518,16 @@ func TestAdminSpend(t *testing.T) {
 			}
 		})
 	}
-	// By day: today's requests in today's row, the old one two days back.
+	// By day: the recent requests in their day's row, the old one two days
+	// back in its own.
 	var days struct {
 		Data []row `json:"data"`
 	}
 	if status, body := f.call(t, "GET", "/admin/spend?by=day&since=7d", testMaster, "", &days); status != 200 {
 		t.Fatalf("%d %s", status, body)
 	}
-	if n := len(days.Data); n < 2 || days.Data[n-1].Group != today && days.Data[n-2].Group != today {
-		t.Fatalf("days %+v", days.Data)
+	if n := len(days.Data); n < 2 || days.Data[n-1].Group != newest || days.Data[0].Group != oldest || days.Data[0].CostUSD != 1 {
+		t.Fatalf("days %+v, want the first %s ($1) and the last %s", days.Data, oldest, newest)
 	}
 	var total float64
 	for _, d := range days.Data {
