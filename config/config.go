@@ -153,6 +153,20 @@ type Params struct {
 	// chat completions. Nil means on for openai/ at OpenAI's endpoint and
 	// off elsewhere; only OpenAI-shaped providers can set it.
 	ResponsesAPI *bool `yaml:"responses_api"`
+	// CacheControlInjectionPoints mark messages of each request for
+	// Anthropic's prompt cache (Anthropic and Bedrock Claude deployments),
+	// as LiteLLM's option of that name: [{location: message, role: system},
+	// {location: message, index: -1}]. A request that marks its own is left
+	// as it is.
+	CacheControlInjectionPoints []CacheInjectionPoint `yaml:"cache_control_injection_points"`
+}
+
+// CacheInjectionPoint selects the messages to mark: by role (every message
+// of it) or by index (negative counts from the end).
+type CacheInjectionPoint struct {
+	Location string `yaml:"location"` // "message", the only one
+	Role     string `yaml:"role"`
+	Index    *int   `yaml:"index"`
 }
 
 // ModelInfo is a deployment's metadata (LiteLLM's model_info).

@@ -62,6 +62,11 @@ func TestBadConfigs(t *testing.T) {
 		{"responses_api.bad.yaml", []string{
 			`model_list[0].litellm_params.responses_api: only OpenAI-shaped providers take Responses API requests natively; anthropic gets them translated to its own API`,
 		}},
+		{"cache_injection.bad.yaml", []string{
+			`model_list[0].litellm_params.cache_control_injection_points[1].location: must be message, got "tools"`,
+			`model_list[0].litellm_params.cache_control_injection_points[2]: needs a role (system, user, assistant, tool) or an index (negative counts from the end)`,
+			`model_list[0].litellm_params.cache_control_injection_points[3].role: must be system, user, assistant or tool, got "bot"`,
+		}},
 		{"empty.bad.yaml", []string{
 			`model_list: at least one model is required`,
 		}},

@@ -5,6 +5,7 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -229,6 +230,17 @@ func validateParams(p *problems, at string, d *Params) {
 	}
 	if d.MaxRetries != nil && (*d.MaxRetries < 0 || *d.MaxRetries > 10) {
 		p.add(at+".max_retries", "must be between 0 and 10")
+	}
+	for j, ip := range d.CacheControlInjectionPoints {
+		pat := fmt.Sprintf("%s.cache_control_injection_points[%d]", at, j)
+		switch {
+		case ip.Location != "message":
+			p.add(pat+".location", "must be message, got %q", ip.Location)
+		case ip.Role == "" && ip.Index == nil:
+			p.add(pat, "needs a role (system, user, assistant, tool) or an index (negative counts from the end)")
+		case ip.Role != "" && !slices.Contains([]string{"system", "user", "assistant", "tool"}, ip.Role):
+			p.add(pat+".role", "must be system, user, assistant or tool, got %q", ip.Role)
+		}
 	}
 	if d.ResponsesAPI != nil && *d.ResponsesAPI && provider != "" && !IsOpenAIShaped(provider) {
 		p.add(at+".responses_api", "only OpenAI-shaped providers take Responses API requests natively; %s gets them translated to its own API", provider)

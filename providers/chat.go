@@ -818,3 +818,70 @@ func (f *ImageFetcher) fetch(ctx context.Context, rawURL string) (string, []byte
 	}
 	return mt, data, nil
 }
+
+// CachePoint selects messages to mark for the prompt cache: every message
+// of Role, or the message at Index (negative counts from the end).
+type CachePoint struct {
+	Role  string
+	Index *int
+}
+
+// maxCacheMarks is how many cache_control marks Anthropic takes in one
+// request.
+const maxCacheMarks = 4
+
+// ephemeral is the mark InjectCacheControl sets.
+var ephemeral = json.RawMessage(`{"type":"ephemeral"}`)
+
+// InjectCacheControl marks the messages points select with an ephemeral
+// cache_control, for providers whose prompt cache needs marks (LiteLLM's
+// cache_control_injection_points). A request that carries marks of its
+// own is left as it is. At most four messages are marked, Anthropic's
+// limit: the first selected (usually the system prompt, the longest-lived
+// prefix) and the last three.
+func InjectCacheControl(req *ChatRequest, points []CachePoint) {
+	if len(points) == 0 || len(req.Messages) == 0 {
+		return
+	}
+	for _, m := range req.Messages {
+		if len(m.CacheControl) > 0 {
+			return
+		}
+		for _, p := range m.Content.Parts {
+			if len(p.CacheControl) > 0 {
+				return
+			}
+		}
+	}
+	marked := make([]bool, len(req.Messages))
+	for _, p := range points {
+		switch {
+		case p.Index != nil:
+			i := *p.Index
+			if i < 0 {
+				i += len(req.Messages)
+			}
+			if i >= 0 && i < len(req.Messages) {
+				marked[i] = true
+			}
+		case p.Role != "":
+			for i, m := range req.Messages {
+				if m.Role == p.Role || p.Role == "system" && m.Role == "developer" {
+					marked[i] = true
+				}
+			}
+		}
+	}
+	var idx []int
+	for i, ok := range marked {
+		if ok {
+			idx = append(idx, i)
+		}
+	}
+	if len(idx) > maxCacheMarks {
+		idx = append(idx[:1], idx[len(idx)-(maxCacheMarks-1):]...)
+	}
+	for _, i := range idx {
+		req.Messages[i].CacheControl = ephemeral
+	}
+}

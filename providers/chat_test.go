@@ -205,3 +205,50 @@ func TestChunkBuilder(t *testing.T) {
 		t.Errorf("Normalized round trip: %+v", n)
 	}
 }
+
+func TestInjectCacheControl(t *testing.T) {
+	decode := func(body string) *ChatRequest {
+		req, err := DecodeChatRequest([]byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return req
+	}
+	marks := func(req *ChatRequest) string {
+		var b strings.Builder
+		for _, m := range req.Messages {
+			if len(m.CacheControl) > 0 {
+				b.WriteString("*")
+			} else {
+				b.WriteString(".")
+			}
+		}
+		return b.String()
+	}
+	last := -1
+	points := []CachePoint{{Role: "system"}, {Index: &last}}
+	req := decode(`{"messages":[{"role":"developer","content":"rules"},{"role":"user","content":"a"},{"role":"assistant","content":"b"},{"role":"user","content":"c"}]}`)
+	InjectCacheControl(req, points)
+	if got := marks(req); got != "*..*" || string(req.Messages[0].CacheControl) != `{"type":"ephemeral"}` {
+		t.Errorf("system and last: %s %s", got, req.Messages[0].CacheControl)
+	}
+	// A request with marks of its own is left as it is.
+	req = decode(`{"messages":[{"role":"system","content":"rules"},{"role":"user","content":[{"type":"text","text":"a","cache_control":{"type":"ephemeral"}}]},{"role":"user","content":"c"}]}`)
+	InjectCacheControl(req, points)
+	if got := marks(req); got != "..." {
+		t.Errorf("own marks: %s", got)
+	}
+	// At most four: the first selected and the last three.
+	req = decode(`{"messages":[{"role":"user","content":"1"},{"role":"assistant","content":"x"},{"role":"user","content":"2"},{"role":"assistant","content":"x"},
+		{"role":"user","content":"3"},{"role":"assistant","content":"x"},{"role":"user","content":"4"},{"role":"assistant","content":"x"},{"role":"user","content":"5"}]}`)
+	InjectCacheControl(req, []CachePoint{{Role: "user"}})
+	if got := marks(req); got != "*...*.*.*" {
+		t.Errorf("five user messages: %s", got)
+	}
+	out := -20
+	req = decode(`{"messages":[{"role":"user","content":"1"}]}`)
+	InjectCacheControl(req, []CachePoint{{Index: &out}})
+	if got := marks(req); got != "." {
+		t.Errorf("index out of range: %s", got)
+	}
+}

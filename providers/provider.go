@@ -148,6 +148,9 @@ type Config struct {
 	// requests natively (see Request.Responses). Nil means the provider's
 	// default (on for OpenAI itself).
 	ResponsesAPI *bool
+	// CacheInjection marks messages for the prompt cache on providers that
+	// need marks (Anthropic, Bedrock); see InjectCacheControl.
+	CacheInjection []CachePoint
 	// Mock configures the mock provider.
 	Mock MockConfig
 	// Client is the HTTP client to use; nil means a shared default.

@@ -84,3 +84,45 @@ func TestBuildUnknownProvider(t *testing.T) {
 		t.Fatalf("err = %v, want one listing the built-in providers", err)
 	}
 }
+
+// cache_control_injection_points in litellm_params reach the Anthropic
+// provider: the request it sends marks the system prompt and the last
+// message.
+func TestCacheInjectionReachesTheProvider(t *testing.T) {
+	var mu sync.Mutex
+	var got []byte
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got = b
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":3,"output_tokens":1}}`)
+	}))
+	defer srv.Close()
+	cfg, _, err := config.Parse([]byte(`model_list:
+  - model_name: claude
+    litellm_params:
+      model: anthropic/claude-sonnet-4-5
+      api_base: ` + srv.URL + `
+      api_key: sk-ant-test
+      cache_control_injection_points: [{location: message, role: system}, {location: message, index: -1}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Build(ProviderConfig(cfg, &cfg.ModelList[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Do(context.Background(), &providers.Request{Op: providers.OpChat, Model: "claude-sonnet-4-5",
+		Body: []byte(`{"model":"claude","messages":[{"role":"system","content":"Be terse."},{"role":"user","content":"hello"}]}`)}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(string(got), `"system":[{"type":"text","text":"Be terse.","cache_control":{"type":"ephemeral"}}]`) ||
+		!strings.Contains(string(got), `{"type":"text","text":"hello","cache_control":{"type":"ephemeral"}}`) {
+		t.Fatalf("upstream body %s", got)
+	}
+}

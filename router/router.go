@@ -272,6 +272,9 @@ func ProviderConfig(cfg *config.Config, m *config.Model) providers.Config {
 			ChunkInterval: p.MockChunkInterval.D(), FailureRate: p.MockFailureRate},
 		ResponsesAPI: p.ResponsesAPI,
 	}
+	for _, ip := range p.CacheControlInjectionPoints {
+		pc.CacheInjection = append(pc.CacheInjection, providers.CachePoint{Role: ip.Role, Index: ip.Index})
+	}
 	if pc.Timeout == 0 {
 		pc.Timeout = cfg.RouterSettings.Timeout.D()
 	}

@@ -79,6 +79,7 @@ type Client struct {
 	provider string
 	name     string // provider/model, for errors
 	now      func() time.Time
+	cache    []providers.CachePoint // cache_control_injection_points
 }
 
 var (
@@ -128,6 +129,7 @@ func New(cfg providers.Config) (*Client, error) {
 		provider: provider,
 		name:     provider + "/" + cfg.Model,
 		now:      time.Now,
+		cache:    cfg.CacheInjection,
 	}
 	if c.version == "" {
 		c.version = DefaultVersion
@@ -147,6 +149,7 @@ func (c *Client) translate(req *providers.Request) (*translation, []byte, error)
 	if err != nil {
 		return nil, nil, err
 	}
+	providers.InjectCacheControl(chat, c.cache)
 	tr, err := fromChat(chat, req.Model, req.Stream)
 	if err != nil {
 		return nil, nil, err

@@ -95,3 +95,31 @@ func TestReasoningEffort(t *testing.T) {
 		t.Errorf("unknown effort: %v", err)
 	}
 }
+
+// cache_control_injection_points mark the system prompt and the last
+// message; the marks land on their last blocks, where Anthropic reads them.
+func TestCacheInjection(t *testing.T) {
+	last := -1
+	c, err := New(providers.Config{Provider: "anthropic", Model: "claude-sonnet-4-5", APIKey: "k",
+		CacheInjection: []providers.CachePoint{{Role: "system"}, {Index: &last}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, body, err := c.translate(&providers.Request{Op: providers.OpChat, Model: "claude-sonnet-4-5", Body: []byte(
+		`{"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"a"},{"role":"assistant","content":"b"},
+		{"role":"user","content":[{"type":"text","text":"c"},{"type":"text","text":"d"}]}]}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		"system.0.cache_control.type":             "ephemeral",
+		"messages.0.content.0.cache_control":      "",
+		"messages.2.content.1.cache_control.type": "ephemeral",
+		"messages.2.content.0.cache_control":      "",
+	} {
+		got := gjson.GetBytes(body, path)
+		if want == "" && got.Exists() || want != "" && got.String() != want {
+			t.Errorf("%s = %s, want %q\n%s", path, got.Raw, want, body)
+		}
+	}
+}

@@ -64,6 +64,7 @@ type Client struct {
 	provider string
 	name     string
 	now      func() time.Time
+	cache    []providers.CachePoint // cache_control_injection_points
 }
 
 var (
@@ -87,7 +88,8 @@ func New(cfg providers.Config) (*Client, error) {
 		return nil, fmt.Errorf("bedrock: no AWS region: set aws_region_name or AWS_REGION")
 	}
 	c := &Client{region: region, model: model, headers: cfg.Headers, http: cfg.HTTPClient(),
-		images: providers.DefaultImageFetcher, timeout: cfg.Timeout, gap: cfg.StreamTimeout, now: time.Now}
+		images: providers.DefaultImageFetcher, timeout: cfg.Timeout, gap: cfg.StreamTimeout, now: time.Now,
+		cache: cfg.CacheInjection}
 	c.provider = cfg.Provider
 	if c.provider == "" {
 		c.provider = "bedrock"
@@ -147,6 +149,7 @@ func (c *Client) translate(ctx context.Context, req *providers.Request) (*transl
 	if err != nil {
 		return nil, nil, err
 	}
+	providers.InjectCacheControl(chat, c.cache)
 	tr, err := fromChat(ctx, chat, req.Model, c.images)
 	if err != nil {
 		return nil, nil, err
