@@ -172,3 +172,19 @@ func TestFixedSampling(t *testing.T) {
 		}
 	}
 }
+
+// cache_control_injection_points become Converse cache points after the
+// system prompt and the last message.
+func TestCacheInjection(t *testing.T) {
+	c := newTestClient(t, "")
+	last := -1
+	c.cache = []providers.CachePoint{{Role: "system"}, {Index: &last}}
+	_, out, err := c.translate(context.Background(), &providers.Request{Op: providers.OpChat, Model: goldenModel, Body: []byte(
+		`{"messages":[{"role":"system","content":"Be terse."},{"role":"user","content":"hello"}]}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gjson.GetBytes(out, "system.1.cachePoint.type").Str != "default" || gjson.GetBytes(out, "messages.0.content.1.cachePoint.type").Str != "default" {
+		t.Fatalf("body %s", out)
+	}
+}
