@@ -229,11 +229,11 @@ func (st *stores) run(ctx context.Context) {
 	}()
 	go func() {
 		defer st.wg.Done()
-		d := spendSaveEvery
 		if st.redis != nil {
-			d = spendRaiseEvery
+			every(ctx, spendRaiseEvery, st.raiseSpend)
+		} else {
+			every(ctx, spendSaveEvery, st.saveSpend)
 		}
-		every(ctx, d, st.saveSpend)
 	}()
 }
 
@@ -280,23 +280,28 @@ func (st *stores) periodWatcher() func() {
 	}
 }
 
-// saveSpend persists the in-memory spend of the keys to the ledger; with
-// budgets in Redis (shared, kept there) it raises their spend to the
-// ledger's instead.
-func (st *stores) saveSpend() {
+// raiseSpend raises the spend of the budgets in Redis (shared, kept there)
+// to the ledger's.
+func (st *stores) raiseSpend() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	budgets, err := st.allBudgets(ctx)
+	if err == nil {
+		err = st.budgets.Load(ctx, st.spend(), budgets)
+	}
+	if err != nil {
+		st.log.Error().Err(err).Msg("raising the shared budgets' spend to the ledger's")
+	}
+}
+
+// saveSpend persists the in-memory spend of the keys to the ledger.
+func (st *stores) saveSpend() {
 	mem, ok := st.budgets.(*limits.MemoryBudgets)
 	if !ok {
-		budgets, err := st.allBudgets(ctx)
-		if err == nil {
-			err = st.budgets.Load(ctx, st.spend(), budgets)
-		}
-		if err != nil {
-			st.log.Error().Err(err).Msg("raising the shared budgets' spend to the ledger's")
-		}
-		return
+		return // in Redis, which keeps it
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	snap := mem.Snapshot()
 	spend := make([]ledger.KeySpend, len(snap))
 	for i, s := range snap {
