@@ -271,3 +271,64 @@ func TestE2EFilesReachTranslatingProviders(t *testing.T) {
 		})
 	}
 }
+
+// /v1/moderations and /v1/rerank route like the other endpoints: the
+// OpenAI SDK's moderation call against the mock, a rerank relayed to a
+// vLLM-shaped upstream (its usage read for the ledger), and a provider
+// without the endpoint answering 400.
+func TestE2EModerationsAndRerank(t *testing.T) {
+	var mu sync.Mutex
+	var path string
+	var sent []byte
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		path, sent = r.URL.Path, b
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"rerank-1","model":"BAAI/bge-reranker-v2-m3","usage":{"total_tokens":42},`+
+			`"results":[{"index":1,"document":{"text":"Paris is the capital of France."},"relevance_score":0.98},{"index":0,"document":{"text":"Bananas."},"relevance_score":0.01}]}`)
+	}))
+	defer up.Close()
+	l := startLumen(t, `
+model_list:
+  - model_name: omni-moderation-latest
+    litellm_params: {model: mock/omni-moderation-latest}
+    model_info: {mode: moderation}
+  - model_name: reranker
+    litellm_params: {model: hosted_vllm/BAAI/bge-reranker-v2-m3, api_base: "`+up.URL+`/v1"}
+    model_info: {mode: rerank, input_cost_per_token: 0.000001}
+  - model_name: mock-reranker
+    litellm_params: {model: mock/reranker}
+  - model_name: claude
+    litellm_params: {model: anthropic/claude-sonnet-4-5, api_key: sk-ant-x, api_base: "`+up.URL+`"}
+`, nil)
+	c := client(l, "anything")
+	mod, err := c.Moderations.New(context.Background(), openai.ModerationNewParams{Model: "omni-moderation-latest",
+		Input: openai.ModerationNewParamsInputUnion{OfStringArray: []string{"hello", "world"}}})
+	if err != nil || len(mod.Results) != 2 || mod.Results[0].Flagged {
+		t.Fatalf("moderation: %v %+v", err, mod)
+	}
+
+	r := rawPost(t, l, "/v1/rerank", "", `{"model":"reranker","query":"capital of France","documents":["Bananas.","Paris is the capital of France."],"top_n":2}`)
+	mu.Lock()
+	gotPath, gotBody := path, sent
+	mu.Unlock()
+	if r.status != 200 || gjson.Get(r.text, "results.0.index").Int() != 1 || gotPath != "/v1/rerank" ||
+		gjson.GetBytes(gotBody, "model").Str != "BAAI/bge-reranker-v2-m3" || gjson.GetBytes(gotBody, "top_n").Int() != 2 {
+		t.Fatalf("rerank: %d %s; upstream %s %s", r.status, r.text, gotPath, gotBody)
+	}
+	if cost := r.header.Get("x-lumen-cost-usd"); cost != "0.000042" {
+		t.Errorf("rerank cost %q, want 0.000042 (42 tokens at $1/M)", cost)
+	}
+	r = rawPost(t, l, "/rerank", "", `{"model":"mock-reranker","query":"capital of France","documents":["Bananas.",{"text":"Paris is the capital of France."}],"top_n":1}`)
+	if r.status != 200 || gjson.Get(r.text, "results.#").Int() != 1 || gjson.Get(r.text, "results.0.document.text").Str != "Paris is the capital of France." {
+		t.Fatalf("mock rerank: %d %s", r.status, r.text)
+	}
+	if r := rawPost(t, l, "/v1/rerank", "", `{"model":"reranker","query":"q"}`); r.status != 400 || !strings.Contains(r.text, `"param":"documents"`) {
+		t.Fatalf("no documents: %d %s", r.status, r.text)
+	}
+	if r := rawPost(t, l, "/v1/rerank", "", `{"model":"claude","query":"q","documents":["d"]}`); r.status != 400 || !strings.Contains(r.text, "unsupported") {
+		t.Fatalf("rerank on anthropic: %d %s", r.status, r.text)
+	}
+}

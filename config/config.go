@@ -174,7 +174,8 @@ type ModelInfo struct {
 	// ID identifies the deployment in headers, logs and metrics; default is
 	// "<model_name>/<index>".
 	ID string `yaml:"id"`
-	// Mode is chat, completion or embedding; informational.
+	// Mode is chat, completion, embedding, moderation or rerank: what the
+	// health check asks the deployment.
 	Mode string `yaml:"mode"`
 	// BaseModel names the priced model when the upstream id is custom.
 	BaseModel string `yaml:"base_model"`

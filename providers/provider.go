@@ -22,6 +22,8 @@ const (
 	OpChat       Op = iota // POST /v1/chat/completions
 	OpCompletion           // POST /v1/completions
 	OpEmbedding            // POST /v1/embeddings
+	OpModeration           // POST /v1/moderations
+	OpRerank               // POST /v1/rerank (Cohere/Jina form, as vLLM and LiteLLM serve it)
 )
 
 // String returns the OpenAI endpoint path of op, relative to /v1.
@@ -31,10 +33,17 @@ func (op Op) String() string {
 		return "completions"
 	case OpEmbedding:
 		return "embeddings"
+	case OpModeration:
+		return "moderations"
+	case OpRerank:
+		return "rerank"
 	default:
 		return "chat/completions"
 	}
 }
+
+// Streams reports whether op's calls may stream.
+func (op Op) Streams() bool { return op == OpChat || op == OpCompletion }
 
 // Request is one call to one deployment.
 type Request struct {

@@ -375,18 +375,18 @@ func (r *Router) planAuto(model string, body []byte, over overrides, allow func(
 	if err != nil {
 		return nil, &RequestError{Param: "model", Message: err.Error()}
 	}
-	groups := route.Candidates
+	groups, every := route.Candidates, false
 	if len(groups) == 0 {
 		if name, _, _ := strings.Cut(model, ":"); name == "auto" {
 			groups = r.autoRT.known
 		} else {
-			groups = r.names
+			groups, every = r.names, true
 		}
 	}
 	p := &autoPlan{route: model, mode: mode, prompt: promptOf(body)}
 	for _, name := range groups {
 		g, ok := r.groups[name]
-		if !ok || (allow != nil && !allow(name)) {
+		if !ok || (allow != nil && !allow(name)) || every && !answersChat(g) {
 			continue
 		}
 		p.cands = append(p.cands, r.candidate(g))
@@ -718,6 +718,19 @@ func (r *Router) AutoNames() []string {
 	}
 	sort.Strings(out[1:])
 	return out
+}
+
+// answersChat reports whether g serves chat: not a group of embedding,
+// moderation or rerank models (model_info.mode), which a route over every
+// group must leave out.
+func answersChat(g *Group) bool {
+	for _, d := range g.Deployments {
+		switch d.Info.Mode {
+		case "embedding", "moderation", "rerank":
+			return false
+		}
+	}
+	return true
 }
 
 // AutoCandidates returns the groups model "auto" chooses among when

@@ -431,3 +431,27 @@ model_list:
 		t.Errorf("default auto route warned: %v", got)
 	}
 }
+
+// A named route over every group leaves out the groups that do not
+// answer chat (model_info.mode embedding, moderation, rerank), however
+// good their quality reads.
+func TestAutoRouteSkipsNonChatGroups(t *testing.T) {
+	r, _ := autoRouter(t, `
+model_list:
+  - model_name: cheap
+    litellm_params: {model: openai/cheap-model}
+    model_info: {quality: 0.6, input_cost_per_token: 0.000001, output_cost_per_token: 0.000001}
+  - model_name: reranker
+    litellm_params: {model: openai/rr}
+    model_info: {mode: rerank, quality: 0.99, input_cost_per_token: 0.0000001, output_cost_per_token: 0.0000001}
+  - model_name: auto-any
+    auto: {mode: best}
+`)
+	res, err := r.Do(context.Background(), &Call{Group: "auto-any", Op: providers.OpChat, Body: autoChat(easyPrompt, ""), RequestID: "r1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Auto.Selected != "cheap" {
+		t.Fatalf("selected %s, want cheap (the reranker answers no chat)", res.Auto.Selected)
+	}
+}

@@ -75,6 +75,10 @@ func (r *Router) check(parent context.Context, d *Deployment) {
 		req.Op, req.Body = providers.OpEmbedding, []byte(`{"input":"ping"}`)
 	case "completion":
 		req.Op, req.Body = providers.OpCompletion, []byte(`{"prompt":"ping","max_tokens":1}`)
+	case "moderation":
+		req.Op, req.Body = providers.OpModeration, []byte(`{"input":"ping"}`)
+	case "rerank":
+		req.Op, req.Body = providers.OpRerank, []byte(`{"query":"ping","documents":["ping"]}`)
 	}
 	start := r.now()
 	_, err := d.Provider.Do(ctx, req)

@@ -286,12 +286,19 @@ func (x *exchange) parse() error {
 		if !gjson.GetBytes(b, "prompt").Exists() {
 			return invalid("prompt", "Missing required parameter: 'prompt'.")
 		}
-	case providers.OpEmbedding:
+	case providers.OpEmbedding, providers.OpModeration:
 		if !gjson.GetBytes(b, "input").Exists() {
 			return invalid("input", "Missing required parameter: 'input'.")
 		}
+	case providers.OpRerank:
+		if q := gjson.GetBytes(b, "query"); q.Type != gjson.String || q.Str == "" {
+			return invalid("query", "Missing required parameter: 'query' (a string).")
+		}
+		if d := gjson.GetBytes(b, "documents"); !d.IsArray() || len(d.Array()) == 0 {
+			return invalid("documents", "Missing required parameter: 'documents' (a non-empty array).")
+		}
 	}
-	if x.op != providers.OpEmbedding {
+	if x.op.Streams() {
 		x.stream = gjson.GetBytes(b, "stream").Bool()
 		x.includeUsage = gjson.GetBytes(b, "stream_options.include_usage").Bool()
 	}

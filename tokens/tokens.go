@@ -87,7 +87,8 @@ const (
 // Prompt estimates the input tokens of an OpenAI-format request body:
 // chat messages (text parts; an image counts as 765 tokens, the
 // high-detail 512px tile cost; a file as File says), tool definitions, a
-// completion prompt or embedding input.
+// completion prompt, an embedding or moderation input, a rerank query and
+// its documents.
 func Prompt(body []byte) int {
 	n := 0
 	if msgs := gjson.GetBytes(body, "messages"); msgs.IsArray() {
@@ -103,7 +104,7 @@ func Prompt(body []byte) int {
 	if tools := gjson.GetBytes(body, "tools"); tools.Exists() {
 		n += Count(tools.Raw)
 	}
-	for _, field := range [...]string{"prompt", "input"} {
+	for _, field := range [...]string{"prompt", "input", "query", "documents"} {
 		if v := gjson.GetBytes(body, field); v.Exists() {
 			n += content(v)
 		}

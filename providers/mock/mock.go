@@ -88,8 +88,13 @@ func (c *Client) Do(ctx context.Context, req *providers.Request) (*providers.Res
 	if err != nil {
 		return nil, err
 	}
-	if req.Op == providers.OpEmbedding {
+	switch req.Op {
+	case providers.OpEmbedding:
 		return c.embed(req)
+	case providers.OpRerank:
+		return c.rerank(req)
+	case providers.OpModeration:
+		return c.moderate(req)
 	}
 	text := c.answer(req.Body)
 	u := providers.Usage{PromptTokens: tokens.Prompt(req.Body), CompletionTokens: tokens.Count(text)}
@@ -108,8 +113,8 @@ func (c *Client) Do(ctx context.Context, req *providers.Request) (*providers.Res
 
 // DoStream implements providers.Provider: one chunk per word.
 func (c *Client) DoStream(ctx context.Context, req *providers.Request) (providers.Stream, error) {
-	if req.Op == providers.OpEmbedding {
-		return nil, fmt.Errorf("mock embeddings: %w", providers.ErrUnsupported)
+	if !req.Op.Streams() {
+		return nil, fmt.Errorf("mock %s: streaming: %w", req.Op, providers.ErrUnsupported)
 	}
 	id, err := c.start(ctx)
 	if err != nil {

@@ -365,6 +365,9 @@ func ParseUsage(body []byte) providers.Usage {
 			CachedTokens:     int(u.Get("input_tokens_details.cached_tokens").Int()),
 		}
 	}
+	if t := u.Get("total_tokens"); t.Exists() && !u.Get("prompt_tokens").Exists() {
+		return providers.Usage{PromptTokens: int(t.Int())} // rerank (vLLM): input only
+	}
 	return providers.Usage{
 		PromptTokens:     int(u.Get("prompt_tokens").Int()),
 		CompletionTokens: int(u.Get("completion_tokens").Int()),

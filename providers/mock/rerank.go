@@ -1,0 +1,98 @@
+package mock
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/lumengw/lumen/providers"
+	"github.com/lumengw/lumen/tokens"
+)
+
+// rerank answers a rerank request in the Cohere/Jina form vLLM serves:
+// each document scored by the share of the query's words it contains,
+// best first, top_n of them, with the document when return_documents is
+// not false.
+func (c *Client) rerank(req *providers.Request) (*providers.Response, error) {
+	query := gjson.GetBytes(req.Body, "query").Str
+	words := strings.Fields(strings.ToLower(query))
+	type result struct {
+		Index    int             `json:"index"`
+		Score    float64         `json:"relevance_score"`
+		Document json.RawMessage `json:"document,omitempty"`
+	}
+	var results []result
+	used := tokens.Count(query)
+	gjson.GetBytes(req.Body, "documents").ForEach(func(i, d gjson.Result) bool {
+		text := d.String()
+		if d.IsObject() {
+			text = d.Get("text").Str
+		}
+		used += tokens.Count(text)
+		have := map[string]bool{}
+		for _, w := range strings.Fields(strings.ToLower(text)) {
+			have[strings.Trim(w, ".,;:!?\"'()")] = true
+		}
+		hit := 0
+		for _, w := range words {
+			if have[strings.Trim(w, ".,;:!?\"'()")] {
+				hit++
+			}
+		}
+		r := result{Index: int(i.Int())}
+		if len(words) > 0 {
+			r.Score = float64(hit) / float64(len(words))
+		}
+		if gjson.GetBytes(req.Body, "return_documents").Type != gjson.False {
+			r.Document, _ = json.Marshal(map[string]string{"text": text})
+		}
+		results = append(results, r)
+		return true
+	})
+	sort.SliceStable(results, func(a, b int) bool { return results[a].Score > results[b].Score })
+	if n := int(gjson.GetBytes(req.Body, "top_n").Int()); n > 0 && n < len(results) {
+		results = results[:n]
+	}
+	out, err := json.Marshal(map[string]any{"id": "rerank-mock", "model": c.model, "results": results,
+		"usage": map[string]int{"total_tokens": used}})
+	if err != nil {
+		return nil, fmt.Errorf("mock rerank: %w", err)
+	}
+	return &providers.Response{Body: out, Usage: providers.Usage{PromptTokens: used}}, nil
+}
+
+// moderationCategories are OpenAI's moderation categories.
+var moderationCategories = []string{"harassment", "harassment/threatening", "hate", "hate/threatening", "illicit",
+	"illicit/violent", "self-harm", "self-harm/instructions", "self-harm/intent", "sexual", "sexual/minors",
+	"violence", "violence/graphic"}
+
+// moderate answers a moderation request in OpenAI's form: one result per
+// input, nothing flagged.
+func (c *Client) moderate(req *providers.Request) (*providers.Response, error) {
+	in := gjson.GetBytes(req.Body, "input")
+	n := 1
+	if in.IsArray() {
+		n = len(in.Array())
+	}
+	categories, scores := map[string]bool{}, map[string]float64{}
+	for _, k := range moderationCategories {
+		categories[k], scores[k] = false, 0
+	}
+	type result struct {
+		Flagged        bool               `json:"flagged"`
+		Categories     map[string]bool    `json:"categories"`
+		CategoryScores map[string]float64 `json:"category_scores"`
+	}
+	results := make([]result, n)
+	for i := range results {
+		results[i] = result{Categories: categories, CategoryScores: scores}
+	}
+	out, err := json.Marshal(map[string]any{"id": "modr-mock", "model": c.model, "results": results})
+	if err != nil {
+		return nil, fmt.Errorf("mock moderation: %w", err)
+	}
+	return &providers.Response{Body: out}, nil
+}
