@@ -148,11 +148,11 @@ func (st *stores) allBudgets(ctx context.Context) (map[string]limits.Budget, err
 	budgets := scopeBudgets(st.cfg.Limits)
 	for _, k := range st.keys.List() {
 		if !k.Revoked() {
-			budgets[k.ID] = limits.Budget{LimitUSD: k.BudgetUSD, Period: limits.Period(k.BudgetPeriod)}
+			budgets[k.ID] = k.Budget()
 		}
 	}
 	if u := st.cfg.Limits.Users; u.BudgetUSD > 0 {
-		b := limits.Budget{LimitUSD: u.BudgetUSD, Period: limits.Period(u.BudgetPeriod)}
+		b := u.Budget()
 		start, _ := b.Period.Bounds(time.Now(), st.loc) // zero for a total budget
 		spent, err := st.db.SpendSince(ctx, start)
 		if err != nil {
@@ -196,7 +196,7 @@ func scopeBudgets(l config.Limits) map[string]limits.Budget {
 	out := map[string]limits.Budget{}
 	add := func(id string, v config.Limit) {
 		if v.BudgetUSD > 0 {
-			out[id] = limits.Budget{LimitUSD: v.BudgetUSD, Period: limits.Period(v.BudgetPeriod)}
+			out[id] = v.Budget()
 		}
 	}
 	add(limits.GlobalAccount, l.Global)
@@ -265,7 +265,7 @@ func (st *stores) periodWatcher() func() {
 		for _, k := range st.keys.List() {
 			p := limits.Period(k.BudgetPeriod)
 			if old, ok := periods[k.ID]; ok && old != p && !k.Revoked() {
-				changed[k.ID] = limits.Budget{LimitUSD: k.BudgetUSD, Period: p}
+				changed[k.ID] = k.Budget()
 			}
 			periods[k.ID] = p
 		}

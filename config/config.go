@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lumengw/lumen/limits"
 )
 
 // Config is the whole configuration file.
@@ -75,6 +77,11 @@ type Limit struct {
 	// or total, the default).
 	BudgetUSD    float64 `yaml:"budget_usd"`
 	BudgetPeriod string  `yaml:"budget_period"`
+}
+
+// Budget is l's budget as the budget stores take it.
+func (l Limit) Budget() limits.Budget {
+	return limits.Budget{LimitUSD: l.BudgetUSD, Period: limits.Period(l.BudgetPeriod)}
 }
 
 // Model is one model_list entry: a deployment of an upstream model under a

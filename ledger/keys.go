@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/lumengw/lumen/limits"
 )
 
 // KeyPrefix starts every virtual key.
@@ -174,6 +176,11 @@ type KeyUpdate struct {
 	Tags *map[string]string
 	// ExpiresAt replaces the expiry; a zero time means never.
 	ExpiresAt *time.Time
+}
+
+// Budget is k's budget as the budget stores take it.
+func (k *Key) Budget() limits.Budget {
+	return limits.Budget{LimitUSD: k.BudgetUSD, Period: limits.Period(k.BudgetPeriod)}
 }
 
 func validate(k *Key) error {

@@ -275,92 +275,68 @@ func (s *SQLite) nameKeys(ctx context.Context, rows []Row) error {
 // since on (all time when since is zero), from the request rows, raised to
 // the spend SaveSpend persisted for a period starting exactly at since when
 // that is higher (rows may have been dropped; the snapshot may be older
-// than the last rows: each is a lower bound).
+// than the last rows: each is a lower bound); and the spend of the other
+// budget accounts (limits.GlobalAccount, GroupAccount, TagAccount,
+// UserAccount). A tag's spend is that of the keys carrying it now; a
+// group's or a user's is that of the rows naming it.
 func (s *SQLite) SpendSince(ctx context.Context, since time.Time) (map[string]float64, error) {
 	out := map[string]float64{}
-	rows, err := s.db.QueryContext(ctx, `SELECT key_id, sum(cost) FROM requests
-		WHERE ts >= ? AND key_id != '' GROUP BY key_id`, startMS(since))
-	if err != nil {
-		return nil, fmt.Errorf("summing spend per key: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var id string
-		var usd float64
-		if err := rows.Scan(&id, &usd); err != nil {
-			return nil, fmt.Errorf("summing spend per key: %w", err)
+	at := startMS(since)
+	var total float64
+	for _, q := range []struct {
+		what, query string
+		add         func(name string, usd float64)
+	}{
+		{"spend per key", `SELECT key_id, sum(cost) FROM requests WHERE ts >= ? AND key_id != '' GROUP BY key_id`,
+			func(id string, usd float64) { out[id] = usd }},
+		{"saved key spend", `SELECT id, spend_usd FROM api_keys WHERE spend_period_start = ?`,
+			func(id string, usd float64) { out[id] = max(out[id], usd) }},
+		{"spend per model group", `SELECT model_group, sum(cost) FROM requests WHERE ts >= ? GROUP BY model_group`,
+			func(group string, usd float64) {
+				total += usd
+				if group != "" {
+					out[limits.GroupAccount(group)] = usd
+				}
+			}},
+		{"spend per user", `SELECT user, sum(cost) FROM requests WHERE ts >= ? AND user != '' GROUP BY user`,
+			func(user string, usd float64) { out[limits.UserAccount(user)] = usd }},
+	} {
+		if err := s.sums(ctx, q.what, q.query, at, q.add); err != nil {
+			return nil, err
 		}
-		out[id] = usd
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("summing spend per key: %w", err)
-	}
-	saved, err := s.db.QueryContext(ctx, `SELECT id, spend_usd FROM api_keys WHERE spend_period_start = ?`, startMS(since))
-	if err != nil {
-		return nil, fmt.Errorf("reading saved key spend: %w", err)
-	}
-	defer saved.Close()
-	for saved.Next() {
-		var id string
-		var usd float64
-		if err := saved.Scan(&id, &usd); err != nil {
-			return nil, fmt.Errorf("reading saved key spend: %w", err)
-		}
-		out[id] = max(out[id], usd)
-	}
-	if err := saved.Err(); err != nil {
-		return nil, fmt.Errorf("reading saved key spend: %w", err)
-	}
-	if err := s.scopeSpendSince(ctx, since, out); err != nil {
+	out[limits.GlobalAccount] = total
+	if err := s.tagSpend(ctx, out); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-// scopeSpendSince adds to out, which holds each key's spend since since,
-// the spend of the other budget accounts (limits.GlobalAccount,
-// GroupAccount, TagAccount, UserAccount). A tag's spend is that of the keys
-// carrying it now; a group's or a user's is that of the rows naming it.
-func (s *SQLite) scopeSpendSince(ctx context.Context, since time.Time, out map[string]float64) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT model_group, sum(cost) FROM requests
-		WHERE ts >= ? GROUP BY model_group`, startMS(since))
+// sums runs query, whose rows are a name and an amount, and passes each
+// row to add.
+func (s *SQLite) sums(ctx context.Context, what, query string, arg any, add func(string, float64)) error {
+	rows, err := s.db.QueryContext(ctx, query, arg)
 	if err != nil {
-		return fmt.Errorf("summing spend per model group: %w", err)
+		return fmt.Errorf("reading %s: %w", what, err)
 	}
 	defer rows.Close()
-	var total float64
 	for rows.Next() {
-		var group string
+		var name string
 		var usd float64
-		if err := rows.Scan(&group, &usd); err != nil {
-			return fmt.Errorf("summing spend per model group: %w", err)
+		if err := rows.Scan(&name, &usd); err != nil {
+			return fmt.Errorf("reading %s: %w", what, err)
 		}
-		total += usd
-		if group != "" {
-			out[limits.GroupAccount(group)] = usd
-		}
+		add(name, usd)
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("summing spend per model group: %w", err)
+		return fmt.Errorf("reading %s: %w", what, err)
 	}
-	out[limits.GlobalAccount] = total
-	users, err := s.db.QueryContext(ctx, `SELECT user, sum(cost) FROM requests
-		WHERE ts >= ? AND user != '' GROUP BY user`, startMS(since))
-	if err != nil {
-		return fmt.Errorf("summing spend per user: %w", err)
-	}
-	defer users.Close()
-	for users.Next() {
-		var user string
-		var usd float64
-		if err := users.Scan(&user, &usd); err != nil {
-			return fmt.Errorf("summing spend per user: %w", err)
-		}
-		out[limits.UserAccount(user)] = usd
-	}
-	if err := users.Err(); err != nil {
-		return fmt.Errorf("summing spend per user: %w", err)
-	}
+	return nil
+}
+
+// tagSpend adds to out, which holds each key's spend, the spend of each
+// tag the keys carry now.
+func (s *SQLite) tagSpend(ctx context.Context, out map[string]float64) error {
 	tagged, err := s.db.QueryContext(ctx, `SELECT id, tags FROM api_keys WHERE tags IS NOT NULL AND tags != '{}'`)
 	if err != nil {
 		return fmt.Errorf("reading key tags: %w", err)

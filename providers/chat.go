@@ -56,6 +56,16 @@ type ChatRequest struct {
 	ReasoningEffort string `json:"reasoning_effort,omitempty"`
 }
 
+// CheckReasoningEffort refuses a reasoning_effort the translators do not
+// know; the empty one is none given.
+func CheckReasoningEffort(effort string) error {
+	switch effort {
+	case "", "none", "minimal", "low", "medium", "high", "xhigh":
+		return nil
+	}
+	return Invalid("reasoning_effort", "unknown reasoning_effort %q (use none, minimal, low, medium, high or xhigh)", effort)
+}
+
 // OutputLimit returns max_completion_tokens, else max_tokens, else zero.
 func (r *ChatRequest) OutputLimit() int {
 	switch {

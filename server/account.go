@@ -60,7 +60,7 @@ func (s *Server) scopes(k *ledger.Key, group, user string, rate, budget []scope)
 			rate = append(rate, scope{id: id, limit: limits.Limit{RPM: l.RPM, TPM: l.TPM}, kind: kind, name: name})
 		}
 		if l.BudgetUSD > 0 {
-			budget = append(budget, scope{id: id, budget: limits.Budget{LimitUSD: l.BudgetUSD, Period: limits.Period(l.BudgetPeriod)}, kind: kind, name: name})
+			budget = append(budget, scope{id: id, budget: l.Budget(), kind: kind, name: name})
 		}
 	}
 	if k != nil {
@@ -68,7 +68,7 @@ func (s *Server) scopes(k *ledger.Key, group, user string, rate, budget []scope)
 			rate = append(rate, scope{id: "key:" + k.ID, limit: limits.Limit{RPM: k.RPM, TPM: k.TPM}, kind: "key", name: k.Name})
 		}
 		// A key's spend is tracked even without a cap (lumen keys info).
-		budget = append(budget, scope{id: k.ID, budget: limits.Budget{LimitUSD: k.BudgetUSD, Period: limits.Period(k.BudgetPeriod)}, kind: "key", name: k.Name})
+		budget = append(budget, scope{id: k.ID, budget: k.Budget(), kind: "key", name: k.Name})
 		for name, v := range k.Tags {
 			if len(lim.Tags) == 0 {
 				break

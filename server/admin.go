@@ -141,18 +141,9 @@ type budgetView struct {
 func (s *Server) budgetList(w http.ResponseWriter, r *http.Request) {
 	out := []budgetView{}
 	add := func(scope, name, account string, l config.Limit) {
-		if l.BudgetUSD <= 0 {
-			return
+		if l.BudgetUSD > 0 {
+			out = append(out, budgetView{Scope: scope, Name: name, BudgetUSD: l.BudgetUSD, keyUsage: s.usage(account, l.Budget(), keyUsage{})})
 		}
-		p, _ := limits.ParsePeriod(l.BudgetPeriod) // validated with the config
-		v := budgetView{Scope: scope, Name: name, BudgetUSD: l.BudgetUSD, keyUsage: keyUsage{Period: string(p)}}
-		if st, ok := s.budgets.(budgetStatuser); ok {
-			ls := st.Status(account, p)
-			v.SpentUSD, v.ReservedUSD, v.PeriodStart, v.ResetsAt, v.Live = ls.SpentUSD, ls.ReservedUSD, ls.PeriodStart, ls.ResetsAt, true
-		}
-		left := math.Max(l.BudgetUSD-v.SpentUSD-v.ReservedUSD, 0)
-		v.RemainingUSD = &left
-		out = append(out, v)
 	}
 	lim := s.cfg.Limits
 	add("global", "", limits.GlobalAccount, lim.Global)
@@ -166,20 +157,27 @@ func (s *Server) budgetList(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) view(k *ledger.Key) keyView {
-	p := limits.Period(k.BudgetPeriod)
+	return keyView{Key: k, Usage: s.usage(k.ID, k.Budget(), keyUsage{SpentUSD: k.SpendUSD, PeriodStart: k.SpendPeriodStart})}
+}
+
+// usage is account's position under budget b: live when the budget store
+// can say (persisted, the figures of u otherwise), and what is left when
+// b has a cap.
+func (s *Server) usage(account string, b limits.Budget, u keyUsage) keyUsage {
+	p := b.Period
 	if p == "" {
 		p = limits.Total
 	}
-	u := keyUsage{Period: string(p), SpentUSD: k.SpendUSD, PeriodStart: k.SpendPeriodStart}
+	u.Period = string(p)
 	if st, ok := s.budgets.(budgetStatuser); ok {
-		ls := st.Status(k.ID, p)
+		ls := st.Status(account, p)
 		u.SpentUSD, u.ReservedUSD, u.PeriodStart, u.ResetsAt, u.Live = ls.SpentUSD, ls.ReservedUSD, ls.PeriodStart, ls.ResetsAt, true
 	}
-	if k.BudgetUSD > 0 {
-		left := math.Max(k.BudgetUSD-u.SpentUSD-u.ReservedUSD, 0)
+	if b.LimitUSD > 0 {
+		left := math.Max(b.LimitUSD-u.SpentUSD-u.ReservedUSD, 0)
 		u.RemainingUSD = &left
 	}
-	return keyView{Key: k, Usage: u}
+	return u
 }
 
 func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) {

@@ -50,11 +50,8 @@ func (tr *translation) reasoning(req *providers.ChatRequest, model string) error
 		tr.body.Temperature, tr.body.TopP, tr.body.TopK = nil, nil, nil
 	}
 	effort := req.ReasoningEffort
-	if effort == "" || effort == "none" {
-		return nil
-	}
-	if _, ok := efforts[effort]; !ok {
-		return providers.Invalid("reasoning_effort", "unknown reasoning_effort %q (use none, minimal, low, medium, high or xhigh)", effort)
+	if err := providers.CheckReasoningEffort(effort); err != nil || effort == "" || effort == "none" {
+		return err
 	}
 	out := &tr.body
 	style := thinkingStyle(model)

@@ -24,11 +24,8 @@ var levels3 = map[string]string{"none": "low", "minimal": "low", "low": "low", "
 // when the request sets none or the model does not think. Thought
 // summaries are asked for, and come back as reasoning_content.
 func thinking(effort, model string) (*thinkingConfig, error) {
-	if effort == "" {
-		return nil, nil
-	}
-	if _, ok := budgets25[effort]; !ok {
-		return nil, providers.Invalid("reasoning_effort", "unknown reasoning_effort %q (use none, minimal, low, medium, high or xhigh)", effort)
+	if err := providers.CheckReasoningEffort(effort); err != nil || effort == "" {
+		return nil, err
 	}
 	m := strings.ToLower(model)
 	m = m[strings.LastIndexByte(m, '/')+1:]
