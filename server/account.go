@@ -69,13 +69,12 @@ func (s *Server) scopes(k *ledger.Key, group, user string, rate, budget []scope)
 		}
 		// A key's spend is tracked even without a cap (lumen keys info).
 		budget = append(budget, scope{id: k.ID, budget: k.Budget(), kind: "key", name: k.Name})
-		for name, v := range k.Tags {
-			if len(lim.Tags) == 0 {
-				break
-			}
-			tag := name + "=" + v
-			if l, ok := lim.Tags[tag]; ok {
-				add(limits.TagAccount(tag), "tag", tag, l)
+		if len(lim.Tags) > 0 { // else no need to spell the key's tags
+			for name, v := range k.Tags {
+				tag := name + "=" + v
+				if l, ok := lim.Tags[tag]; ok {
+					add(limits.TagAccount(tag), "tag", tag, l)
+				}
 			}
 		}
 	}
