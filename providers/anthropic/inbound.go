@@ -208,14 +208,8 @@ func userMessages(bs blocks, at string) ([]providers.Message, error) {
 		switch b.Type {
 		case "text":
 			parts = append(parts, providers.Part{Type: providers.PartText, Text: b.Text})
-		case "image":
-			p, err := imagePart(b.Source, bat)
-			if err != nil {
-				return nil, err
-			}
-			parts = append(parts, p)
-		case "document":
-			p, err := documentPart(b, bat)
+		case "image", "document":
+			p, err := mediaPart(b, bat)
 			if err != nil {
 				return nil, err
 			}
@@ -238,11 +232,7 @@ func userMessages(bs blocks, at string) ([]providers.Message, error) {
 					case "image", "document":
 						// OpenAI tool messages carry text only: the image
 						// or document follows in the user message.
-						cat := fmt.Sprintf("%s.content[%d]", bat, k)
-						p, err := imagePart(cb.Source, cat)
-						if cb.Type == "document" {
-							p, err = documentPart(cb, cat)
-						}
+						p, err := mediaPart(cb, fmt.Sprintf("%s.content[%d]", bat, k))
 						if err != nil {
 							return nil, err
 						}
@@ -280,6 +270,14 @@ func imagePart(src *source, at string) (providers.Part, error) {
 		return providers.Part{}, providers.Invalid(at+".source.type", "unsupported image source %q (supported: base64, url)", src.Type)
 	}
 	return providers.Part{Type: providers.PartImageURL, ImageURL: &providers.ImageURL{URL: url}}, nil
+}
+
+// mediaPart translates an image or document block.
+func mediaPart(b block, at string) (providers.Part, error) {
+	if b.Type == "document" {
+		return documentPart(b, at)
+	}
+	return imagePart(b.Source, at)
 }
 
 // documentPart translates a document block: a base64 PDF becomes a file
