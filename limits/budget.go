@@ -41,19 +41,20 @@ var ErrBudgetExceeded = errors.New("budget exceeded")
 var ErrSettled = errors.New("reservation already settled")
 
 // BudgetError says a request was refused because its worst-case cost does
-// not fit in what is left of the key's budget. The server answers 429 with
-// type budget_exceeded.
+// not fit in what is left of a budget (a key's, or another account's). The
+// server answers 429 with type budget_exceeded.
 type BudgetError struct {
 	// KeyID is the budget's account: a key id, or another account the
 	// caller named ("tag:team=search").
 	KeyID string
-	// Owner says whose budget it is in the message ("keys tagged
+	// Owner says whose budget it is in the message ("the tag
 	// team=search"); empty means "this key".
 	Owner string
-	// Budget is the key's limit in USD per Period.
+	// Budget is the limit in USD per Period.
 	Budget float64
-	// Spent is what the key spent in the current period; Reserved is held
-	// by its requests in flight; Requested is this request's worst case.
+	// Spent is what the account spent in the current period; Reserved is
+	// held by its requests in flight; Requested is this request's worst
+	// case.
 	Spent, Reserved, Requested float64
 	Period                     Period
 	// ResetsAt is when the period ends; zero for a Total budget.
