@@ -25,6 +25,12 @@ func rawPost(t *testing.T, l *lumen, path, key, body string) rawResponse {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, l.URL+path, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
+	return rawDo(t, req, key)
+}
+
+// rawDo sends req with key as a Bearer token (none when empty).
+func rawDo(t *testing.T, req *http.Request, key string) rawResponse {
+	t.Helper()
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
@@ -42,16 +48,7 @@ func rawPost(t *testing.T, l *lumen, path, key, body string) rawResponse {
 func rawGet(t *testing.T, base, path, key string) []byte {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, base+path, nil)
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return b
+	return []byte(rawDo(t, req, key).text)
 }
 
 // waitFor polls cond for up to 10 s: for effects that land asynchronously
