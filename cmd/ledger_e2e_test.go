@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
 	"github.com/tidwall/gjson"
 
 	"github.com/lumengw/lumen/audit"
@@ -741,5 +743,53 @@ func TestE2EAutoHonoursKeyModelsAndMetricsListen(t *testing.T) {
 	}
 	if r := rawPost(t, l, "/metrics", "", ""); r.status != 404 && r.status != 405 {
 		t.Fatalf("/metrics still on the API port: %d", r.status)
+	}
+}
+
+// /v1/images/generations: the OpenAI SDK against the mock, priced per image
+// (model_info.output_cost_per_image); a key's budget holds n images' worth
+// before the call; a streamed request is refused.
+func TestE2EImages(t *testing.T) {
+	extra := `  - model_name: painter
+    litellm_params: {model: mock/painter}
+    model_info: {mode: image_generation, output_cost_per_image: 0.04}
+`
+	cfg := strings.Replace(ledgerConfig, "router_settings:", extra+"router_settings:", 1)
+	dir := t.TempDir()
+	db, err := ledger.Open(context.Background(), filepath.Join(dir, "lumen.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := ledger.NewKeyring(context.Background(), db, ledger.KeyringOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _, err := kr.Create(context.Background(), ledger.KeySpec{Name: "artist", BudgetUSD: 0.1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	l := startLumen(t, strings.ReplaceAll(cfg, "{{DIR}}", dir), nil)
+
+	c := client(l, raw)
+	var resp *http.Response
+	img, err := c.Images.Generate(context.Background(), openai.ImageGenerateParams{Model: "painter", Prompt: "a red apple", N: openai.Int(2)},
+		option.WithResponseInto(&resp))
+	if err != nil || len(img.Data) != 2 || img.Data[0].B64JSON == "" || img.Data[0].RevisedPrompt != "a red apple" {
+		t.Fatalf("images: %v %+v", err, img)
+	}
+	if cost := resp.Header.Get("x-lumen-cost-usd"); cost != "0.08" {
+		t.Errorf("cost of 2 images at $0.04: %q", cost)
+	}
+	// $0.02 left: one more image does not fit.
+	r := rawPost(t, l, "/v1/images/generations", raw, `{"model":"painter","prompt":"a pear"}`)
+	if r.status != 429 || !strings.Contains(r.text, "budget_exceeded") {
+		t.Fatalf("over budget: %d %s", r.status, r.text)
+	}
+	if r := rawPost(t, l, "/v1/images/generations", master, `{"model":"painter","prompt":"a pear","stream":true}`); r.status != 400 || !strings.Contains(r.text, `"param":"stream"`) {
+		t.Fatalf("stream: %d %s", r.status, r.text)
+	}
+	if r := rawPost(t, l, "/v1/images/generations", master, `{"model":"painter"}`); r.status != 400 || !strings.Contains(r.text, `"param":"prompt"`) {
+		t.Fatalf("no prompt: %d %s", r.status, r.text)
 	}
 }

@@ -181,8 +181,9 @@ type ModelInfo struct {
 	// ID identifies the deployment in headers, logs and metrics; default is
 	// "<model_name>/<index>".
 	ID string `yaml:"id"`
-	// Mode is chat, completion, embedding, moderation or rerank: what the
-	// health check asks the deployment.
+	// Mode is chat, completion, embedding, moderation, rerank or
+	// image_generation: what the health check asks the deployment (an
+	// image model is not checked).
 	Mode string `yaml:"mode"`
 	// BaseModel names the priced model when the upstream id is custom.
 	BaseModel string `yaml:"base_model"`
@@ -200,6 +201,8 @@ type ModelInfo struct {
 	OutputCostPerToken          *float64 `yaml:"output_cost_per_token"`
 	CacheReadInputTokenCost     *float64 `yaml:"cache_read_input_token_cost"`
 	CacheCreationInputTokenCost *float64 `yaml:"cache_creation_input_token_cost"`
+	// OutputCostPerImage is USD per generated image (images/generations).
+	OutputCostPerImage *float64 `yaml:"output_cost_per_image"`
 	// Quality (0..1) overrides the auto router's ability table for this
 	// model; Abilities sets it per domain.
 	Quality   *float64           `yaml:"quality"`

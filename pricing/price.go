@@ -32,6 +32,9 @@ type Rates struct {
 // Price is what one model costs.
 type Price struct {
 	Rates
+	// Image is USD per generated image (model_info output_cost_per_image),
+	// on top of any token rates.
+	Image float64
 	// LongContextAbove, when positive, is the prompt size (all input tokens)
 	// above which the provider charges LongContext rates for the whole
 	// request, as Gemini 1.5 (128k), Gemini 2.5 Pro and Claude Sonnet 4
@@ -70,7 +73,8 @@ func Cost(u providers.Usage, p Price) float64 {
 	return float64(uncached)*r.Input +
 		float64(cached)*r.CacheRead +
 		float64(written)*r.CacheWrite +
-		float64(max(u.CompletionTokens, 0))*r.Output
+		float64(max(u.CompletionTokens, 0))*r.Output +
+		float64(max(u.Images, 0))*p.Image
 }
 
 // WorstCase returns the most a request with promptTokens input tokens and
@@ -92,6 +96,7 @@ type Override struct {
 	OutputCostPerToken          *float64 // output_cost_per_token
 	CacheReadInputTokenCost     *float64 // cache_read_input_token_cost
 	CacheCreationInputTokenCost *float64 // cache_creation_input_token_cost
+	OutputCostPerImage          *float64 // output_cost_per_image
 }
 
 // IsZero reports whether o overrides nothing.
@@ -108,7 +113,10 @@ func (o Override) Apply(base Price) Price {
 	if o.IsZero() {
 		return base
 	}
-	p := Price{Rates: base.Rates}
+	p := Price{Rates: base.Rates, Image: base.Image}
+	if o.OutputCostPerImage != nil {
+		p.Image = *o.OutputCostPerImage
+	}
 	if o.InputCostPerToken != nil {
 		in := *o.InputCostPerToken
 		scale := func(r float64) float64 {
@@ -149,8 +157,8 @@ func IsLocal(provider string) bool { return local[provider] }
 // deployment name, as on Azure), o its model_info prices.
 //
 // ok is false when nothing prices the deployment: the model is not in the
-// table, the provider is not local and o does not set both the input and
-// the output rate. The caller should then say so once (a cost of 0 means
+// table, the provider is not local and o sets neither both the input and
+// the output rate nor a price per image. The caller should then say so once (a cost of 0 means
 // budgets cannot stop that deployment's spend).
 func For(provider, model, baseModel string, o Override) (p Price, ok bool) {
 	switch {
@@ -161,7 +169,7 @@ func For(provider, model, baseModel string, o Override) (p Price, ok bool) {
 	default:
 		p, ok = Lookup(provider, model)
 	}
-	if o.InputCostPerToken != nil && o.OutputCostPerToken != nil {
+	if o.InputCostPerToken != nil && o.OutputCostPerToken != nil || o.OutputCostPerImage != nil {
 		ok = true
 	}
 	return o.Apply(p), ok

@@ -407,3 +407,19 @@ func mustPrice(b *testing.B) Price {
 	}
 	return p
 }
+
+// A price per image alone prices a deployment (image models have no token
+// rates in the table), and each image made costs it.
+func TestImagePrice(t *testing.T) {
+	per := 0.04
+	p, ok := For("openai", "dall-e-3", "", Override{OutputCostPerImage: &per})
+	if !ok || p.Image != 0.04 {
+		t.Fatalf("For = %+v, %v", p, ok)
+	}
+	if got := Cost(providers.Usage{Images: 2}, p); got != 0.08 {
+		t.Errorf("2 images cost %v", got)
+	}
+	if _, ok := For("openai", "dall-e-3", "", Override{}); ok {
+		t.Error("dall-e-3 without a price is priced")
+	}
+}

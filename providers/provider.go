@@ -24,6 +24,7 @@ const (
 	OpEmbedding            // POST /v1/embeddings
 	OpModeration           // POST /v1/moderations
 	OpRerank               // POST /v1/rerank (Cohere/Jina form, as vLLM and LiteLLM serve it)
+	OpImage                // POST /v1/images/generations
 )
 
 // String returns the OpenAI endpoint path of op, relative to /v1.
@@ -37,6 +38,8 @@ func (op Op) String() string {
 		return "moderations"
 	case OpRerank:
 		return "rerank"
+	case OpImage:
+		return "images/generations"
 	default:
 		return "chat/completions"
 	}
@@ -126,6 +129,9 @@ type Usage struct {
 	// CacheWriteTokens is the part of PromptTokens written to the prompt
 	// cache (Anthropic cache_creation_input_tokens).
 	CacheWriteTokens int `json:"cache_write_tokens,omitempty"`
+	// Images counts the images an image generation made (priced per
+	// image where the model is).
+	Images int `json:"images,omitempty"`
 }
 
 // Total returns prompt plus completion tokens.

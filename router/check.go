@@ -60,8 +60,13 @@ func (r *Router) CheckAll(ctx context.Context) {
 	wg.Wait()
 }
 
-// check sends one health check to d and records its outcome.
+// check sends one health check to d and records its outcome. An image
+// model has no cheap request: it is not checked (passive health, from real
+// traffic, still applies).
 func (r *Router) check(parent context.Context, d *Deployment) {
+	if d.Info.Mode == "image_generation" {
+		return
+	}
 	timeout := d.Params.Timeout.D()
 	if timeout <= 0 {
 		timeout = checkTimeout

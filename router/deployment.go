@@ -75,6 +75,7 @@ func deploymentPrice(provider, model string, p *config.Params, mi *config.ModelI
 		OutputCostPerToken:          firstSet(mi.OutputCostPerToken, p.OutputCostPerToken),
 		CacheReadInputTokenCost:     mi.CacheReadInputTokenCost,
 		CacheCreationInputTokenCost: mi.CacheCreationInputTokenCost,
+		OutputCostPerImage:          mi.OutputCostPerImage,
 	}
 	return pricing.For(provider, model, mi.BaseModel, o)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/lumengw/lumen/ledger"
 	"github.com/lumengw/lumen/limits"
 	"github.com/lumengw/lumen/pricing"
+	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/router"
 	"github.com/lumengw/lumen/tokens"
 )
@@ -147,7 +148,11 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) 
 	if len(budget) == 0 {
 		return nil
 	}
-	worst := worstPrice(rt, g).WorstCase(x.promptEst, maxOut)
+	wp := worstPrice(rt, g)
+	worst := wp.WorstCase(x.promptEst, maxOut)
+	if x.op == providers.OpImage {
+		worst += float64(requestedImages(x.body)) * wp.Image
+	}
 	for _, sc := range budget {
 		res, err := s.budgets.Reserve(ctx, sc.id, sc.budget, worst)
 		var be *limits.BudgetError
@@ -242,30 +247,38 @@ func groupMaxOutput(g *router.Group) int {
 	return n
 }
 
+// requestedImages is how many images an image request asks for: its n,
+// else one.
+func requestedImages(body []byte) int {
+	return max(int(gjson.GetBytes(body, "n").Int()), 1)
+}
+
 // worstPrice is the dearest price the request could be charged: of its
 // group's deployments, or of every deployment when the group is not a plain
-// one (auto routes, unknown names). A fallback to a dearer group can cost
-// more than was reserved; settle still charges the real cost.
+// one (auto routes, unknown names), with the dearest price per image among
+// them. A fallback to a dearer group can cost more than was reserved;
+// settle still charges the real cost.
 func worstPrice(rt *router.Router, g *router.Group) pricing.Price {
 	var worst pricing.Price
-	consider := func(d *router.Deployment) {
-		if d.Price.Input+d.Price.Output > worst.Input+worst.Output {
-			worst = d.Price
+	image := 0.0
+	consider := func(g *router.Group) {
+		for _, d := range g.Deployments {
+			if d.Price.Input+d.Price.Output > worst.Input+worst.Output {
+				worst = d.Price
+			}
+			image = max(image, d.Price.Image)
 		}
 	}
 	if g != nil {
-		for _, d := range g.Deployments {
-			consider(d)
-		}
-		return worst
-	}
-	for _, name := range rt.Names() {
-		if g, ok := rt.Group(name); ok {
-			for _, d := range g.Deployments {
-				consider(d)
+		consider(g)
+	} else {
+		for _, name := range rt.Names() {
+			if g, ok := rt.Group(name); ok {
+				consider(g)
 			}
 		}
 	}
+	worst.Image = image
 	return worst
 }
 

@@ -290,6 +290,13 @@ func (x *exchange) parse() error {
 		if !gjson.GetBytes(b, "input").Exists() {
 			return invalid("input", "Missing required parameter: 'input'.")
 		}
+	case providers.OpImage:
+		if p := gjson.GetBytes(b, "prompt"); p.Type != gjson.String || p.Str == "" {
+			return invalid("prompt", "Missing required parameter: 'prompt' (a string).")
+		}
+		if gjson.GetBytes(b, "stream").Bool() {
+			return invalid("stream", "streamed image generation (partial images) is not supported; leave stream unset")
+		}
 	case providers.OpRerank:
 		if q := gjson.GetBytes(b, "query"); q.Type != gjson.String || q.Str == "" {
 			return invalid("query", "Missing required parameter: 'query' (a string).")

@@ -136,6 +136,7 @@ func (s *Server) routes() http.Handler {
 		mux.Handle("POST "+prefix+"/embeddings", s.authed(s.proxy(providers.OpEmbedding)))
 		mux.Handle("POST "+prefix+"/moderations", s.authed(s.proxy(providers.OpModeration)))
 		mux.Handle("POST "+prefix+"/rerank", s.authed(s.proxy(providers.OpRerank)))
+		mux.Handle("POST "+prefix+"/images/generations", s.authed(s.proxy(providers.OpImage)))
 		mux.Handle("POST "+prefix+"/responses", s.authed(s.responsesAPI()))
 		mux.Handle("POST "+prefix+"/feedback", s.authed(http.HandlerFunc(s.feedback)))
 		mux.Handle("GET "+prefix+"/models", s.authed(http.HandlerFunc(s.models)))

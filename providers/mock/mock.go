@@ -95,6 +95,8 @@ func (c *Client) Do(ctx context.Context, req *providers.Request) (*providers.Res
 		return c.rerank(req)
 	case providers.OpModeration:
 		return c.moderate(req)
+	case providers.OpImage:
+		return c.image(req)
 	}
 	text := c.answer(req.Body)
 	u := providers.Usage{PromptTokens: tokens.Prompt(req.Body), CompletionTokens: tokens.Count(text)}

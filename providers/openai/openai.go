@@ -191,7 +191,11 @@ func (c *Client) Do(ctx context.Context, req *providers.Request) (*providers.Res
 		return nil, &providers.UpstreamError{Provider: c.provider, Deployment: c.name, Status: http.StatusBadGateway,
 			Message: "upstream answered with invalid JSON", Retryable: true}
 	}
-	return &providers.Response{Body: body, Usage: ParseUsage(body)}, nil
+	u := ParseUsage(body)
+	if req.Op == providers.OpImage {
+		u.Images = len(gjson.GetBytes(body, "data").Array())
+	}
+	return &providers.Response{Body: body, Usage: u}, nil
 }
 
 // DoStream implements providers.Provider.

@@ -139,3 +139,20 @@ func TestResponsesStreamError(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// An image generation goes to {api_base}/images/generations and counts the
+// images it made, for pricing per image.
+func TestImages(t *testing.T) {
+	var path string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		path = r.URL.Path
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"created":1,"data":[{"url":"https://x/1.png"},{"url":"https://x/2.png"},{"url":"https://x/3.png"}]}`)
+	}))
+	defer srv.Close()
+	c, _ := New(providers.Config{Provider: "openai", Model: "dall-e-3", APIBase: srv.URL + "/v1"})
+	resp, err := c.Do(context.Background(), &providers.Request{Op: providers.OpImage, Model: "dall-e-3", Body: []byte(`{"prompt":"x","n":3}`)})
+	if err != nil || path != "/v1/images/generations" || resp.Usage.Images != 3 {
+		t.Fatalf("path %s, usage %+v, err %v", path, resp.Usage, err)
+	}
+}

@@ -5,12 +5,16 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/tidwall/gjson"
 
 	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/tokens"
 )
+
+// The mock's answers to the calls that are not chat: rerank, moderation,
+// image generation.
 
 // rerank answers a rerank request in the Cohere/Jina form vLLM serves:
 // each document scored by the share of the query's words it contains,
@@ -95,4 +99,28 @@ func (c *Client) moderate(req *providers.Request) (*providers.Response, error) {
 		return nil, fmt.Errorf("mock moderation: %w", err)
 	}
 	return &providers.Response{Body: out}, nil
+}
+
+// mockPNG is a 1x1 transparent PNG (valid chunks and checksums), the
+// mock's every image.
+const mockPNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAAC0lEQVR4nGNgAAIAAAUAAXpeqz8AAAAASUVORK5CYII="
+
+// image answers an image generation in OpenAI's form: n images (1 by
+// default), each the same 1x1 PNG as b64_json, with the prompt as its
+// revised prompt.
+func (c *Client) image(req *providers.Request) (*providers.Response, error) {
+	n := max(int(gjson.GetBytes(req.Body, "n").Int()), 1)
+	type image struct {
+		B64JSON       string `json:"b64_json"`
+		RevisedPrompt string `json:"revised_prompt"`
+	}
+	data := make([]image, n)
+	for i := range data {
+		data[i] = image{B64JSON: mockPNG, RevisedPrompt: gjson.GetBytes(req.Body, "prompt").Str}
+	}
+	out, err := json.Marshal(map[string]any{"created": time.Now().Unix(), "data": data})
+	if err != nil {
+		return nil, fmt.Errorf("mock image: %w", err)
+	}
+	return &providers.Response{Body: out, Usage: providers.Usage{Images: n}}, nil
 }
