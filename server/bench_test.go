@@ -58,13 +58,15 @@ func benchLumen(b *testing.B, upstream string) *httptest.Server {
 
 // benchLumenAccounted is Lumen with everything a request with a virtual
 // key goes through: the key (budget, rpm, tpm), the ledger writer, metrics
-// and the audit log, on SQLite in a temp dir.
-func benchLumenAccounted(b *testing.B, upstream string) (*httptest.Server, string) {
+// and the audit log, on SQLite in a temp dir. extra is more config (the
+// key carries the tag team=bench).
+func benchLumenAccounted(b *testing.B, upstream, extra string) (*httptest.Server, string) {
 	ctx := context.Background()
 	dir := b.TempDir()
 	cfg, _, err := config.Parse([]byte(`model_list: [{model_name: bench, params: {model: openai/bench, api_base: "` + upstream + `/v1", api_key: sk-x},
   model_info: {input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}}]
-general_settings: {master_key: sk-bench-master}`))
+general_settings: {master_key: sk-bench-master}
+` + extra))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -80,7 +82,7 @@ general_settings: {master_key: sk-bench-master}`))
 	if err != nil {
 		b.Fatal(err)
 	}
-	raw, _, err := kr.Create(ctx, ledger.KeySpec{Name: "bench", BudgetUSD: 1e9, RPM: 1e9, TPM: 1e12})
+	raw, _, err := kr.Create(ctx, ledger.KeySpec{Name: "bench", BudgetUSD: 1e9, RPM: 1e9, TPM: 1e12, Tags: map[string]string{"team": "bench"}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -107,24 +109,34 @@ general_settings: {master_key: sk-bench-master}`))
 func BenchmarkProxy(b *testing.B) {
 	up := benchUpstream(b)
 	lumen := benchLumen(b, up.URL)
-	full, key := benchLumenAccounted(b, up.URL)
+	full, key := benchLumenAccounted(b, up.URL, "")
+	// Every shared limit a request can meet: the key's tag, its end user,
+	// the model group and the gateway, each with a budget and rpm/tpm.
+	scoped, scopedKey := benchLumenAccounted(b, up.URL, `limits:
+  global: {rpm: 1000000000, tpm: 1000000000000, budget_usd: 1000000000}
+  model_groups: {bench: {rpm: 1000000000, tpm: 1000000000000, budget_usd: 1000000000}}
+  tags: {"team=bench": {rpm: 1000000000, tpm: 1000000000000, budget_usd: 1000000000}}
+  users: {rpm: 1000000000, tpm: 1000000000000, budget_usd: 1000000000, budget_period: daily}
+`)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	for _, mode := range []struct {
 		name string
 		body string
 	}{
-		{"chat", `{"model":"bench","messages":[{"role":"user","content":"Say hello in one short sentence."}]}`},
-		{"stream", `{"model":"bench","stream":true,"messages":[{"role":"user","content":"Say hello in one short sentence."}]}`},
+		{"chat", `{"model":"bench","user":"u-1","messages":[{"role":"user","content":"Say hello in one short sentence."}]}`},
+		{"stream", `{"model":"bench","user":"u-1","stream":true,"messages":[{"role":"user","content":"Say hello in one short sentence."}]}`},
 	} {
-		for _, target := range []struct{ name, url string }{{"direct", up.URL}, {"lumen", lumen.URL}, {"lumen+key", full.URL}} {
+		for _, target := range []struct{ name, url, key string }{
+			{"direct", up.URL, ""}, {"lumen", lumen.URL, ""}, {"lumen+key", full.URL, key}, {"lumen+key+limits", scoped.URL, scopedKey},
+		} {
 			b.Run(mode.name+"/"+target.name, func(b *testing.B) {
 				body := []byte(mode.body)
 				b.ReportAllocs()
 				for b.Loop() {
 					req, _ := http.NewRequest("POST", target.url+"/v1/chat/completions", bytes.NewReader(body))
 					req.Header.Set("Content-Type", "application/json")
-					if target.url == full.URL {
-						req.Header.Set("Authorization", "Bearer "+key)
+					if target.key != "" {
+						req.Header.Set("Authorization", "Bearer "+target.key)
 					}
 					resp, err := client.Do(req)
 					if err != nil {
