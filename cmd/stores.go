@@ -95,16 +95,12 @@ func openStores(ctx context.Context, cfg *config.Config, log zerolog.Logger) (st
 	} else {
 		st.budgets, st.limiter = limits.NewMemoryBudgets(limits.BudgetOptions{Location: loc}), limits.NewMemoryLimiter(limits.LimiterOptions{})
 	}
-	budgets, err := st.allBudgets(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := st.budgets.Load(ctx, st.spend(), budgets); err != nil {
+	if err := st.loadAll(ctx); err != nil {
 		if st.redis == nil {
-			return nil, fmt.Errorf("loading key spend: %w", err)
+			return nil, fmt.Errorf("loading budget spend: %w", err)
 		}
 		// As on every request, a shared store that is down does not stop
-		// traffic; the spend is loaded every spendSaveEvery until it works.
+		// traffic; the spend is loaded every spendRaiseEvery until it works.
 		log.Error().Err(err).Msg("limits.redis_url: loading spend into Redis failed; budgets and rate limits are unchecked while it is unreachable")
 	}
 	if *cfg.Metrics.Enabled {
@@ -141,10 +137,39 @@ func openStores(ctx context.Context, cfg *config.Config, log zerolog.Logger) (st
 	return st, nil
 }
 
+// loadAll loads the spend of every budget (allBudgets) from the ledger,
+// summing each period once.
+func (st *stores) loadAll(ctx context.Context) error {
+	src := &memoSpend{src: st.spend(), got: map[time.Time]map[string]float64{}}
+	budgets, err := st.allBudgets(ctx, src)
+	if err != nil {
+		return err
+	}
+	return st.budgets.Load(ctx, src, budgets)
+}
+
+// memoSpend answers each since once: a load asks for the same period to
+// list the users who spent and again to load them.
+type memoSpend struct {
+	src limits.SpendSource
+	got map[time.Time]map[string]float64
+}
+
+func (m *memoSpend) SpendSince(ctx context.Context, since time.Time) (map[string]float64, error) {
+	if spent, ok := m.got[since]; ok {
+		return spent, nil
+	}
+	spent, err := m.src.SpendSince(ctx, since)
+	if err == nil {
+		m.got[since] = spent
+	}
+	return spent, err
+}
+
 // allBudgets are the budgets to load spend for: every live key's, those
 // of the config's limits, and with limits.users a budget for every user
-// the ledger shows spending in the current period (others start at zero).
-func (st *stores) allBudgets(ctx context.Context) (map[string]limits.Budget, error) {
+// src shows spending in the current period (others start at zero).
+func (st *stores) allBudgets(ctx context.Context, src limits.SpendSource) (map[string]limits.Budget, error) {
 	budgets := scopeBudgets(st.cfg.Limits)
 	for _, k := range st.keys.List() {
 		if !k.Revoked() {
@@ -154,7 +179,7 @@ func (st *stores) allBudgets(ctx context.Context) (map[string]limits.Budget, err
 	if u := st.cfg.Limits.Users; u.BudgetUSD > 0 {
 		b := u.Budget()
 		start, _ := b.Period.Bounds(time.Now(), st.loc) // zero for a total budget
-		spent, err := st.db.SpendSince(ctx, start)
+		spent, err := src.SpendSince(ctx, start)
 		if err != nil {
 			return nil, fmt.Errorf("listing the users who spent: %w", err)
 		}
@@ -285,11 +310,7 @@ func (st *stores) periodWatcher() func() {
 func (st *stores) raiseSpend() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	budgets, err := st.allBudgets(ctx)
-	if err == nil {
-		err = st.budgets.Load(ctx, st.spend(), budgets)
-	}
-	if err != nil {
+	if err := st.loadAll(ctx); err != nil {
 		st.log.Error().Err(err).Msg("raising the shared budgets' spend to the ledger's")
 	}
 }
