@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -186,5 +187,34 @@ func TestCacheInjection(t *testing.T) {
 	}
 	if gjson.GetBytes(out, "system.1.cachePoint.type").Str != "default" || gjson.GetBytes(out, "messages.0.content.1.cachePoint.type").Str != "default" {
 		t.Fatalf("body %s", out)
+	}
+}
+
+// Two documents of one name get distinct names, as Converse requires.
+func TestDocumentNamesAreUnique(t *testing.T) {
+	c := newTestClient(t, "")
+	pdf := `{"type":"file","file":{"filename":"report.pdf","file_data":"data:application/pdf;base64,JVBERi0x"}}`
+	_, out, err := c.translate(context.Background(), &providers.Request{Op: providers.OpChat, Model: goldenModel, Body: []byte(
+		`{"messages":[{"role":"user","content":[{"type":"text","text":"compare"},` + pdf + `,` + pdf + `]},{"role":"assistant","content":"ok"},{"role":"user","content":[` + pdf + `]}]}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{gjson.GetBytes(out, "messages.0.content.1.document.name").Str, gjson.GetBytes(out, "messages.0.content.2.document.name").Str,
+		gjson.GetBytes(out, "messages.2.content.0.document.name").Str}
+	if names[0] != "report" || names[1] != "report (2)" || names[2] != "report (3)" {
+		t.Fatalf("names %q\n%s", names, out)
+	}
+}
+
+// Converse takes at most five documents in a request: a sixth is a 400
+// naming it, not a request Bedrock refuses.
+func TestTooManyDocuments(t *testing.T) {
+	c := newTestClient(t, "")
+	pdf := `{"type":"file","file":{"filename":"a.pdf","file_data":"data:application/pdf;base64,JVBERi0x"}}`
+	body := `{"messages":[{"role":"user","content":[{"type":"text","text":"read"}` + strings.Repeat(","+pdf, 6) + `]}]}`
+	_, _, err := c.translate(context.Background(), &providers.Request{Op: providers.OpChat, Model: goldenModel, Body: []byte(body)})
+	var ie *providers.InvalidRequestError
+	if !errors.As(err, &ie) || ie.Param != "messages[0].content[6]" {
+		t.Fatalf("six documents: %v", err)
 	}
 }

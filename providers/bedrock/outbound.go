@@ -35,6 +35,7 @@ func fromChat(ctx context.Context, req *providers.ChatRequest, model string, ima
 	tr := &translation{}
 	out := &tr.body
 	historyTools := false
+	docNames := map[string]bool{} // Converse wants document names unique in the request
 	for i, m := range req.Messages {
 		at := fmt.Sprintf("messages[%d]", i)
 		var bs []contentBlock
@@ -53,7 +54,7 @@ func fromChat(ctx context.Context, req *providers.ChatRequest, model string, ima
 			continue
 		case "user":
 			var err error
-			if bs, err = userBlocks(ctx, m.Content, at, images); err != nil {
+			if bs, err = userBlocks(ctx, m.Content, at, images, docNames); err != nil {
 				return nil, err
 			}
 		case "assistant":
@@ -194,7 +195,7 @@ func textBlocks(c providers.Content) []contentBlock {
 	return out
 }
 
-func userBlocks(ctx context.Context, c providers.Content, at string, images *providers.ImageFetcher) ([]contentBlock, error) {
+func userBlocks(ctx context.Context, c providers.Content, at string, images *providers.ImageFetcher, docNames map[string]bool) ([]contentBlock, error) {
 	if c.Parts == nil {
 		return textBlocks(c), nil
 	}
@@ -219,9 +220,12 @@ func userBlocks(ctx context.Context, c providers.Content, at string, images *pro
 			ib.Source.Bytes = img.Base64
 			out = append(out, contentBlock{Image: ib})
 		case providers.PartFile:
-			db, ok := document(p.File, len(out))
+			db, ok := document(p.File, docNames)
 			if !ok {
 				return nil, providers.UnsupportedPart(fmt.Sprintf("%s.content[%d]", at, j), p, "Bedrock")
+			}
+			if len(docNames) > maxDocuments {
+				return nil, providers.Invalid(fmt.Sprintf("%s.content[%d]", at, j), "Bedrock takes at most %d documents in a request (the whole conversation counts)", maxDocuments)
 			}
 			out = append(out, contentBlock{Document: db})
 		default:
@@ -234,6 +238,9 @@ func userBlocks(ctx context.Context, c providers.Content, at string, images *pro
 	return out, nil
 }
 
+// maxDocuments is how many documents Converse takes in one request.
+const maxDocuments = 5
+
 // documentFormats are the Converse document formats, by media type.
 var documentFormats = map[string]string{
 	"application/pdf": "pdf", "text/csv": "csv", "text/html": "html", "text/plain": "txt", "text/markdown": "md",
@@ -242,10 +249,11 @@ var documentFormats = map[string]string{
 }
 
 // document is a file part as a Converse document block. Converse requires
-// a name of letters, digits, single spaces, hyphens, parentheses and
-// square brackets: the file name with anything else dropped, else
-// "document-n".
-func document(f *providers.File, n int) (*documentBlock, bool) {
+// names unique in the request (whatever their case), of letters, digits,
+// single spaces, hyphens, parentheses and square brackets: the file name
+// with anything else dropped (else "document"), numbered " (2)", " (3)"…
+// when taken; used holds the names taken, lower-cased.
+func document(f *providers.File, used map[string]bool) (*documentBlock, bool) {
 	if f == nil {
 		return nil, false
 	}
@@ -265,8 +273,12 @@ func document(f *providers.File, n int) (*documentBlock, bool) {
 		return -1
 	}, name)), " ")
 	if name == "" {
-		name = "document-" + strconv.Itoa(n+1)
+		name = "document"
 	}
+	for i, base := 2, name; used[strings.ToLower(name)]; i++ {
+		name = base + " (" + strconv.Itoa(i) + ")"
+	}
+	used[strings.ToLower(name)] = true
 	db := &documentBlock{Format: format, Name: name}
 	db.Source.Bytes = data
 	return db, true
