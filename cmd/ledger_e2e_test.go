@@ -793,3 +793,55 @@ func TestE2EImages(t *testing.T) {
 		t.Fatalf("no prompt: %d %s", r.status, r.text)
 	}
 }
+
+// /v1/audio/speech: the OpenAI SDK against the mock gets audio (a WAV) with
+// its media type, priced per character read out; a key's budget holds the
+// input's characters before the call.
+func TestE2ESpeech(t *testing.T) {
+	extra := `  - model_name: voice
+    litellm_params: {model: mock/voice}
+    model_info: {mode: audio_speech, input_cost_per_character: 0.00001}
+`
+	cfg := strings.Replace(ledgerConfig, "router_settings:", extra+"router_settings:", 1)
+	dir := t.TempDir()
+	db, err := ledger.Open(context.Background(), filepath.Join(dir, "lumen.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := ledger.NewKeyring(context.Background(), db, ledger.KeyringOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _, err := kr.Create(context.Background(), ledger.KeySpec{Name: "reader", BudgetUSD: 0.001})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	l := startLumen(t, strings.ReplaceAll(cfg, "{{DIR}}", dir), nil)
+
+	c := client(l, raw)
+	resp, err := c.Audio.Speech.New(context.Background(), openai.AudioSpeechNewParams{Model: "voice", Input: "Hello from Lumen.",
+		Voice: openai.AudioSpeechNewParamsVoiceUnion{OfString: openai.String("alloy")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	audio, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.Header.Get("Content-Type") != "audio/wav" || !bytes.HasPrefix(audio, []byte("RIFF")) || len(audio) != 844 {
+		t.Fatalf("speech: %s, %d bytes", resp.Header.Get("Content-Type"), len(audio))
+	}
+	if cost := resp.Header.Get("x-lumen-cost-usd"); cost != "0.00017" {
+		t.Errorf("17 characters at $0.00001: %q", cost)
+	}
+	// $0.00083 left: 100 characters ($0.001) do not fit.
+	r := rawPost(t, l, "/v1/audio/speech", raw, `{"model":"voice","voice":"alloy","input":"`+strings.Repeat("a", 100)+`"}`)
+	if r.status != 429 || !strings.Contains(r.text, "budget_exceeded") {
+		t.Fatalf("over budget: %d %s", r.status, r.text)
+	}
+	if r := rawPost(t, l, "/v1/audio/speech", master, `{"model":"voice","voice":"alloy"}`); r.status != 400 || !strings.Contains(r.text, `"param":"input"`) {
+		t.Fatalf("no input: %d %s", r.status, r.text)
+	}
+	if r := rawPost(t, l, "/v1/audio/speech", master, `{"model":"voice","voice":"alloy","input":"hi","stream_format":"sse"}`); r.status != 400 || !strings.Contains(r.text, `"param":"stream_format"`) {
+		t.Fatalf("sse: %d %s", r.status, r.text)
+	}
+}

@@ -181,9 +181,9 @@ type ModelInfo struct {
 	// ID identifies the deployment in headers, logs and metrics; default is
 	// "<model_name>/<index>".
 	ID string `yaml:"id"`
-	// Mode is chat, completion, embedding, moderation, rerank or
-	// image_generation: what the health check asks the deployment (an
-	// image model is not checked).
+	// Mode is chat, completion, embedding, moderation, rerank,
+	// image_generation or audio_speech: what the health check asks the
+	// deployment (image and speech models are not checked).
 	Mode string `yaml:"mode"`
 	// BaseModel names the priced model when the upstream id is custom.
 	BaseModel string `yaml:"base_model"`
@@ -203,6 +203,8 @@ type ModelInfo struct {
 	CacheCreationInputTokenCost *float64 `yaml:"cache_creation_input_token_cost"`
 	// OutputCostPerImage is USD per generated image (images/generations).
 	OutputCostPerImage *float64 `yaml:"output_cost_per_image"`
+	// InputCostPerCharacter is USD per character read out (audio/speech).
+	InputCostPerCharacter *float64 `yaml:"input_cost_per_character"`
 	// Quality (0..1) overrides the auto router's ability table for this
 	// model; Abilities sets it per domain.
 	Quality   *float64           `yaml:"quality"`

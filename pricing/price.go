@@ -35,6 +35,9 @@ type Price struct {
 	// Image is USD per generated image (model_info output_cost_per_image),
 	// on top of any token rates.
 	Image float64
+	// Character is USD per character read out by a speech model
+	// (model_info input_cost_per_character).
+	Character float64
 	// LongContextAbove, when positive, is the prompt size (all input tokens)
 	// above which the provider charges LongContext rates for the whole
 	// request, as Gemini 1.5 (128k), Gemini 2.5 Pro and Claude Sonnet 4
@@ -74,7 +77,8 @@ func Cost(u providers.Usage, p Price) float64 {
 		float64(cached)*r.CacheRead +
 		float64(written)*r.CacheWrite +
 		float64(max(u.CompletionTokens, 0))*r.Output +
-		float64(max(u.Images, 0))*p.Image
+		float64(max(u.Images, 0))*p.Image +
+		float64(max(u.Characters, 0))*p.Character
 }
 
 // WorstCase returns the most a request with promptTokens input tokens and
@@ -97,6 +101,7 @@ type Override struct {
 	CacheReadInputTokenCost     *float64 // cache_read_input_token_cost
 	CacheCreationInputTokenCost *float64 // cache_creation_input_token_cost
 	OutputCostPerImage          *float64 // output_cost_per_image
+	InputCostPerCharacter       *float64 // input_cost_per_character
 }
 
 // IsZero reports whether o overrides nothing.
@@ -113,9 +118,12 @@ func (o Override) Apply(base Price) Price {
 	if o.IsZero() {
 		return base
 	}
-	p := Price{Rates: base.Rates, Image: base.Image}
+	p := Price{Rates: base.Rates, Image: base.Image, Character: base.Character}
 	if o.OutputCostPerImage != nil {
 		p.Image = *o.OutputCostPerImage
+	}
+	if o.InputCostPerCharacter != nil {
+		p.Character = *o.InputCostPerCharacter
 	}
 	if o.InputCostPerToken != nil {
 		in := *o.InputCostPerToken
@@ -158,7 +166,7 @@ func IsLocal(provider string) bool { return local[provider] }
 //
 // ok is false when nothing prices the deployment: the model is not in the
 // table, the provider is not local and o sets neither both the input and
-// the output rate nor a price per image. The caller should then say so once (a cost of 0 means
+// the output rate nor a price per image or per character. The caller should then say so once (a cost of 0 means
 // budgets cannot stop that deployment's spend).
 func For(provider, model, baseModel string, o Override) (p Price, ok bool) {
 	switch {
@@ -169,7 +177,7 @@ func For(provider, model, baseModel string, o Override) (p Price, ok bool) {
 	default:
 		p, ok = Lookup(provider, model)
 	}
-	if o.InputCostPerToken != nil && o.OutputCostPerToken != nil || o.OutputCostPerImage != nil {
+	if o.InputCostPerToken != nil && o.OutputCostPerToken != nil || o.OutputCostPerImage != nil || o.InputCostPerCharacter != nil {
 		ok = true
 	}
 	return o.Apply(p), ok

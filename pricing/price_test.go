@@ -423,3 +423,13 @@ func TestImagePrice(t *testing.T) {
 		t.Error("dall-e-3 without a price is priced")
 	}
 }
+
+// A price per character prices a speech model, and each character read
+// out costs it.
+func TestCharacterPrice(t *testing.T) {
+	per := 0.000015
+	p, ok := For("openai", "tts-1", "", Override{InputCostPerCharacter: &per})
+	if got := Cost(providers.Usage{Characters: 1000}, p); !ok || math.Abs(got-0.015) > 1e-12 {
+		t.Fatalf("For = %+v, %v", p, ok)
+	}
+}

@@ -25,6 +25,7 @@ const (
 	OpModeration           // POST /v1/moderations
 	OpRerank               // POST /v1/rerank (Cohere/Jina form, as vLLM and LiteLLM serve it)
 	OpImage                // POST /v1/images/generations
+	OpSpeech               // POST /v1/audio/speech (the answer is audio, not JSON)
 )
 
 // String returns the OpenAI endpoint path of op, relative to /v1.
@@ -40,6 +41,8 @@ func (op Op) String() string {
 		return "rerank"
 	case OpImage:
 		return "images/generations"
+	case OpSpeech:
+		return "audio/speech"
 	default:
 		return "chat/completions"
 	}
@@ -79,9 +82,12 @@ type Request struct {
 
 // Response is a complete, successful upstream answer in OpenAI format.
 type Response struct {
-	// Body is the OpenAI-format JSON response.
+	// Body is the OpenAI-format JSON response, or for OpSpeech the audio.
 	Body  []byte
 	Usage Usage
+	// ContentType is the answer's media type when it is not JSON
+	// (OpSpeech's audio/mpeg, audio/wav…).
+	ContentType string
 }
 
 // Stream yields the events of one streamed answer. It is not safe for
@@ -132,6 +138,9 @@ type Usage struct {
 	// Images counts the images an image generation made (priced per
 	// image where the model is).
 	Images int `json:"images,omitempty"`
+	// Characters counts the characters a speech request read out
+	// (priced per character where the model is).
+	Characters int `json:"characters,omitempty"`
 }
 
 // Total returns prompt plus completion tokens.

@@ -76,6 +76,7 @@ func deploymentPrice(provider, model string, p *config.Params, mi *config.ModelI
 		CacheReadInputTokenCost:     mi.CacheReadInputTokenCost,
 		CacheCreationInputTokenCost: mi.CacheCreationInputTokenCost,
 		OutputCostPerImage:          mi.OutputCostPerImage,
+		InputCostPerCharacter:       mi.InputCostPerCharacter,
 	}
 	return pricing.For(provider, model, mi.BaseModel, o)
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 
@@ -150,8 +151,11 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) 
 	}
 	wp := worstPrice(rt, g)
 	worst := wp.WorstCase(x.promptEst, maxOut)
-	if x.op == providers.OpImage {
+	switch x.op {
+	case providers.OpImage:
 		worst += float64(requestedImages(x.body)) * wp.Image
+	case providers.OpSpeech:
+		worst += float64(utf8.RuneCountInString(gjson.GetBytes(x.body, "input").Str)) * wp.Character
 	}
 	for _, sc := range budget {
 		res, err := s.budgets.Reserve(ctx, sc.id, sc.budget, worst)
@@ -255,18 +259,18 @@ func requestedImages(body []byte) int {
 
 // worstPrice is the dearest price the request could be charged: of its
 // group's deployments, or of every deployment when the group is not a plain
-// one (auto routes, unknown names), with the dearest price per image among
-// them. A fallback to a dearer group can cost more than was reserved;
+// one (auto routes, unknown names), with the dearest prices per image and
+// per character among them. A fallback to a dearer group can cost more than was reserved;
 // settle still charges the real cost.
 func worstPrice(rt *router.Router, g *router.Group) pricing.Price {
 	var worst pricing.Price
-	image := 0.0
+	image, char := 0.0, 0.0
 	consider := func(g *router.Group) {
 		for _, d := range g.Deployments {
 			if d.Price.Input+d.Price.Output > worst.Input+worst.Output {
 				worst = d.Price
 			}
-			image = max(image, d.Price.Image)
+			image, char = max(image, d.Price.Image), max(char, d.Price.Character)
 		}
 	}
 	if g != nil {
@@ -278,7 +282,7 @@ func worstPrice(rt *router.Router, g *router.Group) pricing.Price {
 			}
 		}
 	}
-	worst.Image = image
+	worst.Image, worst.Character = image, char
 	return worst
 }
 

@@ -195,12 +195,12 @@ func (s *Server) writeResponse(w http.ResponseWriter, x *exchange, resp *provide
 	x.status = http.StatusOK
 	s.price(x)
 	body := resp.Body
-	if x.usageInclude {
+	if x.usageInclude && resp.ContentType == "" {
 		if b, err := sjson.SetBytes(body, "usage.cost", x.cost); err == nil {
 			body = b
 		}
 	}
-	s.writeAnswer(w, x, body)
+	s.writeAnswer(w, x, body, resp.ContentType)
 	return nil
 }
 
@@ -220,16 +220,20 @@ func (s *Server) writeTranslated(w http.ResponseWriter, x *exchange, resp *provi
 			return err
 		}
 	}
-	s.writeAnswer(w, x, out)
+	s.writeAnswer(w, x, out, "")
 	return nil
 }
 
 // writeAnswer sends a priced, non-streamed answer and keeps it for the
-// ledger and the audit log.
-func (s *Server) writeAnswer(w http.ResponseWriter, x *exchange, body []byte) {
+// ledger and the audit log. contentType is the answer's when it is not
+// JSON (speech), else empty.
+func (s *Server) writeAnswer(w http.ResponseWriter, x *exchange, body []byte, contentType string) {
 	x.respBody = body
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
+	if contentType == "" {
+		contentType = "application/json"
+	}
+	h.Set("Content-Type", contentType)
 	h.Set(costHeaderName, costHeader(x.cost))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
@@ -296,6 +300,13 @@ func (x *exchange) parse() error {
 		}
 		if gjson.GetBytes(b, "stream").Bool() {
 			return invalid("stream", "streamed image generation (partial images) is not supported; leave stream unset")
+		}
+	case providers.OpSpeech:
+		if in := gjson.GetBytes(b, "input"); in.Type != gjson.String || in.Str == "" {
+			return invalid("input", "Missing required parameter: 'input' (the text to read out).")
+		}
+		if gjson.GetBytes(b, "stream_format").Str == "sse" {
+			return invalid("stream_format", "streamed speech (sse) is not supported; leave stream_format unset for the audio file")
 		}
 	case providers.OpRerank:
 		if q := gjson.GetBytes(b, "query"); q.Type != gjson.String || q.Str == "" {

@@ -97,6 +97,8 @@ func (c *Client) Do(ctx context.Context, req *providers.Request) (*providers.Res
 		return c.moderate(req)
 	case providers.OpImage:
 		return c.image(req)
+	case providers.OpSpeech:
+		return c.speech(req)
 	}
 	text := c.answer(req.Body)
 	u := providers.Usage{PromptTokens: tokens.Prompt(req.Body), CompletionTokens: tokens.Count(text)}

@@ -1,11 +1,13 @@
 package mock
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 
@@ -14,7 +16,7 @@ import (
 )
 
 // The mock's answers to the calls that are not chat: rerank, moderation,
-// image generation.
+// image generation, speech.
 
 // rerank answers a rerank request in the Cohere/Jina form vLLM serves:
 // each document scored by the share of the query's words it contains,
@@ -123,4 +125,29 @@ func (c *Client) image(req *providers.Request) (*providers.Response, error) {
 		return nil, fmt.Errorf("mock image: %w", err)
 	}
 	return &providers.Response{Body: out, Usage: providers.Usage{Images: n}}, nil
+}
+
+// speech answers a speech request with a tenth of a second of silence as
+// an 8 kHz, 8-bit mono WAV file, whatever the format asked, and counts the
+// characters read out.
+func (c *Client) speech(req *providers.Request) (*providers.Response, error) {
+	const rate, samples = 8000, 800
+	wav := make([]byte, 0, 44+samples)
+	wav = append(wav, "RIFF"...)
+	wav = binary.LittleEndian.AppendUint32(wav, 36+samples)
+	wav = append(wav, "WAVEfmt "...)
+	wav = binary.LittleEndian.AppendUint32(wav, 16)   // fmt chunk size
+	wav = binary.LittleEndian.AppendUint16(wav, 1)    // PCM
+	wav = binary.LittleEndian.AppendUint16(wav, 1)    // mono
+	wav = binary.LittleEndian.AppendUint32(wav, rate) // sample rate
+	wav = binary.LittleEndian.AppendUint32(wav, rate) // byte rate
+	wav = binary.LittleEndian.AppendUint16(wav, 1)    // block align
+	wav = binary.LittleEndian.AppendUint16(wav, 8)    // bits per sample
+	wav = append(wav, "data"...)
+	wav = binary.LittleEndian.AppendUint32(wav, samples)
+	for range samples {
+		wav = append(wav, 128) // silence in unsigned 8-bit PCM
+	}
+	chars := utf8.RuneCountInString(gjson.GetBytes(req.Body, "input").Str)
+	return &providers.Response{Body: wav, ContentType: "audio/wav", Usage: providers.Usage{Characters: chars}}, nil
 }

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 	"time"
 
 	"github.com/tidwall/gjson"
@@ -186,6 +187,10 @@ func (c *Client) Do(ctx context.Context, req *providers.Request) (*providers.Res
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return nil, c.transportError(ctx, err, false)
+	}
+	if req.Op == providers.OpSpeech {
+		return &providers.Response{Body: body, ContentType: resp.Header.Get("Content-Type"),
+			Usage: providers.Usage{Characters: utf8.RuneCountInString(gjson.GetBytes(req.Body, "input").Str)}}, nil
 	}
 	if !gjson.ValidBytes(body) {
 		return nil, &providers.UpstreamError{Provider: c.provider, Deployment: c.name, Status: http.StatusBadGateway,

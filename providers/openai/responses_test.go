@@ -156,3 +156,20 @@ func TestImages(t *testing.T) {
 		t.Fatalf("path %s, usage %+v, err %v", path, resp.Usage, err)
 	}
 }
+
+// Speech relays the audio and its media type as they come, and counts the
+// characters read out, for pricing per character.
+func TestSpeech(t *testing.T) {
+	var path string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		path = r.URL.Path
+		w.Header().Set("Content-Type", "audio/mpeg")
+		w.Write([]byte{0xff, 0xfb, 0x90, 0x00}) // not JSON
+	}))
+	defer srv.Close()
+	c, _ := New(providers.Config{Provider: "openai", Model: "tts-1", APIBase: srv.URL + "/v1"})
+	resp, err := c.Do(context.Background(), &providers.Request{Op: providers.OpSpeech, Model: "tts-1", Body: []byte(`{"input":"héllo","voice":"alloy"}`)})
+	if err != nil || path != "/v1/audio/speech" || resp.ContentType != "audio/mpeg" || len(resp.Body) != 4 || resp.Usage.Characters != 5 {
+		t.Fatalf("path %s, response %+v, err %v", path, resp, err)
+	}
+}
