@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
 	"github.com/tidwall/gjson"
 )
 
@@ -330,5 +332,91 @@ model_list:
 	}
 	if r := rawPost(t, l, "/v1/rerank", "", `{"model":"claude","query":"q","documents":["d"]}`); r.status != 400 || !strings.Contains(r.text, "unsupported") {
 		t.Fatalf("rerank on anthropic: %d %s", r.status, r.text)
+	}
+}
+
+// /v1/audio/transcriptions: the OpenAI SDK's multipart upload against the
+// mock, priced per second of audio; relayed to an OpenAI-shaped upstream
+// with the model field set to the upstream id and the file intact, a text
+// answer passing through with its media type; bad bodies are 400s.
+func TestE2ETranscriptions(t *testing.T) {
+	var mu sync.Mutex
+	var gotModel string
+	var gotFile []byte
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/audio/transcriptions" || r.ParseMultipartForm(1<<20) != nil {
+			http.Error(w, `{"error":{"message":"bad request"}}`, 400)
+			return
+		}
+		f, _, err := r.FormFile("file")
+		if err != nil {
+			http.Error(w, `{"error":{"message":"no file"}}`, 400)
+			return
+		}
+		b, _ := io.ReadAll(f)
+		mu.Lock()
+		gotModel, gotFile = r.FormValue("model"), b
+		mu.Unlock()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "hello from the upstream\n")
+	}))
+	defer up.Close()
+	l := startLumen(t, `
+model_list:
+  - model_name: ears
+    litellm_params: {model: mock/ears}
+    model_info: {mode: audio_transcription, input_cost_per_second: 0.0001}
+  - model_name: whisper
+    litellm_params: {model: openai/whisper-1, api_base: "`+up.URL+`/v1", api_key: sk-x}
+    model_info: {mode: audio_transcription, input_cost_per_second: 0.0001}
+`, nil)
+	c := client(l, "anything")
+	audio := bytes.Repeat([]byte{0x52, 0x49, 0x46, 0x46}, 8000) // 32,000 bytes
+	var resp *http.Response
+	tr, err := c.Audio.Transcriptions.New(context.Background(), openai.AudioTranscriptionNewParams{Model: "ears",
+		File: openai.File(bytes.NewReader(audio), "hello.wav", "audio/wav")}, option.WithResponseInto(&resp))
+	if err != nil || tr.AsTranscription().Text != "Mock transcription of 32000 bytes of audio." {
+		t.Fatalf("mock transcription: %v %s", err, tr.RawJSON())
+	}
+	if cost := resp.Header.Get("x-lumen-cost-usd"); cost != "0.0002" {
+		t.Errorf("2 s at $0.0001/s: %q", cost)
+	}
+
+	_, err = c.Audio.Transcriptions.New(context.Background(), openai.AudioTranscriptionNewParams{Model: "whisper",
+		File: openai.File(bytes.NewReader(audio), "hello.wav", "audio/wav"), ResponseFormat: openai.AudioResponseFormatText},
+		option.WithResponseInto(&resp))
+	mu.Lock()
+	model, file := gotModel, gotFile
+	mu.Unlock()
+	if model != "whisper-1" || !bytes.Equal(file, audio) || resp.Header.Get("Content-Type") != "text/plain; charset=utf-8" {
+		t.Fatalf("relay: err %v, model %q, %d bytes, %s", err, model, len(file), resp.Header.Get("Content-Type"))
+	}
+
+	form := func(fields map[string]string, withFile bool) (string, string) {
+		var b bytes.Buffer
+		w := multipart.NewWriter(&b)
+		for k, v := range fields {
+			w.WriteField(k, v)
+		}
+		if withFile {
+			fw, _ := w.CreateFormFile("file", "a.wav")
+			fw.Write(audio[:100])
+		}
+		w.Close()
+		return b.String(), w.FormDataContentType()
+	}
+	post := func(body, ct string) rawResponse {
+		req, _ := http.NewRequest("POST", l.URL+"/v1/audio/transcriptions", strings.NewReader(body))
+		req.Header.Set("Content-Type", ct)
+		return rawDo(t, req, "")
+	}
+	if body, ct := form(map[string]string{"model": "ears"}, false); !strings.Contains(post(body, ct).text, `"param":"file"`) {
+		t.Errorf("no file: %s", post(body, ct).text)
+	}
+	if body, ct := form(map[string]string{"model": "ears", "stream": "true"}, true); !strings.Contains(post(body, ct).text, `"param":"stream"`) {
+		t.Errorf("stream: %s", post(body, ct).text)
+	}
+	if r := post(`{"model":"ears"}`, "application/json"); r.status != 400 || !strings.Contains(r.text, "multipart/form-data") {
+		t.Errorf("JSON body: %d %s", r.status, r.text)
 	}
 }

@@ -182,8 +182,9 @@ type ModelInfo struct {
 	// "<model_name>/<index>".
 	ID string `yaml:"id"`
 	// Mode is chat, completion, embedding, moderation, rerank,
-	// image_generation or audio_speech: what the health check asks the
-	// deployment (image and speech models are not checked).
+	// image_generation, audio_speech or audio_transcription: what the
+	// health check asks the deployment (image and audio models are not
+	// checked).
 	Mode string `yaml:"mode"`
 	// BaseModel names the priced model when the upstream id is custom.
 	BaseModel string `yaml:"base_model"`
@@ -205,6 +206,9 @@ type ModelInfo struct {
 	OutputCostPerImage *float64 `yaml:"output_cost_per_image"`
 	// InputCostPerCharacter is USD per character read out (audio/speech).
 	InputCostPerCharacter *float64 `yaml:"input_cost_per_character"`
+	// InputCostPerSecond is USD per second of audio transcribed
+	// (audio/transcriptions).
+	InputCostPerSecond *float64 `yaml:"input_cost_per_second"`
 	// Quality (0..1) overrides the auto router's ability table for this
 	// model; Abilities sets it per domain.
 	Quality   *float64           `yaml:"quality"`

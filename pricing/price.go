@@ -38,6 +38,9 @@ type Price struct {
 	// Character is USD per character read out by a speech model
 	// (model_info input_cost_per_character).
 	Character float64
+	// Second is USD per second of audio a transcription model heard
+	// (model_info input_cost_per_second).
+	Second float64
 	// LongContextAbove, when positive, is the prompt size (all input tokens)
 	// above which the provider charges LongContext rates for the whole
 	// request, as Gemini 1.5 (128k), Gemini 2.5 Pro and Claude Sonnet 4
@@ -78,7 +81,8 @@ func Cost(u providers.Usage, p Price) float64 {
 		float64(written)*r.CacheWrite +
 		float64(max(u.CompletionTokens, 0))*r.Output +
 		float64(max(u.Images, 0))*p.Image +
-		float64(max(u.Characters, 0))*p.Character
+		float64(max(u.Characters, 0))*p.Character +
+		max(u.Seconds, 0)*p.Second
 }
 
 // WorstCase returns the most a request with promptTokens input tokens and
@@ -102,6 +106,7 @@ type Override struct {
 	CacheCreationInputTokenCost *float64 // cache_creation_input_token_cost
 	OutputCostPerImage          *float64 // output_cost_per_image
 	InputCostPerCharacter       *float64 // input_cost_per_character
+	InputCostPerSecond          *float64 // input_cost_per_second
 }
 
 // IsZero reports whether o overrides nothing.
@@ -118,7 +123,10 @@ func (o Override) Apply(base Price) Price {
 	if o.IsZero() {
 		return base
 	}
-	p := Price{Rates: base.Rates, Image: base.Image, Character: base.Character}
+	p := Price{Rates: base.Rates, Image: base.Image, Character: base.Character, Second: base.Second}
+	if o.InputCostPerSecond != nil {
+		p.Second = *o.InputCostPerSecond
+	}
 	if o.OutputCostPerImage != nil {
 		p.Image = *o.OutputCostPerImage
 	}
@@ -166,7 +174,7 @@ func IsLocal(provider string) bool { return local[provider] }
 //
 // ok is false when nothing prices the deployment: the model is not in the
 // table, the provider is not local and o sets neither both the input and
-// the output rate nor a price per image or per character. The caller should then say so once (a cost of 0 means
+// the output rate nor a price per image, character or second. The caller should then say so once (a cost of 0 means
 // budgets cannot stop that deployment's spend).
 func For(provider, model, baseModel string, o Override) (p Price, ok bool) {
 	switch {
@@ -177,7 +185,8 @@ func For(provider, model, baseModel string, o Override) (p Price, ok bool) {
 	default:
 		p, ok = Lookup(provider, model)
 	}
-	if o.InputCostPerToken != nil && o.OutputCostPerToken != nil || o.OutputCostPerImage != nil || o.InputCostPerCharacter != nil {
+	if o.InputCostPerToken != nil && o.OutputCostPerToken != nil || o.OutputCostPerImage != nil || o.InputCostPerCharacter != nil ||
+		o.InputCostPerSecond != nil {
 		ok = true
 	}
 	return o.Apply(p), ok

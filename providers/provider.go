@@ -19,13 +19,14 @@ type Op uint8
 
 // The calls Lumen proxies.
 const (
-	OpChat       Op = iota // POST /v1/chat/completions
-	OpCompletion           // POST /v1/completions
-	OpEmbedding            // POST /v1/embeddings
-	OpModeration           // POST /v1/moderations
-	OpRerank               // POST /v1/rerank (Cohere/Jina form, as vLLM and LiteLLM serve it)
-	OpImage                // POST /v1/images/generations
-	OpSpeech               // POST /v1/audio/speech (the answer is audio, not JSON)
+	OpChat          Op = iota // POST /v1/chat/completions
+	OpCompletion              // POST /v1/completions
+	OpEmbedding               // POST /v1/embeddings
+	OpModeration              // POST /v1/moderations
+	OpRerank                  // POST /v1/rerank (Cohere/Jina form, as vLLM and LiteLLM serve it)
+	OpImage                   // POST /v1/images/generations
+	OpSpeech                  // POST /v1/audio/speech (the answer is audio, not JSON)
+	OpTranscription           // POST /v1/audio/transcriptions (a multipart body)
 )
 
 // String returns the OpenAI endpoint path of op, relative to /v1.
@@ -43,6 +44,8 @@ func (op Op) String() string {
 		return "images/generations"
 	case OpSpeech:
 		return "audio/speech"
+	case OpTranscription:
+		return "audio/transcriptions"
 	default:
 		return "chat/completions"
 	}
@@ -60,6 +63,9 @@ type Request struct {
 	// must not modify it in place: the router may send it to several
 	// deployments.
 	Body []byte
+	// ContentType is Body's media type when it is not JSON: OpTranscription's
+	// multipart/form-data, with its boundary.
+	ContentType string
 	// Stream is true when the caller wants a Stream (DoStream).
 	Stream bool
 	// Native, when set, is the request as an Anthropic client sent it
@@ -141,6 +147,9 @@ type Usage struct {
 	// Characters counts the characters a speech request read out
 	// (priced per character where the model is).
 	Characters int `json:"characters,omitempty"`
+	// Seconds is the audio a transcription heard, as the upstream reports
+	// it (priced per second where the model is).
+	Seconds float64 `json:"seconds,omitempty"`
 }
 
 // Total returns prompt plus completion tokens.

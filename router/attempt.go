@@ -323,7 +323,7 @@ func (r *Router) attempt(ctx context.Context, d *Deployment, rs *reqState, body 
 	start := r.now()
 	d.inflight.Add(1)
 	d.usage.addRequest(start)
-	req := &providers.Request{Op: rs.call.Op, Model: d.Model, Body: body, Stream: rs.call.Stream,
+	req := &providers.Request{Op: rs.call.Op, Model: d.Model, Body: body, ContentType: rs.call.ContentType, Stream: rs.call.Stream,
 		Native: rs.call.Native, NativeHeader: rs.call.NativeHeader, Responses: rs.call.Responses}
 	if limit := d.outputCap(); limit > 0 {
 		req.Body, req.Native, req.Responses = capOutput(req.Body, limit), capOutput(req.Native, limit), capOutput(req.Responses, limit)

@@ -721,12 +721,12 @@ func (r *Router) AutoNames() []string {
 }
 
 // answersChat reports whether g serves chat: not a group of embedding,
-// moderation, rerank, image or speech models (model_info.mode), which a
-// route over every group must leave out.
+// moderation, rerank, image, speech or transcription models
+// (model_info.mode), which a route over every group must leave out.
 func answersChat(g *Group) bool {
 	for _, d := range g.Deployments {
 		switch d.Info.Mode {
-		case "embedding", "moderation", "rerank", "image_generation", "audio_speech":
+		case "embedding", "moderation", "rerank", "image_generation", "audio_speech", "audio_transcription":
 			return false
 		}
 	}

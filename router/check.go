@@ -60,11 +60,12 @@ func (r *Router) CheckAll(ctx context.Context) {
 	wg.Wait()
 }
 
-// check sends one health check to d and records its outcome. Image and
-// speech models have no cheap request: they are not checked (passive
-// health, from real traffic, still applies).
+// check sends one health check to d and records its outcome. Image,
+// speech and transcription models have no cheap request: they are not
+// checked (passive health, from real traffic, still applies).
 func (r *Router) check(parent context.Context, d *Deployment) {
-	if d.Info.Mode == "image_generation" || d.Info.Mode == "audio_speech" {
+	switch d.Info.Mode {
+	case "image_generation", "audio_speech", "audio_transcription":
 		return
 	}
 	timeout := d.Params.Timeout.D()

@@ -77,6 +77,7 @@ func deploymentPrice(provider, model string, p *config.Params, mi *config.ModelI
 		CacheCreationInputTokenCost: mi.CacheCreationInputTokenCost,
 		OutputCostPerImage:          mi.OutputCostPerImage,
 		InputCostPerCharacter:       mi.InputCostPerCharacter,
+		InputCostPerSecond:          mi.InputCostPerSecond,
 	}
 	return pricing.For(provider, model, mi.BaseModel, o)
 }

@@ -300,10 +300,12 @@ type Call struct {
 	// Op, Body and Stream describe the request (see providers.Request).
 	// Body may carry OpenRouter-style "models" and "fallbacks" lists of
 	// model groups to fall back to; the router removes them before the
-	// body goes upstream.
-	Op     providers.Op
-	Body   []byte
-	Stream bool
+	// body goes upstream. ContentType is Body's when it is not JSON (a
+	// multipart transcription), which carries no lists.
+	Op          providers.Op
+	Body        []byte
+	ContentType string
+	Stream      bool
 	// RequestID tags the log lines of failed attempts.
 	RequestID string
 	// Caller identifies who sent the call (a virtual key id; empty for the
@@ -412,7 +414,7 @@ func (r *Router) Do(ctx context.Context, call *Call) (*Result, error) {
 	}
 	res := &Result{Group: g.Name, Strategy: r.strategy}
 	rs := &reqState{call: call, body: call.Body, res: res, prompt: -1}
-	if mayHaveLists(call.Body) {
+	if call.ContentType == "" && mayHaveLists(call.Body) {
 		if err := r.readLists(rs); err != nil {
 			return nil, err
 		}

@@ -42,6 +42,7 @@ type exchange struct {
 	saved      providers.Usage // a cache hit's original usage (what it would have cost)
 
 	header       http.Header // the client's headers (model "auto" reads x-lumen-* limits)
+	contentType  string      // the body's when it is not JSON (a multipart transcription)
 	key          *ledger.Key // the virtual key; nil for the master key or none
 	admin        bool        // the master key
 	user         string      // the body's "user"
@@ -143,7 +144,7 @@ func (s *Server) route(ctx context.Context, x *exchange) (*router.Result, error)
 
 // call is the router call for an exchange.
 func (s *Server) call(x *exchange) *router.Call {
-	call := &router.Call{Group: x.group, Op: x.op, Body: x.body, Stream: x.stream, RequestID: x.id, Header: x.header}
+	call := &router.Call{Group: x.group, Op: x.op, Body: x.body, ContentType: x.contentType, Stream: x.stream, RequestID: x.id, Header: x.header}
 	if x.key != nil {
 		call.Caller = x.key.ID
 		if len(x.key.Models) > 0 {
@@ -269,9 +270,33 @@ func tooLarge(limit int64) *apiError {
 		Message: sprintf("the request body exceeds %d MiB; raise general_settings.max_request_size_mb if this is expected", limit>>20)}
 }
 
+// parseForm reads a transcription's multipart body: a model and a file
+// are required; the body goes upstream as it came, model replaced.
+func (x *exchange) parseForm() error {
+	ct := x.header.Get("Content-Type")
+	form, err := providers.ParseForm(x.body, ct)
+	if err != nil {
+		return invalid("", "a transcription request is multipart/form-data (a file and a model): %v", err)
+	}
+	if x.group = form.Values["model"]; x.group == "" {
+		return invalid("model", "you must provide a model parameter")
+	}
+	if form.Files["file"] == 0 {
+		return invalid("file", "Missing required parameter: 'file' (the audio to transcribe).")
+	}
+	if form.Values["stream"] == "true" {
+		return invalid("stream", "streamed transcription is not supported; leave stream unset")
+	}
+	x.contentType = ct
+	return nil
+}
+
 // parse checks the fields Lumen needs and reads them without decoding the
 // whole body: unknown fields pass through untouched.
 func (x *exchange) parse() error {
+	if x.op == providers.OpTranscription {
+		return x.parseForm()
+	}
 	b := bytes.TrimSpace(x.body)
 	if len(b) == 0 || b[0] != '{' || !gjson.ValidBytes(b) {
 		return invalid("", "the request body is not a valid JSON object")

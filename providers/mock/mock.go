@@ -99,6 +99,8 @@ func (c *Client) Do(ctx context.Context, req *providers.Request) (*providers.Res
 		return c.image(req)
 	case providers.OpSpeech:
 		return c.speech(req)
+	case providers.OpTranscription:
+		return c.transcribe(req)
 	}
 	text := c.answer(req.Body)
 	u := providers.Usage{PromptTokens: tokens.Prompt(req.Body), CompletionTokens: tokens.Count(text)}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"time"
@@ -16,7 +17,7 @@ import (
 )
 
 // The mock's answers to the calls that are not chat: rerank, moderation,
-// image generation, speech.
+// image generation, speech, transcription.
 
 // rerank answers a rerank request in the Cohere/Jina form vLLM serves:
 // each document scored by the share of the query's words it contains,
@@ -150,4 +151,25 @@ func (c *Client) speech(req *providers.Request) (*providers.Response, error) {
 	}
 	chars := utf8.RuneCountInString(gjson.GetBytes(req.Body, "input").Str)
 	return &providers.Response{Body: wav, ContentType: "audio/wav", Usage: providers.Usage{Characters: chars}}, nil
+}
+
+// transcribe answers a transcription with a line naming the audio's size,
+// as json (default) with whisper-1's usage (a second per 16 KB, 128 kbit/s
+// audio), or as text/plain when response_format is text.
+func (c *Client) transcribe(req *providers.Request) (*providers.Response, error) {
+	form, err := providers.ParseForm(req.Body, req.ContentType)
+	if err != nil {
+		return nil, fmt.Errorf("mock transcription: %w", err)
+	}
+	size := form.Files["file"]
+	text := fmt.Sprintf("Mock transcription of %d bytes of audio.", size)
+	if form.Values["response_format"] == "text" {
+		return &providers.Response{Body: []byte(text + "\n"), ContentType: "text/plain; charset=utf-8"}, nil
+	}
+	seconds := math.Round(float64(size)/16000*10) / 10
+	out, err := json.Marshal(map[string]any{"text": text, "usage": map[string]any{"type": "duration", "seconds": seconds}})
+	if err != nil {
+		return nil, fmt.Errorf("mock transcription: %w", err)
+	}
+	return &providers.Response{Body: out, Usage: providers.Usage{Seconds: seconds}}, nil
 }

@@ -129,8 +129,15 @@ func (c *Client) newRequest(ctx context.Context, req *providers.Request) (*http.
 	if c.native(req) {
 		src = req.Responses
 	}
-	body, err := sjson.SetBytes(src, "model", req.Model)
-	if err != nil {
+	contentType := "application/json"
+	var body []byte
+	var err error
+	if req.ContentType != "" { // a multipart transcription: its model field is the upstream id
+		contentType = req.ContentType
+		if body, err = providers.SetFormValue(src, req.ContentType, "model", req.Model); err != nil {
+			return nil, fmt.Errorf("setting model: %w", err)
+		}
+	} else if body, err = sjson.SetBytes(src, "model", req.Model); err != nil {
 		return nil, fmt.Errorf("setting model: %w", err)
 	}
 	if c.native(req) {
@@ -148,7 +155,7 @@ func (c *Client) newRequest(ctx context.Context, req *providers.Request) (*http.
 	if err != nil {
 		return nil, fmt.Errorf("building upstream request: %w", err)
 	}
-	hr.Header.Set("Content-Type", "application/json")
+	hr.Header.Set("Content-Type", contentType)
 	if req.Stream {
 		hr.Header.Set("Accept", "text/event-stream")
 	}
@@ -188,17 +195,23 @@ func (c *Client) Do(ctx context.Context, req *providers.Request) (*providers.Res
 	if err != nil {
 		return nil, c.transportError(ctx, err, false)
 	}
-	if req.Op == providers.OpSpeech {
-		return &providers.Response{Body: body, ContentType: resp.Header.Get("Content-Type"),
+	switch ct := resp.Header.Get("Content-Type"); {
+	case req.Op == providers.OpSpeech:
+		return &providers.Response{Body: body, ContentType: ct,
 			Usage: providers.Usage{Characters: utf8.RuneCountInString(gjson.GetBytes(req.Body, "input").Str)}}, nil
+	case req.Op == providers.OpTranscription && !strings.HasPrefix(ct, "application/json"):
+		return &providers.Response{Body: body, ContentType: ct}, nil // text, srt or vtt: no usage to read
 	}
 	if !gjson.ValidBytes(body) {
 		return nil, &providers.UpstreamError{Provider: c.provider, Deployment: c.name, Status: http.StatusBadGateway,
 			Message: "upstream answered with invalid JSON", Retryable: true}
 	}
 	u := ParseUsage(body)
-	if req.Op == providers.OpImage {
+	switch req.Op {
+	case providers.OpImage:
 		u.Images = len(gjson.GetBytes(body, "data").Array())
+	case providers.OpTranscription:
+		u.Seconds = gjson.GetBytes(body, "usage.seconds").Float() // whisper-1's usage {"type":"duration"}
 	}
 	return &providers.Response{Body: body, Usage: u}, nil
 }
