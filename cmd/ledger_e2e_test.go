@@ -46,8 +46,20 @@ audit: {signing_key: {{DIR}}/audit.key}
 
 const master = "sk-master-test-000000"
 
-// ledgerLumen starts Lumen on a ledger in dir, after creating keys there.
+// ledgerLumen starts Lumen on ledgerConfig plus extra, on a ledger in dir,
+// after creating keys there.
 func ledgerLumen(t *testing.T, extra string, specs ...ledger.KeySpec) (*lumen, string, []string) {
+	t.Helper()
+	return ledgerLumenConfig(t, ledgerConfig+extra, specs...)
+}
+
+// ledgerLumenModels is ledgerLumen with more model_list entries.
+func ledgerLumenModels(t *testing.T, models string, specs ...ledger.KeySpec) (*lumen, string, []string) {
+	t.Helper()
+	return ledgerLumenConfig(t, strings.Replace(ledgerConfig, "router_settings:", models+"router_settings:", 1), specs...)
+}
+
+func ledgerLumenConfig(t *testing.T, cfg string, specs ...ledger.KeySpec) (*lumen, string, []string) {
 	t.Helper()
 	dir := t.TempDir()
 	raws := make([]string, len(specs))
@@ -67,8 +79,7 @@ func ledgerLumen(t *testing.T, extra string, specs ...ledger.KeySpec) (*lumen, s
 		}
 		db.Close()
 	}
-	yaml := strings.ReplaceAll(ledgerConfig+extra, "{{DIR}}", dir)
-	return startLumen(t, yaml, nil), dir, raws
+	return startLumen(t, strings.ReplaceAll(cfg, "{{DIR}}", dir), nil), dir, raws
 }
 
 func chatBody(model, text string, extra string) string {
@@ -750,26 +761,11 @@ func TestE2EAutoHonoursKeyModelsAndMetricsListen(t *testing.T) {
 // (model_info.output_cost_per_image); a key's budget holds n images' worth
 // before the call; a streamed request is refused.
 func TestE2EImages(t *testing.T) {
-	extra := `  - model_name: painter
+	l, _, raws := ledgerLumenModels(t, `  - model_name: painter
     litellm_params: {model: mock/painter}
     model_info: {mode: image_generation, output_cost_per_image: 0.04}
-`
-	cfg := strings.Replace(ledgerConfig, "router_settings:", extra+"router_settings:", 1)
-	dir := t.TempDir()
-	db, err := ledger.Open(context.Background(), filepath.Join(dir, "lumen.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	kr, err := ledger.NewKeyring(context.Background(), db, ledger.KeyringOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _, err := kr.Create(context.Background(), ledger.KeySpec{Name: "artist", BudgetUSD: 0.1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	l := startLumen(t, strings.ReplaceAll(cfg, "{{DIR}}", dir), nil)
+`, ledger.KeySpec{Name: "artist", BudgetUSD: 0.1})
+	raw := raws[0]
 
 	c := client(l, raw)
 	var resp *http.Response
@@ -798,26 +794,11 @@ func TestE2EImages(t *testing.T) {
 // its media type, priced per character read out; a key's budget holds the
 // input's characters before the call.
 func TestE2ESpeech(t *testing.T) {
-	extra := `  - model_name: voice
+	l, _, raws := ledgerLumenModels(t, `  - model_name: voice
     litellm_params: {model: mock/voice}
     model_info: {mode: audio_speech, input_cost_per_character: 0.00001}
-`
-	cfg := strings.Replace(ledgerConfig, "router_settings:", extra+"router_settings:", 1)
-	dir := t.TempDir()
-	db, err := ledger.Open(context.Background(), filepath.Join(dir, "lumen.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	kr, err := ledger.NewKeyring(context.Background(), db, ledger.KeyringOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _, err := kr.Create(context.Background(), ledger.KeySpec{Name: "reader", BudgetUSD: 0.001})
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	l := startLumen(t, strings.ReplaceAll(cfg, "{{DIR}}", dir), nil)
+`, ledger.KeySpec{Name: "reader", BudgetUSD: 0.001})
+	raw := raws[0]
 
 	c := client(l, raw)
 	resp, err := c.Audio.Speech.New(context.Background(), openai.AudioSpeechNewParams{Model: "voice", Input: "Hello from Lumen.",
