@@ -36,7 +36,8 @@ func NewCmdServe(f *Factory, runF func(context.Context, *ServeOptions) error) *c
 		Use:   "serve",
 		Short: "Serve the OpenAI-compatible API",
 		Long: `Serve the OpenAI-compatible API (chat/completions, completions,
-embeddings, models) for the model groups in the config.
+embeddings, responses, models, moderations, rerank, images/generations,
+audio/speech, audio/transcriptions) for the model groups in the config.
 
 Settings come from flags, then LUMEN_* environment variables (LUMEN_HOST,
 LUMEN_PORT, LUMEN_LOG_LEVEL, LUMEN_LOG_FORMAT, LUMEN_GRACE_PERIOD,
@@ -46,9 +47,8 @@ streams finish within the grace period, and exits 0. SIGHUP reloads the
 config file: model_list and router_settings are swapped in atomically once
 the whole file validates; a bad file is logged and the running config kept.
 
-Besides the OpenAI API (chat completions, completions, embeddings, and
-the Responses API, /v1/responses, over chat) it serves the Anthropic
-Messages API (/v1/messages), /metrics (Prometheus), the admin API
+Besides the OpenAI API (the Responses API, /v1/responses, over chat for
+providers without it) it serves the Anthropic Messages API (/v1/messages), /metrics (Prometheus), the admin API
 (/admin/…, master key) and the dashboard (/ui/). Every request is recorded
 in the ledger (ledger.path, SQLite, written off the request path) and the
 audit log; virtual keys (lumen keys) are enforced with their models,
