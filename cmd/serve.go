@@ -47,10 +47,10 @@ streams finish within the grace period, and exits 0. SIGHUP reloads the
 config file: model_list and router_settings are swapped in atomically once
 the whole file validates; a bad file is logged and the running config kept.
 
-Besides the OpenAI API (the Responses API, /v1/responses, over chat for
-providers without it) it serves the Anthropic Messages API (/v1/messages), /metrics (Prometheus), the admin API
-(/admin/…, master key) and the dashboard (/ui/). Every request is recorded
-in the ledger (ledger.path, SQLite, written off the request path) and the
+Besides the OpenAI API (the Responses API translated to chat for providers
+without it) it serves the Anthropic Messages API (/v1/messages), /metrics
+(Prometheus), the admin API (/admin/…, master key) and the dashboard
+(/ui/). Every request is recorded in the ledger (ledger.path, SQLite, written off the request path) and the
 audit log; virtual keys (lumen keys) are enforced with their models,
 budgets and rate limits, and the config's limits add budgets and rate
 limits per key tag (a team), end user, model group and the whole gateway,
