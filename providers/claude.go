@@ -1,6 +1,7 @@
 package providers
 
 import (
+	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
@@ -51,4 +52,80 @@ func FixedSampling(model string) bool {
 		return v >= 50
 	}
 	return false
+}
+
+// Claude models take reasoning in one of two ways (platform.claude.com
+// "Extended thinking" and "Effort"; Bedrock takes the same objects in
+// additionalModelRequestFields): from Claude 4.6 on, and for Fable and
+// Mythos, adaptive thinking ({"type":"adaptive"}) sized by
+// output_config.effort; Claude 3.7 to 4.5 a fixed budget ({"type":
+// "enabled","budget_tokens":n}, at least 1,024 and under max_tokens).
+// Older models do not think.
+const (
+	thinkingNone = iota
+	thinkingBudget
+	thinkingAdaptive
+)
+
+// thinkingStyle says how model takes reasoning.
+func thinkingStyle(model string) int {
+	switch _, v := ClaudeVersion(model); {
+	case v >= 46:
+		return thinkingAdaptive
+	case v >= 37:
+		return thinkingBudget
+	}
+	return thinkingNone
+}
+
+// ThinkingBudget reports whether model's thinking takes a budget under
+// max_tokens (Claude 3.7 to 4.5), so the request needs a max_tokens.
+func ThinkingBudget(model string) bool { return thinkingStyle(model) == thinkingBudget }
+
+// thinkingBudgets are the thinking budgets of OpenAI's reasoning efforts
+// on the models that take a budget.
+var thinkingBudgets = map[string]int{"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32000}
+
+// claudeEfforts map OpenAI's reasoning efforts to Anthropic's.
+var claudeEfforts = map[string]string{"minimal": "low", "low": "low", "medium": "medium", "high": "high", "xhigh": "high"}
+
+// ClaudeThinking is what a Claude request carries for a reasoning_effort.
+type ClaudeThinking struct {
+	Thinking []byte // the thinking object; nil for none
+	Effort   string // output_config.effort; "" for none
+}
+
+// ClaudeReasoning maps req's reasoning_effort onto model's thinking, for a
+// request of maxTokens. Thinking is left off where Anthropic would refuse
+// it: when a tool call is forced (forced: tool_choice, or the JSON-output
+// tool), and when the request continues a tool loop (the OpenAI form does
+// not carry the signed thinking blocks Anthropic wants back before a tool
+// result), and when maxTokens leaves no room for the minimum budget. An
+// unknown effort is an error naming reasoning_effort.
+func ClaudeReasoning(req *ChatRequest, model string, maxTokens int, forced bool) (ClaudeThinking, error) {
+	var out ClaudeThinking
+	effort := req.ReasoningEffort
+	if err := CheckReasoningEffort(effort); err != nil || effort == "" || effort == "none" {
+		return out, err
+	}
+	think := !forced
+	if n := len(req.Messages); n > 0 && req.Messages[n-1].Role == "tool" {
+		think = false
+	}
+	switch thinkingStyle(model) {
+	case thinkingAdaptive:
+		out.Effort = claudeEfforts[effort]
+		if think {
+			out.Thinking = []byte(`{"type":"adaptive"}`)
+		}
+	case thinkingBudget:
+		budget := thinkingBudgets[effort]
+		if budget >= maxTokens {
+			budget = maxTokens / 2
+		}
+		if think && budget >= 1024 {
+			out.Thinking = fmt.Appendf(nil, `{"type":"enabled","budget_tokens":%d}`, budget)
+		}
+	}
+	return out, nil
 }

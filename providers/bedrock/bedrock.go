@@ -24,7 +24,11 @@
 //   - response_format json_object/json_schema → a "json_response" tool the
 //     model must call; its input comes back as the text (Converse has no
 //     JSON mode);
-//   - cache_control on a message or part → a cachePoint block after it.
+//   - cache_control on a message or part → a cachePoint block after it;
+//   - reasoning_effort → for Claude models, Anthropic's thinking and
+//     output_config.effort in additionalModelRequestFields, as the
+//     Anthropic translator sends them (no thinking on a forced tool or a
+//     tool-loop continuation); other models take no reasoning field.
 //
 // Dropped: n>1 (refused with 400), seed, presence/frequency penalties,
 // parallel_tool_calls, user, logprobs. Reasoning blocks come back as

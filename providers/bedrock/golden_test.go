@@ -174,6 +174,64 @@ func TestFixedSampling(t *testing.T) {
 	}
 }
 
+// reasoning_effort reaches Claude models as Anthropic's thinking in
+// additionalModelRequestFields, left off where Anthropic would refuse it.
+func TestReasoningEffort(t *testing.T) {
+	c := newTestClient(t, "")
+	const weather = `"tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}]`
+	const sonnet45 = "anthropic.claude-sonnet-4-5-20250929-v1:0"
+	for _, tt := range []struct {
+		name, model, body string
+		want              map[string]string // gjson path → value; "" means absent
+	}{
+		{"adaptive", "us.anthropic.claude-opus-4-6-v1", `{"messages":[{"role":"user","content":"Prove it."}],"reasoning_effort":"high","temperature":0.3}`,
+			map[string]string{"additionalModelRequestFields.thinking.type": "adaptive", "additionalModelRequestFields.output_config.effort": "high",
+				"inferenceConfig": ""}},
+		{"budget under the default maxTokens", sonnet45, `{"messages":[{"role":"user","content":"Prove it."}],"reasoning_effort":"medium","top_p":0.5}`,
+			map[string]string{"additionalModelRequestFields.thinking.type": "enabled", "additionalModelRequestFields.thinking.budget_tokens": "2048",
+				"inferenceConfig.maxTokens": "4096", "inferenceConfig.topP": "", "additionalModelRequestFields.output_config": ""}},
+		{"budget", sonnet45, `{"messages":[{"role":"user","content":"Prove it."}],"reasoning_effort":"low","max_tokens":20000,"top_p":0.97}`,
+			map[string]string{"additionalModelRequestFields.thinking.budget_tokens": "2048", "inferenceConfig.maxTokens": "20000", "inferenceConfig.topP": "0.97"}},
+		{"no room to think", sonnet45, `{"messages":[{"role":"user","content":"Prove it."}],"reasoning_effort":"low","max_tokens":1500,"temperature":0.3}`,
+			map[string]string{"additionalModelRequestFields": "", "inferenceConfig.temperature": "0.3"}},
+		{"tool loop continues without thinking", "us.anthropic.claude-sonnet-4-6", `{"messages":[{"role":"user","content":"Weather?"},
+			{"role":"assistant","tool_calls":[{"id":"t1","type":"function","function":{"name":"get_weather","arguments":"{}"}}]},
+			{"role":"tool","tool_call_id":"t1","content":"sunny"}],"reasoning_effort":"high",` + weather + `}`,
+			map[string]string{"additionalModelRequestFields.thinking": "", "additionalModelRequestFields.output_config.effort": "high"}},
+		{"forced tool", sonnet45, `{"messages":[{"role":"user","content":"Weather?"}],"reasoning_effort":"high","tool_choice":"required",` + weather + `}`,
+			map[string]string{"additionalModelRequestFields": ""}},
+		{"json output is a forced tool", sonnet45, `{"messages":[{"role":"user","content":"JSON"}],"reasoning_effort":"high","response_format":{"type":"json_object"}}`,
+			map[string]string{"additionalModelRequestFields": "", "toolConfig.toolChoice.tool.name": "json_response"}},
+		{"model without thinking", goldenModel, `{"messages":[{"role":"user","content":"hi"}],"reasoning_effort":"high"}`,
+			map[string]string{"additionalModelRequestFields": ""}},
+		{"not Claude", "amazon.nova-pro-v1:0", `{"messages":[{"role":"user","content":"hi"}],"reasoning_effort":"high","temperature":0.3}`,
+			map[string]string{"additionalModelRequestFields": "", "inferenceConfig.temperature": "0.3"}},
+		{"none", "us.anthropic.claude-opus-4-6-v1", `{"messages":[{"role":"user","content":"hi"}],"reasoning_effort":"none"}`,
+			map[string]string{"additionalModelRequestFields": ""}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, out, err := c.translate(context.Background(), &providers.Request{Op: providers.OpChat, Model: tt.model, Body: []byte(tt.body)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for path, want := range tt.want {
+				got := gjson.GetBytes(out, path)
+				if want == "" && got.Exists() || want != "" && got.String() != want {
+					t.Errorf("%s = %s, want %q\n%s", path, got.Raw, want, out)
+				}
+			}
+		})
+	}
+	for _, model := range []string{"us.anthropic.claude-opus-4-6-v1", "amazon.nova-pro-v1:0"} {
+		_, _, err := c.translate(context.Background(), &providers.Request{Op: providers.OpChat, Model: model,
+			Body: []byte(`{"messages":[{"role":"user","content":"hi"}],"reasoning_effort":"extreme"}`)})
+		var ie *providers.InvalidRequestError
+		if !errors.As(err, &ie) || ie.Param != "reasoning_effort" {
+			t.Errorf("%s, unknown effort: %v", model, err)
+		}
+	}
+}
+
 // cache_control_injection_points become Converse cache points after the
 // system prompt and the last message.
 func TestCacheInjection(t *testing.T) {

@@ -91,7 +91,7 @@ func fromChat(ctx context.Context, req *providers.ChatRequest, model string, ima
 	if n := req.OutputLimit(); n > 0 {
 		ic.MaxTokens = &n
 	}
-	if ic.MaxTokens != nil || ic.Temperature != nil || ic.TopP != nil || ic.StopSequences != nil {
+	if !ic.empty() {
 		out.InferenceConfig = &ic
 	}
 
@@ -129,7 +129,60 @@ func fromChat(ctx context.Context, req *providers.ChatRequest, model string, ima
 	if err := tr.responseFormat(req.ResponseFormat); err != nil {
 		return nil, err
 	}
+	if err := tr.reasoning(req, model); err != nil {
+		return nil, err
+	}
 	return tr, nil
+}
+
+// defaultMaxTokens is the maxTokens sent with a thinking budget when the
+// request sets none, as the Anthropic translator's default max_tokens: a
+// budget must fit under it.
+const defaultMaxTokens = 4096
+
+// reasoning carries reasoning_effort to Claude models as Anthropic's own
+// thinking and output_config in additionalModelRequestFields
+// (providers.ClaudeReasoning), dropping the temperature and top_p that
+// thinking refuses. Other Bedrock models take reasoning in fields of their
+// own and get none.
+func (tr *translation) reasoning(req *providers.ChatRequest, model string) error {
+	if f, _ := providers.ClaudeVersion(model); f == "" {
+		return providers.CheckReasoningEffort(req.ReasoningEffort)
+	}
+	out := &tr.body
+	maxTokens := defaultMaxTokens
+	if ic := out.InferenceConfig; ic != nil && ic.MaxTokens != nil {
+		maxTokens = *ic.MaxTokens
+	}
+	forced := out.ToolConfig != nil && out.ToolConfig.ToolChoice != nil && (out.ToolConfig.ToolChoice.Any != nil || out.ToolConfig.ToolChoice.Tool != nil)
+	th, err := providers.ClaudeReasoning(req, model, maxTokens, forced)
+	if err != nil || th.Thinking == nil && th.Effort == "" {
+		return err
+	}
+	add := &additionalFields{Thinking: th.Thinking}
+	if th.Effort != "" {
+		add.OutputConfig = &struct {
+			Effort string `json:"effort"`
+		}{th.Effort}
+	}
+	out.AdditionalModelRequestFields = add
+	if th.Thinking != nil {
+		if out.InferenceConfig == nil {
+			out.InferenceConfig = &inferenceConfig{}
+		}
+		ic := out.InferenceConfig
+		ic.Temperature = nil
+		if ic.TopP != nil && *ic.TopP < 0.95 {
+			ic.TopP = nil
+		}
+		if ic.MaxTokens == nil && providers.ThinkingBudget(model) {
+			ic.MaxTokens = &maxTokens
+		}
+		if ic.empty() {
+			out.InferenceConfig = nil
+		}
+	}
+	return nil
 }
 
 // responseFormat adds the response tool for json_object/json_schema.

@@ -12,6 +12,17 @@ type converseRequest struct {
 	System          []systemBlock    `json:"system,omitempty"`
 	InferenceConfig *inferenceConfig `json:"inferenceConfig,omitempty"`
 	ToolConfig      *toolConfig      `json:"toolConfig,omitempty"`
+
+	AdditionalModelRequestFields *additionalFields `json:"additionalModelRequestFields,omitempty"`
+}
+
+// additionalFields are the model's own request fields; Lumen sends Claude's
+// thinking and output_config there.
+type additionalFields struct {
+	Thinking     json.RawMessage `json:"thinking,omitempty"`
+	OutputConfig *struct {
+		Effort string `json:"effort"`
+	} `json:"output_config,omitempty"`
 }
 
 type message struct {
@@ -83,6 +94,10 @@ type inferenceConfig struct {
 	Temperature   *float64 `json:"temperature,omitempty"`
 	TopP          *float64 `json:"topP,omitempty"`
 	StopSequences []string `json:"stopSequences,omitempty"`
+}
+
+func (ic *inferenceConfig) empty() bool {
+	return ic.MaxTokens == nil && ic.Temperature == nil && ic.TopP == nil && ic.StopSequences == nil
 }
 
 type toolConfig struct {
