@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
+	"mime/multipart"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -787,6 +790,110 @@ func TestE2EImages(t *testing.T) {
 	}
 	if r := rawPost(t, l, "/v1/images/generations", master, `{"model":"painter"}`); r.status != 400 || !strings.Contains(r.text, `"param":"prompt"`) {
 		t.Fatalf("no prompt: %d %s", r.status, r.text)
+	}
+}
+
+// /v1/images/edits: the OpenAI SDK's multipart upload against the mock,
+// priced per image and held by a key's budget (n images' worth, read from
+// the form); relayed to an OpenAI-shaped upstream with the model field set
+// to the upstream id and every image intact; bad bodies are 400s.
+func TestE2EImageEdits(t *testing.T) {
+	type seen struct {
+		model, prompt string
+		images        [][]byte
+	}
+	got := make(chan seen, 1)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/images/edits" || r.ParseMultipartForm(1<<20) != nil {
+			http.Error(w, `{"error":{"message":"bad request"}}`, 400)
+			return
+		}
+		var sn seen
+		sn.model, sn.prompt = r.FormValue("model"), r.FormValue("prompt")
+		for _, fh := range r.MultipartForm.File["image[]"] {
+			f, _ := fh.Open()
+			b, _ := io.ReadAll(f)
+			f.Close()
+			sn.images = append(sn.images, b)
+		}
+		got <- sn
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"created":1,"data":[{"b64_json":"aGk="}],"usage":{"input_tokens":50,"output_tokens":272,"total_tokens":322}}`)
+	}))
+	defer up.Close()
+	l, _, raws := ledgerLumenModels(t, `  - model_name: painter
+    litellm_params: {model: mock/painter}
+    model_info: {mode: image_generation, output_cost_per_image: 0.04}
+  - model_name: editor
+    litellm_params: {model: openai/gpt-image-1, api_base: "`+up.URL+`/v1", api_key: sk-x}
+    model_info: {mode: image_generation, output_cost_per_image: 0.05}
+`, ledger.KeySpec{Name: "artist", BudgetUSD: 0.1})
+	raw := raws[0]
+	png := bytes.Repeat([]byte{0x89, 'P', 'N', 'G'}, 500)
+
+	c := client(l, raw)
+	var resp *http.Response
+	img, err := c.Images.Edit(context.Background(), openai.ImageEditParams{Model: "painter", Prompt: "make it blue", N: openai.Int(2),
+		Image: openai.ImageEditParamsImageUnion{OfFile: openai.File(bytes.NewReader(png), "apple.png", "image/png")}},
+		option.WithResponseInto(&resp))
+	if err != nil || len(img.Data) != 2 || img.Data[0].B64JSON == "" || img.Data[0].RevisedPrompt != "make it blue" {
+		t.Fatalf("edit: %v %+v", err, img)
+	}
+	if cost := resp.Header.Get("x-lumen-cost-usd"); cost != "0.08" {
+		t.Errorf("cost of 2 edited images at $0.04: %q", cost)
+	}
+	// $0.02 left: the relay's one image ($0.05) does not fit.
+	_, err = c.Images.Edit(context.Background(), openai.ImageEditParams{Model: "editor", Prompt: "x",
+		Image: openai.ImageEditParamsImageUnion{OfFile: openai.File(bytes.NewReader(png), "apple.png", "image/png")}})
+	var apiErr *openai.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != 429 || apiErr.Code != "budget_exceeded" {
+		t.Fatalf("over budget: %v", err)
+	}
+
+	c = client(l, master)
+	second := append([]byte("GIF8"), png...)
+	_, err = c.Images.Edit(context.Background(), openai.ImageEditParams{Model: "editor", Prompt: "put them together",
+		Image: openai.ImageEditParamsImageUnion{OfFileArray: []io.Reader{
+			openai.File(bytes.NewReader(png), "a.png", "image/png"), openai.File(bytes.NewReader(second), "b.png", "image/png")}}},
+		option.WithResponseInto(&resp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sn := <-got
+	if sn.model != "gpt-image-1" || sn.prompt != "put them together" || len(sn.images) != 2 || !bytes.Equal(sn.images[0], png) || !bytes.Equal(sn.images[1], second) {
+		t.Fatalf("relay: model %q prompt %q, %d images", sn.model, sn.prompt, len(sn.images))
+	}
+	if cost := resp.Header.Get("x-lumen-cost-usd"); cost != "0.05" {
+		t.Errorf("one relayed image at $0.05: %q", cost)
+	}
+
+	form := func(fields map[string]string, withImage bool) rawResponse {
+		var b bytes.Buffer
+		w := multipart.NewWriter(&b)
+		for k, v := range fields {
+			w.WriteField(k, v)
+		}
+		if withImage {
+			fw, _ := w.CreateFormFile("image", "a.png")
+			fw.Write(png)
+		}
+		w.Close()
+		req, _ := http.NewRequest("POST", l.URL+"/v1/images/edits", &b)
+		req.Header.Set("Content-Type", w.FormDataContentType())
+		return rawDo(t, req, master)
+	}
+	for param, r := range map[string]rawResponse{
+		"image":  form(map[string]string{"model": "painter", "prompt": "p"}, false),
+		"prompt": form(map[string]string{"model": "painter"}, true),
+		"stream": form(map[string]string{"model": "painter", "prompt": "p", "stream": "true"}, true),
+		"model":  form(map[string]string{"prompt": "p"}, true),
+	} {
+		if r.status != 400 || !strings.Contains(r.text, `"param":"`+param+`"`) {
+			t.Errorf("no %s: %d %s", param, r.status, r.text)
+		}
+	}
+	if r := rawPost(t, l, "/v1/images/edits", master, `{"model":"painter","prompt":"p"}`); r.status != 400 || !strings.Contains(r.text, "multipart/form-data") {
+		t.Errorf("JSON body: %d %s", r.status, r.text)
 	}
 }
 

@@ -37,7 +37,8 @@ func NewCmdServe(f *Factory, runF func(context.Context, *ServeOptions) error) *c
 		Short: "Serve the OpenAI-compatible API",
 		Long: `Serve the OpenAI-compatible API (chat/completions, completions,
 embeddings, responses, models, moderations, rerank, images/generations,
-audio/speech, audio/transcriptions) for the model groups in the config.
+images/edits, audio/speech, audio/transcriptions) for the model groups in
+the config.
 
 Settings come from flags, then LUMEN_* environment variables (LUMEN_HOST,
 LUMEN_PORT, LUMEN_LOG_LEVEL, LUMEN_LOG_FORMAT, LUMEN_GRACE_PERIOD,

@@ -9,14 +9,14 @@ import (
 	"mime/multipart"
 )
 
-// A multipart/form-data body (OpTranscription's) is read and rewritten
+// A multipart/form-data body (OpTranscription's, OpImageEdit's) is read and rewritten
 // here, so that the server and the providers agree on it.
 
 // Form is what Lumen reads of a multipart/form-data body: its text fields
 // and the size of each file.
 type Form struct {
 	Values map[string]string
-	Files  map[string]int // field name → bytes
+	Files  map[string]int // field name → bytes (summed over its parts: image[] may repeat)
 }
 
 // boundary returns contentType's multipart boundary.
@@ -49,7 +49,7 @@ func ParseForm(body []byte, contentType string) (Form, error) {
 			return Form{}, fmt.Errorf("reading the multipart body: %w", err)
 		}
 		if p.FileName() != "" {
-			f.Files[p.FormName()] = len(data)
+			f.Files[p.FormName()] += len(data)
 		} else {
 			f.Values[p.FormName()] = string(data)
 		}

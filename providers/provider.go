@@ -27,6 +27,7 @@ const (
 	OpImage                   // POST /v1/images/generations
 	OpSpeech                  // POST /v1/audio/speech (the answer is audio, not JSON)
 	OpTranscription           // POST /v1/audio/transcriptions (a multipart body)
+	OpImageEdit               // POST /v1/images/edits (a multipart body)
 )
 
 // String returns the OpenAI endpoint path of op, relative to /v1.
@@ -46,6 +47,8 @@ func (op Op) String() string {
 		return "audio/speech"
 	case OpTranscription:
 		return "audio/transcriptions"
+	case OpImageEdit:
+		return "images/edits"
 	default:
 		return "chat/completions"
 	}
@@ -64,7 +67,7 @@ type Request struct {
 	// deployments.
 	Body []byte
 	// ContentType is Body's media type when it is not JSON: OpTranscription's
-	// multipart/form-data, with its boundary.
+	// and OpImageEdit's multipart/form-data, with its boundary.
 	ContentType string
 	// Stream is true when the caller wants a Stream (DoStream).
 	Stream bool

@@ -152,8 +152,8 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) 
 	wp := worstPrice(rt, g)
 	worst := wp.WorstCase(x.promptEst, maxOut)
 	switch x.op {
-	case providers.OpImage:
-		worst += float64(requestedImages(x.body)) * wp.Image
+	case providers.OpImage, providers.OpImageEdit:
+		worst += float64(x.images) * wp.Image
 	case providers.OpSpeech:
 		worst += float64(utf8.RuneCountInString(gjson.GetBytes(x.body, "input").Str)) * wp.Character
 	}
@@ -249,12 +249,6 @@ func groupMaxOutput(g *router.Group) int {
 		return defaultMaxOutput
 	}
 	return n
-}
-
-// requestedImages is how many images an image request asks for: its n,
-// else one.
-func requestedImages(body []byte) int {
-	return max(int(gjson.GetBytes(body, "n").Int()), 1)
 }
 
 // worstPrice is the dearest price the request could be charged: of its

@@ -42,7 +42,8 @@ type exchange struct {
 	saved      providers.Usage // a cache hit's original usage (what it would have cost)
 
 	header       http.Header // the client's headers (model "auto" reads x-lumen-* limits)
-	contentType  string      // the body's when it is not JSON (a multipart transcription)
+	contentType  string      // the body's when it is not JSON (a multipart transcription or image edit)
+	images       int         // the images an image request asks for (its n, at least 1)
 	key          *ledger.Key // the virtual key; nil for the master key or none
 	admin        bool        // the master key
 	user         string      // the body's "user"
@@ -270,22 +271,45 @@ func tooLarge(limit int64) *apiError {
 		Message: sprintf("the request body exceeds %d MiB; raise general_settings.max_request_size_mb if this is expected", limit>>20)}
 }
 
-// parseForm reads a transcription's multipart body: a model and a file
+// parseForm reads a multipart body, a transcription's or an image edit's:
+// a model and the file (an image edit's image, or image[], and a prompt)
 // are required; the body goes upstream as it came, model replaced.
 func (x *exchange) parseForm() error {
 	ct := x.header.Get("Content-Type")
+	what := "a transcription request is multipart/form-data (a file and a model)"
+	if x.op == providers.OpImageEdit {
+		what = "an image edit is multipart/form-data (an image, a prompt and a model)"
+	}
 	form, err := providers.ParseForm(x.body, ct)
 	if err != nil {
-		return invalid("", "a transcription request is multipart/form-data (a file and a model): %v", err)
+		return invalid("", "%s: %v", what, err)
 	}
 	if x.group = form.Values["model"]; x.group == "" {
 		return invalid("model", "you must provide a model parameter")
 	}
-	if form.Files["file"] == 0 {
-		return invalid("file", "Missing required parameter: 'file' (the audio to transcribe).")
+	switch x.op {
+	case providers.OpTranscription:
+		if form.Files["file"] == 0 {
+			return invalid("file", "Missing required parameter: 'file' (the audio to transcribe).")
+		}
+		if form.Values["stream"] == "true" {
+			return invalid("stream", "streamed transcription is not supported; leave stream unset")
+		}
+	case providers.OpImageEdit:
+		if form.Files["image"] == 0 && form.Files["image[]"] == 0 {
+			return invalid("image", "Missing required parameter: 'image' (the image file, or files, to edit).")
+		}
+		if form.Values["prompt"] == "" {
+			return invalid("prompt", "Missing required parameter: 'prompt' (a string).")
+		}
+		if form.Values["stream"] == "true" {
+			return invalid("stream", "streamed image edits (partial images) are not supported; leave stream unset")
+		}
+		n, _ := strconv.Atoi(form.Values["n"])
+		x.images = max(n, 1)
 	}
-	if form.Values["stream"] == "true" {
-		return invalid("stream", "streamed transcription is not supported; leave stream unset")
+	if u := form.Values["user"]; u != "" {
+		x.user = truncate(u, 128)
 	}
 	x.contentType = ct
 	return nil
@@ -294,7 +318,7 @@ func (x *exchange) parseForm() error {
 // parse checks the fields Lumen needs and reads them without decoding the
 // whole body: unknown fields pass through untouched.
 func (x *exchange) parse() error {
-	if x.op == providers.OpTranscription {
+	if x.op == providers.OpTranscription || x.op == providers.OpImageEdit {
 		return x.parseForm()
 	}
 	b := bytes.TrimSpace(x.body)
@@ -326,6 +350,7 @@ func (x *exchange) parse() error {
 		if gjson.GetBytes(b, "stream").Bool() {
 			return invalid("stream", "streamed image generation (partial images) is not supported; leave stream unset")
 		}
+		x.images = max(int(gjson.GetBytes(b, "n").Int()), 1)
 	case providers.OpSpeech:
 		if in := gjson.GetBytes(b, "input"); in.Type != gjson.String || in.Str == "" {
 			return invalid("input", "Missing required parameter: 'input' (the text to read out).")

@@ -139,6 +139,7 @@ func (s *Server) routes() http.Handler {
 		mux.Handle("POST "+prefix+"/images/generations", s.authed(s.proxy(providers.OpImage)))
 		mux.Handle("POST "+prefix+"/audio/speech", s.authed(s.proxy(providers.OpSpeech)))
 		mux.Handle("POST "+prefix+"/audio/transcriptions", s.authed(s.proxy(providers.OpTranscription)))
+		mux.Handle("POST "+prefix+"/images/edits", s.authed(s.proxy(providers.OpImageEdit)))
 		mux.Handle("POST "+prefix+"/responses", s.authed(s.responsesAPI()))
 		mux.Handle("POST "+prefix+"/feedback", s.authed(http.HandlerFunc(s.feedback)))
 		mux.Handle("GET "+prefix+"/models", s.authed(http.HandlerFunc(s.models)))

@@ -101,6 +101,8 @@ func (c *Client) Do(ctx context.Context, req *providers.Request) (*providers.Res
 		return c.speech(req)
 	case providers.OpTranscription:
 		return c.transcribe(req)
+	case providers.OpImageEdit:
+		return c.edit(req)
 	}
 	text := c.answer(req.Body)
 	u := providers.Usage{PromptTokens: tokens.Prompt(req.Body), CompletionTokens: tokens.Count(text)}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -126,6 +127,21 @@ func (c *Client) image(req *providers.Request) (*providers.Response, error) {
 		return nil, fmt.Errorf("mock image: %w", err)
 	}
 	return &providers.Response{Body: out, Usage: providers.Usage{Images: n}}, nil
+}
+
+// edit answers an image edit (a multipart body) as image answers a
+// generation: n images, the prompt as their revised prompt.
+func (c *Client) edit(req *providers.Request) (*providers.Response, error) {
+	form, err := providers.ParseForm(req.Body, req.ContentType)
+	if err != nil {
+		return nil, fmt.Errorf("mock image edit: %w", err)
+	}
+	n, _ := strconv.Atoi(form.Values["n"])
+	body, err := json.Marshal(map[string]any{"prompt": form.Values["prompt"], "n": max(n, 1)})
+	if err != nil {
+		return nil, fmt.Errorf("mock image edit: %w", err)
+	}
+	return c.image(&providers.Request{Op: providers.OpImage, Model: req.Model, Body: body})
 }
 
 // speech answers a speech request with a tenth of a second of silence as

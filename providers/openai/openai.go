@@ -208,7 +208,7 @@ func (c *Client) Do(ctx context.Context, req *providers.Request) (*providers.Res
 	}
 	u := ParseUsage(body)
 	switch req.Op {
-	case providers.OpImage:
+	case providers.OpImage, providers.OpImageEdit:
 		u.Images = len(gjson.GetBytes(body, "data").Array())
 	case providers.OpTranscription:
 		u.Seconds = gjson.GetBytes(body, "usage.seconds").Float() // whisper-1's usage {"type":"duration"}
