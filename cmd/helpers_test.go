@@ -1,8 +1,10 @@
 package cmd
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"strings"
 	"testing"
@@ -25,6 +27,25 @@ func rawPost(t *testing.T, l *lumen, path, key, body string) rawResponse {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, l.URL+path, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
+	return rawDo(t, req, key)
+}
+
+// rawForm POSTs a multipart body of fields and, unless data is nil, a file
+// part named file (filename "upload") holding data.
+func rawForm(t *testing.T, l *lumen, path, key string, fields map[string]string, file string, data []byte) rawResponse {
+	t.Helper()
+	var b bytes.Buffer
+	w := multipart.NewWriter(&b)
+	for k, v := range fields {
+		w.WriteField(k, v)
+	}
+	if data != nil {
+		fw, _ := w.CreateFormFile(file, "upload")
+		fw.Write(data)
+	}
+	w.Close()
+	req, _ := http.NewRequest(http.MethodPost, l.URL+path, &b)
+	req.Header.Set("Content-Type", w.FormDataContentType())
 	return rawDo(t, req, key)
 }
 

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -867,26 +866,14 @@ func TestE2EImageEdits(t *testing.T) {
 		t.Errorf("one relayed image at $0.05: %q", cost)
 	}
 
-	form := func(fields map[string]string, withImage bool) rawResponse {
-		var b bytes.Buffer
-		w := multipart.NewWriter(&b)
-		for k, v := range fields {
-			w.WriteField(k, v)
-		}
-		if withImage {
-			fw, _ := w.CreateFormFile("image", "a.png")
-			fw.Write(png)
-		}
-		w.Close()
-		req, _ := http.NewRequest("POST", l.URL+"/v1/images/edits", &b)
-		req.Header.Set("Content-Type", w.FormDataContentType())
-		return rawDo(t, req, master)
+	form := func(fields map[string]string, image []byte) rawResponse {
+		return rawForm(t, l, "/v1/images/edits", master, fields, "image", image)
 	}
 	for param, r := range map[string]rawResponse{
-		"image":  form(map[string]string{"model": "painter", "prompt": "p"}, false),
-		"prompt": form(map[string]string{"model": "painter"}, true),
-		"stream": form(map[string]string{"model": "painter", "prompt": "p", "stream": "true"}, true),
-		"model":  form(map[string]string{"prompt": "p"}, true),
+		"image":  form(map[string]string{"model": "painter", "prompt": "p"}, nil),
+		"prompt": form(map[string]string{"model": "painter"}, png),
+		"stream": form(map[string]string{"model": "painter", "prompt": "p", "stream": "true"}, png),
+		"model":  form(map[string]string{"prompt": "p"}, png),
 	} {
 		if r.status != 400 || !strings.Contains(r.text, `"param":"`+param+`"`) {
 			t.Errorf("no %s: %d %s", param, r.status, r.text)

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -392,31 +391,13 @@ model_list:
 		t.Fatalf("relay: err %v, model %q, %d bytes, %s", err, model, len(file), resp.Header.Get("Content-Type"))
 	}
 
-	form := func(fields map[string]string, withFile bool) (string, string) {
-		var b bytes.Buffer
-		w := multipart.NewWriter(&b)
-		for k, v := range fields {
-			w.WriteField(k, v)
-		}
-		if withFile {
-			fw, _ := w.CreateFormFile("file", "a.wav")
-			fw.Write(audio[:100])
-		}
-		w.Close()
-		return b.String(), w.FormDataContentType()
+	if r := rawForm(t, l, "/v1/audio/transcriptions", "", map[string]string{"model": "ears"}, "file", nil); !strings.Contains(r.text, `"param":"file"`) {
+		t.Errorf("no file: %s", r.text)
 	}
-	post := func(body, ct string) rawResponse {
-		req, _ := http.NewRequest("POST", l.URL+"/v1/audio/transcriptions", strings.NewReader(body))
-		req.Header.Set("Content-Type", ct)
-		return rawDo(t, req, "")
+	if r := rawForm(t, l, "/v1/audio/transcriptions", "", map[string]string{"model": "ears", "stream": "true"}, "file", audio[:100]); !strings.Contains(r.text, `"param":"stream"`) {
+		t.Errorf("stream: %s", r.text)
 	}
-	if body, ct := form(map[string]string{"model": "ears"}, false); !strings.Contains(post(body, ct).text, `"param":"file"`) {
-		t.Errorf("no file: %s", post(body, ct).text)
-	}
-	if body, ct := form(map[string]string{"model": "ears", "stream": "true"}, true); !strings.Contains(post(body, ct).text, `"param":"stream"`) {
-		t.Errorf("stream: %s", post(body, ct).text)
-	}
-	if r := post(`{"model":"ears"}`, "application/json"); r.status != 400 || !strings.Contains(r.text, "multipart/form-data") {
+	if r := rawPost(t, l, "/v1/audio/transcriptions", "", `{"model":"ears"}`); r.status != 400 || !strings.Contains(r.text, "multipart/form-data") {
 		t.Errorf("JSON body: %d %s", r.status, r.text)
 	}
 }
