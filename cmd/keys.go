@@ -57,7 +57,7 @@ REF is a key's id (key_…) or its name.`, keysRefresh),
 // database, its keys and (for changes) the audit log.
 type books struct {
 	cfg   *config.Config
-	db    *ledger.SQLite
+	db    *ledger.DB
 	keys  *ledger.Keyring
 	audit *audit.Log // nil when audit is off or not needed
 }

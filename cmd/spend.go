@@ -142,7 +142,7 @@ func spendRun(cmd *cobra.Command, opts *SpendOptions) error {
 
 // keyFilter resolves --key: an existing key id, or else a name some key
 // has had.
-func keyFilter(ctx context.Context, db *ledger.SQLite, ref string) (id, name string, err error) {
+func keyFilter(ctx context.Context, db *ledger.DB, ref string) (id, name string, err error) {
 	keys, err := db.ListKeys(ctx)
 	if err != nil {
 		return "", "", err

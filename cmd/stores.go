@@ -46,7 +46,7 @@ type budgetStore interface {
 // log. openStores opens them; close drains and closes them. The goroutines
 // they need are started by run and owned by the stores: close stops them.
 type stores struct {
-	db      *ledger.SQLite
+	db      *ledger.DB
 	writer  *ledger.Writer
 	keys    *ledger.Keyring
 	budgets budgetStore

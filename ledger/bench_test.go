@@ -25,7 +25,7 @@ var (
 	benchNow  = time.Date(2025, 3, 31, 0, 0, 0, 0, time.UTC)
 	benchOnce sync.Once
 	benchDir  string
-	benchDB   *SQLite
+	benchDB   *DB
 	benchErr  error
 )
 
@@ -33,7 +33,7 @@ var (
 // temporary directory removed when the binary exits (TestMain). With
 // LUMEN_LEDGER_BENCH_DB=file it uses that file instead, building it only if
 // it does not exist, and keeps it (for repeated runs and EXPLAIN).
-func benchLedger(b *testing.B) *SQLite {
+func benchLedger(b *testing.B) *DB {
 	benchOnce.Do(func() {
 		path := os.Getenv("LUMEN_LEDGER_BENCH_DB")
 		_, statErr := os.Stat(path)
@@ -57,7 +57,7 @@ func benchLedger(b *testing.B) *SQLite {
 	return benchDB
 }
 
-func fillBench(s *SQLite) error {
+func fillBench(s *DB) error {
 	rng := rand.New(rand.NewPCG(1, 2))
 	groups := []string{"gpt-4o", "gpt-4o-mini", "gpt-4.1", "o3-mini", "claude-sonnet", "claude-haiku",
 		"gemini-flash", "gemini-pro", "llama-70b", "mistral-large", "deepseek", "embeddings"}

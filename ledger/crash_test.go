@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lumengw/lumen/internal/pgtest"
 	"github.com/lumengw/lumen/providers"
 )
 
@@ -26,6 +27,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	cleanupBench()
+	pgtest.Stop()
 	os.Exit(code)
 }
 

@@ -1,7 +1,8 @@
 // Package ledger keeps Lumen's books: one row per request (who, which
 // model, what it cost, how long it took), the virtual keys, and the reports
-// over both. SQLite is the store; a Postgres store shared by several
-// instances can implement the same interfaces later.
+// over both. DB is the store: one SQLite file (Open), or a Postgres
+// database that several instances share (OpenPostgres), with the same
+// tables and the same queries (placeholders rewritten for Postgres).
 //
 // # Writing
 //
@@ -26,16 +27,19 @@
 //
 // # Reading
 //
-// SQLite answers Spend (grouped by key, model group, deployment, provider,
+// DB answers Spend (grouped by key, model group, deployment, provider,
 // user, day or tag), Requests (recent request metadata, newest first, for
 // the dashboard) and Totals (requests, errors and latency percentiles per
 // model group). SpendSince feeds limits.MemoryBudgets.Load on start.
 //
-// # File
+// # Files and databases
 //
-// The database is in WAL mode with synchronous=NORMAL: a committed batch
+// A SQLite database is in WAL mode with synchronous=NORMAL: a committed batch
 // survives the process being killed; a power loss may lose the last
 // batches. Tables: requests, payloads (only with store_payloads), api_keys,
 // ledger_migrations (the schema version). The audit log may share the file
-// with its own tables.
+// with its own tables. On Postgres the same tables hold times as BIGINT
+// milliseconds; instances that start together migrate one at a time
+// (an advisory lock), and keys changed by one reach the others through
+// the same keys_version (a statement trigger).
 package ledger

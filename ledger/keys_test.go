@@ -271,17 +271,8 @@ func TestNoKeyMaterialStored(t *testing.T) {
 func TestKeyringRunSeesOtherProcess(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	path := filepath.Join(t.TempDir(), "lumen.db")
-	serverDB, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer serverDB.Close()
-	cliDB, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cliDB.Close()
+	pair := openPair(t)
+	serverDB, cliDB := pair[0], pair[1]
 	server := newKeyring(t, serverDB, nil)
 	cli := newKeyring(t, cliDB, nil)
 
@@ -366,17 +357,8 @@ func BenchmarkAuthenticate(b *testing.B) {
 // made a moment ago (before this Keyring's next refresh) is not undone.
 func TestChangeDoesNotUndoAnotherProcess(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "lumen.db")
-	serverDB, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer serverDB.Close()
-	cliDB, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cliDB.Close()
+	pair := openPair(t)
+	serverDB, cliDB := pair[0], pair[1]
 	server := newKeyring(t, serverDB, nil)
 	if _, _, err := server.Create(ctx, KeySpec{Name: "shared", RPM: 10}); err != nil {
 		t.Fatal(err)

@@ -11,7 +11,7 @@ import (
 	"github.com/mattn/go-sqlite3"
 )
 
-var _ KeysVersioner = (*SQLite)(nil)
+var _ KeysVersioner = (*DB)(nil)
 
 func tagsOrNull(tags map[string]string) any {
 	if len(tags) == 0 {
@@ -26,14 +26,14 @@ func tagsOrNull(tags map[string]string) any {
 
 func isUniqueViolation(err error) bool {
 	var se sqlite3.Error
-	return errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintUnique
+	return errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintUnique || isPostgresUnique(err)
 }
 
 // InsertKey implements KeyStore.
-func (s *SQLite) InsertKey(ctx context.Context, k *Key) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO api_keys (id, name, hash, prefix, budget_usd, budget_period,
+func (s *DB) InsertKey(ctx context.Context, k *Key) error {
+	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO api_keys (id, name, hash, prefix, budget_usd, budget_period,
 		rpm, tpm, models, tags, expires_at, created_at, updated_at, revoked_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		k.ID, k.Name, k.Hash, k.Prefix, k.BudgetUSD, k.BudgetPeriod, k.RPM, k.TPM,
 		jsonOrNull(k.Models), tagsOrNull(k.Tags), msOrNull(k.ExpiresAt), k.CreatedAt.UnixMilli(), k.UpdatedAt.UnixMilli(),
 		msOrNull(k.RevokedAt))
@@ -47,10 +47,10 @@ func (s *SQLite) InsertKey(ctx context.Context, k *Key) error {
 }
 
 // UpdateKey implements KeyStore.
-func (s *SQLite) UpdateKey(ctx context.Context, k *Key) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE api_keys SET name = ?, hash = ?, prefix = ?, budget_usd = ?,
+func (s *DB) UpdateKey(ctx context.Context, k *Key) error {
+	res, err := s.db.ExecContext(ctx, s.q(`UPDATE api_keys SET name = ?, hash = ?, prefix = ?, budget_usd = ?,
 		budget_period = ?, rpm = ?, tpm = ?, models = ?, tags = ?, expires_at = ?, updated_at = ?, revoked_at = ?
-		WHERE id = ?`,
+		WHERE id = ?`),
 		k.Name, k.Hash, k.Prefix, k.BudgetUSD, k.BudgetPeriod, k.RPM, k.TPM, jsonOrNull(k.Models), tagsOrNull(k.Tags),
 		msOrNull(k.ExpiresAt), k.UpdatedAt.UnixMilli(), msOrNull(k.RevokedAt), k.ID)
 	if isUniqueViolation(err) {
@@ -66,7 +66,7 @@ func (s *SQLite) UpdateKey(ctx context.Context, k *Key) error {
 }
 
 // ListKeys implements KeyStore.
-func (s *SQLite) ListKeys(ctx context.Context) ([]*Key, error) {
+func (s *DB) ListKeys(ctx context.Context) ([]*Key, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT id, name, hash, prefix, budget_usd, budget_period, rpm, tpm,
 		models, tags, expires_at, created_at, updated_at, revoked_at, spend_usd, spend_period_start
 		FROM api_keys ORDER BY created_at, id`)
@@ -110,7 +110,7 @@ func (s *SQLite) ListKeys(ctx context.Context) ([]*Key, error) {
 }
 
 // KeysVersion implements KeysVersioner.
-func (s *SQLite) KeysVersion(ctx context.Context) (int64, error) {
+func (s *DB) KeysVersion(ctx context.Context) (int64, error) {
 	var v int64
 	if err := s.db.QueryRowContext(ctx, `SELECT keys_version FROM ledger_state`).Scan(&v); err != nil {
 		return 0, fmt.Errorf("reading keys version: %w", err)
@@ -130,13 +130,13 @@ type KeySpend struct {
 // limits.MemoryBudgets.Snapshot), in one transaction. SpendSince takes it
 // into account, so that spend whose ledger rows were dropped (queue full)
 // survives a restart. Unknown key ids are ignored.
-func (s *SQLite) SaveSpend(ctx context.Context, spend []KeySpend) error {
+func (s *DB) SaveSpend(ctx context.Context, spend []KeySpend) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("saving key spend: %w", err)
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, `UPDATE api_keys SET spend_usd = ?, spend_period_start = ? WHERE id = ?`)
+	stmt, err := tx.PrepareContext(ctx, s.q(`UPDATE api_keys SET spend_usd = ?, spend_period_start = ? WHERE id = ?`))
 	if err != nil {
 		return fmt.Errorf("saving key spend: %w", err)
 	}

@@ -71,6 +71,6 @@ type Store interface {
 }
 
 var (
-	_ Store    = (*SQLite)(nil)
-	_ KeyStore = (*SQLite)(nil)
+	_ Store    = (*DB)(nil)
+	_ KeyStore = (*DB)(nil)
 )

@@ -87,11 +87,11 @@ func (r *Row) add(o *Row) {
 	r.SavedUSD += o.SavedUSD
 }
 
-const sums = `count(*), sum(status >= 400), sum(prompt_tokens), sum(completion_tokens),
+const sums = `count(*), sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END), sum(prompt_tokens), sum(completion_tokens),
 	sum(cached_tokens), sum(cache_write_tokens), sum(cost), sum(saved_cost)`
 
 // where returns q's conditions on requests and their arguments.
-func (s *SQLite) where(ctx context.Context, q Query) (string, []any, error) {
+func (s *DB) where(ctx context.Context, q Query) (string, []any, error) {
 	var conds []string
 	var args []any
 	if !q.Since.IsZero() {
@@ -117,14 +117,14 @@ func (s *SQLite) where(ctx context.Context, q Query) (string, []any, error) {
 		}
 	}
 	if len(conds) == 0 {
-		return "1", nil, nil
+		return "1 = 1", nil, nil
 	}
 	return strings.Join(conds, " AND "), args, nil
 }
 
 // keyIDs returns the ids of every key ever named name.
-func (s *SQLite) keyIDs(ctx context.Context, name string) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id FROM api_keys WHERE name = ?`, name)
+func (s *DB) keyIDs(ctx context.Context, name string) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id FROM api_keys WHERE name = ?`), name)
 	if err != nil {
 		return nil, fmt.Errorf("looking up key %q: %w", name, err)
 	}
@@ -152,7 +152,7 @@ const quarterHour = 15 * 60 * 1000
 
 // Spend returns q's requests grouped by q.By, dearest group first (ByDay:
 // oldest day first).
-func (s *SQLite) Spend(ctx context.Context, q Query) ([]Row, error) {
+func (s *DB) Spend(ctx context.Context, q Query) ([]Row, error) {
 	by := q.By
 	if by == "" {
 		by = ByKey
@@ -164,20 +164,28 @@ func (s *SQLite) Spend(ctx context.Context, q Query) ([]Row, error) {
 	var query string
 	switch by {
 	case ByKey, ByModel, ByDeployment, ByProvider, ByUser:
-		col := map[By]string{ByKey: "key_id", ByModel: "model_group", ByDeployment: "deployment", ByProvider: "provider", ByUser: "user"}[by]
+		col := map[By]string{ByKey: "key_id", ByModel: "model_group", ByDeployment: "deployment", ByProvider: "provider", ByUser: `"user"`}[by]
 		query = `SELECT ` + col + `, ` + sums + ` FROM requests WHERE ` + where + ` GROUP BY 1`
 	case ByDay:
 		query = `SELECT ts / ` + strconv.Itoa(quarterHour) + `, ` + sums + ` FROM requests WHERE ` + where + ` GROUP BY 1`
 	case ByTag:
-		query = `SELECT t.value, ` + sums + ` FROM requests, json_each(requests.tags) AS t
+		each := `json_each(requests.tags) AS t`
+		if s.pg {
+			each = `jsonb_array_elements_text(requests.tags::jsonb) AS t(value)`
+		}
+		query = `SELECT t.value, ` + sums + ` FROM requests, ` + each + `
 			WHERE requests.tags IS NOT NULL AND ` + where + ` GROUP BY 1`
 	case ByKeyTag:
+		each := `json_each(k.tags) AS t`
+		if s.pg {
+			each = `jsonb_each_text(k.tags::jsonb) AS t(key, value)`
+		}
 		query = `SELECT t.key || '=' || t.value, ` + sums + ` FROM requests JOIN api_keys AS k ON k.id = requests.key_id,
-			json_each(k.tags) AS t WHERE k.tags IS NOT NULL AND ` + where + ` GROUP BY 1`
+			` + each + ` WHERE k.tags IS NOT NULL AND ` + where + ` GROUP BY 1`
 	default:
 		return nil, fmt.Errorf("spend report: cannot group by %q", by)
 	}
-	rows, err := s.db.QueryContext(ctx, query, args...)
+	rows, err := s.db.QueryContext(ctx, s.q(query), args...)
 	if err != nil {
 		return nil, fmt.Errorf("spend report by %s: %w", by, err)
 	}
@@ -245,7 +253,7 @@ func byDay(quarters []Row, loc *time.Location) []Row {
 }
 
 // nameKeys fills in the current name of each key row.
-func (s *SQLite) nameKeys(ctx context.Context, rows []Row) error {
+func (s *DB) nameKeys(ctx context.Context, rows []Row) error {
 	if len(rows) == 0 {
 		return nil
 	}
@@ -279,7 +287,7 @@ func (s *SQLite) nameKeys(ctx context.Context, rows []Row) error {
 // budget accounts (limits.GlobalAccount, GroupAccount, TagAccount,
 // UserAccount). A tag's spend is that of the keys carrying it now; a
 // group's or a user's is that of the rows naming it.
-func (s *SQLite) SpendSince(ctx context.Context, since time.Time) (map[string]float64, error) {
+func (s *DB) SpendSince(ctx context.Context, since time.Time) (map[string]float64, error) {
 	out := map[string]float64{}
 	at := startMS(since)
 	var total float64
@@ -298,7 +306,7 @@ func (s *SQLite) SpendSince(ctx context.Context, since time.Time) (map[string]fl
 					out[limits.GroupAccount(group)] = usd
 				}
 			}},
-		{"spend per user", `SELECT user, sum(cost) FROM requests WHERE ts >= ? AND user != '' GROUP BY user`,
+		{"spend per user", `SELECT "user", sum(cost) FROM requests WHERE ts >= ? AND "user" != '' GROUP BY "user"`,
 			func(user string, usd float64) { out[limits.UserAccount(user)] = usd }},
 	} {
 		if err := s.sums(ctx, q.what, q.query, at, q.add); err != nil {
@@ -314,8 +322,8 @@ func (s *SQLite) SpendSince(ctx context.Context, since time.Time) (map[string]fl
 
 // sums runs query, whose rows are a name and an amount, and passes each
 // row to add.
-func (s *SQLite) sums(ctx context.Context, what, query string, arg any, add func(string, float64)) error {
-	rows, err := s.db.QueryContext(ctx, query, arg)
+func (s *DB) sums(ctx context.Context, what, query string, arg any, add func(string, float64)) error {
+	rows, err := s.db.QueryContext(ctx, s.q(query), arg)
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", what, err)
 	}
@@ -336,7 +344,7 @@ func (s *SQLite) sums(ctx context.Context, what, query string, arg any, add func
 
 // tagSpend adds to out, which holds each key's spend, the spend of each
 // tag the keys carry now.
-func (s *SQLite) tagSpend(ctx context.Context, out map[string]float64) error {
+func (s *DB) tagSpend(ctx context.Context, out map[string]float64) error {
 	tagged, err := s.db.QueryContext(ctx, `SELECT id, tags FROM api_keys WHERE tags IS NOT NULL AND tags != '{}'`)
 	if err != nil {
 		return fmt.Errorf("reading key tags: %w", err)
@@ -410,12 +418,12 @@ func decodeCursor(c string) (ts, id int64, err error) {
 }
 
 // Requests returns the requests f selects, newest first, a page at a time.
-func (s *SQLite) Requests(ctx context.Context, f RequestFilter) (Page, error) {
+func (s *DB) Requests(ctx context.Context, f RequestFilter) (Page, error) {
 	where, args, err := s.where(ctx, Query{Since: f.Since, Until: f.Until, KeyID: f.KeyID, KeyName: f.KeyName})
 	if err != nil {
 		return Page{}, err
 	}
-	for col, v := range map[string]string{"model_group": f.ModelGroup, "deployment": f.Deployment, "user": f.User} {
+	for col, v := range map[string]string{"model_group": f.ModelGroup, "deployment": f.Deployment, `"user"`: f.User} {
 		if v != "" {
 			where += " AND " + col + " = ?"
 			args = append(args, v)
@@ -437,10 +445,10 @@ func (s *SQLite) Requests(ctx context.Context, f RequestFilter) (Page, error) {
 		limit = 50
 	}
 	limit = min(limit, 1000)
-	rows, err := s.db.QueryContext(ctx, `SELECT id, ts, request_id, key_id, key_name, user, tags, model_group,
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id, ts, request_id, key_id, key_name, "user", tags, model_group,
 		deployment, provider, model, status, error_type, prompt_tokens, completion_tokens, cached_tokens,
 		cache_write_tokens, cost, saved_cost, latency_us, ttft_us, attempts, cache_hit, stream
-		FROM requests WHERE `+where+` ORDER BY ts DESC, id DESC LIMIT ?`, append(args, limit+1)...)
+		FROM requests WHERE `+where+` ORDER BY ts DESC, id DESC LIMIT ?`), append(args, limit+1)...)
 	if err != nil {
 		return Page{}, fmt.Errorf("listing requests: %w", err)
 	}
@@ -505,14 +513,14 @@ type Total struct {
 // (q.By is ignored), busiest group first. Percentiles sort the selected
 // latencies in SQLite: a month of a busy gateway takes a second or more
 // (see BenchmarkReports).
-func (s *SQLite) Totals(ctx context.Context, q Query) ([]Total, error) {
+func (s *DB) Totals(ctx context.Context, q Query) ([]Total, error) {
 	where, args, err := s.where(ctx, q)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT model_group, count(*), sum(status >= 400), sum(cost),
-		sum(cache_hit != 0), sum(saved_cost)
-		FROM requests WHERE `+where+` GROUP BY model_group`, args...)
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT model_group, count(*), sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END), sum(cost),
+		sum(CASE WHEN cache_hit != 0 THEN 1 ELSE 0 END), sum(saved_cost)
+		FROM requests WHERE `+where+` GROUP BY model_group`), args...)
 	if err != nil {
 		return nil, fmt.Errorf("totals per model group: %w", err)
 	}
@@ -557,9 +565,9 @@ func (s *SQLite) Totals(ctx context.Context, q Query) ([]Total, error) {
 
 // percentiles computes nearest-rank p50 and p95 of col (microseconds) per
 // model group over the rows where selects, and hands them to set.
-func (s *SQLite) percentiles(ctx context.Context, col, where string, args []any, byGroup map[string]*Total,
+func (s *DB) percentiles(ctx context.Context, col, where string, args []any, byGroup map[string]*Total,
 	set func(t *Total, p50, p95 time.Duration)) error {
-	pct, err := s.db.QueryContext(ctx, `WITH ok AS (
+	pct, err := s.db.QueryContext(ctx, s.q(`WITH ok AS (
 			SELECT model_group, `+col+` AS v,
 				row_number() OVER (PARTITION BY model_group ORDER BY `+col+`) AS rn,
 				count(*) OVER (PARTITION BY model_group) AS n
@@ -567,7 +575,7 @@ func (s *SQLite) percentiles(ctx context.Context, col, where string, args []any,
 		SELECT model_group,
 			max(CASE WHEN rn = (n * 50 + 99) / 100 THEN v END),
 			max(CASE WHEN rn = (n * 95 + 99) / 100 THEN v END)
-		FROM ok GROUP BY model_group`, args...)
+		FROM ok GROUP BY model_group`), args...)
 	if err != nil {
 		return err
 	}

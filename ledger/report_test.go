@@ -15,7 +15,7 @@ import (
 
 // reportFixture is a small ledger whose reports are worked out by hand.
 type reportFixture struct {
-	s            *SQLite
+	s            *DB
 	alpha, beta  string // key ids
 	since, until time.Time
 }

@@ -8,17 +8,41 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lumengw/lumen/internal/pgtest"
 	"github.com/lumengw/lumen/providers"
 )
 
-func openTest(t testing.TB) *SQLite {
+// onPostgres makes openTest and openPair open Postgres (TestPostgres).
+var onPostgres bool
+
+// openTest opens an empty ledger, closed when t ends: a SQLite file, or
+// under TestPostgres a fresh Postgres schema.
+func openTest(t testing.TB) *DB {
 	t.Helper()
-	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "lumen.db"))
-	if err != nil {
-		t.Fatal(err)
+	return openPair(t)[0]
+}
+
+// openPair opens the same empty ledger twice, as two processes would.
+func openPair(t testing.TB) [2]*DB {
+	t.Helper()
+	var pair [2]*DB
+	var open func() (*DB, error)
+	if onPostgres {
+		url := pgtest.Schema(t)
+		open = func() (*DB, error) { return OpenPostgres(context.Background(), url) }
+	} else {
+		path := filepath.Join(t.TempDir(), "lumen.db")
+		open = func() (*DB, error) { return Open(context.Background(), path) }
 	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	for i := range pair {
+		s, err := open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		pair[i] = s
+	}
+	return pair
 }
 
 func TestOpenMigrates(t *testing.T) {

@@ -47,7 +47,7 @@ func (l *lockedBuffer) String() string {
 // adminFixture is a Server with real stores on a temp SQLite file.
 type adminFixture struct {
 	srv     *httptest.Server
-	db      *ledger.SQLite
+	db      *ledger.DB
 	keys    *ledger.Keyring
 	budgets *limits.MemoryBudgets
 	audit   *audit.Log

@@ -61,7 +61,7 @@ type Recorder interface {
 }
 
 // Reports are the ledger queries behind /admin/spend, /admin/requests and
-// /admin/totals (ledger.SQLite).
+// /admin/totals (ledger.DB).
 type Reports interface {
 	Spend(ctx context.Context, q ledger.Query) ([]ledger.Row, error)
 	Requests(ctx context.Context, f ledger.RequestFilter) (ledger.Page, error)

@@ -1,0 +1,89 @@
+package ledger
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/lumengw/lumen/internal/pgtest"
+)
+
+// TestPostgres runs the store's tests on Postgres (scripts/postgres.sh
+// starts one; scripts/test.sh always does): the same queries, keys and
+// reports must give the same answers as on SQLite.
+func TestPostgres(t *testing.T) {
+	pgtest.URL(t) // skips when PostgreSQL cannot be had
+	onPostgres = true
+	defer func() { onPostgres = false }()
+	for _, tt := range []struct {
+		name string
+		test func(*testing.T)
+	}{
+		{"InsertRoundTrip", TestInsertRoundTrip},
+		{"Prune", TestPrune},
+		{"Spend", TestSpend},
+		{"RequestsPages", TestRequestsPages},
+		{"Totals", TestTotals},
+		{"SpendByKeyTag", TestSpendByKeyTag},
+		{"SpendSinceScopes", TestSpendSinceScopes},
+		{"SpendSinceLoadsBudgets", TestSpendSinceLoadsBudgets},
+		{"KeyLifecycle", TestKeyLifecycle},
+		{"KeySpecValidation", TestKeySpecValidation},
+		{"RevokeIsImmediate", TestRevokeIsImmediate},
+		{"KeyringRunSeesOtherProcess", TestKeyringRunSeesOtherProcess},
+		{"ChangeDoesNotUndoAnotherProcess", TestChangeDoesNotUndoAnotherProcess},
+		{"WriterRetention", TestWriterRetention},
+	} {
+		t.Run(tt.name, tt.test)
+	}
+}
+
+// Instances starting together migrate once; a schema newer than this
+// build is refused; errors do not show the connection string.
+func TestPostgresMigrates(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.Schema(t)
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Go(func() {
+			s, err := OpenPostgres(ctx, url)
+			if err == nil {
+				s.Close()
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("open %d: %v", i, err)
+		}
+	}
+	s, err := OpenPostgres(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var version, rows int
+	if err := s.db.QueryRow(`SELECT max(version), count(*) FROM ledger_migrations`).Scan(&version, &rows); err != nil {
+		t.Fatal(err)
+	}
+	if version != SchemaVersion() || rows != SchemaVersion() || len(postgresMigrations) != len(sqliteMigrations) {
+		t.Errorf("schema version %d in %d rows, want %d", version, rows, SchemaVersion())
+	}
+	if _, err := s.db.Exec(`INSERT INTO ledger_migrations VALUES ($1, 0)`, SchemaVersion()+1); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := OpenPostgres(ctx, url); err == nil || !strings.Contains(err.Error(), "newer than this Lumen") {
+		t.Errorf("Open of a newer schema = %v, want a refusal", err)
+	}
+
+	for _, bad := range []string{"postgres://lumen:s3cret-pw@127.0.0.1:1/lumen?sslmode=disable&connect_timeout=1", "postgres://lumen:s3cret-pw@%zz"} {
+		_, err := OpenPostgres(ctx, bad)
+		if err == nil || strings.Contains(err.Error(), "s3cret-pw") {
+			t.Errorf("OpenPostgres(bad) = %v", err)
+		}
+	}
+}
