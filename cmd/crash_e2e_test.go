@@ -21,6 +21,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/lumengw/lumen/internal/pgtest"
 	"github.com/lumengw/lumen/internal/redistest"
 	"github.com/lumengw/lumen/ledger"
 )
@@ -37,6 +38,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	redistest.Stop()
+	pgtest.Stop()
 	os.Exit(code)
 }
 

@@ -32,8 +32,8 @@ func NewCmdKeys(f *Factory) *cobra.Command {
 		Use:   "keys",
 		Short: "Create, list, change, revoke and rotate virtual keys",
 		Long: fmt.Sprintf(`Manage virtual keys (lumen-sk-…) in the ledger database named by the config
-(ledger.path, default ./lumen.db). Only a key's SHA-256 is stored: create and
-rotate print the key once and it cannot be shown again.
+(ledger.path, default ./lumen.db, or ledger.postgres_url). Only a key's SHA-256
+is stored: create and rotate print the key once and it cannot be shown again.
 
 The commands work while lumen serve runs on the same database: the server
 checks for changes every %s, so a new, changed or revoked key takes effect
@@ -71,10 +71,10 @@ func openBooks(ctx context.Context, f *Factory, fs *pflag.FlagSet, create, withA
 	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(cfg.Ledger.Path); err != nil && !create {
+	if _, err := os.Stat(cfg.Ledger.Path); err != nil && !create && cfg.Ledger.PostgresURL == "" {
 		return nil, fmt.Errorf("opening the ledger (ledger.path): %w; is --config the server's config, and the directory the one it runs in?", err)
 	}
-	db, err := ledger.Open(ctx, cfg.Ledger.Path)
+	db, err := openLedger(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -51,12 +51,13 @@ the whole file validates; a bad file is logged and the running config kept.
 Besides the OpenAI API (the Responses API translated to chat for providers
 without it) it serves the Anthropic Messages API (/v1/messages), /metrics
 (Prometheus), the admin API (/admin/…, master key) and the dashboard
-(/ui/). Every request is recorded in the ledger (ledger.path, SQLite,
-written off the request path) and the audit log; virtual keys (lumen
-keys) are enforced with their models, budgets and rate limits, and the
-config's limits add budgets and rate limits per key tag (a team), end
-user, model group and the whole gateway, kept in Redis and shared by every
-instance when limits.redis_url is set.`,
+(/ui/). Every request is recorded in the ledger (written off the request
+path: the SQLite file at ledger.path, or the Postgres database at
+ledger.postgres_url that several instances share with their keys) and the
+audit log; virtual keys (lumen keys) are enforced with their models,
+budgets and rate limits, and the config's limits add budgets and rate
+limits per key tag (a team), end user, model group and the whole gateway,
+kept in Redis and shared by every instance when limits.redis_url is set.`,
 		Example: `  lumen serve                                  # embedded example config, mock model "demo"
   lumen serve --config config.yaml --port 8080
   LUMEN_HOST=0.0.0.0 lumen serve -c config.yaml --log-format console`,

@@ -32,8 +32,8 @@ func NewCmdSpend(f *Factory) *cobra.Command {
 		Use:   "spend",
 		Short: "Report spend and usage grouped by key, model, deployment, provider, user, day, tag or key tag",
 		Long: `Report what requests cost, from the ledger database named by the config
-(ledger.path, default ./lumen.db), grouped by virtual key, model group,
-deployment (model_info.id), provider, user, day (cut in
+(ledger.path, default ./lumen.db, or ledger.postgres_url), grouped by virtual
+key, model group, deployment (model_info.id), provider, user, day (cut in
 ledger.budget_timezone), tag (x-lumen-tags; untagged requests are left
 out, and a request with several tags counts under each) or key_tag (each
 tag the request's virtual key carries now, "team=search": what the

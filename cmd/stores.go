@@ -62,7 +62,25 @@ type stores struct {
 	wg     sync.WaitGroup
 }
 
-// openStores opens the ledger at cfg.Ledger.Path (creating it), loads the
+// openLedger opens the ledger the config names: the Postgres database at
+// ledger.postgres_url, else the SQLite file at ledger.path (creating
+// either's tables).
+func openLedger(ctx context.Context, cfg *config.Config) (*ledger.DB, error) {
+	if u := cfg.Ledger.PostgresURL.Value(); u != "" {
+		db, err := ledger.OpenPostgres(ctx, u)
+		if err != nil {
+			return nil, fmt.Errorf("opening the ledger (ledger.postgres_url): %w", err)
+		}
+		return db, nil
+	}
+	db, err := ledger.Open(ctx, cfg.Ledger.Path)
+	if err != nil {
+		return nil, fmt.Errorf("opening the ledger (ledger.path): %w", err)
+	}
+	return db, nil
+}
+
+// openStores opens the ledger (openLedger), loads the
 // keys, each key's spend and that of each budget in limits in its current
 // period, and opens the audit log.
 func openStores(ctx context.Context, cfg *config.Config, log zerolog.Logger) (st *stores, err error) {
@@ -77,8 +95,11 @@ func openStores(ctx context.Context, cfg *config.Config, log zerolog.Logger) (st
 		return nil, fmt.Errorf("ledger.budget_timezone: %w", err)
 	}
 	st.loc = loc
-	if st.db, err = ledger.Open(ctx, cfg.Ledger.Path); err != nil {
-		return nil, fmt.Errorf("opening the ledger (ledger.path): %w", err)
+	if st.db, err = openLedger(ctx, cfg); err != nil {
+		return nil, err
+	}
+	if cfg.Ledger.PostgresURL != "" && cfg.Limits.RedisURL == "" {
+		log.Warn().Msg("ledger.postgres_url: keys and spend are shared, but budgets and rate limits are counted in this instance's memory; set limits.redis_url to share them between instances")
 	}
 	if st.keys, err = ledger.NewKeyring(ctx, st.db, ledger.KeyringOptions{Logger: log}); err != nil {
 		return nil, fmt.Errorf("loading virtual keys: %w", err)

@@ -299,7 +299,8 @@ type GeneralSettings struct {
 	MasterKey Secret `yaml:"master_key"`
 	// MaxRequestSizeMB bounds a request body (default 32).
 	MaxRequestSizeMB float64 `yaml:"max_request_size_mb"`
-	// DatabaseURL is LiteLLM's Postgres URL; not implemented (warning).
+	// DatabaseURL is LiteLLM's Postgres URL: ledger.postgres_url when that
+	// is not set.
 	DatabaseURL Secret `yaml:"database_url"`
 }
 
@@ -335,6 +336,12 @@ type Log struct {
 type Ledger struct {
 	// Path is the SQLite file (default ./lumen.db).
 	Path string `yaml:"path"`
+	// PostgresURL, when set, keeps the ledger (requests, virtual keys,
+	// spend) in this Postgres database instead of the file at Path, so
+	// that every instance pointed at it shares them
+	// ("postgres://user:password@host:5432/lumen"). LiteLLM's
+	// general_settings.database_url is read as this.
+	PostgresURL Secret `yaml:"postgres_url"`
 	// RetentionDays prunes older rows; zero (default) keeps everything.
 	RetentionDays int `yaml:"retention_days"`
 	// StorePayloads keeps request and response bodies (default false).

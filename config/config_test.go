@@ -67,6 +67,10 @@ func TestBadConfigs(t *testing.T) {
 			`model_list[0].litellm_params.cache_control_injection_points[2]: needs a role (system, user, assistant, tool) or an index (negative counts from the end)`,
 			`model_list[0].litellm_params.cache_control_injection_points[3].role: must be system, user, assistant or tool, got "bot"`,
 		}},
+		{"ledger.bad.yaml", []string{
+			`ledger.postgres_url: invalid Postgres URL; use postgres://user:password@host:5432/lumen`,
+			`ledger.retention_days: must not be negative`,
+		}},
 		{"empty.bad.yaml", []string{
 			`model_list: at least one model is required`,
 		}},
@@ -112,9 +116,13 @@ router_settings:
 func TestLiteLLMConfigLoads(t *testing.T) {
 	t.Setenv("LUMEN_TEST_OPENAI_KEY", "sk-test-123")
 	t.Setenv("LUMEN_TEST_MASTER", "sk-master")
+	t.Setenv("LUMEN_TEST_DATABASE_URL", "postgresql://lumen:pw@db:5432/litellm")
 	cfg, warns, err := Load("testdata/litellm.good.yaml")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if cfg.Ledger.PostgresURL.Value() != "postgresql://lumen:pw@db:5432/litellm" {
+		t.Fatalf("database_url is not the ledger's: %q", cfg.Ledger.PostgresURL.Value())
 	}
 	if len(cfg.ModelList) != 4 || cfg.ModelList[0].Deployment().APIKey.Value() != "sk-test-123" {
 		t.Fatalf("model_list not loaded: %+v", cfg.ModelList)

@@ -55,6 +55,9 @@ func (c *Config) applyDefaults() {
 	if r.Auto.Mode == "" {
 		r.Auto.Mode = "floor"
 	}
+	if c.Ledger.PostgresURL == "" {
+		c.Ledger.PostgresURL = c.GeneralSettings.DatabaseURL
+	}
 	if c.Audit.Enabled == nil {
 		c.Audit.Enabled = ptr(true)
 	}

@@ -279,7 +279,6 @@ func distance(a, b string) int {
 // empty why: accepted silently). Paths use [] for any list index.
 var litellmKeys = map[string]string{
 	"environment_variables":                             "not supported; set variables in Lumen's environment",
-	"general_settings.database_url":                     "Postgres ledger is not implemented yet; the SQLite ledger at ledger.path is used",
 	"general_settings.alerting":                         "alerting is not implemented; ignored",
 	"general_settings.proxy_batch_write_at":             "ignored; the ledger writer batches on its own",
 	"general_settings.store_model_in_db":                "models come only from the config file; ignored",

@@ -120,6 +120,12 @@ func (c *Config) Validate() []string {
 	if c.Ledger.Path == "" {
 		p.add("ledger.path", "required")
 	}
+	if u := c.Ledger.PostgresURL.Value(); u != "" {
+		if pu, err := url.Parse(u); err != nil || pu.Scheme != "postgres" && pu.Scheme != "postgresql" || pu.Host == "" {
+			// Not the URL itself: it may hold a password.
+			p.add("ledger.postgres_url", "invalid Postgres URL; use postgres://user:password@host:5432/lumen")
+		}
+	}
 	if c.Ledger.RetentionDays < 0 {
 		p.add("ledger.retention_days", "must not be negative")
 	}
