@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lumengw/lumen/internal/pgtest"
 	"github.com/lumengw/lumen/providers"
 )
 
@@ -191,13 +192,28 @@ func BenchmarkReports(b *testing.B) {
 }
 
 // BenchmarkInsert measures the writer's transactions: b.N records in
-// batches of 500.
+// batches of 500, into SQLite and into Postgres (scripts/postgres.sh's
+// throwaway server, which runs without fsync).
 func BenchmarkInsert(b *testing.B) {
-	s, err := Open(context.Background(), filepath.Join(b.TempDir(), "lumen.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	b.Run("sqlite", func(b *testing.B) {
+		s, err := Open(context.Background(), filepath.Join(b.TempDir(), "lumen.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		benchInsert(b, s)
+	})
+	b.Run("postgres", func(b *testing.B) {
+		s, err := OpenPostgres(context.Background(), pgtest.Schema(b))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		benchInsert(b, s)
+	})
+}
+
+func benchInsert(b *testing.B, s *DB) {
 	r := sampleRecord("req", benchNow)
 	batch := make([]Record, 500)
 	for i := range batch {

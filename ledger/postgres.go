@@ -30,10 +30,6 @@ func OpenPostgres(ctx context.Context, url string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("opening the Postgres ledger: %w", redactURL(err, url))
 	}
-	if s.insert, err = db.PrepareContext(ctx, s.q(insertRequest)); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("opening the Postgres ledger: %w", redactURL(err, url))
-	}
 	return s, nil
 }
 

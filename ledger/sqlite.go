@@ -32,10 +32,6 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("opening ledger %s: %w", path, err)
 	}
-	if s.insert, err = db.PrepareContext(ctx, insertRequest); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("opening ledger %s: %w", path, err)
-	}
 	return s, nil
 }
 
