@@ -1,10 +1,16 @@
 package cmd
 
 import (
+	"database/sql"
+	"io"
 	"math"
+	"net"
+	neturl "net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/tidwall/gjson"
 
@@ -81,4 +87,113 @@ func TestE2EPostgresLedgerSharedByInstances(t *testing.T) {
 			return rawPost(t, l, "/v1/chat/completions", key, body).status == 401
 		})
 	}
+}
+
+// A Postgres that goes away and comes back (a restart, a failover) costs
+// no request and no ledger row: requests are served meanwhile, and the
+// writer retries their batch until the database answers again.
+func TestE2EPostgresOutageLosesNoRows(t *testing.T) {
+	target := pgtest.Schema(t)
+	u, err := neturl.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newCutProxy(t, u.Host)
+	u.Host = p.addr
+	cfg := strings.Replace(ledgerConfig, "ledger: {path: {{DIR}}/lumen.db}",
+		`ledger: {path: {{DIR}}/lumen.db, postgres_url: "`+u.String()+`"}`, 1)
+	l := startLumen(t, strings.ReplaceAll(cfg, "{{DIR}}", t.TempDir()), nil)
+	body := chatBody("priced", "still there?", "")
+	if r := rawPost(t, l, "/v1/chat/completions", master, body); r.status != 200 {
+		t.Fatalf("before the outage: %d %s", r.status, r.text)
+	}
+
+	p.cut()
+	for i := range 5 {
+		if r := rawPost(t, l, "/v1/chat/completions", master, body); r.status != 200 {
+			t.Fatalf("request %d during the outage: %d %s", i, r.status, r.text)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // the writer meets the outage and backs off
+	p.restore()
+
+	db, err := sql.Open("pgx", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	waitFor(t, func() bool {
+		var n int
+		return db.QueryRow(`SELECT count(*) FROM requests WHERE model_group = 'priced'`).Scan(&n) == nil && n == 6
+	})
+	if !strings.Contains(l.Logs.String(), "retrying while new records queue") {
+		t.Errorf("no retry was logged:\n%s", l.Logs.String())
+	}
+}
+
+// cutProxy forwards TCP to a target until cut, which closes its listener
+// and every connection; restore listens again on the same address.
+type cutProxy struct {
+	t      *testing.T
+	target string
+	addr   string
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  []net.Conn
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{t: t, target: target, addr: ln.Addr().String()}
+	p.serve(ln)
+	t.Cleanup(p.cut)
+	return p
+}
+
+func (p *cutProxy) serve(ln net.Listener) {
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", p.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			go func() { io.Copy(up, c); up.Close() }()
+			go func() { io.Copy(c, up); c.Close() }()
+		}
+	}()
+}
+
+func (p *cutProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func (p *cutProxy) restore() {
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		p.t.Fatalf("listening again on %s: %v", p.addr, err)
+	}
+	p.serve(ln)
 }

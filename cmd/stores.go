@@ -133,7 +133,7 @@ func openStores(ctx context.Context, cfg *config.Config, log zerolog.Logger) (st
 		RetentionDays: cfg.Ledger.RetentionDays, Logger: log,
 	})
 	if st.metrics != nil {
-		st.metrics.SetLedger(st.writer.QueueDepth, st.writer.Dropped)
+		st.metrics.SetLedger(st.writer.QueueDepth, st.writer.Dropped, st.writer.Failed)
 	}
 	if *cfg.Audit.Enabled {
 		path := cfg.Audit.Path

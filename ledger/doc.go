@@ -9,7 +9,9 @@
 // The request path never waits on disk. It hands a Record to
 // Writer.Record, which queues it without blocking (or counts it as dropped
 // when the queue is full) and returns. One goroutine owned by the Writer
-// inserts queued records in batches, one transaction per batch, prunes
+// inserts queued records in batches, one transaction per batch (a batch
+// that fails is retried with backoff for up to two minutes while new
+// records queue behind it, so a database restart loses nothing), prunes
 // rows older than the retention period in small chunks between batches,
 // and drains the queue on Close. Budgets do not depend on this path: they
 // are enforced from memory (package limits) and only persisted here.

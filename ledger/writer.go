@@ -28,6 +28,13 @@ type WriterOptions struct {
 	// PruneChunk bounds the records deleted in one transaction (default
 	// 2000); the Writer writes a batch between chunks.
 	PruneChunk int
+	// RetryFor is how long a batch that fails to commit is retried, with a
+	// backoff from 100 ms to 5 s, before its records count as failed
+	// (default 2m; negative: never retried). Records queue meanwhile (and
+	// are dropped, counted, once the queue is full), so a database away
+	// for a moment (a Postgres restart or failover) loses nothing. After
+	// Close, a failing batch gets one more attempt, not more.
+	RetryFor time.Duration
 	// OnCommit, if set, is called by the writing goroutine after each batch
 	// is committed, with the batch. The slice is reused after the call.
 	OnCommit func(batch []Record)
@@ -52,6 +59,7 @@ type Writer struct {
 	closed bool
 	queue  chan Record
 	once   sync.Once
+	stop   chan struct{} // closed by Close: cuts retries short
 	done   chan struct{}
 
 	written, dropped, failed atomic.Uint64
@@ -73,13 +81,17 @@ func NewWriter(store Store, o WriterOptions) *Writer {
 	if o.PruneChunk <= 0 {
 		o.PruneChunk = 2000
 	}
+	if o.RetryFor == 0 {
+		o.RetryFor = 2 * time.Minute
+	}
 	if o.DropLogInterval <= 0 {
 		o.DropLogInterval = 10 * time.Second
 	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	w := &Writer{store: store, o: o, log: o.Logger, queue: make(chan Record, o.QueueSize), done: make(chan struct{})}
+	w := &Writer{store: store, o: o, log: o.Logger, queue: make(chan Record, o.QueueSize),
+		stop: make(chan struct{}), done: make(chan struct{})}
 	go w.run()
 	return w
 }
@@ -160,6 +172,7 @@ func (w *Writer) Close() error {
 		w.closed = true
 		close(w.queue)
 		w.mu.Unlock()
+		close(w.stop)
 	})
 	<-w.done
 	return nil
@@ -230,17 +243,51 @@ func (w *Writer) write(batch []Record) {
 			w.log.Error().Str("panic", fmt.Sprint(p)).Int("records", len(batch)).Msg("ledger writer recovered from a panic")
 		}
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := w.store.Insert(ctx, batch); err != nil {
-		w.failed.Add(uint64(len(batch)))
-		w.log.Error().Err(err).Int("records", len(batch)).Msg("writing request records to the ledger")
-		return
+	start := time.Now()
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := w.insert(batch)
+		if err == nil {
+			break
+		}
+		if w.o.RetryFor < 0 || w.stopping() || time.Since(start) >= w.o.RetryFor {
+			w.failed.Add(uint64(len(batch)))
+			w.log.Error().Err(err).Int("records", len(batch)).Int("attempts", attempt).Msg("writing request records to the ledger")
+			return
+		}
+		if attempt == 1 {
+			w.log.Warn().Err(err).Int("records", len(batch)).Dur("retry_for", w.o.RetryFor).
+				Msg("writing request records to the ledger failed; retrying while new records queue")
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-w.stop:
+			t.Stop()
+		}
+		backoff = min(2*backoff, 5*time.Second)
 	}
 	committed = true
 	w.written.Add(uint64(len(batch)))
 	if w.o.OnCommit != nil {
 		w.o.OnCommit(batch)
+	}
+}
+
+// insert is one attempt at committing batch.
+func (w *Writer) insert(batch []Record) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return w.store.Insert(ctx, batch)
+}
+
+// stopping reports whether Close was called.
+func (w *Writer) stopping() bool {
+	select {
+	case <-w.stop:
+		return true
+	default:
+		return false
 	}
 }
 

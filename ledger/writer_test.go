@@ -243,3 +243,93 @@ func TestWriterNoRetention(t *testing.T) {
 		t.Errorf("pruned with retention_days 0: %v", st.pruned)
 	}
 }
+
+// A store that fails for a while (a database restarting) loses nothing:
+// the batch is retried while new records queue behind it.
+func TestWriterRetriesUntilTheStoreIsBack(t *testing.T) {
+	var logs bytes.Buffer // written before the commit that Written observes
+	var mu sync.Mutex
+	calls := 0
+	st := &memStore{fail: func([]Record) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if calls++; calls <= 3 {
+			return errors.New("connection refused")
+		}
+		return nil
+	}}
+	w := NewWriter(st, WriterOptions{Logger: zerolog.New(&logs)})
+	defer w.Close()
+	for i := range 5 {
+		w.Record(Record{RequestID: strconv.Itoa(i)})
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for w.Written() < 5 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if w.Written() != 5 || w.Failed() != 0 || len(st.ids()) != 5 {
+		t.Fatalf("written %d failed %d stored %v, want all 5 written", w.Written(), w.Failed(), st.ids())
+	}
+	if n := strings.Count(logs.String(), "retrying"); n != 1 {
+		t.Errorf("%d retry warnings, want 1 per failed batch:\n%s", n, logs.String())
+	}
+}
+
+// A batch that keeps failing counts as failed after RetryFor, and the
+// writer goes on with the next.
+func TestWriterGivesUpAfterRetryFor(t *testing.T) {
+	st := &memStore{fail: func(b []Record) error {
+		if b[0].RequestID == "bad" {
+			return errors.New("value too long")
+		}
+		return nil
+	}}
+	w := NewWriter(st, WriterOptions{BatchSize: 1, RetryFor: 300 * time.Millisecond})
+	w.Record(Record{RequestID: "bad"})
+	w.Record(Record{RequestID: "good"})
+	deadline := time.Now().Add(10 * time.Second)
+	for w.Written() < 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	w.Close()
+	if w.Failed() != 1 || strings.Join(st.ids(), ",") != "good" {
+		t.Fatalf("failed %d stored %v, want bad failed and good stored", w.Failed(), st.ids())
+	}
+}
+
+// Close does not wait out the retries: a failing batch gets one last
+// attempt and counts as failed.
+func TestWriterCloseCutsRetriesShort(t *testing.T) {
+	var mu sync.Mutex
+	calls := 0
+	st := &memStore{fail: func([]Record) error {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		return errors.New("connection refused")
+	}}
+	w := NewWriter(st, WriterOptions{RetryFor: time.Hour})
+	w.Record(Record{RequestID: "x"})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := calls
+		mu.Unlock()
+		if n > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	closed := make(chan struct{})
+	go func() { w.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waited out the retries")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if w.Failed() != 1 || calls < 2 {
+		t.Fatalf("failed %d after %d attempts, want 1 failed after a last attempt", w.Failed(), calls)
+	}
+}

@@ -85,6 +85,7 @@ type Metrics struct {
 
 	ledgerDepth, auditDepth     atomic.Pointer[func() int]
 	ledgerDropped, auditDropped atomic.Pointer[func() uint64]
+	ledgerFailed                atomic.Pointer[func() uint64]
 
 	groupVals, deployVals, providerVals, tagVals, scopeVals, kindVals *valueSet
 
@@ -159,6 +160,7 @@ func New(opts Options) *Metrics {
 
 	f.gaugeFunc("lumen_ledger_queue_depth", "Ledger records waiting to be written.", loadInt(&m.ledgerDepth))
 	f.counterFunc("lumen_ledger_dropped_total", "Ledger records dropped because the queue was full.", loadUint(&m.ledgerDropped))
+	f.counterFunc("lumen_ledger_failed_total", "Ledger records lost because their batch failed to commit, after retries.", loadUint(&m.ledgerFailed))
 	f.gaugeFunc("lumen_audit_queue_depth", "Audit entries waiting to be written.", loadInt(&m.auditDepth))
 	f.counterFunc("lumen_audit_dropped_total", "Audit entries dropped because the queue was full.", loadUint(&m.auditDropped))
 
@@ -177,12 +179,14 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-// SetLedger makes lumen_ledger_queue_depth and lumen_ledger_dropped_total
-// report depth() and dropped() at each scrape. Either may be nil (reports 0).
-// Both must be cheap and safe for concurrent use.
-func (m *Metrics) SetLedger(depth func() int, dropped func() uint64) {
+// SetLedger makes lumen_ledger_queue_depth, lumen_ledger_dropped_total and
+// lumen_ledger_failed_total report depth(), dropped() and failed() at each
+// scrape. Any may be nil (reports 0). All must be cheap and safe for
+// concurrent use.
+func (m *Metrics) SetLedger(depth func() int, dropped, failed func() uint64) {
 	m.ledgerDepth.Store(&depth)
 	m.ledgerDropped.Store(&dropped)
+	m.ledgerFailed.Store(&failed)
 }
 
 // SetAudit is SetLedger for lumen_audit_queue_depth and

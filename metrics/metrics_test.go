@@ -130,9 +130,10 @@ func traffic(m *Metrics) {
 
 func TestMetricsAppearAndMove(t *testing.T) {
 	m := New(Options{KeyTags: []string{"team-a"}})
-	depth, dropped := 0, uint64(0)
+	depth, dropped, failed := 0, uint64(0), uint64(0)
 	var mu sync.Mutex
-	m.SetLedger(func() int { mu.Lock(); defer mu.Unlock(); return depth }, func() uint64 { mu.Lock(); defer mu.Unlock(); return dropped })
+	m.SetLedger(func() int { mu.Lock(); defer mu.Unlock(); return depth }, func() uint64 { mu.Lock(); defer mu.Unlock(); return dropped },
+		func() uint64 { mu.Lock(); defer mu.Unlock(); return failed })
 	m.SetAudit(func() int { return 2 }, nil)
 
 	before := scrape(t, m)
@@ -176,18 +177,19 @@ func TestMetricsAppearAndMove(t *testing.T) {
 		{"lumen_key_tag_cost_usd_total", "key_tag=none", 0.25, 0.5, 0},
 		{"lumen_ledger_queue_depth", "", 5, 9, 0},
 		{"lumen_ledger_dropped_total", "", 1, 4, 0},
+		{"lumen_ledger_failed_total", "", 2, 3, 0},
 		{"lumen_audit_queue_depth", "", 2, 2, 0},
 		{"lumen_audit_dropped_total", "", 0, 0, 0},
 		{"lumen_metrics_label_overflow_total", "label=key_tag", 1, 2, 0},
 	}
 	traffic(m)
 	mu.Lock()
-	depth, dropped = 5, 1
+	depth, dropped, failed = 5, 1, 2
 	mu.Unlock()
 	once := scrape(t, m)
 	traffic(m)
 	mu.Lock()
-	depth, dropped = 9, 4
+	depth, dropped, failed = 9, 4, 3
 	mu.Unlock()
 	twice := scrape(t, m)
 	for _, tt := range tests {
@@ -442,7 +444,7 @@ func TestDashboardQueriesExistingMetrics(t *testing.T) {
 		t.Fatalf("dashboard is not valid JSON: %v", err)
 	}
 	m := New(Options{KeyTags: []string{"team-a"}})
-	m.SetLedger(func() int { return 1 }, func() uint64 { return 1 })
+	m.SetLedger(func() int { return 1 }, func() uint64 { return 1 }, nil)
 	traffic(m)
 	fams := scrape(t, m)
 	used := map[string]bool{}
