@@ -28,13 +28,35 @@ var (
 	benchDir  string
 	benchDB   *DB
 	benchErr  error
+	benchDrop func() // drops the Postgres bench schema
 )
 
 // benchLedger builds the million-row ledger once per test binary, in a
 // temporary directory removed when the binary exits (TestMain). With
 // LUMEN_LEDGER_BENCH_DB=file it uses that file instead, building it only if
-// it does not exist, and keeps it (for repeated runs and EXPLAIN).
+// it does not exist, and keeps it (for repeated runs and EXPLAIN). With
+// LUMEN_LEDGER_BENCH_DB=postgres it builds it in a schema of the test
+// Postgres (pgtest), dropped when the binary exits.
 func benchLedger(b *testing.B) *DB {
+	if os.Getenv("LUMEN_LEDGER_BENCH_DB") == "postgres" {
+		base := pgtest.URL(b)
+		benchOnce.Do(func() {
+			var url string
+			if url, benchDrop, benchErr = pgtest.NewSchema(base); benchErr != nil {
+				return
+			}
+			start := time.Now()
+			if benchDB, benchErr = OpenPostgres(context.Background(), url); benchErr != nil {
+				return
+			}
+			benchErr = fillBench(benchDB)
+			fmt.Fprintf(os.Stderr, "bench ledger (postgres): %d rows inserted in %v\n", benchRows, time.Since(start).Round(time.Millisecond))
+		})
+		if benchErr != nil {
+			b.Fatal(benchErr)
+		}
+		return benchDB
+	}
 	benchOnce.Do(func() {
 		path := os.Getenv("LUMEN_LEDGER_BENCH_DB")
 		_, statErr := os.Stat(path)
@@ -114,6 +136,9 @@ func cleanupBench() {
 	}
 	if benchDir != "" {
 		os.RemoveAll(benchDir)
+	}
+	if benchDrop != nil {
+		benchDrop()
 	}
 }
 

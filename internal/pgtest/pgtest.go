@@ -59,32 +59,43 @@ func URL(t testing.TB) string {
 // tests do not see each other's tables.
 func Schema(t testing.TB) string {
 	t.Helper()
-	base := URL(t)
-	name := fmt.Sprintf("t%d_%d", os.Getpid(), schemas.Add(1))
-	db, err := sql.Open("pgx", base)
+	u, drop, err := NewSchema(URL(t))
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(drop)
+	return u
+}
+
+// NewSchema creates a fresh, empty schema in the database at base and
+// returns its connection string (search_path set to it) and a func that
+// drops it, for what outlives one test (a benchmark's shared ledger).
+func NewSchema(base string) (string, func(), error) {
+	name := fmt.Sprintf("t%d_%d", os.Getpid(), schemas.Add(1))
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", nil, fmt.Errorf("LUMEN_TEST_POSTGRES_URL: %w", err)
+	}
+	db, err := sql.Open("pgx", base)
+	if err != nil {
+		return "", nil, err
+	}
 	defer db.Close()
 	if _, err := db.ExecContext(context.Background(), `CREATE SCHEMA `+name); err != nil {
-		t.Fatalf("creating schema %s: %v", name, err)
+		return "", nil, fmt.Errorf("creating schema %s: %w", name, err)
 	}
-	t.Cleanup(func() {
+	drop := func() {
 		db, err := sql.Open("pgx", base)
 		if err != nil {
 			return
 		}
 		defer db.Close()
 		_, _ = db.ExecContext(context.Background(), `DROP SCHEMA `+name+` CASCADE`)
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("LUMEN_TEST_POSTGRES_URL: %v", err)
 	}
 	q := u.Query()
 	q.Set("search_path", name)
 	u.RawQuery = q.Encode()
-	return u.String()
+	return u.String(), drop, nil
 }
 
 func start() {
