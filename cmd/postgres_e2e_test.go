@@ -6,6 +6,8 @@ import (
 	"math"
 	"net"
 	neturl "net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -15,6 +17,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/lumengw/lumen/internal/pgtest"
+	"github.com/lumengw/lumen/ledger"
 )
 
 // Instances on one Postgres ledger (ledger.postgres_url) are one gateway's
@@ -196,4 +199,57 @@ func (p *cutProxy) restore() {
 		p.t.Fatalf("listening again on %s: %v", p.addr, err)
 	}
 	p.serve(ln)
+}
+
+// lumen ledger copy moves one instance's SQLite ledger into Postgres: the
+// key made on the old ledger authenticates on an instance of the new one,
+// whose reports and budget include the old requests; a second copy is
+// refused.
+func TestE2ELedgerCopyToPostgres(t *testing.T) {
+	old, dir, raws := ledgerLumen(t, "", ledger.KeySpec{Name: "mover", BudgetUSD: 10})
+	body := chatBody("priced", "move me", "")
+	var cost float64
+	for i := range 3 {
+		r := rawPost(t, old, "/v1/chat/completions", raws[0], body)
+		if r.status != 200 {
+			t.Fatalf("request %d on the old ledger: %d %s", i, r.status, r.text)
+		}
+		c, _ := gjson.Parse(r.header.Get("x-lumen-cost-usd")).Value().(float64)
+		cost += c
+	}
+	if err := old.stop(); err != nil { // drains the writer
+		t.Fatal(err)
+	}
+
+	url := pgtest.Schema(t)
+	cfg := strings.Replace(ledgerConfig, "ledger: {path: {{DIR}}/lumen.db}",
+		`ledger: {path: {{DIR}}/lumen.db, postgres_url: "`+url+`"}`, 1)
+	cfg = strings.ReplaceAll(cfg, "{{DIR}}", t.TempDir())
+	cfgPath := filepath.Join(t.TempDir(), "shared.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	from := filepath.Join(dir, "lumen.db")
+	out, errOut, err := runRoot(t, "", "ledger", "copy", "--from", from, "--config", cfgPath)
+	if err != nil || !strings.Contains(out, "copied 1 keys and 3 requests (0 with payloads)") {
+		t.Fatalf("ledger copy: %v\n%s%s", err, out, errOut)
+	}
+
+	l := startLumen(t, cfg, nil)
+	if r := rawPost(t, l, "/v1/chat/completions", raws[0], body); r.status != 200 {
+		t.Fatalf("the copied key on the Postgres ledger: %d %s", r.status, r.text)
+	}
+	if got := gjson.GetBytes(rawGet(t, l.URL, "/admin/keys/mover", master), "usage.spent_usd").Float(); math.Abs(got-cost*4/3) > cost/3/2 {
+		t.Errorf("the key's spend after the copy and one request: %v, want about %v", got, cost*4/3)
+	}
+	waitFor(t, func() bool {
+		return gjson.GetBytes(rawGet(t, l.URL, "/admin/spend?by=key", master), `data.#(name=="mover").requests`).Int() == 4
+	})
+
+	if _, _, err := runRoot(t, "", "ledger", "copy", "--from", from, "--config", cfgPath); err == nil || !strings.Contains(err.Error(), "already holds keys or requests") {
+		t.Errorf("a second copy: %v", err)
+	}
+	if _, _, err := runRoot(t, "", "ledger", "copy", "--from", from, "--config", old.Config); err == nil || !strings.Contains(err.Error(), "the config's own ledger") {
+		t.Errorf("a copy onto itself: %v", err)
+	}
 }

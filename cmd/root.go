@@ -93,6 +93,7 @@ Flags override LUMEN_* environment variables, which override the file.`,
 		NewCmdRoute(f),
 		NewCmdKeys(f),
 		NewCmdSpend(f),
+		NewCmdLedger(f),
 		NewCmdAudit(f),
 		NewCmdVersion(f),
 	)

@@ -125,8 +125,7 @@ func recordArgs(args []any, r *Record) []any {
 		r.CostUSD, r.SavedUSD, r.Latency.Microseconds(), r.TTFT.Microseconds(), r.Attempts, b2i(r.CacheHit), b2i(r.Stream))
 }
 
-// Insert implements Store. Records go in multi-row INSERTs, in order; a
-// record with a payload goes alone, since its payload row needs its id.
+// Insert implements Store: recs in one transaction.
 func (s *DB) Insert(ctx context.Context, recs []Record) error {
 	if len(recs) == 0 {
 		return nil
@@ -136,6 +135,18 @@ func (s *DB) Insert(ctx context.Context, recs []Record) error {
 		return fmt.Errorf("inserting %d records: %w", len(recs), err)
 	}
 	defer tx.Rollback()
+	if err := s.insert(ctx, tx, recs); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("committing %d records: %w", len(recs), err)
+	}
+	return nil
+}
+
+// insert writes recs in tx, in multi-row INSERTs and in order; a record
+// with a payload goes alone, since its payload row needs its id.
+func (s *DB) insert(ctx context.Context, tx *sql.Tx, recs []Record) error {
 	var (
 		args    []any
 		pending int // records in args
@@ -171,6 +182,7 @@ func (s *DB) Insert(ctx context.Context, recs []Record) error {
 			return fmt.Errorf("inserting record %s: %w", r.RequestID, err)
 		}
 		if payload == nil {
+			var err error
 			if payload, err = tx.PrepareContext(ctx, s.q(`INSERT INTO payloads (request, request_body, response_body) VALUES (?, ?, ?)`)); err != nil {
 				return fmt.Errorf("inserting payloads: %w", err)
 			}
@@ -180,13 +192,7 @@ func (s *DB) Insert(ctx context.Context, recs []Record) error {
 			return fmt.Errorf("inserting payload of %s: %w", r.RequestID, err)
 		}
 	}
-	if err := flush(); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("committing %d records: %w", len(recs), err)
-	}
-	return nil
+	return flush()
 }
 
 // Prune implements Store.

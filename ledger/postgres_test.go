@@ -34,6 +34,7 @@ func TestPostgres(t *testing.T) {
 		{"KeyringRunSeesOtherProcess", TestKeyringRunSeesOtherProcess},
 		{"ChangeDoesNotUndoAnotherProcess", TestChangeDoesNotUndoAnotherProcess},
 		{"WriterRetention", TestWriterRetention},
+		{"Copy", TestCopy},
 	} {
 		t.Run(tt.name, tt.test)
 	}

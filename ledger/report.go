@@ -445,9 +445,7 @@ func (s *DB) Requests(ctx context.Context, f RequestFilter) (Page, error) {
 		limit = 50
 	}
 	limit = min(limit, 1000)
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id, ts, request_id, key_id, key_name, "user", tags, model_group,
-		deployment, provider, model, status, error_type, prompt_tokens, completion_tokens, cached_tokens,
-		cache_write_tokens, cost, saved_cost, latency_us, ttft_us, attempts, cache_hit, stream
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+entryColumns+`
 		FROM requests WHERE `+where+` ORDER BY ts DESC, id DESC LIMIT ?`), append(args, limit+1)...)
 	if err != nil {
 		return Page{}, fmt.Errorf("listing requests: %w", err)
@@ -455,26 +453,10 @@ func (s *DB) Requests(ctx context.Context, f RequestFilter) (Page, error) {
 	defer rows.Close()
 	var p Page
 	for rows.Next() {
-		var (
-			e             Entry
-			ts, lat, ttft int64
-			tags          sql.NullString
-			u             providers.Usage
-		)
-		if err := rows.Scan(&e.ID, &ts, &e.RequestID, &e.KeyID, &e.KeyName, &e.User, &tags, &e.ModelGroup,
-			&e.Deployment, &e.Provider, &e.Model, &e.Status, &e.ErrorType, &u.PromptTokens, &u.CompletionTokens,
-			&u.CachedTokens, &u.CacheWriteTokens, &e.CostUSD, &e.SavedUSD, &lat, &ttft, &e.Attempts,
-			&e.CacheHit, &e.Stream); err != nil {
+		var e Entry
+		if err := scanEntry(rows, &e); err != nil {
 			return Page{}, fmt.Errorf("listing requests: %w", err)
 		}
-		if tags.Valid {
-			if err := json.Unmarshal([]byte(tags.String), &e.Tags); err != nil {
-				return Page{}, fmt.Errorf("listing requests: tags of %d: %w", e.ID, err)
-			}
-		}
-		e.Time = time.UnixMilli(ts).UTC()
-		e.Usage = u
-		e.Latency, e.TTFT = time.Duration(lat)*time.Microsecond, time.Duration(ttft)*time.Microsecond
 		if len(p.Entries) == limit {
 			last := p.Entries[limit-1]
 			p.Next = encodeCursor(last.Time.UnixMilli(), last.ID)
@@ -486,6 +468,36 @@ func (s *DB) Requests(ctx context.Context, f RequestFilter) (Page, error) {
 		return Page{}, fmt.Errorf("listing requests: %w", err)
 	}
 	return p, nil
+}
+
+// entryColumns are the requests columns scanEntry reads, in its order.
+const entryColumns = `requests.id, ts, request_id, key_id, key_name, "user", tags, model_group,
+	deployment, provider, model, status, error_type, prompt_tokens, completion_tokens, cached_tokens,
+	cache_write_tokens, cost, saved_cost, latency_us, ttft_us, attempts, cache_hit, stream`
+
+// scanEntry reads a row of entryColumns, then extra, into e.
+func scanEntry(rows *sql.Rows, e *Entry, extra ...any) error {
+	var (
+		ts, lat, ttft int64
+		tags          sql.NullString
+		u             providers.Usage
+	)
+	dest := append([]any{&e.ID, &ts, &e.RequestID, &e.KeyID, &e.KeyName, &e.User, &tags, &e.ModelGroup,
+		&e.Deployment, &e.Provider, &e.Model, &e.Status, &e.ErrorType, &u.PromptTokens, &u.CompletionTokens,
+		&u.CachedTokens, &u.CacheWriteTokens, &e.CostUSD, &e.SavedUSD, &lat, &ttft, &e.Attempts,
+		&e.CacheHit, &e.Stream}, extra...)
+	if err := rows.Scan(dest...); err != nil {
+		return err
+	}
+	if tags.Valid {
+		if err := json.Unmarshal([]byte(tags.String), &e.Tags); err != nil {
+			return fmt.Errorf("tags of %d: %w", e.ID, err)
+		}
+	}
+	e.Time = time.UnixMilli(ts).UTC()
+	e.Usage = u
+	e.Latency, e.TTFT = time.Duration(lat)*time.Microsecond, time.Duration(ttft)*time.Microsecond
+	return nil
 }
 
 // Total summarizes one model group.

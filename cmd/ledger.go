@@ -1,0 +1,99 @@
+package cmd
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lumengw/lumen/ledger"
+)
+
+// NewCmdLedger builds `lumen ledger`.
+func NewCmdLedger(f *Factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "ledger",
+		Short: "Move the ledger (requests, virtual keys, spend) between databases",
+	}
+	cmd.AddCommand(newCmdLedgerCopy(f))
+	return cmd
+}
+
+func newCmdLedgerCopy(f *Factory) *cobra.Command {
+	var configPath, from string
+	cmd := &cobra.Command{
+		Use:   "copy --from FILE",
+		Short: "Copy a SQLite ledger into the config's ledger (its Postgres database)",
+		Long: `Copy every virtual key (revoked ones too, with their hashes, settings and
+saved spend) and every request row (with its stored payload) from the SQLite
+ledger FILE into the ledger the config names, which must be empty: the way
+from one instance's lumen.db to the Postgres database (ledger.postgres_url)
+that several instances share. Keys keep working unchanged, and reports and
+budgets see the old requests. The copy is one transaction: if it fails,
+the destination is left empty. The audit log stays where it is (audit.path,
+or the old file).
+
+Stop the instance that writes FILE first, or requests it serves meanwhile
+are not copied.`,
+		Example: `  lumen ledger copy --from ./lumen.db --config shared.yaml`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			if from == "" {
+				return errors.New("--from: the SQLite ledger to copy is required")
+			}
+			if _, err := os.Stat(from); err != nil {
+				return fmt.Errorf("--from: %w", err)
+			}
+			cfg, _, _, err := loadConfig(newViper(cmd.Flags()), f)
+			if err != nil {
+				return err
+			}
+			to := "ledger.postgres_url"
+			if cfg.Ledger.PostgresURL == "" {
+				to = "ledger.path " + cfg.Ledger.Path
+				if same(from, cfg.Ledger.Path) {
+					return fmt.Errorf("--from %s is the config's own ledger; set ledger.postgres_url (or another ledger.path) to copy it to", from)
+				}
+			}
+			src, err := ledger.Open(ctx, from)
+			if err != nil {
+				return fmt.Errorf("--from: %w", err)
+			}
+			defer src.Close()
+			dst, err := openLedger(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			defer dst.Close()
+			st, err := ledger.Copy(ctx, dst, src, func(n int) { fmt.Fprintf(f.ErrOut, "%d requests…\n", n) })
+			if errors.Is(err, ledger.ErrNotEmpty) {
+				return fmt.Errorf("%s: %w; copy into a new database", to, err)
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(f.Out, "copied %d keys and %d requests (%d with payloads) from %s into %s\n",
+				st.Keys, st.Requests, st.Payloads, from, to)
+			return nil
+		},
+	}
+	fs := cmd.Flags()
+	configFlag(fs, &configPath)
+	fs.StringVar(&from, "from", "", "the SQLite ledger file to copy")
+	return cmd
+}
+
+// same reports whether paths a and b name one file.
+func same(a, b string) bool {
+	ia, errA := os.Stat(a)
+	ib, errB := os.Stat(b)
+	if errA == nil && errB == nil {
+		return os.SameFile(ia, ib)
+	}
+	aa, _ := filepath.Abs(a)
+	bb, _ := filepath.Abs(b)
+	return aa == bb
+}

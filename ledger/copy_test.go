@@ -1,0 +1,117 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+)
+
+// Copy moves a SQLite ledger, keys and requests and payloads, into an
+// empty ledger (Postgres under TestPostgres) that then answers as the
+// original did, and refuses a ledger that is not empty.
+func TestCopy(t *testing.T) {
+	ctx := context.Background()
+	src, err := Open(ctx, filepath.Join(t.TempDir(), "old.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	kr := newKeyring(t, src, nil)
+	raw, search, err := kr.Create(ctx, KeySpec{Name: "search", BudgetUSD: 50, BudgetPeriod: "monthly", RPM: 60,
+		Models: []string{"gpt-4o"}, Tags: map[string]string{"team": "search"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := kr.Create(ctx, KeySpec{Name: "ads", ExpiresAt: time.Now().Add(48 * time.Hour).Truncate(time.Millisecond)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kr.Revoke(ctx, "ads"); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.SaveSpend(ctx, []KeySpend{{KeyID: search.ID, PeriodStart: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), USD: 1.25}}); err != nil {
+		t.Fatal(err)
+	}
+	// More than two chunks of requests, a few with payloads.
+	base := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+	var recs []Record
+	for i := range 2*copyChunk + 7 {
+		r := sampleRecord(fmt.Sprintf("req-%05d", i), base.Add(time.Duration(i)*time.Second))
+		r.KeyID, r.KeyName = search.ID, search.Name
+		if i%3 == 0 {
+			r.ModelGroup, r.Tags, r.User = "claude", nil, ""
+		}
+		if i%1000 == 0 {
+			r.Request, r.Response = []byte(`{"messages":[]}`), []byte(fmt.Sprintf(`{"n":%d}`, i))
+		}
+		recs = append(recs, r)
+	}
+	if err := src.Insert(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+
+	dst := openTest(t)
+	var seen []int
+	st, err := Copy(ctx, dst, src, func(n int) { seen = append(seen, n) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st != (CopyStats{Keys: 2, Requests: len(recs), Payloads: 11}) || !reflect.DeepEqual(seen, []int{copyChunk, 2 * copyChunk, len(recs)}) {
+		t.Fatalf("copied %+v, progress %v", st, seen)
+	}
+
+	srcKeys, _ := src.ListKeys(ctx)
+	dstKeys, err := dst.ListKeys(ctx)
+	if err != nil || !reflect.DeepEqual(srcKeys, dstKeys) {
+		t.Fatalf("keys differ: %v\nsrc %+v\ndst %+v", err, srcKeys, dstKeys)
+	}
+	if _, err := newKeyring(t, dst, nil).Authenticate(raw); err != nil {
+		t.Errorf("the copied key does not authenticate: %v", err)
+	}
+	for _, by := range []By{ByKey, ByModel, ByUser, ByTag, ByKeyTag, ByDay} {
+		want, err1 := src.Spend(ctx, Query{By: by})
+		got, err2 := dst.Spend(ctx, Query{By: by})
+		if err1 != nil || err2 != nil || !reflect.DeepEqual(roundRows(want), roundRows(got)) {
+			t.Errorf("spend by %s: %v %v\nsrc %+v\ndst %+v", by, err1, err2, want, got)
+		}
+	}
+	since := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	wantSince, _ := src.SpendSince(ctx, since)
+	gotSince, err := dst.SpendSince(ctx, since)
+	if err != nil || !reflect.DeepEqual(roundMap(wantSince), roundMap(gotSince)) {
+		t.Errorf("SpendSince: %v\nsrc %v\ndst %v", err, wantSince, gotSince)
+	}
+	page, err := dst.Requests(ctx, RequestFilter{Limit: 1, Since: base.Add(3000 * time.Second), Until: base.Add(3001 * time.Second)})
+	if err != nil || len(page.Entries) != 1 || page.Entries[0].RequestID != "req-03000" {
+		t.Fatalf("request 3000: %v %+v", err, page)
+	}
+	if req, resp, err := dst.Payload(ctx, page.Entries[0].ID); err != nil || string(req) != `{"messages":[]}` || string(resp) != `{"n":3000}` {
+		t.Errorf("payload of request 3000: %q %q %v", req, resp, err)
+	}
+
+	if _, err := Copy(ctx, dst, src, nil); !errors.Is(err, ErrNotEmpty) {
+		t.Errorf("a second copy: %v, want ErrNotEmpty", err)
+	}
+}
+
+// roundRows and roundMap drop the last bits of float sums, which the
+// two databases may add in different orders.
+func roundRows(rows []Row) []Row {
+	out := append([]Row(nil), rows...)
+	for i := range out {
+		out[i].CostUSD = float64(int64(out[i].CostUSD*1e9+0.5)) / 1e9
+		out[i].SavedUSD = float64(int64(out[i].SavedUSD*1e9+0.5)) / 1e9
+	}
+	return out
+}
+
+func roundMap(m map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range m {
+		out[k] = float64(int64(v*1e9+0.5)) / 1e9
+	}
+	return out
+}
