@@ -38,37 +38,33 @@ var (
 // LUMEN_LEDGER_BENCH_DB=postgres it builds it in a schema of the test
 // Postgres (pgtest), dropped when the binary exits.
 func benchLedger(b *testing.B) *DB {
-	if os.Getenv("LUMEN_LEDGER_BENCH_DB") == "postgres" {
-		base := pgtest.URL(b)
-		benchOnce.Do(func() {
-			var url string
-			if url, benchDrop, benchErr = pgtest.NewSchema(base); benchErr != nil {
-				return
-			}
-			start := time.Now()
-			if benchDB, benchErr = OpenPostgres(context.Background(), url); benchErr != nil {
-				return
-			}
-			benchErr = fillBench(benchDB)
-			fmt.Fprintf(os.Stderr, "bench ledger (postgres): %d rows inserted in %v\n", benchRows, time.Since(start).Round(time.Millisecond))
-		})
-		if benchErr != nil {
-			b.Fatal(benchErr)
-		}
-		return benchDB
+	where := os.Getenv("LUMEN_LEDGER_BENCH_DB")
+	var base string
+	if where == "postgres" {
+		base = pgtest.URL(b)
 	}
 	benchOnce.Do(func() {
-		path := os.Getenv("LUMEN_LEDGER_BENCH_DB")
-		_, statErr := os.Stat(path)
-		reuse := path != "" && statErr == nil
-		if path == "" {
-			if benchDir, benchErr = os.MkdirTemp("", "lumen-ledger-bench-"); benchErr != nil {
-				return
-			}
-			path = filepath.Join(benchDir, "lumen.db")
-		}
 		start := time.Now()
-		if benchDB, benchErr = Open(context.Background(), path); benchErr != nil || reuse {
+		reuse := false
+		switch {
+		case base != "":
+			var url string
+			if url, benchDrop, benchErr = pgtest.NewSchema(base); benchErr == nil {
+				benchDB, benchErr = OpenPostgres(context.Background(), url)
+			}
+		default:
+			path := where
+			_, statErr := os.Stat(path)
+			reuse = path != "" && statErr == nil
+			if path == "" {
+				if benchDir, benchErr = os.MkdirTemp("", "lumen-ledger-bench-"); benchErr != nil {
+					return
+				}
+				path = filepath.Join(benchDir, "lumen.db")
+			}
+			benchDB, benchErr = Open(context.Background(), path)
+		}
+		if benchErr != nil || reuse {
 			return
 		}
 		benchErr = fillBench(benchDB)

@@ -22,6 +22,24 @@ type DB struct {
 	pg   bool   // Postgres: $n placeholders and its own JSON functions
 }
 
+// open opens s's database with driver and dsn, sizes its pool and
+// migrates its schema.
+func open(ctx context.Context, driver, dsn string, s *DB) (*DB, error) {
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(8)
+	db.SetMaxIdleConns(8)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	s.db = db
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
 // Close closes the database. The Writer using s must be closed first.
 func (s *DB) Close() error {
 	if err := s.db.Close(); err != nil {

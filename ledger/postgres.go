@@ -2,11 +2,9 @@ package ledger
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // the database/sql driver "pgx"
@@ -18,16 +16,8 @@ import (
 // version. Several instances share one database: their requests, keys and
 // spend are one ledger. Errors never carry the URL (it holds a password).
 func OpenPostgres(ctx context.Context, url string) (*DB, error) {
-	db, err := sql.Open("pgx", url)
+	s, err := open(ctx, "pgx", url, &DB{pg: true})
 	if err != nil {
-		return nil, fmt.Errorf("opening the Postgres ledger: %w", redactURL(err, url))
-	}
-	db.SetMaxOpenConns(8)
-	db.SetMaxIdleConns(8)
-	db.SetConnMaxIdleTime(5 * time.Minute)
-	s := &DB{db: db, pg: true}
-	if err := s.migrate(ctx); err != nil {
-		db.Close()
 		return nil, fmt.Errorf("opening the Postgres ledger: %w", redactURL(err, url))
 	}
 	return s, nil

@@ -2,10 +2,8 @@ package ledger
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"strings"
-	"time"
 
 	_ "github.com/mattn/go-sqlite3" // the database/sql driver "sqlite3"
 )
@@ -20,16 +18,8 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	// _txlock=immediate takes the write lock at BEGIN, so two writers wait
 	// on the busy timeout instead of one failing to upgrade its lock.
 	dsn := path + "?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=10000&_txlock=immediate&_foreign_keys=1&_cache_size=-32000"
-	db, err := sql.Open("sqlite3", dsn)
+	s, err := open(ctx, "sqlite3", dsn, &DB{path: path})
 	if err != nil {
-		return nil, fmt.Errorf("opening ledger %s: %w", path, err)
-	}
-	db.SetMaxOpenConns(8)
-	db.SetMaxIdleConns(8)
-	db.SetConnMaxIdleTime(5 * time.Minute)
-	s := &DB{db: db, path: path}
-	if err := s.migrate(ctx); err != nil {
-		db.Close()
 		return nil, fmt.Errorf("opening ledger %s: %w", path, err)
 	}
 	return s, nil

@@ -6,22 +6,19 @@
 package pgtest
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
+
+	"github.com/lumengw/lumen/internal/scripts"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the database/sql driver "pgx"
 )
@@ -104,27 +101,15 @@ func start() {
 		started.err = err
 		return
 	}
-	_, here, _, _ := runtime.Caller(0) // internal/pgtest/pgtest.go
-	cmd := exec.Command(filepath.Join(filepath.Dir(here), "..", "..", "scripts", "postgres.sh"))
-	cmd.Env = append(os.Environ(), "LUMEN_POSTGRES_DIR="+dir)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
+	vars, err := scripts.Exports("postgres.sh", "LUMEN_POSTGRES_DIR="+dir)
 	if err != nil {
-		started.err = fmt.Errorf("scripts/postgres.sh: %w", err)
+		started.err = err
 		return
 	}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		line := strings.TrimPrefix(sc.Text(), "export ")
-		if v, ok := strings.CutPrefix(line, "LUMEN_TEST_POSTGRES_URL="); ok {
-			started.url = strings.Trim(v, "'")
-		}
-		if v, ok := strings.CutPrefix(line, "LUMEN_TEST_POSTGRES_PID="); ok {
-			started.pid, _ = strconv.Atoi(v)
-		}
-	}
+	started.url = vars["LUMEN_TEST_POSTGRES_URL"]
+	started.pid, _ = strconv.Atoi(vars["LUMEN_TEST_POSTGRES_PID"])
 	if started.url == "" {
-		started.err = fmt.Errorf("scripts/postgres.sh printed no URL: %q", out)
+		started.err = fmt.Errorf("scripts/postgres.sh printed no URL: %v", vars)
 	}
 }
 

@@ -5,18 +5,15 @@
 package redistest
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/lumengw/lumen/internal/scripts"
 )
 
 var started struct {
@@ -51,26 +48,15 @@ func start() {
 		started.err = err
 		return
 	}
-	_, here, _, _ := runtime.Caller(0) // internal/redistest/redistest.go
-	cmd := exec.Command(filepath.Join(filepath.Dir(here), "..", "..", "scripts", "redis.sh"))
-	cmd.Env = append(os.Environ(), "LUMEN_REDIS_DIR="+dir)
-	out, err := cmd.Output()
+	vars, err := scripts.Exports("redis.sh", "LUMEN_REDIS_DIR="+dir)
 	if err != nil {
-		started.err = fmt.Errorf("scripts/redis.sh: %w", err)
+		started.err = err
 		return
 	}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		line := strings.TrimPrefix(sc.Text(), "export ")
-		if v, ok := strings.CutPrefix(line, "LUMEN_TEST_REDIS_ADDR="); ok {
-			started.addr = v
-		}
-		if v, ok := strings.CutPrefix(line, "LUMEN_TEST_REDIS_PID="); ok {
-			started.pid, _ = strconv.Atoi(v)
-		}
-	}
+	started.addr = vars["LUMEN_TEST_REDIS_ADDR"]
+	started.pid, _ = strconv.Atoi(vars["LUMEN_TEST_REDIS_PID"])
 	if started.addr == "" {
-		started.err = fmt.Errorf("scripts/redis.sh printed no address: %q", out)
+		started.err = fmt.Errorf("scripts/redis.sh printed no address: %v", vars)
 	}
 }
 
