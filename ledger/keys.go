@@ -280,22 +280,47 @@ func (kr *Keyring) Reload(ctx context.Context) error {
 	return kr.reload(ctx)
 }
 
+// refreshTimeout bounds one check of the store in Run: a database out of
+// reach must not hold the change lock for as long as TCP would wait.
+const refreshTimeout = 10 * time.Second
+
+// failLogEvery spaces Run's warnings while the store keeps failing.
+const failLogEvery = time.Minute
+
 // Run reloads the keys every interval when the store says they changed
 // (or every time, for a store without KeysVersion), so that keys created,
-// changed or revoked by another process (lumen keys ...) take effect here
-// within interval. It returns when ctx is done. Failures are logged and
-// retried at the next tick.
+// changed or revoked by another process (lumen keys ..., another instance)
+// take effect here within interval. It returns when ctx is done. A
+// failure is retried at the next tick: the keys already loaded keep
+// authenticating. While the store keeps failing (a shared database out of
+// reach) Run warns at the first failure and then once a minute, and says
+// when the store answers again.
 func (kr *Keyring) Run(ctx context.Context, interval time.Duration) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	failures := 0
+	var lastWarn time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
-		if err := kr.refresh(ctx); err != nil && ctx.Err() == nil {
-			kr.log.Warn().Err(err).Msg("reloading virtual keys")
+		rctx, cancel := context.WithTimeout(ctx, refreshTimeout)
+		err := kr.refresh(rctx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			failures++
+			if failures == 1 || time.Since(lastWarn) >= failLogEvery {
+				kr.log.Warn().Err(err).Int("failures", failures).Msg("reloading virtual keys; the keys already loaded still work")
+				lastWarn = time.Now()
+			}
+		case failures > 0:
+			kr.log.Info().Int("failures", failures).Msg("reloading virtual keys works again")
+			failures = 0
 		}
 	}
 }

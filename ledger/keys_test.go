@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 func newKeyring(t *testing.T, s KeyStore, now func() time.Time) *Keyring {
@@ -376,4 +378,86 @@ func TestChangeDoesNotUndoAnotherProcess(t *testing.T) {
 	if k.BudgetUSD != 5 || k.RPM != 20 {
 		t.Fatalf("after both changes: budget %v rpm %v, want 5 and 20", k.BudgetUSD, k.RPM)
 	}
+}
+
+// flakyVersions is a KeyStore whose KeysVersion fails while down is set.
+type flakyVersions struct {
+	*DB
+	mu    sync.Mutex
+	down  bool
+	calls int
+}
+
+func (f *flakyVersions) KeysVersion(ctx context.Context) (int64, error) {
+	f.mu.Lock()
+	f.calls++
+	down := f.down
+	f.mu.Unlock()
+	if down {
+		return 0, errors.New("connection refused")
+	}
+	return f.DB.KeysVersion(ctx)
+}
+
+// While the store fails, Run warns once (not at every tick), keeps the
+// loaded keys working, and says when the store is back.
+func TestKeyringRunStoreDown(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	store := &flakyVersions{DB: openTest(t)}
+	var logs syncLog
+	kr, err := NewKeyring(ctx, store, KeyringOptions{Logger: zerolog.New(&logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _, err := kr.Create(ctx, KeySpec{Name: "kept"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.mu.Lock()
+	store.down = true
+	store.mu.Unlock()
+	done := make(chan error, 1)
+	go func() { done <- kr.Run(ctx, 5*time.Millisecond) }()
+	wait := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s:\n%s", what, logs.String())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	wait("ten failed checks", func() bool { store.mu.Lock(); defer store.mu.Unlock(); return store.calls >= 10 })
+	if _, err := kr.Authenticate(raw); err != nil {
+		t.Errorf("a loaded key while the store is down: %v", err)
+	}
+	store.mu.Lock()
+	store.down = false
+	store.mu.Unlock()
+	wait("the recovery line", func() bool { return strings.Contains(logs.String(), "works again") })
+	cancel()
+	<-done
+	if n := strings.Count(logs.String(), "connection refused"); n != 1 {
+		t.Errorf("%d warnings for one outage, want 1:\n%s", n, logs.String())
+	}
+}
+
+// syncLog is a log sink safe to read while Run writes to it.
+type syncLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
