@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // the database/sql driver "pgx"
@@ -16,12 +17,19 @@ import (
 // version. Several instances share one database: their requests, keys and
 // spend are one ledger. Errors never carry the URL (it holds a password).
 func OpenPostgres(ctx context.Context, url string) (*DB, error) {
+	// A server that does not answer (a wrong address behind a firewall)
+	// fails the start in openTimeout, not when TCP gives up.
+	ctx, cancel := context.WithTimeout(ctx, openTimeout)
+	defer cancel()
 	s, err := open(ctx, "pgx", url, &DB{pg: true})
 	if err != nil {
 		return nil, fmt.Errorf("opening the Postgres ledger: %w", redactURL(err, url))
 	}
 	return s, nil
 }
+
+// openTimeout bounds OpenPostgres's connection and migration.
+const openTimeout = 30 * time.Second
 
 // redactURL keeps url out of err's text: pgx names the connection string
 // in some parse errors.

@@ -2,9 +2,11 @@ package ledger
 
 import (
 	"context"
+	"net"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/lumengw/lumen/internal/pgtest"
 )
@@ -79,6 +81,28 @@ func TestPostgresMigrates(t *testing.T) {
 	s.Close()
 	if _, err := OpenPostgres(ctx, url); err == nil || !strings.Contains(err.Error(), "newer than this Lumen") {
 		t.Errorf("Open of a newer schema = %v, want a refusal", err)
+	}
+
+	// A server that accepts and never answers fails the open at the
+	// caller's deadline (openTimeout's, by default).
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	if _, err := OpenPostgres(short, "postgres://lumen:s3cret-pw@"+ln.Addr().String()+"/lumen?sslmode=disable"); err == nil || strings.Contains(err.Error(), "s3cret-pw") {
+		t.Errorf("OpenPostgres(silent server) = %v", err)
 	}
 
 	for _, bad := range []string{"postgres://lumen:s3cret-pw@127.0.0.1:1/lumen?sslmode=disable&connect_timeout=1", "postgres://lumen:s3cret-pw@%zz"} {
