@@ -27,8 +27,9 @@ func newCmdLedgerCopy(f *Factory) *cobra.Command {
 		Use:   "copy --from FILE",
 		Short: "Copy a SQLite ledger into the config's ledger (its Postgres database)",
 		Long: `Copy every virtual key (revoked ones too, with their hashes, settings and
-saved spend) and every request row (with its stored payload) from the SQLite
-ledger FILE into the ledger the config names, which must be empty: the way
+saved spend), every request row (with its stored payload) and what
+auto:smart learned from the SQLite ledger FILE into the ledger the config
+names, which must be empty: the way
 from one instance's lumen.db to the Postgres database (ledger.postgres_url)
 that several instances share. Keys keep working unchanged, and reports and
 budgets see the old requests. The copy is one transaction: if it fails,
@@ -75,8 +76,8 @@ are not copied.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(f.Out, "copied %d keys and %d requests (%d with payloads) from %s into %s\n",
-				st.Keys, st.Requests, st.Payloads, from, to)
+			fmt.Fprintf(f.Out, "copied %d keys, %d requests (%d with payloads) and %d auto:smart arms from %s into %s\n",
+				st.Keys, st.Requests, st.Payloads, st.Arms, from, to)
 			return nil
 		},
 	}

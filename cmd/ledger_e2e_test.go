@@ -626,7 +626,8 @@ limits:
 }
 
 // Headers reach model "auto", and what auto:smart learns survives a
-// restart (a file beside the ledger).
+// restart (in the ledger, where an older Lumen's state file beside it is
+// merged once).
 func TestE2EAutoHeadersAndBanditRestart(t *testing.T) {
 	fake := newFakeOpenAI(t)
 	fake.releaseAll()
@@ -666,9 +667,37 @@ func TestE2EAutoHeadersAndBanditRestart(t *testing.T) {
 	if err := l.stop(); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(dir + "/lumen.db.bandit.json")
-	if err != nil || !bytes.Contains(b, []byte(r.header.Get("x-lumen-selected-model"))) {
-		t.Fatalf("bandit state after shutdown: %v\n%s", err, b)
+	arms := func() []ledger.Arm {
+		t.Helper()
+		db, err := ledger.Open(context.Background(), dir+"/lumen.db")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		arms, err := db.MergeArms(context.Background(), nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return arms
+	}
+	chosen := r.header.Get("x-lumen-selected-model")
+	got := arms()
+	if len(got) != 1 || got[0].Model != chosen || got[0].Beta != 1 {
+		t.Fatalf("bandit state in the ledger after shutdown: %+v (feedback 0 on %s)", got, chosen)
+	}
+
+	file := dir + "/lumen.db.bandit.json"
+	if err := os.WriteFile(file, []byte(`[{"domain":"`+got[0].Domain+`","model":"`+chosen+`","alpha":7,"beta":0}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := startLumen(t, yaml, fake).stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := arms(); len(got) != 1 || got[0].Alpha != 7 || got[0].Beta != 1 {
+		t.Fatalf("after merging the old file: %+v", got)
+	}
+	if _, err := os.Stat(file + ".imported"); err != nil {
+		t.Errorf("the old file was not set aside: %v", err)
 	}
 }
 

@@ -231,7 +231,7 @@ func TestE2ELedgerCopyToPostgres(t *testing.T) {
 	}
 	from := filepath.Join(dir, "lumen.db")
 	out, errOut, err := runRoot(t, "", "ledger", "copy", "--from", from, "--config", cfgPath)
-	if err != nil || !strings.Contains(out, "copied 1 keys and 3 requests (0 with payloads)") {
+	if err != nil || !strings.Contains(out, "copied 1 keys, 3 requests (0 with payloads) and 0 auto:smart arms") {
 		t.Fatalf("ledger copy: %v\n%s%s", err, out, errOut)
 	}
 

@@ -103,9 +103,12 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 		log.Warn().Str("config", source).Msg(w)
 	}
 	r.SetLogger(log)
+	// What auto:smart learned lives in the ledger; a Lumen before
+	// 2026-11-28 kept it in a file beside it, merged in once here.
 	banditPath := router.BanditPath(cfg.Ledger.Path)
-	if err := r.LoadBandit(banditPath); err != nil {
-		log.Warn().Err(err).Str("path", banditPath).Msg("auto:smart starts without its learned state")
+	imported, err := r.ImportBandit(banditPath)
+	if err != nil {
+		log.Warn().Err(err).Str("path", banditPath).Msg("auto:smart: the old state file could not be read; it is left as it is")
 	}
 	respCache, closeCache, err := buildCache(cfg, r, log)
 	if err != nil {
@@ -120,6 +123,14 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 	so := server.Options{Config: cfg, Router: r, Logger: log, Version: Version, Cache: respCache}
 	st.options(&so)
 	srv := server.New(so)
+	st.learner = srv.Router
+	if st.syncLearning() && imported > 0 {
+		if err := os.Rename(banditPath, banditPath+".imported"); err != nil {
+			log.Warn().Err(err).Msg("auto:smart: the old state file is in the ledger now but could not be renamed; it would be merged again at the next start")
+		} else {
+			log.Info().Int("arms", imported).Str("path", banditPath).Msg("auto:smart: the old state file is merged into the ledger (renamed .imported)")
+		}
+	}
 	addr := net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.Port))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -145,11 +156,7 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 	if opts.Ready != nil {
 		opts.Ready(ln.Addr().String())
 	}
-	err = srv.Run(ctx, ln)
-	if serr := srv.Router().SaveBandit(banditPath); serr != nil {
-		log.Error().Err(serr).Str("path", banditPath).Msg("saving what auto:smart learned")
-	}
-	return err
+	return srv.Run(ctx, ln)
 }
 
 // serveMetrics serves /metrics on its own address (metrics.listen). The

@@ -17,6 +17,8 @@ import (
 	"github.com/lumengw/lumen/ledger"
 	"github.com/lumengw/lumen/limits"
 	"github.com/lumengw/lumen/metrics"
+	"github.com/lumengw/lumen/router"
+	"github.com/lumengw/lumen/router/auto"
 	"github.com/lumengw/lumen/server"
 )
 
@@ -28,6 +30,10 @@ const keysRefresh = 2 * time.Second
 // that a crash loses at most this much of the spend whose ledger rows were
 // dropped.
 const spendSaveEvery = 30 * time.Second
+
+// learnSyncEvery is how often what auto:smart learned goes to the ledger
+// and comes back with what the other instances learned.
+const learnSyncEvery = 30 * time.Second
 
 // spendRaiseEvery is, with budgets in Redis, how often their spend is
 // raised to the ledger's, so that a Redis that lost its data catches up.
@@ -57,6 +63,9 @@ type stores struct {
 	metrics *metrics.Metrics
 	audit   *audit.Log
 	log     zerolog.Logger
+	// learner is the router whose auto:smart state syncs with the ledger
+	// (the server's current one); nil: none.
+	learner func() *router.Router
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -281,6 +290,47 @@ func (st *stores) run(ctx context.Context) {
 			every(ctx, spendSaveEvery, st.saveSpend)
 		}
 	}()
+	if st.learner != nil {
+		st.wg.Add(1)
+		go func() {
+			defer st.wg.Done()
+			every(ctx, learnSyncEvery, func() { st.syncLearning() })
+		}()
+	}
+}
+
+// syncLearning sends what auto:smart learned here to the ledger and takes
+// back what every instance did, and reports whether that worked.
+func (st *stores) syncLearning() bool {
+	if st.learner == nil || st.db == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := st.learner().SyncLearning(ctx, armStore{st.db}); err != nil {
+		st.log.Warn().Err(err).Msg("auto:smart: its outcomes stay here until the next sync")
+		return false
+	}
+	return true
+}
+
+// armStore is the ledger as the router's ArmStore.
+type armStore struct{ db *ledger.DB }
+
+func (a armStore) MergeArms(ctx context.Context, deltas []auto.Arm, maxCount float64) ([]auto.Arm, error) {
+	in := make([]ledger.Arm, len(deltas))
+	for i, d := range deltas {
+		in[i] = ledger.Arm{Domain: d.Domain, Model: d.Model, Alpha: d.Alpha, Beta: d.Beta}
+	}
+	stored, err := a.db.MergeArms(ctx, in, maxCount)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]auto.Arm, len(stored))
+	for i, s := range stored {
+		out[i] = auto.Arm{Domain: s.Domain, Model: s.Model, Alpha: s.Alpha, Beta: s.Beta}
+	}
+	return out, nil
 }
 
 // every calls f every d until ctx is done.
@@ -365,6 +415,7 @@ func (st *stores) close() {
 	if st.writer != nil {
 		errs = append(errs, st.writer.Close())
 	}
+	st.syncLearning() // what auto:smart learned since the last sync
 	if st.budgets != nil && st.db != nil {
 		st.saveSpend()
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // ErrNotEmpty is Copy's refusal of a destination that already holds keys
@@ -12,14 +13,15 @@ var ErrNotEmpty = errors.New("the destination ledger already holds keys or reque
 
 // CopyStats is what Copy copied.
 type CopyStats struct {
-	Keys, Requests, Payloads int
+	Keys, Requests, Payloads, Arms int
 }
 
 // copyChunk is how many requests Copy reads from src at a time.
 const copyChunk = 5000
 
 // Copy copies every virtual key (revoked ones too, with their hashes and
-// saved spend) and every request row, with its payload, from src into dst,
+// saved spend), every request row with its payload, and what auto:smart
+// learned (its arms) from src into dst,
 // which must be empty (ErrNotEmpty): how a ledger moves from its SQLite
 // file to the Postgres database several instances share. Everything goes
 // in one transaction on dst, so a failed copy leaves dst empty. Request
@@ -54,6 +56,18 @@ func Copy(ctx context.Context, dst, src *DB, progress func(requests int)) (CopyS
 			return st, fmt.Errorf("copying key %s: %w", k.ID, err)
 		}
 		st.Keys++
+	}
+
+	arms, err := readArms(ctx, src.db)
+	if err != nil {
+		return st, err
+	}
+	for _, a := range arms {
+		if _, err := tx.ExecContext(ctx, dst.q(`INSERT INTO bandit_arms (domain, model, alpha, beta, updated_at) VALUES (?, ?, ?, ?, ?)`),
+			a.Domain, a.Model, a.Alpha, a.Beta, time.Now().UnixMilli()); err != nil {
+			return st, fmt.Errorf("copying bandit arm %s/%s: %w", a.Domain, a.Model, err)
+		}
+		st.Arms++
 	}
 
 	var after int64

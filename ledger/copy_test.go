@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -52,6 +53,10 @@ func TestCopy(t *testing.T) {
 	if err := src.Insert(ctx, recs); err != nil {
 		t.Fatal(err)
 	}
+	arms := []Arm{{"code", "gpt-4o", 3, 1}, {"math", "claude", 0.5, 2.5}}
+	if _, err := src.MergeArms(ctx, arms, 500); err != nil {
+		t.Fatal(err)
+	}
 
 	dst := openTest(t)
 	var seen []int
@@ -59,10 +64,13 @@ func TestCopy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st != (CopyStats{Keys: 2, Requests: len(recs), Payloads: 11}) || !reflect.DeepEqual(seen, []int{copyChunk, 2 * copyChunk, len(recs)}) {
+	if st != (CopyStats{Keys: 2, Requests: len(recs), Payloads: 11, Arms: 2}) || !reflect.DeepEqual(seen, []int{copyChunk, 2 * copyChunk, len(recs)}) {
 		t.Fatalf("copied %+v, progress %v", st, seen)
 	}
 
+	if got, err := dst.MergeArms(ctx, nil, 500); err != nil || !reflect.DeepEqual(got, arms) {
+		t.Errorf("arms after the copy: %v %+v", err, got)
+	}
 	srcKeys, _ := src.ListKeys(ctx)
 	dstKeys, err := dst.ListKeys(ctx)
 	if err != nil || !reflect.DeepEqual(srcKeys, dstKeys) {
@@ -114,4 +122,25 @@ func roundMap(m map[string]float64) map[string]float64 {
 		out[k] = float64(int64(v*1e9+0.5)) / 1e9
 	}
 	return out
+}
+
+// MergeArms adds every instance's outcomes, caps an arm as the bandit
+// does, and returns them all.
+func TestMergeArms(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	if got, err := s.MergeArms(ctx, nil, 500); err != nil || len(got) != 0 {
+		t.Fatalf("empty: %v %v", got, err)
+	}
+	if _, err := s.MergeArms(ctx, []Arm{{"code", "a", 1, 0}, {"code", "b", 0, 1}}, 10); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.MergeArms(ctx, []Arm{{"code", "a", 2, 1}}, 10) // another instance
+	if err != nil || !reflect.DeepEqual(got, []Arm{{"code", "a", 3, 1}, {"code", "b", 0, 1}}) {
+		t.Fatalf("after two merges: %v %+v", err, got)
+	}
+	got, err = s.MergeArms(ctx, []Arm{{"code", "a", 12, 4}}, 10)
+	if err != nil || len(got) != 2 || math.Abs(got[0].Alpha+got[0].Beta-10) > 1e-9 || math.Abs(got[0].Alpha/got[0].Beta-15.0/5) > 1e-9 {
+		t.Fatalf("capped: %v %+v", err, got)
+	}
 }

@@ -39,7 +39,8 @@
 // A SQLite database is in WAL mode with synchronous=NORMAL: a committed batch
 // survives the process being killed; a power loss may lose the last
 // batches. Tables: requests, payloads (only with store_payloads), api_keys,
-// ledger_migrations (the schema version). The audit log may share the file
+// bandit_arms (what auto:smart learned, MergeArms), ledger_migrations (the
+// schema version). The audit log may share the file
 // with its own tables. On Postgres the same tables hold times as BIGINT
 // milliseconds; instances that start together migrate one at a time
 // (an advisory lock), and keys changed by one reach the others through

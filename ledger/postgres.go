@@ -121,4 +121,15 @@ CREATE TRIGGER api_keys_update AFTER UPDATE OF name, hash, prefix, budget_usd, b
 	rpm, tpm, models, tags, expires_at, revoked_at ON api_keys
 	FOR EACH STATEMENT EXECUTE FUNCTION lumen_keys_changed();
 `,
+	// 2: what auto:smart learned (Arm), shared by the instances.
+	`
+CREATE TABLE bandit_arms (
+	domain     TEXT             NOT NULL,
+	model      TEXT             NOT NULL,
+	alpha      DOUBLE PRECISION NOT NULL,
+	beta       DOUBLE PRECISION NOT NULL,
+	updated_at BIGINT           NOT NULL,
+	PRIMARY KEY (domain, model)
+);
+`,
 }

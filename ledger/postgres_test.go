@@ -37,6 +37,7 @@ func TestPostgres(t *testing.T) {
 		{"ChangeDoesNotUndoAnotherProcess", TestChangeDoesNotUndoAnotherProcess},
 		{"WriterRetention", TestWriterRetention},
 		{"Copy", TestCopy},
+		{"MergeArms", TestMergeArms},
 	} {
 		t.Run(tt.name, tt.test)
 	}

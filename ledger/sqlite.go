@@ -104,4 +104,15 @@ BEGIN UPDATE ledger_state SET keys_version = keys_version + 1; END;
 CREATE TRIGGER api_keys_delete AFTER DELETE ON api_keys
 BEGIN UPDATE ledger_state SET keys_version = keys_version + 1; END;
 `,
+	// 2: what auto:smart learned (Arm), shared by the instances.
+	`
+CREATE TABLE bandit_arms (
+	domain     TEXT    NOT NULL,
+	model      TEXT    NOT NULL,
+	alpha      REAL    NOT NULL,
+	beta       REAL    NOT NULL,
+	updated_at INTEGER NOT NULL, -- Unix milliseconds
+	PRIMARY KEY (domain, model)
+);
+`,
 }

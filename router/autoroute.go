@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -640,56 +639,57 @@ func (r *Router) KeepLearning(old *Router) {
 	}
 }
 
-// BanditPath is where the bandit's state is kept beside the ledger.
-func BanditPath(ledgerPath string) string { return ledgerPath + ".bandit.json" }
+// ArmStore keeps what auto:smart learned where it survives restarts and
+// every instance reads it (the ledger). MergeArms adds deltas (outcomes
+// observed since the last merge) to the stored arms, caps each arm's
+// Alpha+Beta at maxCount by rescaling, and returns every stored arm.
+type ArmStore interface {
+	MergeArms(ctx context.Context, deltas []auto.Arm, maxCount float64) ([]auto.Arm, error)
+}
 
-// SaveBandit writes the bandit's state to path as JSON, atomically
-// (a temporary file renamed over it).
-func (r *Router) SaveBandit(path string) error {
+// SyncLearning hands store the outcomes auto:smart observed since the last
+// sync and takes back everyone's, so that the bandit decides on what every
+// instance sharing the store learned. When store fails, the outcomes are
+// kept for the next sync.
+func (r *Router) SyncLearning(ctx context.Context, store ArmStore) error {
 	if r.autoRT == nil {
 		return nil
 	}
-	b, err := json.MarshalIndent(r.autoRT.learn.bandit.Snapshot(), "", " ")
+	b := r.autoRT.learn.bandit
+	deltas := b.TakePending()
+	arms, err := store.MergeArms(ctx, deltas, b.MaxCount)
 	if err != nil {
-		return fmt.Errorf("saving auto bandit: %w", err)
+		b.Requeue(deltas)
+		return fmt.Errorf("syncing what auto:smart learned: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("saving auto bandit: %w", err)
-	}
-	_, err = tmp.Write(append(b, '\n'))
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("saving auto bandit: %w", err)
-	}
+	b.Restore(arms)
 	return nil
 }
 
-// LoadBandit restores the bandit's state from path; a missing file is a
-// fresh start, not an error.
-func (r *Router) LoadBandit(path string) error {
+// BanditPath is where Lumen before 2026-11-28 kept the bandit's state,
+// beside the ledger file; ImportBandit reads it into the ledger's.
+func BanditPath(ledgerPath string) string { return ledgerPath + ".bandit.json" }
+
+// ImportBandit adds the arms of an old bandit state file to what the next
+// SyncLearning stores, and reports how many there were; a missing file is
+// 0, not an error.
+func (r *Router) ImportBandit(path string) (int, error) {
 	if r.autoRT == nil {
-		return nil
+		return 0, nil
 	}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return 0, nil
 	}
 	if err != nil {
-		return fmt.Errorf("loading auto bandit: %w", err)
+		return 0, fmt.Errorf("importing auto bandit: %w", err)
 	}
 	var arms []auto.Arm
 	if err := json.Unmarshal(b, &arms); err != nil {
-		return fmt.Errorf("loading auto bandit from %s: %w", path, err)
+		return 0, fmt.Errorf("importing auto bandit from %s: %w", path, err)
 	}
-	r.autoRT.learn.bandit.Restore(arms)
-	return nil
+	r.autoRT.learn.bandit.Add(arms)
+	return len(arms), nil
 }
 
 // ExplainAuto scores prompt for an auto model name ("auto", "auto:best", a

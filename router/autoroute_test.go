@@ -315,39 +315,111 @@ func TestFeedbackMovesBandit(t *testing.T) {
 	}
 }
 
-func TestBanditPersistsAndSurvivesReload(t *testing.T) {
+// memArms is an ArmStore in memory, as the ledger's bandit_arms table
+// behaves; fail makes MergeArms fail.
+type memArms struct {
+	arms map[string]auto.Arm
+	fail bool
+}
+
+func (m *memArms) MergeArms(_ context.Context, deltas []auto.Arm, maxCount float64) ([]auto.Arm, error) {
+	if m.fail {
+		return nil, errors.New("database is down")
+	}
+	if m.arms == nil {
+		m.arms = map[string]auto.Arm{}
+	}
+	for _, d := range deltas {
+		a := m.arms[d.Domain+"/"+d.Model]
+		a.Domain, a.Model = d.Domain, d.Model
+		a.Alpha += d.Alpha
+		a.Beta += d.Beta
+		if n := a.Alpha + a.Beta; n > maxCount {
+			a.Alpha, a.Beta = a.Alpha*maxCount/n, a.Beta*maxCount/n
+		}
+		m.arms[d.Domain+"/"+d.Model] = a
+	}
+	var out []auto.Arm
+	for _, a := range m.arms {
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// What auto:smart learns goes to the store and comes back to every router
+// syncing with it (a restart, another instance); a failed sync keeps the
+// outcomes for the next; an old state file is imported; a config reload
+// keeps the bandit.
+func TestBanditSyncsAndSurvivesReload(t *testing.T) {
+	ctx := context.Background()
+	store := &memArms{}
 	r, _ := autoRouter(t, autoYAML)
-	if _, err := r.Do(context.Background(), &Call{Group: "auto", Op: providers.OpChat, Body: autoChat(easyPrompt, ""), RequestID: "a"}); err != nil {
+	if _, err := r.Do(ctx, &Call{Group: "auto", Op: providers.OpChat, Body: autoChat(easyPrompt, ""), RequestID: "a"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Feedback("a", 1, "*"); err != nil {
 		t.Fatal(err)
 	}
+	store.fail = true
+	if err := r.SyncLearning(ctx, store); err == nil {
+		t.Fatal("a failed sync reported no error")
+	}
+	store.fail = false
+	if err := r.SyncLearning(ctx, store); err != nil {
+		t.Fatal(err)
+	}
+	arms := r.autoRT.learn.bandit.Snapshot()
+	if len(arms) != 1 || arms[0].Alpha != 1 || arms[0].Beta != 0 || len(store.arms) != 1 {
+		t.Fatalf("after sync: router %v, store %v", arms, store.arms)
+	}
+
+	// Another instance (or this one restarted) learns it from the store,
+	// and what it learns reaches the first.
+	other, _ := autoRouter(t, autoYAML)
+	if _, err := other.Do(ctx, &Call{Group: "auto", Op: providers.OpChat, Body: autoChat(easyPrompt, ""), RequestID: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Feedback("b", 0, "*"); err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range []*Router{other, r} {
+		if err := x.SyncLearning(ctx, store); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, x := range map[string]*Router{"first": r, "other": other} {
+		if got := x.autoRT.learn.bandit.Snapshot(); len(got) != 1 || got[0].Alpha != 1 || got[0].Beta != 1 {
+			t.Errorf("%s router after both synced: %v", name, got)
+		}
+	}
+
+	// An older Lumen's state file is added once.
 	path := BanditPath(t.TempDir() + "/lumen.db")
-	if err := r.SaveBandit(path); err != nil {
+	if n, err := r.ImportBandit(path); n != 0 || err != nil {
+		t.Fatalf("a missing file: %d %v", n, err)
+	}
+	os.WriteFile(path, []byte(`[{"domain":"`+arms[0].Domain+`","model":"`+arms[0].Model+`","alpha":3,"beta":2}]`), 0o600)
+	if n, err := r.ImportBandit(path); n != 1 || err != nil {
+		t.Fatalf("import: %d %v", n, err)
+	}
+	if err := r.SyncLearning(ctx, store); err != nil {
 		t.Fatal(err)
 	}
-	fresh, _ := autoRouter(t, autoYAML)
-	if err := fresh.LoadBandit(path + ".missing"); err != nil {
-		t.Fatalf("a missing file is a fresh start: %v", err)
-	}
-	if err := fresh.LoadBandit(path); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := fmt.Sprint(fresh.autoRT.learn.bandit.Snapshot()), fmt.Sprint(r.autoRT.learn.bandit.Snapshot()); got != want {
-		t.Fatalf("restored %s, saved %s", got, want)
+	if a := store.arms[arms[0].Domain+"/"+arms[0].Model]; a.Alpha != 4 || a.Beta != 3 {
+		t.Fatalf("after the import: %+v", a)
 	}
 	os.WriteFile(path, []byte("{broken"), 0o600)
-	if err := fresh.LoadBandit(path); err == nil {
-		t.Fatal("a corrupt file loaded")
+	if _, err := r.ImportBandit(path); err == nil {
+		t.Fatal("a corrupt file imported")
 	}
+
 	// A reload keeps the bandit and the decisions feedback refers to.
 	reloaded, _ := autoRouter(t, autoYAML)
 	reloaded.KeepLearning(r)
 	if err := reloaded.Feedback("a", 0, "*"); err != nil {
 		t.Fatalf("feedback after reload: %v", err)
 	}
-	if r.autoRT.learn.bandit.Snapshot()[0].Beta != 1 {
+	if r.autoRT.learn.bandit.Snapshot()[0].Beta != 4 {
 		t.Fatal("feedback after reload did not reach the shared bandit")
 	}
 }

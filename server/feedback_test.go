@@ -1,11 +1,11 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 
@@ -13,6 +13,7 @@ import (
 
 	"github.com/lumengw/lumen/config"
 	"github.com/lumengw/lumen/router"
+	"github.com/lumengw/lumen/router/auto"
 )
 
 const feedbackYAML = `
@@ -110,19 +111,23 @@ func TestFeedback(t *testing.T) {
 			}
 		})
 	}
-	// The accepted score reached the bandit: one failure of cheap.
-	path := t.TempDir() + "/b.json"
-	if err := r.SaveBandit(path); err != nil {
+	// The accepted score reached the bandit: one failure of cheap, handed
+	// to the ledger at the next sync.
+	var sent armsSent
+	if err := r.SyncLearning(context.Background(), &sent); err != nil {
 		t.Fatal(err)
 	}
-	b, _ := os.ReadFile(path)
-	var arms []struct {
-		Model       string
-		Alpha, Beta float64
+	if len(sent) != 1 || sent[0].Model != "cheap" || sent[0].Alpha != 0 || sent[0].Beta != 1 {
+		t.Fatalf("outcomes synced: %+v", sent)
 	}
-	if err := json.Unmarshal(b, &arms); err != nil || len(arms) != 1 || arms[0].Model != "cheap" || arms[0].Beta != 1 {
-		t.Fatalf("bandit state %s (%v)", b, err)
-	}
+}
+
+// armsSent is a router.ArmStore that keeps what it was sent.
+type armsSent []auto.Arm
+
+func (a *armsSent) MergeArms(_ context.Context, deltas []auto.Arm, _ float64) ([]auto.Arm, error) {
+	*a = append(*a, deltas...)
+	return *a, nil
 }
 
 func TestAutoNoCandidateIs422(t *testing.T) {

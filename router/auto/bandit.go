@@ -25,6 +25,10 @@ type armKey struct{ domain, model string }
 // to Observe. It never routes below the quality floor: the floor is checked
 // on the posterior mean, the sample only orders the candidates that clear
 // it. Safe for concurrent use; it owns no goroutine.
+//
+// The outcomes observed since the last TakePending are also kept apart, so
+// that a store several instances share (the ledger) can add them to
+// everyone's and hand back the sum (Restore).
 type Bandit struct {
 	// PriorStrength is how many observations the scorer's prediction is
 	// worth (default 10).
@@ -33,9 +37,10 @@ type Bandit struct {
 	// and the bandit keeps adapting (default 500).
 	MaxCount float64
 
-	mu   sync.Mutex
-	arms map[armKey]*Arm
-	rng  *rand.Rand
+	mu      sync.Mutex
+	arms    map[armKey]*Arm
+	pending map[armKey]*Arm // outcomes since TakePending, uncapped
+	rng     *rand.Rand
 }
 
 // NewBandit returns an empty bandit whose sampling is seeded by seed.
@@ -44,6 +49,7 @@ func NewBandit(seed uint64) *Bandit {
 		PriorStrength: 10,
 		MaxCount:      500,
 		arms:          map[armKey]*Arm{},
+		pending:       map[armKey]*Arm{},
 		rng:           rand.New(rand.NewPCG(seed, 0x62616e646974)),
 	}
 }
@@ -59,18 +65,61 @@ func (b *Bandit) Observe(domain, model string, score float64) {
 	score = max(0, min(1, score))
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	k := armKey{domain, model}
-	a := b.arms[k]
+	o := Arm{Domain: domain, Model: model, Alpha: score, Beta: 1 - score}
+	b.add(b.arms, o, b.MaxCount)
+	b.add(b.pending, o, 0)
+}
+
+// add adds o's counts to its arm in arms, capping the arm at limit (0: no
+// cap) by rescaling.
+func (b *Bandit) add(arms map[armKey]*Arm, o Arm, limit float64) {
+	k := armKey{o.Domain, o.Model}
+	a := arms[k]
 	if a == nil {
-		a = &Arm{Domain: domain, Model: model}
-		b.arms[k] = a
+		a = &Arm{Domain: o.Domain, Model: o.Model}
+		arms[k] = a
 	}
-	a.Alpha += score
-	a.Beta += 1 - score
-	if limit := b.MaxCount; limit > 0 && a.Alpha+a.Beta > limit {
+	a.Alpha += o.Alpha
+	a.Beta += o.Beta
+	if limit > 0 && a.Alpha+a.Beta > limit {
 		f := limit / (a.Alpha + a.Beta)
 		a.Alpha *= f
 		a.Beta *= f
+	}
+}
+
+// Add adds arms' counts to the state, as observations (e.g. the state an
+// older Lumen kept in a file, to be merged into the ledger's). Arms with
+// negative or NaN counts are dropped.
+func (b *Bandit) Add(arms []Arm) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, a := range arms {
+		if a.Alpha >= 0 && a.Beta >= 0 {
+			b.add(b.arms, a, b.MaxCount)
+			b.add(b.pending, a, 0)
+		}
+	}
+}
+
+// TakePending returns the outcomes observed since the last call (or Add),
+// sorted, and forgets them: the caller stores them, or hands them back
+// with Requeue when it could not.
+func (b *Bandit) TakePending() []Arm {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := sorted(b.pending)
+	b.pending = map[armKey]*Arm{}
+	return out
+}
+
+// Requeue puts back outcomes TakePending returned that could not be
+// stored, to go with the next.
+func (b *Bandit) Requeue(arms []Arm) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, a := range arms {
+		b.add(b.pending, a, 0)
 	}
 }
 
@@ -108,12 +157,16 @@ func (b *Bandit) Decide(domain string, cands []Candidate, tok Tokens, c Constrai
 	})
 }
 
-// Snapshot returns the state, sorted by domain and model, for persisting.
+// Snapshot returns the state, sorted by domain and model.
 func (b *Bandit) Snapshot() []Arm {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := make([]Arm, 0, len(b.arms))
-	for _, a := range b.arms {
+	return sorted(b.arms)
+}
+
+func sorted(arms map[armKey]*Arm) []Arm {
+	out := make([]Arm, 0, len(arms))
+	for _, a := range arms {
 		out = append(out, *a)
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -125,8 +178,10 @@ func (b *Bandit) Snapshot() []Arm {
 	return out
 }
 
-// Restore replaces the state with arms (e.g. a Snapshot loaded from the
-// ledger). Arms with negative or NaN counts are dropped.
+// Restore replaces the state with arms (the ledger's sum of every
+// instance's outcomes) plus the outcomes observed here since the last
+// TakePending, which the ledger does not have yet. Arms with negative or
+// NaN counts are dropped.
 func (b *Bandit) Restore(arms []Arm) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -137,6 +192,9 @@ func (b *Bandit) Restore(arms []Arm) {
 		}
 		cp := a
 		b.arms[armKey{a.Domain, a.Model}] = &cp
+	}
+	for _, p := range b.pending {
+		b.add(b.arms, *p, b.MaxCount)
 	}
 }
 

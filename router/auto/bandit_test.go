@@ -102,6 +102,32 @@ func TestBanditSnapshotRestore(t *testing.T) {
 	}
 }
 
+// TakePending hands out each outcome once; Restore puts the store's sum
+// in place but keeps what was observed since; Requeue puts back what
+// could not be stored.
+func TestBanditPending(t *testing.T) {
+	b := NewBandit(1)
+	b.Observe("code", "m1", 1)
+	b.Observe("code", "m1", 0)
+	if got, want := b.TakePending(), []Arm{{"code", "m1", 1, 1}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("pending = %+v, want %+v", got, want)
+	}
+	if got := b.TakePending(); len(got) != 0 {
+		t.Fatalf("pending twice: %+v", got)
+	}
+	b.Observe("code", "m1", 1) // after the take, before the store answers
+	b.Restore([]Arm{{"code", "m1", 10, 5}, {"math", "m2", 2, 2}})
+	if got, want := b.Snapshot(), []Arm{{"code", "m1", 11, 5}, {"math", "m2", 2, 2}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("after Restore = %+v, want %+v", got, want)
+	}
+	taken := b.TakePending()
+	b.Requeue(taken)
+	b.Add([]Arm{{"math", "m2", 3, 0}, {"x", "bad", -1, 0}})
+	if got, want := b.TakePending(), []Arm{{"code", "m1", 1, 0}, {"math", "m2", 3, 0}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("requeued and added = %+v, want %+v", got, want)
+	}
+}
+
 func TestBanditCapsCounts(t *testing.T) {
 	b := NewBandit(1)
 	b.MaxCount = 100
