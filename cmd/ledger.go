@@ -29,12 +29,11 @@ func newCmdLedgerCopy(f *Factory) *cobra.Command {
 		Long: `Copy every virtual key (revoked ones too, with their hashes, settings and
 saved spend), every request row (with its stored payload) and what
 auto:smart learned from the SQLite ledger FILE into the ledger the config
-names, which must be empty: the way
-from one instance's lumen.db to the Postgres database (ledger.postgres_url)
-that several instances share. Keys keep working unchanged, and reports and
-budgets see the old requests. The copy is one transaction: if it fails,
-the destination is left empty. The audit log stays where it is (audit.path,
-or the old file).
+names, which must be empty: the way from one instance's lumen.db to the
+Postgres database (ledger.postgres_url) that several instances share. Keys
+keep working unchanged, and reports and budgets see the old requests. The
+copy is one transaction: if it fails, the destination is left empty. The
+audit log stays where it is (audit.path, or the old file).
 
 Stop the instance that writes FILE first, or requests it serves meanwhile
 are not copied.`,
