@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/lumengw/lumen/internal/syncbuf"
 )
 
 var baseTime = time.Date(2025, 11, 1, 12, 0, 0, 123456789, time.UTC)
@@ -552,7 +554,7 @@ func blockWriter(l *Log) (started, release chan struct{}) {
 }
 
 func TestFullQueueDropsWithoutBreakingChain(t *testing.T) {
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	l, opts := openTest(t, func(o *Options) {
 		o.QueueSize = 2
 		o.Logger = zerolog.New(&logs)
@@ -582,24 +584,6 @@ func TestFullQueueDropsWithoutBreakingChain(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the writer and the test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestRelativePath(t *testing.T) {
 	t.Chdir(t.TempDir())
 	l, err := Open(context.Background(), Options{Path: "./lumen audit.db"})
@@ -620,7 +604,7 @@ func TestRelativePath(t *testing.T) {
 }
 
 func TestWriterRecoversFromPanic(t *testing.T) {
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	l, opts := openTest(t, func(o *Options) { o.Logger = zerolog.New(&logs) })
 	l.hook = func(e *Entry) {
 		if e.Detail == "boom" {

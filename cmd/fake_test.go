@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lumengw/lumen/internal/syncbuf"
 )
 
 // fakeOpenAI is an OpenAI-shaped upstream on loopback. What it does
@@ -183,28 +185,10 @@ func writeFakeError(w http.ResponseWriter, status int, typ, code, msg string) {
 	fmt.Fprintf(w, `{"error":{"message":%q,"type":%q,"param":null,"code":%s}}`, msg, typ, c)
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // lumen is a running `lumen serve`, in process.
 type lumen struct {
 	URL    string
-	Logs   *syncBuffer
+	Logs   *syncbuf.Buffer
 	Config string // the config file's path
 	stop   func() error
 }
@@ -220,7 +204,7 @@ func startLumen(t *testing.T, yaml string, fake *fakeOpenAI, args ...string) *lu
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	f := &Factory{In: strings.NewReader(""), Out: io.Discard, ErrOut: logs}
 	ready := make(chan string, 1)
 	cmd := NewCmdServe(f, func(ctx context.Context, o *ServeOptions) error {

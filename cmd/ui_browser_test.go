@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/lumengw/lumen/internal/syncbuf"
 )
 
 // browserYAML is a gateway with a master key, a ledger and an audit log in
@@ -272,7 +274,7 @@ type browser struct {
 	t         *testing.T
 	ctx       context.Context
 	artifacts string
-	logs      *syncBuffer
+	logs      *syncbuf.Buffer
 	started   bool
 }
 

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/lumengw/lumen/internal/syncbuf"
 )
 
 func newKeyring(t *testing.T, s KeyStore, now func() time.Time) *Keyring {
@@ -405,7 +407,7 @@ func TestKeyringRunStoreDown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	store := &flakyVersions{DB: openTest(t)}
-	var logs syncLog
+	var logs syncbuf.Buffer
 	kr, err := NewKeyring(ctx, store, KeyringOptions{Logger: zerolog.New(&logs)})
 	if err != nil {
 		t.Fatal(err)
@@ -442,22 +444,4 @@ func TestKeyringRunStoreDown(t *testing.T) {
 	if n := strings.Count(logs.String(), "connection refused"); n != 1 {
 		t.Errorf("%d warnings for one outage, want 1:\n%s", n, logs.String())
 	}
-}
-
-// syncLog is a log sink safe to read while Run writes to it.
-type syncLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

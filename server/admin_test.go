@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 
 	"github.com/lumengw/lumen/audit"
 	"github.com/lumengw/lumen/config"
+	"github.com/lumengw/lumen/internal/syncbuf"
 	"github.com/lumengw/lumen/ledger"
 	"github.com/lumengw/lumen/limits"
 	"github.com/lumengw/lumen/providers"
@@ -25,24 +25,6 @@ import (
 )
 
 const testMaster = "sk-master-admin-test-0123456789"
-
-// lockedBuffer is a goroutine-safe log sink.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // adminFixture is a Server with real stores on a temp SQLite file.
 type adminFixture struct {
@@ -52,7 +34,7 @@ type adminFixture struct {
 	budgets *limits.MemoryBudgets
 	audit   *audit.Log
 	auditDB string
-	logs    *lockedBuffer
+	logs    *syncbuf.Buffer
 }
 
 func newAdminFixture(t *testing.T, master string) *adminFixture {
@@ -87,7 +69,7 @@ func newAdminFixture(t *testing.T, master string) *adminFixture {
 	}
 	t.Cleanup(func() { al.Close() })
 	f := &adminFixture{db: db, keys: keys, budgets: limits.NewMemoryBudgets(limits.BudgetOptions{}),
-		audit: al, auditDB: auditPath, logs: &lockedBuffer{}}
+		audit: al, auditDB: auditPath, logs: &syncbuf.Buffer{}}
 	s := New(Options{Config: cfg, Router: r, Logger: zerolog.New(f.logs), Keys: keys, Budgets: f.budgets,
 		Reports: db, Audit: al})
 	f.srv = httptest.NewServer(s)
