@@ -66,13 +66,13 @@ func (b *Bandit) Observe(domain, model string, score float64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	o := Arm{Domain: domain, Model: model, Alpha: score, Beta: 1 - score}
-	b.add(b.arms, o, b.MaxCount)
-	b.add(b.pending, o, 0)
+	addTo(b.arms, o, b.MaxCount)
+	addTo(b.pending, o, 0)
 }
 
-// add adds o's counts to its arm in arms, capping the arm at limit (0: no
+// addTo adds o's counts to its arm in arms, capping the arm at limit (0: no
 // cap) by rescaling.
-func (b *Bandit) add(arms map[armKey]*Arm, o Arm, limit float64) {
+func addTo(arms map[armKey]*Arm, o Arm, limit float64) {
 	k := armKey{o.Domain, o.Model}
 	a := arms[k]
 	if a == nil {
@@ -96,8 +96,8 @@ func (b *Bandit) Add(arms []Arm) {
 	defer b.mu.Unlock()
 	for _, a := range arms {
 		if a.Alpha >= 0 && a.Beta >= 0 {
-			b.add(b.arms, a, b.MaxCount)
-			b.add(b.pending, a, 0)
+			addTo(b.arms, a, b.MaxCount)
+			addTo(b.pending, a, 0)
 		}
 	}
 }
@@ -119,7 +119,7 @@ func (b *Bandit) Requeue(arms []Arm) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, a := range arms {
-		b.add(b.pending, a, 0)
+		addTo(b.pending, a, 0)
 	}
 }
 
@@ -194,7 +194,7 @@ func (b *Bandit) Restore(arms []Arm) {
 		b.arms[armKey{a.Domain, a.Model}] = &cp
 	}
 	for _, p := range b.pending {
-		b.add(b.arms, *p, b.MaxCount)
+		addTo(b.arms, *p, b.MaxCount)
 	}
 }
 
