@@ -33,7 +33,8 @@ type WriterOptions struct {
 	// (default 2m; negative: never retried). Records queue meanwhile (and
 	// are dropped, counted, once the queue is full), so a database away
 	// for a moment (a Postgres restart or failover) loses nothing. After
-	// Close, a failing batch gets one more attempt, not more.
+	// Close, batches are not retried: one waiting to retry gets one last
+	// attempt, and the rest one attempt each.
 	RetryFor time.Duration
 	// OnCommit, if set, is called by the writing goroutine after each batch
 	// is committed, with the batch. The slice is reused after the call.
