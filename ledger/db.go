@@ -6,9 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lumengw/lumen/internal/placeholder"
 )
 
 // DB is the ledger in a SQL database: one SQLite file (Open) or a
@@ -55,24 +56,12 @@ func (s *DB) Path() string { return s.path }
 func SchemaVersion() int { return len(sqliteMigrations) }
 
 // q returns query with its ? placeholders as the database wants them:
-// unchanged on SQLite, $1, $2… on Postgres. Queries hold no literal "?".
+// unchanged on SQLite, $1, $2… on Postgres.
 func (s *DB) q(query string) string {
-	if !s.pg || !strings.Contains(query, "?") {
+	if !s.pg {
 		return query
 	}
-	var b strings.Builder
-	b.Grow(len(query) + 16)
-	n := 0
-	for i := 0; i < len(query); i++ {
-		if query[i] == '?' {
-			n++
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(n))
-			continue
-		}
-		b.WriteByte(query[i])
-	}
-	return b.String()
+	return placeholder.Dollar(query)
 }
 
 // migrate brings the schema to the current version, in one transaction.
