@@ -1,5 +1,7 @@
 // Package audit keeps Lumen's tamper-evident audit log: an append-only,
-// hash-chained table in SQLite with periodic Ed25519-signed checkpoints.
+// hash-chained table in SQLite (or in the Postgres database several
+// instances share: they append to one chain, taking turns per batch) with
+// periodic Ed25519-signed checkpoints.
 //
 // Every entry's hash covers all of its fields and the previous entry's hash
 // (see Entry.ComputeHash for the exact encoding), so editing, deleting or
@@ -41,7 +43,9 @@ type Options struct {
 	// Path is the SQLite file ("./lumen-audit.db"). It may be the ledger's
 	// database file: the audit tables (audit_entries, audit_checkpoints) sit
 	// beside the ledger's, and both writers share the file through WAL and a
-	// busy timeout. Required.
+	// busy timeout. It may also be a Postgres URL ("postgres://…"): the
+	// tables go there, and every Log on that database appends to one chain
+	// (give them one SigningKeyPath key, or Verify needs each). Required.
 	Path string
 	// SigningKeyPath is the Ed25519 private key (PEM, PKCS #8) that signs
 	// checkpoints. If the file does not exist, Open generates a key, writes
@@ -83,9 +87,9 @@ var ErrClosed = errors.New("audit log closed")
 type Log struct {
 	opts   Options
 	logger zerolog.Logger
-	db     *sql.DB   // the writer's single connection
+	db     conn      // the writer's single connection
 	insert *sql.Stmt // insertEntry, prepared once on it
-	ro     *sql.DB   // read-only connections for Verify and Export
+	ro     conn      // read-only connections for Verify and Export
 
 	priv      ed25519.PrivateKey
 	pub       ed25519.PublicKey
@@ -103,6 +107,7 @@ type Log struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	stop      chan struct{} // closed by Close: cuts retries short
 	done      chan struct{}
 
 	// Owned by the writer goroutine.
@@ -116,7 +121,8 @@ type Log struct {
 	hook func(*Entry)
 }
 
-// Open opens (creating if needed) the audit log at opts.Path, loads or
+// Open opens (creating if needed) the audit log at opts.Path (a SQLite file
+// or a Postgres URL), loads or
 // generates the signing key and starts the writer. The caller must Close the
 // Log. PublicKey returns the key to print for auditors.
 func Open(ctx context.Context, opts Options) (*Log, error) {
@@ -124,6 +130,9 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		return nil, errors.New("opening audit log: path is empty")
 	}
 	if opts.SigningKeyPath == "" {
+		if isPostgres(opts.Path) {
+			return nil, errors.New("opening audit log: a log in Postgres needs a SigningKeyPath")
+		}
 		opts.SigningKeyPath = opts.Path + ".key"
 	}
 	if opts.CheckpointEvery == 0 {
@@ -143,7 +152,11 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := db.ExecContext(ctx, schema); err != nil {
+	ddl := schema
+	if db.pg {
+		ddl = postgresSchema
+	}
+	if _, err := db.ExecContext(ctx, ddl); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("creating audit tables: %w", err)
 	}
@@ -158,7 +171,7 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		ro.Close()
 		return nil, err
 	}
-	insert, err := db.PrepareContext(ctx, insertEntry)
+	insert, err := db.PrepareContext(ctx, db.q(insertEntry))
 	if err != nil {
 		db.Close()
 		ro.Close()
@@ -176,6 +189,7 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		keyID:     KeyID(pub),
 		generated: generated,
 		queue:     make(chan Entry, opts.QueueSize),
+		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 		seq:       seq,
 		head:      head,
@@ -273,6 +287,7 @@ func (l *Log) Close() error {
 		l.closed = true
 		close(l.queue)
 		l.mu.Unlock()
+		close(l.stop)
 		<-l.done
 		l.closeErr = errors.Join(l.lastErr, l.insert.Close(), l.db.Close(), l.ro.Close())
 		if l.closeErr != nil {
@@ -335,16 +350,60 @@ func (l *Log) finish() {
 	}
 }
 
+// retryFor is how long writeBatch retries a batch that fails to commit (a
+// database restarting or out of reach), with a backoff from 100 ms to 5 s,
+// while new entries queue; after Close it does not wait.
+const retryFor = 2 * time.Minute
+
+// errPanic marks a commit that panicked: retrying would panic again.
+var errPanic = errors.New("panic")
+
 // writeBatch chains and inserts batch in one transaction, with a checkpoint
-// when one is due (always, for an empty batch). On failure nothing of the
-// batch is kept and the chain head is unchanged.
+// when one is due (always, for an empty batch). A failed commit is retried
+// for retryFor; on final failure nothing of the batch is kept and the chain
+// head is unchanged.
 func (l *Log) writeBatch(batch []Entry) {
+	ready := batch[:0] // prepared once; nil stays nil (a checkpoint request)
+	for i := range batch {
+		if l.prepare(&batch[i]) {
+			ready = append(ready, batch[i])
+		}
+	}
+	start := time.Now()
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := l.commit(ready)
+		if err == nil {
+			return
+		}
+		if errors.Is(err, errPanic) || l.isClosed() || time.Since(start) >= retryFor {
+			l.failed.Add(uint64(len(ready)))
+			l.lastErr = err
+			l.logger.Error().Err(err).Int("lost", len(ready)).Int("attempts", attempt).Msg("audit write failed; entries lost, chain unchanged")
+			return
+		}
+		if attempt == 1 {
+			l.logger.Warn().Err(err).Int("entries", len(ready)).Msg("audit write failed; retrying while new entries queue")
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-l.stop:
+			t.Stop()
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// commit is one attempt at writeBatch's transaction; on success it moves
+// the chain head.
+func (l *Log) commit(batch []Entry) error {
 	seq, head, signed := l.seq, l.head, l.signedSeq
-	n, skipped := 0, 0
+	n := 0
 	err := func() (err error) {
 		defer func() {
 			if r := recover(); r != nil {
-				err = fmt.Errorf("panic: %v", r)
+				err = fmt.Errorf("%w: %v", errPanic, r)
 			}
 		}()
 		ctx := context.Background()
@@ -353,6 +412,13 @@ func (l *Log) writeBatch(batch []Entry) {
 			return fmt.Errorf("beginning audit transaction: %w", err)
 		}
 		defer tx.Rollback() //nolint:errcheck // no-op after Commit
+		if l.db.pg {
+			// Instances sharing the database take turns, as SQLite's
+			// immediate transaction makes processes sharing a file do.
+			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(4242012)`); err != nil {
+				return fmt.Errorf("locking the audit chain: %w", err)
+			}
+		}
 		// Another process on the same file (lumen keys … while lumen serve
 		// runs) may have appended since this writer's last batch: continue
 		// the chain from the head the database holds, read under the write
@@ -373,7 +439,7 @@ func (l *Log) writeBatch(batch []Entry) {
 		var cps []*Checkpoint
 		checkpoint := func() error {
 			cp := l.sign(seq, head)
-			if _, err := tx.ExecContext(ctx, insertCheckpoint,
+			if _, err := tx.ExecContext(ctx, l.db.q(insertCheckpoint),
 				int64(cp.Seq), cp.Hash[:], cp.Time.UnixNano(), cp.KeyID, cp.Signature); err != nil {
 				return fmt.Errorf("inserting audit checkpoint %d: %w", cp.Seq, err)
 			}
@@ -384,10 +450,6 @@ func (l *Log) writeBatch(batch []Entry) {
 		every := uint64(max(l.opts.CheckpointEvery, 0))
 		for i := range batch {
 			e := &batch[i]
-			if !l.prepare(e) {
-				skipped++
-				continue
-			}
 			e.Seq, e.PrevHash = seq+1, head
 			e.Hash = e.ComputeHash()
 			if _, err := stmt.ExecContext(ctx, insertArgs(e)...); err != nil {
@@ -417,14 +479,11 @@ func (l *Log) writeBatch(batch []Entry) {
 		return nil
 	}()
 	if err != nil {
-		lost := len(batch) - skipped
-		l.failed.Add(uint64(lost))
-		l.lastErr = err
-		l.logger.Error().Err(err).Int("lost", lost).Msg("audit write failed; entries lost, chain unchanged")
-		return
+		return err
 	}
 	l.seq, l.head, l.signedSeq = seq, head, signed
 	l.written.Add(uint64(n))
+	return nil
 }
 
 // prepare normalizes e for storage, running the test hook. A panic on one

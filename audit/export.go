@@ -3,7 +3,6 @@ package audit
 import (
 	"bufio"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -71,8 +70,8 @@ func (l *Log) Export(ctx context.Context, w io.Writer, since time.Time, format s
 	return export(ctx, l.ro, w, since, format)
 }
 
-// ExportFile is Export on the audit log in the SQLite file at path, opened
-// read-only; it needs no key.
+// ExportFile is Export on the audit log at path (a SQLite file, opened
+// read-only, or a Postgres URL); it needs no key.
 func ExportFile(ctx context.Context, path string, w io.Writer, since time.Time, format string) error {
 	if err := checkFormat(format); err != nil {
 		return err
@@ -92,7 +91,7 @@ func checkFormat(format string) error {
 	return nil
 }
 
-func export(ctx context.Context, db *sql.DB, w io.Writer, since time.Time, format string) error {
+func export(ctx context.Context, db conn, w io.Writer, since time.Time, format string) error {
 	if err := checkFormat(format); err != nil {
 		return err
 	}
@@ -101,7 +100,7 @@ func export(ctx context.Context, db *sql.DB, w io.Writer, since time.Time, forma
 		sinceNS = since.UnixNano()
 	}
 	rows, err := db.QueryContext(ctx,
-		`SELECT `+entryColumns+` FROM audit_entries WHERE time_ns >= ? ORDER BY seq, rowid`, sinceNS)
+		db.q(`SELECT `+entryColumns+` FROM audit_entries WHERE time_ns >= ? ORDER BY seq, rowid`), sinceNS)
 	if err != nil {
 		return fmt.Errorf("exporting audit log: %w", err)
 	}

@@ -66,8 +66,9 @@ func (l *Log) Verify(ctx context.Context, from uint64) (Report, error) {
 	return verify(ctx, l.ro, l.pub, from)
 }
 
-// VerifyFile verifies the audit log in the SQLite file at path with only the
-// public key, as an auditor would. The file is opened read-only.
+// VerifyFile verifies the audit log at path (a SQLite file, opened
+// read-only, or a Postgres URL) with only the public key, as an auditor
+// would.
 func VerifyFile(ctx context.Context, path string, pub ed25519.PublicKey, from uint64) (Report, error) {
 	db, err := openDB(path, true)
 	if err != nil {
@@ -77,7 +78,7 @@ func VerifyFile(ctx context.Context, path string, pub ed25519.PublicKey, from ui
 	return verify(ctx, db, pub, from)
 }
 
-func verify(ctx context.Context, db *sql.DB, pub ed25519.PublicKey, from uint64) (Report, error) {
+func verify(ctx context.Context, db conn, pub ed25519.PublicKey, from uint64) (Report, error) {
 	if len(pub) != ed25519.PublicKeySize {
 		return Report{}, fmt.Errorf("verifying audit log: public key has %d bytes, want %d", len(pub), ed25519.PublicKeySize)
 	}
@@ -91,7 +92,7 @@ func verify(ctx context.Context, db *sql.DB, pub ed25519.PublicKey, from uint64)
 	}
 	defer tx.Rollback() //nolint:errcheck // read-only
 
-	cps, err := loadCheckpointsTx(ctx, tx, from)
+	cps, err := loadCheckpointsTx(ctx, tx, db, from)
 	if err != nil {
 		return Report{}, err
 	}
@@ -101,7 +102,7 @@ func verify(ctx context.Context, db *sql.DB, pub ed25519.PublicKey, from uint64)
 		lower = math.MinInt64
 	}
 	rows, err := tx.QueryContext(ctx,
-		`SELECT `+entryColumns+` FROM audit_entries WHERE seq >= ? ORDER BY seq, rowid`, lower)
+		db.q(`SELECT `+entryColumns+` FROM audit_entries WHERE seq >= ? ORDER BY seq, rowid`), lower)
 	if err != nil {
 		return Report{}, fmt.Errorf("reading audit entries: %w", err)
 	}
@@ -216,10 +217,10 @@ func checkEntry(e *storedEntry) string {
 	return ""
 }
 
-func loadCheckpointsTx(ctx context.Context, tx *sql.Tx, from uint64) ([]Checkpoint, error) {
+func loadCheckpointsTx(ctx context.Context, tx *sql.Tx, db conn, from uint64) ([]Checkpoint, error) {
 	rows, err := tx.QueryContext(ctx,
-		`SELECT seq, hash, time_ns, key_id, signature FROM audit_checkpoints
-		 WHERE seq >= ? ORDER BY seq, rowid`, int64(from))
+		db.q(`SELECT seq, hash, time_ns, key_id, signature FROM audit_checkpoints
+		 WHERE seq >= ? ORDER BY seq, rowid`), int64(from))
 	if err != nil {
 		return nil, fmt.Errorf("reading audit checkpoints: %w", err)
 	}

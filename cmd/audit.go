@@ -16,10 +16,12 @@ func NewCmdAudit(f *Factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "audit",
 		Short: "Verify and export the tamper-evident audit log",
-		Long: `The audit log (audit.path, default the ledger database) is a hash chain of
-entries (requests served, key changes, config reloads) with checkpoints
-signed by an Ed25519 key (audit.signing_key, default ./lumen-audit.key; its
-public key is beside it, in the .pub file).`,
+		Long: `The audit log (audit.path, default the ledger database: the ledger.path
+file, or the Postgres database at ledger.postgres_url, where the instances
+sharing it append to one chain) is a hash chain of entries (requests
+served, key changes, config reloads) with checkpoints signed by an Ed25519
+key (audit.signing_key, default ./lumen-audit.key; its public key is beside
+it, in the .pub file; instances sharing a chain need the same key).`,
 	}
 	cmd.AddCommand(newCmdAuditVerify(f), newCmdAuditExport(f))
 	return cmd

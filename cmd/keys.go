@@ -104,10 +104,14 @@ func openBooks(ctx context.Context, f *Factory, fs *pflag.FlagSet, create, withA
 	return b, nil
 }
 
-// auditPath is the audit database: audit.path, or the ledger's file.
+// auditPath is the audit database: audit.path, else the ledger's
+// (ledger.postgres_url, or the ledger.path file).
 func auditPath(cfg *config.Config) string {
-	if cfg.Audit.Path != "" {
+	switch {
+	case cfg.Audit.Path != "":
 		return cfg.Audit.Path
+	case cfg.Ledger.PostgresURL != "":
+		return cfg.Ledger.PostgresURL.Value()
 	}
 	return cfg.Ledger.Path
 }

@@ -28,8 +28,10 @@ func TestE2EPostgresLedgerSharedByInstances(t *testing.T) {
 	url := pgtest.Schema(t)
 	cfg := strings.Replace(ledgerConfig, "ledger: {path: {{DIR}}/lumen.db}",
 		`ledger: {path: {{DIR}}/lumen.db, postgres_url: "`+url+`"}`, 1)
-	if cfg == ledgerConfig {
-		t.Fatal("ledgerConfig has no ledger line to replace")
+	// One audit signing key for all, as one chain's checkpoints need.
+	cfg = strings.Replace(cfg, "audit: {signing_key: {{DIR}}/audit.key}", "audit: {signing_key: "+t.TempDir()+"/audit.key}", 1)
+	if !strings.Contains(cfg, "postgres_url") || strings.Contains(cfg, "{{DIR}}/audit.key") {
+		t.Fatal("ledgerConfig has no ledger or audit line to replace")
 	}
 	start := func() *lumen { return startLumen(t, strings.ReplaceAll(cfg, "{{DIR}}", t.TempDir()), nil) }
 	a, b := start(), start()
@@ -90,6 +92,29 @@ func TestE2EPostgresLedgerSharedByInstances(t *testing.T) {
 			return rawPost(t, l, "/v1/chat/completions", key, body).status == 401
 		})
 	}
+
+	// The three instances wrote one audit chain in Postgres, which
+	// verifies with the shared key once they have stopped.
+	for _, l := range []*lumen{a, b, c} {
+		if err := l.stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, errOut, err = runRoot(t, "", "audit", "verify", "--config", c.Config)
+	if err != nil || !strings.Contains(out, "ok: entries 1..") {
+		t.Fatalf("audit verify: %v\n%s%s", err, out, errOut)
+	}
+	// The chain holds every instance's entries: the key made on A and the
+	// one made with lumen keys, and the revocation on B.
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var made, revoked int
+	if err := db.QueryRow(`SELECT count(*) FILTER (WHERE action = 'key.created'), count(*) FILTER (WHERE action = 'key.revoked') FROM audit_entries`).Scan(&made, &revoked); err != nil || made != 2 || revoked != 1 {
+		t.Errorf("audit entries: %d created, %d revoked (%v), want 2 and 1", made, revoked, err)
+	}
 }
 
 // A Postgres that goes away and comes back (a restart, a failover) costs
@@ -131,6 +156,17 @@ func TestE2EPostgresOutageLosesNoRows(t *testing.T) {
 	})
 	if !strings.Contains(l.Logs.String(), "retrying while new records queue") {
 		t.Errorf("no retry was logged:\n%s", l.Logs.String())
+	}
+	// The audit log, in the same database, lost nothing either.
+	if err := l.stop(); err != nil {
+		t.Fatal(err)
+	}
+	var requests int
+	if err := db.QueryRow(`SELECT count(*) FROM audit_entries WHERE action = 'request'`).Scan(&requests); err != nil || requests != 6 {
+		t.Errorf("audit request entries: %d (%v), want 6", requests, err)
+	}
+	if out, errOut, err := runRoot(t, "", "audit", "verify", "--config", l.Config); err != nil || !strings.Contains(out, "ok: entries 1..") {
+		t.Errorf("audit verify: %v\n%s%s", err, out, errOut)
 	}
 }
 

@@ -145,12 +145,8 @@ func openStores(ctx context.Context, cfg *config.Config, log zerolog.Logger) (st
 		st.metrics.SetLedger(st.writer.QueueDepth, st.writer.Dropped, st.writer.Failed)
 	}
 	if *cfg.Audit.Enabled {
-		path := cfg.Audit.Path
-		if path == "" {
-			path = cfg.Ledger.Path
-		}
 		st.audit, err = audit.Open(ctx, audit.Options{
-			Path: path, SigningKeyPath: cfg.Audit.SigningKey, CheckpointEvery: cfg.Audit.CheckpointEvery,
+			Path: auditPath(cfg), SigningKeyPath: cfg.Audit.SigningKey, CheckpointEvery: cfg.Audit.CheckpointEvery,
 			StorePayloads: cfg.Ledger.StorePayloads && !zero, Logger: log,
 		})
 		if err != nil {
