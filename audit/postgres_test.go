@@ -88,3 +88,38 @@ func TestPostgresSharedChain(t *testing.T) {
 		t.Errorf("VerifyFile(unreachable) = %v", err)
 	}
 }
+
+// Copy moves a SQLite audit log into Postgres as stored: it verifies there
+// with the same key, a Log opened on it continues the chain, and a second
+// copy is refused.
+func TestCopyToPostgres(t *testing.T) {
+	ctx := context.Background()
+	opts, pub := writeLog(t, 25, nil)
+	before, err := VerifyFile(ctx, opts.Path, pub, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := pgtest.Schema(t)
+	entries, checkpoints, err := Copy(ctx, url, opts.Path)
+	if err != nil || entries != 25 || checkpoints != before.Checkpoints {
+		t.Fatalf("copied %d entries and %d checkpoints (%v), want 25 and %d", entries, checkpoints, err, before.Checkpoints)
+	}
+	after, err := VerifyFile(ctx, url, pub, 0)
+	if err != nil || after != before {
+		t.Fatalf("in Postgres: %+v (%v), in the file: %+v", after, err, before)
+	}
+	l, err := Open(ctx, Options{Path: url, SigningKeyPath: opts.SigningKeyPath, CheckpointInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Append(testEntry(25))
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := VerifyFile(ctx, url, pub, 0); err != nil || rep.Entries != 26 || rep.Unsigned != 0 {
+		t.Fatalf("after one more entry: %+v (%v)", rep, err)
+	}
+	if _, _, err := Copy(ctx, url, opts.Path); !errors.Is(err, ErrNotEmpty) {
+		t.Errorf("a second copy: %v", err)
+	}
+}

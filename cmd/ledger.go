@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lumengw/lumen/audit"
 	"github.com/lumengw/lumen/ledger"
 )
 
@@ -32,8 +33,13 @@ auto:smart learned from the SQLite ledger FILE into the ledger the config
 names, which must be empty: the way from one instance's lumen.db to the
 Postgres database (ledger.postgres_url) that several instances share. Keys
 keep working unchanged, and reports and budgets see the old requests. The
-copy is one transaction: if it fails, the destination is left empty. The
-audit log stays where it is (audit.path, or the old file).
+copy is one transaction: if it fails, the destination is left empty.
+
+The audit chain kept in FILE (the default place) is copied after it, as
+stored, into the config's audit log (its ledger database unless
+audit.path names a file), which must hold no entries: lumen audit verify
+checks the old entries there with the same audit.signing_key, and new
+entries continue the chain.
 
 Stop the instance that writes FILE first, or requests it serves meanwhile
 are not copied.`,
@@ -77,6 +83,17 @@ are not copied.`,
 			}
 			fmt.Fprintf(f.Out, "copied %d keys, %d requests (%d with payloads) and %d auto:smart arms from %s into %s\n",
 				st.Keys, st.Requests, st.Payloads, st.Arms, from, to)
+			if cfg.Audit.Enabled != nil && !*cfg.Audit.Enabled || same(from, auditPath(cfg)) {
+				return nil
+			}
+			entries, checkpoints, err := audit.Copy(ctx, auditPath(cfg), from)
+			if err != nil {
+				return fmt.Errorf("the ledger was copied, the audit log was not: %w", err)
+			}
+			if entries > 0 {
+				fmt.Fprintf(f.Out, "copied the audit chain: %d entries and %d signed checkpoints (verify them with the same audit.signing_key)\n",
+					entries, checkpoints)
+			}
 			return nil
 		},
 	}

@@ -260,6 +260,8 @@ func TestE2ELedgerCopyToPostgres(t *testing.T) {
 	url := pgtest.Schema(t)
 	cfg := strings.Replace(ledgerConfig, "ledger: {path: {{DIR}}/lumen.db}",
 		`ledger: {path: {{DIR}}/lumen.db, postgres_url: "`+url+`"}`, 1)
+	// The old instance's signing key, which signed the chain being moved.
+	cfg = strings.Replace(cfg, "audit: {signing_key: {{DIR}}/audit.key}", "audit: {signing_key: "+dir+"/audit.key}", 1)
 	cfg = strings.ReplaceAll(cfg, "{{DIR}}", t.TempDir())
 	cfgPath := filepath.Join(t.TempDir(), "shared.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
@@ -267,7 +269,8 @@ func TestE2ELedgerCopyToPostgres(t *testing.T) {
 	}
 	from := filepath.Join(dir, "lumen.db")
 	out, errOut, err := runRoot(t, "", "ledger", "copy", "--from", from, "--config", cfgPath)
-	if err != nil || !strings.Contains(out, "copied 1 keys, 3 requests (0 with payloads) and 0 auto:smart arms") {
+	if err != nil || !strings.Contains(out, "copied 1 keys, 3 requests (0 with payloads) and 0 auto:smart arms") ||
+		!strings.Contains(out, "copied the audit chain: 3 entries") {
 		t.Fatalf("ledger copy: %v\n%s%s", err, out, errOut)
 	}
 
@@ -281,6 +284,13 @@ func TestE2ELedgerCopyToPostgres(t *testing.T) {
 	waitFor(t, func() bool {
 		return gjson.GetBytes(rawGet(t, l.URL, "/admin/spend?by=key", master), `data.#(name=="mover").requests`).Int() == 4
 	})
+	// The moved audit chain verifies in Postgres and goes on there.
+	if err := l.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, err := runRoot(t, "", "audit", "verify", "--config", cfgPath); err != nil || !strings.Contains(out, "ok: entries 1..") || strings.Contains(out, "1..3 ") {
+		t.Errorf("audit verify after the move: %v\n%s%s", err, out, errOut)
+	}
 
 	if _, _, err := runRoot(t, "", "ledger", "copy", "--from", from, "--config", cfgPath); err == nil || !strings.Contains(err.Error(), "already holds keys or requests") {
 		t.Errorf("a second copy: %v", err)
