@@ -36,6 +36,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/lumengw/lumen/internal/backoff"
 )
 
 // Options configures Open.
@@ -370,7 +372,7 @@ func (l *Log) writeBatch(batch []Entry) {
 		}
 	}
 	start := time.Now()
-	backoff := 100 * time.Millisecond
+	wait := backoff.First
 	for attempt := 1; ; attempt++ {
 		err := l.commit(ready)
 		if err == nil {
@@ -385,13 +387,7 @@ func (l *Log) writeBatch(batch []Entry) {
 		if attempt == 1 {
 			l.logger.Warn().Err(err).Int("entries", len(ready)).Msg("audit write failed; retrying while new entries queue")
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-l.stop:
-			t.Stop()
-		}
-		backoff = min(2*backoff, 5*time.Second)
+		wait = backoff.Wait(wait, l.stop)
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/lumengw/lumen/internal/backoff"
 )
 
 // WriterOptions configure a Writer. Zero fields take the defaults.
@@ -245,7 +247,7 @@ func (w *Writer) write(batch []Record) {
 		}
 	}()
 	start := time.Now()
-	backoff := 100 * time.Millisecond
+	wait := backoff.First
 	for attempt := 1; ; attempt++ {
 		err := w.insert(batch)
 		if err == nil {
@@ -260,13 +262,7 @@ func (w *Writer) write(batch []Record) {
 			w.log.Warn().Err(err).Int("records", len(batch)).Dur("retry_for", w.o.RetryFor).
 				Msg("writing request records to the ledger failed; retrying while new records queue")
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-w.stop:
-			t.Stop()
-		}
-		backoff = min(2*backoff, 5*time.Second)
+		wait = backoff.Wait(wait, w.stop)
 	}
 	committed = true
 	w.written.Add(uint64(len(batch)))
