@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"reflect"
 	"strings"
 	"syscall"
 
@@ -68,10 +69,13 @@ func watchReload(ctx context.Context, v *viper.Viper, f *Factory, srv *server.Se
 }
 
 // restartNeeded reports whether sections that only apply at start changed.
+// The values are compared, not their YAML: secrets (the master key, the
+// Postgres and Redis URLs) marshal redacted, and a changed one must be
+// noticed too.
 func restartNeeded(old, cur *config.Config) bool {
-	a, errA := config.Marshal(&config.Config{Server: old.Server, Cache: old.Cache, Ledger: old.Ledger, Audit: old.Audit,
-		GeneralSettings: old.GeneralSettings, Privacy: old.Privacy, Metrics: old.Metrics, Log: old.Log, Limits: old.Limits})
-	b, errB := config.Marshal(&config.Config{Server: cur.Server, Cache: cur.Cache, Ledger: cur.Ledger, Audit: cur.Audit,
-		GeneralSettings: cur.GeneralSettings, Privacy: cur.Privacy, Metrics: cur.Metrics, Log: cur.Log, Limits: cur.Limits})
-	return errA != nil || errB != nil || string(a) != string(b)
+	a := config.Config{Server: old.Server, Cache: old.Cache, Ledger: old.Ledger, Audit: old.Audit,
+		GeneralSettings: old.GeneralSettings, Privacy: old.Privacy, Metrics: old.Metrics, Log: old.Log, Limits: old.Limits}
+	b := config.Config{Server: cur.Server, Cache: cur.Cache, Ledger: cur.Ledger, Audit: cur.Audit,
+		GeneralSettings: cur.GeneralSettings, Privacy: cur.Privacy, Metrics: cur.Metrics, Log: cur.Log, Limits: cur.Limits}
+	return !reflect.DeepEqual(a, b)
 }

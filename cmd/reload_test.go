@@ -92,6 +92,26 @@ func TestRestartNeeded(t *testing.T) {
 	if restartNeeded(base(), models) {
 		t.Error("a model_list change asks for a restart")
 	}
+	// Secrets marshal redacted; a change of one is still a change.
+	secrets := func() *config.Config {
+		c := base()
+		c.GeneralSettings.MasterKey, c.Ledger.PostgresURL, c.Limits.RedisURL = "sk-old", "postgres://lumen:pw@db1/lumen", "redis://r1:6379/0"
+		return c
+	}
+	if restartNeeded(secrets(), secrets()) {
+		t.Error("the same secrets ask for a restart")
+	}
+	for name, change := range map[string]func(*config.Config){
+		"master key":   func(c *config.Config) { c.GeneralSettings.MasterKey = "sk-new" },
+		"postgres URL": func(c *config.Config) { c.Ledger.PostgresURL = "postgres://lumen:pw@db2/lumen" },
+		"redis URL":    func(c *config.Config) { c.Limits.RedisURL = "redis://r2:6379/0" },
+	} {
+		cur := secrets()
+		change(cur)
+		if !restartNeeded(secrets(), cur) {
+			t.Errorf("a changed %s does not ask for a restart", name)
+		}
+	}
 }
 
 // A model group's reloaded spend counts the requests that asked for it by
