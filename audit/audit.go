@@ -124,9 +124,9 @@ type Log struct {
 }
 
 // Open opens (creating if needed) the audit log at opts.Path (a SQLite file
-// or a Postgres URL), loads or
-// generates the signing key and starts the writer. The caller must Close the
-// Log. PublicKey returns the key to print for auditors.
+// or a Postgres URL), loads or generates the signing key and starts the
+// writer. The caller must Close the Log. PublicKey returns the key to print
+// for auditors.
 func Open(ctx context.Context, opts Options) (*Log, error) {
 	if opts.Path == "" {
 		return nil, errors.New("opening audit log: path is empty")
