@@ -25,7 +25,8 @@ import (
 // logged when they changed.
 //
 // Each reload that took effect is appended to the audit log (al may be nil).
-func watchReload(ctx context.Context, v *viper.Viper, f *Factory, srv *server.Server, running *config.Config, al *audit.Log, log zerolog.Logger) {
+func watchReload(ctx context.Context, v *viper.Viper, f *Factory, srv *server.Server, running *config.Config, build router.Builder,
+	al *audit.Log, log zerolog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -46,7 +47,7 @@ func watchReload(ctx context.Context, v *viper.Viper, f *Factory, srv *server.Se
 		for _, w := range warnings {
 			log.Warn().Str("config", source).Msg(w)
 		}
-		r, err := router.New(cfg, router.Build)
+		r, err := router.New(cfg, build)
 		if err != nil {
 			log.Error().Err(err).Msg("config reload failed: keeping the running config")
 			continue
@@ -74,8 +75,8 @@ func watchReload(ctx context.Context, v *viper.Viper, f *Factory, srv *server.Se
 // noticed too.
 func restartNeeded(old, cur *config.Config) bool {
 	a := config.Config{Server: old.Server, Cache: old.Cache, Ledger: old.Ledger, Audit: old.Audit,
-		GeneralSettings: old.GeneralSettings, Privacy: old.Privacy, Metrics: old.Metrics, Log: old.Log, Limits: old.Limits}
+		GeneralSettings: old.GeneralSettings, Privacy: old.Privacy, Metrics: old.Metrics, Log: old.Log, Limits: old.Limits, Tracing: old.Tracing}
 	b := config.Config{Server: cur.Server, Cache: cur.Cache, Ledger: cur.Ledger, Audit: cur.Audit,
-		GeneralSettings: cur.GeneralSettings, Privacy: cur.Privacy, Metrics: cur.Metrics, Log: cur.Log, Limits: cur.Limits}
+		GeneralSettings: cur.GeneralSettings, Privacy: cur.Privacy, Metrics: cur.Metrics, Log: cur.Log, Limits: cur.Limits, Tracing: cur.Tracing}
 	return !reflect.DeepEqual(a, b)
 }

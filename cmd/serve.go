@@ -16,8 +16,10 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/lumengw/lumen/config"
+	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/router"
 	"github.com/lumengw/lumen/server"
+	"github.com/lumengw/lumen/tracing"
 )
 
 // ServeOptions are the inputs of lumen serve.
@@ -57,7 +59,8 @@ ledger.postgres_url that several instances share with their keys) and the
 audit log; virtual keys (lumen keys) are enforced with their models,
 budgets and rate limits, and the config's limits add budgets and rate
 limits per key tag (a team), end user, model group and the whole gateway,
-kept in Redis and shared by every instance when limits.redis_url is set.`,
+kept in Redis and shared by every instance when limits.redis_url is set.
+With tracing.otlp_endpoint, every API request is an OpenTelemetry span.`,
 		Example: `  lumen serve                                  # embedded example config, mock model "demo"
   lumen serve --config config.yaml --port 8080
   LUMEN_HOST=0.0.0.0 lumen serve -c config.yaml --log-format console`,
@@ -95,7 +98,21 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 	if cfg.GeneralSettings.MasterKey == "" {
 		log.Warn().Msg("NO MASTER KEY: general_settings.master_key is not set, so anyone who can reach this address can use every model; set it before exposing Lumen beyond localhost")
 	}
-	r, err := router.New(cfg, router.Build)
+	tracer, err := newTracer(cfg, log)
+	if err != nil {
+		return err
+	}
+	if tracer != nil {
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := tracer.Shutdown(ctx); err != nil {
+				log.Warn().Err(err).Msg("tracing: the last spans were not exported")
+			}
+		}()
+	}
+	build := builder(tracer)
+	r, err := router.New(cfg, build)
 	if err != nil {
 		return fmt.Errorf("building routes: %w", err)
 	}
@@ -120,7 +137,7 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 		return err
 	}
 	defer st.close()
-	so := server.Options{Config: cfg, Router: r, Logger: log, Version: Version, Cache: respCache}
+	so := server.Options{Config: cfg, Router: r, Logger: log, Version: Version, Cache: respCache, Tracer: tracer}
 	st.options(&so)
 	srv := server.New(so)
 	st.learner = srv.Router
@@ -150,13 +167,48 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 	reloaded := make(chan struct{})
 	go func() {
 		defer close(reloaded)
-		watchReload(reloadCtx, opts.v, opts.f, srv, cfg, st.audit, log)
+		watchReload(reloadCtx, opts.v, opts.f, srv, cfg, build, st.audit, log)
 	}()
 	defer func() { stopReload(); <-reloaded }()
 	if opts.Ready != nil {
 		opts.Ready(ln.Addr().String())
 	}
 	return srv.Run(ctx, ln)
+}
+
+// newTracer starts the OTLP exporter of tracing.otlp_endpoint; nil when
+// tracing is off.
+func newTracer(cfg *config.Config, log zerolog.Logger) (*tracing.Tracer, error) {
+	tc := cfg.Tracing
+	if tc.OTLPEndpoint == "" {
+		return nil, nil
+	}
+	headers := make(map[string]string, len(tc.Headers))
+	for k, v := range tc.Headers {
+		headers[k] = v.Value()
+	}
+	t, err := tracing.New(tracing.Options{Endpoint: tc.OTLPEndpoint, Headers: headers, ServiceName: tc.ServiceName,
+		SampleRatio: tc.SampleRatio, Version: Version,
+		OnError: func(err error) { log.Warn().Err(err).Msg("tracing: spans not exported") }})
+	if err != nil {
+		return nil, fmt.Errorf("tracing.otlp_endpoint: %w", err)
+	}
+	return t, nil
+}
+
+// builder builds the deployments' providers; with tracing on, their HTTP
+// client adds the request's trace context to every upstream call.
+func builder(t *tracing.Tracer) router.Builder {
+	if t == nil {
+		return router.Build
+	}
+	client := &http.Client{Transport: t.Transport(providers.DefaultClient.Transport)}
+	return func(pc providers.Config) (providers.Provider, error) {
+		if pc.Client == nil {
+			pc.Client = client
+		}
+		return router.Build(pc)
+	}
 }
 
 // serveMetrics serves /metrics on its own address (metrics.listen). The

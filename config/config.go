@@ -41,6 +41,8 @@ type Config struct {
 	Privacy Privacy `yaml:"privacy"`
 	// Metrics configures the Prometheus endpoint.
 	Metrics Metrics `yaml:"metrics"`
+	// Tracing exports a span per request over OTLP; off without an endpoint.
+	Tracing Tracing `yaml:"tracing"`
 	// Limits are rate limits and budgets over all traffic, per model group
 	// and per key tag, on top of each virtual key's own.
 	Limits Limits `yaml:"limits"`
@@ -404,6 +406,20 @@ type Metrics struct {
 	// Listen serves metrics on a separate address ("127.0.0.1:9090")
 	// instead of the main port.
 	Listen string `yaml:"listen"`
+}
+
+// Tracing configures OpenTelemetry traces.
+type Tracing struct {
+	// OTLPEndpoint is the collector's OTLP/HTTP base URL
+	// ("http://localhost:4318"); empty means no tracing.
+	OTLPEndpoint string `yaml:"otlp_endpoint"`
+	// Headers go with every export (a vendor's API key).
+	Headers map[string]Secret `yaml:"headers"`
+	// ServiceName names Lumen in the traces (default "lumen").
+	ServiceName string `yaml:"service_name"`
+	// SampleRatio is the share of new traces recorded, 0 to 1 (default 1);
+	// a request whose client sampled its trace is always recorded.
+	SampleRatio float64 `yaml:"sample_ratio"`
 }
 
 // HedgeDelay is when a hedged request starts its second attempt: a fixed

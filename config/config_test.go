@@ -71,6 +71,10 @@ func TestBadConfigs(t *testing.T) {
 			`ledger.postgres_url: invalid Postgres URL; use postgres://user:password@host:5432/lumen`,
 			`ledger.retention_days: must not be negative`,
 		}},
+		{"tracing.bad.yaml", []string{
+			`tracing.otlp_endpoint: invalid URL "localhost:4318"; use the collector's OTLP/HTTP address, http://host:4318`,
+			`tracing.sample_ratio: must be between 0 and 1, got 2`,
+		}},
 		{"empty.bad.yaml", []string{
 			`model_list: at least one model is required`,
 		}},

@@ -200,6 +200,14 @@ func (c *Config) Validate() []string {
 			p.add("metrics.listen", "invalid address %q; use host:port", l)
 		}
 	}
+	if e := c.Tracing.OTLPEndpoint; e != "" {
+		if u, err := url.Parse(e); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.add("tracing.otlp_endpoint", "invalid URL %q; use the collector's OTLP/HTTP address, http://host:4318", e)
+		}
+	}
+	if r := c.Tracing.SampleRatio; r < 0 || r > 1 {
+		p.add("tracing.sample_ratio", "must be between 0 and 1, got %g", r)
+	}
 	return p
 }
 

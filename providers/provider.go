@@ -54,6 +54,20 @@ func (op Op) String() string {
 	}
 }
 
+// Operation is op's name in the OpenTelemetry GenAI conventions (chat,
+// text_completion, embeddings), or its endpoint for the others.
+func (op Op) Operation() string {
+	switch op {
+	case OpChat:
+		return "chat"
+	case OpCompletion:
+		return "text_completion"
+	case OpEmbedding:
+		return "embeddings"
+	}
+	return op.String()
+}
+
 // Streams reports whether op's calls may stream.
 func (op Op) Streams() bool { return op == OpChat || op == OpCompletion }
 

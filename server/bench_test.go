@@ -16,7 +16,9 @@ import (
 	"github.com/lumengw/lumen/ledger"
 	"github.com/lumengw/lumen/limits"
 	"github.com/lumengw/lumen/metrics"
+	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/router"
+	"github.com/lumengw/lumen/tracing"
 )
 
 // benchUpstream answers instantly: a chat completion, or a 20-chunk stream.
@@ -52,6 +54,37 @@ func benchLumen(b *testing.B, upstream string) *httptest.Server {
 		b.Fatal(err)
 	}
 	srv := httptest.NewServer(New(Options{Config: cfg, Router: r, Logger: zerolog.New(io.Discard)}))
+	b.Cleanup(srv.Close)
+	return srv
+}
+
+// benchLumenTraced is benchLumen with tracing on: every request a sampled
+// span, exported in batches to a collector that discards them, and the
+// trace context sent upstream.
+func benchLumenTraced(b *testing.B, upstream string) *httptest.Server {
+	col := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	b.Cleanup(col.Close)
+	tr, err := tracing.New(tracing.Options{Endpoint: col.URL})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { tr.Shutdown(context.Background()) })
+	cfg, _, err := config.Parse([]byte(`model_list: [{model_name: bench, params: {model: openai/bench, api_base: "` + upstream + `/v1", api_key: sk-x}}]`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	client := &http.Client{Transport: tr.Transport(providers.DefaultClient.Transport)}
+	r, err := router.New(cfg, func(pc providers.Config) (providers.Provider, error) {
+		pc.Client = client
+		return router.Build(pc)
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(New(Options{Config: cfg, Router: r, Logger: zerolog.New(io.Discard), Tracer: tr}))
 	b.Cleanup(srv.Close)
 	return srv
 }
@@ -109,6 +142,7 @@ general_settings: {master_key: sk-bench-master}
 func BenchmarkProxy(b *testing.B) {
 	up := benchUpstream(b)
 	lumen := benchLumen(b, up.URL)
+	traced := benchLumenTraced(b, up.URL)
 	full, key := benchLumenAccounted(b, up.URL, "")
 	// Every shared limit a request can meet: the key's tag, its end user,
 	// the model group and the gateway, each with a budget and rpm/tpm.
@@ -127,7 +161,8 @@ func BenchmarkProxy(b *testing.B) {
 		{"stream", `{"model":"bench","user":"u-1","stream":true,"messages":[{"role":"user","content":"Say hello in one short sentence."}]}`},
 	} {
 		for _, target := range []struct{ name, url, key string }{
-			{"direct", up.URL, ""}, {"lumen", lumen.URL, ""}, {"lumen+key", full.URL, key}, {"lumen+key+limits", scoped.URL, scopedKey},
+			{"direct", up.URL, ""}, {"lumen", lumen.URL, ""}, {"lumen+tracing", traced.URL, ""},
+			{"lumen+key", full.URL, key}, {"lumen+key+limits", scoped.URL, scopedKey},
 		} {
 			b.Run(mode.name+"/"+target.name, func(b *testing.B) {
 				body := []byte(mode.body)

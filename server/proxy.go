@@ -18,6 +18,7 @@ import (
 	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/router"
 	"github.com/lumengw/lumen/tokens"
+	"github.com/lumengw/lumen/tracing"
 )
 
 // exchange is one proxied request: what came in, what served it, what it
@@ -92,11 +93,36 @@ func (s *Server) handle(op providers.Op, serve func(http.ResponseWriter, *http.R
 		x := &exchange{id: requestIDFrom(r.Context()), start: time.Now(), op: op, key: c.key, admin: c.admin, header: r.Header}
 		x.scopes = x.scopeBuf[:0]
 		x.reservations = x.resBuf[:0]
+		var span *tracing.Span
+		if s.tracer != nil {
+			var ctx context.Context
+			ctx, span = s.tracer.Start(r, op.Operation())
+			r = r.WithContext(ctx) // the router's upstream calls carry the trace
+		}
 		if err := serve(w, r, x); err != nil {
 			x.fail(writeErr(w, x, err))
 		}
 		s.finish(w, x)
+		if span != nil {
+			span.End(traced(x))
+		}
 	})
+}
+
+// traced is what the exchange's span records.
+func traced(x *exchange) tracing.Done {
+	d := tracing.Done{Model: x.group, RequestID: x.id, Cache: x.cache, Status: x.status, Stream: x.stream,
+		InputTokens: x.usage.PromptTokens, OutputTokens: x.usage.CompletionTokens, Attempts: x.attempts, CostUSD: x.cost}
+	if x.deployment != nil {
+		d.ResponseModel, d.Provider, d.Deployment = x.deployment.Model, x.deployment.ProviderName, x.deployment.ID
+	}
+	if x.key != nil {
+		d.KeyID = x.key.ID
+	}
+	if x.err != nil {
+		d.ErrorType, d.ErrorMessage = x.err.Type, redact(x.err.Message)
+	}
+	return d
 }
 
 func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange) error {

@@ -22,6 +22,7 @@ import (
 	"github.com/lumengw/lumen/metrics"
 	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/router"
+	"github.com/lumengw/lumen/tracing"
 )
 
 // Options configure a Server.
@@ -53,6 +54,8 @@ type Options struct {
 	// Audit receives an entry per request served and per admin change;
 	// nil keeps no audit log.
 	Audit *audit.Log
+	// Tracer records a span per API request; nil records none.
+	Tracer *tracing.Tracer
 }
 
 // Recorder takes ledger records off the request path (ledger.Writer).
@@ -91,6 +94,7 @@ type Server struct {
 	reports Reports
 	metrics *metrics.Metrics
 	audit   *audit.Log
+	tracer  *tracing.Tracer
 
 	tagCache sync.Map // *ledger.Key -> []string, see keyTags
 }
@@ -102,7 +106,7 @@ func New(o Options) *Server {
 		maxBody: int64(o.Config.GeneralSettings.MaxRequestSizeMB * (1 << 20)),
 		started: time.Now(),
 		keys:    o.Keys, budgets: o.Budgets, limiter: o.Limiter, ledger: o.Ledger,
-		reports: o.Reports, metrics: o.Metrics, audit: o.Audit,
+		reports: o.Reports, metrics: o.Metrics, audit: o.Audit, tracer: o.Tracer,
 	}
 	if mk := o.Config.GeneralSettings.MasterKey.Value(); mk != "" {
 		s.master, s.hasMaster = sha256.Sum256([]byte(mk)), true

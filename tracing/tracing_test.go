@@ -1,0 +1,104 @@
+package tracing
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// A span reaches the collector in OTLP's JSON encoding; a collector that
+// refuses is an error naming its answer; a bad endpoint is refused; the
+// propagating transport leaves the caller's request alone.
+func TestExport(t *testing.T) {
+	var got []byte
+	status := http.StatusOK
+	col := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, _ = io.ReadAll(r.Body)
+		w.WriteHeader(status)
+		io.WriteString(w, `{"error":"quota"}`)
+	}))
+	defer col.Close()
+	tr, err := New(Options{Endpoint: col.URL + "/", ServiceName: "svc", Version: "v9"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest("POST", "/v1/chat/completions", nil)
+	ctx, span := tr.Start(req, "chat")
+	span.End(Done{Model: "m", Status: 500, InputTokens: 3, CostUSD: 0.5, ErrorType: "api_error", ErrorMessage: "upstream failed"})
+
+	// The transport adds the span's context upstream, on a copy.
+	var seen string
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen = r.Header.Get("traceparent") }))
+	defer up.Close()
+	out, _ := http.NewRequestWithContext(ctx, "GET", up.URL, nil)
+	resp, err := (&http.Client{Transport: tr.Transport(nil)}).Do(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if !strings.HasPrefix(seen, "00-") || out.Header.Get("traceparent") != "" {
+		t.Errorf("upstream saw %q; the caller's request got %q", seen, out.Header.Get("traceparent"))
+	}
+
+	if err := tr.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var body struct {
+		ResourceSpans []struct {
+			Resource   struct{ Attributes []map[string]any }
+			ScopeSpans []struct {
+				Spans []struct {
+					TraceID, SpanID, Name string
+					Kind                  int
+					Attributes            []struct {
+						Key   string
+						Value map[string]any
+					}
+					Status struct {
+						Code    int
+						Message string
+					}
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal(got, &body); err != nil || len(body.ResourceSpans) != 1 {
+		t.Fatalf("export %s: %v", got, err)
+	}
+	s := body.ResourceSpans[0].ScopeSpans[0].Spans[0]
+	if s.Name != "chat m" || len(s.TraceID) != 32 || len(s.SpanID) != 16 || s.Kind != 2 || s.Status.Code != 2 || s.Status.Message != "upstream failed" {
+		t.Errorf("span %+v", s)
+	}
+	attrs := map[string]any{}
+	for _, a := range s.Attributes {
+		for _, v := range a.Value {
+			attrs[a.Key] = v
+		}
+	}
+	if attrs["gen_ai.usage.input_tokens"] != "3" || attrs["lumen.cost_usd"] != 0.5 || attrs["error.type"] != "api_error" || attrs["lumen.stream"] != false {
+		t.Errorf("attributes %v", attrs)
+	}
+	if !strings.Contains(string(got), `"service.name"`) || !strings.Contains(string(got), `"svc"`) {
+		t.Errorf("resource: %s", got)
+	}
+
+	status = http.StatusTooManyRequests
+	var failures []error
+	tr2, _ := New(Options{Endpoint: col.URL, OnError: func(err error) { failures = append(failures, err) }})
+	_, sp := tr2.Start(req, "chat")
+	sp.End(Done{Model: "m"})
+	tr2.Shutdown(context.Background()) // the last export happens here, on this goroutine's watch
+	if len(failures) != 1 || !strings.Contains(failures[0].Error(), "429") || !strings.Contains(failures[0].Error(), "quota") {
+		t.Errorf("a refusing collector: %v", failures)
+	}
+
+	for _, bad := range []string{"localhost:4318", "ftp://x", ""} {
+		if _, err := New(Options{Endpoint: bad}); err == nil {
+			t.Errorf("New(%q) accepted", bad)
+		}
+	}
+}
