@@ -96,8 +96,9 @@ func newOTLPCollector(t *testing.T) *otlpCollector {
 
 // With tracing.otlp_endpoint, each request is a span named after the GenAI
 // conventions, exported over OTLP/HTTP with its tokens and deployment; a
-// client's traceparent makes it a child of the client's span, and the
-// upstream receives the trace context; a failed request's span says so.
+// client's traceparent makes it a child of the client's span; each call to
+// an upstream is a client span under it (a failed one says so), whose
+// trace context the upstream receives; a failed request's span says so.
 func TestE2ETracing(t *testing.T) {
 	col := newOTLPCollector(t)
 	var mu sync.Mutex
@@ -116,6 +117,11 @@ func TestE2ETracing(t *testing.T) {
 model_list:
   - model_name: traced
     litellm_params: {model: openai/gpt-4o, api_base: "`+up.URL+`/v1", api_key: sk-up}
+  - model_name: flaky
+    litellm_params: {model: mock/broken, mock_failure_rate: 1}
+router_settings:
+  num_retries: 0
+  fallbacks: [{flaky: [traced]}]
 tracing:
   otlp_endpoint: "`+col.URL+`"
   headers: {x-api-key: collector-secret}
@@ -124,7 +130,7 @@ ledger: {path: `+t.TempDir()+`/lumen.db}
 audit: {enabled: false}
 `, nil)
 	const traceID, parentID = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
-	req, _ := http.NewRequest("POST", l.URL+"/v1/chat/completions", strings.NewReader(chatBody("traced", "hello", "")))
+	req, _ := http.NewRequest("POST", l.URL+"/v1/chat/completions", strings.NewReader(chatBody("flaky", "hello", "")))
 	req.Header.Set("traceparent", "00-"+traceID+"-"+parentID+"-01")
 	if r := rawDo(t, req, ""); r.status != 200 {
 		t.Fatalf("traced request: %d %s", r.status, r.text)
@@ -138,28 +144,43 @@ audit: {enabled: false}
 
 	col.mu.Lock()
 	defer col.mu.Unlock()
-	if len(col.spans) != 2 {
-		t.Fatalf("%d spans exported, want 2", len(col.spans))
+	// The request, its two attempts (the broken deployment, then the
+	// fallback's), and the unknown model's request.
+	if len(col.spans) != 4 {
+		t.Fatalf("%d spans exported, want 4", len(col.spans))
 	}
-	var ok, failed *otlpSpan
+	var ok, failed, broken, good *otlpSpan
 	for i := range col.spans {
 		switch s := &col.spans[i]; s.Name {
-		case "chat traced":
+		case "chat flaky":
 			ok = s
 		case "chat nope":
 			failed = s
+		case "chat broken":
+			broken = s
+		case "chat gpt-4o":
+			good = s
 		}
 	}
-	if ok == nil || failed == nil {
-		t.Fatalf("span names: %q, %q", col.spans[0].Name, col.spans[1].Name)
+	if ok == nil || failed == nil || broken == nil || good == nil {
+		t.Fatalf("span names: %+v", col.spans)
+	}
+	for _, a := range []*otlpSpan{broken, good} {
+		if a.TraceID != traceID || a.ParentSpanID != ok.SpanID || a.Kind != 3 {
+			t.Errorf("attempt %s: trace %s parent %s kind %d, want children of the request span, kind 3 (client)", a.Name, a.TraceID, a.ParentSpanID, a.Kind)
+		}
+	}
+	if broken.Status == nil || broken.Status.Code != 2 || broken.attr("lumen.attempt") != "1" || good.Status != nil || good.attr("lumen.attempt") != "2" ||
+		good.attr("gen_ai.provider.name") != "openai" || good.attr("lumen.deployment") == "" {
+		t.Errorf("attempts: broken %+v, good %+v", broken, good)
 	}
 	if ok.TraceID != traceID || ok.ParentSpanID != parentID || ok.Kind != 2 || ok.StartTimeUnixNano == "" || ok.EndTimeUnixNano < ok.StartTimeUnixNano {
 		t.Errorf("span trace %s parent %s kind %d, want the client's trace and span, kind 2 (server)", ok.TraceID, ok.ParentSpanID, ok.Kind)
 	}
 	for key, want := range map[string]string{
-		"gen_ai.operation.name": "chat", "gen_ai.request.model": "traced", "gen_ai.response.model": "gpt-4o",
+		"gen_ai.operation.name": "chat", "gen_ai.request.model": "flaky", "gen_ai.response.model": "gpt-4o",
 		"gen_ai.provider.name": "openai", "gen_ai.usage.input_tokens": "17", "gen_ai.usage.output_tokens": "3",
-		"http.response.status_code": "200", "lumen.attempts": "1",
+		"http.response.status_code": "200", "lumen.attempts": "2",
 	} {
 		if got := ok.attr(key); got != want {
 			t.Errorf("%s = %q, want %q", key, got, want)
@@ -168,8 +189,8 @@ audit: {enabled: false}
 	mu.Lock()
 	sent := upstreamTrace
 	mu.Unlock()
-	if len(sent) != 1 || !strings.HasPrefix(sent[0], "00-"+traceID+"-"+ok.SpanID) {
-		t.Errorf("upstream traceparent %q, want the request span's (%s)", sent, ok.SpanID)
+	if len(sent) != 1 || !strings.HasPrefix(sent[0], "00-"+traceID+"-"+good.SpanID) {
+		t.Errorf("upstream traceparent %q, want its attempt span's (%s)", sent, good.SpanID)
 	}
 	if failed.ParentSpanID != "" || failed.Status == nil || failed.Status.Code != 2 ||
 		failed.attr("error.type") == "" || failed.attr("http.response.status_code") != "404" {

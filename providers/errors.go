@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strconv"
 	"time"
 )
@@ -83,3 +84,11 @@ func IsRetryable(err error) bool {
 	}
 	return false
 }
+
+// secretRE matches key-like tokens upstreams sometimes echo ("Incorrect API
+// key provided: sk-abc***xyz").
+var secretRE = regexp.MustCompile(`\b(sk|lumen-sk|sk-ant|AIza|key)[-_][A-Za-z0-9_\-\*\.]{6,}`)
+
+// Redact replaces key-like tokens in s, so that they never reach a client,
+// a log line or a trace.
+func Redact(s string) string { return secretRE.ReplaceAllString(s, "[redacted]") }

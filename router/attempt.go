@@ -10,6 +10,7 @@ import (
 
 	"github.com/lumengw/lumen/pricing"
 	"github.com/lumengw/lumen/providers"
+	"github.com/lumengw/lumen/tracing"
 )
 
 // outcome is one attempt's result. A successful stream attempt holds the
@@ -329,6 +330,9 @@ func (r *Router) attempt(ctx context.Context, d *Deployment, rs *reqState, body 
 		req.Body, req.Native, req.Responses = capOutput(req.Body, limit), capOutput(req.Native, limit), capOutput(req.Responses, limit)
 	}
 	o := outcome{d: d}
+	ctx, end := tracing.StartAttempt(ctx, tracing.Attempt{Operation: rs.call.Op.Operation(), Model: d.Model,
+		Provider: d.ProviderName, Deployment: d.ID, N: n, Hedged: hedged})
+	defer func() { end(o.err) }()
 	if rs.call.Stream {
 		o.stream, o.err = d.Provider.DoStream(ctx, req)
 		if o.err == nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
@@ -185,8 +184,5 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// secretRE matches key-like tokens upstreams sometimes echo ("Incorrect API
-// key provided: sk-abc***xyz"), so they never reach a log line.
-var secretRE = regexp.MustCompile(`\b(sk|lumen-sk|sk-ant|AIza|key)[-_][A-Za-z0-9_\-\*\.]{6,}`)
-
-func redact(s string) string { return secretRE.ReplaceAllString(s, "[redacted]") }
+// redact keeps key-like tokens upstreams echo out of log lines.
+func redact(s string) string { return providers.Redact(s) }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"regexp"
 	"strconv"
 	"time"
 
@@ -130,8 +129,5 @@ func upstreamError(ue *providers.UpstreamError) *apiError {
 	return ae
 }
 
-// secretRE matches key-like tokens upstreams sometimes echo ("Incorrect API
-// key provided: sk-abc***xyz"), so they never reach a client or a log.
-var secretRE = regexp.MustCompile(`\b(sk|lumen-sk|sk-ant|AIza|key)[-_][A-Za-z0-9_\-\*\.]{6,}`)
-
-func redact(s string) string { return secretRE.ReplaceAllString(s, "[redacted]") }
+// redact keeps key-like tokens upstreams echo from clients and logs.
+func redact(s string) string { return providers.Redact(s) }

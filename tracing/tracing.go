@@ -22,6 +22,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/lumengw/lumen/providers"
 )
 
 // Options configure New.
@@ -100,7 +102,47 @@ func (t *Tracer) Shutdown(ctx context.Context) error {
 func (t *Tracer) Start(r *http.Request, operation string) (context.Context, *Span) {
 	ctx := t.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 	ctx, span := t.tracer.Start(ctx, operation, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(time.Now()))
-	return ctx, &Span{span: span, operation: operation}
+	return context.WithValue(ctx, tracerKey{}, t), &Span{span: span, operation: operation}
+}
+
+type tracerKey struct{}
+
+// Attempt is one call to one deployment, for StartAttempt.
+type Attempt struct {
+	Operation, Model, Provider, Deployment string
+	N                                      int  // 1 for the first call of the request, 2 for the next…
+	Hedged                                 bool // a hedge racing another attempt
+}
+
+// noEnd ends no span.
+func noEnd(error) {}
+
+// StartAttempt starts a client span for a call to an upstream under the
+// request's span, when the request is traced (ctx comes from Start), and
+// returns the context to call with (its trace context goes upstream) and
+// the func that ends the span with the call's error. Untraced, it returns
+// ctx and a no-op at the cost of a context lookup.
+func StartAttempt(ctx context.Context, a Attempt) (context.Context, func(err error)) {
+	t, _ := ctx.Value(tracerKey{}).(*Tracer)
+	if t == nil {
+		return ctx, noEnd
+	}
+	ctx, span := t.tracer.Start(ctx, a.Operation+" "+a.Model, trace.WithSpanKind(trace.SpanKindClient))
+	span.SetAttributes(
+		attribute.String("gen_ai.operation.name", a.Operation),
+		attribute.String("gen_ai.request.model", a.Model),
+		attribute.String("gen_ai.provider.name", a.Provider),
+		attribute.String("lumen.deployment", a.Deployment),
+		attribute.Int("lumen.attempt", a.N),
+		attribute.Bool("lumen.hedged", a.Hedged),
+	)
+	return ctx, func(err error) {
+		if err != nil {
+			span.SetAttributes(attribute.String("error.type", fmt.Sprintf("%T", err)))
+			span.SetStatus(codes.Error, providers.Redact(err.Error()))
+		}
+		span.End()
+	}
 }
 
 // Span is a request's span.
