@@ -2,8 +2,9 @@
 // over OTLP/HTTP (JSON), named and attributed after the OpenTelemetry GenAI
 // conventions ("chat gpt-4o", gen_ai.usage.input_tokens, …), and carries
 // the W3C trace context in (a client's traceparent becomes the parent) and
-// out (upstream requests carry it). Off unless configured: then nothing on
-// the request path touches it.
+// out (upstream requests carry it), with a client span per upstream call.
+// Off unless configured: then the request path only finds no tracer in its
+// context.
 package tracing
 
 import (
@@ -96,12 +97,13 @@ func (t *Tracer) Shutdown(ctx context.Context) error {
 	return nil
 }
 
-// Start starts the server span of a request to route (e.g.
-// "/v1/chat/completions") whose client may have sent a traceparent, and
-// returns the context that carries it.
+// Start starts the server span of request r for operation ("chat",
+// "embeddings"…; End adds the model to the name), a child of the client's
+// span when r has a traceparent, and returns the context that carries it
+// (and t, for StartAttempt).
 func (t *Tracer) Start(r *http.Request, operation string) (context.Context, *Span) {
 	ctx := t.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-	ctx, span := t.tracer.Start(ctx, operation, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(time.Now()))
+	ctx, span := t.tracer.Start(ctx, operation, trace.WithSpanKind(trace.SpanKindServer))
 	return context.WithValue(ctx, tracerKey{}, t), &Span{span: span, operation: operation}
 }
 
