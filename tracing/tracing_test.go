@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"go.opentelemetry.io/collector/pdata/ptrace"
 )
 
 // A span reaches the collector in OTLP's JSON encoding; a collector that
@@ -46,6 +48,23 @@ func TestExport(t *testing.T) {
 
 	if err := tr.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	// The OpenTelemetry Collector's own decoder of OTLP/HTTP JSON (what its
+	// OTLP receiver runs on a JSON body) reads the export as sent.
+	traces, err := (&ptrace.JSONUnmarshaler{}).UnmarshalTraces(got)
+	if err != nil || traces.SpanCount() != 1 {
+		t.Fatalf("the collector's decoder: %v, %d spans\n%s", err, traces.SpanCount(), got)
+	}
+	cs := traces.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0)
+	if cs.Name() != "chat m" || cs.Kind() != ptrace.SpanKindServer || cs.Status().Code() != ptrace.StatusCodeError ||
+		cs.TraceID().String() == "" || cs.EndTimestamp() < cs.StartTimestamp() {
+		t.Errorf("decoded by the collector: %s kind %v status %v", cs.Name(), cs.Kind(), cs.Status().Code())
+	}
+	if v, ok := cs.Attributes().Get("gen_ai.usage.input_tokens"); !ok || v.Int() != 3 {
+		t.Errorf("input tokens as the collector reads them: %v %v", v.AsString(), ok)
+	}
+	if v, ok := traces.ResourceSpans().At(0).Resource().Attributes().Get("service.name"); !ok || v.Str() != "svc" {
+		t.Errorf("service.name as the collector reads it: %v", v.AsString())
 	}
 	var body struct {
 		ResourceSpans []struct {
