@@ -18,9 +18,8 @@ import (
 // concurrent use: on SQLite, writes serialize on its write lock (waiting up
 // to the busy timeout) and reads run concurrently with them (WAL).
 type DB struct {
-	db   *sql.DB
-	path string // the SQLite file; empty on Postgres
-	pg   bool   // Postgres: $n placeholders and its own JSON functions
+	db *sql.DB
+	pg bool // Postgres: $n placeholders and its own JSON functions
 }
 
 // open opens s's database with driver and dsn, sizes its pool and
@@ -48,9 +47,6 @@ func (s *DB) Close() error {
 	}
 	return nil
 }
-
-// Path returns the SQLite file s was opened from; empty on Postgres.
-func (s *DB) Path() string { return s.path }
 
 // SchemaVersion returns the schema version this build writes.
 func SchemaVersion() int { return len(sqliteMigrations) }

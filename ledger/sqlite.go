@@ -18,7 +18,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	// _txlock=immediate takes the write lock at BEGIN, so two writers wait
 	// on the busy timeout instead of one failing to upgrade its lock.
 	dsn := path + "?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=10000&_txlock=immediate&_foreign_keys=1&_cache_size=-32000"
-	s, err := open(ctx, "sqlite3", dsn, &DB{path: path})
+	s, err := open(ctx, "sqlite3", dsn, &DB{})
 	if err != nil {
 		return nil, fmt.Errorf("opening ledger %s: %w", path, err)
 	}
