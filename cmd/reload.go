@@ -13,6 +13,7 @@ import (
 
 	"github.com/lumengw/lumen/audit"
 	"github.com/lumengw/lumen/config"
+	"github.com/lumengw/lumen/guardrail"
 	"github.com/lumengw/lumen/router"
 	"github.com/lumengw/lumen/server"
 )
@@ -20,7 +21,7 @@ import (
 // watchReload reloads the config file on SIGHUP until ctx is done. The
 // whole file is parsed and validated and a new router built before it is
 // swapped in; a bad file is logged and the running config kept. Only
-// model_list and router_settings take effect on reload; the other sections
+// model_list, router_settings and guardrails take effect on reload; the other sections
 // (server, cache, ledger, audit, limits, auth) need a restart, which is
 // logged when they changed.
 //
@@ -55,9 +56,15 @@ func watchReload(ctx context.Context, v *viper.Viper, f *Factory, srv *server.Se
 		for _, w := range r.Warnings() {
 			log.Warn().Str("config", source).Msg(w)
 		}
+		guards, err := guardrail.NewSet(cfg.Guardrails)
+		if err != nil {
+			log.Error().Err(err).Msg("config reload failed: keeping the running config")
+			continue
+		}
 		r.SetLogger(log)
 		r.KeepLearning(srv.Router()) // auto:smart keeps what it learned
 		srv.SetRouter(r)
+		srv.SetGuardrails(guards)
 		if restartNeeded(running, cfg) {
 			log.Warn().Msg("config reload: server, cache, ledger, audit, limits or auth settings changed; they take effect on restart")
 		}

@@ -32,8 +32,9 @@ func TestE2EReloadOnSIGHUP(t *testing.T) {
 	if !strings.Contains(modelIDs(t, l), `"alpha"`) {
 		t.Fatal("alpha not served")
 	}
-	// A valid new file is swapped in.
-	if err := os.WriteFile(l.Config, []byte("model_list: [{model_name: beta, params: {model: mock/beta}}]\n"), 0o600); err != nil {
+	// A valid new file is swapped in, its guardrails too.
+	if err := os.WriteFile(l.Config, []byte("model_list: [{model_name: beta, params: {model: mock/beta}}]\n"+
+		"guardrails: [{guardrail_name: pii, litellm_params: {guardrail: litellm_content_filter, mode: pre_call, default_on: true, patterns: [{pattern_name: email, action: MASK}]}}]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	syscall.Kill(os.Getpid(), syscall.SIGHUP)
@@ -41,8 +42,8 @@ func TestE2EReloadOnSIGHUP(t *testing.T) {
 	if strings.Contains(modelIDs(t, l), `"alpha"`) {
 		t.Fatal("alpha still served after reload")
 	}
-	got := rawPost(t, l, "/v1/chat/completions", "", `{"model":"beta","messages":[{"role":"user","content":"hi"}]}`)
-	if got.status != 200 {
+	got := rawPost(t, l, "/v1/chat/completions", "", `{"model":"beta","messages":[{"role":"user","content":"hi a@b.io"}]}`)
+	if got.status != 200 || !strings.Contains(got.text, "Echo: hi [EMAIL_REDACTED]") {
 		t.Fatalf("beta after reload: %d %s", got.status, got.text)
 	}
 	// A bad file is refused and beta keeps serving.

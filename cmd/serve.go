@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/lumengw/lumen/config"
+	"github.com/lumengw/lumen/guardrail"
 	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/router"
 	"github.com/lumengw/lumen/server"
@@ -47,8 +48,9 @@ LUMEN_PORT, LUMEN_LOG_LEVEL, LUMEN_LOG_FORMAT, LUMEN_GRACE_PERIOD,
 LUMEN_CONFIG), then the config file's server and log sections, then
 defaults. SIGINT or SIGTERM stops accepting, lets in-flight requests and
 streams finish within the grace period, and exits 0. SIGHUP reloads the
-config file: model_list and router_settings are swapped in atomically once
-the whole file validates; a bad file is logged and the running config kept.
+config file: model_list, router_settings and guardrails are swapped in
+atomically once the whole file validates; a bad file is logged and the
+running config kept.
 
 Besides the OpenAI API (the Responses API translated to chat for providers
 without it) it serves the Anthropic Messages API (/v1/messages), /metrics
@@ -60,7 +62,10 @@ audit log; virtual keys (lumen keys) are enforced with their models,
 budgets and rate limits, and the config's limits add budgets and rate
 limits per key tag (a team), end user, model group and the whole gateway,
 kept in Redis and shared by every instance when limits.redis_url is set.
-With tracing.otlp_endpoint, every API request is an OpenTelemetry span.`,
+With tracing.otlp_endpoint, every API request is an OpenTelemetry span.
+The config's guardrails (content filters: PII, credentials, regexes,
+blocked words) mask or block requests before any upstream call and
+answers, streams included, before the client sees them.`,
 		Example: `  lumen serve                                  # embedded example config, mock model "demo"
   lumen serve --config config.yaml --port 8080
   LUMEN_HOST=0.0.0.0 lumen serve -c config.yaml --log-format console`,
@@ -137,7 +142,11 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 		return err
 	}
 	defer st.close()
-	so := server.Options{Config: cfg, Router: r, Logger: log, Version: Version, Cache: respCache, Tracer: tracer}
+	guards, err := guardrail.NewSet(cfg.Guardrails)
+	if err != nil {
+		return fmt.Errorf("guardrails: %w", err)
+	}
+	so := server.Options{Config: cfg, Router: r, Logger: log, Version: Version, Cache: respCache, Tracer: tracer, Guardrails: guards}
 	st.options(&so)
 	srv := server.New(so)
 	st.learner = srv.Router

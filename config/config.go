@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lumengw/lumen/guardrail"
 	"github.com/lumengw/lumen/limits"
 )
 
@@ -46,6 +47,9 @@ type Config struct {
 	// Limits are rate limits and budgets over all traffic, per model group
 	// and per key tag, on top of each virtual key's own.
 	Limits Limits `yaml:"limits"`
+	// Guardrails are content filters run on requests and answers
+	// (LiteLLM's guardrails list; see package guardrail).
+	Guardrails []guardrail.Config `yaml:"guardrails"`
 }
 
 // Limits are gateway-wide rate limits (sliding one-minute windows) and

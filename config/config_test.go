@@ -199,3 +199,53 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// A guardrails list in LiteLLM's shape loads (mode as one value or a
+// list); a mistake in it is reported at its field.
+func TestGuardrailsConfig(t *testing.T) {
+	base := "model_list:\n  - model_name: demo\n    litellm_params: {model: mock/demo}\nguardrails:\n"
+	cfg, _, err := Parse([]byte(base + `
+  - guardrail_name: pii
+    litellm_params:
+      guardrail: litellm_content_filter
+      mode: pre_call
+      default_on: true
+      patterns: [{pattern_type: prebuilt, pattern_name: email, action: MASK}]
+  - guardrail_name: words
+    litellm_params:
+      guardrail: litellm_content_filter
+      mode: [pre_call, post_call]
+      blocked_words: [{keyword: falcon}]
+    guardrail_info: {owner: security}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := cfg.Guardrails; len(g) != 2 || len(g[0].Params.Mode) != 1 || len(g[1].Params.Mode) != 2 || !g[0].Params.DefaultOn || g[1].Info["owner"] != "security" {
+		t.Errorf("parsed %+v", g)
+	}
+	_, _, err = Parse([]byte(base + `
+  - guardrail_name: pii
+    litellm_params:
+      guardrail: litellm_content_filter
+      mode: pre_call
+      patterns: [{pattern_type: regex, pattern: '(?i)secret(?=s)', actoin: MASK}]
+`))
+	for _, want := range []string{
+		`guardrails[0].litellm_params.patterns[0].actoin: unknown key (did you mean "action"?)`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("want %q in %v", want, err)
+		}
+	}
+	_, _, err = Parse([]byte(base + `
+  - guardrail_name: pii
+    litellm_params:
+      guardrail: litellm_content_filter
+      mode: pre_call
+      patterns: [{pattern_type: regex, pattern: '(?i)secret(?=s)'}]
+`))
+	if want := `guardrails[0].litellm_params.patterns[0].pattern: not a valid regular expression`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("want %q in %v", want, err)
+	}
+}

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/lumengw/lumen/guardrail"
 )
 
 // Error lists every problem found in a configuration, each naming its field.
@@ -107,6 +109,7 @@ var (
 	hedgeType    = reflect.TypeOf(HedgeDelay{})
 	byteSizeType = reflect.TypeOf(ByteSize(0))
 	secretType   = reflect.TypeOf(Secret(""))
+	modesType    = reflect.TypeOf(guardrail.Modes(nil))
 )
 
 func (c *checker) walk(n *yaml.Node, t reflect.Type, path string) {
@@ -121,6 +124,8 @@ func (c *checker) walk(n *yaml.Node, t reflect.Type, path string) {
 	}
 	switch {
 	case t == durationType || t == byteSizeType || t == hedgeType:
+		c.scalar(n, t, path)
+	case t == modesType && n.Kind == yaml.ScalarNode: // one mode or a list
 		c.scalar(n, t, path)
 	case t.Kind() == reflect.Struct:
 		if n.Kind != yaml.MappingNode {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lumengw/lumen/guardrail"
 	"github.com/lumengw/lumen/limits"
 )
 
@@ -59,6 +60,7 @@ func (c *Config) Validate() []string {
 			validateParams(&p, block, m.Deployment())
 		}
 	}
+	p = append(p, guardrail.Validate(c.Guardrails)...)
 	r := &c.RouterSettings
 	if !oneOf(r.RoutingStrategy, Strategies) {
 		p.add("router_settings.routing_strategy", "unknown strategy %q; use one of %s", r.RoutingStrategy, strings.Join(Strategies, ", "))

@@ -80,6 +80,7 @@ type Metrics struct {
 	rateLimit  *prometheus.CounterVec   // kind
 	tagReqs    *prometheus.CounterVec   // key_tag
 	tagCost    *prometheus.CounterVec   // key_tag
+	guardrail  *prometheus.CounterVec   // guardrail, rule, action
 	inflight   prometheus.Gauge
 	streams    prometheus.Gauge
 
@@ -139,6 +140,9 @@ func New(opts Options) *Metrics {
 			"Requests by tag of the calling key (allow-listed tags only; others are \"other\", untagged keys \"none\"). A key with several tags counts once per tag.", "key_tag"),
 		tagCost: f.counterVec("lumen_key_tag_cost_usd_total",
 			"Cost by tag of the calling key, in US dollars (see lumen_key_tag_requests_total).", "key_tag"),
+		guardrail: f.counterVec("lumen_guardrail_matches_total",
+			"Guardrail matches, by guardrail, rule (a prebuilt pattern's name, a regex's name, or blocked_word) and action (block or mask).",
+			"guardrail", "rule", "action"),
 		inflight: f.gauge("lumen_inflight_requests", "Requests being served."),
 		streams:  f.gauge("lumen_inflight_streams", "Streamed responses being sent."),
 		routes:   map[routeKey]*Route{},
@@ -232,6 +236,12 @@ func (m *Metrics) StreamFinished() { m.streams.Dec() }
 // "tag", "model_group", "global"). At most 16 scopes are kept.
 func (m *Metrics) BudgetRejected(scope string) {
 	m.small(m.budget, m.scopeVals, m.scopes, scope).Inc()
+}
+
+// GuardrailMatched counts a guardrail match. The labels come from the
+// config, so their values are bounded.
+func (m *Metrics) GuardrailMatched(guardrail, rule, action string) {
+	m.guardrail.WithLabelValues(guardrail, rule, action).Inc()
 }
 
 // RateLimited counts a request refused by a rate limit of kind ("rpm",

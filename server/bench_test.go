@@ -13,6 +13,7 @@ import (
 
 	"github.com/lumengw/lumen/audit"
 	"github.com/lumengw/lumen/config"
+	"github.com/lumengw/lumen/guardrail"
 	"github.com/lumengw/lumen/ledger"
 	"github.com/lumengw/lumen/limits"
 	"github.com/lumengw/lumen/metrics"
@@ -45,7 +46,12 @@ func benchUpstream(b *testing.B) *httptest.Server {
 }
 
 func benchLumen(b *testing.B, upstream string) *httptest.Server {
-	cfg, _, err := config.Parse([]byte(`model_list: [{model_name: bench, params: {model: openai/bench, api_base: "` + upstream + `/v1", api_key: sk-x}}]`))
+	return benchLumenWith(b, upstream, "")
+}
+
+// benchLumenWith is benchLumen with more config (guardrails).
+func benchLumenWith(b *testing.B, upstream, extra string) *httptest.Server {
+	cfg, _, err := config.Parse([]byte(`model_list: [{model_name: bench, params: {model: openai/bench, api_base: "` + upstream + `/v1", api_key: sk-x}}]` + "\n" + extra))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -53,10 +59,28 @@ func benchLumen(b *testing.B, upstream string) *httptest.Server {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := httptest.NewServer(New(Options{Config: cfg, Router: r, Logger: zerolog.New(io.Discard)}))
+	guards, err := guardrail.NewSet(cfg.Guardrails)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(New(Options{Config: cfg, Router: r, Logger: zerolog.New(io.Discard), Guardrails: guards}))
 	b.Cleanup(srv.Close)
 	return srv
 }
+
+// benchGuardrails is the example config's pii guardrail, on for every
+// request, on the request and the answer.
+const benchGuardrails = `
+guardrails:
+  - guardrail_name: pii
+    litellm_params:
+      guardrail: litellm_content_filter
+      mode: [pre_call, post_call]
+      default_on: true
+      patterns:
+        - {pattern_type: prebuilt, pattern_name: pii, action: MASK}
+        - {pattern_type: prebuilt, pattern_name: credentials, action: BLOCK}
+`
 
 // benchLumenTraced is benchLumen with tracing on: every request a sampled
 // span, exported in batches to a collector that discards them, and the
@@ -143,6 +167,7 @@ func BenchmarkProxy(b *testing.B) {
 	up := benchUpstream(b)
 	lumen := benchLumen(b, up.URL)
 	traced := benchLumenTraced(b, up.URL)
+	guarded := benchLumenWith(b, up.URL, benchGuardrails)
 	full, key := benchLumenAccounted(b, up.URL, "")
 	// Every shared limit a request can meet: the key's tag, its end user,
 	// the model group and the gateway, each with a budget and rpm/tpm.
@@ -161,7 +186,7 @@ func BenchmarkProxy(b *testing.B) {
 		{"stream", `{"model":"bench","user":"u-1","stream":true,"messages":[{"role":"user","content":"Say hello in one short sentence."}]}`},
 	} {
 		for _, target := range []struct{ name, url, key string }{
-			{"direct", up.URL, ""}, {"lumen", lumen.URL, ""}, {"lumen+tracing", traced.URL, ""},
+			{"direct", up.URL, ""}, {"lumen", lumen.URL, ""}, {"lumen+tracing", traced.URL, ""}, {"lumen+guardrails", guarded.URL, ""},
 			{"lumen+key", full.URL, key}, {"lumen+key+limits", scoped.URL, scopedKey},
 		} {
 			b.Run(mode.name+"/"+target.name, func(b *testing.B) {

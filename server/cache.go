@@ -37,11 +37,15 @@ func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, x *exchange
 		if x.stream {
 			return s.writeStream(w, r, x, e.Stream(id, created))
 		}
+		body, err := x.guardOutput(e.Body(id, created), "")
+		if err != nil {
+			return err
+		}
 		x.status = http.StatusOK
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set(costHeaderName, "0")
 		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(e.Body(id, created))
+		_, _ = w.Write(body)
 		return nil
 	}
 	x.cache = "miss"

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/lumengw/lumen/guardrail"
 	"github.com/lumengw/lumen/limits"
 	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/router"
@@ -55,6 +56,8 @@ func classify(err error) (*apiError, bool) {
 	var re *router.RequestError
 	var be *limits.BudgetError
 	var ie *providers.InvalidRequestError
+	var gb *guardrail.BlockedError
+	var gu *guardrail.UnknownError
 	switch {
 	case errors.As(err, &ae):
 		return ae, false
@@ -67,6 +70,12 @@ func classify(err error) (*apiError, bool) {
 		return budgetError(be), false
 	case errors.As(err, &ie):
 		return &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Param: ie.Param, Message: ie.Message}, false
+	case errors.As(err, &gb):
+		return &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "content_policy_violation",
+			Message: gb.Error()}, false
+	case errors.As(err, &gu):
+		return &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "guardrail_not_found", Param: "guardrails",
+			Message: gu.Error()}, false
 	case errors.Is(err, auto.ErrNoCandidate):
 		return &apiError{Status: http.StatusUnprocessableEntity, Type: "invalid_request_error", Code: "no_auto_candidate", Param: "model",
 			Message: err.Error() + "; relax the limit (lumen object, x-lumen-* headers or the route's auto block) or pin a model"}, false

@@ -38,7 +38,7 @@ func (s *Server) serveMessages(w http.ResponseWriter, r *http.Request, x *exchan
 	if err != nil {
 		return err
 	}
-	if err := s.begin(w, r, x, body); err != nil {
+	if err := s.begin(w, r, x, body, &native); err != nil {
 		return err
 	}
 	call := s.call(x)
@@ -67,6 +67,7 @@ func (s *Server) serveMessages(w http.ResponseWriter, r *http.Request, x *exchan
 // translated. A failure after the first event ends the stream with an
 // Anthropic error event.
 func (s *Server) writeMessagesStream(w http.ResponseWriter, x *exchange, model string, st providers.Stream) error {
+	st = x.guardStream(st)
 	defer st.Close()
 	if s.metrics != nil {
 		s.metrics.StreamStarted()

@@ -12,6 +12,7 @@ import (
 	"github.com/tidwall/sjson"
 
 	"github.com/lumengw/lumen/audit"
+	"github.com/lumengw/lumen/guardrail"
 	"github.com/lumengw/lumen/ledger"
 	"github.com/lumengw/lumen/limits"
 	"github.com/lumengw/lumen/metrics"
@@ -63,6 +64,10 @@ type exchange struct {
 	savedUSD      float64 // USD a cache hit or coalesced answer saved
 	respBody      []byte  // a non-streamed answer, for the ledger and audit
 	started       bool    // a stream's headers went out
+
+	guards       []*guardrail.Guard  // the guardrails the request runs
+	guardHits    []guardrail.Hit     // what they matched
+	guardStreams []*guardrail.Stream // streams they guarded (their hits come at the end)
 }
 
 func (x *exchange) fail(ae *apiError) {
@@ -130,7 +135,7 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange)
 	if err != nil {
 		return err
 	}
-	if err := s.begin(w, r, x, body); err != nil {
+	if err := s.begin(w, r, x, body, nil); err != nil {
 		return err
 	}
 	if s.cache != nil && x.op == providers.OpChat {
@@ -139,11 +144,16 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange)
 	return s.serveUpstream(w, r, x)
 }
 
-// begin reads what Lumen needs from an OpenAI-form body and admits the
-// exchange (key models, rate limits, budget).
-func (s *Server) begin(w http.ResponseWriter, r *http.Request, x *exchange, body []byte) error {
+// begin reads what Lumen needs from an OpenAI-form body, runs the
+// request's guardrails on it (and on native, the client's own body when
+// it was translated), and admits the exchange (key models, rate limits,
+// budget).
+func (s *Server) begin(w http.ResponseWriter, r *http.Request, x *exchange, body []byte, native *[]byte) error {
 	x.body = body
 	if err := x.parse(); err != nil {
+		return err
+	}
+	if err := s.guardInput(x, native); err != nil {
 		return err
 	}
 	x.tags = requestTags(r)
@@ -222,7 +232,10 @@ func (s *Server) writeResponse(w http.ResponseWriter, x *exchange, resp *provide
 	x.usage = resp.Usage
 	x.status = http.StatusOK
 	s.price(x)
-	body := resp.Body
+	body, err := x.guardOutput(resp.Body, resp.ContentType)
+	if err != nil {
+		return err
+	}
 	if x.usageInclude && resp.ContentType == "" {
 		if b, err := sjson.SetBytes(body, "usage.cost", x.cost); err == nil {
 			body = b
@@ -247,6 +260,10 @@ func (s *Server) writeTranslated(w http.ResponseWriter, x *exchange, resp *provi
 		if out, err = translate(out); err != nil {
 			return err
 		}
+	}
+	out, err := x.guardOutput(out, "")
+	if err != nil {
+		return err
 	}
 	s.writeAnswer(w, x, out, "")
 	return nil
@@ -446,6 +463,7 @@ func (s *Server) finish(w http.ResponseWriter, x *exchange) {
 		s.ledger.Record(rec)
 	}
 	s.observe(x, latency)
+	guarded := s.observeGuardrails(x)
 	if s.audit != nil {
 		s.audit.Append(auditEntry(x, &rec))
 	}
@@ -470,6 +488,9 @@ func (s *Server) finish(w http.ResponseWriter, x *exchange) {
 	}
 	if x.cache != "" {
 		ev = ev.Str("cache", x.cache)
+	}
+	if len(guarded) > 0 {
+		ev = ev.Strs("guardrails", guarded)
 	}
 	if x.stream && x.ttft > 0 {
 		ev = ev.Float64("ttft_ms", msec(x.ttft))

@@ -35,7 +35,7 @@ func (s *Server) serveResponses(w http.ResponseWriter, r *http.Request, x *excha
 	if err != nil {
 		return err
 	}
-	if err := s.begin(w, r, x, body); err != nil {
+	if err := s.begin(w, r, x, body, &native); err != nil {
 		return err
 	}
 	call := s.call(x)
@@ -58,6 +58,7 @@ func (s *Server) serveResponses(w http.ResponseWriter, r *http.Request, x *excha
 // flushed as it arrives. A failure after the first event ends the stream
 // with an error event and response.failed.
 func (s *Server) writeResponsesStream(w http.ResponseWriter, x *exchange, echo responses.Echo, st providers.Stream) error {
+	st = x.guardStream(st)
 	defer st.Close()
 	if s.metrics != nil {
 		s.metrics.StreamStarted()

@@ -17,6 +17,7 @@ import (
 	"github.com/lumengw/lumen/audit"
 	"github.com/lumengw/lumen/cache"
 	"github.com/lumengw/lumen/config"
+	"github.com/lumengw/lumen/guardrail"
 	"github.com/lumengw/lumen/ledger"
 	"github.com/lumengw/lumen/limits"
 	"github.com/lumengw/lumen/metrics"
@@ -56,6 +57,8 @@ type Options struct {
 	Audit *audit.Log
 	// Tracer records a span per API request; nil records none.
 	Tracer *tracing.Tracer
+	// Guardrails are the configured content filters; nil runs none.
+	Guardrails *guardrail.Set
 }
 
 // Recorder takes ledger records off the request path (ledger.Writer).
@@ -96,7 +99,8 @@ type Server struct {
 	audit   *audit.Log
 	tracer  *tracing.Tracer
 
-	tagCache sync.Map // *ledger.Key -> []string, see keyTags
+	tagCache   sync.Map // *ledger.Key -> []string, see keyTags
+	guardrails atomic.Pointer[guardrail.Set]
 }
 
 // New returns a Server for o.
@@ -112,6 +116,7 @@ func New(o Options) *Server {
 		s.master, s.hasMaster = sha256.Sum256([]byte(mk)), true
 	}
 	s.SetRouter(o.Router)
+	s.guardrails.Store(o.Guardrails)
 	s.handler = s.routes()
 	s.ready.Store(true)
 	return s
@@ -148,6 +153,7 @@ func (s *Server) routes() http.Handler {
 		mux.Handle("POST "+prefix+"/feedback", s.authed(http.HandlerFunc(s.feedback)))
 		mux.Handle("GET "+prefix+"/models", s.authed(http.HandlerFunc(s.models)))
 		mux.Handle("GET "+prefix+"/models/{model...}", s.authed(http.HandlerFunc(s.model)))
+		mux.Handle("GET "+prefix+"/guardrails/list", s.authed(http.HandlerFunc(s.listGuardrails)))
 	}
 	for _, prefix := range []string{"/v1", "/anthropic/v1"} {
 		mux.Handle("POST "+prefix+"/messages", s.authed(s.messages()))

@@ -30,6 +30,7 @@ var (
 // status); after it, the stream ends with an SSE error event, never a
 // silent [DONE].
 func (s *Server) writeStream(w http.ResponseWriter, r *http.Request, x *exchange, st providers.Stream) error {
+	st = x.guardStream(st)
 	defer st.Close()
 	if s.metrics != nil {
 		s.metrics.StreamStarted()

@@ -1,0 +1,216 @@
+package cmd
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	sdk "github.com/anthropics/anthropic-sdk-go"
+	"github.com/anthropics/anthropic-sdk-go/option"
+	"github.com/tidwall/gjson"
+)
+
+const guardrailConfig = `
+model_list:
+  - model_name: gpt
+    litellm_params: {model: openai/gpt-4o, api_base: "{{FAKE}}/v1", api_key: sk-upstream-secret-123456}
+  - model_name: echo
+    litellm_params: {model: mock/demo}
+  - model_name: fixed
+    litellm_params: {model: mock/demo, mock_response: "The launch of Falcon is on Monday"}
+  - model_name: claude
+    litellm_params: {model: anthropic/claude-sonnet-4-5, api_base: "{{ANTHROPIC}}", api_key: sk-ant-upstream-0000000000}
+router_settings: {num_retries: 0}
+guardrails:
+  - guardrail_name: pii-in
+    litellm_params:
+      guardrail: litellm_content_filter
+      mode: pre_call
+      default_on: true
+      patterns:
+        - {pattern_type: prebuilt, pattern_name: email, action: MASK}
+        - {pattern_type: prebuilt, pattern_name: us_ssn, action: BLOCK}
+  - guardrail_name: cards-out
+    litellm_params:
+      guardrail: litellm_content_filter
+      mode: post_call
+      patterns: [{pattern_type: prebuilt, pattern_name: credit_card, action: MASK}]
+    guardrail_info: {owner: payments}
+  - guardrail_name: no-falcon
+    litellm_params:
+      guardrail: litellm_content_filter
+      mode: [during_call, post_call]
+      blocked_words: [{keyword: falcon, action: BLOCK, description: unreleased product}]
+`
+
+// sseText joins the delta text of a chat completions event stream.
+func sseText(t *testing.T, body string) string {
+	t.Helper()
+	var b strings.Builder
+	sc := bufio.NewScanner(strings.NewReader(body))
+	for sc.Scan() {
+		line, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok || line == "[DONE]" {
+			continue
+		}
+		b.WriteString(gjson.Get(line, "choices.0.delta.content").Str)
+	}
+	return b.String()
+}
+
+// Guardrails mask and block on every API before an upstream sees the
+// text, and on answers, streamed ones included, before the client does.
+func TestE2EGuardrails(t *testing.T) {
+	fake := newFakeOpenAI(t)
+	up := newAnthropicUpstream(t)
+	l := startLumen(t, strings.ReplaceAll(guardrailConfig, "{{ANTHROPIC}}", up.URL), fake)
+
+	// pre_call, default_on: the e-mail never reaches the upstream.
+	r := rawPost(t, l, "/v1/chat/completions", "", `{"model":"gpt","messages":[{"role":"user","content":"mail jane@corp.example.com the plan"}]}`)
+	if r.status != 200 {
+		t.Fatalf("masked request: %d %s", r.status, r.text)
+	}
+	got, _ := fake.lastBody()["messages"].([]any)[0].(map[string]any)["content"].(string)
+	if got != "mail [EMAIL_REDACTED] the plan" {
+		t.Errorf("upstream saw %q", got)
+	}
+
+	// A blocking match: 400 in the OpenAI shape, naming the guardrail and
+	// the field, not the number; no upstream call.
+	before := fake.callsTo("gpt-4o")
+	r = rawPost(t, l, "/v1/chat/completions", "", `{"model":"gpt","messages":[{"role":"user","content":"hi"},{"role":"user","content":[{"type":"text","text":"my SSN is 123-45-6789"}]}]}`)
+	if r.status != 400 || gjson.Get(r.text, "error.code").Str != "content_policy_violation" ||
+		gjson.Get(r.text, "error.message").Str != `guardrail "pii-in" blocked the request: pattern "us_ssn" detected in messages[1].content[0].text` {
+		t.Errorf("blocked: %d %s", r.status, r.text)
+	}
+	if strings.Contains(r.text, "6789") || fake.callsTo("gpt-4o") != before {
+		t.Errorf("the block leaked the match or called upstream: %s", r.text)
+	}
+
+	// A guardrail that is not default_on runs when the request names it;
+	// the field does not go upstream.
+	r = rawPost(t, l, "/v1/chat/completions", "", `{"model":"gpt","guardrails":["no-falcon"],"messages":[{"role":"user","content":"hello"}]}`)
+	if r.status != 200 || fake.lastBody()["guardrails"] != nil {
+		t.Errorf("named guardrail: %d %s / upstream got guardrails %v", r.status, r.text, fake.lastBody()["guardrails"])
+	}
+	r = rawPost(t, l, "/v1/chat/completions", "", `{"model":"gpt","guardrails":["no-falcon"],"messages":[{"role":"user","content":"Tell me about Falcon"}]}`)
+	if r.status != 400 || !strings.Contains(gjson.Get(r.text, "error.message").Str, `blocked word "falcon" (unreleased product)`) {
+		t.Errorf("named block: %d %s", r.status, r.text)
+	}
+	r = rawPost(t, l, "/v1/chat/completions", "", `{"model":"gpt","guardrails":["nope"],"messages":[{"role":"user","content":"x"}]}`)
+	if r.status != 400 || gjson.Get(r.text, "error.code").Str != "guardrail_not_found" || gjson.Get(r.text, "error.param").Str != "guardrails" {
+		t.Errorf("unknown guardrail: %d %s", r.status, r.text)
+	}
+
+	// post_call: the mock echoes the card; the answer is masked, as it is,
+	// and streamed, where the number arrives one word per event.
+	card := "pay with 4111 1111 1111 1111 today"
+	r = rawPost(t, l, "/v1/chat/completions", "", `{"model":"echo","messages":[{"role":"user","content":"`+card+`"}]}`)
+	if r.status != 200 || !strings.Contains(r.text, "Echo: pay with 4111") {
+		t.Errorf("without the guardrail the answer is the echo: %d %s", r.status, r.text)
+	}
+	r = rawPost(t, l, "/v1/chat/completions", "", `{"model":"echo","guardrails":["cards-out"],"messages":[{"role":"user","content":"`+card+`"}]}`)
+	if c := gjson.Get(r.text, "choices.0.message.content").Str; r.status != 200 || c != "Echo: pay with [CREDIT_CARD_REDACTED] today" {
+		t.Errorf("masked answer: %d %s", r.status, r.text)
+	}
+	r = rawPost(t, l, "/v1/chat/completions", "", `{"model":"echo","stream":true,"guardrails":["cards-out"],"messages":[{"role":"user","content":"`+card+`"}]}`)
+	if txt := sseText(t, r.text); r.status != 200 || txt != "Echo: pay with [CREDIT_CARD_REDACTED] today" || strings.Contains(r.text, "4111") {
+		t.Errorf("masked stream: %d %q\n%s", r.status, txt, r.text)
+	}
+	// A blocking post_call match in a stream ends it with an error event
+	// before the word is sent (the request itself is clean).
+	r = rawPost(t, l, "/v1/chat/completions", "", `{"model":"fixed","stream":true,"guardrails":["no-falcon"],"messages":[{"role":"user","content":"news?"}]}`)
+	if r.status != 200 || !strings.Contains(r.text, "event: error") || !strings.Contains(r.text, `guardrail \"no-falcon\" blocked the answer`) ||
+		strings.Contains(strings.ToLower(sseText(t, r.text)), "falcon") || strings.Contains(r.text, "[DONE]") {
+		t.Errorf("blocked stream: %d\n%s", r.status, r.text)
+	}
+
+	// The Responses API (translated to the mock) and the Messages API
+	// (native to Anthropic): the same guardrails.
+	r = rawPost(t, l, "/v1/responses", "", `{"model":"echo","guardrails":["cards-out"],"input":"`+card+`"}`)
+	if r.status != 200 || !strings.Contains(r.text, "[CREDIT_CARD_REDACTED]") || strings.Contains(r.text, "4111 1111") {
+		t.Errorf("responses: %d %s", r.status, r.text)
+	}
+	client := sdk.NewClient(option.WithBaseURL(l.URL), option.WithAPIKey("unused"), option.WithMaxRetries(0))
+	_, err := client.Messages.New(context.Background(), sdk.MessageNewParams{Model: "claude", MaxTokens: 100,
+		Messages: []sdk.MessageParam{sdk.NewUserMessage(sdk.NewTextBlock("write to bob@example.org"))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if txt := gjson.GetBytes(up.last(), "messages.0.content.0.text").Str; txt != "write to [EMAIL_REDACTED]" {
+		t.Errorf("anthropic upstream saw %q", txt)
+	}
+	_, err = client.Messages.New(context.Background(), sdk.MessageNewParams{Model: "claude", MaxTokens: 100,
+		Messages: []sdk.MessageParam{sdk.NewUserMessage(sdk.NewTextBlock("SSN 123-45-6789"))}})
+	var apiErr *sdk.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != 400 || !strings.Contains(apiErr.Error(), `guardrail \"pii-in\" blocked the request`) {
+		t.Errorf("anthropic block: %v", err)
+	}
+
+	// Discoverable, counted, logged by rule, never by text.
+	list := rawGet(t, l.URL, "/guardrails/list", "")
+	if gjson.GetBytes(list, "guardrails.#").Int() != 3 || gjson.GetBytes(list, "guardrails.1.guardrail_info.owner").Str != "payments" ||
+		!gjson.GetBytes(list, "guardrails.0.default_on").Bool() {
+		t.Errorf("list: %s", list)
+	}
+	req, _ := http.NewRequest("GET", l.URL+"/metrics", nil)
+	m := rawDo(t, req, "").text
+	for _, want := range []string{
+		`lumen_guardrail_matches_total{action="mask",guardrail="pii-in",rule="email"} 2`,
+		`lumen_guardrail_matches_total{action="block",guardrail="pii-in",rule="us_ssn"} 2`,
+		`lumen_guardrail_matches_total{action="mask",guardrail="cards-out",rule="credit_card"} 3`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	waitFor(t, func() bool { return strings.Contains(l.Logs.String(), `"guardrails":["cards-out/credit_card/mask"]`) })
+	for _, secret := range []string{"jane@corp", "123-45-6789", "4111 1111"} {
+		if strings.Contains(l.Logs.String(), secret) {
+			t.Errorf("the log holds %q", secret)
+		}
+	}
+}
+
+// A virtual key's "guardrails" tag runs those guardrails on every request
+// the key sends; the request cannot opt out, and a name that is not
+// configured fails closed.
+func TestE2EGuardrailsByKeyTag(t *testing.T) {
+	cfg := `
+general_settings: {master_key: sk-master-test-000000}
+model_list:
+  - model_name: echo
+    litellm_params: {model: mock/demo}
+ledger: {path: {{DIR}}/lumen.db}
+audit: {enabled: false}
+guardrails:
+  - guardrail_name: pii
+    litellm_params:
+      guardrail: litellm_content_filter
+      mode: [pre_call, post_call]
+      patterns: [{pattern_type: prebuilt, pattern_name: pii, action: MASK}]
+`
+	l := startLumen(t, strings.ReplaceAll(cfg, "{{DIR}}", t.TempDir()), nil)
+	body := `{"model":"echo","messages":[{"role":"user","content":"reach me at a@b.io"}]}`
+	create := func(tags string) string {
+		r := rawPost(t, l, "/admin/keys", master, `{"name":"k`+tags+`","tags":{"guardrails":"`+tags+`"}}`)
+		if r.status != 201 {
+			t.Fatalf("create: %d %s", r.status, r.text)
+		}
+		return gjson.Get(r.text, "key").Str
+	}
+	support, broken := create("pii"), create("pii gone")
+	if r := rawPost(t, l, "/v1/chat/completions", master, body); !strings.Contains(r.text, "Echo: reach me at a@b.io") {
+		t.Errorf("the master key has no guardrail: %s", r.text)
+	}
+	if r := rawPost(t, l, "/v1/chat/completions", support, body); r.status != 200 || !strings.Contains(r.text, "Echo: reach me at [EMAIL_REDACTED]") {
+		t.Errorf("tagged key: %d %s", r.status, r.text)
+	}
+	r := rawPost(t, l, "/v1/chat/completions", broken, body)
+	if r.status != 400 || !strings.Contains(r.text, `this API key's guardrails tag names \"gone\", which is not configured`) {
+		t.Errorf("unconfigured tag: %d %s", r.status, r.text)
+	}
+}

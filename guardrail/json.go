@@ -1,0 +1,160 @@
+package guardrail
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+
+	"github.com/tidwall/gjson"
+)
+
+// textKeys are the JSON keys whose string values are text a person or a
+// model wrote, in the OpenAI (chat, completions, embeddings, moderations,
+// Responses, speech, images, rerank) and Anthropic forms, requests and
+// answers: messages' content and parts' text, prompt, input, system,
+// instructions, query, documents, a tool's output, an answer's refusal.
+// Everything else (ids, roles, tool arguments, image and file data, URLs)
+// is left alone, so a base64 image never looks like a key, and a
+// masked value never breaks a tool call's JSON.
+var textKeys = map[string]bool{
+	"content": true, "text": true, "prompt": true, "input": true, "system": true,
+	"instructions": true, "query": true, "documents": true, "output": true,
+	"refusal": true, "output_text": true, "reasoning_content": true,
+}
+
+// Input applies the guards that check requests (pre_call, during_call) to
+// a JSON request body. It returns the body with masked matches replaced
+// (the same slice when nothing was masked), the rules that matched, and a
+// *BlockedError when a blocking rule matched.
+func Input(guards []*Guard, body []byte) ([]byte, []Hit, error) {
+	return apply(guards, body, false)
+}
+
+// Output applies the guards that check answers (post_call) to a JSON
+// answer, as Input does to a request.
+func Output(guards []*Guard, body []byte) ([]byte, []Hit, error) {
+	return apply(guards, body, true)
+}
+
+// Active reports whether any of guards checks answers (output true) or
+// requests.
+func Active(guards []*Guard, output bool) bool {
+	for _, g := range guards {
+		if (output && g.post) || (!output && g.pre) {
+			return true
+		}
+	}
+	return false
+}
+
+type edit struct {
+	start, end int
+	text       string
+}
+
+// seg is one step of a JSON path: an object key, or an array index when
+// key is empty.
+type seg struct {
+	key string
+	idx int
+}
+
+func apply(guards []*Guard, body []byte, output bool) ([]byte, []Hit, error) {
+	if !Active(guards, output) {
+		return body, nil, nil
+	}
+	w := walker{output: output}
+	for _, g := range guards {
+		if (output && g.post) || (!output && g.pre) {
+			w.guards = append(w.guards, g)
+		}
+	}
+	w.walk(gjson.ParseBytes(body), false)
+	if w.blocked != nil {
+		return body, w.hits, w.blocked
+	}
+	if len(w.edits) == 0 {
+		return body, w.hits, nil
+	}
+	out := make([]byte, 0, len(body)+64)
+	prev := 0
+	for _, e := range w.edits {
+		out = append(out, body[prev:e.start]...)
+		q, _ := json.Marshal(e.text)
+		out = append(out, q...)
+		prev = e.end
+	}
+	out = append(out, body[prev:]...)
+	return out, w.hits, nil
+}
+
+type walker struct {
+	guards  []*Guard
+	output  bool
+	path    []seg
+	edits   []edit
+	hits    []Hit
+	blocked *BlockedError
+}
+
+// walk visits r; textual says r sits under a text key (its strings, or an
+// array's, are text). It returns false once a guard blocked.
+func (w *walker) walk(r gjson.Result, textual bool) bool {
+	switch {
+	case r.IsObject():
+		ok := true
+		r.ForEach(func(k, v gjson.Result) bool {
+			w.path = append(w.path, seg{key: k.Str})
+			ok = w.walk(v, textKeys[k.Str])
+			w.path = w.path[:len(w.path)-1]
+			return ok
+		})
+		return ok
+	case r.IsArray():
+		ok, i := true, 0
+		r.ForEach(func(_, v gjson.Result) bool {
+			w.path = append(w.path, seg{idx: i})
+			ok = w.walk(v, textual)
+			w.path = w.path[:len(w.path)-1]
+			i++
+			return ok
+		})
+		return ok
+	case r.Type == gjson.String && textual && r.Str != "":
+		text, changed := r.Str, false
+		for _, g := range w.guards {
+			out, ch, hits, blocked := g.check(text, w.hits)
+			w.hits = hits
+			if blocked != nil {
+				w.blocked = &BlockedError{Guard: g.Name, What: blocked.what, Output: w.output}
+				if !w.output {
+					w.blocked.Field = w.field()
+				}
+				return false
+			}
+			if ch {
+				text, changed = out, true
+			}
+		}
+		if changed {
+			w.edits = append(w.edits, edit{start: r.Index, end: r.Index + len(r.Raw), text: text})
+		}
+	}
+	return true
+}
+
+// field renders the current path: messages[0].content[1].text.
+func (w *walker) field() string {
+	var b strings.Builder
+	for _, s := range w.path {
+		if s.key == "" {
+			b.WriteString("[" + strconv.Itoa(s.idx) + "]")
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(s.key)
+	}
+	return b.String()
+}

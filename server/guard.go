@@ -1,0 +1,158 @@
+package server
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
+
+	"github.com/lumengw/lumen/guardrail"
+	"github.com/lumengw/lumen/providers"
+)
+
+// SetGuardrails swaps in the guardrails of a (re)loaded config; nil runs
+// none. Requests in flight keep the ones they started with.
+func (s *Server) SetGuardrails(set *guardrail.Set) { s.guardrails.Store(set) }
+
+// guardInput selects the exchange's guardrails (every default_on one,
+// those the key's "guardrails" tag names, and those the body names in
+// "guardrails", a field Lumen takes out) and
+// applies those that check requests to x.body and, for the Messages and
+// Responses APIs, to the client's own body, which native deployments get.
+// A masked match is replaced in both; a blocking one is an error before
+// any upstream call, limit or budget.
+func (s *Server) guardInput(x *exchange, native *[]byte) error {
+	named, err := takeGuardrails(&x.body)
+	if err == nil && native != nil {
+		var more []string
+		more, err = takeGuardrails(native)
+		named = append(named, more...)
+	}
+	if err != nil {
+		return err
+	}
+	set := s.guardrails.Load()
+	if x.key != nil && x.key.Tags[keyGuardrailsTag] != "" {
+		// A key's "guardrails" tag ("pii secrets"; "|" or "," separate
+		// too) runs them on every request it sends. A name no longer
+		// configured fails closed.
+		for _, n := range strings.FieldsFunc(x.key.Tags[keyGuardrailsTag], func(r rune) bool { return r == ' ' || r == '|' || r == ',' }) {
+			if n = strings.TrimSpace(n); n != "" {
+				if _, err := set.Select([]string{n}); err != nil {
+					return invalid("", "this API key's guardrails tag names %q, which is not configured; ask your Lumen admin to fix the key", n)
+				}
+				named = append(named, n)
+			}
+		}
+	}
+	if set == nil && len(named) == 0 {
+		return nil
+	}
+	if x.guards, err = set.Select(named); err != nil {
+		return err
+	}
+	if x.contentType != "" { // multipart: transcriptions and image edits are not read
+		return nil
+	}
+	var hits []guardrail.Hit
+	x.body, hits, err = guardrail.Input(x.guards, x.body)
+	x.guardHits = append(x.guardHits, hits...)
+	if err == nil && native != nil {
+		*native, hits, err = guardrail.Input(x.guards, *native)
+		if len(x.guardHits) == 0 { // the same text: count its matches once
+			x.guardHits = append(x.guardHits, hits...)
+		}
+	}
+	return err
+}
+
+// keyGuardrailsTag is the virtual key tag naming guardrails that run on
+// all of the key's requests.
+const keyGuardrailsTag = "guardrails"
+
+// takeGuardrails removes a body's "guardrails" (a list of names, LiteLLM's
+// request field) and returns the names.
+func takeGuardrails(body *[]byte) ([]string, error) {
+	g := gjson.GetBytes(*body, "guardrails")
+	if !g.Exists() {
+		return nil, nil
+	}
+	if !g.IsArray() {
+		return nil, invalid("guardrails", "guardrails must be a list of guardrail names")
+	}
+	var names []string
+	for _, n := range g.Array() {
+		if n.Type != gjson.String || n.Str == "" {
+			return nil, invalid("guardrails", "guardrails must be a list of guardrail names")
+		}
+		names = append(names, n.Str)
+	}
+	b, err := sjson.DeleteBytes(*body, "guardrails")
+	if err != nil {
+		return nil, invalid("guardrails", "the guardrails field could not be removed: %v", err)
+	}
+	*body = b
+	return names, nil
+}
+
+// guardOutput applies the exchange's post_call guardrails to a JSON
+// answer: masked, or a *guardrail.BlockedError. Audio and text answers
+// pass as they are.
+func (x *exchange) guardOutput(body []byte, contentType string) ([]byte, error) {
+	if len(x.guards) == 0 || (contentType != "" && !strings.Contains(contentType, "json")) {
+		return body, nil
+	}
+	out, hits, err := guardrail.Output(x.guards, body)
+	x.guardHits = append(x.guardHits, hits...)
+	return out, err
+}
+
+// guardStream wraps a stream in the exchange's post_call guardrails.
+func (x *exchange) guardStream(st providers.Stream) providers.Stream {
+	if !guardrail.Active(x.guards, true) {
+		return st
+	}
+	gs := guardrail.NewStream(x.guards, st)
+	x.guardStreams = append(x.guardStreams, gs.(*guardrail.Stream))
+	return gs
+}
+
+// observeGuardrails counts and logs what the exchange's guardrails
+// matched (rule names only, never the text).
+func (s *Server) observeGuardrails(x *exchange) []string {
+	for _, gs := range x.guardStreams {
+		x.guardHits = append(x.guardHits, gs.Hits()...)
+	}
+	if len(x.guardHits) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(x.guardHits))
+	for _, h := range x.guardHits {
+		if s.metrics != nil {
+			s.metrics.GuardrailMatched(h.Guard, h.Rule, h.Action.String())
+		}
+		out = append(out, h.Guard+"/"+h.Rule+"/"+h.Action.String())
+	}
+	return out
+}
+
+// listGuardrails serves GET /guardrails/list (LiteLLM's): the configured
+// guardrails, when they run and whether by default, so a client knows
+// what it may name in "guardrails". The patterns themselves are not
+// listed.
+func (s *Server) listGuardrails(w http.ResponseWriter, r *http.Request) {
+	type item struct {
+		Name      string         `json:"guardrail_name"`
+		Mode      []string       `json:"mode"`
+		DefaultOn bool           `json:"default_on"`
+		Info      map[string]any `json:"guardrail_info,omitempty"`
+	}
+	out := struct {
+		Guardrails []item `json:"guardrails"`
+	}{Guardrails: []item{}}
+	for _, g := range s.guardrails.Load().All() {
+		out.Guardrails = append(out.Guardrails, item{Name: g.Name, Mode: g.Modes, DefaultOn: g.DefaultOn, Info: g.Info})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
