@@ -97,10 +97,16 @@ func takeGuardrails(body *[]byte) ([]string, error) {
 }
 
 // guardOutput applies the exchange's post_call guardrails to a JSON
-// answer: masked, or a *guardrail.BlockedError. Audio and text answers
-// pass as they are.
+// answer that holds text (chat, completions, a transcription): masked, or
+// a *guardrail.BlockedError. Embeddings, images, audio, moderations and
+// rerank scores, and text/srt/vtt transcripts, pass as they are.
 func (x *exchange) guardOutput(body []byte, contentType string) ([]byte, error) {
 	if len(x.guards) == 0 || (contentType != "" && !strings.Contains(contentType, "json")) {
+		return body, nil
+	}
+	switch x.op {
+	case providers.OpChat, providers.OpCompletion, providers.OpTranscription:
+	default:
 		return body, nil
 	}
 	out, hits, err := guardrail.Output(x.guards, body)
