@@ -119,6 +119,7 @@ func traffic(m *Metrics) {
 	g.Hedge()
 	g.CacheHit(0.01)
 	g.CacheMiss()
+	m.GuardrailMatched("pii", "email", "mask")
 	g.CacheCoalesced(0.01)
 	m.RequestStarted()
 	m.StreamStarted()
