@@ -4,8 +4,12 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	sdk "github.com/anthropics/anthropic-sdk-go"
@@ -212,5 +216,70 @@ guardrails:
 	r := rawPost(t, l, "/v1/chat/completions", broken, body)
 	if r.status != 400 || !strings.Contains(r.text, `this API key's guardrails tag names \"gone\", which is not configured`) {
 		t.Errorf("unconfigured tag: %d %s", r.status, r.text)
+	}
+}
+
+// An openai_moderation guardrail asks a moderation model group about each
+// request's text, in OpenAI's wire format, and blocks the categories it
+// is told to; a moderation model that cannot answer fails closed.
+func TestE2EGuardrailModeration(t *testing.T) {
+	var asked []string
+	var mu sync.Mutex
+	mod := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if r.URL.Path != "/v1/moderations" || gjson.GetBytes(body, "model").Str != "omni-moderation-latest" {
+			writeFakeError(w, 404, "invalid_request_error", "", "unexpected "+r.URL.Path)
+			return
+		}
+		var results []string
+		for _, in := range gjson.GetBytes(body, "input").Array() {
+			mu.Lock()
+			asked = append(asked, in.Str)
+			mu.Unlock()
+			violence, harassment := strings.Contains(in.Str, "hurt"), strings.Contains(in.Str, "idiot")
+			results = append(results, fmt.Sprintf(`{"flagged":%t,"categories":{"harassment":%t,"violence":%t,"self-harm":false},"category_scores":{"harassment":0.1,"violence":0.9,"self-harm":0}}`,
+				violence || harassment, harassment, violence))
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"id":"modr-1","model":"omni-moderation-latest","results":[%s]}`, strings.Join(results, ","))
+	}))
+	t.Cleanup(mod.Close)
+	cfg := `
+model_list:
+  - model_name: echo
+    litellm_params: {model: mock/demo}
+  - model_name: mod
+    litellm_params: {model: openai/omni-moderation-latest, api_base: "` + mod.URL + `/v1", api_key: sk-x}
+    model_info: {mode: moderation}
+  - model_name: mod-down
+    litellm_params: {model: openai/omni-moderation-latest, api_base: "http://127.0.0.1:1/v1", api_key: sk-x}
+    model_info: {mode: moderation}
+router_settings: {num_retries: 0}
+guardrails:
+  - guardrail_name: safety
+    litellm_params: {guardrail: openai_moderation, mode: pre_call, default_on: true, model: mod, categories: [violence, self-harm]}
+  - guardrail_name: down
+    litellm_params: {guardrail: openai_moderation, mode: during_call, model: mod-down}
+`
+	l := startLumen(t, cfg, nil)
+	chat := func(extra, text string) rawResponse {
+		return rawPost(t, l, "/v1/chat/completions", "", `{"model":"echo",`+extra+`"messages":[{"role":"system","content":"be kind"},{"role":"user","content":"`+text+`"}]}`)
+	}
+	if r := chat("", "how do I hurt someone"); r.status != 400 || gjson.Get(r.text, "error.code").Str != "content_policy_violation" ||
+		gjson.Get(r.text, "error.message").Str != `guardrail "safety" blocked the request: moderation categories violence detected` {
+		t.Errorf("violence: %d %s", r.status, r.text)
+	}
+	mu.Lock()
+	if len(asked) != 2 || asked[0] != "be kind" || asked[1] != "how do I hurt someone" {
+		t.Errorf("the moderation model was asked %q", asked)
+	}
+	mu.Unlock()
+	// Harassment is flagged but not one of the guardrail's categories.
+	if r := chat("", "you idiot"); r.status != 200 || !strings.Contains(r.text, "Echo: you idiot") {
+		t.Errorf("harassment: %d %s", r.status, r.text)
+	}
+	if r := chat(`"guardrails":["down"],`, "hello"); r.status != 503 || gjson.Get(r.text, "error.code").Str != "guardrail_unavailable" ||
+		!strings.Contains(gjson.Get(r.text, "error.message").Str, `guardrail "down" could not check the request (model group mod-down)`) {
+		t.Errorf("moderation down: %d %s", r.status, r.text)
 	}
 }

@@ -60,7 +60,7 @@ func (c *Config) Validate() []string {
 			validateParams(&p, block, m.Deployment())
 		}
 	}
-	p = append(p, guardrail.Validate(c.Guardrails)...)
+	p = append(p, guardrail.Validate(c.Guardrails, groups)...)
 	r := &c.RouterSettings
 	if !oneOf(r.RoutingStrategy, Strategies) {
 		p.add("router_settings.routing_strategy", "unknown strategy %q; use one of %s", r.RoutingStrategy, strings.Join(Strategies, ", "))

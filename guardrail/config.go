@@ -49,6 +49,13 @@ type Params struct {
 	// BlockedWords are words or phrases, matched whole and regardless of
 	// case.
 	BlockedWords []Word `yaml:"blocked_words"`
+	// Model is the model group an openai_moderation guardrail asks: a
+	// model_list entry whose upstream answers /v1/moderations
+	// (omni-moderation-latest).
+	Model string `yaml:"model"`
+	// Categories are the moderation categories that block (harassment,
+	// violence, self-harm …); empty means any category the model flags.
+	Categories []string `yaml:"categories"`
 }
 
 // Pattern is one detector of Params.Patterns.
@@ -85,14 +92,19 @@ func (m *Modes) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// Kinds are the guardrail kinds Lumen runs.
-var Kinds = []string{"litellm_content_filter", "content_filter"}
+// Kinds are the guardrail kinds Lumen runs: the content filter, and a
+// moderation model asked about each request.
+var Kinds = []string{"litellm_content_filter", "content_filter", "openai_moderation"}
+
+// Moderation reports whether a guardrail kind asks a moderation model.
+func Moderation(kind string) bool { return kind == "openai_moderation" }
 
 var modeNames = []string{"pre_call", "post_call", "during_call"}
 
 // Validate reports the problems of a guardrails list, each naming its
-// field ("guardrails[0].litellm_params.patterns[1].pattern: …").
-func Validate(list []Config) []string {
+// field ("guardrails[0].litellm_params.patterns[1].pattern: …"). groups
+// are the config's model groups (a moderation guardrail names one).
+func Validate(list []Config, groups map[string]bool) []string {
 	var p []string
 	add := func(field, format string, args ...any) {
 		p = append(p, field+": "+fmt.Sprintf(format, args...))
@@ -111,7 +123,7 @@ func Validate(list []Config) []string {
 		at += ".litellm_params"
 		pp := &c.Params
 		if !oneOf(pp.Guardrail, Kinds) {
-			add(at+".guardrail", "%q is not a guardrail Lumen runs; use litellm_content_filter (patterns and blocked_words, checked in-process)", pp.Guardrail)
+			add(at+".guardrail", "%q is not a guardrail Lumen runs; use litellm_content_filter (patterns and blocked_words, checked in-process) or openai_moderation (a moderation model group)", pp.Guardrail)
 		}
 		if len(pp.Mode) == 0 {
 			add(at+".mode", "required: pre_call, post_call or during_call, or a list of them")
@@ -120,6 +132,21 @@ func Validate(list []Config) []string {
 			if !oneOf(m, modeNames) {
 				add(at+".mode", "unknown mode %q; use pre_call, post_call or during_call", m)
 			}
+		}
+		if Moderation(pp.Guardrail) {
+			switch {
+			case pp.Model == "":
+				add(at+".model", "required: the model group that answers /v1/moderations")
+			case !groups[pp.Model]:
+				add(at+".model", "unknown model group %q", pp.Model)
+			}
+			if oneOf("post_call", pp.Mode) {
+				add(at+".mode", "a moderation guardrail checks requests: use pre_call or during_call")
+			}
+			if len(pp.Patterns) > 0 || len(pp.BlockedWords) > 0 {
+				add(at, "patterns and blocked_words belong to a litellm_content_filter guardrail, not to openai_moderation")
+			}
+			continue
 		}
 		if len(pp.Patterns) == 0 && len(pp.BlockedWords) == 0 {
 			add(at, "a content filter needs patterns or blocked_words")

@@ -2,6 +2,8 @@
 // against configured content filters: prebuilt detectors (e-mail
 // addresses, card numbers, credentials …), regular expressions and
 // blocked words, each of which blocks the request or masks what it found.
+// A moderation guardrail names a model group to ask instead; the server
+// makes that call (Texts, Flagged).
 //
 // A Guard is compiled once from the config; checking is safe for
 // concurrent use and needs no I/O. A pattern's regular expression runs
@@ -56,6 +58,10 @@ type Guard struct {
 	pre   bool // checks requests (pre_call, during_call)
 	post  bool // checks answers (post_call)
 	rules []rule
+	// Moderation is the model group a moderation guardrail asks, and
+	// Categories those of its categories that block (empty: any).
+	Moderation string
+	Categories []string
 }
 
 // rule is one pattern or word of a guard and what to do with its
@@ -82,6 +88,9 @@ func (g *Guard) Output() bool { return g.post }
 // Compile builds a guard from its config, which Validate accepted.
 func Compile(c Config) (*Guard, error) {
 	g := &Guard{Name: c.Name, DefaultOn: c.Params.DefaultOn, Modes: c.Params.Mode, Info: c.Info}
+	if Moderation(c.Params.Guardrail) {
+		g.Moderation, g.Categories = c.Params.Model, c.Params.Categories
+	}
 	for _, m := range c.Params.Mode {
 		switch m {
 		case "pre_call", "during_call":

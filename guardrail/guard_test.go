@@ -16,7 +16,7 @@ func mustSet(t *testing.T, src string) *Set {
 	if err := yaml.Unmarshal([]byte(src), &list); err != nil {
 		t.Fatal(err)
 	}
-	if p := Validate(list); len(p) > 0 {
+	if p := Validate(list, nil); len(p) > 0 {
 		t.Fatalf("validate: %v", p)
 	}
 	s, err := NewSet(list)
@@ -63,11 +63,17 @@ func TestValidateNamesTheField(t *testing.T) {
     blocked_words: [{keyword: ' '}]
 - guardrail_name: b
   litellm_params: {guardrail: content_filter}
+- guardrail_name: m1
+  litellm_params: {guardrail: openai_moderation, mode: [pre_call, post_call], patterns: [{pattern_name: email}]}
+- guardrail_name: m2
+  litellm_params: {guardrail: openai_moderation, mode: pre_call, model: nosuch}
+- guardrail_name: m3
+  litellm_params: {guardrail: openai_moderation, mode: during_call, model: mod}
 `
 	if err := yaml.Unmarshal([]byte(src), &list); err != nil {
 		t.Fatal(err)
 	}
-	got := strings.Join(Validate(list), "\n")
+	got := strings.Join(Validate(list, map[string]bool{"mod": true}), "\n")
 	for _, want := range []string{
 		`guardrails[0].litellm_params.guardrail: "presidio" is not a guardrail Lumen runs`,
 		`guardrails[1].guardrail_name: "a" is already the name of guardrails[0]`,
@@ -78,10 +84,35 @@ func TestValidateNamesTheField(t *testing.T) {
 		`guardrails[1].litellm_params.blocked_words[0].keyword: required`,
 		`guardrails[2].litellm_params.mode: required`,
 		`guardrails[2].litellm_params: a content filter needs patterns or blocked_words`,
+		`guardrails[3].litellm_params.model: required: the model group that answers /v1/moderations`,
+		`guardrails[3].litellm_params.mode: a moderation guardrail checks requests: use pre_call or during_call`,
+		`guardrails[3].litellm_params: patterns and blocked_words belong to a litellm_content_filter guardrail`,
+		`guardrails[4].litellm_params.model: unknown model group "nosuch"`,
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("missing %q in:\n%s", want, got)
 		}
+	}
+	if strings.Contains(got, "guardrails[5]") {
+		t.Errorf("a valid moderation guardrail was refused:\n%s", got)
+	}
+}
+
+func TestFlagged(t *testing.T) {
+	answer := []byte(`{"results":[{"flagged":false,"categories":{"violence":false}},` +
+		`{"flagged":true,"categories":{"violence":true,"harassment":true,"self-harm":false}},{"flagged":true,"categories":{}}]}`)
+	for cats, want := range map[string]string{"": "violence,harassment,flagged", "self-harm": "", "harassment,self-harm": "harassment"} {
+		var filter []string
+		if cats != "" {
+			filter = strings.Split(cats, ",")
+		}
+		got, err := Flagged(answer, filter)
+		if err != nil || strings.Join(got, ",") != want {
+			t.Errorf("categories %q: %v %v, want %s", cats, got, err, want)
+		}
+	}
+	if _, err := Flagged([]byte(`{"error":{}}`), nil); err == nil {
+		t.Error("an answer without results is not an error")
 	}
 }
 

@@ -2,6 +2,7 @@ package guardrail
 
 import (
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -89,6 +90,7 @@ func apply(guards []*Guard, body []byte, output bool) ([]byte, []Hit, error) {
 }
 
 type walker struct {
+	collect *[]string // Texts: gather the texts, check nothing
 	guards  []*Guard
 	output  bool
 	path    []seg
@@ -120,6 +122,8 @@ func (w *walker) walk(r gjson.Result, textual bool) bool {
 			return ok
 		})
 		return ok
+	case r.Type == gjson.String && textual && r.Str != "" && w.collect != nil:
+		*w.collect = append(*w.collect, r.Str)
 	case r.Type == gjson.String && textual && r.Str != "":
 		text, changed := r.Str, false
 		for _, g := range w.guards {
@@ -157,4 +161,50 @@ func (w *walker) field() string {
 		b.WriteString(s.key)
 	}
 	return b.String()
+}
+
+// Texts returns the texts of a JSON request or answer: the strings the
+// content filters read (see textKeys), in order.
+func Texts(body []byte) []string {
+	var out []string
+	w := walker{collect: &out}
+	w.walk(gjson.ParseBytes(body), false)
+	return out
+}
+
+// Flagged reads an OpenAI moderation answer and returns the categories it
+// flagged in any result, those of categories only when that is not empty.
+func Flagged(answer []byte, categories []string) ([]string, error) {
+	results := gjson.GetBytes(answer, "results")
+	if !results.IsArray() {
+		return nil, fmt.Errorf("the moderation answer has no results")
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, r := range results.Array() {
+		if !r.Get("flagged").Bool() {
+			continue
+		}
+		if len(categories) == 0 && !seen["flagged"] {
+			n := 0
+			r.Get("categories").ForEach(func(_, v gjson.Result) bool {
+				if v.Bool() {
+					n++
+				}
+				return true
+			})
+			if n == 0 { // flagged without a category: still flagged
+				seen["flagged"] = true
+				out = append(out, "flagged")
+			}
+		}
+		r.Get("categories").ForEach(func(k, v gjson.Result) bool {
+			if v.Bool() && !seen[k.Str] && (len(categories) == 0 || oneOf(k.Str, categories)) {
+				seen[k.Str] = true
+				out = append(out, k.Str)
+			}
+			return true
+		})
+	}
+	return out, nil
 }

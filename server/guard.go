@@ -1,6 +1,9 @@
 package server
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -9,6 +12,7 @@ import (
 
 	"github.com/lumengw/lumen/guardrail"
 	"github.com/lumengw/lumen/providers"
+	"github.com/lumengw/lumen/router"
 )
 
 // SetGuardrails swaps in the guardrails of a (re)loaded config; nil runs
@@ -22,7 +26,7 @@ func (s *Server) SetGuardrails(set *guardrail.Set) { s.guardrails.Store(set) }
 // Responses APIs, to the client's own body, which native deployments get.
 // A masked match is replaced in both; a blocking one is an error before
 // any upstream call, limit or budget.
-func (s *Server) guardInput(x *exchange, native *[]byte) error {
+func (s *Server) guardInput(ctx context.Context, x *exchange, native *[]byte) error {
 	named, err := takeGuardrails(&x.body)
 	if err == nil && native != nil {
 		var more []string
@@ -64,7 +68,47 @@ func (s *Server) guardInput(x *exchange, native *[]byte) error {
 			x.guardHits = append(x.guardHits, hits...)
 		}
 	}
+	for _, g := range x.guards {
+		if err != nil {
+			break
+		}
+		if g.Moderation != "" && g.Input() {
+			err = s.moderate(ctx, x, g)
+		}
+	}
 	return err
+}
+
+// moderate asks a moderation guardrail's model group about the request's
+// text (after the content filters masked it) and blocks what it flags. A
+// moderation model that cannot answer fails the request closed.
+func (s *Server) moderate(ctx context.Context, x *exchange, g *guardrail.Guard) error {
+	texts := guardrail.Texts(x.body)
+	if len(texts) == 0 {
+		return nil
+	}
+	body, err := json.Marshal(map[string]any{"model": g.Moderation, "input": texts})
+	if err != nil {
+		return fmt.Errorf("moderation request: %w", err)
+	}
+	res, err := s.Router().Do(ctx, &router.Call{Group: g.Moderation, Op: providers.OpModeration, Body: body, RequestID: x.id})
+	var flagged []string
+	if err == nil {
+		flagged, err = guardrail.Flagged(res.Response.Body, g.Categories)
+	}
+	if err != nil {
+		ae, _ := classify(err)
+		if ae.Status == statusClientClosed {
+			return ae
+		}
+		return &apiError{Status: http.StatusServiceUnavailable, Type: "api_error", Code: "guardrail_unavailable",
+			Message: sprintf("guardrail %q could not check the request (model group %s): %s", g.Name, g.Moderation, ae.Message)}
+	}
+	if len(flagged) == 0 {
+		return nil
+	}
+	x.guardHits = append(x.guardHits, guardrail.Hit{Guard: g.Name, Rule: "moderation", Action: guardrail.Block})
+	return &guardrail.BlockedError{Guard: g.Name, What: "moderation categories " + strings.Join(flagged, ", ")}
 }
 
 // keyGuardrailsTag is the virtual key tag naming guardrails that run on

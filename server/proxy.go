@@ -153,7 +153,7 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request, x *exchange, body
 	if err := x.parse(); err != nil {
 		return err
 	}
-	if err := s.guardInput(x, native); err != nil {
+	if err := s.guardInput(r.Context(), x, native); err != nil {
 		return err
 	}
 	x.tags = requestTags(r)
