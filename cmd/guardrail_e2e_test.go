@@ -15,6 +15,8 @@ import (
 	sdk "github.com/anthropics/anthropic-sdk-go"
 	"github.com/anthropics/anthropic-sdk-go/option"
 	"github.com/tidwall/gjson"
+
+	"github.com/lumengw/lumen/ledger"
 )
 
 const guardrailConfig = `
@@ -281,5 +283,46 @@ guardrails:
 	if r := chat(`"guardrails":["down"],`, "hello"); r.status != 503 || gjson.Get(r.text, "error.code").Str != "guardrail_unavailable" ||
 		!strings.Contains(gjson.Get(r.text, "error.message").Str, `guardrail "down" could not check the request (model group mod-down)`) {
 		t.Errorf("moderation down: %d %s", r.status, r.text)
+	}
+}
+
+// A logging_only guardrail masks what the ledger keeps of a request and
+// its answer; the upstream and the client see them whole.
+func TestE2EGuardrailLoggingOnly(t *testing.T) {
+	dir := t.TempDir()
+	cfg := `
+model_list:
+  - model_name: echo
+    litellm_params: {model: mock/demo}
+ledger: {path: ` + dir + `/lumen.db, store_payloads: true}
+audit: {enabled: false}
+guardrails:
+  - guardrail_name: quiet-logs
+    litellm_params:
+      guardrail: litellm_content_filter
+      mode: logging_only
+      default_on: true
+      patterns: [{pattern_name: pii, action: BLOCK}]
+`
+	l := startLumen(t, cfg, nil)
+	r := rawPost(t, l, "/v1/chat/completions", "", `{"model":"echo","messages":[{"role":"user","content":"mail jane@corp.example.com"}]}`)
+	if r.status != 200 || !strings.Contains(r.text, "Echo: mail jane@corp.example.com") {
+		t.Fatalf("the client's answer: %d %s", r.status, r.text)
+	}
+	if err := l.stop(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := ledger.Open(context.Background(), dir+"/lumen.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	req, resp, err := db.Payload(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gjson.GetBytes(req, "messages.0.content").Str != "mail [EMAIL_REDACTED]" ||
+		gjson.GetBytes(resp, "choices.0.message.content").Str != "Echo: mail [EMAIL_REDACTED]" {
+		t.Errorf("the ledger kept:\n%s\n%s", req, resp)
 	}
 }

@@ -36,8 +36,10 @@ type Params struct {
 	Guardrail string `yaml:"guardrail"`
 	// Mode is when it runs: pre_call (the request, before any upstream
 	// call), post_call (the answer), during_call (as pre_call: a local
-	// filter takes microseconds, so there is no call to overlap), or a
-	// list of them.
+	// filter takes microseconds, so there is no call to overlap),
+	// logging_only (what the ledger and the audit log keep of the request
+	// and the answer is masked; the upstream and the client see them
+	// whole), or a list of them.
 	Mode Modes `yaml:"mode"`
 	// DefaultOn runs it on every request; otherwise only on requests that
 	// name it in "guardrails".
@@ -99,7 +101,7 @@ var Kinds = []string{"litellm_content_filter", "content_filter", "openai_moderat
 // Moderation reports whether a guardrail kind asks a moderation model.
 func Moderation(kind string) bool { return kind == "openai_moderation" }
 
-var modeNames = []string{"pre_call", "post_call", "during_call"}
+var modeNames = []string{"pre_call", "post_call", "during_call", "logging_only"}
 
 // Validate reports the problems of a guardrails list, each naming its
 // field ("guardrails[0].litellm_params.patterns[1].pattern: …"). groups
@@ -130,7 +132,7 @@ func Validate(list []Config, groups map[string]bool) []string {
 		}
 		for _, m := range pp.Mode {
 			if !oneOf(m, modeNames) {
-				add(at+".mode", "unknown mode %q; use pre_call, post_call or during_call", m)
+				add(at+".mode", "unknown mode %q; use pre_call, post_call, during_call or logging_only", m)
 			}
 		}
 		if Moderation(pp.Guardrail) {
@@ -140,7 +142,7 @@ func Validate(list []Config, groups map[string]bool) []string {
 			case !groups[pp.Model]:
 				add(at+".model", "unknown model group %q", pp.Model)
 			}
-			if oneOf("post_call", pp.Mode) {
+			if oneOf("post_call", pp.Mode) || oneOf("logging_only", pp.Mode) {
 				add(at+".mode", "a moderation guardrail checks requests: use pre_call or during_call")
 			}
 			if len(pp.Patterns) > 0 || len(pp.BlockedWords) > 0 {

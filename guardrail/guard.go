@@ -57,6 +57,7 @@ type Guard struct {
 	Info  map[string]any
 	pre   bool // checks requests (pre_call, during_call)
 	post  bool // checks answers (post_call)
+	log   bool // masks what is recorded (logging_only)
 	rules []rule
 	// Moderation is the model group a moderation guardrail asks, and
 	// Categories those of its categories that block (empty: any).
@@ -97,6 +98,8 @@ func Compile(c Config) (*Guard, error) {
 			g.pre = true
 		case "post_call":
 			g.post = true
+		case "logging_only":
+			g.log = true
 		}
 	}
 	add := func(r rule, re string) error {
@@ -294,11 +297,20 @@ func (e *BlockedError) Error() string {
 // masked matches replaced (changed reports whether any were), the rules
 // that matched, and the first blocking match's rule, if any.
 func (g *Guard) check(text string, hits []Hit) (out string, changed bool, _ []Hit, blocked *rule) {
+	return g.checkAs(text, hits, false)
+}
+
+// checkAs is check; maskAll masks what would block (logging_only).
+func (g *Guard) checkAs(text string, hits []Hit, maskAll bool) (out string, changed bool, _ []Hit, blocked *rule) {
 	fs := g.find(text)
 	if len(fs) == 0 {
 		return text, false, hits, nil
 	}
 	for _, f := range fs {
+		if maskAll {
+			hits = append(hits, Hit{Guard: g.Name, Rule: f.rule.name, Action: Mask})
+			continue
+		}
 		hits = append(hits, Hit{Guard: g.Name, Rule: f.rule.name, Action: f.rule.action})
 		if f.rule.action == Block && blocked == nil {
 			blocked = f.rule

@@ -371,3 +371,19 @@ func TestStreamAnthropicAndResponsesEvents(t *testing.T) {
 		t.Errorf("done events: %s / %s", out[2], out[3])
 	}
 }
+
+func TestLoggedMasksWhatWouldBlock(t *testing.T) {
+	s := mustSet(t, `
+- guardrail_name: logs
+  litellm_params: {guardrail: litellm_content_filter, mode: logging_only, default_on: true, patterns: [{pattern_name: us_ssn, action: BLOCK}]}
+`)
+	guards, _ := s.Select(nil)
+	body := []byte(`{"messages":[{"role":"user","content":"SSN 123-45-6789"}]}`)
+	if out, hits, err := Input(guards, body); err != nil || string(out) != string(body) || len(hits) != 0 {
+		t.Errorf("a logging_only guard checked the request: %s %v %v", out, hits, err)
+	}
+	out, hits := Logged(guards, body)
+	if gjson.GetBytes(out, "messages.0.content").Str != "SSN [US_SSN_REDACTED]" || len(hits) != 1 || hits[0].Action != Mask {
+		t.Errorf("logged %s %+v", out, hits)
+	}
+}

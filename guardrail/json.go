@@ -28,20 +28,59 @@ var textKeys = map[string]bool{
 // (the same slice when nothing was masked), the rules that matched, and a
 // *BlockedError when a blocking rule matched.
 func Input(guards []*Guard, body []byte) ([]byte, []Hit, error) {
-	return apply(guards, body, false)
+	return apply(guards, body, input)
 }
 
 // Output applies the guards that check answers (post_call) to a JSON
 // answer, as Input does to a request.
 func Output(guards []*Guard, body []byte) ([]byte, []Hit, error) {
-	return apply(guards, body, true)
+	return apply(guards, body, output)
 }
 
-// Active reports whether any of guards checks answers (output true) or
+// Logged returns what the ledger and the audit log keep of a JSON request
+// or answer: body with the matches of the logging_only guards masked (a
+// BLOCK rule's too), or body itself when none applies or matches, and
+// the rules that matched.
+func Logged(guards []*Guard, body []byte) ([]byte, []Hit) {
+	out, hits, _ := apply(guards, body, logging)
+	return out, hits
+}
+
+// stage is what apply checks for.
+type stage uint8
+
+const (
+	input stage = iota
+	output
+	logging
+)
+
+func (g *Guard) runs(st stage) bool {
+	switch st {
+	case input:
+		return g.pre
+	case output:
+		return g.post
+	}
+	return g.log
+}
+
+// Active reports whether any of guards checks answers (answers true) or
 // requests.
-func Active(guards []*Guard, output bool) bool {
+func Active(guards []*Guard, answers bool) bool {
+	st := input
+	if answers {
+		st = output
+	}
+	return active(guards, st)
+}
+
+// Logging reports whether any of guards masks what is recorded.
+func Logging(guards []*Guard) bool { return active(guards, logging) }
+
+func active(guards []*Guard, st stage) bool {
 	for _, g := range guards {
-		if (output && g.post) || (!output && g.pre) {
+		if g.runs(st) {
 			return true
 		}
 	}
@@ -60,13 +99,13 @@ type seg struct {
 	idx int
 }
 
-func apply(guards []*Guard, body []byte, output bool) ([]byte, []Hit, error) {
-	if !Active(guards, output) {
+func apply(guards []*Guard, body []byte, st stage) ([]byte, []Hit, error) {
+	if len(body) == 0 || !active(guards, st) {
 		return body, nil, nil
 	}
-	w := walker{output: output}
+	w := walker{output: st == output, maskAll: st == logging}
 	for _, g := range guards {
-		if (output && g.post) || (!output && g.pre) {
+		if g.runs(st) {
 			w.guards = append(w.guards, g)
 		}
 	}
@@ -93,6 +132,7 @@ type walker struct {
 	collect *[]string // Texts: gather the texts, check nothing
 	guards  []*Guard
 	output  bool
+	maskAll bool // logging_only: what would block is masked
 	path    []seg
 	edits   []edit
 	hits    []Hit
@@ -127,7 +167,7 @@ func (w *walker) walk(r gjson.Result, textual bool) bool {
 	case r.Type == gjson.String && textual && r.Str != "":
 		text, changed := r.Str, false
 		for _, g := range w.guards {
-			out, ch, hits, blocked := g.check(text, w.hits)
+			out, ch, hits, blocked := g.checkAs(text, w.hits, w.maskAll)
 			w.hits = hits
 			if blocked != nil {
 				w.blocked = &BlockedError{Guard: g.Name, What: blocked.what, Output: w.output}

@@ -506,6 +506,15 @@ func (s *Server) record(x *exchange, latency time.Duration) ledger.Record {
 		Latency: latency, Attempts: x.attempts, CacheHit: x.cache == "hit" || x.cache == "coalesced",
 		Stream: x.stream, Request: x.body, Response: x.respBody,
 	}
+	if guardrail.Logging(x.guards) {
+		// logging_only guardrails: the ledger and the audit log keep the
+		// bodies masked; the upstream and the client had them whole.
+		var hits []guardrail.Hit
+		rec.Request, hits = guardrail.Logged(x.guards, x.body)
+		x.guardHits = append(x.guardHits, hits...)
+		rec.Response, hits = guardrail.Logged(x.guards, x.respBody) // audio, text: as they are
+		x.guardHits = append(x.guardHits, hits...)
+	}
 	if x.stream {
 		rec.TTFT = x.ttft
 	}
@@ -581,7 +590,7 @@ func auditEntry(x *exchange, rec *ledger.Record) audit.Entry {
 			Status: x.status, PromptTokens: rec.Usage.PromptTokens, CompletionTokens: rec.Usage.CompletionTokens,
 			CachedTokens: rec.Usage.CachedTokens, CostUSD: x.cost,
 		},
-		RequestPayload: x.body, ResponsePayload: x.respBody,
+		RequestPayload: rec.Request, ResponsePayload: rec.Response,
 	}
 }
 
