@@ -77,6 +77,7 @@ type rule struct {
 	maybe  func(*profile) bool
 	valid  func(string) bool
 	anchor string // see detector.anchor
+	tail   tail   // where a match could still be growing in a stream
 	mask   string
 }
 
@@ -124,7 +125,7 @@ func Compile(c Config) (*Guard, error) {
 			if name == "" {
 				name = "custom_regex"
 			}
-			if err := add(rule{name: name, what: fmt.Sprintf("pattern %q", name), action: action, mask: maskFor(name)}, p.Regex); err != nil {
+			if err := add(rule{name: name, what: fmt.Sprintf("pattern %q", name), action: action, tail: tailFixed, mask: maskFor(name)}, p.Regex); err != nil {
 				return nil, err
 			}
 			continue
@@ -135,7 +136,7 @@ func Compile(c Config) (*Guard, error) {
 		}
 		for _, n := range names {
 			d := detectors[n]
-			if err := add(rule{name: n, what: fmt.Sprintf("pattern %q", n), action: action, maybe: d.maybe, valid: d.valid, anchor: d.anchor, mask: maskFor(n)}, d.re); err != nil {
+			if err := add(rule{name: n, what: fmt.Sprintf("pattern %q", n), action: action, maybe: d.maybe, valid: d.valid, anchor: d.anchor, tail: d.tailOrWord(), mask: maskFor(n)}, d.re); err != nil {
 				return nil, err
 			}
 		}
@@ -151,7 +152,8 @@ func Compile(c Config) (*Guard, error) {
 		}
 		first := strings.ToLower(strings.Fields(w.Keyword)[0])
 		maybe := func(p *profile) bool { return containsFold(p.text, first) }
-		if err := add(rule{name: "blocked_word", what: what, action: action, maybe: maybe, mask: "[KEYWORD_REDACTED]"}, wordRegex(w.Keyword)); err != nil {
+		tw := tailWords(len(strings.Fields(w.Keyword)))
+		if err := add(rule{name: "blocked_word", what: what, action: action, maybe: maybe, tail: tw, mask: "[KEYWORD_REDACTED]"}, wordRegex(w.Keyword)); err != nil {
 			return nil, err
 		}
 	}
@@ -263,8 +265,6 @@ func (r *rule) findAnchored(text string, out []finding) []finding {
 // anchorReach bounds the word an anchored rule searches, either side of
 // its anchor.
 const anchorReach = 512
-
-func isSpace(b byte) bool { return b == ' ' || b == '\n' || b == '\t' || b == '\r' }
 
 // Hit is a rule that matched: for metrics and logs, never the text.
 type Hit struct {

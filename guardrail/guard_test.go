@@ -295,9 +295,9 @@ func TestStreamMasksAcrossChunks(t *testing.T) {
 	if want := long + "mail [EMAIL_REDACTED] and card [CREDIT_CARD_REDACTED] thanks"; text.String() != want {
 		t.Errorf("text:\n got %q\nwant %q", text.String(), want)
 	}
-	// Text far from any match is not held longer than Holdback.
-	if first := gjson.Get(out[0], "choices.0.delta.content").Str; len(first) < len(long)-Holdback {
-		t.Errorf("first event released %d bytes of %d", len(first), len(long)+12)
+	// Only the word being written is held.
+	if first := gjson.Get(out[0], "choices.0.delta.content").Str; first != long+"mail " {
+		t.Errorf("first event released %q", first)
 	}
 }
 
@@ -308,8 +308,45 @@ func TestStreamTailWithoutFinish(t *testing.T) {
 	if err != nil || len(out) != 2 {
 		t.Fatalf("%v %v", out, err)
 	}
-	if got := gjson.Get(out[1], "choices.0.delta.content").Str; got != "hi [EMAIL_REDACTED]" || gjson.Get(out[1], "id").Str != "c1" {
-		t.Errorf("tail %s", out[1])
+	if got := gjson.Get(out[0], "choices.0.delta.content").Str + gjson.Get(out[1], "choices.0.delta.content").Str; got != "hi [EMAIL_REDACTED]" || gjson.Get(out[1], "id").Str != "c1" {
+		t.Errorf("tail %q, %s", got, out[1])
+	}
+}
+
+// Each kind of pattern holds back only what could still grow into a
+// match: the word being written, a trailing number, the last k words of
+// a phrase, an unclosed private key, the last Holdback bytes of a custom
+// regex.
+func TestStreamHoldsBackLittle(t *testing.T) {
+	prose := strings.Repeat("plain words here ", 10)
+	for _, c := range []struct {
+		pattern, text, held string
+	}{
+		{`{pattern_name: email}`, prose + "write to bob@exa", "bob@exa"},
+		{`{pattern_name: credit_card}`, prose + "card 4111 1111 11", "4111 1111 11"},
+		{`{pattern_name: iban}`, prose + "iban GB82 WEST 12", "GB82 WEST 12"},
+		{`{pattern_name: private_key}`, prose + "-----BEGIN RSA PRIVATE KEY-----\nMIIEow", "-----BEGIN RSA PRIVATE KEY-----\nMIIEow"},
+		{`{pattern_name: generic_api_key}`, prose + "api_key = 'abc", "api_key = 'abc"},
+		{`{pattern_name: generic_api_key}`, prose + "the key is", "is"},
+		{`{pattern_name: generic_api_key}`, prose + "set api_key ", "api_key "},
+		{`{pattern_type: regex, pattern: 'EMP-\d+'}`, prose + "id", (prose + "id")[len(prose)+2-Holdback:]},
+	} {
+		s := mustSet(t, "- {guardrail_name: g, litellm_params: {guardrail: content_filter, mode: post_call, default_on: true, patterns: ["+c.pattern+"]}}")
+		guards, _ := s.Select(nil)
+		st := NewStream(guards, &events{list: []string{chunk(c.text, false)}})
+		first, err := st.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := gjson.GetBytes(first, "choices.0.delta.content").Str; got+c.held != c.text {
+			t.Errorf("%s: released %q, want all but %q", c.pattern, got, c.held)
+		}
+	}
+	s := mustSet(t, "- {guardrail_name: g, litellm_params: {guardrail: content_filter, mode: post_call, blocked_words: [{keyword: project falcon}]}}")
+	guards, _ := s.Select([]string{"g"})
+	first, _ := NewStream(guards, &events{list: []string{chunk(prose+"the project fal", false)}}).Recv()
+	if got := gjson.GetBytes(first, "choices.0.delta.content").Str; got != prose+"the " {
+		t.Errorf("phrase: released %q", got)
 	}
 }
 

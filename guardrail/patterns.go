@@ -16,6 +16,16 @@ type detector struct {
 	// spans whitespace around: the expression runs only on the
 	// whitespace-delimited words holding it.
 	anchor string
+	// tail is where a match could still be growing in a stream; nil means
+	// the word being written (no match spans whitespace).
+	tail tail
+}
+
+func (d detector) tailOrWord() tail {
+	if d.tail != nil {
+		return d.tail
+	}
+	return tailWord
 }
 
 // detectors are the prebuilt patterns, by pattern_name. The names follow
@@ -24,16 +34,16 @@ var detectors = map[string]detector{
 	// PII
 	"email":    {anchor: "@", re: `\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b`},
 	"us_ssn":   {maybe: digitRun(9), re: `\b\d{3}-\d{2}-\d{4}\b`, valid: validSSN},
-	"us_phone": {maybe: digitRun(10), re: `(?:\+?\b1[\s.-]?)?(?:\(\d{3}\)|\b\d{3})[\s.-]?\d{3}[\s.-]?\d{4}\b`},
-	"credit_card": {maybe: digitRun(13), re: `\b(?:\d[ -]?){12,18}\d\b`, valid: func(s string) bool {
+	"us_phone": {tail: tailNumber, maybe: digitRun(10), re: `(?:\+?\b1[\s.-]?)?(?:\(\d{3}\)|\b\d{3})[\s.-]?\d{3}[\s.-]?\d{4}\b`},
+	"credit_card": {tail: tailNumber, maybe: digitRun(13), re: `\b(?:\d[ -]?){12,18}\d\b`, valid: func(s string) bool {
 		d := digits(s)
 		return len(d) >= 13 && len(d) <= 19 && cardPrefix(d) && luhn(d)
 	}},
-	"visa":       {maybe: digitRun(16), re: `\b4\d{3}(?:[ -]?\d{4}){3}\b`, valid: func(s string) bool { return luhn(digits(s)) }},
-	"mastercard": {maybe: digitRun(16), re: `\b(?:5[1-5]\d{2}|2[2-7]\d{2})(?:[ -]?\d{4}){3}\b`, valid: func(s string) bool { return luhn(digits(s)) }},
-	"amex":       {maybe: digitRun(15), re: `\b3[47]\d{2}[ -]?\d{6}[ -]?\d{5}\b`, valid: func(s string) bool { return luhn(digits(s)) }},
-	"discover":   {maybe: digitRun(16), re: `\b6(?:011|5\d{2})(?:[ -]?\d{4}){3}\b`, valid: func(s string) bool { return luhn(digits(s)) }},
-	"iban":       {maybe: ibanStart, re: `\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b`, valid: validIBAN},
+	"visa":       {tail: tailNumber, maybe: digitRun(16), re: `\b4\d{3}(?:[ -]?\d{4}){3}\b`, valid: func(s string) bool { return luhn(digits(s)) }},
+	"mastercard": {tail: tailNumber, maybe: digitRun(16), re: `\b(?:5[1-5]\d{2}|2[2-7]\d{2})(?:[ -]?\d{4}){3}\b`, valid: func(s string) bool { return luhn(digits(s)) }},
+	"amex":       {tail: tailNumber, maybe: digitRun(15), re: `\b3[47]\d{2}[ -]?\d{6}[ -]?\d{5}\b`, valid: func(s string) bool { return luhn(digits(s)) }},
+	"discover":   {tail: tailNumber, maybe: digitRun(16), re: `\b6(?:011|5\d{2})(?:[ -]?\d{4}){3}\b`, valid: func(s string) bool { return luhn(digits(s)) }},
+	"iban":       {tail: tailNumber, maybe: ibanStart, re: `\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b`, valid: validIBAN},
 	"ipv4":       {maybe: func(p *profile) bool { return p.run() >= 4 && dottedQuad(p.text) }, re: `\b(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\b`},
 	"ipv6":       {maybe: colons, re: `\b(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}\b|\b(?:[0-9A-Fa-f]{1,4}:){1,6}(?::[0-9A-Fa-f]{1,4}){1,6}\b`},
 	"url":        {anchor: "://", re: `\bhttps?://[^\s<>"'` + "`" + `]+`},
@@ -46,8 +56,8 @@ var detectors = map[string]detector{
 	"google_api_key":  {maybe: has("AIza"), re: `\bAIza[0-9A-Za-z_-]{35}\b`},
 	"stripe_key":      {maybe: has("k_live_", "k_test_"), re: `\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}\b`},
 	"jwt":             {maybe: has("eyJ"), re: `\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}`},
-	"private_key":     {maybe: has("PRIVATE KEY-----"), re: `-----BEGIN [A-Z ]*PRIVATE KEY-----(?s:.*?)-----END [A-Z ]*PRIVATE KEY-----`},
-	"generic_api_key": {maybe: secretWord, re: `(?i)\b(?:api[_-]?key|secret[_-]?key|access[_-]?token|auth[_-]?token|password)["']?\s*[:=]\s*["']?[A-Za-z0-9_\-./+=]{12,}`},
+	"private_key":     {tail: tailPrivateKey, maybe: has("PRIVATE KEY-----"), re: `-----BEGIN [A-Z ]*PRIVATE KEY-----(?s:.*?)-----END [A-Z ]*PRIVATE KEY-----`},
+	"generic_api_key": {tail: tailAssignment, maybe: secretWord, re: `(?i)\b(?:api[_-]?key|secret[_-]?key|access[_-]?token|auth[_-]?token|password)["']?\s*[:=]\s*["']?[A-Za-z0-9_\-./+=]{12,}`},
 }
 
 // bundles name several detectors at once.

@@ -11,12 +11,6 @@ import (
 	"github.com/tidwall/sjson"
 )
 
-// Holdback is how many bytes of a streamed answer's text a guard keeps
-// back before it is sent: a match up to Holdback+1 bytes long is caught
-// whole even when it arrives split across events. A match that reaches
-// the end of what has arrived is held until it ends.
-const Holdback = 64
-
 // Source is an event stream: OpenAI chat or completion chunks, Anthropic
 // Messages events or Responses API events (providers.Stream).
 type Source interface {
@@ -26,7 +20,8 @@ type Source interface {
 
 // Stream applies the post_call guards to a streamed answer as it passes:
 // each text delta is released once no match can still be growing across
-// it, with masked matches replaced; a blocking match ends the stream with
+// it (for most patterns, once the word is complete; see tail), with
+// masked matches replaced; a blocking match ends the stream with
 // a *BlockedError before the matched text is sent. The events keep their
 // form: chat and completion chunks (choices[].delta.content, .text),
 // Anthropic text_delta events, Responses output_text deltas (whose
@@ -235,8 +230,9 @@ func (s *Stream) renumber(data []byte) []byte {
 }
 
 // release adds text to a key's held text and returns what may be sent:
-// everything when final, else all but the last Holdback bytes and any
-// match that crosses that point or reaches the end, masked. A blocking
+// everything when final, else what comes before any rule's tail (see
+// tail) and before any match that crosses that point or reaches the end,
+// masked. A blocking
 // match anywhere in the held text is an error at once.
 func (s *Stream) release(key, add string, final bool) (string, error) {
 	text, seen := s.pending[key]
@@ -250,7 +246,11 @@ func (s *Stream) release(key, add string, final bool) (string, error) {
 	}
 	cut := len(text)
 	if !final {
-		cut = max(len(text)-Holdback, 0)
+		for _, g := range s.guards {
+			for i := range g.rules {
+				cut = min(cut, g.rules[i].tail(text))
+			}
+		}
 	}
 	var fs [][]finding
 	for _, g := range s.guards {
