@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -399,5 +400,40 @@ model_list:
 	}
 	if r := rawPost(t, l, "/v1/audio/transcriptions", "", `{"model":"ears"}`); r.status != 400 || !strings.Contains(r.text, "multipart/form-data") {
 		t.Errorf("JSON body: %d %s", r.status, r.text)
+	}
+}
+
+// A transcription's cost is held before the call: the recording's length
+// is read from its container (2.5 s of WAV here), so a key whose budget
+// cannot pay for it is refused without an upstream call.
+func TestE2ETranscriptionBudgetHold(t *testing.T) {
+	wav, err := os.ReadFile("../internal/audio/testdata/tone.wav")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := startLumen(t, strings.ReplaceAll(`
+general_settings: {master_key: sk-master-test-000000}
+model_list:
+  - model_name: ears
+    litellm_params: {model: mock/ears}
+    model_info: {mode: audio_transcription, input_cost_per_second: 0.01}
+ledger: {path: {{DIR}}/lumen.db}
+audit: {enabled: false}
+`, "{{DIR}}", t.TempDir()), nil)
+	key := func(budget string) string {
+		r := rawPost(t, l, "/admin/keys", master, `{"name":"k`+budget+`","budget_usd":`+budget+`}`)
+		if r.status != 201 {
+			t.Fatalf("create: %d %s", r.status, r.text)
+		}
+		return gjson.Get(r.text, "key").Str
+	}
+	poor, rich := key("0.02"), key("0.03")
+	r := rawForm(t, l, "/v1/audio/transcriptions", poor, map[string]string{"model": "ears"}, "file", wav)
+	if r.status != 429 || gjson.Get(r.text, "error.type").Str != "budget_exceeded" {
+		t.Errorf("2.5 s at $0.01/s with $0.02 left: %d %s", r.status, r.text)
+	}
+	r = rawForm(t, l, "/v1/audio/transcriptions", rich, map[string]string{"model": "ears"}, "file", wav)
+	if r.status != 200 || r.header.Get("x-lumen-cost-usd") != "0.025" {
+		t.Errorf("with $0.03 left: %d %s cost %s", r.status, r.text, r.header.Get("x-lumen-cost-usd"))
 	}
 }

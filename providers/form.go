@@ -12,11 +12,12 @@ import (
 // A multipart/form-data body (OpTranscription's, OpImageEdit's) is read and rewritten
 // here, so that the server and the providers agree on it.
 
-// Form is what Lumen reads of a multipart/form-data body: its text fields
-// and the size of each file.
+// Form is what Lumen reads of a multipart/form-data body: its text fields,
+// the size of each file and the first file of each field.
 type Form struct {
 	Values map[string]string
-	Files  map[string]int // field name → bytes (summed over its parts: image[] may repeat)
+	Files  map[string]int    // field name → bytes (summed over its parts: image[] may repeat)
+	Data   map[string][]byte // field name → its first file's bytes
 }
 
 // boundary returns contentType's multipart boundary.
@@ -34,7 +35,7 @@ func ParseForm(body []byte, contentType string) (Form, error) {
 	if err != nil {
 		return Form{}, err
 	}
-	f := Form{Values: map[string]string{}, Files: map[string]int{}}
+	f := Form{Values: map[string]string{}, Files: map[string]int{}, Data: map[string][]byte{}}
 	r := multipart.NewReader(bytes.NewReader(body), b)
 	for {
 		p, err := r.NextRawPart()
@@ -50,6 +51,9 @@ func ParseForm(body []byte, contentType string) (Form, error) {
 		}
 		if p.FileName() != "" {
 			f.Files[p.FormName()] += len(data)
+			if _, ok := f.Data[p.FormName()]; !ok {
+				f.Data[p.FormName()] = data
+			}
 		} else {
 			f.Values[p.FormName()] = string(data)
 		}

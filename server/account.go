@@ -156,6 +156,8 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) 
 		worst += float64(x.images) * wp.Image
 	case providers.OpSpeech:
 		worst += float64(utf8.RuneCountInString(gjson.GetBytes(x.body, "input").Str)) * wp.Character
+	case providers.OpTranscription:
+		worst += x.audioSeconds * wp.Second
 	}
 	for _, sc := range budget {
 		res, err := s.budgets.Reserve(ctx, sc.id, sc.budget, worst)
@@ -253,18 +255,18 @@ func groupMaxOutput(g *router.Group) int {
 
 // worstPrice is the dearest price the request could be charged: of its
 // group's deployments, or of every deployment when the group is not a plain
-// one (auto routes, unknown names), with the dearest prices per image and
-// per character among them. A fallback to a dearer group can cost more than was reserved;
+// one (auto routes, unknown names), with the dearest prices per image,
+// per character and per second of audio among them. A fallback to a dearer group can cost more than was reserved;
 // settle still charges the real cost.
 func worstPrice(rt *router.Router, g *router.Group) pricing.Price {
 	var worst pricing.Price
-	image, char := 0.0, 0.0
+	image, char, second := 0.0, 0.0, 0.0
 	consider := func(g *router.Group) {
 		for _, d := range g.Deployments {
 			if d.Price.Input+d.Price.Output > worst.Input+worst.Output {
 				worst = d.Price
 			}
-			image, char = max(image, d.Price.Image), max(char, d.Price.Character)
+			image, char, second = max(image, d.Price.Image), max(char, d.Price.Character), max(second, d.Price.Second)
 		}
 	}
 	if g != nil {
@@ -276,7 +278,7 @@ func worstPrice(rt *router.Router, g *router.Group) pricing.Price {
 			}
 		}
 	}
-	worst.Image, worst.Character = image, char
+	worst.Image, worst.Character, worst.Second = image, char, second
 	return worst
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/lumengw/lumen/audit"
 	"github.com/lumengw/lumen/guardrail"
+	"github.com/lumengw/lumen/internal/audio"
 	"github.com/lumengw/lumen/ledger"
 	"github.com/lumengw/lumen/limits"
 	"github.com/lumengw/lumen/metrics"
@@ -46,6 +47,7 @@ type exchange struct {
 	header       http.Header // the client's headers (model "auto" reads x-lumen-* limits)
 	contentType  string      // the body's when it is not JSON (a multipart transcription or image edit)
 	images       int         // the images an image request asks for (its n, at least 1)
+	audioSeconds float64     // a transcription's audio: its length, or a bound (audioSeconds)
 	key          *ledger.Key // the virtual key; nil for the master key or none
 	admin        bool        // the master key
 	user         string      // the body's "user"
@@ -338,6 +340,7 @@ func (x *exchange) parseForm() error {
 		if form.Values["stream"] == "true" {
 			return invalid("stream", "streamed transcription is not supported; leave stream unset")
 		}
+		x.audioSeconds = audioSeconds(form.Data["file"])
 	case providers.OpImageEdit:
 		if form.Files["image"] == 0 && form.Files["image[]"] == 0 {
 			return invalid("image", "Missing required parameter: 'image' (the image file, or files, to edit).")
@@ -430,6 +433,17 @@ func (x *exchange) parse() error {
 		x.body = body
 	}
 	return nil
+}
+
+// audioSeconds is how long a transcription's audio is, read from its
+// container (package audio); when the format is not one it reads, a bound:
+// the file at 16 kbit/s, below what speech is recorded at, so a budget
+// holds at least the real cost.
+func audioSeconds(data []byte) float64 {
+	if d, ok := audio.Duration(data); ok {
+		return d
+	}
+	return float64(len(data)) * 8 / 16000
 }
 
 func truncate(s string, n int) string {

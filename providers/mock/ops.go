@@ -13,6 +13,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/lumengw/lumen/internal/audio"
 	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/tokens"
 )
@@ -170,8 +171,9 @@ func (c *Client) speech(req *providers.Request) (*providers.Response, error) {
 }
 
 // transcribe answers a transcription with a line naming the audio's size,
-// as json (default) with whisper-1's usage (a second per 16 KB, 128 kbit/s
-// audio), or as text/plain when response_format is text.
+// as json (default) with whisper-1's usage (the recording's length where
+// package audio reads it, else a second per 16 KB, 128 kbit/s audio), or
+// as text/plain when response_format is text.
 func (c *Client) transcribe(req *providers.Request) (*providers.Response, error) {
 	form, err := providers.ParseForm(req.Body, req.ContentType)
 	if err != nil {
@@ -182,7 +184,11 @@ func (c *Client) transcribe(req *providers.Request) (*providers.Response, error)
 	if form.Values["response_format"] == "text" {
 		return &providers.Response{Body: []byte(text + "\n"), ContentType: "text/plain; charset=utf-8"}, nil
 	}
-	seconds := math.Round(float64(size)/16000*10) / 10
+	seconds, ok := audio.Duration(form.Data["file"])
+	if !ok {
+		seconds = float64(size) / 16000
+	}
+	seconds = math.Round(seconds*10) / 10
 	out, err := json.Marshal(map[string]any{"text": text, "usage": map[string]any{"type": "duration", "seconds": seconds}})
 	if err != nil {
 		return nil, fmt.Errorf("mock transcription: %w", err)
