@@ -79,7 +79,10 @@ Flags override LUMEN_* environment variables, which override the file.`,
   lumen serve --config config.yaml --host 0.0.0.0
 
   # check a config without starting
-  lumen config validate --config config.yaml`,
+  lumen config validate --config config.yaml
+
+  # try the config's guardrails on a text
+  lumen guardrails test --guardrail pii "card 4111 1111 1111 1111"`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -91,6 +94,7 @@ Flags override LUMEN_* environment variables, which override the file.`,
 		NewCmdConfig(f),
 		NewCmdModels(f, nil),
 		NewCmdRoute(f),
+		NewCmdGuardrails(f),
 		NewCmdKeys(f),
 		NewCmdSpend(f),
 		NewCmdLedger(f),
