@@ -50,6 +50,11 @@ guardrails:
       guardrail: litellm_content_filter
       mode: [during_call, post_call]
       blocked_words: [{keyword: falcon, action: BLOCK, description: unreleased product}]
+  - guardrail_name: hush
+    litellm_params:
+      guardrail: litellm_content_filter
+      mode: post_call
+      blocked_words: [{keyword: the weather, action: MASK}]
 `
 
 // sseText joins the delta text of a chat completions event stream.
@@ -156,9 +161,24 @@ func TestE2EGuardrails(t *testing.T) {
 		t.Errorf("anthropic block: %v", err)
 	}
 
+	// A native Anthropic stream: the phrase arrives split over two
+	// text_delta events and is masked; the events keep their form.
+	r = rawPost(t, l, "/v1/messages", "", `{"model":"claude","max_tokens":100,"stream":true,"guardrails":["hush"],"messages":[{"role":"user","content":"weather?"}]}`)
+	var text strings.Builder
+	sc := bufio.NewScanner(strings.NewReader(r.text))
+	for sc.Scan() {
+		if line, ok := strings.CutPrefix(sc.Text(), "data: "); ok && gjson.Get(line, "delta.type").Str == "text_delta" {
+			text.WriteString(gjson.Get(line, "delta.text").Str)
+		}
+	}
+	if r.status != 200 || text.String() != "Let me check [KEYWORD_REDACTED]." || !strings.Contains(r.text, `"partial_json":"\"Paris\"}"`) ||
+		!strings.Contains(r.text, "event: message_stop") {
+		t.Errorf("anthropic stream: %d %q\n%s", r.status, text.String(), r.text)
+	}
+
 	// Discoverable, counted, logged by rule, never by text.
 	list := rawGet(t, l.URL, "/guardrails/list", "")
-	if gjson.GetBytes(list, "guardrails.#").Int() != 3 || gjson.GetBytes(list, "guardrails.1.guardrail_info.owner").Str != "payments" ||
+	if gjson.GetBytes(list, "guardrails.#").Int() != 4 || gjson.GetBytes(list, "guardrails.1.guardrail_info.owner").Str != "payments" ||
 		!gjson.GetBytes(list, "guardrails.0.default_on").Bool() {
 		t.Errorf("list: %s", list)
 	}
