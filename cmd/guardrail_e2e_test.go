@@ -111,6 +111,11 @@ func TestE2EGuardrails(t *testing.T) {
 	if r.status != 400 || !strings.Contains(gjson.Get(r.text, "error.message").Str, `blocked word "falcon" (unreleased product)`) {
 		t.Errorf("named block: %d %s", r.status, r.text)
 	}
+	req, _ := http.NewRequest("POST", l.URL+"/v1/chat/completions", strings.NewReader(`{"model":"gpt","messages":[{"role":"user","content":"Falcon"}]}`))
+	req.Header.Set("x-lumen-guardrails", "cards-out, no-falcon")
+	if r := rawDo(t, req, ""); r.status != 400 || !strings.Contains(r.text, `blocked word \"falcon\"`) {
+		t.Errorf("named in the header: %d %s", r.status, r.text)
+	}
 	r = rawPost(t, l, "/v1/chat/completions", "", `{"model":"gpt","guardrails":["nope"],"messages":[{"role":"user","content":"x"}]}`)
 	if r.status != 400 || gjson.Get(r.text, "error.code").Str != "guardrail_not_found" || gjson.Get(r.text, "error.param").Str != "guardrails" {
 		t.Errorf("unknown guardrail: %d %s", r.status, r.text)
@@ -182,7 +187,7 @@ func TestE2EGuardrails(t *testing.T) {
 		!gjson.GetBytes(list, "guardrails.0.default_on").Bool() {
 		t.Errorf("list: %s", list)
 	}
-	req, _ := http.NewRequest("GET", l.URL+"/metrics", nil)
+	req, _ = http.NewRequest("GET", l.URL+"/metrics", nil)
 	m := rawDo(t, req, "").text
 	for _, want := range []string{
 		`lumen_guardrail_matches_total{action="mask",guardrail="pii-in",rule="email"} 2`,

@@ -20,8 +20,9 @@ import (
 func (s *Server) SetGuardrails(set *guardrail.Set) { s.guardrails.Store(set) }
 
 // guardInput selects the exchange's guardrails (every default_on one,
-// those the key's "guardrails" tag names, and those the body names in
-// "guardrails", a field Lumen takes out) and
+// those the key's "guardrails" tag names, those the body names in
+// "guardrails", a field Lumen takes out, and those the x-lumen-guardrails
+// header names) and
 // applies those that check requests to x.body and, for the Messages and
 // Responses APIs, to the client's own body, which native deployments get.
 // A masked match is replaced in both; a blocking one is an error before
@@ -35,6 +36,11 @@ func (s *Server) guardInput(ctx context.Context, x *exchange, native *[]byte) er
 	}
 	if err != nil {
 		return err
+	}
+	// Clients that cannot add a body field (Claude Code, Codex) can send
+	// the names in a header: x-lumen-guardrails: pii, secrets.
+	for _, h := range x.header.Values("x-lumen-guardrails") {
+		named = append(named, strings.FieldsFunc(h, func(r rune) bool { return r == ',' || r == ' ' })...)
 	}
 	set := s.guardrails.Load()
 	if x.key != nil && x.key.Tags[keyGuardrailsTag] != "" {
