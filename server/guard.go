@@ -22,9 +22,9 @@ func (s *Server) SetGuardrails(set *guardrail.Set) { s.guardrails.Store(set) }
 // guardInput selects the exchange's guardrails (every default_on one,
 // those the key's "guardrails" tag names, those the body names in
 // "guardrails", a field Lumen takes out, and those the x-lumen-guardrails
-// header names) and
-// applies those that check requests to x.body and, for the Messages and
-// Responses APIs, to the client's own body, which native deployments get.
+// header names) and applies those that check requests to x.body and, for
+// the Messages and Responses APIs, to the client's own body, which native
+// deployments get.
 // A masked match is replaced in both; a blocking one is an error before
 // any upstream call, limit or budget.
 func (s *Server) guardInput(ctx context.Context, x *exchange, native *[]byte) error {
@@ -40,20 +40,17 @@ func (s *Server) guardInput(ctx context.Context, x *exchange, native *[]byte) er
 	// Clients that cannot add a body field (Claude Code, Codex) can send
 	// the names in a header: x-lumen-guardrails: pii, secrets.
 	for _, h := range x.header.Values("x-lumen-guardrails") {
-		named = append(named, strings.FieldsFunc(h, func(r rune) bool { return r == ',' || r == ' ' })...)
+		named = append(named, splitNames(h)...)
 	}
 	set := s.guardrails.Load()
 	if x.key != nil && x.key.Tags[keyGuardrailsTag] != "" {
-		// A key's "guardrails" tag ("pii secrets"; "|" or "," separate
-		// too) runs them on every request it sends. A name no longer
-		// configured fails closed.
-		for _, n := range strings.FieldsFunc(x.key.Tags[keyGuardrailsTag], func(r rune) bool { return r == ' ' || r == '|' || r == ',' }) {
-			if n = strings.TrimSpace(n); n != "" {
-				if _, err := set.Select([]string{n}); err != nil {
-					return invalid("", "this API key's guardrails tag names %q, which is not configured; ask your Lumen admin to fix the key", n)
-				}
-				named = append(named, n)
+		// A key's "guardrails" tag runs them on every request it sends.
+		// A name no longer configured fails closed.
+		for _, n := range splitNames(x.key.Tags[keyGuardrailsTag]) {
+			if _, err := set.Select([]string{n}); err != nil {
+				return invalid("", "this API key's guardrails tag names %q, which is not configured; ask your Lumen admin to fix the key", n)
 			}
+			named = append(named, n)
 		}
 	}
 	if set == nil && len(named) == 0 {
@@ -120,6 +117,12 @@ func (s *Server) moderate(ctx context.Context, x *exchange, g *guardrail.Guard) 
 // keyGuardrailsTag is the virtual key tag naming guardrails that run on
 // all of the key's requests.
 const keyGuardrailsTag = "guardrails"
+
+// splitNames reads a list of guardrail names from a header or a key tag:
+// "pii secrets", "pii,secrets" or "pii|secrets".
+func splitNames(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == ',' || r == '|' })
+}
 
 // takeGuardrails removes a body's "guardrails" (a list of names, LiteLLM's
 // request field) and returns the names.
