@@ -92,11 +92,11 @@ type edit struct {
 	text       string
 }
 
-// seg is one step of a JSON path: an object key, or an array index when
-// key is empty.
+// seg is one step of a JSON path: an object key, or an array index.
 type seg struct {
-	key string
-	idx int
+	key   string
+	idx   int
+	array bool
 }
 
 func apply(guards []*Guard, body []byte, st stage) ([]byte, []Hit, error) {
@@ -155,7 +155,7 @@ func (w *walker) walk(r gjson.Result, textual bool) bool {
 	case r.IsArray():
 		ok, i := true, 0
 		r.ForEach(func(_, v gjson.Result) bool {
-			w.path = append(w.path, seg{idx: i})
+			w.path = append(w.path, seg{idx: i, array: true})
 			ok = w.walk(v, textual)
 			w.path = w.path[:len(w.path)-1]
 			i++
@@ -191,7 +191,7 @@ func (w *walker) walk(r gjson.Result, textual bool) bool {
 func (w *walker) field() string {
 	var b strings.Builder
 	for _, s := range w.path {
-		if s.key == "" {
+		if s.array {
 			b.WriteString("[" + strconv.Itoa(s.idx) + "]")
 			continue
 		}
