@@ -3,6 +3,7 @@ package guardrail
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -124,14 +125,14 @@ func Validate(list []Config, groups map[string]bool) []string {
 		names[c.Name] = at
 		at += ".litellm_params"
 		pp := &c.Params
-		if !oneOf(pp.Guardrail, Kinds) {
+		if !slices.Contains(Kinds, pp.Guardrail) {
 			add(at+".guardrail", "%q is not a guardrail Lumen runs; use litellm_content_filter (patterns and blocked_words, checked in-process) or openai_moderation (a moderation model group)", pp.Guardrail)
 		}
 		if len(pp.Mode) == 0 {
 			add(at+".mode", "required: pre_call, post_call or during_call, or a list of them")
 		}
 		for _, m := range pp.Mode {
-			if !oneOf(m, modeNames) {
+			if !slices.Contains(modeNames, m) {
 				add(at+".mode", "unknown mode %q; use pre_call, post_call, during_call or logging_only", m)
 			}
 		}
@@ -142,7 +143,7 @@ func Validate(list []Config, groups map[string]bool) []string {
 			case !groups[pp.Model]:
 				add(at+".model", "unknown model group %q", pp.Model)
 			}
-			if oneOf("post_call", pp.Mode) || oneOf("logging_only", pp.Mode) {
+			if slices.Contains(pp.Mode, "post_call") || slices.Contains(pp.Mode, "logging_only") {
 				add(at+".mode", "a moderation guardrail checks requests: use pre_call or during_call")
 			}
 			if len(pp.Patterns) > 0 || len(pp.BlockedWords) > 0 {
@@ -184,13 +185,4 @@ func Validate(list []Config, groups map[string]bool) []string {
 		}
 	}
 	return p
-}
-
-func oneOf(s string, list []string) bool {
-	for _, v := range list {
-		if s == v {
-			return true
-		}
-	}
-	return false
 }

@@ -188,6 +188,7 @@ func isWord(r rune) bool { return r == '_' || unicode.IsLetter(r) || unicode.IsD
 
 // finding is one match a guard acts on, as byte offsets in the text.
 type finding struct {
+	guard      string
 	rule       *rule
 	start, end int
 }
@@ -204,26 +205,32 @@ func (g *Guard) find(text string) []finding {
 			continue
 		}
 		if r.anchor != "" {
-			out = r.findAnchored(text, out)
+			out = r.findAnchored(g.Name, text, out)
 			continue
 		}
 		for _, m := range r.re.FindAllStringIndex(text, -1) {
 			if r.valid == nil || r.valid(text[m[0]:m[1]]) {
-				out = append(out, finding{rule: r, start: m[0], end: m[1]})
+				out = append(out, finding{guard: g.Name, rule: r, start: m[0], end: m[1]})
 			}
 		}
 	}
-	if len(out) < 2 {
-		return out
+	return disjoint(out)
+}
+
+// disjoint sorts findings and drops those overlapping an earlier one (the
+// earlier, then the longer, wins).
+func disjoint(fs []finding) []finding {
+	if len(fs) < 2 {
+		return fs
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].start != out[j].start {
-			return out[i].start < out[j].start
+	sort.Slice(fs, func(i, j int) bool {
+		if fs[i].start != fs[j].start {
+			return fs[i].start < fs[j].start
 		}
-		return out[i].end > out[j].end
+		return fs[i].end > fs[j].end
 	})
-	kept := out[:1]
-	for _, f := range out[1:] {
+	kept := fs[:1]
+	for _, f := range fs[1:] {
 		if f.start >= kept[len(kept)-1].end {
 			kept = append(kept, f)
 		}
@@ -231,9 +238,24 @@ func (g *Guard) find(text string) []finding {
 	return kept
 }
 
+// mask returns text with each finding (disjoint, in order) replaced by
+// its rule's placeholder.
+func mask(text string, fs []finding) string {
+	var b strings.Builder
+	b.Grow(len(text))
+	prev := 0
+	for _, f := range fs {
+		b.WriteString(text[prev:f.start])
+		b.WriteString(f.rule.mask)
+		prev = f.end
+	}
+	b.WriteString(text[prev:])
+	return b.String()
+}
+
 // findAnchored runs an anchored rule on each whitespace-delimited word
 // holding its anchor (at most anchorReach bytes either side of it).
-func (r *rule) findAnchored(text string, out []finding) []finding {
+func (r *rule) findAnchored(guard, text string, out []finding) []finding {
 	end := 0 // the end of the last word searched
 	for i := 0; ; {
 		j := strings.Index(text[i:], r.anchor)
@@ -252,7 +274,7 @@ func (r *rule) findAnchored(text string, out []finding) []finding {
 		for _, m := range r.re.FindAllStringIndex(text[ws:we], -1) {
 			s, e := ws+m[0], ws+m[1]
 			if r.valid == nil || r.valid(text[s:e]) {
-				out = append(out, finding{rule: r, start: s, end: e})
+				out = append(out, finding{guard: guard, rule: r, start: s, end: e})
 			}
 		}
 		end, i = we, max(we, at+1)
@@ -295,13 +317,9 @@ func (e *BlockedError) Error() string {
 
 // check applies the guard to one text. It returns the text with the
 // masked matches replaced (changed reports whether any were), the rules
-// that matched, and the first blocking match's rule, if any.
-func (g *Guard) check(text string, hits []Hit) (out string, changed bool, _ []Hit, blocked *rule) {
-	return g.checkAs(text, hits, false)
-}
-
-// checkAs is check; maskAll masks what would block (logging_only).
-func (g *Guard) checkAs(text string, hits []Hit, maskAll bool) (out string, changed bool, _ []Hit, blocked *rule) {
+// that matched, and the first blocking match's rule, if any; with maskAll
+// (logging_only) what would block is masked instead.
+func (g *Guard) check(text string, hits []Hit, maskAll bool) (out string, changed bool, _ []Hit, blocked *rule) {
 	fs := g.find(text)
 	if len(fs) == 0 {
 		return text, false, hits, nil
@@ -319,16 +337,7 @@ func (g *Guard) checkAs(text string, hits []Hit, maskAll bool) (out string, chan
 	if blocked != nil {
 		return text, false, hits, blocked
 	}
-	var b strings.Builder
-	b.Grow(len(text))
-	prev := 0
-	for _, f := range fs {
-		b.WriteString(text[prev:f.start])
-		b.WriteString(f.rule.mask)
-		prev = f.end
-	}
-	b.WriteString(text[prev:])
-	return b.String(), true, hits, nil
+	return mask(text, fs), true, hits, nil
 }
 
 // Set is the configured guardrails, by name.
@@ -357,6 +366,15 @@ func (s *Set) All() []*Guard {
 		return nil
 	}
 	return s.all
+}
+
+// Has reports whether a guardrail of that name is configured.
+func (s *Set) Has(name string) bool {
+	if s == nil {
+		return false
+	}
+	_, ok := s.byName[name]
+	return ok
 }
 
 // UnknownError is a request naming a guardrail that is not configured.

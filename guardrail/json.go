@@ -3,6 +3,7 @@ package guardrail
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -167,7 +168,7 @@ func (w *walker) walk(r gjson.Result, textual bool) bool {
 	case r.Type == gjson.String && textual && r.Str != "":
 		text, changed := r.Str, false
 		for _, g := range w.guards {
-			out, ch, hits, blocked := g.checkAs(text, w.hits, w.maskAll)
+			out, ch, hits, blocked := g.check(text, w.hits, w.maskAll)
 			w.hits = hits
 			if blocked != nil {
 				w.blocked = &BlockedError{Guard: g.Name, What: blocked.what, Output: w.output}
@@ -239,7 +240,7 @@ func Flagged(answer []byte, categories []string) ([]string, error) {
 			}
 		}
 		r.Get("categories").ForEach(func(k, v gjson.Result) bool {
-			if v.Bool() && !seen[k.Str] && (len(categories) == 0 || oneOf(k.Str, categories)) {
+			if v.Bool() && !seen[k.Str] && (len(categories) == 0 || slices.Contains(categories, k.Str)) {
 				seen[k.Str] = true
 				out = append(out, k.Str)
 			}

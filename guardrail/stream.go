@@ -252,46 +252,42 @@ func (s *Stream) release(key, add string, final bool) (string, error) {
 			}
 		}
 	}
-	var fs [][]finding
+	var fs []finding
 	for _, g := range s.guards {
-		found := g.find(text)
-		for _, f := range found {
+		for _, f := range g.find(text) {
 			if f.rule.action == Block {
 				s.hits = append(s.hits, Hit{Guard: g.Name, Rule: f.rule.name, Action: Block})
 				s.pending[key] = ""
 				return "", &BlockedError{Guard: g.Name, What: f.rule.what, Output: true}
 			}
+			fs = append(fs, f)
 		}
-		fs = append(fs, found)
 	}
 	for moved := true; moved; {
 		moved = false
-		for _, found := range fs {
-			for _, f := range found {
-				if (f.start < cut && f.end > cut) || (!final && f.end == len(text) && f.start < cut) {
-					cut, moved = f.start, true
-				}
+		for _, f := range fs {
+			if (f.start < cut && f.end > cut) || (!final && f.end == len(text) && f.start < cut) {
+				cut, moved = f.start, true
 			}
 		}
 	}
 	for cut > 0 && cut < len(text) && !utf8.RuneStart(text[cut]) {
 		cut--
 	}
-	out := text[:cut]
 	s.pending[key] = text[cut:]
-	for _, g := range s.guards {
-		var masked string
-		var changed bool
-		var blocked *rule
-		masked, changed, s.hits, blocked = g.check(out, s.hits)
-		if blocked != nil { // cannot happen: blocks were found above
-			return "", &BlockedError{Guard: g.Name, What: blocked.what, Output: true}
-		}
-		if changed {
-			out = masked
+	// The matches found in the whole text that end before the cut are
+	// masked in what is sent; the rest are found again with more text.
+	done := fs[:0]
+	for _, f := range fs {
+		if f.end <= cut {
+			done = append(done, f)
 		}
 	}
-	return out, nil
+	done = disjoint(done)
+	for _, f := range done {
+		s.hits = append(s.hits, Hit{Guard: f.guard, Rule: f.rule.name, Action: Mask})
+	}
+	return mask(text[:cut], done), nil
 }
 
 // tails returns events carrying the text still held when the source

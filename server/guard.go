@@ -47,7 +47,7 @@ func (s *Server) guardInput(ctx context.Context, x *exchange, native *[]byte) er
 		// A key's "guardrails" tag runs them on every request it sends.
 		// A name no longer configured fails closed.
 		for _, n := range splitNames(x.key.Tags[keyGuardrailsTag]) {
-			if _, err := set.Select([]string{n}); err != nil {
+			if !set.Has(n) {
 				return invalid("", "this API key's guardrails tag names %q, which is not configured; ask your Lumen admin to fix the key", n)
 			}
 			named = append(named, n)
