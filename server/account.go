@@ -255,9 +255,10 @@ func groupMaxOutput(g *router.Group) int {
 
 // worstPrice is the dearest price the request could be charged: of its
 // group's deployments, or of every deployment when the group is not a plain
-// one (auto routes, unknown names), with the dearest prices per image,
-// per character and per second of audio among them. A fallback to a dearer group can cost more than was reserved;
-// settle still charges the real cost.
+// one (auto routes, unknown names), with the dearest prices per image, per
+// character and per second of audio among them. A fallback to a dearer
+// group can cost more than was reserved; settle still charges the real
+// cost.
 func worstPrice(rt *router.Router, g *router.Group) pricing.Price {
 	var worst pricing.Price
 	image, char, second := 0.0, 0.0, 0.0
