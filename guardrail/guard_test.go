@@ -424,3 +424,20 @@ func TestLoggedMasksWhatWouldBlock(t *testing.T) {
 		t.Errorf("logged %s %+v", out, hits)
 	}
 }
+
+// A Responses stream that ends without output_text.done still gets the
+// text it held, in a delta event numbered after the last one.
+func TestStreamResponsesTailAtEOF(t *testing.T) {
+	s := mustSet(t, testConfig)
+	guards, _ := s.Select(nil)
+	out, err := drain(t, NewStream(guards, &events{list: []string{
+		`{"type":"response.output_text.delta","sequence_number":7,"item_id":"i1","output_index":0,"content_index":0,"delta":"mail a@b.co"}`,
+	}}))
+	if err != nil || len(out) != 2 {
+		t.Fatalf("%v %v", out, err)
+	}
+	if got := gjson.Get(out[0], "delta").Str + gjson.Get(out[1], "delta").Str; got != "mail [EMAIL_REDACTED]" ||
+		gjson.Get(out[1], "sequence_number").Int() != 8 || gjson.Get(out[1], "item_id").Str != "i1" {
+		t.Errorf("tail %q: %s", got, out[1])
+	}
+}

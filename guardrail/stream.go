@@ -31,10 +31,12 @@ type Stream struct {
 	src     Source
 	guards  []*Guard
 	pending map[string]string
-	order   []string // pending keys, first seen first
-	queue   [][]byte // events to return before reading on
-	last    []byte   // the last chat chunk, a template for a tail at EOF
-	shift   int64    // Responses events added so far (sequence_number shift)
+	order   []string          // pending keys, first seen first
+	queue   [][]byte          // events to return before reading on
+	last    []byte            // the last chat chunk, a template for a tail at EOF
+	rlast   map[string][]byte // each Responses text's last delta event, likewise
+	shift   int64             // Responses events added so far (sequence_number shift)
+	seq     int64             // the last Responses sequence_number sent
 	hits    []Hit
 	eof     bool
 }
@@ -128,7 +130,12 @@ func (s *Stream) event(data []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		return s.renumber(b), nil
+		b = s.renumber(b)
+		if s.rlast == nil {
+			s.rlast = map[string][]byte{}
+		}
+		s.rlast[key] = append(s.rlast[key][:0], b...)
+		return b, nil
 	case typ == "response.output_text.done":
 		tail, err := s.release(responsesKey(data), "", true)
 		if err != nil {
@@ -215,14 +222,15 @@ func responsesKey(data []byte) string {
 // renumber moves a Responses event's sequence_number past the events
 // Stream added.
 func (s *Stream) renumber(data []byte) []byte {
-	if s.shift == 0 {
-		return data
-	}
 	n := gjson.GetBytes(data, "sequence_number")
 	if !n.Exists() {
 		return data
 	}
-	b, err := sjson.SetBytes(data, "sequence_number", n.Int()+s.shift)
+	s.seq = n.Int() + s.shift
+	if s.shift == 0 {
+		return data
+	}
+	b, err := sjson.SetBytes(data, "sequence_number", s.seq)
 	if err != nil {
 		return data
 	}
@@ -292,7 +300,7 @@ func (s *Stream) release(key, add string, final bool) (string, error) {
 
 // tails returns events carrying the text still held when the source
 // ended without closing it (no finish_reason, content_block_stop or
-// output_text.done).
+// output_text.done), each shaped after its text's last event.
 func (s *Stream) tails() [][]byte {
 	var out [][]byte
 	for _, key := range s.order {
@@ -314,6 +322,15 @@ func (s *Stream) tails() [][]byte {
 			out = append(out, b)
 		case 'a':
 			out = append(out, []byte(fmt.Sprintf(`{"type":"content_block_delta","index":%s,"delta":{"type":"text_delta","text":%s}}`, key[1:], quote(tail))))
+		case 'r':
+			d, err := sjson.SetBytes(s.rlast[key], "delta", tail)
+			if err != nil {
+				continue
+			}
+			s.seq++
+			if d, err = sjson.SetBytes(d, "sequence_number", s.seq); err == nil {
+				out = append(out, d)
+			}
 		}
 	}
 	return out
