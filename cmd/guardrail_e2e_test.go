@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -349,5 +350,49 @@ guardrails:
 	if gjson.GetBytes(req, "messages.0.content").Str != "mail [EMAIL_REDACTED]" ||
 		gjson.GetBytes(resp, "choices.0.message.content").Str != "Echo: mail [EMAIL_REDACTED]" {
 		t.Errorf("the ledger kept:\n%s\n%s", req, resp)
+	}
+}
+
+// A multipart body's prompt field (an image edit's) is guarded; the image
+// passes as it came.
+func TestE2EGuardrailFormPrompt(t *testing.T) {
+	prompts := make(chan string, 1)
+	var image []byte
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ParseMultipartForm(1<<20) != nil {
+			http.Error(w, `{"error":{"message":"bad request"}}`, 400)
+			return
+		}
+		f, _, _ := r.FormFile("image")
+		image, _ = io.ReadAll(f)
+		prompts <- r.FormValue("prompt")
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"created":1,"data":[{"b64_json":"aGk="}]}`)
+	}))
+	t.Cleanup(up.Close)
+	l := startLumen(t, `
+model_list:
+  - model_name: editor
+    litellm_params: {model: openai/gpt-image-1, api_base: "`+up.URL+`/v1", api_key: sk-x}
+    model_info: {mode: image_generation}
+guardrails:
+  - guardrail_name: pii
+    litellm_params:
+      guardrail: litellm_content_filter
+      mode: pre_call
+      default_on: true
+      patterns: [{pattern_name: email, action: MASK}, {pattern_name: us_ssn, action: BLOCK}]
+`, nil)
+	png := []byte("\x89PNG\r\n\x1a\n jane@x.org in the pixels")
+	r := rawForm(t, l, "/v1/images/edits", "", map[string]string{"model": "editor", "prompt": "a card for jane@x.org"}, "image", png)
+	if r.status != 200 {
+		t.Fatalf("edit: %d %s", r.status, r.text)
+	}
+	if p := <-prompts; p != "a card for [EMAIL_REDACTED]" || !bytes.Equal(image, png) {
+		t.Errorf("upstream got prompt %q, image %q", p, image)
+	}
+	r = rawForm(t, l, "/v1/images/edits", "", map[string]string{"model": "editor", "prompt": "SSN 123-45-6789"}, "image", png)
+	if r.status != 400 || gjson.Get(r.text, "error.message").Str != `guardrail "pii" blocked the request: pattern "us_ssn" detected in prompt` {
+		t.Errorf("blocked prompt: %d %s", r.status, r.text)
 	}
 }

@@ -38,6 +38,26 @@ func Output(guards []*Guard, body []byte) ([]byte, []Hit, error) {
 	return apply(guards, body, output)
 }
 
+// InputText applies the guards that check requests to one text outside
+// JSON (a multipart form's prompt field); field names it in an error.
+func InputText(guards []*Guard, text, field string) (string, []Hit, error) {
+	var hits []Hit
+	for _, g := range guards {
+		if !g.pre {
+			continue
+		}
+		out, changed, h, blocked := g.check(text, hits, false)
+		hits = h
+		if blocked != nil {
+			return text, hits, &BlockedError{Guard: g.Name, What: blocked.what, Field: field}
+		}
+		if changed {
+			text = out
+		}
+	}
+	return text, hits, nil
+}
+
 // Logged returns what the ledger and the audit log keep of a JSON request
 // or answer: body with the matches of the logging_only guards masked (a
 // BLOCK rule's too), or body itself when none applies or matches, and

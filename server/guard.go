@@ -59,8 +59,8 @@ func (s *Server) guardInput(ctx context.Context, x *exchange, native *[]byte) er
 	if x.guards, err = set.Select(named); err != nil {
 		return err
 	}
-	if x.contentType != "" { // multipart: transcriptions and image edits are not read
-		return nil
+	if x.contentType != "" { // multipart: only the prompt field is text
+		return x.guardFormPrompt()
 	}
 	var hits []guardrail.Hit
 	x.body, hits, err = guardrail.Input(x.guards, x.body)
@@ -112,6 +112,24 @@ func (s *Server) moderate(ctx context.Context, x *exchange, g *guardrail.Guard) 
 	}
 	x.guardHits = append(x.guardHits, guardrail.Hit{Guard: g.Name, Rule: "moderation", Action: guardrail.Block})
 	return &guardrail.BlockedError{Guard: g.Name, What: "moderation categories " + strings.Join(flagged, ", ")}
+}
+
+// guardFormPrompt applies the request guardrails to a multipart body's
+// prompt field (an image edit's, a transcription's hint); the files are
+// not read.
+func (x *exchange) guardFormPrompt() error {
+	if x.formPrompt == "" {
+		return nil
+	}
+	out, hits, err := guardrail.InputText(x.guards, x.formPrompt, "prompt")
+	x.guardHits = append(x.guardHits, hits...)
+	if err != nil || out == x.formPrompt {
+		return err
+	}
+	if x.body, err = providers.SetFormValue(x.body, x.contentType, "prompt", out); err != nil {
+		return invalid("prompt", "the prompt could not be masked: %v", err)
+	}
+	return nil
 }
 
 // keyGuardrailsTag is the virtual key tag naming guardrails that run on

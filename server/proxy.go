@@ -48,6 +48,7 @@ type exchange struct {
 	contentType  string      // the body's when it is not JSON (a multipart transcription or image edit)
 	images       int         // the images an image request asks for (its n, at least 1)
 	audioSeconds float64     // a transcription's audio: its length, or a bound (audioSeconds)
+	formPrompt   string      // a multipart body's prompt field (guardrails read it)
 	key          *ledger.Key // the virtual key; nil for the master key or none
 	admin        bool        // the master key
 	user         string      // the body's "user"
@@ -357,6 +358,7 @@ func (x *exchange) parseForm() error {
 	if u := form.Values["user"]; u != "" {
 		x.user = truncate(u, 128)
 	}
+	x.formPrompt = form.Values["prompt"]
 	x.contentType = ct
 	return nil
 }
