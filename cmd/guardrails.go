@@ -51,10 +51,10 @@ func newCmdGuardrailsList(f *Factory) *cobra.Command {
 					if p.Type == "regex" {
 						name = "regex " + p.Label
 					}
-					checks = append(checks, strings.TrimSpace(name)+":"+strings.ToLower(orBlock(p.Action)))
+					checks = append(checks, strings.TrimSpace(name)+":"+action(p.Action))
 				}
 				for _, w := range g.Params.BlockedWords {
-					checks = append(checks, fmt.Sprintf("word %q:%s", w.Keyword, strings.ToLower(orBlock(w.Action))))
+					checks = append(checks, fmt.Sprintf("word %q:%s", w.Keyword, action(w.Action)))
 				}
 				if g.Params.Model != "" {
 					checks = append(checks, "model "+g.Params.Model)
@@ -68,11 +68,10 @@ func newCmdGuardrailsList(f *Factory) *cobra.Command {
 	return cmd
 }
 
-func orBlock(action string) string {
-	if action == "" {
-		return "BLOCK"
-	}
-	return action
+// action is a config action as guardrails list shows it: block or mask.
+func action(s string) string {
+	a, _ := guardrail.ParseAction(s) // the config was validated
+	return a.String()
 }
 
 func newCmdGuardrailsTest(f *Factory) *cobra.Command {

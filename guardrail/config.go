@@ -156,7 +156,7 @@ func Validate(list []Config, groups map[string]bool) []string {
 		}
 		for j, pt := range pp.Patterns {
 			pat := fmt.Sprintf("%s.patterns[%d]", at, j)
-			if _, err := parseAction(pt.Action); err != nil {
+			if _, err := ParseAction(pt.Action); err != nil {
 				add(pat+".action", "%v", err)
 			}
 			switch pt.Type {
@@ -179,7 +179,7 @@ func Validate(list []Config, groups map[string]bool) []string {
 			if strings.TrimSpace(w.Keyword) == "" {
 				add(bw+".keyword", "required: the word or phrase to look for")
 			}
-			if _, err := parseAction(w.Action); err != nil {
+			if _, err := ParseAction(w.Action); err != nil {
 				add(bw+".action", "%v", err)
 			}
 		}

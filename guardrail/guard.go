@@ -38,7 +38,9 @@ func (a Action) String() string {
 	return "block"
 }
 
-func parseAction(s string) (Action, error) {
+// ParseAction reads a config action: BLOCK (also when empty) or MASK, in
+// any case.
+func ParseAction(s string) (Action, error) {
 	switch strings.ToUpper(s) {
 	case "", "BLOCK":
 		return Block, nil
@@ -113,7 +115,7 @@ func Compile(c Config) (*Guard, error) {
 		return nil
 	}
 	for _, p := range c.Params.Patterns {
-		action, err := parseAction(p.Action)
+		action, err := ParseAction(p.Action)
 		if err != nil {
 			return nil, fmt.Errorf("guardrail %q: %w", c.Name, err)
 		}
@@ -142,7 +144,7 @@ func Compile(c Config) (*Guard, error) {
 		}
 	}
 	for _, w := range c.Params.BlockedWords {
-		action, err := parseAction(w.Action)
+		action, err := ParseAction(w.Action)
 		if err != nil {
 			return nil, fmt.Errorf("guardrail %q: %w", c.Name, err)
 		}

@@ -157,7 +157,9 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) 
 	case providers.OpSpeech:
 		worst += float64(utf8.RuneCountInString(gjson.GetBytes(x.body, "input").Str)) * wp.Character
 	case providers.OpTranscription:
-		worst += x.audioSeconds * wp.Second
+		if wp.Second > 0 { // read the recording's length only when it is priced
+			worst += audioSeconds(x.audio) * wp.Second
+		}
 	}
 	for _, sc := range budget {
 		res, err := s.budgets.Reserve(ctx, sc.id, sc.budget, worst)

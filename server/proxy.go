@@ -47,7 +47,7 @@ type exchange struct {
 	header       http.Header // the client's headers (model "auto" reads x-lumen-* limits)
 	contentType  string      // the body's when it is not JSON (a multipart transcription or image edit)
 	images       int         // the images an image request asks for (its n, at least 1)
-	audioSeconds float64     // a transcription's audio: its length, or a bound (audioSeconds)
+	audio        []byte      // a transcription's audio file (a budget reads its length: audioSeconds)
 	formPrompt   string      // a multipart body's prompt field (guardrails read it)
 	key          *ledger.Key // the virtual key; nil for the master key or none
 	admin        bool        // the master key
@@ -341,7 +341,7 @@ func (x *exchange) parseForm() error {
 		if form.Values["stream"] == "true" {
 			return invalid("stream", "streamed transcription is not supported; leave stream unset")
 		}
-		x.audioSeconds = audioSeconds(form.Data["file"])
+		x.audio = form.Data["file"]
 	case providers.OpImageEdit:
 		if form.Files["image"] == 0 && form.Files["image[]"] == 0 {
 			return invalid("image", "Missing required parameter: 'image' (the image file, or files, to edit).")
