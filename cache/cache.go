@@ -66,13 +66,45 @@ func (c *Cache) ttlFor(d Directive) time.Duration {
 	return ttl
 }
 
+// Seal gives the form in which an answer is stored: it takes the answer's
+// body (a chat.completion) and returns the body to keep, or an error to
+// keep nothing. The server seals answers with the request's post_call
+// guardrails, so that no store (a shared Redis too) holds text they mask.
+// It must be safe to call from any goroutine. A nil Seal keeps the answer
+// as it came.
+type Seal func(body []byte) ([]byte, error)
+
+// sealed is e in seal's form, or nil when seal refuses it or its form is
+// not cacheable. An entry recorded from a stream becomes one whose chunks
+// are synthesized from the sealed body.
+func (c *Cache) sealed(e *Entry, seal Seal) *Entry {
+	if seal == nil {
+		return e
+	}
+	body, err := seal(e.Body("", 0))
+	if err != nil {
+		return nil
+	}
+	if e, err = NewEntry(body, c.maxEntry); err != nil {
+		return nil
+	}
+	return e
+}
+
 // Do answers a non-streaming miss: it joins an in-flight identical call or
-// makes one with fetch, and stores a cacheable answer (unless d.NoStore).
-// With d.NoCache or d.NoStore it calls fetch itself, on ctx, sharing
-// nothing.
-func (c *Cache) Do(ctx context.Context, k Key, d Directive, fetch Fetch) (Result, error) {
+// makes one with fetch, and stores a cacheable answer (unless d.NoStore),
+// in seal's form. With d.NoCache or d.NoStore it calls fetch itself, on
+// ctx, sharing nothing.
+func (c *Cache) Do(ctx context.Context, k Key, d Directive, seal Seal, fetch Fetch) (Result, error) {
 	store := func(resp *providers.Response, _ any) {
-		if e, err := NewEntry(resp.Body, c.maxEntry); err == nil {
+		body := resp.Body
+		if seal != nil {
+			var err error
+			if body, err = seal(body); err != nil {
+				return
+			}
+		}
+		if e, err := NewEntry(body, c.maxEntry); err == nil {
 			c.store.Set(context.WithoutCancel(ctx), k, e, c.ttlFor(d))
 		}
 	}
@@ -88,10 +120,15 @@ func (c *Cache) Do(ctx context.Context, k Key, d Directive, fetch Fetch) (Result
 
 // Stream answers a streaming miss: it joins an in-flight identical stream
 // from its first chunk or opens one, records it, and stores it once it
-// completes (unless d.NoStore). With d.NoCache or d.NoStore it opens its
-// own stream on ctx. The caller must Close the returned stream.
-func (c *Cache) Stream(ctx context.Context, k Key, d Directive, open Open) (StreamResult, error) {
-	store := func(e *Entry) { c.store.Set(context.WithoutCancel(ctx), k, e, c.ttlFor(d)) }
+// completes (unless d.NoStore), in seal's form. With d.NoCache or
+// d.NoStore it opens its own stream on ctx. The caller must Close the
+// returned stream.
+func (c *Cache) Stream(ctx context.Context, k Key, d Directive, seal Seal, open Open) (StreamResult, error) {
+	store := func(e *Entry) {
+		if e = c.sealed(e, seal); e != nil {
+			c.store.Set(context.WithoutCancel(ctx), k, e, c.ttlFor(d))
+		}
+	}
 	if d.Bypass() {
 		st, meta, err := open(ctx)
 		if err != nil {

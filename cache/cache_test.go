@@ -119,7 +119,7 @@ func TestCacheStreamCoalescesAndStores(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res, err := c.Stream(context.Background(), k, d, up.open(streamReq))
+			res, err := c.Stream(context.Background(), k, d, nil, up.open(streamReq))
 			if err != nil {
 				t.Errorf("Stream: %v", err)
 				return
@@ -199,7 +199,7 @@ func TestCacheDoCoalescesAndStores(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res, err := c.Do(context.Background(), k, Directive{}, up.fetch(plainReq))
+			res, err := c.Do(context.Background(), k, Directive{}, nil, up.fetch(plainReq))
 			if err != nil {
 				t.Errorf("Do: %v", err)
 				return
@@ -281,11 +281,11 @@ func TestCacheStoresOnlyCompleteAnswers(t *testing.T) {
 				var err error
 				if tt.stream {
 					var res StreamResult
-					if res, err = c.Stream(context.Background(), k, d, up.open(body)); err == nil {
+					if res, err = c.Stream(context.Background(), k, d, nil, up.open(body)); err == nil {
 						_, err = drain(t, res.Stream)
 					}
 				} else {
-					_, err = c.Do(context.Background(), k, d, up.fetch(body))
+					_, err = c.Do(context.Background(), k, d, nil, up.fetch(body))
 				}
 				if (err != nil) != tt.errors {
 					t.Errorf("caller error = %v, want error: %v", err, tt.errors)
@@ -316,10 +316,10 @@ func TestCacheDirectives(t *testing.T) {
 
 	// no-store: neither looked up, nor stored, nor shared.
 	for i := 0; i < 2; i++ {
-		if _, err := c.Do(ctx, k, Directive{NoStore: true}, up.fetch(plainReq)); err != nil {
+		if _, err := c.Do(ctx, k, Directive{NoStore: true}, nil, up.fetch(plainReq)); err != nil {
 			t.Fatal(err)
 		}
-		res, err := c.Stream(ctx, k, Directive{NoStore: true}, up.open(streamReq))
+		res, err := c.Stream(ctx, k, Directive{NoStore: true}, nil, up.open(streamReq))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -330,7 +330,7 @@ func TestCacheDirectives(t *testing.T) {
 	}
 
 	// no-cache on a stream: fetched fresh, stored all the same.
-	res, err := c.Stream(ctx, k, Directive{NoCache: true}, up.open(streamReq))
+	res, err := c.Stream(ctx, k, Directive{NoCache: true}, nil, up.open(streamReq))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +357,7 @@ func TestCacheDirectives(t *testing.T) {
 	// A request's ttl is capped by MaxTTL.
 	k2, _ := NewKey("gpt", "", []byte(`{"model":"gpt","messages":[{"role":"user","content":"other"}]}`))
 	sets := local.Stats().Sets
-	if _, err := c.Do(ctx, k2, Directive{TTL: 24 * time.Hour}, up.fetch(plainReq)); err != nil {
+	if _, err := c.Do(ctx, k2, Directive{TTL: 24 * time.Hour}, nil, up.fetch(plainReq)); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the entry to be stored", func() bool { return local.Stats().Sets == sets+1 })
@@ -406,13 +406,13 @@ func TestCacheLeaderHangUpStillStores(t *testing.T) {
 	leaderCtx, hangUp := context.WithCancel(context.Background())
 	leaderErr := make(chan error, 1)
 	go func() {
-		_, err := c.Stream(leaderCtx, k, Directive{}, up.open(streamReq))
+		_, err := c.Stream(leaderCtx, k, Directive{}, nil, up.open(streamReq))
 		leaderErr <- err
 	}()
 	eventually(t, "the leader", func() bool { return streamWaiters(&c.group, k) == 1 })
 	follower := make(chan []string, 1)
 	go func() {
-		res, err := c.Stream(context.Background(), k, Directive{}, up.open(streamReq))
+		res, err := c.Stream(context.Background(), k, Directive{}, nil, up.open(streamReq))
 		if err != nil {
 			t.Errorf("follower: %v", err)
 			follower <- nil
@@ -436,5 +436,85 @@ func TestCacheLeaderHangUpStillStores(t *testing.T) {
 	eventually(t, "the entry to be stored", func() bool { return c.Store().(*Local).Stats().Sets == 1 })
 	if up.calls.Load() != 1 {
 		t.Errorf("%d upstream calls", up.calls.Load())
+	}
+}
+
+// TestCacheSealsWhatItStores: the entry stored for a plain and for a
+// streamed miss is the sealed form of the answer, while the waiters get
+// the answer as it came; a seal that refuses keeps nothing.
+func TestCacheSealsWhatItStores(t *testing.T) {
+	up := newFakeOpenAI(t, func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(string(readAll(r)), `"stream":true`) {
+			sseChunks(w, textStream, true)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, chatBody)
+	})
+	seal := func(body []byte) ([]byte, error) {
+		return []byte(strings.NewReplacer("Hel", "[SEALED]", "Paris", "[SEALED]").Replace(string(body))), nil
+	}
+	refuse := func([]byte) ([]byte, error) { return nil, errors.New("blocked") }
+	ctx := context.Background()
+	for _, stream := range []bool{false, true} {
+		local := NewLocal(0, 0)
+		c := New(local, Options{})
+		req := plainReq
+		if stream {
+			req = streamReq
+		}
+		k, _ := NewKey("gpt", "", []byte(req))
+		var got string
+		if stream {
+			res, err := c.Stream(ctx, k, Directive{}, seal, up.open(req))
+			if err != nil {
+				t.Fatal(err)
+			}
+			chunks, err := drain(t, res.Stream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = streamText(chunks)
+			eventually(t, "the stream's entry", func() bool { return local.Stats().Sets == 1 })
+		} else {
+			res, err := c.Do(ctx, k, Directive{}, seal, up.fetch(req))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = gjson.GetBytes(res.Response.Body, "choices.0.message.content").Str
+		}
+		if got == "" || strings.Contains(got, "[SEALED]") {
+			t.Errorf("stream %t: the waiter got %q, want the answer as it came", stream, got)
+		}
+		e, ok := c.Lookup(ctx, k, Directive{}, stream)
+		if !ok {
+			t.Fatalf("stream %t: nothing stored", stream)
+		}
+		stored := gjson.GetBytes(e.Body("", 0), "choices.0.message.content").Str
+		replayed := streamText(collect(t, e.Stream("", 0)))
+		if !strings.HasPrefix(stored, "[SEALED]") || replayed != stored {
+			t.Errorf("stream %t: stored %q, replayed %q; want the sealed answer in both", stream, stored, replayed)
+		}
+
+		// A refusing seal: the waiter still gets the answer, nothing is kept.
+		local = NewLocal(0, 0)
+		c = New(local, Options{})
+		if stream {
+			res, err := c.Stream(ctx, k, Directive{}, refuse, up.open(req))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := drain(t, res.Stream); err != nil {
+				t.Fatal(err)
+			}
+		} else if _, err := c.Do(ctx, k, Directive{}, refuse, up.fetch(req)); err != nil {
+			t.Fatal(err)
+		}
+		// A stream stores just after its waiters' EOF, before its flight
+		// is forgotten.
+		eventually(t, "the flight to end", func() bool { return !streamInFlight(&c.group, k) })
+		if n := local.Stats().Sets; n != 0 {
+			t.Errorf("stream %t: a refused answer was stored (%d sets)", stream, n)
+		}
 	}
 }

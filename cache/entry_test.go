@@ -47,8 +47,15 @@ var twoChoiceStream = []string{
 func record(t testing.TB, chunks []string, max int) (*Entry, error) {
 	t.Helper()
 	r := NewRecorder(max)
+	// One buffer, overwritten after each chunk, as a stream reader reuses
+	// its own: the recorder must keep nothing of a chunk's memory.
+	var buf []byte
 	for _, c := range chunks {
-		r.Add([]byte(c))
+		buf = append(buf[:0], c...)
+		r.Add(buf)
+		for i := range buf {
+			buf[i] = '#'
+		}
 	}
 	return r.Finish()
 }

@@ -46,6 +46,13 @@ func streamWaiters(g *Group, k Key) int {
 	return 0
 }
 
+// streamInFlight reports whether a stream flight for k is still known.
+func streamInFlight(g *Group, k Key) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.streams[k.Hash] != nil
+}
+
 // fakeUpstream is a streaming upstream the test drives chunk by chunk.
 type fakeUpstream struct {
 	calls  atomic.Int32

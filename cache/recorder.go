@@ -93,7 +93,7 @@ func (r *Recorder) Add(chunk []byte) {
 			r.fail(fmt.Errorf("%w: the stream carried an error", ErrNotCacheable))
 		case "object":
 			if r.object == "" {
-				r.object = v.Str
+				r.object = strings.Clone(v.Str) // v.Str may be chunk's memory, which the stream reuses
 			}
 		case "model":
 			if r.model == nil {
@@ -176,7 +176,10 @@ func (r *Recorder) choice(c gjson.Result) {
 		case "reasoning_content", "reasoning":
 			if v.Type == gjson.String {
 				a.reasoning = append(a.reasoning, v.Str...)
-				a.reasoningKey = k.Str
+				a.reasoningKey = "reasoning" // a constant: k.Str is the chunk's memory
+				if k.Str == "reasoning_content" {
+					a.reasoningKey = "reasoning_content"
+				}
 			}
 		case "tool_calls":
 			v.ForEach(func(_, tc gjson.Result) bool {
@@ -198,7 +201,7 @@ func (r *Recorder) choice(c gjson.Result) {
 	}
 	r.texts += len(a.content) + len(a.refusal) + len(a.reasoning) + len(a.lpContent) + len(a.lpRefus) - before
 	if finish.Type == gjson.String && finish.Str != "" {
-		a.finish = finish.Str
+		a.finish = strings.Clone(finish.Str) // finish.Str is the chunk's memory, which the stream reuses
 		if !complete[finish.Str] {
 			r.fail(fmt.Errorf("%w: finish_reason %q", ErrNotCacheable, finish.Str))
 		}

@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"net"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/lumengw/lumen/internal/redistest"
 )
@@ -159,5 +162,91 @@ audit: {enabled: false}
 		if !strings.Contains(logs, want) {
 			t.Errorf("the log does not say %q:\n%s", want, logs)
 		}
+	}
+}
+
+// TestE2ERedisCacheHoldsMaskedAnswers: with a post_call guardrail, the
+// shared cache holds the answer as the client got it (masked), for a
+// plain and a streamed miss; a blocked answer is not stored at all; and a
+// request without that guardrail does not share its entries.
+func TestE2ERedisCacheHoldsMaskedAnswers(t *testing.T) {
+	addr := redistest.Addr(t)
+	prefix := strings.ReplaceAll(t.Name(), "/", "_") + strconv.FormatInt(time.Now().UnixNano(), 36)
+	l := startLumen(t, `
+model_list:
+  - model_name: echo
+    litellm_params: {model: mock/demo}
+cache: {type: redis, redis_url: "redis://`+addr+`/0", ttl: 1m}
+guardrails:
+  - guardrail_name: cards-out
+    litellm_params:
+      guardrail: litellm_content_filter
+      mode: post_call
+      patterns: [{pattern_type: prebuilt, pattern_name: credit_card, action: MASK}]
+  - guardrail_name: no-falcon
+    litellm_params:
+      guardrail: litellm_content_filter
+      mode: post_call
+      blocked_words: [{keyword: falcon, action: BLOCK}]
+`, nil)
+	card := "4111 1111 1111 1111"
+	ask := func(stream bool, guards, text string) rawResponse {
+		t.Helper()
+		return rawPost(t, l, "/v1/chat/completions", "", fmt.Sprintf(
+			`{"model":"echo","stream":%t,"guardrails":[%s],"messages":[{"role":"user","content":%q}]}`, stream, guards, text))
+	}
+	plain, streamed := prefix+" plain pays with "+card, prefix+" streamed pays with "+card
+	for _, c := range []struct {
+		stream bool
+		text   string
+	}{{false, plain}, {true, streamed}} {
+		r := ask(c.stream, `"cards-out"`, c.text)
+		if r.status != 200 || r.header.Get("x-lumen-cache") != "miss" || strings.Contains(r.text, "4111") {
+			t.Fatalf("guarded miss (stream %t): %d %s %s", c.stream, r.status, r.header.Get("x-lumen-cache"), r.text)
+		}
+		// A stream is stored once it has ended, just after the client's.
+		waitFor(t, func() bool { return ask(c.stream, `"cards-out"`, c.text).header.Get("x-lumen-cache") == "hit" })
+		r = ask(c.stream, `"cards-out"`, c.text)
+		if r.status != 200 || r.header.Get("x-lumen-cache") != "hit" || strings.Contains(r.text, "4111") || !strings.Contains(r.text, "[CREDIT_CARD_REDACTED]") {
+			t.Fatalf("guarded hit (stream %t): %d %s %s", c.stream, r.status, r.header.Get("x-lumen-cache"), r.text)
+		}
+	}
+	// Without the guardrail: another entry, the echo whole.
+	if r := ask(false, "", plain); r.status != 200 || r.header.Get("x-lumen-cache") != "miss" || !strings.Contains(r.text, card) {
+		t.Fatalf("unguarded request: %d %s %s", r.status, r.header.Get("x-lumen-cache"), r.text)
+	}
+	// A blocked answer is not stored: the repeat is blocked again, a miss.
+	for i := 0; i < 2; i++ {
+		r := ask(false, `"no-falcon"`, prefix+" the falcon")
+		if r.status != 400 || r.header.Get("x-lumen-cache") != "miss" {
+			t.Fatalf("blocked answer, try %d: %d %s %s", i, r.status, r.header.Get("x-lumen-cache"), r.text)
+		}
+	}
+
+	rdb := goredis.NewClient(&goredis.Options{Addr: addr})
+	defer rdb.Close()
+	ctx := context.Background()
+	var masked, whole, blocked int
+	iter := rdb.Scan(ctx, 0, "lumen:cache:*", 1000).Iterator()
+	for iter.Next(ctx) {
+		v, err := rdb.Get(ctx, iter.Val()).Result()
+		if err != nil || !strings.Contains(v, prefix) {
+			continue
+		}
+		switch {
+		case strings.Contains(v, "falcon"):
+			blocked++
+		case strings.Contains(v, card):
+			whole++
+		case strings.Contains(v, "[CREDIT_CARD_REDACTED]"):
+			masked++
+		}
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Two guarded entries (plain, streamed) masked; one unguarded whole.
+	if masked != 2 || whole != 1 || blocked != 0 {
+		t.Errorf("Redis holds %d masked, %d unmasked, %d blocked entries of this test; want 2, 1, 0", masked, whole, blocked)
 	}
 }

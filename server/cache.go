@@ -21,7 +21,7 @@ import (
 // upstream call, and records the answer.
 func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, x *exchange) error {
 	d := cache.ParseDirective(r.Header, x.body)
-	k, err := cache.NewKey(x.group, s.cacheScope(r, d), x.body)
+	k, err := cache.NewKey(x.group, s.cacheScope(r, d)+x.guardAnswerScope(), x.body)
 	if err != nil {
 		// Not canonicalizable (it parsed as JSON, so this is rare): serve
 		// uncached rather than fail the request.
@@ -53,7 +53,7 @@ func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, x *exchange
 		x.cache = "bypass"
 	}
 	if x.stream {
-		sr, err := s.cache.Stream(r.Context(), k, d, func(ctx context.Context) (providers.Stream, any, error) {
+		sr, err := s.cache.Stream(r.Context(), k, d, x.sealAnswer(), func(ctx context.Context) (providers.Stream, any, error) {
 			res, err := s.route(ctx, x)
 			if err != nil {
 				return nil, res, err
@@ -66,7 +66,7 @@ func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, x *exchange
 		}
 		return s.writeStream(w, r, x, sr.Stream)
 	}
-	rr, err := s.cache.Do(r.Context(), k, d, func(ctx context.Context) (*providers.Response, any, error) {
+	rr, err := s.cache.Do(r.Context(), k, d, x.sealAnswer(), func(ctx context.Context) (*providers.Response, any, error) {
 		res, err := s.route(ctx, x)
 		if err != nil {
 			return nil, res, err

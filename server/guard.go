@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
 
+	"github.com/lumengw/lumen/cache"
 	"github.com/lumengw/lumen/guardrail"
 	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/router"
@@ -193,6 +196,40 @@ func (x *exchange) guardStream(st providers.Stream) providers.Stream {
 	gs := guardrail.NewStream(x.guards, st)
 	x.guardStreams = append(x.guardStreams, gs.(*guardrail.Stream))
 	return gs
+}
+
+// sealAnswer is how the response cache stores the exchange's answer: as
+// its post_call guardrails let a client see it, and a blocked answer not
+// at all, so that no store (a shared Redis too) holds what they mask.
+// Every request is still guarded as it is served, from the cache or not.
+// nil when no guardrail checks answers.
+func (x *exchange) sealAnswer() cache.Seal {
+	if !guardrail.Active(x.guards, true) {
+		return nil
+	}
+	guards := x.guards
+	return func(body []byte) ([]byte, error) {
+		out, _, err := guardrail.Output(guards, body)
+		return out, err
+	}
+}
+
+// guardAnswerScope names the exchange's post_call guardrails for the
+// response cache: answers are stored masked by them (sealAnswer), so a
+// request whose answers other guardrails check does not share their
+// entries. Empty when no guardrail checks answers.
+func (x *exchange) guardAnswerScope() string {
+	var names []string
+	for _, g := range x.guards {
+		if g.Output() {
+			names = append(names, g.Name)
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	slices.Sort(names)
+	return " guardrails:" + strconv.Quote(strings.Join(names, ","))
 }
 
 // observeGuardrails counts and logs what the exchange's guardrails
