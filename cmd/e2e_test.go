@@ -27,6 +27,8 @@ model_list:
     litellm_params: {model: openai/fail-500, api_base: "{{FAKE}}/v1", api_key: sk-upstream-secret-123456}
   - model_name: badkey
     litellm_params: {model: openai/bad-key, api_base: "{{FAKE}}/v1", api_key: sk-upstream-secret-123456}
+  - model_name: badkey2
+    litellm_params: {model: openai/bad-key, api_base: "{{FAKE}}/v1", api_key: mysecretpassword123, extra_headers: {X-Tenant-Token: tenant-secret-42}}
   - model_name: cut
     litellm_params: {model: openai/cut, api_base: "{{FAKE}}/v1", api_key: sk-upstream-secret-123456}
   - model_name: stall
@@ -144,7 +146,7 @@ func TestE2EEmbeddingsAndModels(t *testing.T) {
 	for _, m := range page.Data {
 		ids = append(ids, m.ID)
 	}
-	if strings.Join(ids, ",") != "badkey,cut,dead,embed,flaky,gpt-4o,limited,slow,stall,auto" {
+	if strings.Join(ids, ",") != "badkey,badkey2,cut,dead,embed,flaky,gpt-4o,limited,slow,stall,auto" {
 		t.Fatalf("models %v", ids)
 	}
 }
@@ -163,7 +165,7 @@ func TestE2EErrors(t *testing.T) {
 		{"malformed JSON", "sk-master-test-0000", `{"model":`, 400, "invalid_request_error", "", "not a valid JSON object", [2]string{}},
 		{"missing model", "sk-master-test-0000", `{"messages":[{"role":"user","content":"x"}]}`, 400, "invalid_request_error", "model", "you must provide a model parameter", [2]string{}},
 		{"missing messages", "sk-master-test-0000", `{"model":"gpt-4o"}`, 400, "invalid_request_error", "messages", "'messages'", [2]string{}},
-		{"unknown model", "sk-master-test-0000", `{"model":"gpt-5","messages":[{"role":"user","content":"x"}]}`, 404, "invalid_request_error", "model", `Available models: "badkey", "cut"`, [2]string{}},
+		{"unknown model", "sk-master-test-0000", `{"model":"gpt-5","messages":[{"role":"user","content":"x"}]}`, 404, "invalid_request_error", "model", `Available models: "badkey", "badkey2", "cut"`, [2]string{}},
 		{"missing key", "", `{"model":"gpt-4o","messages":[]}`, 401, "authentication_error", "", "missing API key", [2]string{}},
 		{"wrong key", "sk-wrong", `{"model":"gpt-4o","messages":[]}`, 401, "authentication_error", "", "invalid API key", [2]string{}},
 		{"body too large", "sk-master-test-0000", big, 413, "invalid_request_error", "", "exceeds 1 MiB", [2]string{}},
@@ -172,6 +174,12 @@ func TestE2EErrors(t *testing.T) {
 		{"upstream 429", "sk-master-test-0000", `{"model":"limited","messages":[{"role":"user","content":"x"}]}`, 429, "requests", "", "deployment openai/fail-429: Rate limit reached", [2]string{"Retry-After", "7"}},
 		{"upstream 500", "sk-master-test-0000", `{"model":"flaky","messages":[{"role":"user","content":"x"}]}`, 500, "server_error", "", "deployment openai/fail-500: The server had an error", [2]string{}},
 		{"upstream echoes key", "sk-master-test-0000", `{"model":"badkey","messages":[{"role":"user","content":"x"}]}`, 401, "invalid_request_error", "", "Incorrect API key provided: [redacted]", [2]string{}},
+		// A key of no known shape, and a credential in extra_headers: the
+		// deployment's own values are scrubbed, streamed or not.
+		{"upstream echoes odd key", "sk-master-test-0000", `{"model":"badkey2","messages":[{"role":"user","content":"x"}]}`, 401, "invalid_request_error", "",
+			"Incorrect API key provided: [redacted]. Header was Bearer [redacted]; x-tenant-token was [redacted]", [2]string{}},
+		{"upstream echoes odd key, streamed", "sk-master-test-0000", `{"model":"badkey2","stream":true,"messages":[{"role":"user","content":"x"}]}`, 401, "invalid_request_error", "",
+			"Incorrect API key provided: [redacted]. Header was Bearer [redacted]; x-tenant-token was [redacted]", [2]string{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -201,7 +209,7 @@ func TestE2EErrors(t *testing.T) {
 		t.Fatalf("openai-go error %v", err)
 	}
 	logs := l.Logs.String()
-	for _, secret := range []string{"sk-upstream-secret-123456", "sk-master-test-0000", "sk-wrong"} {
+	for _, secret := range []string{"sk-upstream-secret-123456", "sk-master-test-0000", "sk-wrong", "mysecretpassword123", "tenant-secret-42"} {
 		if strings.Contains(logs, secret) {
 			t.Fatalf("logs contain %q", secret)
 		}

@@ -24,7 +24,7 @@ import (
 //	hang        never answers until the client goes away
 //	fail-429    429 rate_limit_exceeded with Retry-After: 7
 //	fail-500    500 server_error
-//	bad-key     401 whose message echoes the key (as OpenAI's does)
+//	bad-key     401 whose message echoes the key and header it got
 //	cut         streams 2 chunks then drops the connection
 //	stall       streams 1 chunk, then blocks until the client cancels (reports it)
 //	text-embedding-3-small  an embedding
@@ -91,7 +91,7 @@ func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
 	f.seen[req.Model]++
 	n := f.seen[req.Model]
 	f.mu.Unlock()
-	if r.Header.Get("Authorization") != "Bearer sk-upstream-secret-123456" {
+	if r.Header.Get("Authorization") != "Bearer sk-upstream-secret-123456" && req.Model != "bad-key" {
 		writeFakeError(w, 401, "invalid_request_error", "invalid_api_key", "fake: wrong upstream key")
 		return
 	}
@@ -112,7 +112,11 @@ func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
 	case "fail-500", "always-500":
 		writeFakeError(w, 500, "server_error", "", "The server had an error while processing your request.")
 	case "bad-key":
-		writeFakeError(w, 401, "invalid_request_error", "invalid_api_key", "Incorrect API key provided: sk-upstream-secret-123456.")
+		// Echoes the key it was sent, and an extra header's value, as some
+		// OpenAI-compatible servers do.
+		auth := r.Header.Get("Authorization")
+		writeFakeError(w, 401, "invalid_request_error", "invalid_api_key",
+			"Incorrect API key provided: "+strings.TrimPrefix(auth, "Bearer ")+". Header was "+auth+"; x-tenant-token was "+r.Header.Get("X-Tenant-Token"))
 	case "weather-tool":
 		weatherTool(w, body, req.Stream)
 	case "text-embedding-3-small":

@@ -128,7 +128,7 @@ type Params struct {
 	// APIVersion is Azure's api-version or Anthropic's anthropic-version.
 	APIVersion string `yaml:"api_version"`
 	// ExtraHeaders are sent upstream with every request.
-	ExtraHeaders map[string]string `yaml:"extra_headers"`
+	ExtraHeaders Headers `yaml:"extra_headers"`
 	// RPM and TPM are this deployment's requests/tokens per minute; they
 	// weight simple-shuffle and cap usage-based routing. Zero means unknown.
 	RPM int `yaml:"rpm"`
@@ -445,6 +445,20 @@ func (d HedgeDelay) MarshalText() ([]byte, error) {
 		return []byte("p" + strconv.FormatFloat(d.Percentile, 'f', -1, 64)), nil
 	}
 	return []byte(d.After.String()), nil
+}
+
+// Headers are extra HTTP headers sent upstream. Their values often carry
+// credentials (Authorization, a gateway's token), so YAML output shows
+// every value as "[redacted]".
+type Headers map[string]string
+
+// MarshalYAML hides the values from `config show`.
+func (h Headers) MarshalYAML() (any, error) {
+	out := make(map[string]string, len(h))
+	for k, v := range h {
+		out[k] = Secret(v).String()
+	}
+	return out, nil
 }
 
 // Secret is a string that never prints. fmt, logs and YAML output show

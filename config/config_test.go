@@ -159,7 +159,8 @@ func TestLiteLLMConfigLoads(t *testing.T) {
 		}
 	}
 	out, err := Marshal(cfg)
-	if err != nil || strings.Contains(string(out), "sk-test-123") || strings.Contains(string(out), "sk-master") {
+	if err != nil || strings.Contains(string(out), "sk-test-123") || strings.Contains(string(out), "sk-master") ||
+		strings.Contains(string(out), "gw-token-secret-99") || !strings.Contains(string(out), "X-Gateway-Token: '[redacted]'") {
 		t.Fatalf("Marshal leaks a secret or fails: %v\n%s", err, out)
 	}
 }

@@ -183,6 +183,7 @@ func New(cfg *config.Config, build Builder) (*Router, error) {
 		if err != nil {
 			return nil, fmt.Errorf("model_list[%d] (%s): %w", i, m.ModelName, err)
 		}
+		prov = providers.Scrub(prov, pc.Secrets())
 		price, priced := deploymentPrice(pc.Provider, pc.Model, p, &m.ModelInfo)
 		d := &Deployment{ID: m.ModelInfo.ID, Group: m.ModelName, ProviderName: pc.Provider, Model: pc.Model,
 			Provider: prov, Params: *p, Info: m.ModelInfo, retries: retries,

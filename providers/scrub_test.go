@@ -1,0 +1,63 @@
+package providers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+)
+
+type failing struct{ err error }
+
+func (f failing) Name() string { return "f" }
+func (f failing) Do(context.Context, *Request) (*Response, error) {
+	return nil, f.err
+}
+func (f failing) DoStream(context.Context, *Request) (Stream, error) { return nil, f.err }
+
+func TestSecrets(t *testing.T) {
+	c := Config{APIKey: "mysecretpassword123", AWSSecretAccessKey: "wJalrXUtnFEMI", Headers: map[string]string{
+		"Authorization": "Bearer hdr-token-77", "X-Tenant-Token": "tenant-secret-42", "anthropic-beta": "prompt-caching-2024", "X-Api-Key": "k1"}}
+	got := c.Secrets()
+	for _, want := range []string{"mysecretpassword123", "wJalrXUtnFEMI", "Bearer hdr-token-77", "hdr-token-77", "tenant-secret-42"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("Secrets %q lacks %q", got, want)
+		}
+	}
+	for _, not := range []string{"prompt-caching-2024", "k1"} { // not a credential header; too short
+		if slices.Contains(got, not) {
+			t.Errorf("Secrets %q holds %q", got, not)
+		}
+	}
+}
+
+func TestScrub(t *testing.T) {
+	secrets := []string{"mysecretpassword123", "Bearer hdr-token-77", "hdr-token-77"}
+	ue := &UpstreamError{Provider: "openai", Status: 401, Message: "key mysecretpassword123; header Bearer hdr-token-77",
+		Err: fmt.Errorf("via hdr-token-77: %w", context.DeadlineExceeded)}
+	_, err := Scrub(failing{ue}, secrets).Do(context.Background(), &Request{})
+	var got *UpstreamError
+	if !errors.As(err, &got) || got.Status != 401 || got.Message != "key [redacted]; header [redacted]" {
+		t.Fatalf("scrubbed %#v", err)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) || got.Err.Error() != "via [redacted]: context deadline exceeded" {
+		t.Errorf("the wrapped error: %v (Is deadline: %t)", got.Err, errors.Is(err, context.DeadlineExceeded))
+	}
+	if ue.Message == got.Message {
+		t.Error("the provider's own error was modified, not copied")
+	}
+	// Other errors keep their identity for errors.Is.
+	_, err = Scrub(failing{fmt.Errorf("dial https://x/?key=mysecretpassword123: %w", context.Canceled)}, secrets).DoStream(context.Background(), &Request{})
+	if err.Error() != "dial https://x/?key=[redacted]: context canceled" || !errors.Is(err, context.Canceled) {
+		t.Errorf("stream open error %q", err)
+	}
+	// An error without a secret is returned as it is.
+	plain := errors.New("plain")
+	if _, err := Scrub(failing{plain}, secrets).Do(context.Background(), &Request{}); err != plain {
+		t.Errorf("got %v, want the same error", err)
+	}
+	if p := (failing{plain}); Scrub(p, nil) != Provider(p) {
+		t.Error("no secrets: the provider should be returned as it is")
+	}
+}
