@@ -98,7 +98,7 @@ func BenchmarkHit(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			k, _ := NewKey("g", "", typicalRequest)
-			e, ok := c.Lookup(ctx, k, ParseDirective(nil, typicalRequest), false)
+			e, ok := c.Lookup(ctx, k, ParseDirective(nil, nil), false)
 			if !ok {
 				b.Fatal("miss")
 			}
@@ -235,7 +235,7 @@ func BenchmarkLoopbackHit(b *testing.B) {
 			http.Error(w, err.Error(), 400)
 			return
 		}
-		e, ok := c.Lookup(r.Context(), k, ParseDirective(r.Header, body), false)
+		e, ok := c.Lookup(r.Context(), k, ParseDirective(r.Header, nil), false)
 		if !ok {
 			http.Error(w, "miss", 500)
 			return

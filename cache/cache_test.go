@@ -106,7 +106,7 @@ func TestCacheStreamCoalescesAndStores(t *testing.T) {
 	})
 	c := New(NewLocal(0, 0), Options{})
 	k, _ := NewKey("gpt", "", []byte(streamReq))
-	d := ParseDirective(nil, []byte(streamReq))
+	d := ParseDirective(nil, nil)
 	if _, ok := c.Lookup(context.Background(), k, d, true); ok {
 		t.Fatal("hit on an empty cache")
 	}

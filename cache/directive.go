@@ -37,11 +37,12 @@ type Directive struct {
 // Bypass reports whether the lookup is skipped (x-lumen-cache: bypass).
 func (d Directive) Bypass() bool { return d.NoCache || d.NoStore }
 
-// ParseDirective reads the Cache-Control headers of h and the "cache" field
-// of an OpenAI-format request body. Either may be nil. Where both speak,
+// ParseDirective reads the Cache-Control headers of h and field, the JSON
+// value of a request body's "cache" field (which the server takes out of
+// the body before it goes upstream). Either may be nil. Where both speak,
 // the stricter wins: any no-cache or no-store holds, and the smaller
 // max-age.
-func ParseDirective(h http.Header, body []byte) Directive {
+func ParseDirective(h http.Header, field []byte) Directive {
 	var d Directive
 	for _, v := range h.Values("Cache-Control") {
 		for _, tok := range strings.Split(v, ",") {
@@ -58,10 +59,10 @@ func ParseDirective(h http.Header, body []byte) Directive {
 			}
 		}
 	}
-	if len(body) == 0 {
+	if len(field) == 0 {
 		return d
 	}
-	c := gjson.GetBytes(body, "cache")
+	c := gjson.ParseBytes(field)
 	if !c.IsObject() {
 		return d
 	}

@@ -67,6 +67,12 @@ func TestE2ECacheHitMissAndReplay(t *testing.T) {
 	if h4 != "miss" || fake.calls() != 3 {
 		t.Fatalf("temperature change: header %q calls %d", h4, fake.calls())
 	}
+	// LiteLLM's body field does the same, and is Lumen's: it never goes
+	// upstream (OpenAI refuses unknown parameters).
+	_, h5 := ask(option.WithJSONSet("cache", map[string]any{"no-cache": true, "ttl": 600}))
+	if _, sent := fake.lastBody()["cache"]; h5 != "bypass" || fake.calls() != 4 || sent {
+		t.Fatalf("cache field: header %q calls %d, upstream got it: %t", h5, fake.calls(), sent)
+	}
 }
 
 func TestE2ECacheCoalescesConcurrentRequests(t *testing.T) {

@@ -20,7 +20,7 @@ import (
 // through the cache's single-flight so identical concurrent misses make one
 // upstream call, and records the answer.
 func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, x *exchange) error {
-	d := cache.ParseDirective(r.Header, x.body)
+	d := cache.ParseDirective(r.Header, x.cacheField)
 	k, err := cache.NewKey(x.group, s.cacheScope(r, d)+x.guardAnswerScope(), x.body)
 	if err != nil {
 		// Not canonicalizable (it parsed as JSON, so this is rare): serve

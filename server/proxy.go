@@ -66,6 +66,7 @@ type exchange struct {
 	cost          float64 // USD charged
 	savedUSD      float64 // USD a cache hit or coalesced answer saved
 	respBody      []byte  // a non-streamed answer, for the ledger and audit
+	cacheField    []byte  // the request's "cache" field, taken out of the body (cache.ParseDirective)
 	started       bool    // a stream's headers went out
 
 	guards       []*guardrail.Guard  // the guardrails the request runs
@@ -420,6 +421,16 @@ func (x *exchange) parse() error {
 	}
 	if u := gjson.GetBytes(b, "user"); u.Type == gjson.String {
 		x.user = truncate(u.Str, 128)
+	}
+	// LiteLLM's "cache": {"no-cache": true, "ttl": 600 …} is the response
+	// cache's to read (serveCached), so it does not go upstream either.
+	if c := gjson.GetBytes(b, "cache"); c.Exists() {
+		x.cacheField = []byte(c.Raw)
+		body, err := sjson.DeleteBytes(x.body, "cache")
+		if err != nil {
+			return invalid("cache", "the cache field could not be removed: %v", err)
+		}
+		x.body, b = body, body
 	}
 	// OpenRouter's "usage": {"include": true} asks for the cost in the
 	// answer's usage. It is Lumen's to answer, so it does not go upstream.
