@@ -173,6 +173,10 @@ func TestE2EErrors(t *testing.T) {
 		{"upstream unreachable", "sk-master-test-0000", `{"model":"dead","messages":[{"role":"user","content":"x"}]}`, 502, "api_error", "", "deployment openai/gpt-4o: unreachable", [2]string{}},
 		{"upstream 429", "sk-master-test-0000", `{"model":"limited","messages":[{"role":"user","content":"x"}]}`, 429, "requests", "", "deployment openai/fail-429: Rate limit reached", [2]string{"Retry-After", "7"}},
 		{"upstream 500", "sk-master-test-0000", `{"model":"flaky","messages":[{"role":"user","content":"x"}]}`, 500, "server_error", "", "deployment openai/fail-500: The server had an error", [2]string{}},
+		// JSON parsers disagree on duplicate keys: Lumen must not route on
+		// one "model" while the upstream reads the other.
+		{"duplicate model key", "sk-master-test-0000", `{"model":"gpt-4o","messages":[{"role":"user","content":"x"}],"mod\u0065l":"flaky"}`, 400, "invalid_request_error", "", `has the key "model" twice`, [2]string{}},
+		{"duplicate nested key", "sk-master-test-0000", `{"model":"gpt-4o","messages":[{"role":"user","content":"x","content":"y"}]}`, 400, "invalid_request_error", "", `has the key "content" twice`, [2]string{}},
 		{"upstream echoes key", "sk-master-test-0000", `{"model":"badkey","messages":[{"role":"user","content":"x"}]}`, 401, "invalid_request_error", "", "Incorrect API key provided: [redacted]", [2]string{}},
 		// A key of no known shape, and a credential in extra_headers: the
 		// deployment's own values are scrubbed, streamed or not.

@@ -121,6 +121,14 @@ func TestE2EMessagesNativeToAnthropic(t *testing.T) {
 		t.Fatalf("upstream body: %s", sent)
 	}
 
+	// A duplicate key in the client's own body (which goes upstream
+	// natively) is refused, in Anthropic's error shape.
+	before := string(up.last())
+	r := rawPost(t, l, "/v1/messages", "", `{"model":"claude","max_tokens":10,"messages":[{"role":"user","content":"hi","content":"ho"}]}`)
+	if r.status != 400 || gjson.Get(r.text, "type").Str != "error" || !strings.Contains(gjson.Get(r.text, "error.message").Str, `the key "content" twice`) || string(up.last()) != before {
+		t.Fatalf("duplicate key: %d %s", r.status, r.text)
+	}
+
 	// Claude Code sends the provider's exact model id: an alias reaches the group.
 	if m, err := c.Messages.New(context.Background(), weatherParams("claude-sonnet-4-5-20250929")); err != nil || m.StopReason != "tool_use" {
 		t.Fatalf("through the alias: %v %+v", err, m)

@@ -154,6 +154,11 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request, x *exchange)
 // budget).
 func (s *Server) begin(w http.ResponseWriter, r *http.Request, x *exchange, body []byte, native *[]byte) error {
 	x.body = body
+	if native != nil {
+		if err := refuseDuplicateKeys(*native); err != nil {
+			return err
+		}
+	}
 	if err := x.parse(); err != nil {
 		return err
 	}
@@ -374,6 +379,9 @@ func (x *exchange) parse() error {
 	if len(b) == 0 || b[0] != '{' || !gjson.ValidBytes(b) {
 		return invalid("", "the request body is not a valid JSON object")
 	}
+	if err := refuseDuplicateKeys(b); err != nil {
+		return err
+	}
 	model := gjson.GetBytes(b, "model")
 	if model.Type != gjson.String || model.Str == "" {
 		return invalid("model", "you must provide a model parameter")
@@ -444,6 +452,15 @@ func (x *exchange) parse() error {
 			return invalid("usage", "the usage field could not be removed: %v", err)
 		}
 		x.body = body
+	}
+	return nil
+}
+
+// refuseDuplicateKeys is a 400 for a JSON body with a duplicate key (see
+// duplicateKey).
+func refuseDuplicateKeys(b []byte) error {
+	if k, dup := duplicateKey(b); dup {
+		return invalid("", "the request body has the key %q twice in one object; JSON parsers disagree on which one counts, so Lumen refuses such a body", k)
 	}
 	return nil
 }
