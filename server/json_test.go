@@ -25,7 +25,7 @@ func TestDuplicateKey(t *testing.T) {
 		{`{"model":"a","messages":[],"model":"b"}`, "model"},
 		{`{"model":"a","mod\u0065l":"b"}`, "model"},
 		{`{"model":"a","messages":[{"role":"user","content":"x","content":"y"}]}`, "content"},
-		{`{"a":{"b":1},"c":{"b":2},"b":[{"b":1},{"b":2}]}`, ""},                 // the same key in different objects
+		{`{"a":{"b":1},"c":{"b":2},"b":[{"b":1},{"b":2}]}`, ""},                   // the same key in different objects
 		{`{"s":"\"model\":1,\"model\":2","t":["model","model"],"model":"x"}`, ""}, // strings, not keys
 		{`{"":1,"":2}`, ""},
 		{`{"a":{"x":1,"y":{"x":2}},"a":3}`, "a"},
