@@ -129,6 +129,17 @@ func TestE2EMessagesNativeToAnthropic(t *testing.T) {
 		t.Fatalf("duplicate key: %d %s", r.status, r.text)
 	}
 
+	// The gateway's own fields work as on chat completions and never
+	// reach the native upstream.
+	r = rawPost(t, l, "/v1/messages", "", `{"model":"claude","models":["nope"],"max_tokens":10,"messages":[{"role":"user","content":"hi"}]}`)
+	if r.status != 404 || gjson.Get(r.text, "type").Str != "error" || !strings.Contains(r.text, `nope`) {
+		t.Errorf("an unknown model in models: %d %s", r.status, r.text)
+	}
+	r = rawPost(t, l, "/v1/messages", "", `{"model":"claude","fallbacks":[],"lumen":{"quality_floor":0.5},"max_tokens":10,"messages":[{"role":"user","content":"hi"}]}`)
+	if sent := up.last(); r.status != 200 || gjson.GetBytes(sent, "fallbacks").Exists() || gjson.GetBytes(sent, "lumen").Exists() {
+		t.Errorf("gateway fields: %d %s; upstream got %s", r.status, r.text, sent)
+	}
+
 	// Claude Code sends the provider's exact model id: an alias reaches the group.
 	if m, err := c.Messages.New(context.Background(), weatherParams("claude-sonnet-4-5-20250929")); err != nil || m.StopReason != "tool_use" {
 		t.Fatalf("through the alias: %v %+v", err, m)

@@ -200,6 +200,20 @@ model_list:
 		t.Errorf("upstream body %s", sent)
 	}
 
+	// The gateway's own fields work as on chat completions and never
+	// reach the native upstream.
+	r = rawPost(t, l, "/v1/responses", "", `{"model":"gpt-5","models":["nope"],"input":"hi"}`)
+	if r.status != 404 || !strings.Contains(r.text, `nope`) {
+		t.Errorf("an unknown model in models: %d %s", r.status, r.text)
+	}
+	r = rawPost(t, l, "/v1/responses", "", `{"model":"gpt-5","fallbacks":[],"cache":{"no-cache":true},"lumen":{"quality_floor":0.5},"input":"hi"}`)
+	mu.Lock()
+	sent = bodies[len(bodies)-1]
+	mu.Unlock()
+	if r.status != 200 || gjson.GetBytes(sent, "fallbacks").Exists() || gjson.GetBytes(sent, "cache").Exists() || gjson.GetBytes(sent, "lumen").Exists() {
+		t.Errorf("gateway fields: %d %s; upstream got %s", r.status, r.text, sent)
+	}
+
 	// Streamed through the SDK: the upstream's events, in order.
 	c := openai.NewClient(option.WithBaseURL(l.URL+"/v1/"), option.WithAPIKey("anything"), option.WithMaxRetries(0))
 	st := c.Responses.NewStreaming(context.Background(), responses.ResponseNewParams{Model: "gpt-5",

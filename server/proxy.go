@@ -158,6 +158,9 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request, x *exchange, body
 		if err := refuseDuplicateKeys(*native); err != nil {
 			return err
 		}
+		if err := x.takeGatewayFields(native); err != nil {
+			return err
+		}
 	}
 	if err := x.parse(); err != nil {
 		return err
@@ -450,6 +453,34 @@ func (x *exchange) parse() error {
 		body, err := sjson.DeleteBytes(x.body, "usage")
 		if err != nil {
 			return invalid("usage", "the usage field could not be removed: %v", err)
+		}
+		x.body = body
+	}
+	return nil
+}
+
+// gatewayFields are the body fields that speak to Lumen, not to the model:
+// OpenRouter-style "models" and "fallbacks" (the router's), "lumen" (auto
+// routing's options) and LiteLLM's "cache". "guardrails" is another, taken
+// by guardInput.
+var gatewayFields = [...]string{"models", "fallbacks", "lumen", "cache"}
+
+// takeGatewayFields moves the gateway's fields of a client's own body (a
+// Messages or Responses request) into x.body, the OpenAI form Lumen reads
+// and routes: there they work as on chat completions, and the native body
+// that a deployment speaking the client's API gets never carries them.
+func (x *exchange) takeGatewayFields(native *[]byte) error {
+	for _, f := range gatewayFields {
+		v := gjson.GetBytes(*native, f)
+		if !v.Exists() {
+			continue
+		}
+		body, err := sjson.SetRawBytes(x.body, f, []byte(v.Raw))
+		if err == nil {
+			*native, err = sjson.DeleteBytes(*native, f)
+		}
+		if err != nil {
+			return invalid(f, "the %s field could not be read: %v", f, err)
 		}
 		x.body = body
 	}
