@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/openai/openai-go/v3/option"
+	"github.com/tidwall/gjson"
 )
 
 // A 429 with Retry-After is waited out and retried: the client sees one
@@ -71,7 +72,15 @@ router_settings: {num_retries: 2, allowed_fails: 3, cooldown_time: 600, retry_af
 			break
 		}
 	}
-	if !strings.Contains(body.String(), `"id":"dead","provider":"openai","model":"always-500","state":"open"`) {
+	if !strings.Contains(body.String(), `"id":"dead","provider":"openai","model":"always-500","state":"open","cooldown_until":`) {
 		t.Fatalf("/health: %s", body.String())
+	}
+	// What the README promises besides the state: failures in the window,
+	// requests in flight, latency averages and this minute's load.
+	dead := gjson.Get(body.String(), `model_groups.gpt-4o.#(id=="dead")`)
+	healthy := gjson.Get(body.String(), `model_groups.gpt-4o.#(id=="healthy")`)
+	if dead.Get("requests_this_minute").Int() != 3 || !dead.Get("recent_failures").Exists() || !healthy.Get("in_flight").Exists() || healthy.Get("latency_ms").Float() <= 0 ||
+		healthy.Get("requests_this_minute").Int() != 60 {
+		t.Fatalf("/health details: %s", body.String())
 	}
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"math"
 	"net/http"
 	"time"
 )
@@ -78,16 +79,32 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		Provider string `json:"provider"`
 		Model    string `json:"model"`
 		// State is the circuit: closed, open (cooled down) or half-open.
-		State string `json:"state"`
+		State         string     `json:"state"`
+		CooldownUntil *time.Time `json:"cooldown_until,omitempty"`
+		// RecentFailures are the retryable failures in the current window.
+		RecentFailures int   `json:"recent_failures"`
+		InFlight       int64 `json:"in_flight"`
+		// Moving averages; absent until a sample.
+		LatencyMS          float64    `json:"latency_ms,omitempty"`
+		TTFTMS             float64    `json:"ttft_ms,omitempty"`
+		RequestsThisMinute int64      `json:"requests_this_minute"`
+		TokensThisMinute   int64      `json:"tokens_this_minute"`
+		LastCheck          *time.Time `json:"last_check,omitempty"`
+		LastCheckError     string     `json:"last_check_error,omitempty"`
 	}
-	now := time.Now()
+	ms := func(d time.Duration) float64 { return math.Round(float64(d)/float64(time.Microsecond)) / 1000 }
 	groups := map[string][]dep{}
-	for _, n := range s.Router().Names() {
-		if g, ok := s.Router().Group(n); ok {
-			for _, d := range g.Deployments {
-				groups[n] = append(groups[n], dep{ID: d.ID, Provider: d.ProviderName, Model: d.Model, State: d.State(now)})
-			}
+	for _, st := range s.Router().Snapshot() {
+		d := dep{ID: st.ID, Provider: st.Provider, Model: st.Model, State: st.State, RecentFailures: st.RecentFailures,
+			InFlight: st.InFlight, LatencyMS: ms(st.Latency), TTFTMS: ms(st.TTFT),
+			RequestsThisMinute: st.RequestsThisMinute, TokensThisMinute: st.TokensThisMinute, LastCheckError: st.LastCheckError}
+		if !st.CooldownUntil.IsZero() {
+			d.CooldownUntil = &st.CooldownUntil
 		}
+		if !st.LastCheck.IsZero() {
+			d.LastCheck = &st.LastCheck
+		}
+		groups[st.Group] = append(groups[st.Group], d)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"status": "ok", "version": s.version, "uptime_s": int64(time.Since(s.started).Seconds()),
