@@ -29,9 +29,19 @@ func TestBadConfigs(t *testing.T) {
 		{"unset_env.bad.yaml", []string{
 			`model_list[0].litellm_params.api_key: environment variable LUMEN_TEST_SURELY_UNSET_KEY is not set`,
 		}},
+		// Values of the wrong type, then what Validate finds in the rest:
+		// one run lists every mistake.
 		{"bad_types.bad.yaml", []string{
 			`model_list[0].litellm_params.timeout: invalid duration "soon": use seconds (60) or a duration ("90s")`,
 			"model_list[0].litellm_params.rpm: cannot unmarshal !!str `lots` into int",
+			`router_settings.routing_strategy: unknown strategy "fastest"; use one of simple-shuffle, least-busy, latency-based-routing, usage-based-routing, cost-based-routing`,
+			`router_settings.fallbacks[0].m[0]: unknown model group "nope"`,
+			`server.port: must be between 0 (any free port) and 65535, got 70000`,
+		}},
+		{"bad_mode.bad.yaml", []string{
+			`cache.ttl: invalid duration "forever": use seconds (60) or a duration ("90s")`,
+			`model_list[0].model_info.mode: unknown mode "chatty"; use one of chat, completion, embedding, moderation, rerank, image_generation, audio_speech, audio_transcription, responses, batch, realtime`,
+			`cache.type: unknown type "memcached"; use local, redis or semantic`,
 		}},
 		{"alias.bad.yaml", []string{
 			`router_settings.model_group_alias.claude-sonnet-4-5-20250929: unknown model group "claude-sonnet"`,
@@ -93,7 +103,7 @@ func TestBadConfigs(t *testing.T) {
 	}
 }
 
-// Validation problems are all reported together, after the file parses.
+// Validation problems are all reported together.
 func TestValidateListsEveryProblem(t *testing.T) {
 	cfg, _, err := Parse([]byte(`
 model_list:

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -80,21 +81,34 @@ func Parse(data []byte) (*Config, []string, error) {
 		}
 		c.walk(doc, reflect.TypeOf(Config{}), "")
 	}
-	if len(c.errs) > 0 {
-		return nil, c.warns, &Error{Problems: c.errs}
-	}
 	cfg := Default()
 	if len(root.Content) > 0 {
 		if err := root.Content[0].Decode(cfg); err != nil {
-			return nil, c.warns, &Error{Problems: []string{err.Error()}}
+			return nil, c.warns, &Error{Problems: append(c.errs, err.Error())}
 		}
 	}
 	cfg.applyDefaults()
 	warns := append(c.warns, cfg.warnings(c.present)...)
-	if problems := cfg.Validate(); len(problems) > 0 {
+	// The checker's problems (the values it emptied) and Validate's, but
+	// not Validate's about a field the checker already named.
+	problems := c.errs
+	for _, p := range cfg.Validate() {
+		if !slices.ContainsFunc(c.errs, func(e string) bool { return samePath(e, p) }) {
+			problems = append(problems, p)
+		}
+	}
+	if len(problems) > 0 {
 		return nil, warns, &Error{Problems: problems}
 	}
 	return cfg, warns, nil
+}
+
+// samePath reports whether two problems ("path: message") name the same
+// path, or one a path within the other.
+func samePath(a, b string) bool {
+	pa, _, _ := strings.Cut(a, ": ")
+	pb, _, _ := strings.Cut(b, ": ")
+	return strings.HasPrefix(pa, pb) || strings.HasPrefix(pb, pa)
 }
 
 // checker walks the YAML tree against the Config type.
@@ -129,7 +143,7 @@ func (c *checker) walk(n *yaml.Node, t reflect.Type, path string) {
 		c.scalar(n, t, path)
 	case t.Kind() == reflect.Struct:
 		if n.Kind != yaml.MappingNode {
-			c.errs = append(c.errs, fmt.Sprintf("%s: must be a mapping, got %s", name(path), kind(n)))
+			c.bad(n, fmt.Sprintf("%s: must be a mapping, got %s", name(path), kind(n)))
 			return
 		}
 		fields := yamlFields(t)
@@ -157,7 +171,7 @@ func (c *checker) walk(n *yaml.Node, t reflect.Type, path string) {
 		}
 	case t.Kind() == reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			c.errs = append(c.errs, fmt.Sprintf("%s: must be a list, got %s", name(path), kind(n)))
+			c.bad(n, fmt.Sprintf("%s: must be a list, got %s", name(path), kind(n)))
 			return
 		}
 		for i, item := range n.Content {
@@ -165,7 +179,7 @@ func (c *checker) walk(n *yaml.Node, t reflect.Type, path string) {
 		}
 	case t.Kind() == reflect.Map:
 		if n.Kind != yaml.MappingNode {
-			c.errs = append(c.errs, fmt.Sprintf("%s: must be a mapping, got %s", name(path), kind(n)))
+			c.bad(n, fmt.Sprintf("%s: must be a mapping, got %s", name(path), kind(n)))
 			return
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -181,13 +195,13 @@ func (c *checker) walk(n *yaml.Node, t reflect.Type, path string) {
 // scalar resolves env references in place and checks the value decodes.
 func (c *checker) scalar(n *yaml.Node, t reflect.Type, path string) {
 	if n.Kind != yaml.ScalarNode {
-		c.errs = append(c.errs, fmt.Sprintf("%s: must be a single value, got %s", path, kind(n)))
+		c.bad(n, fmt.Sprintf("%s: must be a single value, got %s", path, kind(n)))
 		return
 	}
 	if env, ok := strings.CutPrefix(n.Value, "os.environ/"); ok {
 		v, set := os.LookupEnv(env)
 		if !set {
-			c.errs = append(c.errs, fmt.Sprintf("%s: environment variable %s is not set", path, env))
+			c.bad(n, fmt.Sprintf("%s: environment variable %s is not set", path, env))
 			return
 		}
 		n.Value, n.Tag, n.Style = v, "!!str", yaml.DoubleQuotedStyle
@@ -205,8 +219,16 @@ func (c *checker) scalar(n *yaml.Node, t reflect.Type, path string) {
 				msg = msg[i+2:]
 			}
 		}
-		c.errs = append(c.errs, fmt.Sprintf("%s: %s", path, msg))
+		c.bad(n, fmt.Sprintf("%s: %s", path, msg))
 	}
+}
+
+// bad records a problem with node n and empties n (a YAML null), so that
+// the rest of the file still decodes and Validate can report its own
+// problems too: one run lists every mistake.
+func (c *checker) bad(n *yaml.Node, problem string) {
+	c.errs = append(c.errs, problem)
+	*n = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
 }
 
 func yamlFields(t reflect.Type) map[string]reflect.StructField {

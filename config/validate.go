@@ -271,7 +271,15 @@ func validateParams(p *problems, at string, d *Params) {
 	}
 }
 
+// modelModes are model_info.mode's values: Lumen's, and LiteLLM's others
+// (batch, realtime, responses), which a LiteLLM config may carry.
+var modelModes = []string{"chat", "completion", "embedding", "moderation", "rerank", "image_generation",
+	"audio_speech", "audio_transcription", "responses", "batch", "realtime"}
+
 func (c *Config) validateInfo(p *problems, at string, mi *ModelInfo) {
+	if mi.Mode != "" && !slices.Contains(modelModes, mi.Mode) {
+		p.add(at+".mode", "unknown mode %q; use one of %s", mi.Mode, strings.Join(modelModes, ", "))
+	}
 	if mi.Quality != nil && (*mi.Quality < 0 || *mi.Quality > 1) {
 		p.add(at+".quality", "must be between 0 and 1, got %g", *mi.Quality)
 	}
