@@ -198,9 +198,10 @@ type ModelInfo struct {
 	// estimate of a prompt exceeds it. Zero means unknown.
 	MaxInputTokens int `yaml:"max_input_tokens"`
 	// MaxOutputTokens is the model's output cap: a request's max_tokens
-	// above it is lowered to it before the call (router/outputcap.go). It
-	// is also the worst case a budget reserves when a request sets no
-	// max_tokens. Zero means unknown (no cap; budgets reserve 4096).
+	// above it is lowered to it before the call (router/outputcap.go), so
+	// budgets and tpm windows hold no more than it (the largest of a
+	// group's), and hold it for a request that sets no max_tokens. Zero
+	// means unknown (no cap; budgets hold max_tokens, else 4096).
 	MaxOutputTokens int `yaml:"max_output_tokens"`
 	MaxTokens       int `yaml:"max_tokens"`
 	// Prices in USD per token; nil means the embedded price table.

@@ -49,3 +49,25 @@ func capOutput(body []byte, limit int) []byte {
 func (d *Deployment) outputCap() int {
 	return max(d.Info.MaxOutputTokens, d.Info.MaxTokens)
 }
+
+// MaxOutput is the most output tokens a request asking for requested
+// (zero: it sets no limit) can get from any of g's deployments once each
+// has lowered it to its cap, as attempt does: what budgets and tpm windows
+// must hold for it. With requested, that is requested bounded by the
+// largest cap, and not bounded at all by a deployment without one. Without
+// requested, it is the largest cap, a deployment without one counting as
+// unknown. Zero when g has no deployments.
+func (g *Group) MaxOutput(requested, unknown int) int {
+	n := 0
+	for _, d := range g.Deployments {
+		limit := d.outputCap()
+		switch {
+		case requested > 0 && (limit == 0 || limit > requested):
+			limit = requested
+		case limit == 0:
+			limit = unknown
+		}
+		n = max(n, limit)
+	}
+	return n
+}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -19,9 +20,9 @@ import (
 	"github.com/lumengw/lumen/tokens"
 )
 
-// defaultMaxOutput is the output a budget reserves for when neither the
-// request (max_tokens) nor the deployment (model_info.max_output_tokens)
-// bounds it.
+// defaultMaxOutput is the output a budget reserves for from a deployment
+// when neither the request (max_tokens) nor the deployment
+// (model_info.max_output_tokens) bounds it.
 const defaultMaxOutput = 4096
 
 // scope is one rate-limit window or budget a request counts against.
@@ -121,10 +122,7 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) 
 		return nil
 	}
 	x.promptEst = tokens.Prompt(x.body)
-	maxOut := requestedOutput(x.body)
-	if maxOut == 0 {
-		maxOut = groupMaxOutput(g)
-	}
+	maxOut := worstOutput(rt, g, requestedOutput(x.body))
 	want := x.promptEst + maxOut
 	for _, sc := range rate {
 		d, err := s.limiter.Allow(ctx, sc.id, sc.limit, want)
@@ -240,17 +238,18 @@ func requestedOutput(body []byte) int {
 	return 0
 }
 
-// groupMaxOutput is the largest output cap a group's deployments declare,
-// else defaultMaxOutput.
-func groupMaxOutput(g *router.Group) int {
+// worstOutput is the most output tokens the request can be answered with,
+// asking for requested (zero: no limit) and lowered to each deployment's
+// model_info.max_output_tokens (router.Group.MaxOutput): over its group's
+// deployments, or over every deployment when the group is not a plain
+// one, as worstPrice.
+func worstOutput(rt *router.Router, g *router.Group, requested int) int {
 	n := 0
-	if g != nil {
-		for _, d := range g.Deployments {
-			n = max(n, d.Info.MaxOutputTokens, d.Info.MaxTokens)
-		}
-	}
-	if n == 0 {
-		return defaultMaxOutput
+	eachGroup(rt, g, func(g *router.Group) {
+		n = max(n, g.MaxOutput(requested, defaultMaxOutput))
+	})
+	if n == 0 { // no deployment bounds it
+		n = cmp.Or(requested, defaultMaxOutput)
 	}
 	return n
 }
@@ -264,25 +263,30 @@ func groupMaxOutput(g *router.Group) int {
 func worstPrice(rt *router.Router, g *router.Group) pricing.Price {
 	var worst pricing.Price
 	image, char, second := 0.0, 0.0, 0.0
-	consider := func(g *router.Group) {
+	eachGroup(rt, g, func(g *router.Group) {
 		for _, d := range g.Deployments {
 			if d.Price.Input+d.Price.Output > worst.Input+worst.Output {
 				worst = d.Price
 			}
 			image, char, second = max(image, d.Price.Image), max(char, d.Price.Character), max(second, d.Price.Second)
 		}
-	}
-	if g != nil {
-		consider(g)
-	} else {
-		for _, name := range rt.Names() {
-			if g, ok := rt.Group(name); ok {
-				consider(g)
-			}
-		}
-	}
+	})
 	worst.Image, worst.Character, worst.Second = image, char, second
 	return worst
+}
+
+// eachGroup calls fn with g, or with every group of rt when g is nil (the
+// request's model is not a plain group, so any deployment may answer it).
+func eachGroup(rt *router.Router, g *router.Group, fn func(*router.Group)) {
+	if g != nil {
+		fn(g)
+		return
+	}
+	for _, name := range rt.Names() {
+		if g, ok := rt.Group(name); ok {
+			fn(g)
+		}
+	}
 }
 
 // price computes the exchange's cost, and for a cache hit or a coalesced

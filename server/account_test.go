@@ -1,0 +1,102 @@
+package server
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/lumengw/lumen/config"
+	"github.com/lumengw/lumen/limits"
+	"github.com/lumengw/lumen/router"
+	"github.com/lumengw/lumen/tokens"
+)
+
+// budgetServer is an open gateway serving yaml, with in-memory budgets.
+func budgetServer(t *testing.T, yaml string) *httptest.Server {
+	t.Helper()
+	cfg, _, err := config.Parse([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := router.New(cfg, router.Build)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(Options{Config: cfg, Router: r, Logger: zerolog.Nop(), Budgets: limits.NewMemoryBudgets(limits.BudgetOptions{})})
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func postJSON(t *testing.T, url, body string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(raw)
+}
+
+// A budget holds the output the request can really get: its max_tokens
+// lowered to the cap each deployment of the group would lower it to, the
+// largest over the deployments (one without a cap lowers nothing).
+func TestAdmitHoldsTheCappedWorstCase(t *testing.T) {
+	const prompt = "how much may this cost"
+	tests := []struct {
+		name      string
+		caps      []int // each deployment's max_output_tokens; 0: none declared
+		maxTokens int   // 0: the request sets none
+		wantOut   int
+	}{
+		{name: "max_tokens over the cap", caps: []int{10}, maxTokens: 100, wantOut: 10},
+		{name: "max_tokens under the cap", caps: []int{200}, maxTokens: 100, wantOut: 100},
+		{name: "largest cap of the group", caps: []int{10, 50}, maxTokens: 100, wantOut: 50},
+		{name: "a deployment without a cap", caps: []int{10, 0}, maxTokens: 100, wantOut: 100},
+		{name: "no max_tokens, capped", caps: []int{10}, wantOut: 10},
+		{name: "no max_tokens, largest cap", caps: []int{10, 50}, wantOut: 50},
+		{name: "no max_tokens, no cap", caps: []int{0}, wantOut: defaultMaxOutput},
+		{name: "no max_tokens, a deployment without a cap", caps: []int{10, 0}, wantOut: defaultMaxOutput},
+		{name: "no max_tokens, a cap over the default", caps: []int{0, 8192}, wantOut: 8192},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// A budget nothing fits in: the refusal says what was held.
+			yaml := "limits: {global: {budget_usd: 0.000001}}\nmodel_list:\n"
+			for i, c := range tt.caps {
+				yaml += fmt.Sprintf("  - {model_name: capped, params: {model: mock/m%d}, model_info: {input_cost_per_token: 0.001, output_cost_per_token: 0.002, max_output_tokens: %d}}\n", i, c)
+			}
+			extra := ""
+			if tt.maxTokens > 0 {
+				extra = fmt.Sprintf(`,"max_tokens":%d`, tt.maxTokens)
+			}
+			body := `{"model":"capped","messages":[{"role":"user","content":"` + prompt + `"}]` + extra + `}`
+			srv := budgetServer(t, yaml)
+			status, text := postJSON(t, srv.URL+"/v1/chat/completions", body)
+			worst := float64(tokens.Prompt([]byte(body)))*0.001 + float64(tt.wantOut)*0.002
+			if want := fmt.Sprintf("may cost up to $%.4f ", worst); status != http.StatusTooManyRequests || !strings.Contains(text, want) {
+				t.Fatalf("got %d %s\nwant 429 saying %q", status, text, want)
+			}
+		})
+	}
+}
+
+// A client asking for more than the model can write is served within a
+// budget that holds what the capped request can cost.
+func TestAdmitServesMaxTokensOverTheCap(t *testing.T) {
+	srv := budgetServer(t, `
+limits: {global: {budget_usd: 0.05}}
+model_list:
+  - {model_name: capped, params: {model: mock/capped}, model_info: {input_cost_per_token: 0.001, output_cost_per_token: 0.002, max_output_tokens: 10}}
+`)
+	status, text := postJSON(t, srv.URL+"/v1/chat/completions", `{"model":"capped","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}`)
+	if status != http.StatusOK {
+		t.Fatalf("got %d %s, want 200", status, text)
+	}
+}
