@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -68,10 +70,10 @@ func (e *BudgetError) Error() string {
 	}
 	var b []byte
 	if e.Spent >= e.Budget {
-		b = fmt.Appendf(b, "budget exceeded: %s spent $%.4f of its $%.2f %s budget", owner, e.Spent, e.Budget, e.Period)
+		b = fmt.Appendf(b, "budget exceeded: %s spent $%.4f of its $%s %s budget", owner, e.Spent, dollars(e.Budget), e.Period)
 	} else {
-		b = fmt.Appendf(b, "budget exceeded: this request may cost up to $%.4f and %s has $%.4f left of its $%.2f %s budget",
-			e.Requested, owner, max(e.Budget-e.Spent-e.Reserved, 0), e.Budget, e.Period)
+		b = fmt.Appendf(b, "budget exceeded: this request may cost up to $%.4f and %s has $%.4f left of its $%s %s budget",
+			e.Requested, owner, max(e.Budget-e.Spent-e.Reserved, 0), dollars(e.Budget), e.Period)
 		if e.Reserved > 0 {
 			b = fmt.Appendf(b, " ($%.4f is held by requests in flight)", e.Reserved)
 		} else {
@@ -84,6 +86,20 @@ func (e *BudgetError) Error() string {
 		b = fmt.Appendf(b, "; it resets at %s", e.ResetsAt.UTC().Format(time.RFC3339))
 	}
 	return string(b)
+}
+
+// dollars formats a budget as it was set, in cents at least: "500.00",
+// "0.025", "0.001". Rounding it to cents, as the spend figures are to
+// four decimals, would say a $0.001 budget is $0.00.
+func dollars(usd float64) string {
+	s := strconv.FormatFloat(usd, 'f', -1, 64)
+	switch i := strings.IndexByte(s, '.'); {
+	case i < 0:
+		return s + ".00"
+	case len(s)-i == 2:
+		return s + "0"
+	}
+	return s
 }
 
 // Unwrap makes errors.Is(err, ErrBudgetExceeded) true.

@@ -240,6 +240,34 @@ func TestBudgetError(t *testing.T) {
 	}
 }
 
+// A budget is named as it was set, however small: rounded to cents, a
+// $0.001 budget read as $0.00.
+func TestBudgetErrorNamesTheBudgetExactly(t *testing.T) {
+	tests := []struct {
+		name string
+		err  BudgetError
+		want string
+	}{
+		{name: "whole dollars", err: BudgetError{Budget: 500, Spent: 499.9988, Requested: 0.01, Period: Monthly},
+			want: "has $0.0012 left of its $500.00 monthly budget"},
+		{name: "dimes", err: BudgetError{Budget: 0.5, Spent: 0.5, Period: Daily},
+			want: "spent $0.5000 of its $0.50 daily budget"},
+		{name: "under a cent", err: BudgetError{Budget: 0.001, Requested: 0.0021, Period: Total},
+			want: "has $0.0010 left of its $0.001 total budget"},
+		{name: "fractions of cents", err: BudgetError{Budget: 0.025, Requested: 0.03, Period: Daily},
+			want: "has $0.0250 left of its $0.025 daily budget"},
+		{name: "spent, under a cent", err: BudgetError{Budget: 0.0005, Spent: 0.0006, Period: Weekly},
+			want: "spent $0.0006 of its $0.0005 weekly budget"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if msg := tt.err.Error(); !strings.Contains(msg, tt.want) {
+				t.Errorf("message %q\ndoes not say %q", msg, tt.want)
+			}
+		})
+	}
+}
+
 func TestBudgetPeriodReset(t *testing.T) {
 	ctx := context.Background()
 	tokyo := mustLoc(t, "Asia/Tokyo")
