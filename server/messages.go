@@ -149,6 +149,13 @@ func (s *Server) countTokens(w http.ResponseWriter, r *http.Request) {
 	writeAnthropicError(w, s, err, false)
 }
 
+// anthropicPath reports whether path is under the Anthropic API Lumen
+// serves: /v1/messages and below, and everything under /anthropic/. Its
+// errors are in Anthropic's shape, whoever raises them.
+func anthropicPath(path string) bool {
+	return path == "/v1/messages" || strings.HasPrefix(path, "/v1/messages/") || strings.HasPrefix(path, "/anthropic/")
+}
+
 // writeAnthropicError answers err in the Anthropic error shape
 // ({"type":"error","error":{"type","message"}}), with the status and
 // headers classify gives it. After a stream started it writes nothing

@@ -50,7 +50,7 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 				}
 				s.log.Error().Str("request_id", requestIDFrom(r.Context())).Interface("panic", v).
 					Bytes("stack", debug.Stack()).Msg("handler panicked")
-				writeError(w, &s.log, errPanic)
+				s.writeErrorTo(w, r, errPanic)
 			}
 		}()
 		next.ServeHTTP(w, r)
@@ -118,8 +118,8 @@ func (s *Server) authed(next http.Handler) http.Handler {
 		c := &caller{}
 		switch {
 		case key == "" && s.hasMaster:
-			writeError(w, &s.log, &apiError{Status: http.StatusUnauthorized, Type: "authentication_error", Code: "missing_api_key",
-				Message: "missing API key: send it as \"Authorization: Bearer <key>\""})
+			s.writeErrorTo(w, r, &apiError{Status: http.StatusUnauthorized, Type: "authentication_error", Code: "missing_api_key",
+				Message: "missing API key: send it as \"Authorization: Bearer <key>\" or \"x-api-key: <key>\""})
 			return
 		case key == "":
 		case s.isMaster(key):
@@ -132,11 +132,11 @@ func (s *Server) authed(next http.Handler) http.Handler {
 			case errors.Is(err, ledger.ErrUnknownKey) && !s.hasMaster:
 				// An open gateway: clients often send a placeholder key.
 			default:
-				writeError(w, &s.log, authError(err))
+				s.writeErrorTo(w, r, authError(err))
 				return
 			}
 		case s.hasMaster:
-			writeError(w, &s.log, authError(ledger.ErrUnknownKey))
+			s.writeErrorTo(w, r, authError(ledger.ErrUnknownKey))
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
@@ -164,6 +164,6 @@ func authError(err error) *apiError {
 }
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
-	writeError(w, &s.log, &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "unknown_url",
+	s.writeErrorTo(w, r, &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "unknown_url",
 		Message: sprintf("unknown endpoint %s %s; see the README for the API Lumen serves", r.Method, r.URL.Path)})
 }

@@ -12,7 +12,8 @@ import (
 // writeError writes err in the OpenAI error shape with its status. It and
 // writeAnthropicError (the same, in Anthropic's shape, for /v1/messages)
 // are the only functions that turn errors into HTTP responses; classify
-// decides the status and type for both.
+// decides the status and type for both. An endpoint's handler picks its
+// API's; writeErrorTo picks it for what runs before the handler.
 func writeError(w http.ResponseWriter, log *zerolog.Logger, err error) *apiError {
 	ae, internal := classify(err)
 	if internal {
@@ -26,6 +27,16 @@ func writeError(w http.ResponseWriter, log *zerolog.Logger, err error) *apiError
 	}
 	writeJSON(w, ae.Status, errorJSON(ae))
 	return ae
+}
+
+// writeErrorTo answers err, raised outside an endpoint's handler (auth, an
+// unknown endpoint, a panic), in the error shape of the API r was sent to:
+// Anthropic's under the Anthropic API (anthropicPath), else OpenAI's.
+func (s *Server) writeErrorTo(w http.ResponseWriter, r *http.Request, err error) *apiError {
+	if anthropicPath(r.URL.Path) {
+		return writeAnthropicError(w, s, err, false)
+	}
+	return writeError(w, &s.log, err)
 }
 
 func errorJSON(ae *apiError) errorBody {

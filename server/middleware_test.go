@@ -1,0 +1,85 @@
+package server
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// send makes a request with the given headers and returns the status and
+// body.
+func send(t *testing.T, method, url, body string, header map[string]string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(raw)
+}
+
+// The Anthropic API's errors are in Anthropic's shape, those Lumen raises
+// before the endpoint runs (a missing or wrong key, an unknown endpoint
+// or method) as much as the endpoint's own; the OpenAI API's stay in
+// OpenAI's.
+func TestErrorShapeFollowsTheAPI(t *testing.T) {
+	f := newAdminFixture(t, testMaster)
+	const msg = `{"model":"demo","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}`
+	bearer := func(k string) map[string]string { return map[string]string{"Authorization": "Bearer " + k} }
+	tests := []struct {
+		name         string
+		method, path string
+		header       map[string]string
+		status       int
+		anthropic    bool
+		typ          string // Anthropic's error.type, or OpenAI's error.type
+	}{
+		{"messages without a key", "POST", "/v1/messages", nil, 401, true, "authentication_error"},
+		{"messages, wrong x-api-key", "POST", "/v1/messages", map[string]string{"x-api-key": "sk-wrong"}, 401, true, "authentication_error"},
+		{"messages, wrong Bearer", "POST", "/v1/messages", bearer("sk-wrong"), 401, true, "authentication_error"},
+		{"messages under /anthropic, wrong key", "POST", "/anthropic/v1/messages", map[string]string{"x-api-key": "sk-wrong"}, 401, true, "authentication_error"},
+		{"count_tokens without a key", "POST", "/v1/messages/count_tokens", nil, 401, true, "authentication_error"},
+		{"messages by GET", "GET", "/v1/messages", bearer(testMaster), 404, true, "not_found_error"},
+		{"unknown endpoint under /v1/messages", "POST", "/v1/messages/batches", bearer(testMaster), 404, true, "not_found_error"},
+		{"unknown endpoint under /anthropic", "POST", "/anthropic/v1/complete", bearer(testMaster), 404, true, "not_found_error"},
+		{"the endpoint's own error", "POST", "/v1/messages", bearer(testMaster), 400, true, "invalid_request_error"},
+		{"chat without a key", "POST", "/v1/chat/completions", nil, 401, false, "authentication_error"},
+		{"chat by GET", "GET", "/v1/chat/completions", bearer(testMaster), 404, false, "invalid_request_error"},
+		{"a path like the Messages API's", "POST", "/v1/messagesx", bearer(testMaster), 404, false, "invalid_request_error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := msg
+			if tt.typ == "invalid_request_error" && tt.anthropic {
+				body = `{"max_tokens":10}` // no model
+			}
+			status, text := send(t, tt.method, f.srv.URL+tt.path, body, tt.header)
+			var e struct {
+				Type  string `json:"type"`
+				Error struct {
+					Type    string `json:"type"`
+					Message string `json:"message"`
+				} `json:"error"`
+			}
+			if err := json.Unmarshal([]byte(text), &e); err != nil {
+				t.Fatalf("%d %s: %v", status, text, err)
+			}
+			if status != tt.status || e.Error.Type != tt.typ || e.Error.Message == "" {
+				t.Fatalf("got %d %s, want %d with type %s", status, text, tt.status, tt.typ)
+			}
+			if isAnthropic := e.Type == "error"; isAnthropic != tt.anthropic {
+				t.Fatalf("got %s, want the Anthropic shape: %v", text, tt.anthropic)
+			}
+		})
+	}
+}
