@@ -110,8 +110,11 @@ func callerFrom(ctx context.Context) caller {
 
 // authed authenticates the request: the master key, or a live virtual key.
 // Without a master key the gateway is open, but a presented virtual key
-// still applies (its limits, budget and models), and a revoked or expired
-// one is still refused.
+// still applies (its limits, budget and models), and one that cannot be
+// applied is still refused: revoked, expired, or not in the key store at
+// all. A key with the virtual-key prefix was meant as one: served without
+// its limits, a mistyped or deleted key would spend past its budget
+// unnoticed. Any other key is a placeholder on an open gateway.
 func (s *Server) authed(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key := presentedKey(r)
@@ -129,19 +132,22 @@ func (s *Server) authed(next http.Handler) http.Handler {
 			switch {
 			case err == nil:
 				c.key = k
-			case errors.Is(err, ledger.ErrUnknownKey) && !s.hasMaster:
+			case errors.Is(err, ledger.ErrUnknownKey) && !s.hasMaster && !isVirtualKey(key):
 				// An open gateway: clients often send a placeholder key.
 			default:
 				s.writeErrorTo(w, r, authError(err))
 				return
 			}
-		case s.hasMaster:
+		case s.hasMaster || isVirtualKey(key):
 			s.writeErrorTo(w, r, authError(ledger.ErrUnknownKey))
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
 	})
 }
+
+// isVirtualKey reports whether key has the virtual-key prefix.
+func isVirtualKey(key string) bool { return strings.HasPrefix(key, ledger.KeyPrefix) }
 
 // isMaster reports whether key is the master key, in constant time.
 func (s *Server) isMaster(key string) bool {

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/lumengw/lumen/ledger"
 )
 
 // send makes a request with the given headers and returns the status and
@@ -79,6 +81,56 @@ func TestErrorShapeFollowsTheAPI(t *testing.T) {
 			}
 			if isAnthropic := e.Type == "error"; isAnthropic != tt.anthropic {
 				t.Fatalf("got %s, want the Anthropic shape: %v", text, tt.anthropic)
+			}
+		})
+	}
+}
+
+// An open gateway serves any key but a virtual key it cannot apply: one
+// revoked, expired or unknown (a mistyped lumen-sk-… would otherwise run
+// without its limits and budget).
+func TestOpenGatewayRefusesVirtualKeysItDoesNotHold(t *testing.T) {
+	f := newAdminFixture(t, "")
+	ctx := t.Context()
+	live, _, err := f.keys.Create(ctx, ledger.KeySpec{Name: "live"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoked, _, err := f.keys.Create(ctx, ledger.KeySpec{Name: "revoked"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.keys.Revoke(ctx, "revoked"); err != nil {
+		t.Fatal(err)
+	}
+	noKeys := budgetServer(t, "model_list: [{model_name: demo, params: {model: mock/demo}}]\n")
+	tests := []struct {
+		name   string
+		url    string
+		key    string
+		status int
+	}{
+		{"no key", f.srv.URL, "", 200},
+		{"a placeholder", f.srv.URL, "anything", 200},
+		{"another gateway's key", f.srv.URL, "sk-proj-placeholder", 200},
+		{"a live virtual key", f.srv.URL, live, 200},
+		{"a revoked virtual key", f.srv.URL, revoked, 401},
+		{"a mistyped virtual key", f.srv.URL, live[:len(live)-1] + "x", 401},
+		{"a virtual key, no key store", noKeys.URL, live, 401},
+		{"a placeholder, no key store", noKeys.URL, "anything", 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := map[string]string{}
+			if tt.key != "" {
+				h["Authorization"] = "Bearer " + tt.key
+			}
+			status, text := send(t, "POST", tt.url+"/v1/chat/completions", `{"model":"demo","messages":[{"role":"user","content":"hi"}]}`, h)
+			if status != tt.status {
+				t.Fatalf("got %d %s, want %d", status, text, tt.status)
+			}
+			if status == 401 && errorOf(t, text).Type != "authentication_error" {
+				t.Fatalf("got %s", text)
 			}
 		})
 	}

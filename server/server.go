@@ -38,8 +38,8 @@ type Options struct {
 	Version string
 	// Cache is the response cache; nil means off.
 	Cache *cache.Cache
-	// Keys authenticates virtual keys; nil means only the master key (or
-	// nothing, on an open gateway) is accepted.
+	// Keys authenticates virtual keys; nil means none is accepted: only
+	// the master key, or on an open gateway any key but a virtual one.
 	Keys *ledger.Keyring
 	// Budgets and Limiter enforce the keys' budgets and rpm/tpm limits;
 	// nil disables each.
