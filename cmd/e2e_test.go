@@ -11,6 +11,7 @@ import (
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+	"github.com/tidwall/gjson"
 )
 
 const e2eConfig = `
@@ -137,6 +138,14 @@ func TestE2EEmbeddingsAndModels(t *testing.T) {
 	}
 	if len(emb.Data) != 1 || len(emb.Data[0].Embedding) != 3 {
 		t.Fatalf("embedding %+v", emb)
+	}
+	// Nothing to embed is the client's mistake, refused before any call.
+	before := fake.calls()
+	for _, in := range []string{`[]`, `""`, `{"text":"hi"}`} {
+		r := rawPost(t, l, "/v1/embeddings", "sk-master-test-0000", `{"model":"embed","input":`+in+`}`)
+		if r.status != 400 || gjson.Get(r.text, "error.param").Str != "input" || fake.calls() != before {
+			t.Errorf("input %s: %d %s", in, r.status, r.text)
+		}
 	}
 	page, err := c.Models.List(context.Background())
 	if err != nil {

@@ -400,8 +400,14 @@ func (x *exchange) parse() error {
 			return invalid("prompt", "Missing required parameter: 'prompt'.")
 		}
 	case providers.OpEmbedding, providers.OpModeration:
-		if !gjson.GetBytes(b, "input").Exists() {
+		in := gjson.GetBytes(b, "input")
+		switch {
+		case !in.Exists():
 			return invalid("input", "Missing required parameter: 'input'.")
+		case in.Type == gjson.String && in.Str == "", in.IsArray() && len(in.Array()) == 0:
+			return invalid("input", "'input' must not be empty: give a string or a non-empty array.")
+		case in.Type != gjson.String && !in.IsArray():
+			return invalid("input", "'input' must be a string or an array.")
 		}
 	case providers.OpImage:
 		if p := gjson.GetBytes(b, "prompt"); p.Type != gjson.String || p.Str == "" {
