@@ -212,6 +212,16 @@ func TestE2EErrors(t *testing.T) {
 			}
 		})
 	}
+	// /health names deployments and their state: with a master key it
+	// wants a key; liveness and readiness (for load balancers) do not.
+	for path, want := range map[string]int{"/health": 401, "/health/liveness": 200, "/health/readiness": 200} {
+		if resp, err := http.Get(l.URL + path); err != nil || resp.StatusCode != want {
+			t.Errorf("GET %s without a key: %v %v, want %d", path, resp.StatusCode, err, want)
+		} else {
+			resp.Body.Close()
+		}
+	}
+
 	// The official client surfaces the same errors with their status.
 	c := client(l, "sk-master-test-0000")
 	p := userMsg("x")

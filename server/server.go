@@ -161,7 +161,7 @@ func (s *Server) routes() http.Handler {
 	}
 	mux.HandleFunc("GET /health/liveness", s.liveness)
 	mux.HandleFunc("GET /health/readiness", s.readiness)
-	mux.HandleFunc("GET /health", s.health)
+	mux.Handle("GET /health", s.authed(http.HandlerFunc(s.health))) // names deployments and their state: a key, as LiteLLM asks
 	if s.metrics != nil && s.cfg.Metrics.Listen == "" {
 		mux.Handle("GET /metrics", s.metricsHandler())
 	}
