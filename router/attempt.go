@@ -225,13 +225,15 @@ func (r *Router) round(ctx context.Context, gt *groupTry, d *Deployment, rs *req
 // hedged runs d's attempt and, if it has produced nothing within the
 // group's hedge_after, a second one on the next-best healthy deployment
 // not tried yet. The first success wins and the other is cancelled at once
-// (its result is drained and released in the background) and its prompt
-// is counted in Result.Abandoned. If one fails, the other is awaited; when
-// both fail the error returned is the last. Both attempts count in
-// Result.Attempts.
+// (its result is drained and released in the background), its prompt
+// is counted in Result.Abandoned and the time it ran is folded into its
+// latency estimate as a lower bound (see lostRace). If one fails, the
+// other is awaited; when both fail the error returned is the last. Both
+// attempts count in Result.Attempts.
 func (r *Router) hedged(ctx context.Context, gt *groupTry, d *Deployment, rs *reqState, after time.Duration) outcome {
 	type running struct {
 		d      *Deployment
+		start  time.Time
 		cancel context.CancelFunc
 	}
 	results := make(chan outcome, 2)
@@ -239,7 +241,7 @@ func (r *Router) hedged(ctx context.Context, gt *groupTry, d *Deployment, rs *re
 	n := 0
 	launch := func(d *Deployment, attempt int) {
 		actx, cancel := context.WithCancel(ctx)
-		live[n] = running{d, cancel}
+		live[n] = running{d, r.now(), cancel}
 		n++
 		go func() {
 			o := r.attempt(actx, d, rs, rs.body, attempt, true)
@@ -284,15 +286,31 @@ func (r *Router) hedged(ctx context.Context, gt *groupTry, d *Deployment, rs *re
 		rs.res.Deployment = o.d
 	}
 	if pending > 0 {
+		now := r.now()
 		for _, l := range live[:n] {
 			if l.d != o.d {
 				l.cancel() // the loser stops now
 				rs.res.Abandoned += pricing.Cost(providers.Usage{PromptTokens: rs.promptTokens()}, l.d.Price)
+				l.d.lostRace(now.Sub(l.start), rs.call.Stream)
 			}
 		}
 		go drain(results, pending)
 	}
 	return o
+}
+
+// lostRace keeps the books of an attempt cancelled after running for ran
+// because another answered first: it would have taken at least ran, and
+// latency-based-routing must learn that, or a deployment that always loses
+// is never measured and, ranked as unmeasured, is always picked first.
+// Only a race decided by a winner gets here: an attempt cancelled because
+// the client went away says nothing about the deployment.
+func (d *Deployment) lostRace(ran time.Duration, stream bool) {
+	if stream {
+		d.ttft.atLeast(ran)
+	} else {
+		d.latency.atLeast(ran)
+	}
 }
 
 // drain releases the attempts that lost a hedge race.

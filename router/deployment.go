@@ -43,8 +43,8 @@ type Deployment struct {
 	health  health
 
 	inflight atomic.Int64
-	latency  ewma // whole non-streaming calls
-	ttft     ewma // time to a stream's first event
+	latency  ewma // whole non-streaming calls (a lost hedge race: what it ran, as a floor)
+	ttft     ewma // time to a stream's first event (likewise)
 	usage    minuteUsage
 	check    atomic.Pointer[checkResult]
 }
@@ -97,7 +97,15 @@ const ewmaAlpha = 0.3
 // Zero means no sample yet.
 type ewma struct{ bits atomic.Uint64 }
 
-func (e *ewma) observe(d time.Duration) {
+func (e *ewma) observe(d time.Duration) { e.fold(d, false) }
+
+// atLeast folds in a censored sample: one known only to be d or more (an
+// attempt cancelled after running for d). An average already at or above
+// d agrees with it and stays; a lower one, or none, moves as observe(d)
+// would move it.
+func (e *ewma) atLeast(d time.Duration) { e.fold(d, true) }
+
+func (e *ewma) fold(d time.Duration, floor bool) {
 	if d <= 0 {
 		d = 1
 	}
@@ -106,6 +114,9 @@ func (e *ewma) observe(d time.Duration) {
 		v := float64(d)
 		if old != 0 {
 			f := math.Float64frombits(old)
+			if floor && f >= v {
+				return
+			}
 			v = f + ewmaAlpha*(v-f)
 		}
 		if e.bits.CompareAndSwap(old, math.Float64bits(v)) {
@@ -203,7 +214,8 @@ type DeploymentState struct {
 	// InFlight is the number of calls and open streams on the deployment.
 	InFlight int64
 	// Latency is the moving average of whole non-streaming calls and TTFT
-	// that of a stream's first event; zero means no sample yet.
+	// that of a stream's first event (a lost hedge race counts what the
+	// loser ran as a floor); zero means no sample yet.
 	Latency time.Duration
 	TTFT    time.Duration
 	// RequestsThisMinute and TokensThisMinute are what usage-based-routing

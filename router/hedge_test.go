@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"errors"
 	"io"
 	"math"
 	"testing"
@@ -183,5 +184,126 @@ func waitInflightZero(t *testing.T, g *Group) {
 			t.Fatalf("%d calls still in flight", busy)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// latency-based-routing learns from hedging: a deployment that loses every
+// race is cancelled before it answers, and the time it ran counts as a
+// lower bound of its latency, so after one hedge the fast deployment is
+// picked first. Without that the loser stays "never measured", ranks first
+// and every request pays hedge_after.
+func TestHedgeLoserTeachesLatencyRouting(t *testing.T) {
+	const yaml = `
+model_list:
+  - {model_name: g, params: {model: openai/slow, api_base: "http://a"}}
+  - {model_name: g, params: {model: openai/fast, api_base: "http://b"}}
+router_settings: {routing_strategy: latency-based-routing, num_retries: 0, hedge_after: 0.05}
+`
+	for _, stream := range []bool{false, true} {
+		t.Run(map[bool]string{false: "call", true: "stream"}[stream], func(t *testing.T) {
+			cancelled := make(chan struct{}, 10)
+			fast := streams("fast", io.EOF, "<role>", "Hi", "<stop>")
+			fast.do = func(context.Context, int, *providers.Request) (*providers.Response, error) {
+				return &providers.Response{Body: []byte(`{"id":"fast"}`)}, nil
+			}
+			r, _ := newTestRouter(t, yaml, map[string]providers.Provider{"slow": hangs(cancelled), "fast": fast})
+			r.float = func() float64 { return 1 } // never explore
+			g, _ := r.Group("g")
+			const n = 6
+			for i := range n {
+				var res *Result
+				select {
+				case res = <-doAsync(r, chat("g", stream, "")):
+				case <-time.After(hangGuard):
+					t.Fatal("no hedge: the call waits for the slow deployment")
+				}
+				if res.Deployment == nil || res.Deployment.Model != "fast" {
+					t.Fatalf("request %d answered by %+v", i, res.Deployment)
+				}
+				if stream {
+					if _, _, _, err := drainText(t, res.Stream); err != nil {
+						t.Fatal(err)
+					}
+				}
+				waitInflightZero(t, g)
+			}
+			// Both unmeasured at first: whichever goes first, slow is hedged
+			// away once and then avoided.
+			if h := r.Stats().Hedges; h != 1 {
+				t.Fatalf("%d of %d requests hedged, want 1: the loser was not learnt from", h, n)
+			}
+			slow := g.Deployments[0]
+			if got := expectedLatency(slow, stream); got < 50*time.Millisecond {
+				t.Fatalf("slow's latency estimate %v, want at least hedge_after", got)
+			}
+			if d, _ := r.pick(&groupTry{g: g}, &reqState{call: chat("g", stream, "")}, nil); d.Model != "fast" {
+				t.Fatalf("picked %s first, want fast", d.Model)
+			}
+			if slow.State(r.now()) != StateClosed {
+				t.Fatal("a hedge loser must not count as a failure")
+			}
+		})
+	}
+}
+
+// A hedged request whose client goes away cancels both attempts; neither
+// lost a race, so neither is taken to be slow.
+func TestHedgeClientGoneIsNotSlow(t *testing.T) {
+	const yaml = `
+model_list:
+  - {model_name: g, params: {model: openai/a, api_base: "http://a"}}
+  - {model_name: g, params: {model: openai/b, api_base: "http://b"}}
+router_settings: {routing_strategy: latency-based-routing, num_retries: 0, hedge_after: 0.01}
+`
+	for _, stream := range []bool{false, true} {
+		t.Run(map[bool]string{false: "call", true: "stream"}[stream], func(t *testing.T) {
+			cancelled := make(chan struct{}, 2)
+			r, _ := newTestRouter(t, yaml, map[string]providers.Provider{"a": hangs(cancelled), "b": hangs(cancelled)})
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() {
+				_, err := r.Do(ctx, chat("g", stream, ""))
+				done <- err
+			}()
+			deadline := time.Now().Add(hangGuard)
+			for r.Stats().Hedges == 0 {
+				if time.Now().After(deadline) {
+					t.Fatal("no hedge")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			cancel()
+			select {
+			case err := <-done:
+				if !errors.Is(err, context.Canceled) {
+					t.Fatalf("err %v, want context.Canceled", err)
+				}
+			case <-time.After(hangGuard):
+				t.Fatal("the request outlived its client")
+			}
+			g, _ := r.Group("g")
+			waitInflightZero(t, g)
+			for _, d := range g.Deployments {
+				if d.latency.value() != 0 || d.ttft.value() != 0 {
+					t.Fatalf("%s: latency %v ttft %v after the client went away, want unmeasured", d.Model, d.latency.value(), d.ttft.value())
+				}
+			}
+		})
+	}
+}
+
+func TestEWMAAtLeast(t *testing.T) {
+	var e ewma
+	e.atLeast(100 * time.Millisecond)
+	if e.value() != 100*time.Millisecond {
+		t.Fatalf("first censored sample: %v", e.value())
+	}
+	e.atLeast(50 * time.Millisecond) // agrees with 100 ms: no change
+	if e.value() != 100*time.Millisecond {
+		t.Fatalf("a lower bound below the average moved it: %v", e.value())
+	}
+	e.atLeast(200 * time.Millisecond) // as observe: 100 + 0.3*100
+	if e.value() != 130*time.Millisecond {
+		t.Fatalf("a lower bound above the average: %v, want 130ms", e.value())
 	}
 }

@@ -103,7 +103,8 @@ func (r *Router) choose(g *Group, cands []int, stream bool, now time.Time) *Depl
 // expectedLatency is what latency-based-routing minimises: the moving
 // average of TTFT for streams and of whole calls otherwise, either standing
 // in for the other until it has a sample. Zero (never measured) ranks
-// first, so every deployment gets measured.
+// first, so every deployment gets measured; losing a hedge race counts as
+// a measurement of at least the time the loser ran (lostRace).
 func expectedLatency(d *Deployment, stream bool) time.Duration {
 	a, b := d.latency.value(), d.ttft.value()
 	if stream {
