@@ -745,6 +745,14 @@ func TestE2EModelsListForKey(t *testing.T) {
 	if got := list(raws[0]); got != "other,auto" {
 		t.Fatalf("restricted key sees %s", got)
 	}
+	// An unknown model's 404 names only the models the key may use.
+	want := `The model "gpt-9" does not exist. Available models: "other".`
+	if r := rawPost(t, l, "/v1/chat/completions", raws[0], chatBody("gpt-9", "hi", "")); r.status != 404 || gjson.Get(r.text, "error.message").Str != want {
+		t.Fatalf("chat with an unknown model: %d %s", r.status, r.text)
+	}
+	if got := gjson.GetBytes(rawGet(t, l.URL, "/v1/models/gpt-9", raws[0]), "error.message").Str; got != want {
+		t.Fatalf("GET /v1/models/gpt-9: %s", got)
+	}
 }
 
 // model "auto" chooses only among the models the key may use; a separate

@@ -146,7 +146,7 @@ func (r *Router) readLists(rs *reqState) error {
 				return false
 			}
 			if _, ok := r.groups[name.Str]; !ok {
-				bad = &UnknownGroupError{Model: name.Str, Available: r.names}
+				bad = &UnknownGroupError{Model: name.Str, Available: r.available(rs.call.Allow)}
 				return false
 			}
 			if rs.call.Allow != nil && !rs.call.Allow(name.Str) {

@@ -167,6 +167,38 @@ func TestAllow(t *testing.T) {
 	}
 }
 
+// An unknown model names only the groups the caller may use: a restricted
+// key is not told which others exist.
+func TestUnknownGroupListsAllowedOnly(t *testing.T) {
+	r, _ := newTestRouter(t, fallbackGroups, map[string]providers.Provider{"main": answers(`{}`)})
+	allow := func(g string) bool { return g == "main" || g == "third" }
+	tests := []struct {
+		name  string
+		call  *Call
+		allow func(string) bool
+		model string
+		want  string
+	}{
+		{"restricted key", chat("gpt-9", false, ""), allow, "gpt-9", "main,third"},
+		{"restricted key, request list", chat("main", false, `,"models":["gpt-9"]`), allow, "gpt-9", "main,third"},
+		{"open", chat("gpt-9", false, ""), nil, "gpt-9", "long,main,safe,second,small,third"},
+		{"nothing allowed", chat("gpt-9", false, ""), func(string) bool { return false }, "gpt-9", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.call.Allow = tt.allow
+			_, err := r.Do(context.Background(), tt.call)
+			var ug *UnknownGroupError
+			if !errors.As(err, &ug) || ug.Model != tt.model {
+				t.Fatalf("err %v, want an unknown group %q", err, tt.model)
+			}
+			if got := strings.Join(ug.Available, ","); got != tt.want {
+				t.Fatalf("available %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
 // With its own estimate over every deployment's max_input_tokens and no
 // fallback, the request fails as the upstream would, without a call.
 func TestContextWindowWithoutFallback(t *testing.T) {

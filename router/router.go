@@ -106,10 +106,27 @@ const (
 // name the config does not define.
 var ErrUnknownGroup = errors.New("unknown model group")
 
-// UnknownGroupError names the model that was asked for and those that exist.
+// UnknownGroupError names the model that was asked for and the groups the
+// caller may use instead (only those Call.Allow admits: a restricted key is
+// not told the names of the others).
 type UnknownGroupError struct {
 	Model     string
 	Available []string
+}
+
+// available is what an unknown-model error tells a caller exists: the
+// groups allow admits, every group when allow is nil.
+func (r *Router) available(allow func(group string) bool) []string {
+	if allow == nil {
+		return r.names
+	}
+	out := make([]string, 0, len(r.names))
+	for _, n := range r.names {
+		if allow(n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func (e *UnknownGroupError) Error() string {
@@ -408,7 +425,7 @@ func (r *Router) Do(ctx context.Context, call *Call) (*Result, error) {
 	}
 	g, ok := r.groups[call.Group]
 	if !ok {
-		return nil, &UnknownGroupError{Model: call.Group, Available: r.names}
+		return nil, &UnknownGroupError{Model: call.Group, Available: r.available(call.Allow)}
 	}
 	if call.Allow != nil && !call.Allow(g.Name) {
 		return nil, &NotAllowedError{Group: g.Name}

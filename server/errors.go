@@ -80,8 +80,11 @@ func classify(err error) (*apiError, bool) {
 		return &apiError{Status: http.StatusUnprocessableEntity, Type: "invalid_request_error", Code: "no_auto_candidate", Param: "model",
 			Message: err.Error() + "; relax the limit (lumen object, x-lumen-* headers or the route's auto block) or pin a model"}, false
 	case errors.As(err, &ug):
-		return &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "model_not_found", Param: "model",
-			Message: sprintf("The model %q does not exist. Available models: %s.", ug.Model, joinQuoted(ug.Available))}, false
+		msg := sprintf("The model %q does not exist. Available models: %s.", ug.Model, joinQuoted(ug.Available))
+		if len(ug.Available) == 0 {
+			msg = sprintf("The model %q does not exist, and no model is available to this caller; ask your Lumen admin which models your key may use.", ug.Model)
+		}
+		return &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "model_not_found", Param: "model", Message: msg}, false
 	case errors.Is(err, context.Canceled) && !errors.As(err, &ue):
 		return &apiError{Status: statusClientClosed, Type: "client_closed_request", Message: "the client closed the request"}, false
 	case errors.As(err, &ue):

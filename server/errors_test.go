@@ -24,6 +24,7 @@ func TestClassify(t *testing.T) {
 	}{
 		{"own error", invalid("messages", "bad"), 400, "invalid_request_error", "", "bad", false},
 		{"unknown group", &router.UnknownGroupError{Model: "x", Available: []string{"a", "b"}}, 404, "invalid_request_error", "model_not_found", `The model "x" does not exist. Available models: "a", "b".`, false},
+		{"unknown group, nothing available", &router.UnknownGroupError{Model: "x"}, 404, "invalid_request_error", "model_not_found", `The model "x" does not exist, and no model is available to this caller; ask your Lumen admin which models your key may use.`, false},
 		{"client gone", fmt.Errorf("writing: %w", context.Canceled), statusClientClosed, "client_closed_request", "", "the client closed the request", false},
 		{"upstream timeout", &providers.UpstreamError{Deployment: "openai/gpt-4o", Err: context.DeadlineExceeded, Message: "timed out"}, 504, "api_error", "upstream_timeout", "deployment openai/gpt-4o: timed out waiting for the upstream; retry, or raise timeout/stream_timeout", false},
 		{"upstream unreachable", &providers.UpstreamError{Deployment: "openai/gpt-4o", Err: errors.New("dial"), Message: "unreachable"}, 502, "api_error", "upstream_unreachable", "deployment openai/gpt-4o: unreachable; check api_base and that the server is up", false},

@@ -4,6 +4,8 @@ import (
 	"math"
 	"net/http"
 	"time"
+
+	"github.com/lumengw/lumen/router"
 )
 
 type modelObject struct {
@@ -53,8 +55,15 @@ func (s *Server) models(w http.ResponseWriter, r *http.Request) {
 func (s *Server) model(w http.ResponseWriter, r *http.Request) {
 	m, ok := s.modelObject(r.PathValue("model"))
 	if !ok {
-		writeError(w, &s.log, &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "model_not_found", Param: "model",
-			Message: sprintf("The model %q does not exist. Available models: %s.", m.ID, joinQuoted(s.Router().Names()))})
+		// Like a chat request for it: only the groups the key may use are named.
+		var avail []string
+		key := callerFrom(r.Context()).key
+		for _, n := range s.Router().Names() {
+			if key == nil || key.Allows(n) {
+				avail = append(avail, n)
+			}
+		}
+		writeError(w, &s.log, &router.UnknownGroupError{Model: m.ID, Available: avail})
 		return
 	}
 	writeJSON(w, http.StatusOK, m)
