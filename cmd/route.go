@@ -5,6 +5,7 @@ import (
 	goflag "flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strings"
 
@@ -93,7 +94,9 @@ predicted quality, expected cost for this prompt (the configured prices,
 
 The candidates are those of --model ("auto" or a named auto route) in the
 config, with their prices and limits; or, with --candidates, the named
-models of the ability table priced from the embedded price table.`,
+models of the ability table priced from the embedded price table. As in
+the config, a model without a known price costs $+Inf: it ranks after
+every priced candidate on cost and fails any price ceiling.`,
 		Example: `  lumen route explain "Prove that sqrt(2) is irrational" --config config.yaml
   lumen route explain "hi" --config config.yaml --model auto-coding --mode best
   lumen route explain "What is the capital of France?" --candidates gpt-4o,gpt-4o-mini`,
@@ -128,11 +131,12 @@ func routeExplainRun(opts *RouteExplainOptions) error {
 		mode, _ := auto.ParseMode(opts.Mode)
 		cands := make([]auto.Candidate, len(opts.Candidates))
 		for i, m := range opts.Candidates {
-			cands[i] = auto.Candidate{Name: m, Model: m}
+			// As for a configured group: an unknown price is +Inf, never free.
+			cands[i] = auto.Candidate{Name: m, Model: m, InputPer1K: math.Inf(1), OutputPer1K: math.Inf(1)}
 			if p, ok := pricing.Lookup("", m); ok {
 				cands[i].InputPer1K, cands[i].OutputPer1K = p.Input*1000, p.Output*1000
 			} else {
-				fmt.Fprintf(opts.f.ErrOut, "lumen: no price known for %s; ranking it as free\n", m)
+				fmt.Fprintf(opts.f.ErrOut, "lumen: no price known for %s; its cost counts as unknown ($+Inf): it ranks after every priced candidate on cost\n", m)
 			}
 		}
 		ex = auto.Default().Explain(auto.Prompt{User: opts.Prompt, Turns: 1}, cands, auto.Tokens{}, auto.Constraints{}, mode)

@@ -133,6 +133,8 @@ func TestRouteExplain(t *testing.T) {
 			[]string{"excluded: max_cost_per_1k"}, ""},
 		{"candidates from the tables", []string{"What is the capital of France?", "--candidates", "gpt-4o,gpt-4o-mini"}, "gpt-4o-mini",
 			[]string{"EXPECTED COST", "$0.0006"}, ""},
+		{"candidate without a price ranks last, not free", []string{"hi", "--candidates", "foo-model,gpt-4o-mini"}, "gpt-4o-mini",
+			[]string{"2     foo-model", "$+Inf"}, ""},
 		{"not an auto route", []string{"hi", "--config", path, "--model", "cheap"}, "", nil, `"cheap" is not an auto route in this config; auto routes: auto, auto-budget`},
 		{"bad mode", []string{"hi", "--config", path, "--mode", "cheapest"}, "", nil, "unknown mode"},
 		{"no group with a known ability", []string{"hi", "--config", mockOnly}, "", nil, "no candidates configured; or rank models of the ability table without a config: --candidates"},
@@ -159,6 +161,15 @@ func TestRouteExplain(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// --candidates says what it does with a model it has no price for.
+func TestRouteExplainUnpricedWarning(t *testing.T) {
+	_, errOut, err := runRoot(t, "", "route", "explain", "hi", "--candidates", "foo-model,gpt-4o-mini")
+	want := "lumen: no price known for foo-model; its cost counts as unknown ($+Inf): it ranks after every priced candidate on cost\n"
+	if err != nil || errOut != want {
+		t.Fatalf("err %v, stderr %q, want %q", err, errOut, want)
 	}
 }
 
