@@ -34,9 +34,9 @@ it predicts and retrain its weights.`,
 
 // RouteScoreOptions are the inputs of lumen route score.
 type RouteScoreOptions struct {
-	In         io.Reader
-	Out        io.Writer
-	Candidates []string
+	In          io.Reader
+	Out, ErrOut io.Writer
+	Candidates  []string
 }
 
 // NewCmdRouteScore builds `lumen route score`. runF replaces the work in
@@ -54,16 +54,20 @@ line per input on stdout:
 difficulty is 0..1 (0.5 is a prompt of median difficulty); p_success is
 each model's predicted probability of answering well. Without --candidates
 the models are every model of the embedded ability table: those learned
-from the training data under their exact names, then the public table.`,
+from the training data under their exact names, then the public table.
+
+Each line is written as soon as it is scored. A line that is not such an
+object is reported on stderr with its line number and skipped; the other
+lines are still scored, and the command then exits non-zero.`,
 		Example: `  echo '{"id":"1","prompt":"What is 2+2?"}' | lumen route score
   lumen route score --candidates gpt-4o,gpt-4o-mini < prompts.jsonl > scores.jsonl`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.In, opts.Out = f.In, f.Out
+			opts.In, opts.Out, opts.ErrOut = f.In, f.Out, f.ErrOut
 			if runF != nil {
 				return runF(opts)
 			}
-			return auto.RunScore(opts.In, opts.Out, opts.Candidates)
+			return auto.RunScore(opts.In, opts.Out, opts.ErrOut, opts.Candidates)
 		},
 	}
 	cmd.Flags().StringSliceVar(&opts.Candidates, "candidates", nil, "models to predict, comma-separated (default: every model of the ability table)")

@@ -93,6 +93,26 @@ func TestRouteScoreFormat(t *testing.T) {
 	}
 }
 
+// A bad line does not lose the scores before it or stop those after it:
+// it is reported on stderr by number, and the command fails at the end.
+func TestRouteScoreBadLine(t *testing.T) {
+	in := `{"id":"a","prompt":"hi"}
+{"id":"b","prompt":"hello"}
+not json
+{"id":"c","prompt":"bye"}
+`
+	out, errOut, err := runRoot(t, in, "route", "score", "--candidates", "gpt-4o")
+	if got := strings.Count(out, "\n"); got != 3 || !strings.HasPrefix(out, `{"id":"a",`) || !strings.Contains(out, "\n"+`{"id":"c",`) {
+		t.Fatalf("stdout has %d lines, want a, b and c:\n%s", got, out)
+	}
+	if !strings.HasPrefix(errOut, "lumen: skipping line 3: ") || strings.Count(errOut, "\n") != 1 {
+		t.Fatalf("stderr %q, want one line naming line 3", errOut)
+	}
+	if err == nil || err.Error() != "line 3 could not be scored; every other line was" {
+		t.Fatalf("err = %v, want the run to fail naming line 3", err)
+	}
+}
+
 const routeConfig = `
 model_list:
   - model_name: cheap

@@ -31,27 +31,54 @@ type scoreOut struct {
 // line per input, {"id": "...", "difficulty": float, "domain": "...",
 // "p_success": {"<model>": float, ...}}. Without candidates the models are
 // every model of the ability table (Scorer.Models).
-func RunScore(r io.Reader, w io.Writer, candidates []string) error {
+//
+// Each result is written to w as soon as it is computed, in one Write, so a
+// consumer reading a pipe sees it at once and a later failure loses
+// nothing. A line that is not such an object is reported on errw (nil:
+// discarded), naming its number, and skipped; the error returned at the
+// end is then a *BadLinesError. Reading r or writing w failing stops at
+// once.
+func RunScore(r io.Reader, w, errw io.Writer, candidates []string) error {
 	s, err := Embedded()
 	if err != nil {
 		return err
 	}
-	return s.RunScore(r, w, candidates)
+	return s.RunScore(r, w, errw, candidates)
+}
+
+// BadLinesError is RunScore's error when input lines could not be scored:
+// each was reported as it was met and skipped, and every other line was
+// scored.
+type BadLinesError struct {
+	// Count is the number of bad lines; First the number (1-based) of the
+	// first.
+	Count, First int
+}
+
+func (e *BadLinesError) Error() string {
+	if e.Count == 1 {
+		return fmt.Sprintf("line %d could not be scored; every other line was", e.First)
+	}
+	return fmt.Sprintf("%d lines could not be scored (the first: line %d); every other line was", e.Count, e.First)
 }
 
 // RunScore is the package-level RunScore with this scorer (and its config
 // overrides).
-func (s *Scorer) RunScore(r io.Reader, w io.Writer, candidates []string) error {
+func (s *Scorer) RunScore(r io.Reader, w, errw io.Writer, candidates []string) error {
 	models := candidates
 	if len(models) == 0 {
 		models = s.Models()
 	}
+	if errw == nil {
+		errw = io.Discard
+	}
 	out := make([]float64, len(models))
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 64<<20)
-	bw := bufio.NewWriter(w)
-	enc := json.NewEncoder(bw)
+	// An Encoder writes each value with one Write: no buffer to flush.
+	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
+	var bad *BadLinesError
 	line := 0
 	for sc.Scan() {
 		line++
@@ -61,7 +88,14 @@ func (s *Scorer) RunScore(r io.Reader, w io.Writer, candidates []string) error {
 		}
 		var in scoreIn
 		if err := json.Unmarshal(b, &in); err != nil {
-			return fmt.Errorf("scoring line %d: %w", line, err)
+			if bad == nil {
+				bad = &BadLinesError{First: line}
+			}
+			bad.Count++
+			if _, werr := fmt.Fprintf(errw, "lumen: skipping line %d: want a JSON object {\"id\", \"prompt\"}: %v\n", line, err); werr != nil {
+				return fmt.Errorf("reporting line %d: %w", line, werr)
+			}
+			continue
 		}
 		if len(in.ID) == 0 {
 			in.ID = json.RawMessage("null")
@@ -76,10 +110,10 @@ func (s *Scorer) RunScore(r io.Reader, w io.Writer, candidates []string) error {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return fmt.Errorf("reading prompts: %w", err)
+		return fmt.Errorf("reading prompts (after line %d): %w", line, err)
 	}
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("writing scores: %w", err)
+	if bad != nil {
+		return bad
 	}
 	return nil
 }

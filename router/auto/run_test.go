@@ -1,11 +1,15 @@
 package auto
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRunScoreFormat(t *testing.T) {
@@ -15,7 +19,7 @@ func TestRunScoreFormat(t *testing.T) {
 {"id": 3, "prompt": "¿Cuál es la capital de Francia?"}
 `
 	var out bytes.Buffer
-	if err := RunScore(strings.NewReader(in), &out, []string{"gpt-4o", "gpt-4o-mini"}); err != nil {
+	if err := RunScore(strings.NewReader(in), &out, nil, []string{"gpt-4o", "gpt-4o-mini"}); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
@@ -52,7 +56,7 @@ func TestRunScoreFormat(t *testing.T) {
 
 func TestRunScoreDefaultsToEveryModel(t *testing.T) {
 	var out bytes.Buffer
-	if err := RunScore(strings.NewReader(`{"id":"x","prompt":"hello"}`), &out, nil); err != nil {
+	if err := RunScore(strings.NewReader(`{"id":"x","prompt":"hello"}`), &out, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	var r struct {
@@ -71,10 +75,94 @@ func TestRunScoreDefaultsToEveryModel(t *testing.T) {
 	}
 }
 
-func TestRunScoreBadLine(t *testing.T) {
-	err := RunScore(strings.NewReader("{\"id\":\"x\",\"prompt\":\"a\"}\nnot json\n"), &bytes.Buffer{}, []string{"gpt-4o"})
-	if err == nil || !strings.Contains(err.Error(), "line 2") {
-		t.Errorf("err = %v, want one naming line 2", err)
+// A bad line is reported with its number and skipped; the lines around it
+// are scored, and the error at the end says lines were bad.
+func TestRunScoreBadLines(t *testing.T) {
+	ok := func(id string) string { return `{"id":"` + id + `","prompt":"What is 2+2?"}` + "\n" }
+	tests := []struct {
+		name    string
+		in      string
+		ids     []string // ids of the lines written, in order
+		stderr  []string // line numbers reported, in order
+		wantErr string   // "": none
+	}{
+		{"all good", ok("a") + ok("b"), []string{"a", "b"}, nil, ""},
+		{"bad last line", ok("a") + ok("b") + "not json\n", []string{"a", "b"}, []string{"3"},
+			"line 3 could not be scored; every other line was"},
+		{"bad lines in between", "[1]\n" + ok("a") + "\n{\"id\":\n" + ok("b") + `{"prompt": 5}` + "\n", []string{"a", "b"}, []string{"1", "4", "6"},
+			"3 lines could not be scored (the first: line 1); every other line was"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			err := RunScore(strings.NewReader(tt.in), &out, &errOut, []string{"gpt-4o"})
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || err.Error() != tt.wantErr) {
+				t.Fatalf("err = %v, want %q", err, tt.wantErr)
+			}
+			var bl *BadLinesError
+			if tt.wantErr != "" && !errors.As(err, &bl) {
+				t.Fatalf("err %T, want *BadLinesError", err)
+			}
+			var ids []string
+			for _, l := range strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n") {
+				if l != "" {
+					ids = append(ids, outputID(t, l))
+				}
+			}
+			if strings.Join(ids, ",") != strings.Join(tt.ids, ",") {
+				t.Fatalf("scored %v, want %v:\n%s", ids, tt.ids, out.String())
+			}
+			var reported []string
+			for _, l := range strings.Split(strings.TrimSuffix(errOut.String(), "\n"), "\n") {
+				var n int
+				if _, err := fmt.Sscanf(l, "lumen: skipping line %d: want a JSON object", &n); err == nil {
+					reported = append(reported, fmt.Sprint(n))
+				} else if l != "" {
+					t.Fatalf("stderr line %q", l)
+				}
+			}
+			if strings.Join(reported, ",") != strings.Join(tt.stderr, ",") {
+				t.Fatalf("reported lines %v, want %v:\n%s", reported, tt.stderr, errOut.String())
+			}
+		})
+	}
+}
+
+func outputID(t *testing.T, line string) string {
+	t.Helper()
+	var v struct{ ID string }
+	if err := json.Unmarshal([]byte(line), &v); err != nil {
+		t.Fatalf("output line %q: %v", line, err)
+	}
+	return v.ID
+}
+
+// Each result is written before the next line is read: a consumer of a
+// pipe gets it at once, not when the input ends.
+func TestRunScoreWritesAsItGoes(t *testing.T) {
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- RunScore(inR, outW, nil, []string{"gpt-4o"}); outW.Close() }()
+	lines := bufio.NewReader(outR)
+	for _, id := range []string{"a", "b"} {
+		if _, err := io.WriteString(inW, `{"id":"`+id+`","prompt":"hi"}`+"\n"); err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan string, 1)
+		go func() { l, _ := lines.ReadString('\n'); got <- l }()
+		select {
+		case l := <-got:
+			if !strings.HasPrefix(l, `{"id":"`+id+`"`) {
+				t.Fatalf("got %q for %s", l, id)
+			}
+		case <-time.After(10 * time.Second): // a hang guard, not a timing goal
+			t.Fatalf("no output for %s while the input is still open", id)
+		}
+	}
+	inW.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -136,7 +224,7 @@ func BenchmarkRunScore1000(b *testing.B) {
 	}
 	data := in.Bytes()
 	for i := 0; i < b.N; i++ {
-		if err := RunScore(bytes.NewReader(data), &bytes.Buffer{}, nil); err != nil {
+		if err := RunScore(bytes.NewReader(data), &bytes.Buffer{}, nil, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
