@@ -753,6 +753,18 @@ func TestE2EModelsListForKey(t *testing.T) {
 	if got := gjson.GetBytes(rawGet(t, l.URL, "/v1/models/gpt-9", raws[0]), "error.message").Str; got != want {
 		t.Fatalf("GET /v1/models/gpt-9: %s", got)
 	}
+	// A group the key may not use does not exist for it; those it lists do.
+	if got := gjson.GetBytes(rawGet(t, l.URL, "/v1/models/priced", raws[0]), "error.message").Str; got != strings.ReplaceAll(want, "gpt-9", "priced") {
+		t.Fatalf("GET /v1/models/priced with the narrow key: %s", got)
+	}
+	for _, id := range []string{"other", "auto"} {
+		if got := gjson.GetBytes(rawGet(t, l.URL, "/v1/models/"+id, raws[0]), "id").Str; got != id {
+			t.Fatalf("GET /v1/models/%s with the narrow key: %q", id, got)
+		}
+	}
+	if got := gjson.GetBytes(rawGet(t, l.URL, "/v1/models/priced", master), "id").Str; got != "priced" {
+		t.Fatalf("GET /v1/models/priced with the master key: %q", got)
+	}
 }
 
 // model "auto" chooses only among the models the key may use; a separate

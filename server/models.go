@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/lumengw/lumen/ledger"
 	"github.com/lumengw/lumen/router"
 )
 
@@ -43,7 +44,7 @@ func (s *Server) models(w http.ResponseWriter, r *http.Request) {
 	names := rt.Names()
 	data := make([]modelObject, 0, len(names)+1)
 	for _, n := range append(append(names[:len(names):len(names)], rt.AutoNames()...), rt.Aliases()...) {
-		if g, plain := rt.Group(rt.Resolve(n)); plain && key != nil && !key.Allows(g.Name) {
+		if !visible(rt, key, n) {
 			continue
 		}
 		m, _ := s.modelObject(n)
@@ -52,12 +53,23 @@ func (s *Server) models(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data})
 }
 
+// visible reports whether a caller with key (nil: any model) sees model
+// name n: a group, or an alias of one, the key may use, and every auto
+// route, which chooses among the models the key may use.
+func visible(rt *router.Router, key *ledger.Key, n string) bool {
+	g, plain := rt.Group(rt.Resolve(n))
+	return !plain || key == nil || key.Allows(g.Name)
+}
+
 func (s *Server) model(w http.ResponseWriter, r *http.Request) {
+	key := callerFrom(r.Context()).key
 	m, ok := s.modelObject(r.PathValue("model"))
+	if ok && !visible(s.Router(), key, m.ID) {
+		ok = false // a group the key may not use is, to it, no group at all
+	}
 	if !ok {
 		// Like a chat request for it: only the groups the key may use are named.
 		var avail []string
-		key := callerFrom(r.Context()).key
 		for _, n := range s.Router().Names() {
 			if key == nil || key.Allows(n) {
 				avail = append(avail, n)
