@@ -227,7 +227,7 @@ func (r *Router) round(ctx context.Context, gt *groupTry, d *Deployment, rs *req
 // not tried yet. The first success wins and the other is cancelled at once
 // (its result is drained and released in the background), its prompt
 // is counted in Result.Abandoned and the time it ran is folded into its
-// latency estimate as a lower bound (see lostRace). If one fails, the
+// latency estimate as a lower bound (see tookAtLeast). If one fails, the
 // other is awaited; when both fail the error returned is the last. Both
 // attempts count in Result.Attempts.
 func (r *Router) hedged(ctx context.Context, gt *groupTry, d *Deployment, rs *reqState, after time.Duration) outcome {
@@ -291,7 +291,7 @@ func (r *Router) hedged(ctx context.Context, gt *groupTry, d *Deployment, rs *re
 			if l.d != o.d {
 				l.cancel() // the loser stops now
 				rs.res.Abandoned += pricing.Cost(providers.Usage{PromptTokens: rs.promptTokens()}, l.d.Price)
-				l.d.lostRace(now.Sub(l.start), rs.call.Stream)
+				l.d.tookAtLeast(now.Sub(l.start), rs.call.Stream)
 			}
 		}
 		go drain(results, pending)
@@ -299,13 +299,14 @@ func (r *Router) hedged(ctx context.Context, gt *groupTry, d *Deployment, rs *re
 	return o
 }
 
-// lostRace keeps the books of an attempt cancelled after running for ran
-// because another answered first: it would have taken at least ran, and
-// latency-based-routing must learn that, or a deployment that always loses
-// is never measured and, ranked as unmeasured, is always picked first.
-// Only a race decided by a winner gets here: an attempt cancelled because
-// the client went away says nothing about the deployment.
-func (d *Deployment) lostRace(ran time.Duration, stream bool) {
+// tookAtLeast keeps the books of an attempt stopped after running for ran,
+// before it answered: it timed out, or lost a hedge race. It would have
+// taken at least ran, and latency-based-routing must learn that (a
+// deployment that always loses would otherwise stay unmeasured and, ranked
+// as such, be picked first), without a short cut-off pulling a longer
+// average down. An attempt cancelled because the client went away says
+// nothing about the deployment and does not get here.
+func (d *Deployment) tookAtLeast(ran time.Duration, stream bool) {
 	if stream {
 		d.ttft.atLeast(ran)
 	} else {
@@ -399,11 +400,9 @@ func (r *Router) failed(ctx context.Context, d *Deployment, rs *reqState, n int,
 	if retryable(ctx, err) {
 		d.health.failure(now)
 		if errors.Is(err, context.DeadlineExceeded) {
-			if rs.call.Stream {
-				d.ttft.observe(now.Sub(start))
-			} else {
-				d.latency.observe(now.Sub(start))
-			}
+			// It would have taken at least this long: a floor, which
+			// must not pull a higher average down (ewma.atLeast).
+			d.tookAtLeast(now.Sub(start), rs.call.Stream)
 		}
 		ev = r.log.Warn()
 	} else {

@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"testing"
@@ -305,5 +306,58 @@ func TestEWMAAtLeast(t *testing.T) {
 	e.atLeast(200 * time.Millisecond) // as observe: 100 + 0.3*100
 	if e.value() != 130*time.Millisecond {
 		t.Fatalf("a lower bound above the average: %v, want 130ms", e.value())
+	}
+}
+
+// A timed-out attempt proves only that the deployment takes at least its
+// timeout: it raises a shorter average and leaves a longer one alone.
+func TestTimeoutIsALatencyFloor(t *testing.T) {
+	const yaml = `
+model_list:
+  - {model_name: g, params: {model: openai/a, api_base: "http://a"}}
+router_settings: {num_retries: 0}
+`
+	// The provider's own timeout (a deployment's timeout: 0.02).
+	wait := func(ctx context.Context) error {
+		select {
+		case <-time.After(20 * time.Millisecond):
+			return fmt.Errorf("upstream: %w", context.DeadlineExceeded)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	slow := &fake{
+		do: func(ctx context.Context, _ int, _ *providers.Request) (*providers.Response, error) {
+			return nil, wait(ctx)
+		},
+		stream: func(ctx context.Context, _ int, _ *providers.Request) (providers.Stream, error) {
+			return nil, wait(ctx)
+		},
+	}
+	for _, stream := range []bool{false, true} {
+		t.Run(map[bool]string{false: "call", true: "stream"}[stream], func(t *testing.T) {
+			r, _ := newTestRouter(t, yaml, map[string]providers.Provider{"a": slow})
+			g, _ := r.Group("g")
+			d := g.Deployments[0]
+			avg := &d.latency
+			if stream {
+				avg = &d.ttft
+			}
+			avg.observe(time.Second) // slow before
+			if _, err := r.Do(context.Background(), chat("g", stream, "")); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("err %v, want a timeout", err)
+			}
+			if v := avg.value(); v < time.Second {
+				t.Fatalf("a 20 ms timeout pulled a 1 s average down to %v", v)
+			}
+			avg.bits.Store(0)
+			avg.observe(time.Millisecond) // fast before
+			if _, err := r.Do(context.Background(), chat("g", stream, "")); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("err %v, want a timeout", err)
+			}
+			if v := avg.value(); v < 5*time.Millisecond {
+				t.Fatalf("a 20 ms timeout left a 1 ms average at %v", v)
+			}
+		})
 	}
 }

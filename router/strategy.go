@@ -104,7 +104,7 @@ func (r *Router) choose(g *Group, cands []int, stream bool, now time.Time) *Depl
 // average of TTFT for streams and of whole calls otherwise, either standing
 // in for the other until it has a sample. Zero (never measured) ranks
 // first, so every deployment gets measured; losing a hedge race counts as
-// a measurement of at least the time the loser ran (lostRace).
+// a measurement of at least the time the loser ran (tookAtLeast).
 func expectedLatency(d *Deployment, stream bool) time.Duration {
 	a, b := d.latency.value(), d.ttft.value()
 	if stream {
