@@ -230,7 +230,7 @@ func (l *Log) PublicKeyPEM() string {
 
 // Append queues e to be written. It never blocks: when the queue is full, or
 // the Log is closed, e is dropped, counted in Dropped and logged (at most
-// every 10 s). See Entry for the fields the caller fills.
+// every 10 s while open; every one after Close). See Entry for the fields the caller fills.
 func (l *Log) Append(e Entry) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
@@ -254,7 +254,9 @@ func (l *Log) drop(why string) {
 	n := l.dropped.Add(1)
 	now := time.Now().UnixNano()
 	last := l.lastDropLog.Load()
-	if now-last < int64(dropLogEvery) || !l.lastDropLog.CompareAndSwap(last, now) {
+	// After Close nothing else reports the count: every late entry is
+	// logged, with the total.
+	if why != "closed" && (now-last < int64(dropLogEvery) || !l.lastDropLog.CompareAndSwap(last, now)) {
 		return
 	}
 	l.logger.Error().Str("reason", why).Uint64("dropped_total", n).
@@ -281,7 +283,8 @@ func (l *Log) Written() uint64 { return l.written.Load() }
 func (l *Log) QueueDepth() int { return len(l.queue) }
 
 // Close stops accepting entries, writes every queued one, signs a final
-// checkpoint and closes the database. It is safe to call more than once; later
+// checkpoint and closes the database. If entries were lost since Open it
+// logs how many. It is safe to call more than once; later
 // calls return the first call's result.
 func (l *Log) Close() error {
 	l.closeOnce.Do(func() {
@@ -291,6 +294,11 @@ func (l *Log) Close() error {
 		l.mu.Unlock()
 		close(l.stop)
 		<-l.done
+		if d, f := l.dropped.Load(), l.failed.Load(); d+f > 0 {
+			// In full: the drop lines before it are rate-limited.
+			l.logger.Error().Uint64("dropped_total", d).Uint64("failed_total", f).Uint64("written_total", l.written.Load()).
+				Msg("audit log closed; entries were lost since open")
+		}
 		l.closeErr = errors.Join(l.lastErr, l.insert.Close(), l.db.Close(), l.ro.Close())
 		if l.closeErr != nil {
 			l.closeErr = fmt.Errorf("closing audit log: %w", l.closeErr)

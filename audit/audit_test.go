@@ -507,7 +507,8 @@ func TestReopenContinuesChain(t *testing.T) {
 
 func TestCloseDrainsQueue(t *testing.T) {
 	const n = 3000
-	l, opts := openTest(t, func(o *Options) { o.QueueSize = n })
+	var logs syncbuf.Buffer
+	l, opts := openTest(t, func(o *Options) { o.QueueSize, o.Logger = n, zerolog.New(&logs) })
 	for i := range n {
 		l.Append(testEntry(i))
 	}
@@ -528,8 +529,15 @@ func TestCloseDrainsQueue(t *testing.T) {
 		t.Errorf("%d rows, want %d", rows, n)
 	}
 	l.Append(testEntry(n)) // after Close: dropped, not a panic
-	if l.Dropped() != 1 {
-		t.Errorf("append after Close: dropped %d, want 1", l.Dropped())
+	l.Append(testEntry(n + 1))
+	if l.Dropped() != 2 {
+		t.Errorf("append after Close: dropped %d, want 2", l.Dropped())
+	}
+	// After Close every drop is logged: nothing else would tell of it.
+	for _, want := range []string{`"dropped_total":1,`, `"dropped_total":2,`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %s after Close:\n%s", want, logs.String())
+		}
 	}
 	if _, err := l.Verify(context.Background(), 0); !errors.Is(err, ErrClosed) {
 		t.Errorf("Verify on a closed Log = %v, want ErrClosed", err)
@@ -574,6 +582,10 @@ func TestFullQueueDropsWithoutBreakingChain(t *testing.T) {
 	close(release)
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
+	}
+	// The drop lines are rate-limited; Close tells the whole count.
+	if !strings.Contains(logs.String(), `"dropped_total":7,"failed_total":0`) || !strings.Contains(logs.String(), "lost since open") {
+		t.Errorf("Close does not log the 7 drops in full:\n%s", logs.String())
 	}
 	rep, err := VerifyFile(context.Background(), opts.Path, l.PublicKey(), 0)
 	if err != nil {

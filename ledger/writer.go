@@ -42,7 +42,8 @@ type WriterOptions struct {
 	// is committed, with the batch. The slice is reused after the call.
 	OnCommit func(batch []Record)
 	// Logger receives write failures, drops (at most one line per
-	// DropLogInterval) and recovered panics; the zero Logger discards them.
+	// DropLogInterval while open; every one after Close) and recovered
+	// panics; the zero Logger discards them.
 	Logger zerolog.Logger
 	// DropLogInterval spaces the "queue full" log lines (default 10s).
 	DropLogInterval time.Duration
@@ -138,16 +139,20 @@ func (w *Writer) closedNow() bool {
 
 func (w *Writer) drop() {
 	n := w.dropped.Add(1)
+	if w.closedNow() {
+		// Nothing logs the count after Close's summary: each late record
+		// is logged, with the total (a shutdown that waits for its
+		// handlers leaves few).
+		w.log.Warn().Uint64("dropped_total", n).Msg("ledger writer closed: request record dropped")
+		return
+	}
 	now := time.Now().UnixNano()
 	last := w.lastDropLog.Load()
 	if now-last < int64(w.o.DropLogInterval) || !w.lastDropLog.CompareAndSwap(last, now) {
 		return
 	}
-	msg := "ledger queue full: request records dropped (budgets still hold; spend reports will miss them)"
-	if w.closedNow() {
-		msg = "ledger writer closed: request records dropped"
-	}
-	w.log.Warn().Uint64("dropped_total", n).Int("queue_size", w.o.QueueSize).Msg(msg)
+	w.log.Warn().Uint64("dropped_total", n).Int("queue_size", w.o.QueueSize).
+		Msg("ledger queue full: request records dropped (budgets still hold; spend reports will miss them)")
 }
 
 // Dropped returns how many records were refused because the queue was full
@@ -168,7 +173,9 @@ func (w *Writer) Pruned() uint64 { return w.pruned.Load() }
 func (w *Writer) QueueDepth() int { return len(w.queue) }
 
 // Close stops accepting records, writes every queued one and waits for the
-// writing goroutine to end. It is safe to call more than once.
+// writing goroutine to end. If records were lost since NewWriter it logs
+// how many, in full: the drop lines before it are rate-limited. It is safe
+// to call more than once.
 func (w *Writer) Close() error {
 	w.once.Do(func() {
 		w.mu.Lock()
@@ -176,6 +183,11 @@ func (w *Writer) Close() error {
 		close(w.queue)
 		w.mu.Unlock()
 		close(w.stop)
+		<-w.done
+		if d, f := w.dropped.Load(), w.failed.Load(); d+f > 0 {
+			w.log.Warn().Uint64("dropped_total", d).Uint64("failed_total", f).Uint64("written_total", w.written.Load()).
+				Msg("ledger writer closed; request records were lost since start")
+		}
 	})
 	<-w.done
 	return nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,7 +64,8 @@ func (m *memStore) ids() []string {
 
 func TestWriterDrainsOnClose(t *testing.T) {
 	st := &memStore{gate: make(chan struct{})}
-	w := NewWriter(st, WriterOptions{QueueSize: 1000, BatchSize: 100})
+	var logs bytes.Buffer
+	w := NewWriter(st, WriterOptions{QueueSize: 1000, BatchSize: 100, Logger: zerolog.New(&logs)})
 	for i := range 950 {
 		if !w.Record(Record{RequestID: strconv.Itoa(i)}) {
 			t.Fatalf("record %d dropped with room in the queue", i)
@@ -95,6 +97,13 @@ func TestWriterDrainsOnClose(t *testing.T) {
 	}
 	if w.Record(Record{RequestID: "late"}) || w.Dropped() != 1 {
 		t.Errorf("Record after Close accepted (dropped %d)", w.Dropped())
+	}
+	w.Record(Record{RequestID: "later"})
+	// After Close every drop is logged: nothing else would tell of it.
+	for _, want := range []string{`"dropped_total":1,`, `"dropped_total":2,`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %s after Close:\n%s", want, logs.String())
+		}
 	}
 }
 
@@ -129,6 +138,11 @@ func TestWriterDropsWhenFull(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), `"dropped_total"`) {
 		t.Errorf("drop log does not count: %s", logs.String())
+	}
+	// The drop lines are rate-limited; Close tells the whole count.
+	if want := fmt.Sprintf(`"dropped_total":%d,"failed_total":0`, 100-accepted); !strings.Contains(logs.String(), want) ||
+		!strings.Contains(logs.String(), "lost since start") {
+		t.Errorf("Close does not log the %d drops in full:\n%s", 100-accepted, logs.String())
 	}
 }
 
