@@ -969,3 +969,92 @@ func TestE2ESpeech(t *testing.T) {
 		t.Fatalf("sse: %d %s", r.status, r.text)
 	}
 }
+
+// TestE2EShutdownRecordsCutOffRequests: requests still waiting on a hanging
+// upstream when the grace period ends, and streams stalled halfway, are cut
+// off, and every one of them still gets its ledger row and audit entry
+// before serve returns. A logging_only guardrail masks each request's copy
+// for the ledger once it is cut off, which on a long prompt takes a while:
+// a shutdown that closed the ledger without waiting for the handlers loses
+// some of their records on every run, not only when it loses a race.
+func TestE2EShutdownRecordsCutOffRequests(t *testing.T) {
+	fake := newFakeOpenAI(t)
+	dir := t.TempDir()
+	cfg := strings.ReplaceAll(`
+model_list:
+  - model_name: slow
+    litellm_params: {model: openai/hang, api_base: "{{FAKE}}/v1", api_key: sk-upstream-secret-123456, timeout: 600}
+  - model_name: paused
+    litellm_params: {model: openai/gpt-4o, api_base: "{{FAKE}}/v1", api_key: sk-upstream-secret-123456}
+router_settings: {num_retries: 0}
+server: {grace_period: 300ms}
+ledger: {path: {{DIR}}/lumen.db}
+audit: {signing_key: {{DIR}}/audit.key}
+guardrails:
+  - guardrail_name: quiet-logs
+    litellm_params:
+      guardrail: litellm_content_filter
+      mode: logging_only
+      default_on: true
+      patterns: [{pattern_type: prebuilt, pattern_name: pii, action: MASK}]
+`, "{{DIR}}", dir)
+	l := startLumen(t, cfg, fake)
+	c := client(l, "unused")
+	const waiting, streaming = 5, 3
+	prompt := strings.Repeat("write to jane@corp.example.com or call 555-867-5309. ", 3000)
+	errs := make(chan error, waiting+streaming)
+	for range waiting {
+		go func() {
+			_, err := c.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{
+				Model: "slow", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage(prompt)}})
+			errs <- err
+		}()
+	}
+	var streamed sync.WaitGroup
+	for range streaming {
+		streamed.Add(1)
+		go func() {
+			s := c.Chat.Completions.NewStreaming(context.Background(), openai.ChatCompletionNewParams{
+				Model: "paused", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage(prompt)}})
+			s.Next() // the stream has started; the fake pauses after 3 chunks
+			streamed.Done()
+			for s.Next() {
+			}
+			errs <- s.Err()
+		}()
+	}
+	waitFor(t, func() bool { return fake.callsTo("hang") == waiting })
+	streamed.Wait()
+	rows := records(t, l, dir) // stops Lumen: the grace period ends with all of them running
+	for range waiting + streaming {
+		if err := <-errs; err == nil {
+			t.Error("a request cut off by shutdown ended as if complete")
+		}
+	}
+	statuses := map[int]int{}
+	for _, e := range rows {
+		statuses[e.Status]++
+	}
+	if n := waiting + streaming; len(rows) != n || statuses[499] != n {
+		t.Fatalf("%d requests cut off by shutdown, %d ledger rows (statuses %v)\n%s", n, len(rows), statuses, l.Logs)
+	}
+	if logs := l.Logs.String(); strings.Contains(logs, "dropped") || strings.Contains(logs, "abandoned") {
+		t.Fatalf("records lost at shutdown:\n%s", logs)
+	}
+	log, err := audit.Open(context.Background(), audit.Options{Path: filepath.Join(dir, "lumen.db"), SigningKeyPath: filepath.Join(dir, "audit.key")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	var buf bytes.Buffer
+	if err := log.Export(context.Background(), &buf, time.Time{}, "jsonl"); err != nil {
+		t.Fatal(err)
+	}
+	if got := bytes.Count(buf.Bytes(), []byte(`"action":"request"`)); got != waiting+streaming {
+		t.Fatalf("%d requests cut off by shutdown, %d audit entries:\n%s", waiting+streaming, got, buf.String())
+	}
+	rep, err := log.Verify(context.Background(), 0)
+	if err != nil || rep.Entries != waiting+streaming || rep.Unsigned != 0 {
+		t.Fatalf("verify: %+v, %v; want %d entries, all signed", rep, err, waiting+streaming)
+	}
+}

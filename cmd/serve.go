@@ -47,10 +47,11 @@ Settings come from flags, then LUMEN_* environment variables (LUMEN_HOST,
 LUMEN_PORT, LUMEN_LOG_LEVEL, LUMEN_LOG_FORMAT, LUMEN_GRACE_PERIOD,
 LUMEN_CONFIG), then the config file's server and log sections, then
 defaults. SIGINT or SIGTERM stops accepting, lets in-flight requests and
-streams finish within the grace period, and exits 0. SIGHUP reloads the
-config file: model_list, router_settings and guardrails are swapped in
-atomically once the whole file validates; a bad file is logged and the
-running config kept.
+streams finish within the grace period, cuts off the rest (recorded as
+499s in the ledger and the audit log before they close), and exits 0.
+SIGHUP reloads the config file: model_list, router_settings and
+guardrails are swapped in atomically once the whole file validates; a bad
+file is logged and the running config kept.
 
 Besides the OpenAI API (the Responses API translated to chat for providers
 without it) it serves the Anthropic Messages API (/v1/messages), /metrics

@@ -89,6 +89,9 @@ type Server struct {
 	ready     atomic.Bool
 	inflight  atomic.Int64
 	handler   http.Handler
+	running   handlers // every handler, for Run to wait on
+	// recordWait is the constant recordWait; tests shorten it.
+	recordWait time.Duration
 
 	keys    *ledger.Keyring
 	budgets limits.BudgetStore
@@ -111,6 +114,7 @@ func New(o Options) *Server {
 		started: time.Now(),
 		keys:    o.Keys, budgets: o.Budgets, limiter: o.Limiter, ledger: o.Ledger,
 		reports: o.Reports, metrics: o.Metrics, audit: o.Audit, tracer: o.Tracer,
+		recordWait: recordWait,
 	}
 	if mk := o.Config.GeneralSettings.MasterKey.Value(); mk != "" {
 		s.master, s.hasMaster = sha256.Sum256([]byte(mk)), true
@@ -170,18 +174,39 @@ func (s *Server) routes() http.Handler {
 	return s.recoverer(s.requestID(mux))
 }
 
+// recordWait is how long shutdown waits, once the grace period is over and
+// the requests still running are cut off, for their handlers to record
+// them. A handler that answers its cancelled context needs milliseconds;
+// this bounds one that does not.
+const recordWait = 5 * time.Second
+
 // ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.running.add()
+	defer s.running.done()
+	s.handler.ServeHTTP(w, r)
+}
 
 // Run serves on ln until ctx is done, then shuts down gracefully: it stops
-// accepting, lets in-flight requests and streams finish within the
-// configured grace period, then closes what is left. It returns nil after a
-// clean shutdown.
+// accepting and lets in-flight requests and streams finish within the
+// configured grace period. Then it closes the connections of those still
+// running, cancels their contexts and waits (up to recordWait) for their
+// handlers to record them with the status of a cut-off request (499). When
+// it returns, every handler that was going to reach the ledger and the
+// audit log has; those abandoned after recordWait are counted in a log
+// line. It returns nil after a clean shutdown.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
+	// Every request's context derives from base, so that the end of the
+	// grace period cancels every handler and, through it, its upstream
+	// calls: closing a connection cancels its request only once the server
+	// reads from it again.
+	base, cutOff := context.WithCancel(context.Background())
+	defer cutOff()
 	hs := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		BaseContext:       func(net.Listener) context.Context { return base },
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -196,12 +221,76 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	if err := hs.Shutdown(sctx); errors.Is(err, context.DeadlineExceeded) {
-		s.log.Warn().Int64("in_flight", s.inflight.Load()).Msg("grace period over: closing remaining connections")
+		s.log.Warn().Int64("in_flight", s.inflight.Load()).Msg("grace period over: closing remaining connections and cancelling their requests")
+		// Connections first: a stream cut off must end broken for its
+		// client, not with a clean end of body the handler could write
+		// once its context is cancelled.
 		_ = hs.Close()
+		cutOff()
+	}
+	// Neither Shutdown's deadline nor Close stops handlers: the ones cut
+	// off still settle and record their requests (as 499s, their client's
+	// connection gone). Closing the ledger and the audit log (the caller's
+	// next step) before they have would drop those records.
+	wctx, wcancel := context.WithTimeout(context.Background(), s.recordWait)
+	defer wcancel()
+	if n := s.running.wait(wctx); n > 0 {
+		s.log.Error().Int("handlers", n).Dur("waited", s.recordWait).
+			Msg("shutdown: handlers still running after their requests were cut off are abandoned; the ledger and the audit log may miss their requests")
 	}
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	s.log.Info().Msg("shutdown complete")
 	return nil
+}
+
+// handlers counts the handlers running, so that Run can wait for the last
+// of them. Unlike a sync.WaitGroup it may gain one while waited on: a
+// connection can hand over a request it read just before the server
+// closed.
+type handlers struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{} // closed when n drops to zero; nil while nobody waits
+}
+
+func (h *handlers) add() {
+	h.mu.Lock()
+	h.n++
+	h.mu.Unlock()
+}
+
+func (h *handlers) done() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.n--
+	if h.n == 0 && h.idle != nil {
+		close(h.idle)
+		h.idle = nil
+	}
+}
+
+// wait waits until no handler runs or ctx is done, and returns how many
+// still run.
+func (h *handlers) wait(ctx context.Context) int {
+	for {
+		h.mu.Lock()
+		if h.n == 0 {
+			h.mu.Unlock()
+			return 0
+		}
+		if h.idle == nil {
+			h.idle = make(chan struct{})
+		}
+		idle := h.idle
+		h.mu.Unlock()
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			return h.n
+		}
+	}
 }

@@ -1,0 +1,169 @@
+package server
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/lumengw/lumen/config"
+	"github.com/lumengw/lumen/internal/syncbuf"
+	"github.com/lumengw/lumen/ledger"
+	"github.com/lumengw/lumen/router"
+)
+
+// memRecorder keeps the records it is given.
+type memRecorder struct {
+	mu   sync.Mutex
+	recs []ledger.Record
+}
+
+func (m *memRecorder) Record(r ledger.Record) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.recs = append(m.recs, r)
+	return true
+}
+
+func (m *memRecorder) records() []ledger.Record {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]ledger.Record(nil), m.recs...)
+}
+
+// runServer runs a Server on yaml, changed by prepare unless nil, until
+// the returned stop is called; stop returns Run's error once Run has
+// returned.
+func runServer(t *testing.T, yaml string, o Options, prepare func(*Server)) (s *Server, url string, stop func() error) {
+	t.Helper()
+	cfg, _, err := config.Parse([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := router.New(cfg, router.Build)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Config, o.Router = cfg, r
+	s = New(o)
+	if prepare != nil {
+		prepare(s)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, ln) }()
+	var once sync.Once
+	var runErr error
+	stop = func() error {
+		once.Do(func() { cancel(); runErr = <-done })
+		return runErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	return s, "http://" + ln.Addr().String(), stop
+}
+
+func TestRunRecordsRequestsCutOffByShutdown(t *testing.T) {
+	rec := &memRecorder{}
+	s, url, stop := runServer(t, `
+model_list: [{model_name: slow, params: {model: mock/slow, mock_latency: 1h}}]
+server: {grace_period: 100ms}
+`, Options{Logger: zerolog.Nop(), Ledger: rec}, nil)
+	const n = 3
+	answered := make(chan int, n) // status; 0: no answer
+	for range n {
+		go func() {
+			resp, err := http.Post(url+"/v1/chat/completions", "application/json",
+				strings.NewReader(`{"model":"slow","messages":[{"role":"user","content":"x"}]}`))
+			if err != nil {
+				answered <- 0
+				return
+			}
+			resp.Body.Close()
+			answered <- resp.StatusCode
+		}()
+	}
+	for deadline := time.Now().Add(10 * time.Second); s.inflight.Load() != n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d requests in flight", s.inflight.Load(), n)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Run has returned: every cut-off request is recorded already.
+	recs := rec.records()
+	if len(recs) != n {
+		t.Fatalf("%d requests cut off, %d recorded when Run returned", n, len(recs))
+	}
+	for _, r := range recs {
+		if r.Status != statusClientClosed {
+			t.Errorf("cut-off request recorded with status %d, want %d", r.Status, statusClientClosed)
+		}
+	}
+	for range n {
+		if got := <-answered; got != 0 {
+			t.Errorf("a cut-off client got an answer, %d; want its connection closed", got)
+		}
+	}
+}
+
+func TestRunAbandonsHandlersThatIgnoreTheCutOff(t *testing.T) {
+	logs := &syncbuf.Buffer{}
+	stuck, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	_, url, stop := runServer(t, `
+model_list: [{model_name: demo, params: {model: mock/demo}}]
+server: {grace_period: 50ms}
+`, Options{Logger: zerolog.New(logs)}, func(s *Server) {
+		s.recordWait = 50 * time.Millisecond
+		s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			close(stuck)
+			<-release // ignores its context
+		})
+	})
+	go func() {
+		if resp, err := http.Get(url + "/"); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-stuck
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), `"handlers":1`) || !strings.Contains(logs.String(), "abandoned") {
+		t.Fatalf("the abandoned handler is not logged:\n%s", logs)
+	}
+}
+
+func TestHandlersWaitSeesHandlersStartedWhileWaiting(t *testing.T) {
+	var h handlers
+	h.add()
+	waited := make(chan int)
+	go func() { waited <- h.wait(context.Background()) }()
+	h.add() // a late handler, while wait waits
+	h.done()
+	select {
+	case n := <-waited:
+		t.Fatalf("wait returned %d with a handler running", n)
+	case <-time.After(20 * time.Millisecond):
+	}
+	h.done()
+	if n := <-waited; n != 0 {
+		t.Fatalf("wait = %d once idle", n)
+	}
+	h.add()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if n := h.wait(ctx); n != 1 {
+		t.Fatalf("wait = %d on a done context with one running, want 1", n)
+	}
+}
