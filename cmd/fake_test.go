@@ -33,6 +33,8 @@ import (
 //	cut-3       streams "Hello", " from", " fake", then drops the connection
 //	weather-tool  calls get_weather({"city":"Paris"}), or answers "Sunny, 21C" once the history holds the tool result; streams too
 //	continue    streams " stream", "!", a finish and usage (the rest of gpt-4o's answer)
+//	spaced      answers "Hello spaced" with usage 1000/500 in Python json.dumps spacing ("usage": {…}, "choices": []);
+//	            its stream ends without [DONE] after the usage chunk, as some Python servers do
 type fakeOpenAI struct {
 	*httptest.Server
 	mu        sync.Mutex
@@ -119,6 +121,8 @@ func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
 			"Incorrect API key provided: "+strings.TrimPrefix(auth, "Bearer ")+". Header was "+auth+"; x-tenant-token was "+r.Header.Get("X-Tenant-Token"))
 	case "weather-tool":
 		weatherTool(w, body, req.Stream)
+	case "spaced":
+		spaced(w, req.Stream)
 	case "text-embedding-3-small":
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,0.2,0.3]}],"model":"text-embedding-3-small","usage":{"prompt_tokens":2,"total_tokens":2}}`)
@@ -177,6 +181,28 @@ func (f *fakeOpenAI) stream(w http.ResponseWriter, r *http.Request, model string
 	io.WriteString(w, "data: {\"id\":\"chatcmpl-s\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n")
 	io.WriteString(w, "data: {\"id\":\"chatcmpl-s\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":5,\"total_tokens\":16}}\n\n")
 	io.WriteString(w, "data: [DONE]\n\n")
+}
+
+// spaced answers as a Python server does with json.dumps' default
+// separators (", " and ": "): the usage chunk is "choices": [] and
+// "usage": {…}, and the stream ends after it without [DONE].
+func spaced(w http.ResponseWriter, stream bool) {
+	usage := `{"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500}`
+	if !stream {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"id": "chatcmpl-sp", "object": "chat.completion", "created": 1, "model": "gpt-4o", "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello spaced"}, "finish_reason": "stop"}], "usage": %s}`, usage)
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	for _, c := range []string{
+		`[{"index": 0, "delta": {"role": "assistant", "content": "Hello"}, "finish_reason": null}]`,
+		`[{"index": 0, "delta": {"content": " spaced"}, "finish_reason": null}]`,
+		`[{"index": 0, "delta": {}, "finish_reason": "stop"}]`,
+	} {
+		fmt.Fprintf(w, "data: {\"id\": \"chatcmpl-sp\", \"object\": \"chat.completion.chunk\", \"created\": 1, \"model\": \"gpt-4o\", \"choices\": %s}\n\n", c)
+	}
+	fmt.Fprintf(w, "data: {\"id\": \"chatcmpl-sp\", \"object\": \"chat.completion.chunk\", \"created\": 1, \"model\": \"gpt-4o\", \"choices\": [], \"usage\": %s}\n\n", usage)
+	w.(http.Flusher).Flush()
 }
 
 func writeFakeError(w http.ResponseWriter, status int, typ, code, msg string) {

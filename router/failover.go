@@ -11,6 +11,7 @@ import (
 	"github.com/tidwall/sjson"
 
 	"github.com/lumengw/lumen/providers"
+	"github.com/lumengw/lumen/providers/openai"
 	"github.com/lumengw/lumen/tokens"
 )
 
@@ -273,11 +274,9 @@ type chunkInfo struct {
 	usage  bool   // the chunk carries usage
 }
 
-var usageMark = []byte(`"usage":{`)
-
 func (s *stream) parse(data []byte) chunkInfo {
 	var ci chunkInfo
-	ci.usage = bytes.Contains(data, usageMark)
+	ci.usage = openai.HasUsage(data)
 	if !s.failover {
 		return ci
 	}

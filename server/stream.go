@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -18,8 +17,6 @@ import (
 )
 
 var (
-	usageMark     = []byte(`"usage":{`)
-	noChoices     = []byte(`"choices":[]`)
 	doneEvent     = []byte("data: [DONE]\n\n")
 	errClientGone = fmt.Errorf("writing to client: %w", context.Canceled)
 )
@@ -68,14 +65,14 @@ func (s *Server) writeStream(w http.ResponseWriter, r *http.Request, x *exchange
 			_ = rc.Flush()
 			return nil
 		}
-		if bytes.Contains(data, usageMark) {
+		if openai.HasUsage(data) {
 			if u := openai.ParseUsage(data); u.Total() > 0 {
 				x.usage = u
 				if x.usageInclude {
 					data = s.withCost(x, data)
 				}
 			}
-			if !x.includeUsage && bytes.Contains(data, noChoices) {
+			if !x.includeUsage && openai.NoChoices(data) {
 				continue // Lumen asked for usage; the client did not
 			}
 		} else if x.usage.CompletionTokens == 0 {

@@ -268,11 +268,6 @@ type stream struct {
 	responses bool
 }
 
-var (
-	finishMark   = []byte(`"finish_reason":"`)
-	responseDone = [][]byte{[]byte(`"type":"response.completed"`), []byte(`"type":"response.incomplete"`), []byte(`"type":"response.failed"`)}
-)
-
 func (s *stream) Recv() ([]byte, error) {
 	if s.done {
 		return nil, io.EOF
@@ -293,22 +288,22 @@ func (s *stream) Recv() ([]byte, error) {
 		return nil, io.EOF
 	}
 	if s.responses {
-		if string(ev.Type) == "error" || gjson.GetBytes(data, "type").Str == "error" {
+		typ := gjson.GetBytes(data, "type").Str
+		if string(ev.Type) == "error" || typ == "error" {
 			// {"type":"error","code","message","param"}
 			return nil, &providers.UpstreamError{Provider: s.c.provider, Deployment: s.c.name, Status: http.StatusBadGateway,
 				Type: "api_error", Code: gjson.GetBytes(data, "code").Str, Message: gjson.GetBytes(data, "message").Str, Retryable: true}
 		}
-		for _, m := range responseDone {
-			if bytes.Contains(data, m) {
-				s.finished = true
-			}
+		switch typ {
+		case "response.completed", "response.incomplete", "response.failed":
+			s.finished = true
 		}
 		return data, nil
 	}
-	if string(ev.Type) == "error" || bytes.HasPrefix(data, []byte(`{"error"`)) {
+	if string(ev.Type) == "error" || isErrorObject(data) {
 		return nil, s.c.errorFromBody(http.StatusBadGateway, data, nil)
 	}
-	if !s.finished && bytes.Contains(data, finishMark) {
+	if !s.finished && hasFinish(data) {
 		s.finished = true
 	}
 	return data, nil

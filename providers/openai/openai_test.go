@@ -136,6 +136,7 @@ func TestStream(t *testing.T) {
 	}{
 		{"done", "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n", false, 2, ""},
 		{"error event mid-stream", "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n", false, 1, "overloaded"},
+		{"spaced finish, no [DONE]", "data: {\"choices\": [{\"delta\": {\"content\": \"a\"}}]}\n\ndata: {\"choices\": [{\"delta\": {}, \"finish_reason\": \"stop\"}]}\n\n", false, 2, ""},
 		{"cut without finish", "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n", false, 1, "connection closed mid-response"},
 		{"gap timeout", "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n", true, 1, "timed out"},
 	}
