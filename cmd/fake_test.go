@@ -35,6 +35,8 @@ import (
 //	continue    streams " stream", "!", a finish and usage (the rest of gpt-4o's answer)
 //	spaced      answers "Hello spaced" with usage 1000/500 in Python json.dumps spacing ("usage": {…}, "choices": []);
 //	            its stream ends without [DONE] after the usage chunk, as some Python servers do
+//	no-choices  200 with a chat completion whose "choices": [] is empty
+//	null-body   200 with the JSON literal null
 type fakeOpenAI struct {
 	*httptest.Server
 	mu        sync.Mutex
@@ -121,6 +123,12 @@ func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
 			"Incorrect API key provided: "+strings.TrimPrefix(auth, "Bearer ")+". Header was "+auth+"; x-tenant-token was "+r.Header.Get("X-Tenant-Token"))
 	case "weather-tool":
 		weatherTool(w, body, req.Stream)
+	case "no-choices":
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id": "chatcmpl-empty", "object": "chat.completion", "created": 1, "model": "gpt-4o", "choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 0, "total_tokens": 11}}`)
+	case "null-body":
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, "null")
 	case "spaced":
 		spaced(w, req.Stream)
 	case "text-embedding-3-small":

@@ -61,3 +61,40 @@ func TestE2ESpacedUpstreamJSON(t *testing.T) {
 		}
 	}
 }
+
+// A 200 that is not a usable answer (no choices, or JSON null) is the
+// upstream's fault: 502 api_error naming the deployment, in the
+// endpoint's own error shape, never Lumen's 500.
+func TestE2EUpstreamAnswerNotUsable(t *testing.T) {
+	l, _ := upstreamLumen(t)
+	tests := []struct {
+		name, path, model string
+		errPath           string // where the error object is
+	}{
+		{"messages, no choices", "/v1/messages", "no-choices", "error"},
+		{"messages, null", "/v1/messages", "null-body", "error"},
+		{"responses, no choices", "/v1/responses", "no-choices", "error"},
+		{"responses, null", "/v1/responses", "null-body", "error"},
+		{"chat completions, null", "/v1/chat/completions", "null-body", "error"},
+	}
+	bodies := map[string]string{
+		"/v1/messages":         `{"model":"%s","max_tokens":10,"messages":[{"role":"user","content":"x"}]}`,
+		"/v1/responses":        `{"model":"%s","input":"x"}`,
+		"/v1/chat/completions": `{"model":"%s","messages":[{"role":"user","content":"x"}]}`,
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := rawPost(t, l, tt.path, "", strings.Replace(bodies[tt.path], "%s", tt.model, 1))
+			e := gjson.Get(got.text, tt.errPath)
+			if got.status != 502 || e.Get("type").Str != "api_error" || !strings.Contains(e.Get("message").Str, "deployment openai/"+tt.model+": ") {
+				t.Fatalf("%d %s", got.status, got.text)
+			}
+			if tt.path == "/v1/messages" && gjson.Get(got.text, "type").Str != "error" {
+				t.Fatalf("not in the Anthropic error shape: %s", got.text)
+			}
+		})
+	}
+	if logs := l.Logs.String(); strings.Contains(logs, "internal error") {
+		t.Fatalf("logged as Lumen's own fault:\n%s", logs)
+	}
+}

@@ -392,15 +392,18 @@ type ResponseMessage struct {
 }
 
 // DecodeChatResponse reads an upstream's chat.completion body for a
-// translation back to a client's API; an answer without choices is an
-// error.
+// translation back to a client's API. A body that is not a chat
+// completion, or one without choices, is the upstream's fault: an
+// *UpstreamError (502 api_error) whose Deployment the caller fills in.
 func DecodeChatResponse(body []byte) (*ChatResponse, error) {
 	var resp ChatResponse
 	if err := json.Unmarshal(body, &resp); err != nil {
-		return nil, fmt.Errorf("reading the chat completion: %w", err)
+		return nil, &UpstreamError{Status: http.StatusBadGateway, Type: "api_error", Retryable: true,
+			Message: "upstream answered with something other than a chat completion", Err: err}
 	}
 	if len(resp.Choices) == 0 {
-		return nil, errors.New("reading the chat completion: it has no choices")
+		return nil, &UpstreamError{Status: http.StatusBadGateway, Type: "api_error", Retryable: true,
+			Message: "upstream answered with a chat completion without choices"}
 	}
 	return &resp, nil
 }

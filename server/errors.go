@@ -141,5 +141,17 @@ func upstreamError(ue *providers.UpstreamError) *apiError {
 	return ae
 }
 
+// blame names the deployment that answered in an upstream error raised
+// without one: the translators (Anthropic Messages, Responses) find
+// faults in an answer without knowing whose it is. Other errors are
+// returned as they are.
+func (x *exchange) blame(err error) error {
+	var ue *providers.UpstreamError
+	if x.deployment != nil && errors.As(err, &ue) && ue.Deployment == "" && ue.Provider == "" {
+		ue.Provider, ue.Deployment = x.deployment.ProviderName, x.deployment.Name()
+	}
+	return err
+}
+
 // redact keeps key-like tokens upstreams echo from clients and logs.
 func redact(s string) string { return providers.Redact(s) }

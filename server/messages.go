@@ -21,7 +21,7 @@ import (
 // errors are in Anthropic's shape.
 func (s *Server) messages() http.Handler {
 	return s.handle(providers.OpChat, s.serveMessages, func(w http.ResponseWriter, x *exchange, err error) *apiError {
-		return writeAnthropicError(w, s, err, x.started)
+		return writeAnthropicError(w, s.classifyExchange(x, err), x.started)
 	})
 }
 
@@ -146,7 +146,11 @@ func (s *Server) countTokens(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	writeAnthropicError(w, s, err, false)
+	ae, internal := classify(err)
+	if internal {
+		s.log.Error().Err(err).Msg("internal error")
+	}
+	writeAnthropicError(w, ae, false)
 }
 
 // anthropicPath reports whether path is under the Anthropic API Lumen
@@ -156,15 +160,11 @@ func anthropicPath(path string) bool {
 	return path == "/v1/messages" || strings.HasPrefix(path, "/v1/messages/") || strings.HasPrefix(path, "/anthropic/")
 }
 
-// writeAnthropicError answers err in the Anthropic error shape
-// ({"type":"error","error":{"type","message"}}), with the status and
-// headers classify gives it. After a stream started it writes nothing
-// (the stream writer sent an error event).
-func writeAnthropicError(w http.ResponseWriter, s *Server, err error, started bool) *apiError {
-	ae, internal := classify(err)
-	if internal {
-		s.log.Error().Err(err).Msg("internal error")
-	}
+// writeAnthropicError answers a classified error in the Anthropic error
+// shape ({"type":"error","error":{"type","message"}}), with its status and
+// headers. After a stream started it writes nothing (the stream writer
+// sent an error event).
+func writeAnthropicError(w http.ResponseWriter, ae *apiError, started bool) *apiError {
 	if started || ae.Status == statusClientClosed {
 		return ae
 	}

@@ -82,7 +82,7 @@ func (x *exchange) fail(ae *apiError) {
 // proxy serves the OpenAI endpoints that reach an upstream.
 func (s *Server) proxy(op providers.Op) http.Handler {
 	return s.handle(op, s.serveProxy, func(w http.ResponseWriter, x *exchange, err error) *apiError {
-		return writeError(w, &s.log, err)
+		return writeAPIError(w, s.classifyExchange(x, err))
 	})
 }
 
@@ -270,7 +270,7 @@ func (s *Server) writeTranslated(w http.ResponseWriter, x *exchange, resp *provi
 	if !native(out) {
 		var err error
 		if out, err = translate(out); err != nil {
-			return err
+			return x.blame(err)
 		}
 	}
 	out, err := x.guardOutput(out, "")

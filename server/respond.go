@@ -9,16 +9,33 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// writeError writes err in the OpenAI error shape with its status. It and
-// writeAnthropicError (the same, in Anthropic's shape, for /v1/messages)
-// are the only functions that turn errors into HTTP responses; classify
-// decides the status and type for both. An endpoint's handler picks its
-// API's; writeErrorTo picks it for what runs before the handler.
+// writeError writes err in the OpenAI error shape with its status. It,
+// writeAPIError and writeAnthropicError (the same, in Anthropic's shape,
+// for /v1/messages) are the only functions that turn errors into HTTP
+// responses; classify decides the status and type for all. An endpoint's
+// handler picks its API's; writeErrorTo picks it for what runs before the
+// handler.
 func writeError(w http.ResponseWriter, log *zerolog.Logger, err error) *apiError {
 	ae, internal := classify(err)
 	if internal {
 		log.Error().Err(err).Msg("internal error")
 	}
+	return writeAPIError(w, ae)
+}
+
+// classifyExchange is classify for an exchange's error. The client is not
+// told the cause of an internal error, only to look for its request id in
+// the log: the cause is logged here, with that id.
+func (s *Server) classifyExchange(x *exchange, err error) *apiError {
+	ae, internal := classify(err)
+	if internal {
+		s.log.Error().Err(err).Str("request_id", x.id).Msg("internal error")
+	}
+	return ae
+}
+
+// writeAPIError writes a classified error in the OpenAI error shape.
+func writeAPIError(w http.ResponseWriter, ae *apiError) *apiError {
 	if ae.Status == statusClientClosed {
 		return ae // nobody is listening
 	}
@@ -33,10 +50,14 @@ func writeError(w http.ResponseWriter, log *zerolog.Logger, err error) *apiError
 // unknown endpoint, a panic), in the error shape of the API r was sent to:
 // Anthropic's under the Anthropic API (anthropicPath), else OpenAI's.
 func (s *Server) writeErrorTo(w http.ResponseWriter, r *http.Request, err error) *apiError {
-	if anthropicPath(r.URL.Path) {
-		return writeAnthropicError(w, s, err, false)
+	ae, internal := classify(err)
+	if internal {
+		s.log.Error().Err(err).Str("request_id", w.Header().Get("x-lumen-request-id")).Msg("internal error")
 	}
-	return writeError(w, &s.log, err)
+	if anthropicPath(r.URL.Path) {
+		return writeAnthropicError(w, ae, false)
+	}
+	return writeAPIError(w, ae)
 }
 
 func errorJSON(ae *apiError) errorBody {

@@ -18,11 +18,11 @@ import (
 // errors are in the OpenAI shape. Not cached by the response cache.
 func (s *Server) responsesAPI() http.Handler {
 	return s.handle(providers.OpChat, s.serveResponses, func(w http.ResponseWriter, x *exchange, err error) *apiError {
+		ae := s.classifyExchange(x, err)
 		if x.started {
-			ae, _ := classify(err)
 			return ae // the stream writer sent the error events
 		}
-		return writeError(w, &s.log, err)
+		return writeAPIError(w, ae)
 	})
 }
 

@@ -206,6 +206,11 @@ func (c *Client) Do(ctx context.Context, req *providers.Request) (*providers.Res
 		return nil, &providers.UpstreamError{Provider: c.provider, Deployment: c.name, Status: http.StatusBadGateway,
 			Message: "upstream answered with invalid JSON", Retryable: true}
 	}
+	if b := trimSpace(body); len(b) == 0 || b[0] != '{' {
+		// null, a number, an array: every answer here is an object.
+		return nil, &providers.UpstreamError{Provider: c.provider, Deployment: c.name, Status: http.StatusBadGateway,
+			Message: "upstream answered with JSON that is not an object", Retryable: true}
+	}
 	u := ParseUsage(body)
 	switch req.Op {
 	case providers.OpImage, providers.OpImageEdit:

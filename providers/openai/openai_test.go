@@ -75,6 +75,9 @@ func TestErrorMapping(t *testing.T) {
 		{"rate limited", 429, `{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}`, map[string]string{"Retry-After": "2"}, true, "Rate limit reached", "rate_limit_exceeded", 2 * time.Second},
 		{"bad request", 400, `{"error":{"message":"This model's maximum context length is 8192 tokens","type":"invalid_request_error","param":"messages"}}`, nil, false, "This model's maximum context length is 8192 tokens", "context_length_exceeded", 0},
 		{"plain text 503", 503, `upstream connect error`, nil, true, "upstream connect error", "", 0},
+		{"200 invalid JSON", 200, `{"id":`, nil, true, "upstream answered with invalid JSON", "", 0},
+		{"200 null", 200, `null`, nil, true, "upstream answered with JSON that is not an object", "", 0},
+		{"200 array", 200, ` [1]`, nil, true, "upstream answered with JSON that is not an object", "", 0},
 		{"unauthorized", 401, `{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","code":"invalid_api_key"}}`, nil, false, "Incorrect API key provided", "invalid_api_key", 0},
 	}
 	for _, tt := range tests {
@@ -93,7 +96,11 @@ func TestErrorMapping(t *testing.T) {
 			if !errors.As(err, &ue) {
 				t.Fatalf("err = %v", err)
 			}
-			if ue.Status != tt.status || ue.Retryable != tt.retryable || ue.Message != tt.message || ue.Code != tt.code || ue.RetryAfter != tt.after {
+			status := tt.status
+			if status == 200 {
+				status = 502 // a 200 that is no answer is a bad gateway
+			}
+			if ue.Status != status || ue.Retryable != tt.retryable || ue.Message != tt.message || ue.Code != tt.code || ue.RetryAfter != tt.after {
 				t.Fatalf("got %+v", ue)
 			}
 		})
