@@ -37,6 +37,7 @@ import (
 //	            its stream ends without [DONE] after the usage chunk, as some Python servers do
 //	no-choices  200 with a chat completion whose "choices": [] is empty
 //	null-body   200 with the JSON literal null
+//	bad-chunk   streams "Hello", then a malformed event (data: {not json), then " again", a finish, usage 11/2 and [DONE]
 type fakeOpenAI struct {
 	*httptest.Server
 	mu        sync.Mutex
@@ -166,6 +167,14 @@ func (f *fakeOpenAI) stream(w http.ResponseWriter, r *http.Request, model string
 		send(1)
 		send(2)
 		panic(http.ErrAbortHandler)
+	case "bad-chunk":
+		send(0)
+		io.WriteString(w, "data: {not json\n\n")
+		fmt.Fprintf(w, "data: {\"id\":\"chatcmpl-s\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" again\"},\"finish_reason\":null}]}\n\n")
+		io.WriteString(w, "data: {\"id\":\"chatcmpl-s\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n")
+		io.WriteString(w, "data: {\"id\":\"chatcmpl-s\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":2,\"total_tokens\":13}}\n\n")
+		io.WriteString(w, "data: [DONE]\n\n")
+		return
 	case "continue":
 		for _, word := range words[3:] { // its own id: Lumen must splice it into the client's
 			fmt.Fprintf(w, "data: {\"id\":\"chatcmpl-c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":%q},\"finish_reason\":null}]}\n\n", word)

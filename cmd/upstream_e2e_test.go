@@ -98,3 +98,44 @@ func TestE2EUpstreamAnswerNotUsable(t *testing.T) {
 		t.Fatalf("logged as Lumen's own fault:\n%s", logs)
 	}
 }
+
+// A malformed event mid-stream (data: {not json after a good chunk) ends
+// a translated stream (Messages, Responses) with an upstream error naming
+// the deployment, not Lumen's internal_error. Chat completions are a
+// pass-through: the event reaches the client as it came, and the
+// upstream's usage that follows is still what the ledger records.
+func TestE2EMalformedStreamEvent(t *testing.T) {
+	l, dir := upstreamLumen(t)
+	msgs := rawPost(t, l, "/v1/messages", "", `{"model":"bad-chunk","max_tokens":10,"stream":true,"messages":[{"role":"user","content":"x"}]}`)
+	_, data, _ := strings.Cut(msgs.text, "event: error\ndata: ")
+	if msgs.status != 200 || gjson.Get(data, "error.type").Str != "api_error" ||
+		!strings.HasPrefix(gjson.Get(data, "error.message").Str, "deployment openai/bad-chunk: upstream sent a stream event that is not") {
+		t.Fatalf("messages: %d\n%s", msgs.status, msgs.text)
+	}
+	resp := rawPost(t, l, "/v1/responses", "", `{"model":"bad-chunk","input":"x","stream":true}`)
+	_, data, _ = strings.Cut(resp.text, "event: response.failed\ndata: ")
+	if resp.status != 200 || gjson.Get(data, "response.error.code").Str != "api_error" ||
+		!strings.HasPrefix(gjson.Get(data, "response.error.message").Str, "deployment openai/bad-chunk: upstream sent a stream event that is not") {
+		t.Fatalf("responses: %d\n%s", resp.status, resp.text)
+	}
+	chat := rawPost(t, l, "/v1/chat/completions", "", `{"model":"bad-chunk","stream":true,"messages":[{"role":"user","content":"x"}]}`)
+	if chat.status != 200 || !strings.Contains(chat.text, "data: {not json\n\n") || !strings.Contains(chat.text, `" again"`) ||
+		strings.Contains(chat.text, `"usage"`) || !strings.HasSuffix(chat.text, "data: [DONE]\n\n") {
+		t.Fatalf("chat completions: %d\n%s", chat.status, chat.text)
+	}
+	if logs := l.Logs.String(); strings.Contains(logs, "internal error") {
+		t.Fatalf("logged as Lumen's own fault:\n%s", logs)
+	}
+	rows := records(t, l, dir)
+	if len(rows) != 3 {
+		t.Fatalf("ledger: %d rows, want 3", len(rows))
+	}
+	for _, r := range rows {
+		switch {
+		case r.Status == 200 && (r.Usage.PromptTokens != 11 || r.Usage.CompletionTokens != 2):
+			t.Errorf("the pass-through's usage %d/%d, want the upstream's 11/2", r.Usage.PromptTokens, r.Usage.CompletionTokens)
+		case r.Status != 200 && (r.Status != 502 || r.ErrorType != "api_error"):
+			t.Errorf("a broken translated stream: status %d, error type %q; want 502 api_error", r.Status, r.ErrorType)
+		}
+	}
+}

@@ -408,6 +408,25 @@ func DecodeChatResponse(body []byte) (*ChatResponse, error) {
 	return &resp, nil
 }
 
+// DecodeChatChunk reads an upstream's chat.completion.chunk payload into
+// c for a translation to a client's API. A payload that is not a JSON
+// object is the upstream's fault: an *UpstreamError (502 api_error) whose
+// Deployment the caller fills in.
+func DecodeChatChunk(payload []byte, c *ChatChunk) error {
+	p := bytes.TrimLeft(payload, " \t\r\n")
+	var err error
+	if len(p) == 0 || p[0] != '{' {
+		err = errors.New("not a JSON object")
+	} else {
+		err = json.Unmarshal(payload, c)
+	}
+	if err != nil {
+		return &UpstreamError{Status: http.StatusBadGateway, Type: "api_error", Retryable: true,
+			Message: "upstream sent a stream event that is not a chat completion chunk", Err: err}
+	}
+	return nil
+}
+
 // ChatChunk is an OpenAI chat.completion.chunk object.
 type ChatChunk struct {
 	ID      string        `json:"id"`

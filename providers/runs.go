@@ -1,6 +1,9 @@
 package providers
 
-import "fmt"
+import (
+	"fmt"
+	"net/http"
+)
 
 // Run kinds: a translator into another stream format (Anthropic Messages,
 // Responses) sees a chat completion stream as a sequence of runs, each
@@ -23,7 +26,7 @@ type RunSink interface {
 
 // Runs tracks the open run of one chat stream. Tool calls must arrive one
 // after the other, as OpenAI streams them: arguments for a call whose run
-// has ended are an error. The zero value is ready; it is not safe for
+// has ended are the upstream's fault (an *UpstreamError). The zero value is ready; it is not safe for
 // concurrent use.
 type Runs struct {
 	open     byte // kind of the open run; 0 none
@@ -54,7 +57,8 @@ func (r *Runs) Choice(ch ChunkChoice, sink RunSink) error {
 			}
 			r.started[idx] = true
 		case r.open != RunTool || r.openTool != idx:
-			return fmt.Errorf("translating the stream: arguments for tool call %d arrived after its block was closed", idx)
+			return &UpstreamError{Status: http.StatusBadGateway, Type: "api_error", Retryable: true,
+				Message: fmt.Sprintf("upstream streamed arguments for tool call %d after its block was closed", idx)}
 		}
 		if a := tc.Function.Arguments; a != "" {
 			sink.RunDelta(RunTool, a)

@@ -76,10 +76,11 @@ func (s *Server) writeMessagesStream(w http.ResponseWriter, x *exchange, model s
 	ew := s.newEventWriter(w, x, st)
 	tr := anthropic.NewStreamTranslator(model, x.id)
 	fail := func(err error) error {
+		err = x.blame(err)
 		if !x.started {
 			return err
 		}
-		ae, _ := classify(err)
+		ae := s.classifyExchange(x, err)
 		x.fail(ae)
 		if ae.Status != statusClientClosed {
 			_ = ew.write([]anthropic.Event{anthropic.ErrorEvent(ae.Status, ae.Message)})

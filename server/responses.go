@@ -69,10 +69,11 @@ func (s *Server) writeResponsesStream(w http.ResponseWriter, x *exchange, echo r
 	one := make([]providers.TranslatedEvent, 1)
 	native, seq := false, int64(-1) // seq: the last native event's sequence_number
 	fail := func(err error) error {
+		err = x.blame(err)
 		if !x.started {
 			return err
 		}
-		ae, _ := classify(err)
+		ae := s.classifyExchange(x, err)
 		x.fail(ae)
 		if ae.Status != statusClientClosed {
 			code := ae.Code

@@ -55,7 +55,7 @@ func (s *Server) writeStream(w http.ResponseWriter, r *http.Request, x *exchange
 			if !started {
 				return err
 			}
-			ae, _ := classify(err)
+			ae := s.classifyExchange(x, err)
 			x.fail(ae)
 			if ae.Status == statusClientClosed {
 				return nil

@@ -180,13 +180,19 @@ func TestStreamTranslatorEdges(t *testing.T) {
 			}
 		}
 		_, err := tr.Chunk([]byte(`{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"}"}}]}}]}`))
-		if err == nil || !strings.Contains(err.Error(), "tool call 0 arrived after its block was closed") {
+		var ue *providers.UpstreamError
+		if !errors.As(err, &ue) || ue.Status != 502 || !strings.Contains(err.Error(), "tool call 0 after its block was closed") {
 			t.Fatalf("err = %v", err)
 		}
 	})
 	t.Run("not json", func(t *testing.T) {
-		if _, err := NewStreamTranslator("m", "").Chunk([]byte("{")); err == nil {
-			t.Fatal("want an error")
+		// The upstream's fault, not Lumen's: an upstream error (502).
+		for _, c := range []string{"{", "{not json", "null", "[]"} {
+			_, err := NewStreamTranslator("m", "").Chunk([]byte(c))
+			var ue *providers.UpstreamError
+			if !errors.As(err, &ue) || ue.Status != 502 || ue.Type != "api_error" {
+				t.Fatalf("%s: err = %v", c, err)
+			}
 		}
 	})
 }

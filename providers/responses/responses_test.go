@@ -345,8 +345,9 @@ func TestStreamEnds(t *testing.T) {
 	if tr.Finish() != nil || tr.Fail("x", "y") != nil {
 		t.Error("a failed stream must send nothing more")
 	}
-	if _, err := NewStreamTranslator(e, "").Chunk([]byte(`{not json`)); err == nil {
-		t.Error("a corrupt chunk must be an error")
+	var ue *providers.UpstreamError
+	if _, err := NewStreamTranslator(e, "").Chunk([]byte(`{not json`)); !errors.As(err, &ue) || ue.Status != 502 {
+		t.Errorf("a corrupt chunk must be an upstream error: %v", err)
 	}
 }
 

@@ -2,7 +2,6 @@ package responses
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -63,8 +62,8 @@ func (t *StreamTranslator) Chunk(payload []byte) ([]Event, error) {
 		return nil, nil
 	}
 	var c providers.ChatChunk
-	if err := json.Unmarshal(payload, &c); err != nil {
-		return nil, fmt.Errorf("reading an upstream chunk: %w", err)
+	if err := providers.DecodeChatChunk(payload, &c); err != nil {
+		return nil, err
 	}
 	t.start()
 	if c.Usage != nil {
