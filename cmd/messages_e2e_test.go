@@ -21,7 +21,9 @@ import (
 
 // anthropicUpstream is a Messages API upstream on loopback, in the
 // documented wire format: a text block then a tool_use block, as JSON or
-// as the event stream. It records the bodies it was sent.
+// as the event stream. It records the bodies it was sent. The model
+// claude-stall streams message_start and a text delta, then stalls until
+// the request is cancelled.
 type anthropicUpstream struct {
 	*httptest.Server
 	mu     sync.Mutex
@@ -55,6 +57,13 @@ func newAnthropicUpstream(t *testing.T) *anthropicUpstream {
 		ev := func(typ, data string) {
 			fmt.Fprintf(w, "event: %s\ndata: %s\n\n", typ, data)
 			fl.Flush()
+		}
+		if gjson.GetBytes(body, "model").Str == "claude-stall" {
+			ev("message_start", `{"type":"message_start","message":{"id":"msg_stall","type":"message","role":"assistant","model":"claude-stall","stop_sequence":null,"usage":{"input_tokens":21,"output_tokens":1},"content":[],"stop_reason":null}}`)
+			ev("content_block_start", `{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}`)
+			ev("content_block_delta", `{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Let me"}}`)
+			<-r.Context().Done()
+			return
 		}
 		ev("message_start", `{"type":"message_start","message":{"id":"msg_014p7gG3wDgGV9EUtLvnow3U","type":"message","role":"assistant","model":"claude-sonnet-4-5","stop_sequence":null,"usage":{"input_tokens":21,"cache_creation_input_tokens":0,"cache_read_input_tokens":1800,"output_tokens":1},"content":[],"stop_reason":null}}`)
 		ev("ping", `{"type": "ping"}`)
@@ -419,6 +428,37 @@ router_settings:
 	for _, k := range []string{"thinking", "output_config", "context_management"} {
 		if _, ok := up[k]; ok {
 			t.Errorf("upstream body carries %s", k)
+		}
+	}
+}
+
+// A native Anthropic stream that stalls past stream_timeout after some
+// events ends as a timeout (an error event of type timeout_error, 504 in
+// the log), as the same stall does when translated for chat completions,
+// and the log counts the bytes relayed before it.
+func TestE2EMessagesNativeStreamStall(t *testing.T) {
+	up := newAnthropicUpstream(t)
+	l := startLumen(t, strings.ReplaceAll(`
+model_list:
+  - model_name: stall
+    litellm_params: {model: anthropic/claude-stall, api_base: "{{ANTHROPIC}}", api_key: sk-ant-upstream-0000000000, stream_timeout: 0.2}
+router_settings: {num_retries: 0}
+`, "{{ANTHROPIC}}", up.URL), nil)
+	got := rawPost(t, l, "/v1/messages", "", `{"model":"stall","max_tokens":10,"stream":true,"messages":[{"role":"user","content":"x"}]}`)
+	_, data, _ := strings.Cut(got.text, "event: error\ndata: ")
+	if got.status != 200 || !strings.Contains(got.text, `"Let me"`) || gjson.Get(data, "error.type").Str != "timeout_error" ||
+		!strings.Contains(gjson.Get(data, "error.message").Str, "deployment anthropic/claude-stall: timed out") {
+		t.Fatalf("%d\n%s", got.status, got.text)
+	}
+	chat := rawPost(t, l, "/v1/chat/completions", "", `{"model":"stall","stream":true,"messages":[{"role":"user","content":"x"}]}`)
+	_, data, _ = strings.Cut(chat.text, "event: error\ndata: ")
+	if gjson.Get(data, "error.code").Str != "upstream_timeout" {
+		t.Fatalf("chat completions: %d\n%s", chat.status, chat.text)
+	}
+	waitFor(t, func() bool { return strings.Count(l.Logs.String(), `"status":504`) == 2 })
+	for _, line := range strings.Split(l.Logs.String(), "\n") {
+		if strings.Contains(line, "stream broke mid-answer") && gjson.Get(line, "relayed_bytes").Int() == 0 {
+			t.Errorf("relayed_bytes 0 after events were relayed: %s", line)
 		}
 	}
 }

@@ -100,6 +100,7 @@ type stream struct {
 	failovers int
 
 	// What the client has been sent.
+	relayed      int // bytes of event data
 	id, model    []byte
 	text         strings.Builder // assistant text (choice 0)
 	toolSent     bool
@@ -299,6 +300,7 @@ func (s *stream) parse(data []byte) chunkInfo {
 
 // relay records what the client is sent.
 func (s *stream) relay(data []byte, ci chunkInfo) []byte {
+	s.relayed += len(data)
 	if s.failover && s.id == nil {
 		s.id = []byte(gjson.GetBytes(data, "id").Str)
 		s.model = []byte(gjson.GetBytes(data, "model").Str)
@@ -437,7 +439,7 @@ func (s *stream) broke(err error) error {
 		d.health.release()
 	}
 	log := s.r.log.Warn().Str("request_id", s.rs.call.RequestID).Str("model_group", s.g.Name).Str("deployment", d.ID).
-		Str("reason", reason(err)).Int("relayed_bytes", s.text.Len()).Str("error", redact(err.Error()))
+		Str("reason", reason(err)).Int("relayed_bytes", s.relayed).Str("error", redact(err.Error()))
 	switch {
 	case s.finished:
 		log.Msg("stream broke after its finish: ending it normally")
@@ -477,7 +479,7 @@ func (s *stream) broke(err error) error {
 			continue
 		}
 		s.r.log.Warn().Str("request_id", s.rs.call.RequestID).Str("model_group", s.g.Name).Str("deployment", d.ID).
-			Str("to_group", ng.Name).Str("to_deployment", nd.ID).Int("relayed_bytes", s.text.Len()).
+			Str("to_group", ng.Name).Str("to_deployment", nd.ID).Int("relayed_bytes", s.relayed).
 			Str("reason", reason(err)).Msg("stream broke mid-answer: continuing on another deployment")
 		s.adopt(o, ng, body)
 		return nil

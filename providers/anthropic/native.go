@@ -36,7 +36,11 @@ func (c *Client) doNativeStream(ctx context.Context, req *providers.Request) (pr
 	if err != nil {
 		return nil, err
 	}
-	return &nativeStream{c: c, ctx: ctx, body: resp.Body, r: sse.NewReader(resp.Body)}, nil
+	s := &nativeStream{c: c, ctx: ctx, body: resp.Body, r: sse.NewReader(resp.Body)}
+	if b, ok := resp.Body.(*watchedBody); ok {
+		s.wd = b.wd // its stream_timeout cancels the body's reads
+	}
+	return s, nil
 }
 
 // nativeBody is the client's body with stream set as the router asks.
@@ -59,6 +63,7 @@ type nativeStream struct {
 	ctx  context.Context
 	body io.ReadCloser
 	r    *sse.Reader
+	wd   *providers.Watchdog // nil when the body is not DoMessages' own
 	done bool
 }
 
@@ -73,7 +78,9 @@ func (s *nativeStream) Recv() ([]byte, error) {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF // no message_stop: the answer is cut
 			}
-			return nil, s.c.transportError(s.ctx, err, false)
+			// A read the watchdog cancelled is a timeout, not a lost
+			// upstream.
+			return nil, s.c.transportError(s.ctx, err, s.wd != nil && s.wd.Fired())
 		}
 		if len(ev.Data) == 0 {
 			continue
