@@ -329,6 +329,10 @@ type Server struct {
 	// GracePeriod bounds how long shutdown waits for in-flight requests and
 	// streams (default 30s).
 	GracePeriod Duration `yaml:"grace_period"`
+	// DrainDelay is how long, after the shutdown signal, Lumen goes on
+	// serving with /health/readiness at 503, so a load balancer stops
+	// sending it requests before it stops accepting them (default 0).
+	DrainDelay Duration `yaml:"drain_delay"`
 }
 
 // Log configures logging.

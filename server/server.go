@@ -216,6 +216,18 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	s.ready.Store(false)
+	if d := s.cfg.Server.DrainDelay.D(); d > 0 {
+		// Readiness fails from now on; until the load balancer notices,
+		// requests still come and are served.
+		s.log.Info().Dur("drain_delay", d).Msg("shutting down: readiness fails; serving on until the drain delay is over")
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case err := <-errc:
+			t.Stop()
+			return err
+		}
+	}
 	grace := s.cfg.Server.GracePeriod.D()
 	s.log.Info().Dur("grace_period", grace).Int64("in_flight", s.inflight.Load()).Msg("shutting down: draining in-flight requests")
 	sctx, cancel := context.WithTimeout(context.Background(), grace)

@@ -167,3 +167,42 @@ func TestHandlersWaitSeesHandlersStartedWhileWaiting(t *testing.T) {
 		t.Fatalf("wait = %d on a done context with one running, want 1", n)
 	}
 }
+
+// With a drain delay, a shutting-down server fails readiness but still
+// serves, until the delay is over.
+func TestRunDrainDelay(t *testing.T) {
+	_, url, stop := runServer(t, `
+model_list: [{model_name: demo, params: {model: mock/demo}}]
+server: {drain_delay: 300ms, grace_period: 1s}
+`, Options{Logger: zerolog.Nop()}, nil)
+	get := func(path string) int {
+		resp, err := http.Get(url + path)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := get("/health/readiness"); got != 200 {
+		t.Fatalf("readiness before shutdown: %d", got)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	for deadline := time.Now().Add(5 * time.Second); get("/health/readiness") != http.StatusServiceUnavailable; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("readiness never failed")
+		}
+	}
+	resp, err := http.Post(url+"/v1/chat/completions", "application/json",
+		strings.NewReader(`{"model":"demo","messages":[{"role":"user","content":"still there?"}]}`))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("a request while draining: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	if got := get("/health/readiness"); got != 0 {
+		t.Fatalf("after shutdown the server answered %d", got)
+	}
+}
