@@ -214,7 +214,7 @@ func (c *Client) Do(ctx context.Context, req *providers.Request) (*providers.Res
 	if resp.StatusCode/100 != 2 {
 		return nil, c.statusError(resp)
 	}
-	raw, err := io.ReadAll(resp.Body)
+	raw, err := providers.ReadAnswer(resp)
 	if err != nil {
 		return nil, c.transportError(ctx, err, false)
 	}

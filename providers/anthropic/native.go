@@ -19,7 +19,7 @@ func (c *Client) doNative(ctx context.Context, req *providers.Request) (*provide
 		return nil, err
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
+	raw, err := providers.ReadAnswer(resp)
 	if err != nil {
 		return nil, c.transportError(ctx, err, false)
 	}

@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"net/url"
@@ -123,7 +122,7 @@ func (c *Client) embed(ctx context.Context, req *providers.Request) (*providers.
 	if resp.StatusCode/100 != 2 {
 		return nil, c.statusError(resp)
 	}
-	raw, err := io.ReadAll(resp.Body)
+	raw, err := providers.ReadAnswer(resp)
 	if err != nil {
 		return nil, providers.TransportError(ctx, c.provider, c.name, err, false)
 	}

@@ -191,7 +191,7 @@ func (c *Client) Do(ctx context.Context, req *providers.Request) (*providers.Res
 	if resp.StatusCode/100 != 2 {
 		return nil, c.statusError(resp)
 	}
-	body, err := io.ReadAll(resp.Body)
+	body, err := providers.ReadAnswer(resp)
 	if err != nil {
 		return nil, c.transportError(ctx, err, false)
 	}

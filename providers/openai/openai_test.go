@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -192,4 +193,32 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// An answer over providers.MaxAnswerBytes is a 502, not retried, whether
+// its Content-Length says so or it just goes on; memory stays bounded.
+func TestAnswerTooLarge(t *testing.T) {
+	for _, declared := range []bool{true, false} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			if declared {
+				w.Header().Set("Content-Length", strconv.Itoa(providers.MaxAnswerBytes+10))
+			}
+			io.WriteString(w, `{"id":"`)
+			chunk := strings.Repeat("a", 1<<20)
+			for i := 0; i <= providers.MaxAnswerBytes>>20; i++ {
+				if _, err := io.WriteString(w, chunk); err != nil {
+					return
+				}
+			}
+			io.WriteString(w, `"}`)
+		}))
+		c, _ := New(providers.Config{Provider: "openai", Model: "m", APIBase: srv.URL + "/v1"})
+		_, err := c.Do(context.Background(), &providers.Request{Model: "m", Body: []byte(`{}`)})
+		srv.Close()
+		var ue *providers.UpstreamError
+		if !errors.As(err, &ue) || ue.Status != 502 || ue.Retryable || ue.Message != "answered with more than 64 MiB" {
+			t.Fatalf("declared %t: %v", declared, err)
+		}
+	}
 }
