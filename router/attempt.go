@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime/debug"
 	"time"
 
 	"github.com/lumengw/lumen/pricing"
@@ -336,6 +337,21 @@ func (o *outcome) release() {
 	}
 }
 
+// protect runs a provider call, turning a panic (a bug in a provider's
+// code, say on an answer it did not expect) into an error that fails the
+// request as Lumen's own (a 500, not retried), its stack logged. A hedged
+// attempt runs on a goroutine of its own, where a panic would end the
+// process.
+func (r *Router) protect(d *Deployment, call func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.Error().Str("deployment", d.ID).Interface("panic", p).Bytes("stack", debug.Stack()).Msg("provider panicked")
+			err = fmt.Errorf("provider %s panicked: %v", d.Name(), p)
+		}
+	}()
+	return call()
+}
+
 // attempt makes one call to d with body. For a stream it waits for the first event,
 // so a stream that fails before its first byte counts as a failed attempt.
 // It keeps d's counters and circuit, and logs a failure.
@@ -353,16 +369,18 @@ func (r *Router) attempt(ctx context.Context, d *Deployment, rs *reqState, body 
 		Provider: d.ProviderName, Deployment: d.ID, N: n, Hedged: hedged})
 	defer func() { end(o.err) }()
 	if rs.call.Stream {
-		o.stream, o.err = d.Provider.DoStream(ctx, req)
-		if o.err == nil {
-			o.first, o.err = o.stream.Recv()
-			if o.err == io.EOF {
-				o.first, o.eof, o.err = nil, true, nil
+		o.err = r.protect(d, func() (err error) {
+			if o.stream, err = d.Provider.DoStream(ctx, req); err == nil {
+				o.first, err = o.stream.Recv()
 			}
-			if o.err != nil {
-				_ = o.stream.Close()
-				o.stream = nil
-			}
+			return err
+		})
+		if o.err == io.EOF {
+			o.first, o.eof, o.err = nil, true, nil
+		}
+		if o.err != nil && o.stream != nil {
+			_ = o.stream.Close()
+			o.stream = nil
 		}
 		if o.err == nil {
 			d.ttft.observe(r.now().Sub(start))
@@ -371,7 +389,10 @@ func (r *Router) attempt(ctx context.Context, d *Deployment, rs *reqState, body 
 			return o // in-flight is released when the stream closes
 		}
 	} else {
-		o.resp, o.err = d.Provider.Do(ctx, req)
+		o.err = r.protect(d, func() (err error) {
+			o.resp, err = d.Provider.Do(ctx, req)
+			return err
+		})
 		if o.err == nil {
 			d.inflight.Add(-1)
 			d.latency.observe(r.now().Sub(start))

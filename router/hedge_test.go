@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -359,5 +360,34 @@ router_settings: {num_retries: 0}
 				t.Fatalf("a 20 ms timeout left a 1 ms average at %v", v)
 			}
 		})
+	}
+}
+
+// A provider that panics fails its request as Lumen's own error, whether
+// its attempt runs on the caller's goroutine or, hedged, on its own (where
+// the panic would otherwise end the process).
+func TestProviderPanicFailsTheRequest(t *testing.T) {
+	panics := &fake{
+		do: func(context.Context, int, *providers.Request) (*providers.Response, error) { panic("bad answer") },
+		stream: func(context.Context, int, *providers.Request) (providers.Stream, error) {
+			panic("bad answer")
+		},
+	}
+	for _, hedge := range []string{"", ", hedge_after: 0.001"} {
+		yaml := `
+model_list:
+  - {model_name: g, params: {model: openai/a, api_base: "http://a"}}
+  - {model_name: g, params: {model: openai/b, api_base: "http://b"}}
+router_settings: {num_retries: 0` + hedge + `}
+`
+		for _, stream := range []bool{false, true} {
+			r, _ := newTestRouter(t, yaml, map[string]providers.Provider{"a": panics, "b": panics})
+			_, err := r.Do(context.Background(), chat("g", stream, ""))
+			if err == nil || !strings.Contains(err.Error(), "panicked: bad answer") {
+				t.Errorf("hedge %q stream %t: err %v", hedge, stream, err)
+			}
+			g, _ := r.Group("g")
+			waitInflightZero(t, g)
+		}
 	}
 }

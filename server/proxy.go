@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -108,7 +109,7 @@ func (s *Server) handle(op providers.Op, serve func(http.ResponseWriter, *http.R
 			ctx, span = s.tracer.Start(r, op.Operation())
 			r = r.WithContext(ctx) // the router's upstream calls carry the trace
 		}
-		if err := serve(w, r, x); err != nil {
+		if err := s.serveRecovered(w, r, x, serve); err != nil {
 			x.fail(writeErr(w, x, err))
 		}
 		s.finish(w, x)
@@ -116,6 +117,28 @@ func (s *Server) handle(op providers.Op, serve func(http.ResponseWriter, *http.R
 			span.End(traced(x))
 		}
 	})
+}
+
+// serveRecovered runs serve, turning a panic into errPanic (a 500, its
+// stack logged) so that the exchange is still finished: its budget holds
+// settled, its ledger row and audit entry written. http.ErrAbortHandler
+// is passed on, after the exchange is finished as cut off.
+func (s *Server) serveRecovered(w http.ResponseWriter, r *http.Request, x *exchange,
+	serve func(http.ResponseWriter, *http.Request, *exchange) error) (err error) {
+	defer func() {
+		v := recover()
+		switch {
+		case v == nil:
+		case v == http.ErrAbortHandler:
+			x.fail(&apiError{Status: statusClientClosed, Type: "api_error", Message: "the handler aborted the response"})
+			s.finish(w, x)
+			panic(v)
+		default:
+			s.log.Error().Str("request_id", x.id).Interface("panic", v).Bytes("stack", debug.Stack()).Msg("handler panicked")
+			err = errPanic
+		}
+	}()
+	return serve(w, r, x)
 }
 
 // traced is what the exchange's span records.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/lumengw/lumen/config"
 	"github.com/lumengw/lumen/internal/syncbuf"
 	"github.com/lumengw/lumen/ledger"
+	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/router"
 )
 
@@ -204,5 +206,29 @@ server: {drain_delay: 300ms, grace_period: 1s}
 	}
 	if got := get("/health/readiness"); got != 0 {
 		t.Fatalf("after shutdown the server answered %d", got)
+	}
+}
+
+// A handler that panics still finishes its exchange: the client gets a
+// 500 and the ledger a row for it.
+func TestPanicIsRecorded(t *testing.T) {
+	rec := &memRecorder{}
+	s, _, _ := runServer(t, `
+model_list: [{model_name: demo, params: {model: mock/demo}}]
+`, Options{Logger: zerolog.Nop(), Ledger: rec}, nil)
+	h := s.handle(providers.OpChat, func(w http.ResponseWriter, r *http.Request, x *exchange) error {
+		x.group = "demo"
+		panic("a bug")
+	}, func(w http.ResponseWriter, x *exchange, err error) *apiError { return writeError(w, &s.log, err) })
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(`{}`)))
+	if w.Code != 500 || !strings.Contains(w.Body.String(), "internal error") {
+		t.Fatalf("client got %d %s", w.Code, w.Body)
+	}
+	if recs := rec.records(); len(recs) != 1 || recs[0].Status != 500 || recs[0].ModelGroup != "demo" {
+		t.Fatalf("ledger %+v", recs)
+	}
+	if s.inflight.Load() != 0 {
+		t.Fatalf("in flight %d after the panic", s.inflight.Load())
 	}
 }
