@@ -163,10 +163,10 @@ func New(opts Options) *Metrics {
 	m.tagVals.allow(opts.KeyTags...)
 
 	f.gaugeFunc("lumen_ledger_queue_depth", "Ledger records waiting to be written.", loadInt(&m.ledgerDepth))
-	f.counterFunc("lumen_ledger_dropped_total", "Ledger records dropped because the queue was full.", loadUint(&m.ledgerDropped))
+	f.counterFunc("lumen_ledger_dropped_total", "Ledger records dropped: the queue was full, or the writer had closed.", loadUint(&m.ledgerDropped))
 	f.counterFunc("lumen_ledger_failed_total", "Ledger records lost because their batch failed to commit, after retries.", loadUint(&m.ledgerFailed))
 	f.gaugeFunc("lumen_audit_queue_depth", "Audit entries waiting to be written.", loadInt(&m.auditDepth))
-	f.counterFunc("lumen_audit_dropped_total", "Audit entries dropped because the queue was full.", loadUint(&m.auditDropped))
+	f.counterFunc("lumen_audit_dropped_total", "Audit entries dropped: the queue was full, or the log had closed.", loadUint(&m.auditDropped))
 
 	if !opts.NoProcessMetrics {
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
