@@ -208,7 +208,8 @@ func (c *Client) Do(ctx context.Context, req *providers.Request) (*providers.Res
 		return nil, providers.TransportError(ctx, c.provider, c.name, err, false)
 	}
 	var g generateResponse
-	if err := json.Unmarshal(raw, &g); err != nil {
+	if t := bytes.TrimSpace(raw); len(t) == 0 || t[0] != '{' || json.Unmarshal(t, &g) != nil {
+		// null would decode into an empty answer, served as if it were one
 		return nil, c.badGateway("upstream answered with something other than a GenerateContentResponse")
 	}
 	if g.Error != nil {

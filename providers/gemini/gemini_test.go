@@ -1,7 +1,11 @@
 package gemini
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -33,4 +37,23 @@ func TestSuite(t *testing.T) {
 		c.SetImageFetcher(f.Images)
 		return c
 	})
+}
+
+// A 200 whose body is no GenerateContentResponse (null, an array) is a
+// 502, not an empty answer.
+func TestAnswerNotAnObject(t *testing.T) {
+	for _, body := range []string{"null", " [1]", ""} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, body)
+		}))
+		c := newTestClient(t, srv.URL)
+		_, err := c.Do(context.Background(), &providers.Request{Op: providers.OpChat, Model: "gemini-2.5-flash",
+			Body: []byte(`{"messages":[{"role":"user","content":"hi"}]}`)})
+		srv.Close()
+		var ue *providers.UpstreamError
+		if !errors.As(err, &ue) || ue.Status != http.StatusBadGateway {
+			t.Errorf("body %q: %v", body, err)
+		}
+	}
 }
