@@ -9,9 +9,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	sdk "github.com/anthropics/anthropic-sdk-go"
 	"github.com/anthropics/anthropic-sdk-go/option"
@@ -394,5 +396,82 @@ guardrails:
 	r = rawForm(t, l, "/v1/images/edits", "", map[string]string{"model": "editor", "prompt": "SSN 123-45-6789"}, "image", png)
 	if r.status != 400 || gjson.Get(r.text, "error.message").Str != `guardrail "pii" blocked the request: pattern "us_ssn" detected in prompt` {
 		t.Errorf("blocked prompt: %d %s", r.status, r.text)
+	}
+}
+
+// A during_call moderation guardrail runs beside the upstream call: the
+// moderation model is asked while the upstream is already answering, and
+// the answer, streamed or not, waits for its verdict; a flagged request
+// gets its 400 and nothing of the answer.
+func TestE2EGuardrailModerationDuringCall(t *testing.T) {
+	called := make(chan struct{}, 16) // the chat upstream got a request
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		called <- struct{}{}
+		if gjson.GetBytes(body, "stream").Bool() {
+			w.Header().Set("Content-Type", "text/event-stream")
+			io.WriteString(w, `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"role":"assistant","content":"the secret answer"},"finish_reason":null}]}`+"\n\n")
+			io.WriteString(w, `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}`+"\n\ndata: [DONE]\n\n")
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"c1","object":"chat.completion","created":1,"model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":"the secret answer"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}`)
+	}))
+	t.Cleanup(up.Close)
+	var mu sync.Mutex
+	var overlapped []bool
+	mod := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		// Answer once the chat upstream has its request: with pre_call
+		// semantics it never would before this answer, and the wait runs out.
+		seen := false
+		select {
+		case <-called:
+			seen = true
+		case <-time.After(2 * time.Second):
+		}
+		mu.Lock()
+		overlapped = append(overlapped, seen)
+		mu.Unlock()
+		flag := strings.Contains(string(body), "hurt")
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"id":"modr-1","model":"omni-moderation-latest","results":[{"flagged":%t,"categories":{"violence":%t},"category_scores":{"violence":0.9}}]}`, flag, flag)
+	}))
+	t.Cleanup(mod.Close)
+	l := startLumen(t, `
+model_list:
+  - model_name: gpt
+    litellm_params: {model: openai/gpt-4o, api_base: "`+up.URL+`/v1", api_key: sk-x}
+  - model_name: mod
+    litellm_params: {model: openai/omni-moderation-latest, api_base: "`+mod.URL+`/v1", api_key: sk-x}
+    model_info: {mode: moderation}
+router_settings: {num_retries: 0}
+guardrails:
+  - guardrail_name: safety
+    litellm_params: {guardrail: openai_moderation, mode: during_call, default_on: true, model: mod}
+`, nil)
+	for _, c := range []struct {
+		path, body string
+	}{
+		{"/v1/chat/completions", `{"model":"gpt","messages":[{"role":"user","content":"%s"}]}`},
+		{"/v1/chat/completions", `{"model":"gpt","stream":true,"messages":[{"role":"user","content":"%s"}]}`},
+		{"/v1/messages", `{"model":"gpt","max_tokens":50,"messages":[{"role":"user","content":"%s"}]}`},
+		{"/v1/messages", `{"model":"gpt","max_tokens":50,"stream":true,"messages":[{"role":"user","content":"%s"}]}`},
+		{"/v1/responses", `{"model":"gpt","input":"%s"}`},
+	} {
+		ok := rawPost(t, l, c.path, "", fmt.Sprintf(c.body, "hello there"))
+		if ok.status != 200 || !strings.Contains(ok.text, "the secret answer") {
+			t.Errorf("%s %s, clean: %d %s", c.path, c.body, ok.status, ok.text)
+		}
+		bad := rawPost(t, l, c.path, "", fmt.Sprintf(c.body, "how do I hurt someone"))
+		if bad.status != 400 || !strings.Contains(bad.text, `guardrail \"safety\" blocked the request: moderation categories violence detected`) ||
+			strings.Contains(bad.text, "secret") {
+			t.Errorf("%s %s, flagged: %d %s", c.path, c.body, bad.status, bad.text)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(overlapped) != 10 || slices.Contains(overlapped, false) {
+		t.Errorf("the moderation call overlapped the upstream call: %v, want 10 × true", overlapped)
 	}
 }

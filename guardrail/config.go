@@ -36,8 +36,9 @@ type Params struct {
 	// Lumen's built-in pattern and keyword filter.
 	Guardrail string `yaml:"guardrail"`
 	// Mode is when it runs: pre_call (the request, before any upstream
-	// call), post_call (the answer), during_call (as pre_call: a local
-	// filter takes microseconds, so there is no call to overlap),
+	// call), post_call (the answer), during_call (the request: a content
+	// filter as pre_call, it takes microseconds; a moderation call runs
+	// beside the upstream call, whose answer waits for its verdict),
 	// logging_only (what the ledger and the audit log keep of the request
 	// and the answer is masked; the upstream and the client see them
 	// whole), or a list of them.

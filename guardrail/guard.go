@@ -15,6 +15,7 @@ package guardrail
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"unicode"
@@ -88,6 +89,13 @@ func (g *Guard) Input() bool { return g.pre }
 
 // Output reports whether the guard checks answers.
 func (g *Guard) Output() bool { return g.post }
+
+// During reports whether the guard checks requests during the upstream
+// call (during_call without pre_call): a moderation guardrail's call then
+// runs beside it, and the answer waits for its verdict.
+func (g *Guard) During() bool {
+	return slices.Contains(g.Modes, "during_call") && !slices.Contains(g.Modes, "pre_call")
+}
 
 // Compile builds a guard from its config, which Validate accepted.
 func Compile(c Config) (*Guard, error) {

@@ -33,6 +33,9 @@ func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, x *exchange
 		x.cache = "hit"
 		x.saved = e.Usage()
 		w.Header().Set("x-lumen-cache", x.cache)
+		if err := x.awaitChecks(nil); err != nil {
+			return err
+		}
 		id, created := e.NewID(), time.Now().Unix()
 		if x.stream {
 			return s.writeStream(w, r, x, e.Stream(id, created))
@@ -61,6 +64,9 @@ func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, x *exchange
 			return res.Stream, res, nil
 		})
 		s.afterFlight(w, x, sr.Meta, sr.Shared)
+		if err == nil {
+			err = x.awaitChecks(&router.Result{Stream: sr.Stream})
+		}
 		if err != nil {
 			return err
 		}
@@ -74,6 +80,9 @@ func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, x *exchange
 		return res.Response, res, nil
 	})
 	s.afterFlight(w, x, rr.Meta, rr.Shared)
+	if err == nil {
+		err = x.awaitChecks(nil) // a flight's answer is shared: its usage is not this request's to keep
+	}
 	if err != nil {
 		return err
 	}

@@ -78,26 +78,34 @@ func (s *Server) guardInput(ctx context.Context, x *exchange, native *[]byte) er
 		if err != nil {
 			break
 		}
-		if g.Moderation != "" && g.Input() {
-			err = s.moderate(ctx, x, g)
+		if g.Moderation == "" || !g.Input() {
+			continue
 		}
+		texts := guardrail.Texts(x.body)
+		if len(texts) == 0 {
+			continue
+		}
+		if g.During() {
+			x.startCheck(ctx, func(ctx context.Context) ([]guardrail.Hit, error) { return s.moderate(ctx, x.id, texts, g) })
+			continue
+		}
+		var hits []guardrail.Hit
+		hits, err = s.moderate(ctx, x.id, texts, g)
+		x.guardHits = append(x.guardHits, hits...)
 	}
 	return err
 }
 
-// moderate asks a moderation guardrail's model group about the request's
-// text (after the content filters masked it) and blocks what it flags. A
-// moderation model that cannot answer fails the request closed.
-func (s *Server) moderate(ctx context.Context, x *exchange, g *guardrail.Guard) error {
-	texts := guardrail.Texts(x.body)
-	if len(texts) == 0 {
-		return nil
-	}
+// moderate asks a moderation guardrail's model group about a request's
+// texts (after the content filters masked them) and blocks what it flags.
+// A moderation model that cannot answer fails the request closed. It
+// touches no exchange: a during_call check runs it on a goroutine.
+func (s *Server) moderate(ctx context.Context, requestID string, texts []string, g *guardrail.Guard) ([]guardrail.Hit, error) {
 	body, err := json.Marshal(map[string]any{"model": g.Moderation, "input": texts})
 	if err != nil {
-		return fmt.Errorf("moderation request: %w", err)
+		return nil, fmt.Errorf("moderation request: %w", err)
 	}
-	res, err := s.Router().Do(ctx, &router.Call{Group: g.Moderation, Op: providers.OpModeration, Body: body, RequestID: x.id})
+	res, err := s.Router().Do(ctx, &router.Call{Group: g.Moderation, Op: providers.OpModeration, Body: body, RequestID: requestID})
 	var flagged []string
 	if err == nil {
 		flagged, err = guardrail.Flagged(res.Response.Body, g.Categories)
@@ -105,16 +113,74 @@ func (s *Server) moderate(ctx context.Context, x *exchange, g *guardrail.Guard) 
 	if err != nil {
 		ae, _ := classify(err)
 		if ae.Status == statusClientClosed {
-			return ae
+			return nil, ae
 		}
-		return &apiError{Status: http.StatusServiceUnavailable, Type: "api_error", Code: "guardrail_unavailable",
+		return nil, &apiError{Status: http.StatusServiceUnavailable, Type: "api_error", Code: "guardrail_unavailable",
 			Message: sprintf("guardrail %q could not check the request (model group %s): %s", g.Name, g.Moderation, ae.Message)}
 	}
 	if len(flagged) == 0 {
-		return nil
+		return nil, nil
 	}
-	x.guardHits = append(x.guardHits, guardrail.Hit{Guard: g.Name, Rule: "moderation", Action: guardrail.Block})
-	return &guardrail.BlockedError{Guard: g.Name, What: "moderation categories " + strings.Join(flagged, ", ")}
+	return []guardrail.Hit{{Guard: g.Name, Rule: "moderation", Action: guardrail.Block}},
+		&guardrail.BlockedError{Guard: g.Name, What: "moderation categories " + strings.Join(flagged, ", ")}
+}
+
+// pendingCheck is a during_call check running beside the upstream call.
+// Its goroutine belongs to the exchange: awaitChecks or stopChecks waits
+// for it before the exchange ends.
+type pendingCheck struct {
+	done   chan struct{}
+	cancel context.CancelFunc
+	hits   []guardrail.Hit
+	err    error
+}
+
+// startCheck runs check beside the upstream call.
+func (x *exchange) startCheck(ctx context.Context, check func(context.Context) ([]guardrail.Hit, error)) {
+	ctx, cancel := context.WithCancel(ctx)
+	c := &pendingCheck{done: make(chan struct{}), cancel: cancel}
+	x.checks = append(x.checks, c)
+	go func() {
+		defer close(c.done)
+		c.hits, c.err = check(ctx)
+	}()
+}
+
+// awaitChecks waits for the exchange's during_call checks, which must
+// pass before any of the answer is sent, and returns the first failure.
+// res, the routed upstream call, is released when one fails: its stream
+// closed (the upstream call ends), or its usage kept for the ledger (the
+// answer was paid for).
+func (x *exchange) awaitChecks(res *router.Result) error {
+	var failed error
+	for _, c := range x.checks {
+		<-c.done
+		c.cancel()
+		x.guardHits = append(x.guardHits, c.hits...)
+		if failed == nil {
+			failed = c.err
+		}
+	}
+	x.checks = nil
+	if failed != nil && res != nil {
+		if res.Stream != nil {
+			_ = res.Stream.Close()
+		}
+		if res.Response != nil {
+			x.usage = res.Response.Usage
+		}
+	}
+	return failed
+}
+
+// stopChecks ends the checks nobody awaited (the request failed before
+// its answer) and waits for their goroutines.
+func (x *exchange) stopChecks() {
+	for _, c := range x.checks {
+		c.cancel()
+		<-c.done
+	}
+	x.checks = nil
 }
 
 // guardFormPrompt applies the request guardrails to a multipart body's

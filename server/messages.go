@@ -51,6 +51,9 @@ func (s *Server) serveMessages(w http.ResponseWriter, r *http.Request, x *exchan
 	}
 	res, err := s.Router().Do(r.Context(), call)
 	s.routed(w, x, res)
+	if err == nil {
+		err = x.awaitChecks(res)
+	}
 	if err != nil {
 		return err
 	}

@@ -73,6 +73,7 @@ type exchange struct {
 	guards       []*guardrail.Guard  // the guardrails the request runs
 	guardHits    []guardrail.Hit     // what they matched
 	guardStreams []*guardrail.Stream // streams they guarded (their hits come at the end)
+	checks       []*pendingCheck     // during_call checks running beside the upstream call
 }
 
 func (x *exchange) fail(ae *apiError) {
@@ -112,6 +113,7 @@ func (s *Server) handle(op providers.Op, serve func(http.ResponseWriter, *http.R
 		if err := s.serveRecovered(w, r, x, serve); err != nil {
 			x.fail(writeErr(w, x, err))
 		}
+		x.stopChecks()
 		s.finish(w, x)
 		if span != nil {
 			span.End(traced(x))
@@ -200,6 +202,9 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request, x *exchange, body
 func (s *Server) serveUpstream(w http.ResponseWriter, r *http.Request, x *exchange) error {
 	res, err := s.route(r.Context(), x)
 	s.routed(w, x, res)
+	if err == nil {
+		err = x.awaitChecks(res)
+	}
 	if err != nil {
 		return err
 	}

@@ -42,6 +42,9 @@ func (s *Server) serveResponses(w http.ResponseWriter, r *http.Request, x *excha
 	call.Responses = native
 	res, err := s.Router().Do(r.Context(), call)
 	s.routed(w, x, res)
+	if err == nil {
+		err = x.awaitChecks(res)
+	}
 	if err != nil {
 		return err
 	}
