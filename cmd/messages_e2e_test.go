@@ -130,6 +130,18 @@ func TestE2EMessagesNativeToAnthropic(t *testing.T) {
 		t.Fatalf("upstream body: %s", sent)
 	}
 
+	// Claude Code's beta and version headers go upstream as it sent them.
+	if _, err := c.Messages.New(context.Background(), weatherParams("claude"),
+		option.WithHeader("anthropic-version", "2023-01-01"), option.WithHeader("anthropic-beta", "context-1m-2025-08-07,interleaved-thinking-2025-05-14")); err != nil {
+		t.Fatal(err)
+	}
+	up.mu.Lock()
+	beta, version := up.hdr.Values("Anthropic-Beta"), up.hdr.Get("Anthropic-Version")
+	up.mu.Unlock()
+	if strings.Join(beta, ";") != "context-1m-2025-08-07,interleaved-thinking-2025-05-14" || version != "2023-01-01" {
+		t.Errorf("upstream got anthropic-beta %q, anthropic-version %q", beta, version)
+	}
+
 	// A duplicate key in the client's own body (which goes upstream
 	// natively) is refused, in Anthropic's error shape.
 	before := string(up.last())

@@ -44,9 +44,9 @@ func (s *Server) serveMessages(w http.ResponseWriter, r *http.Request, x *exchan
 	call := s.call(x)
 	call.Native = native
 	call.NativeHeader = http.Header{}
-	for _, h := range []string{"anthropic-version", "anthropic-beta"} {
-		if v := r.Header.Values(h); len(v) > 0 {
-			call.NativeHeader[h] = v
+	for _, h := range []string{"Anthropic-Version", "Anthropic-Beta"} {
+		for _, v := range r.Header.Values(h) {
+			call.NativeHeader.Add(h, v) // canonical keys: the provider reads them with Get
 		}
 	}
 	res, err := s.Router().Do(r.Context(), call)
