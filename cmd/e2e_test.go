@@ -277,6 +277,12 @@ func TestE2EClientHangUpCancelsUpstream(t *testing.T) {
 		t.Fatal("the upstream request was not cancelled after the client hung up")
 	}
 	waitFor(t, func() bool { return strings.Contains(l.Logs.String(), `"status":499`) })
+	// The upstream read the prompt: the cut stream's record counts it.
+	for line := range strings.SplitSeq(l.Logs.String(), "\n") {
+		if strings.Contains(line, `"status":499`) && gjson.Get(line, "prompt_tokens").Int() == 0 {
+			t.Errorf("a stream cut by its client is recorded without its prompt: %s", line)
+		}
+	}
 }
 
 func TestE2EGracefulShutdownFinishesStreams(t *testing.T) {

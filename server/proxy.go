@@ -553,8 +553,15 @@ func truncate(s string, n int) string {
 // It runs on the handler goroutine after the response is complete and does
 // no I/O: the ledger and the audit log are written by their own goroutines.
 func (s *Server) finish(w http.ResponseWriter, x *exchange) {
-	if x.usage.PromptTokens == 0 && x.body != nil && x.status == http.StatusOK && x.attempts > 0 {
-		x.usage.PromptTokens = tokens.Prompt(x.body)
+	// An upstream that answered without usage, or a stream cut before its
+	// usage came (the client hung up, the upstream broke with nowhere to
+	// fail over to): the upstream read the prompt all the same, and bills
+	// it. Lumen's estimate stands in.
+	if x.usage.PromptTokens == 0 && x.body != nil && x.attempts > 0 && (x.status == http.StatusOK || x.started) {
+		x.usage.PromptTokens = x.promptEst
+		if x.usage.PromptTokens == 0 {
+			x.usage.PromptTokens = tokens.Prompt(x.body)
+		}
 	}
 	if x.usage.CompletionTokens == 0 {
 		x.usage.CompletionTokens = x.estimated
