@@ -1058,3 +1058,55 @@ guardrails:
 		t.Fatalf("verify: %+v, %v; want %d entries, all signed", rep, err, waiting+streaming)
 	}
 }
+
+// A model group's budget counts the requests it answers as a fallback or
+// as an auto route's choice, not only those that name it: once spent, the
+// router passes it over, and an auto route left without a group is
+// refused with its budget's error.
+func TestE2EModelGroupBudgetCoversFallbacksAndAuto(t *testing.T) {
+	body := func(model string) string { return chatBody(model, "how much is this", `,"max_tokens":5`) }
+	l0, dir0, _ := ledgerLumen(t, "")
+	r := rawPost(t, l0, "/v1/chat/completions", master, body("priced"))
+	one, err := strconv.ParseFloat(r.header.Get("x-lumen-cost-usd"), 64)
+	if r.status != 200 || err != nil || one <= 0 {
+		t.Fatalf("probe: %d %v %s", r.status, r.header, r.text)
+	}
+	_ = records(t, l0, dir0)
+
+	cfg := strings.Replace(ledgerConfig, "  fallbacks: [{broken: [other]}]", "  fallbacks: [{broken: [other]}, {broken2: [priced]}]", 1) +
+		fmt.Sprintf("limits:\n  model_groups: {priced: {budget_usd: %g}}\n", 2*one+one/2)
+	cfg = strings.Replace(cfg, "router_settings:", `  - model_name: broken2
+    litellm_params: {model: mock/broken2, mock_failure_rate: 1}
+  - model_name: auto-priced
+    auto: {candidates: [priced]}
+router_settings:`, 1)
+	cfg = strings.Replace(cfg, "input_cost_per_token: 0.001, output_cost_per_token: 0}", "input_cost_per_token: 0.001, output_cost_per_token: 0, quality: 0.9}", 1)
+	l, dir, _ := ledgerLumenConfig(t, cfg)
+	for i := range 2 {
+		r := rawPost(t, l, "/v1/chat/completions", master, body("broken2"))
+		if r.status != 200 || r.header.Get("x-lumen-fallback-from") != "broken2" {
+			t.Fatalf("fallback %d: %d %s %s", i, r.status, r.header, r.text)
+		}
+	}
+	// priced has half a request left: the fallback is passed over.
+	if r := rawPost(t, l, "/v1/chat/completions", master, body("broken2")); r.status == 200 {
+		t.Fatalf("a third fallback to priced was served past its budget: %s", r.header)
+	}
+	// An auto route whose only candidate is out of budget.
+	if r := rawPost(t, l, "/v1/chat/completions", master, body("auto-priced")); r.status != 429 || !strings.Contains(r.text, `model \"priced\"`) {
+		t.Fatalf("auto over a spent group: %d %s", r.status, r.text)
+	}
+	list := rawGet(t, l.URL, "/admin/budgets", master)
+	if got := gjsonFloat(list, "data.0.spent_usd"); math.Abs(got-2*one) > 1e-9 || gjson.GetBytes(list, "data.0.name").Str != "priced" {
+		t.Fatalf("GET /admin/budgets: %s", list)
+	}
+	var spent float64
+	for _, e := range records(t, l, dir) {
+		if e.Deployment == "priced-1" {
+			spent += e.CostUSD
+		}
+	}
+	if math.Abs(spent-2*one) > 1e-9 {
+		t.Fatalf("the ledger has $%g answered by priced, want $%g (its budget is $%g)", spent, 2*one, 2*one+one/2)
+	}
+}

@@ -329,6 +329,9 @@ func TagAccount(tag string) string { return "tag:" + tag }
 // GroupAccount names a model group's budget.
 func GroupAccount(group string) string { return "group:" + group }
 
+// GroupOf is the model group of a GroupAccount, and whether it is one.
+func GroupOf(account string) (string, bool) { return strings.CutPrefix(account, "group:") }
+
 // UserAccount names an end user's budget (the request's user field).
 func UserAccount(user string) string { return "user:" + user }
 

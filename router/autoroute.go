@@ -297,7 +297,7 @@ func (r *Router) doAuto(ctx context.Context, call *Call) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := r.planAuto(call.Group, body, hdr.merge(over), call.Allow)
+	p, err := r.planAuto(call.Group, body, hdr.merge(over), call.Allow, call.Skip)
 	if err != nil {
 		return nil, err
 	}
@@ -368,24 +368,17 @@ func wantsJSON(body []byte) bool {
 }
 
 // planAuto reads the route, candidates, prompt and limits of an auto call.
-func (r *Router) planAuto(model string, body []byte, over overrides, allow func(string) bool) (*autoPlan, error) {
+func (r *Router) planAuto(model string, body []byte, over overrides, allow, skip func(string) bool) (*autoPlan, error) {
 	route, modeName, _ := r.autoRoute(model)
 	mode, err := auto.ParseMode(modeName)
 	if err != nil {
 		return nil, &RequestError{Param: "model", Message: err.Error()}
 	}
-	groups, every := route.Candidates, false
-	if len(groups) == 0 {
-		if name, _, _ := strings.Cut(model, ":"); name == "auto" {
-			groups = r.autoRT.known
-		} else {
-			groups, every = r.names, true
-		}
-	}
+	groups, every := r.autoGroups(model, route)
 	p := &autoPlan{route: model, mode: mode, prompt: promptOf(body)}
 	for _, name := range groups {
 		g, ok := r.groups[name]
-		if !ok || (allow != nil && !allow(name)) || every && !answersChat(g) {
+		if !ok || (allow != nil && !allow(name)) || every && !answersChat(g) || skip != nil && skip(name) {
 			continue
 		}
 		p.cands = append(p.cands, r.candidate(g))
@@ -411,6 +404,19 @@ func (r *Router) planAuto(model string, body []byte, over overrides, allow func(
 	}
 	over.apply(&p.cons)
 	return p, nil
+}
+
+// autoGroups are the groups an auto route chooses among: its candidates,
+// those of known ability for "auto" without a list, every group (every is
+// true: only those answering chat) for a named route without one.
+func (r *Router) autoGroups(model string, route config.AutoRoute) (groups []string, every bool) {
+	if len(route.Candidates) > 0 {
+		return route.Candidates, false
+	}
+	if name, _, _ := strings.Cut(model, ":"); name == "auto" {
+		return r.autoRT.known, false
+	}
+	return r.names, true
 }
 
 // candidate describes a group to the decision: the cheapest deployment's
@@ -700,7 +706,7 @@ func (r *Router) ExplainAuto(model, prompt string) (auto.Explanation, error) {
 		return auto.Explanation{}, &UnknownGroupError{Model: model, Available: r.AutoNames()}
 	}
 	body, _ := json.Marshal(map[string]any{"messages": []map[string]string{{"role": "user", "content": prompt}}})
-	p, err := r.planAuto(model, body, overrides{}, nil)
+	p, err := r.planAuto(model, body, overrides{}, nil, nil)
 	if err != nil {
 		return auto.Explanation{}, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
@@ -117,6 +118,12 @@ func (r *Router) nextGroup(rs *reqState, kind failKind) *Group {
 				rs.groups = append(rs.groups, name) // warn once
 				continue
 			}
+			if rs.call.Skip != nil && rs.call.Skip(name) {
+				r.log.Warn().Str("request_id", rs.call.RequestID).Str("fallback", name).
+					Msg("skipping a fallback model group whose budget is spent")
+				rs.groups = append(rs.groups, name)
+				continue
+			}
 			return g
 		}
 	}
@@ -186,3 +193,36 @@ func contains(list []string, s string) bool {
 
 // redact keeps key-like tokens upstreams echo out of log lines.
 func redact(s string) string { return providers.Redact(s) }
+
+// Reachable returns the model groups other than model itself that a call
+// for model may be answered by: a group's fallbacks of every kind (its
+// config lists; the request's own lists are the caller's to add), an auto
+// route's candidates. An alias is resolved first.
+func (r *Router) Reachable(model string) []string {
+	model = r.Resolve(model)
+	var out []string
+	add := func(name string) {
+		if name != model && !slices.Contains(out, name) {
+			if _, ok := r.groups[name]; ok {
+				out = append(out, name)
+			}
+		}
+	}
+	if _, plain := r.groups[model]; !plain {
+		if r.autoRT != nil {
+			if route, _, ok := r.autoRoute(model); ok {
+				groups, _ := r.autoGroups(model, route)
+				for _, name := range groups {
+					add(name)
+				}
+			}
+		}
+		return out
+	}
+	for _, byGroup := range r.fallbacks {
+		for _, name := range byGroup[model] {
+			add(name)
+		}
+	}
+	return out
+}

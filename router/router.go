@@ -342,6 +342,11 @@ type Call struct {
 	// included: a refused fallback is skipped, a refused Group is a
 	// *NotAllowedError. Nil allows all.
 	Allow func(group string) bool
+	// Skip reports a model group the call must not be answered by besides
+	// Group (one whose model-group budget is spent): a fallback or an auto
+	// candidate it names is passed over, as if it were not configured.
+	// Nil skips none.
+	Skip func(group string) bool
 	// Header is the client's request headers; model "auto" reads its
 	// x-lumen-* limits from them (autoroute.go). Nil means none.
 	Header http.Header

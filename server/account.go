@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -118,7 +119,8 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) 
 	if s.budgets == nil {
 		budget = budget[:0]
 	}
-	if len(rate) == 0 && len(budget) == 0 {
+	others := s.otherGroupBudgets(x, group)
+	if len(rate) == 0 && len(budget) == 0 && len(others) == 0 {
 		return nil
 	}
 	x.promptEst = tokens.Prompt(x.body)
@@ -144,7 +146,7 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) 
 			x.limitedTokens = want
 		}
 	}
-	if len(budget) == 0 {
+	if len(budget) == 0 && len(others) == 0 {
 		return nil
 	}
 	wp := worstPrice(rt, g)
@@ -179,8 +181,74 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) 
 			x.reservations = append(x.reservations, res)
 		}
 	}
+	return s.holdOtherGroups(ctx, x, others, plain, maxOut)
+}
+
+// otherGroupBudgets are the model groups other than group that may answer
+// x (its fallbacks, the request's own lists, an auto route's candidates)
+// and have a model-group budget: none unless limits.model_groups sets one.
+func (s *Server) otherGroupBudgets(x *exchange, group string) []string {
+	budgeted := s.cfg.Limits.ModelGroups
+	if len(budgeted) == 0 || s.budgets == nil {
+		return nil
+	}
+	reach := s.Router().Reachable(group)
+	for _, f := range [...]string{"models", "fallbacks"} {
+		for _, v := range gjson.GetBytes(x.body, f).Array() {
+			reach = append(reach, s.Router().Resolve(v.Str))
+		}
+	}
+	var out []string
+	for _, name := range reach {
+		if l, ok := budgeted[name]; ok && l.BudgetUSD > 0 && name != group && !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// holdOtherGroups holds the worst case in the budget of each group that
+// may answer x besides the one it asked for, as admit does for that one:
+// a fallback or an auto candidate spends its group's budget like a direct
+// request. A group whose budget cannot take the request is one the router
+// must not use (Call.Skip); if that leaves an auto route no group, the
+// request is refused with that budget's error. settle charges the group
+// that answered and gives the others back their hold.
+func (s *Server) holdOtherGroups(ctx context.Context, x *exchange, others []string, plain bool, maxOut int) error {
+	rt := s.Router()
+	var refused error
+	for _, name := range others {
+		g, _ := rt.Group(name)
+		worst := worstPrice(rt, g).WorstCase(x.promptEst, maxOut)
+		l := s.cfg.Limits.ModelGroups[name]
+		res, err := s.budgets.Reserve(ctx, limits.GroupAccount(name), l.Budget(), worst)
+		var be *limits.BudgetError
+		switch {
+		case errors.As(err, &be):
+			be.Owner = scope{kind: "model_group", name: name}.owner()
+			x.skipGroups = append(x.skipGroups, name)
+			refused = err
+		case err != nil:
+			s.log.Warn().Err(err).Str("request_id", x.id).Msg("budget store unavailable: request admitted unchecked")
+		default:
+			x.reservations = append(x.reservations, res)
+		}
+	}
+	if !plain && refused != nil && len(x.skipGroups) == len(s.Router().Reachable(x.group)) {
+		// Every group the auto route could choose is out of budget.
+		s.releaseBudgets(x)
+		s.refundLimits(x)
+		if s.metrics != nil {
+			s.metrics.BudgetRejected("model_group")
+		}
+		return refused
+	}
 	return nil
 }
+
+// skips reports a group the exchange must not be answered by: a fallback
+// or auto candidate whose budget is spent (holdOtherGroups).
+func (x *exchange) skips(group string) bool { return slices.Contains(x.skipGroups, group) }
 
 // settle charges the request's real cost to each budget that held money
 // for it and its real tokens to its tpm windows, once, in place of what
@@ -205,10 +273,20 @@ func (s *Server) settle(x *exchange) {
 // by a later budget.
 func (s *Server) releaseBudgets(x *exchange) { s.chargeBudgets(x, 0) }
 
-// chargeBudgets settles every reservation of x at usd, once.
+// chargeBudgets settles every reservation of x at usd, once, but a model
+// group's at 0 when another group answered (a fallback, an auto choice):
+// that one's is charged.
 func (s *Server) chargeBudgets(x *exchange, usd float64) {
+	served := ""
+	if x.deployment != nil {
+		served = x.deployment.Group
+	}
 	for _, res := range x.reservations {
-		if err := s.budgets.Settle(context.Background(), res, usd); err != nil {
+		charge := usd
+		if g, ok := limits.GroupOf(res.KeyID); ok && served != "" && g != served {
+			charge = 0
+		}
+		if err := s.budgets.Settle(context.Background(), res, charge); err != nil {
 			s.log.Warn().Err(err).Str("request_id", x.id).Msg("settling the budget reservation")
 		}
 	}

@@ -74,6 +74,7 @@ type exchange struct {
 	guardHits    []guardrail.Hit     // what they matched
 	guardStreams []*guardrail.Stream // streams they guarded (their hits come at the end)
 	checks       []*pendingCheck     // during_call checks running beside the upstream call
+	skipGroups   []string            // fallbacks and auto candidates whose model-group budget is spent
 }
 
 func (x *exchange) fail(ae *apiError) {
@@ -222,6 +223,9 @@ func (s *Server) route(ctx context.Context, x *exchange) (*router.Result, error)
 // call is the router call for an exchange.
 func (s *Server) call(x *exchange) *router.Call {
 	call := &router.Call{Group: x.group, Op: x.op, Body: x.body, ContentType: x.contentType, Stream: x.stream, RequestID: x.id, Header: x.header}
+	if len(x.skipGroups) > 0 {
+		call.Skip = x.skips
+	}
 	if x.key != nil {
 		call.Caller = x.key.ID
 		if len(x.key.Models) > 0 {
