@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/openai/openai-go/v3/option"
+	"github.com/tidwall/gjson"
 )
 
 // bodiesTo returns the request bodies the fake received for an upstream
@@ -133,6 +134,15 @@ router_settings: {routing_strategy: cost-based-routing, num_retries: 1}
 	}
 	if !strings.Contains(l.Logs.String(), "continuing on another deployment") {
 		t.Fatal("the failover was not logged")
+	}
+	// The request's record names the deployment that finished the answer
+	// and both upstream calls.
+	waitFor(t, func() bool { return strings.Contains(l.Logs.String(), `"message":"request"`) })
+	for line := range strings.SplitSeq(l.Logs.String(), "\n") {
+		if gjson.Get(line, "message").Str == "request" &&
+			(gjson.Get(line, "deployment").Str != "b" || gjson.Get(line, "attempts").Int() != 2) {
+			t.Errorf("the failed-over stream's record: %s", line)
+		}
 	}
 }
 

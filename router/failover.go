@@ -6,6 +6,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"sync/atomic"
 
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
@@ -98,6 +99,11 @@ type stream struct {
 	failover  bool // failover allowed for this request
 	attempts  int
 	failovers int
+	// serving and calls are what Serving reports, kept apart from d and
+	// attempts for a reader on another goroutine (a cache flight pumps
+	// the stream while its leader finishes).
+	serving atomic.Pointer[Deployment]
+	calls   atomic.Int32
 
 	// What the client has been sent.
 	relayed      int // bytes of event data
@@ -137,7 +143,21 @@ func (r *Router) newStream(ctx context.Context, rs *reqState, g *Group, o outcom
 		first: o.first, eof: o.eof, attempts: rs.res.Attempts,
 		failover: r.failover && !native && gjson.GetBytes(rs.body, "n").Int() <= 1}
 	s.gt = groupTry{g: g, tried: bit(o.d.index)}
+	s.serving.Store(o.d)
+	s.calls.Store(int32(s.attempts))
 	return s
+}
+
+// Serving reports the deployment answering the stream (after a mid-stream
+// failover, the one that took over) and the upstream calls it has taken,
+// failed continuations included. Safe from any goroutine.
+func (s *stream) Serving() (*Deployment, int) { return s.serving.Load(), int(s.calls.Load()) }
+
+// Serving is implemented by the streams Router.Do returns: the ledger
+// records the deployment that finished a failed-over stream and every
+// upstream call it took.
+type Serving interface {
+	Serving() (*Deployment, int)
 }
 
 // Recv implements providers.Stream.
@@ -467,6 +487,7 @@ func (s *stream) broke(err error) error {
 		}
 		s.failovers++
 		s.attempts++
+		s.calls.Store(int32(s.attempts))
 		s.r.stats.failovers.Add(1)
 		if s.r.obs != nil {
 			s.r.obs.MidstreamFailover(s.g.Name)
@@ -573,6 +594,7 @@ func (s *stream) continuation(d *Deployment) (body []byte, ok bool) {
 // adopt makes o, a continuation or restart on group g, the serving attempt.
 func (s *stream) adopt(o outcome, g *Group, body []byte) {
 	s.d, s.cur, s.cancel, s.first, s.eof, s.body = o.d, o.stream, o.cancel, o.first, o.eof, body
+	s.serving.Store(o.d)
 	s.g = g
 	s.cont = true
 	s.partial = s.text.String()

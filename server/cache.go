@@ -119,7 +119,7 @@ func (s *Server) afterFlight(w http.ResponseWriter, x *exchange, meta any, share
 	if res, ok := meta.(*router.Result); ok {
 		s.routed(w, x, res)
 		if shared {
-			x.attempts = 0 // another request made the call
+			x.attempts, x.serving = 0, nil // another request made the call
 		}
 	}
 }

@@ -75,6 +75,7 @@ type exchange struct {
 	guardStreams []*guardrail.Stream // streams they guarded (their hits come at the end)
 	checks       []*pendingCheck     // during_call checks running beside the upstream call
 	skipGroups   []string            // fallbacks and auto candidates whose model-group budget is spent
+	serving      router.Serving      // a routed stream: who finished it, after a failover
 }
 
 func (x *exchange) fail(ae *apiError) {
@@ -243,6 +244,7 @@ func (s *Server) routed(w http.ResponseWriter, x *exchange, res *router.Result) 
 	x.attempts = res.Attempts
 	x.deployment = res.Deployment
 	x.abandoned = res.Abandoned
+	x.serving, _ = res.Stream.(router.Serving)
 	h := w.Header()
 	if res.Attempts > 0 {
 		h.Set("x-lumen-attempts", strconv.Itoa(res.Attempts))
@@ -557,6 +559,13 @@ func truncate(s string, n int) string {
 // It runs on the handler goroutine after the response is complete and does
 // no I/O: the ledger and the audit log are written by their own goroutines.
 func (s *Server) finish(w http.ResponseWriter, x *exchange) {
+	if x.serving != nil {
+		// A stream that failed over mid-answer was finished by another
+		// deployment, after more upstream calls than routing counted.
+		if d, n := x.serving.Serving(); d != nil {
+			x.deployment, x.attempts = d, max(x.attempts, n)
+		}
+	}
 	// An upstream that answered without usage, or a stream cut before its
 	// usage came (the client hung up, the upstream broke with nowhere to
 	// fail over to): the upstream read the prompt all the same, and bills
