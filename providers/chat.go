@@ -122,6 +122,21 @@ type Message struct {
 	CacheControl json.RawMessage `json:"cache_control,omitempty"`
 }
 
+// MarshalJSON implements json.Marshaler. A tool message's empty content
+// is "" rather than null: OpenAI refuses a tool message whose content is
+// null, and a tool that printed nothing (a silent shell command) is an
+// empty result, not a missing one.
+func (m Message) MarshalJSON() ([]byte, error) {
+	type plain Message
+	if m.Role != "tool" || !m.Content.IsZero() {
+		return marshal(plain(m))
+	}
+	return marshal(struct {
+		plain
+		Content string `json:"content"`
+	}{plain: plain(m)})
+}
+
 // Content is a message's content: a string, or a list of parts when Parts
 // is not nil. The zero Content marshals as null.
 type Content struct {

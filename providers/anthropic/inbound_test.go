@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/lumengw/lumen/providers"
 	pt "github.com/lumengw/lumen/providers/providertest"
 	"github.com/lumengw/lumen/providers/sse"
@@ -77,6 +79,22 @@ func TestToOpenAIRejects(t *testing.T) {
 				t.Fatalf("err = %v, want param %q message containing %q", err, tt.param, tt.msg)
 			}
 		})
+	}
+}
+
+// An empty tool result (a command that printed nothing) is a tool message
+// with "" content: OpenAI refuses content null.
+func TestToOpenAIEmptyToolResult(t *testing.T) {
+	for _, content := range []string{`,"content":""`, `,"content":[]`, ``} {
+		body := `{"model":"m","max_tokens":5,"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"toolu_1","name":"bash","input":{}}]},
+			{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1"` + content + `}]}]}`
+		out, err := ToOpenAI([]byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := gjson.GetBytes(out, `messages.#(role=="tool").content`); c.Type != gjson.String || c.Str != "" {
+			t.Errorf("tool_result%s: tool message content %s, want \"\" (%s)", content, c.Raw, out)
+		}
 	}
 }
 

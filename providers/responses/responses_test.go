@@ -192,6 +192,21 @@ func TestTranslateFields(t *testing.T) {
 	}
 }
 
+// An empty function output (a command that printed nothing) is a tool
+// message with "" content: OpenAI refuses content null.
+func TestTranslateEmptyOutput(t *testing.T) {
+	for _, output := range []string{`,"output":""`, `,"output":[]`, `,"output":null`, ``} {
+		out, _, err := Translate([]byte(`{"model":"m","input":[{"role":"user","content":"run it"},
+			{"type":"function_call","call_id":"c1","name":"shell","arguments":"{}"},{"type":"function_call_output","call_id":"c1"` + output + `}]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := gjson.GetBytes(out, `messages.#(role=="tool").content`); c.Type != gjson.String || c.Str != "" {
+			t.Errorf("function_call_output%s: tool message content %s, want \"\" (%s)", output, c.Raw, out)
+		}
+	}
+}
+
 var ids = regexp.MustCompile(`"(resp|msg|fc|ctc|rs|call)_[0-9a-f]{24}"`)
 
 // FromChat: reasoning, text and a namespaced call become output items; a
