@@ -402,8 +402,11 @@ type ResponseMessage struct {
 	Content *string `json:"content"`
 	// ReasoningContent carries the model's visible reasoning (Anthropic
 	// thinking, Gemini thoughts), as DeepSeek and LiteLLM name it.
-	ReasoningContent string     `json:"reasoning_content,omitempty"`
-	ToolCalls        []ToolCall `json:"tool_calls,omitempty"`
+	ReasoningContent string `json:"reasoning_content,omitempty"`
+	// Refusal is the text of a model that declined to answer (OpenAI's
+	// refusal, in place of content).
+	Refusal   string     `json:"refusal,omitempty"`
+	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
 }
 
 // DecodeChatResponse reads an upstream's chat.completion body for a
@@ -464,6 +467,7 @@ type Delta struct {
 	Role             string     `json:"role,omitempty"`
 	Content          *string    `json:"content,omitempty"`
 	ReasoningContent *string    `json:"reasoning_content,omitempty"`
+	Refusal          *string    `json:"refusal,omitempty"`
 	ToolCalls        []ToolCall `json:"tool_calls,omitempty"`
 }
 

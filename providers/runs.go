@@ -7,10 +7,12 @@ import (
 
 // Run kinds: a translator into another stream format (Anthropic Messages,
 // Responses) sees a chat completion stream as a sequence of runs, each
-// reasoning text, answer text or one tool call, one after the other.
+// reasoning text, answer text, refusal text (OpenAI's refusal: the model
+// declined to answer) or one tool call, one after the other.
 const (
 	RunReasoning byte = 'r'
 	RunText      byte = 't'
+	RunRefusal   byte = 'f'
 	RunTool      byte = 'u'
 )
 
@@ -43,6 +45,10 @@ func (r *Runs) Choice(ch ChunkChoice, sink RunSink) error {
 	if t := ch.Delta.Content; t != nil && *t != "" {
 		r.ensure(RunText, 0, "", "", sink)
 		sink.RunDelta(RunText, *t)
+	}
+	if t := ch.Delta.Refusal; t != nil && *t != "" {
+		r.ensure(RunRefusal, 0, "", "", sink)
+		sink.RunDelta(RunRefusal, *t)
 	}
 	for _, tc := range ch.Delta.ToolCalls {
 		idx := r.openTool

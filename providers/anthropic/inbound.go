@@ -20,8 +20,9 @@ import (
 // answer becomes a Message (FromOpenAI) or, streamed, the Messages API
 // event sequence (StreamTranslator).
 //
-// System messages inside messages stay where they are, as OpenAI system
-// messages; a structured output format (output_config.format) becomes
+// An OpenAI refusal (the model declined) is a text block with stop_reason
+// "refusal". System messages inside messages stay where they are, as
+// OpenAI system messages; a structured output format (output_config.format) becomes
 // response_format json_schema.
 //
 // What an OpenAI-form upstream cannot carry is dropped: top_k, thinking
@@ -350,6 +351,12 @@ func FromOpenAI(openaiResponse []byte, model string) ([]byte, error) {
 	if c := ch.Message.Content; c != nil && *c != "" {
 		m.Content = append(m.Content, block{Type: "text", Text: *c})
 	}
+	// A refusal is the model's words to the user: a text block, as
+	// Anthropic's own refusals keep what was said before stop_reason
+	// "refusal".
+	if r := ch.Message.Refusal; r != "" {
+		m.Content = append(m.Content, block{Type: "text", Text: r})
+	}
 	for _, tc := range ch.Message.ToolCalls {
 		input := tc.Function.ArgumentsJSON()
 		if !json.Valid(input) || !isObject(input) {
@@ -362,7 +369,7 @@ func FromOpenAI(openaiResponse []byte, model string) ([]byte, error) {
 		}
 		m.Content = append(m.Content, block{Type: "tool_use", ID: id, Name: tc.Function.Name, Input: json.RawMessage(compactJSON(input))})
 	}
-	stop := stopReason(ch.FinishReason)
+	stop := refusalStop(stopReason(ch.FinishReason), ch.Message.Refusal != "")
 	m.StopReason = &stop
 	m.Usage = fromUsage(resp.Usage.Normalized())
 	return providers.MarshalJSON(&m)
@@ -380,6 +387,16 @@ func stopReason(finish string) string {
 	default:
 		return "end_turn"
 	}
+}
+
+// refusalStop is the stop_reason of an answer that refused (OpenAI
+// finishes a refusal with "stop"): "refusal", unless something more
+// telling than end_turn stopped it.
+func refusalStop(stop string, refused bool) string {
+	if refused && stop == "end_turn" {
+		return "refusal"
+	}
+	return stop
 }
 
 // fromUsage splits Lumen's usage the Anthropic way.

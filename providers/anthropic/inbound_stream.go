@@ -14,7 +14,8 @@ type Event = providers.TranslatedEvent
 
 // StreamTranslator turns a stream of OpenAI chat.completion.chunk payloads
 // into the Messages API event sequence: message_start (and a ping), then
-// for each run of text, reasoning or tool call a content block
+// for each run of text, reasoning, refusal (a text block; stop_reason
+// "refusal") or tool call a content block
 // (content_block_start, _delta…, _stop), then message_delta with the
 // stop_reason and the usage, and message_stop.
 //
@@ -38,6 +39,7 @@ type StreamTranslator struct {
 	next      int            // index of the next content block
 	runs      providers.Runs // the open block (see blockRuns)
 	stop      string
+	refused   bool // the upstream streamed a refusal
 	usage     *providers.Usage
 	out       []Event
 }
@@ -97,6 +99,7 @@ func (t *StreamTranslator) Finish() []Event {
 	if stop == "" {
 		stop = "end_turn"
 	}
+	stop = refusalStop(stop, t.refused)
 	u := fromUsage(providers.Usage{PromptTokens: t.input})
 	if t.usage != nil {
 		u = fromUsage(*t.usage)
@@ -132,6 +135,10 @@ func (b *blockRuns) OpenRun(kind byte, id, name string) {
 	case providers.RunReasoning:
 		contentBlock = json.RawMessage(`{"type":"thinking","thinking":"","signature":""}`)
 	case providers.RunText:
+		contentBlock = block{Type: "text"}
+	case providers.RunRefusal:
+		// A text block, as in FromOpenAI; stop_reason says it refused.
+		t.refused = true
 		contentBlock = block{Type: "text"}
 	case providers.RunTool:
 		if id == "" {

@@ -215,6 +215,54 @@ func TestStreamTranslatorEdges(t *testing.T) {
 	})
 }
 
+// A refusal ends the stream with stop_reason "refusal", also when text
+// came before it; an answer that stopped at max_tokens keeps saying so.
+func TestStreamTranslatorRefusal(t *testing.T) {
+	tests := []struct {
+		name, finish, want string
+	}{
+		{"stop", "stop", "refusal"},
+		{"length", "length", "max_tokens"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := NewStreamTranslator("m", "")
+			var out []Event
+			for _, c := range []string{
+				`{"choices":[{"index":0,"delta":{"content":"Well. "}}]}`,
+				`{"choices":[{"index":0,"delta":{"refusal":"I can't help with that."}}]}`,
+				`{"choices":[{"index":0,"delta":{},"finish_reason":"` + tt.finish + `"}]}`,
+			} {
+				evs, err := tr.Chunk([]byte(c))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, e := range evs {
+					out = append(out, Event{Type: e.Type, Data: bytes.Clone(e.Data)})
+				}
+			}
+			out = append(out, tr.Finish()...)
+			var text strings.Builder
+			var stop string
+			for _, e := range out {
+				switch e.Type {
+				case "content_block_start":
+					if typ := gjson.GetBytes(e.Data, "content_block.type").Str; typ != "text" {
+						t.Errorf("block of type %s", typ)
+					}
+				case "content_block_delta":
+					text.WriteString(gjson.GetBytes(e.Data, "delta.text").Str)
+				case "message_delta":
+					stop = gjson.GetBytes(e.Data, "delta.stop_reason").Str
+				}
+			}
+			if text.String() != "Well. I can't help with that." || stop != tt.want {
+				t.Errorf("text %q, stop_reason %q; want stop_reason %q", text.String(), stop, tt.want)
+			}
+		})
+	}
+}
+
 func TestCountTokens(t *testing.T) {
 	n, err := CountTokens(readFixture(t, "claude_code.json"))
 	if err != nil {

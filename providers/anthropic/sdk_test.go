@@ -31,18 +31,19 @@ import (
 // openAIFake is an OpenAI chat completions upstream that answers with a
 // scripted text or tool calls, streamed in the documented chunk format.
 type openAIFake struct {
-	mu    sync.Mutex
-	text  string
-	calls [][3]string // id, name, arguments
-	fail  int         // answer with this status and an OpenAI error
-	last  []byte
+	mu      sync.Mutex
+	text    string
+	refusal string      // the model declines, in OpenAI's refusal field
+	calls   [][3]string // id, name, arguments
+	fail    int         // answer with this status and an OpenAI error
+	last    []byte
 }
 
 func (f *openAIFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	f.mu.Lock()
 	f.last = body
-	text, calls, fail := f.text, f.calls, f.fail
+	text, refusal, calls, fail := f.text, f.refusal, f.calls, f.fail
 	f.mu.Unlock()
 	if fail != 0 {
 		w.Header().Set("Content-Type", "application/json")
@@ -65,14 +66,18 @@ func (f *openAIFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if text != "" {
 			content = fmt.Sprintf("%q", text)
 		}
+		ref := "null"
+		if refusal != "" {
+			ref = fmt.Sprintf("%q", refusal)
+		}
 		tc := ""
 		if len(tcs) > 0 {
 			tc = `,"tool_calls":[` + strings.Join(tcs, ",") + `]`
 		}
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"id":"chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT","object":"chat.completion","created":1741569952,"model":"gpt-test-2025",`+
-			`"choices":[{"index":0,"message":{"role":"assistant","content":%s,"refusal":null%s,"annotations":[]},"logprobs":null,"finish_reason":%q}],`+
-			`"usage":%s,"service_tier":"default","system_fingerprint":"fp_abc"}`, content, tc, finish, usage)
+			`"choices":[{"index":0,"message":{"role":"assistant","content":%s,"refusal":%s%s,"annotations":[]},"logprobs":null,"finish_reason":%q}],`+
+			`"usage":%s,"service_tier":"default","system_fingerprint":"fp_abc"}`, content, ref, tc, finish, usage)
 		return
 	}
 	w.Header().Set("Content-Type", "text/event-stream")
@@ -85,6 +90,9 @@ func (f *openAIFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	send(`{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}`)
 	for _, p := range splitN(text, 4) {
 		send(fmt.Sprintf(`{"index":0,"delta":{"content":%q},"logprobs":null,"finish_reason":null}`, p))
+	}
+	for _, p := range splitN(refusal, 6) {
+		send(fmt.Sprintf(`{"index":0,"delta":{"refusal":%q},"logprobs":null,"finish_reason":null}`, p))
 	}
 	for i, c := range calls {
 		send(fmt.Sprintf(`{"index":0,"delta":{"tool_calls":[{"index":%d,"id":%q,"type":"function","function":{"name":%q,"arguments":""}}]},"logprobs":null,"finish_reason":null}`, i, c[0], c[1]))
@@ -364,5 +372,34 @@ func TestSDKErrorsViaOpenAI(t *testing.T) {
 	}
 	if ae.Response.Header.Get("Retry-After") != "3" {
 		t.Errorf("Retry-After = %q", ae.Response.Header.Get("Retry-After"))
+	}
+}
+
+// An OpenAI refusal (content null, the words in refusal) is a text block
+// and stop_reason "refusal", streamed or not.
+func TestSDKRefusalViaOpenAI(t *testing.T) {
+	fake, client := viaOpenAI(t)
+	fake.refusal = "I can't help with that."
+	params := sdk.MessageNewParams{Model: "claude-haiku-4-5", MaxTokens: 100,
+		Messages: []sdk.MessageParam{sdk.NewUserMessage(sdk.NewTextBlock("Something forbidden"))}}
+	msg, err := client.Messages.New(context.Background(), params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.StopReason != sdk.StopReasonRefusal || len(msg.Content) != 1 || msg.Content[0].Text != fake.refusal {
+		t.Errorf("message = %s", msg.RawJSON())
+	}
+	stream := client.Messages.NewStreaming(context.Background(), params)
+	var acc sdk.Message
+	for stream.Next() {
+		if err := acc.Accumulate(stream.Current()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stream.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if acc.StopReason != sdk.StopReasonRefusal || len(acc.Content) != 1 || acc.Content[0].Text != fake.refusal {
+		t.Errorf("streamed message = %s", acc.RawJSON())
 	}
 }

@@ -525,9 +525,15 @@ func FromChat(chatResponse []byte, e Echo) ([]byte, error) {
 	if t := ch.Message.ReasoningContent; t != "" {
 		r.Output = append(r.Output, outputItem{Type: "reasoning", ID: newID("rs_"), Summary: &[]summaryText{{Type: "summary_text", Text: t}}})
 	}
+	var parts []outputPart
 	if c := ch.Message.Content; c != nil && *c != "" {
-		r.Output = append(r.Output, outputItem{Type: "message", ID: newID("msg_"), Status: "completed", Role: "assistant",
-			Content: &[]outputText{{Type: "output_text", Text: *c, Annotations: []any{}, Logprobs: []any{}}}})
+		parts = append(parts, textPart(*c))
+	}
+	if rf := ch.Message.Refusal; rf != "" {
+		parts = append(parts, refusalPart(rf))
+	}
+	if len(parts) > 0 {
+		r.Output = append(r.Output, outputItem{Type: "message", ID: newID("msg_"), Status: "completed", Role: "assistant", Content: &parts})
 	}
 	for _, tc := range ch.Message.ToolCalls {
 		args := string(tc.Function.ArgumentsJSON())

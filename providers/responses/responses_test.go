@@ -250,6 +250,69 @@ func TestFromChat(t *testing.T) {
 	}
 }
 
+// An OpenAI refusal (content null, the words in refusal) is a message
+// item with a refusal part, streamed with response.refusal.delta and
+// .done.
+func TestRefusal(t *testing.T) {
+	e := testEcho(t, []byte(`{"model":"m","input":"something forbidden"}`))
+	const refusal = "I can't help with that."
+	out, err := FromChat([]byte(`{"id":"chatcmpl-r","object":"chat.completion","created":1,"model":"gpt-4o","choices":[{"index":0,
+		"message":{"role":"assistant","content":null,"refusal":"I can't help with that."},"finish_reason":"stop"}]}`), e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := gjson.ParseBytes(out)
+	if r.Get("status").Str != "completed" || r.Get("output.#").Int() != 1 || r.Get("output.0.type").Str != "message" ||
+		r.Get("output.0.content.0.type").Str != "refusal" || r.Get("output.0.content.0.refusal").Str != refusal ||
+		r.Get("output.0.content.0.text").Exists() {
+		t.Errorf("response %s", out)
+	}
+
+	tr := NewStreamTranslator(e, "chatcmpl-r")
+	var events []gjson.Result
+	for _, c := range []string{
+		`{"choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null}}]}`,
+		`{"choices":[{"index":0,"delta":{"refusal":"I can't "}}]}`,
+		`{"choices":[{"index":0,"delta":{"refusal":"help with that."}}]}`,
+		`{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}`,
+	} {
+		evs, err := tr.Chunk([]byte(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range evs {
+			events = append(events, gjson.ParseBytes(bytes.Clone(ev.Data)))
+		}
+	}
+	for _, ev := range tr.Finish() {
+		events = append(events, gjson.ParseBytes(bytes.Clone(ev.Data)))
+	}
+	var types []string
+	var deltas strings.Builder
+	for _, ev := range events {
+		types = append(types, ev.Get("type").Str)
+		if ev.Get("type").Str == "response.refusal.delta" {
+			deltas.WriteString(ev.Get("delta").Str)
+		}
+	}
+	want := "response.created response.in_progress response.output_item.added response.content_part.added " +
+		"response.refusal.delta response.refusal.delta response.refusal.done response.content_part.done " +
+		"response.output_item.done response.completed"
+	if got := strings.Join(types, " "); got != want || deltas.String() != refusal {
+		t.Fatalf("events %s (deltas %q)", got, deltas.String())
+	}
+	if p := events[3].Get("part"); p.Raw != `{"type":"refusal","refusal":""}` {
+		t.Errorf("content_part.added part %s", p.Raw)
+	}
+	if d := events[6]; d.Get("refusal").Str != refusal || d.Get("content_index").Int() != 0 {
+		t.Errorf("refusal.done %s", d.Raw)
+	}
+	final := events[len(events)-1].Get("response.output.0")
+	if final.Get("content.0.type").Str != "refusal" || final.Get("content.0.refusal").Str != refusal {
+		t.Errorf("final output %s", final.Raw)
+	}
+}
+
 // TestGoldenStream pins the event sequence made from a chunk stream with
 // reasoning, text and two tool calls (one namespaced), and checks what a
 // client relies on: sequence numbers, one item done before the next is

@@ -19,8 +19,9 @@ type Event = providers.TranslatedEvent
 
 // StreamTranslator turns a stream of OpenAI chat.completion.chunk payloads
 // into the Responses event sequence: response.created and
-// response.in_progress; then, for each run of reasoning, text or one tool
-// call, an output item (response.output_item.added, its part and delta
+// response.in_progress; then, for each run of reasoning, text, refusal (a
+// message whose part is a refusal, with response.refusal.delta and .done)
+// or one tool call, an output item (response.output_item.added, its part and delta
 // events, their .done events, response.output_item.done); then
 // response.completed (response.incomplete when the output limit or a
 // content filter stopped it) with the whole Response and its usage. Every
@@ -40,6 +41,7 @@ type StreamTranslator struct {
 	finished bool
 	runs     providers.Runs  // the open item (see itemRuns)
 	item     outputItem      // the open item
+	refusal  bool            // the open item is a message holding a refusal
 	text     strings.Builder // its text, summary or arguments so far
 	output   []outputItem
 	finish   string
@@ -144,6 +146,7 @@ type itemRuns StreamTranslator
 func (ir *itemRuns) OpenRun(kind byte, callID, name string) {
 	t := (*StreamTranslator)(ir)
 	t.text.Reset()
+	t.refusal = kind == providers.RunRefusal
 	at := len(t.output)
 	switch kind {
 	case providers.RunReasoning:
@@ -151,11 +154,14 @@ func (ir *itemRuns) OpenRun(kind byte, callID, name string) {
 		t.emit("response.output_item.added", map[string]any{"output_index": at, "item": t.item})
 		t.emit("response.reasoning_summary_part.added", map[string]any{"item_id": t.item.ID, "output_index": at,
 			"summary_index": 0, "part": summaryText{Type: "summary_text"}})
-	case providers.RunText:
-		t.item = outputItem{Type: "message", ID: newID("msg_"), Status: "in_progress", Role: "assistant", Content: &[]outputText{}}
+	case providers.RunText, providers.RunRefusal:
+		part := textPart("")
+		if kind == providers.RunRefusal {
+			part = refusalPart("")
+		}
+		t.item = outputItem{Type: "message", ID: newID("msg_"), Status: "in_progress", Role: "assistant", Content: &[]outputPart{}}
 		t.emit("response.output_item.added", map[string]any{"output_index": at, "item": t.item})
-		t.emit("response.content_part.added", map[string]any{"item_id": t.item.ID, "output_index": at, "content_index": 0,
-			"part": outputText{Type: "output_text", Annotations: []any{}, Logprobs: []any{}}})
+		t.emit("response.content_part.added", map[string]any{"item_id": t.item.ID, "output_index": at, "content_index": 0, "part": part})
 	case providers.RunTool:
 		if callID == "" {
 			callID = newID("call_")
@@ -180,6 +186,8 @@ func (ir *itemRuns) RunDelta(kind byte, text string) {
 		t.delta("response.reasoning_summary_text.delta", `,"summary_index":0`, text, "")
 	case kind == providers.RunText:
 		t.delta("response.output_text.delta", `,"content_index":0`, text, `,"logprobs":[]`)
+	case kind == providers.RunRefusal:
+		t.delta("response.refusal.delta", `,"content_index":0`, text, "")
 	case t.item.Type != "custom_tool_call": // a custom tool's input is sent whole when its call is done
 		t.delta("response.function_call_arguments.delta", "", text, "")
 	}
@@ -198,10 +206,15 @@ func (ir *itemRuns) CloseRun() {
 		t.emit("response.reasoning_summary_part.done", map[string]any{"item_id": it.ID, "output_index": at, "summary_index": 0, "part": part})
 		it.Summary = &[]summaryText{part}
 	case "message":
-		part := outputText{Type: "output_text", Text: text, Annotations: []any{}, Logprobs: []any{}}
-		t.emit("response.output_text.done", map[string]any{"item_id": it.ID, "output_index": at, "content_index": 0, "text": text, "logprobs": []any{}})
+		part := textPart(text)
+		if t.refusal {
+			part = refusalPart(text)
+			t.emit("response.refusal.done", map[string]any{"item_id": it.ID, "output_index": at, "content_index": 0, "refusal": text})
+		} else {
+			t.emit("response.output_text.done", map[string]any{"item_id": it.ID, "output_index": at, "content_index": 0, "text": text, "logprobs": []any{}})
+		}
 		t.emit("response.content_part.done", map[string]any{"item_id": it.ID, "output_index": at, "content_index": 0, "part": part})
-		it.Status, it.Content = "completed", &[]outputText{part}
+		it.Status, it.Content = "completed", &[]outputPart{part}
 	case "custom_tool_call":
 		// The chat call's arguments are {"input": "…"}: only whole can the
 		// input be told from its JSON wrapping.

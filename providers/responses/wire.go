@@ -185,7 +185,7 @@ type outputItem struct {
 	Status string `json:"status,omitempty"`
 	// message
 	Role    string        `json:"role,omitempty"`
-	Content *[]outputText `json:"content,omitempty"`
+	Content *[]outputPart `json:"content,omitempty"`
 	// function_call
 	CallID    string  `json:"call_id,omitempty"`
 	Name      string  `json:"name,omitempty"`
@@ -197,11 +197,35 @@ type outputItem struct {
 	Summary *[]summaryText `json:"summary,omitempty"`
 }
 
-type outputText struct {
+// outputPart is a message's content part: output_text, or refusal (the
+// model declined to answer; its words in Refusal).
+type outputPart struct {
 	Type        string `json:"type"`
 	Text        string `json:"text"`
 	Annotations []any  `json:"annotations"`
 	Logprobs    []any  `json:"logprobs"`
+	Refusal     string `json:"-"`
+}
+
+// textPart is an output_text part holding text.
+func textPart(text string) outputPart {
+	return outputPart{Type: "output_text", Text: text, Annotations: []any{}, Logprobs: []any{}}
+}
+
+// refusalPart is a refusal part holding the model's refusal.
+func refusalPart(refusal string) outputPart { return outputPart{Type: "refusal", Refusal: refusal} }
+
+// MarshalJSON implements json.Marshaler: a refusal part is
+// {"type":"refusal","refusal":…}, without the output_text fields.
+func (p outputPart) MarshalJSON() ([]byte, error) {
+	if p.Type == "refusal" {
+		return providers.MarshalJSON(struct {
+			Type    string `json:"type"`
+			Refusal string `json:"refusal"`
+		}{p.Type, p.Refusal})
+	}
+	type plain outputPart
+	return providers.MarshalJSON(plain(p))
 }
 
 type summaryText struct {
