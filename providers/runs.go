@@ -28,11 +28,16 @@ type RunSink interface {
 
 // Runs tracks the open run of one chat stream. Tool calls must arrive one
 // after the other, as OpenAI streams them: arguments for a call whose run
-// has ended are the upstream's fault (an *UpstreamError). The zero value is ready; it is not safe for
-// concurrent use.
+// has ended are the upstream's fault (an *UpstreamError). A tool call
+// delta without an index (some OpenAI-compatible servers leave it out)
+// belongs to the open call, unless it carries an id other than that
+// call's: then it starts the next call. The zero value is ready; it is
+// not safe for concurrent use.
 type Runs struct {
-	open     byte // kind of the open run; 0 none
-	openTool int  // chat index of the open tool call
+	open     byte   // kind of the open run; 0 none
+	openTool int    // chat index of the open tool call
+	openID   string // id of the open tool call, as the upstream sent it
+	lastTool int    // the highest chat index started
 	started  map[int]bool
 }
 
@@ -52,8 +57,11 @@ func (r *Runs) Choice(ch ChunkChoice, sink RunSink) error {
 	}
 	for _, tc := range ch.Delta.ToolCalls {
 		idx := r.openTool
-		if tc.Index != nil {
+		switch {
+		case tc.Index != nil:
 			idx = *tc.Index
+		case tc.ID != "" && r.started[idx] && tc.ID != r.openID:
+			idx = r.lastTool + 1
 		}
 		switch {
 		case !r.started[idx]:
@@ -62,6 +70,7 @@ func (r *Runs) Choice(ch ChunkChoice, sink RunSink) error {
 				r.started = map[int]bool{}
 			}
 			r.started[idx] = true
+			r.openID, r.lastTool = tc.ID, max(r.lastTool, idx)
 		case r.open != RunTool || r.openTool != idx:
 			return &UpstreamError{Status: http.StatusBadGateway, Type: "api_error", Retryable: true,
 				Message: fmt.Sprintf("upstream streamed arguments for tool call %d after its block was closed", idx)}

@@ -203,6 +203,45 @@ func TestStreamTranslatorEdges(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 	})
+	t.Run("tool calls without index", func(t *testing.T) {
+		// Some OpenAI-compatible servers leave index out: a new id is a
+		// new call, deltas without an id add to the open one.
+		tr := NewStreamTranslator("m", "")
+		var out []Event
+		for _, c := range []string{
+			`{"choices":[{"index":0,"delta":{"tool_calls":[{"id":"call_X","type":"function","function":{"name":"get_weather","arguments":"{\"city\":"}}]}}]}`,
+			`{"choices":[{"index":0,"delta":{"tool_calls":[{"function":{"arguments":"\"Rome\"}"}}]}}]}`,
+			`{"choices":[{"index":0,"delta":{"tool_calls":[{"id":"call_Y","type":"function","function":{"name":"get_time","arguments":"{}"}}]}}]}`,
+			`{"choices":[{"index":0,"delta":{"tool_calls":[{"id":"call_Y","function":{"arguments":""}}]}}]}`,
+			`{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}`,
+		} {
+			evs, err := tr.Chunk([]byte(c))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range evs {
+				out = append(out, Event{Type: e.Type, Data: bytes.Clone(e.Data)})
+			}
+		}
+		out = append(out, tr.Finish()...)
+		var calls []string
+		inputs := map[int64]string{}
+		for _, e := range out {
+			switch e.Type {
+			case "content_block_start":
+				b := gjson.GetBytes(e.Data, "content_block")
+				calls = append(calls, b.Get("id").Str+" "+b.Get("name").Str)
+			case "content_block_delta":
+				inputs[gjson.GetBytes(e.Data, "index").Int()] += gjson.GetBytes(e.Data, "delta.partial_json").Str
+			}
+		}
+		if got := strings.Join(calls, ", "); got != "call_X get_weather, call_Y get_time" {
+			t.Errorf("tool_use blocks %s", got)
+		}
+		if inputs[0] != `{"city":"Rome"}` || inputs[1] != `{}` {
+			t.Errorf("inputs %v", inputs)
+		}
+	})
 	t.Run("not json", func(t *testing.T) {
 		// The upstream's fault, not Lumen's: an upstream error (502).
 		for _, c := range []string{"{", "{not json", "null", "[]"} {

@@ -397,6 +397,27 @@ func TestGoldenStream(t *testing.T) {
 	}
 }
 
+// Tool call deltas without index (some OpenAI-compatible servers leave it
+// out): a new id is a new function_call item.
+func TestStreamToolCallsWithoutIndex(t *testing.T) {
+	tr := NewStreamTranslator(testEcho(t, []byte(`{"model":"m","input":"hi"}`)), "")
+	for _, c := range []string{
+		`{"choices":[{"index":0,"delta":{"tool_calls":[{"id":"call_X","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Rome\"}"}}]}}]}`,
+		`{"choices":[{"index":0,"delta":{"tool_calls":[{"id":"call_Y","type":"function","function":{"name":"get_time","arguments":"{}"}}]}}]}`,
+		`{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}`,
+	} {
+		if _, err := tr.Chunk([]byte(c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs := tr.Finish()
+	out := gjson.GetBytes(evs[len(evs)-1].Data, "response.output")
+	if got := out.Get(`#.call_id`).String(); got != `["call_X","call_Y"]` ||
+		out.Get("0.arguments").Str != `{"city":"Rome"}` || out.Get("1.arguments").Str != `{}` || out.Get("1.name").Str != "get_time" {
+		t.Errorf("output %s", out.Raw)
+	}
+}
+
 // A stream cut by the output limit ends with response.incomplete; one that
 // breaks ends with an error event and response.failed.
 func TestStreamEnds(t *testing.T) {
