@@ -419,7 +419,8 @@ func TestStreamToolCallsWithoutIndex(t *testing.T) {
 }
 
 // A stream cut by the output limit ends with response.incomplete; one that
-// breaks ends with an error event and response.failed.
+// breaks ends with an error event and response.failed; either holds an
+// output array, empty when no item was made.
 func TestStreamEnds(t *testing.T) {
 	e := testEcho(t, []byte(`{"model":"m","input":"hi"}`))
 	tr := NewStreamTranslator(e, "")
@@ -443,6 +444,15 @@ func TestStreamEnds(t *testing.T) {
 	}
 	if tr.Finish() != nil || tr.Fail("x", "y") != nil {
 		t.Error("a failed stream must send nothing more")
+	}
+	// With no item made, output is still an array, as clients index it.
+	evs = NewStreamTranslator(e, "").Finish()
+	if out := gjson.GetBytes(evs[len(evs)-1].Data, "response.output"); out.Raw != "[]" {
+		t.Errorf("response.completed of an empty answer has output %s", out.Raw)
+	}
+	evs = NewStreamTranslator(e, "").Fail("server_error", "upstream went away")
+	if out := gjson.GetBytes(evs[len(evs)-1].Data, "response.output"); out.Raw != "[]" {
+		t.Errorf("response.failed before any item has output %s", out.Raw)
 	}
 	var ue *providers.UpstreamError
 	if _, err := NewStreamTranslator(e, "").Chunk([]byte(`{not json`)); !errors.As(err, &ue) || ue.Status != 502 {

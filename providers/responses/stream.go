@@ -97,7 +97,7 @@ func (t *StreamTranslator) Finish() []Event {
 	t.finished = true
 	r := t.response()
 	r.Status, r.IncompleteDetails = finish(t.finish)
-	r.Output = t.output
+	r.Output = append(r.Output, t.output...) // [] when no item was made: output is always an array
 	r.Usage = fromUsage(t.usage)
 	typ := "response.completed"
 	if r.Status == "incomplete" {
@@ -119,7 +119,7 @@ func (t *StreamTranslator) Fail(code, message string) []Event {
 	r := t.response()
 	r.Status = "failed"
 	r.Error = &responseError{Code: code, Message: message}
-	r.Output = t.output
+	r.Output = append(r.Output, t.output...) // [] when no item was made: output is always an array
 	t.emit("response.failed", map[string]any{"response": r})
 	return t.out
 }
