@@ -3,6 +3,8 @@ package cmd
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -472,5 +474,49 @@ router_settings: {num_retries: 0}
 		if strings.Contains(line, "stream broke mid-answer") && gjson.Get(line, "relayed_bytes").Int() == 0 {
 			t.Errorf("relayed_bytes 0 after events were relayed: %s", line)
 		}
+	}
+}
+
+// A Claude Code metadata.user_id (about 160 characters, longer than
+// OpenAI-compatible upstreams take) goes upstream as its SHA-256 digest, on
+// /v1/messages and /v1/responses alike; the ledger keeps the id the client
+// sent (cut to 128 characters, as every user is).
+func TestE2EMessagesLongUserID(t *testing.T) {
+	fake := newFakeOpenAI(t)
+	fake.releaseAll()
+	dir := t.TempDir()
+	l := startLumen(t, `
+model_list:
+  - model_name: gpt
+    litellm_params: {model: openai/gpt-4o, api_base: "{{FAKE}}/v1", api_key: sk-upstream-secret-123456}
+ledger: {path: `+dir+`/lumen.db}
+`, fake)
+	long := "user_" + strings.Repeat("ab12", 16) + "_account_3f0c5a8e-1b2d-4c6e-9f7a-0123456789ab_session_7d9e1f2a-3b4c-4d5e-8f60-abcdef012345"
+	sum := sha256.Sum256([]byte(long))
+	digest := hex.EncodeToString(sum[:])
+	for _, tt := range []struct{ path, body string }{
+		{"/v1/messages", `{"model":"gpt","max_tokens":10,"metadata":{"user_id":"` + long + `"},"messages":[{"role":"user","content":"hi"}]}`},
+		{"/v1/responses", `{"model":"gpt","user":"` + long + `","input":"hi"}`},
+		{"/v1/messages", `{"model":"gpt","max_tokens":10,"metadata":{"user_id":"u-42"},"messages":[{"role":"user","content":"hi"}]}`},
+	} {
+		if r := rawPost(t, l, tt.path, "", tt.body); r.status != 200 {
+			t.Fatalf("%s: %d %s", tt.path, r.status, r.text)
+		}
+	}
+	fake.mu.Lock()
+	var sent []string
+	for _, b := range fake.bodies {
+		sent = append(sent, gjson.GetBytes(b, "user").Str)
+	}
+	fake.mu.Unlock()
+	if want := []string{digest, digest, "u-42"}; strings.Join(sent, " ") != strings.Join(want, " ") {
+		t.Errorf("upstream users %q, want %q", sent, want)
+	}
+	var users []string
+	for _, e := range records(t, l, dir) { // newest first
+		users = append(users, e.User)
+	}
+	if want := []string{"u-42", long[:128], long[:128]}; strings.Join(users, " ") != strings.Join(want, " ") {
+		t.Errorf("ledger users %q, want %q", users, want)
 	}
 }

@@ -3,7 +3,9 @@ package providers
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,6 +56,25 @@ type ChatRequest struct {
 	// medium, high, xhigh); the translators map it to their provider's
 	// thinking settings for the models that have them.
 	ReasoningEffort string `json:"reasoning_effort,omitempty"`
+}
+
+// maxUserLen is the longest end-user id UpstreamUser passes as it is:
+// OpenAI's safety_identifier limit, which the strictest OpenAI-compatible
+// upstreams apply to user too (OpenRouter's is 128).
+const maxUserLen = 64
+
+// UpstreamUser is the OpenAI "user" a translated request sends for the
+// end-user id a client gave (Anthropic's metadata.user_id, a Responses
+// user): the id itself, or, when it is longer than 64 bytes (Claude
+// Code sends 100 to 160), the hex SHA-256 of it, 64 characters. The digest
+// is the same for the same id, so an upstream's per-user tracking still
+// tells users apart.
+func UpstreamUser(id string) string {
+	if len(id) <= maxUserLen {
+		return id
+	}
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:])
 }
 
 // CheckReasoningEffort refuses a reasoning_effort the translators do not

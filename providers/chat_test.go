@@ -252,3 +252,21 @@ func TestInjectCacheControl(t *testing.T) {
 		t.Errorf("index out of range: %s", got)
 	}
 }
+
+// A long end-user id goes upstream as its SHA-256 hex digest, the same
+// every time.
+func TestUpstreamUser(t *testing.T) {
+	tests := []struct{ name, id, want string }{
+		{"empty", "", ""},
+		{"short", "u-42", "u-42"},
+		{"64 bytes", strings.Repeat("x", 64), strings.Repeat("x", 64)},
+		{"65 bytes", strings.Repeat("x", 65), "9537c5fdf120482f7d58d25e9ed583f52c02b4e304ea814db1633ad565aed7e9"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := UpstreamUser(tt.id); got != tt.want {
+				t.Errorf("UpstreamUser(%q) = %q, want %q", tt.id, got, tt.want)
+			}
+		})
+	}
+}

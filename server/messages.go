@@ -38,6 +38,9 @@ func (s *Server) serveMessages(w http.ResponseWriter, r *http.Request, x *exchan
 	if err != nil {
 		return err
 	}
+	// Budgets, limits and the ledger know the end user by the id the
+	// client sent, not by the digest a long one goes upstream as.
+	x.endUser = gjson.GetBytes(native, "metadata.user_id").Str
 	if err := s.begin(w, r, x, body, &native); err != nil {
 		return err
 	}

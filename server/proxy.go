@@ -52,7 +52,8 @@ type exchange struct {
 	formPrompt   string      // a multipart body's prompt field (guardrails read it)
 	key          *ledger.Key // the virtual key; nil for the master key or none
 	admin        bool        // the master key
-	user         string      // the body's "user"
+	user         string      // the body's "user", or endUser
+	endUser      string      // a Messages or Responses client's end-user id, as it sent it (the translated body may carry its digest: providers.UpstreamUser)
 	tags         []string    // x-lumen-tags
 	usageInclude bool        // "usage": {"include": true}: put the cost in the body's usage
 	fallbackFrom string
@@ -472,6 +473,9 @@ func (x *exchange) parse() error {
 	}
 	if u := gjson.GetBytes(b, "user"); u.Type == gjson.String {
 		x.user = truncate(u.Str, 128)
+	}
+	if x.endUser != "" {
+		x.user = truncate(x.endUser, 128)
 	}
 	// LiteLLM's "cache": {"no-cache": true, "ttl": 600 …} is the response
 	// cache's to read (serveCached), so it does not go upstream either.

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/providers/responses"
 )
@@ -34,6 +36,12 @@ func (s *Server) serveResponses(w http.ResponseWriter, r *http.Request, x *excha
 	body, echo, err := responses.Translate(native)
 	if err != nil {
 		return err
+	}
+	// Budgets, limits and the ledger know the end user by the id the
+	// client sent, not by the digest a long one goes upstream as.
+	u := gjson.GetManyBytes(native, "user", "safety_identifier")
+	if x.endUser = u[0].Str; x.endUser == "" {
+		x.endUser = u[1].Str
 	}
 	if err := s.begin(w, r, x, body, &native); err != nil {
 		return err

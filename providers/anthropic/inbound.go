@@ -75,7 +75,7 @@ func toChat(body []byte, requireMaxTokens bool) (*providers.ChatRequest, error) 
 		chat.StreamOptions = &providers.StreamOptions{IncludeUsage: true}
 	}
 	if req.Metadata != nil {
-		chat.User = req.Metadata.UserID
+		chat.User = providers.UpstreamUser(req.Metadata.UserID)
 	}
 	if sys := systemMessage(req.System); sys != nil {
 		chat.Messages = append(chat.Messages, *sys)

@@ -75,12 +75,9 @@ func toChat(req *request) (*providers.ChatRequest, error) {
 		return nil, err
 	}
 	chat := &providers.ChatRequest{Model: req.Model, MaxTokens: req.MaxOutputTokens, Temperature: req.Temperature,
-		TopP: req.TopP, Stream: req.Stream, User: req.User}
+		TopP: req.TopP, Stream: req.Stream, User: providers.UpstreamUser(req.endUser())}
 	if req.Reasoning != nil {
 		chat.ReasoningEffort = req.Reasoning.Effort
-	}
-	if chat.User == "" {
-		chat.User = req.SafetyIdentifier
 	}
 	if req.Stream {
 		chat.StreamOptions = &providers.StreamOptions{IncludeUsage: true}

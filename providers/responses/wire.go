@@ -60,6 +60,14 @@ type request struct {
 	Prompt             json.RawMessage `json:"prompt"`
 }
 
+// endUser is the request's end-user id: user, else safety_identifier.
+func (r *request) endUser() string {
+	if r.User != "" {
+		return r.User
+	}
+	return r.SafetyIdentifier
+}
+
 // tool is a tools entry: a function, a namespace of functions, or a
 // built-in tool (any other type), kept as sent for the Response's echo.
 type tool struct {
