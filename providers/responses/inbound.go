@@ -440,6 +440,7 @@ type Echo struct {
 	temperature     *float64
 	topP            *float64
 	parallel        bool
+	store           bool // as the request said; the API's default is true (Lumen stores nothing either way)
 	tools           []tool
 	toolChoice      json.RawMessage
 	text            json.RawMessage
@@ -465,7 +466,7 @@ func (e Echo) function(chatName string) (name, namespace string) {
 func echoOf(req *request) Echo {
 	e := Echo{model: req.Model, instructions: req.Instructions, maxOutputTokens: req.MaxOutputTokens,
 		temperature: req.Temperature, topP: req.TopP, parallel: req.ParallelToolCalls == nil || *req.ParallelToolCalls,
-		tools: req.Tools, toolChoice: req.ToolChoice, text: json.RawMessage(`{"format":{"type":"text"}}`)}
+		store: req.Store == nil || *req.Store, tools: req.Tools, toolChoice: req.ToolChoice, text: json.RawMessage(`{"format":{"type":"text"}}`)}
 	if e.tools == nil {
 		e.tools = []tool{}
 	}
@@ -503,7 +504,7 @@ func echoOf(req *request) Echo {
 func (e Echo) shell(id string, created int64) response {
 	return response{ID: id, Object: "response", CreatedAt: created, Status: "in_progress", Instructions: e.instructions,
 		MaxOutputTokens: e.maxOutputTokens, Model: e.model, Output: []outputItem{}, ParallelToolCalls: e.parallel,
-		Temperature: e.temperature, Text: e.text, ToolChoice: e.toolChoice, Tools: e.tools, TopP: e.topP,
+		Store: e.store, Temperature: e.temperature, Text: e.text, ToolChoice: e.toolChoice, Tools: e.tools, TopP: e.topP,
 		Truncation: "disabled", Metadata: map[string]any{}}
 }
 

@@ -397,6 +397,23 @@ func TestGoldenStream(t *testing.T) {
 	}
 }
 
+// A Response repeats the request's store, true when it said nothing (the
+// API's default).
+func TestEchoStore(t *testing.T) {
+	chat := []byte(`{"id":"chatcmpl-1","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}]}`)
+	for _, tt := range []struct{ field, want string }{{"", "true"}, {`,"store":true`, "true"}, {`,"store":false`, "false"}} {
+		e := testEcho(t, []byte(`{"model":"m","input":"hi"`+tt.field+`}`))
+		out, err := FromChat(chat, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs := NewStreamTranslator(e, "").Finish()
+		if got, streamed := gjson.GetBytes(out, "store").Raw, gjson.GetBytes(evs[0].Data, "response.store").Raw; got != tt.want || streamed != tt.want {
+			t.Errorf("store%s: Response says %s, stream %s; want %s", tt.field, got, streamed, tt.want)
+		}
+	}
+}
+
 // Tool call deltas without index (some OpenAI-compatible servers leave it
 // out): a new id is a new function_call item.
 func TestStreamToolCallsWithoutIndex(t *testing.T) {

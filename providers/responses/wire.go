@@ -22,7 +22,7 @@
 // and Echo.Dropped names them. reasoning.effort becomes reasoning_effort;
 // reasoning items in the input and the reasoning summary, include, store
 // and prompt_cache_key settings are dropped, as no chat upstream reads
-// them.
+// them (store is echoed in the Response as the request said it).
 //
 // A deployment that speaks the Responses API itself is sent the client's
 // own request instead (providers.Request.Responses); IsResponse,
@@ -54,6 +54,7 @@ type request struct {
 	} `json:"reasoning"`
 	User               string          `json:"user"`
 	SafetyIdentifier   string          `json:"safety_identifier"`
+	Store              *bool           `json:"store"`
 	PreviousResponseID *string         `json:"previous_response_id"`
 	Conversation       json.RawMessage `json:"conversation"`
 	Background         bool            `json:"background"`
