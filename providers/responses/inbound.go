@@ -554,6 +554,9 @@ func FromChat(chatResponse []byte, e Echo) ([]byte, error) {
 			Name: name, Namespace: ns, Arguments: &args})
 	}
 	r.Status, r.IncompleteDetails = finish(ch.FinishReason)
+	if n := len(r.Output); n > 0 && r.Status == "incomplete" && r.Output[n-1].Type == "message" {
+		r.Output[n-1].Status = "incomplete" // the text the limit or filter cut
+	}
 	r.Usage = fromUsage(resp.Usage)
 	return providers.MarshalJSON(&r)
 }

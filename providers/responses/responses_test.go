@@ -449,6 +449,16 @@ func TestStreamEnds(t *testing.T) {
 	if last.Type != "response.incomplete" || gjson.GetBytes(last.Data, "response.incomplete_details.reason").Str != "max_output_tokens" {
 		t.Errorf("length stop ends with %s %s", last.Type, last.Data)
 	}
+	// The message the limit cut is incomplete too, in its done event and
+	// in the Response, streamed or not.
+	if done := evs[len(evs)-2]; done.Type != "response.output_item.done" || gjson.GetBytes(done.Data, "item.status").Str != "incomplete" ||
+		gjson.GetBytes(last.Data, "response.output.0.status").Str != "incomplete" {
+		t.Errorf("cut message: %s %s", done.Data, last.Data)
+	}
+	out, err := FromChat([]byte(`{"id":"chatcmpl-1","choices":[{"index":0,"message":{"role":"assistant","content":"Hel"},"finish_reason":"length"}]}`), e)
+	if err != nil || gjson.GetBytes(out, "output.0.status").Str != "incomplete" {
+		t.Errorf("cut message, not streamed: %s %v", out, err)
+	}
 
 	tr = NewStreamTranslator(e, "")
 	if _, err := tr.Chunk([]byte(`{"choices":[{"index":0,"delta":{"content":"Hel"}}]}`)); err != nil {

@@ -215,6 +215,11 @@ func (ir *itemRuns) CloseRun() {
 		}
 		t.emit("response.content_part.done", map[string]any{"item_id": it.ID, "output_index": at, "content_index": 0, "part": part})
 		it.Status, it.Content = "completed", &[]outputPart{part}
+		if status, _ := finish(t.finish); status == "incomplete" {
+			// Closed by Finish after a length or content_filter stop: the
+			// text it cut.
+			it.Status = "incomplete"
+		}
 	case "custom_tool_call":
 		// The chat call's arguments are {"input": "…"}: only whole can the
 		// input be told from its JSON wrapping.
