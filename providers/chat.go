@@ -424,10 +424,22 @@ type ResponseMessage struct {
 	// ReasoningContent carries the model's visible reasoning (Anthropic
 	// thinking, Gemini thoughts), as DeepSeek and LiteLLM name it.
 	ReasoningContent string `json:"reasoning_content,omitempty"`
+	// Reasoning is the same text as OpenRouter and newer vLLM name it;
+	// read through ReasoningText.
+	Reasoning string `json:"reasoning,omitempty"`
 	// Refusal is the text of a model that declined to answer (OpenAI's
 	// refusal, in place of content).
 	Refusal   string     `json:"refusal,omitempty"`
 	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
+}
+
+// ReasoningText is the message's reasoning: reasoning_content, else
+// reasoning (a server that sends both sends the same text twice).
+func (m ResponseMessage) ReasoningText() string {
+	if m.ReasoningContent != "" {
+		return m.ReasoningContent
+	}
+	return m.Reasoning
 }
 
 // DecodeChatResponse reads an upstream's chat.completion body for a
@@ -488,6 +500,7 @@ type Delta struct {
 	Role             string     `json:"role,omitempty"`
 	Content          *string    `json:"content,omitempty"`
 	ReasoningContent *string    `json:"reasoning_content,omitempty"`
+	Reasoning        *string    `json:"reasoning,omitempty"` // ReasoningContent as OpenRouter and newer vLLM name it
 	Refusal          *string    `json:"refusal,omitempty"`
 	ToolCalls        []ToolCall `json:"tool_calls,omitempty"`
 }

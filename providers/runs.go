@@ -43,9 +43,13 @@ type Runs struct {
 
 // Choice feeds the delta of a chunk's choice to sink.
 func (r *Runs) Choice(ch ChunkChoice, sink RunSink) error {
-	if t := ch.Delta.ReasoningContent; t != nil && *t != "" {
+	reasoning := ch.Delta.ReasoningContent
+	if reasoning == nil || *reasoning == "" {
+		reasoning = ch.Delta.Reasoning // a server that sends both sends the same text twice
+	}
+	if reasoning != nil && *reasoning != "" {
 		r.ensure(RunReasoning, 0, "", "", sink)
-		sink.RunDelta(RunReasoning, *t)
+		sink.RunDelta(RunReasoning, *reasoning)
 	}
 	if t := ch.Delta.Content; t != nil && *t != "" {
 		r.ensure(RunText, 0, "", "", sink)

@@ -345,7 +345,7 @@ func FromOpenAI(openaiResponse []byte, model string) ([]byte, error) {
 	}
 	ch := resp.Choices[0]
 	m := messageResponse{ID: messageID(resp.ID), Type: "message", Role: "assistant", Model: model, Content: []block{}}
-	if r := ch.Message.ReasoningContent; r != "" {
+	if r := ch.Message.ReasoningText(); r != "" {
 		m.Content = append(m.Content, block{Type: "thinking", Thinking: r})
 	}
 	if c := ch.Message.Content; c != nil && *c != "" {

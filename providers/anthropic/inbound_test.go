@@ -302,6 +302,37 @@ func TestStreamTranslatorRefusal(t *testing.T) {
 	}
 }
 
+// Reasoning text named "reasoning" (OpenRouter, newer vLLM) is thinking
+// as reasoning_content is; a server that sends both is read once.
+func TestReasoningField(t *testing.T) {
+	for _, msg := range []string{`"reasoning":"Think."`, `"reasoning_content":"Think.","reasoning":"Think."`} {
+		out, err := FromOpenAI([]byte(`{"id":"x","choices":[{"index":0,"message":{"role":"assistant",`+msg+`,"content":"Done."},"finish_reason":"stop"}]}`), "m")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := gjson.GetBytes(out, "content.#.type").Raw; got != `["thinking","text"]` || gjson.GetBytes(out, "content.0.thinking").Str != "Think." {
+			t.Errorf("%s: %s", msg, out)
+		}
+		tr := NewStreamTranslator("m", "")
+		var thinking strings.Builder
+		for _, c := range []string{
+			`{"choices":[{"index":0,"delta":{` + msg + `}}]}`,
+			`{"choices":[{"index":0,"delta":{"content":"Done."},"finish_reason":"stop"}]}`,
+		} {
+			evs, err := tr.Chunk([]byte(c))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range evs {
+				thinking.WriteString(gjson.GetBytes(e.Data, "delta.thinking").Str)
+			}
+		}
+		if thinking.String() != "Think." {
+			t.Errorf("%s: streamed thinking %q", msg, thinking.String())
+		}
+	}
+}
+
 func TestCountTokens(t *testing.T) {
 	n, err := CountTokens(readFixture(t, "claude_code.json"))
 	if err != nil {

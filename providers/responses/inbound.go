@@ -520,7 +520,7 @@ func FromChat(chatResponse []byte, e Echo) ([]byte, error) {
 	if r.CreatedAt == 0 {
 		r.CreatedAt = time.Now().Unix()
 	}
-	if t := ch.Message.ReasoningContent; t != "" {
+	if t := ch.Message.ReasoningText(); t != "" {
 		r.Output = append(r.Output, outputItem{Type: "reasoning", ID: newID("rs_"), Summary: &[]summaryText{{Type: "summary_text", Text: t}}})
 	}
 	var parts []outputPart

@@ -397,6 +397,26 @@ func TestGoldenStream(t *testing.T) {
 	}
 }
 
+// Reasoning text named "reasoning" (OpenRouter, newer vLLM) is a reasoning
+// item as reasoning_content is, streamed or not.
+func TestReasoningField(t *testing.T) {
+	e := testEcho(t, []byte(`{"model":"m","input":"hi"}`))
+	out, err := FromChat([]byte(`{"id":"x","choices":[{"index":0,"message":{"role":"assistant","reasoning":"Think.","content":"Done."},"finish_reason":"stop"}]}`), e)
+	if err != nil || gjson.GetBytes(out, "output.#.type").Raw != `["reasoning","message"]` || gjson.GetBytes(out, "output.0.summary.0.text").Str != "Think." {
+		t.Errorf("response %s %v", out, err)
+	}
+	tr := NewStreamTranslator(e, "")
+	for _, c := range []string{`{"choices":[{"index":0,"delta":{"reasoning":"Think."}}]}`, `{"choices":[{"index":0,"delta":{"content":"Done."},"finish_reason":"stop"}]}`} {
+		if _, err := tr.Chunk([]byte(c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs := tr.Finish()
+	if r := gjson.GetBytes(evs[len(evs)-1].Data, "response"); r.Get("output.#.type").Raw != `["reasoning","message"]` || r.Get("output.0.summary.0.text").Str != "Think." {
+		t.Errorf("streamed response %s", r.Raw)
+	}
+}
+
 // A Response repeats the request's store, true when it said nothing (the
 // API's default).
 func TestEchoStore(t *testing.T) {
