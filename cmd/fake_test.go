@@ -37,6 +37,7 @@ import (
 //	            its stream ends without [DONE] after the usage chunk, as some Python servers do
 //	no-choices  200 with a chat completion whose "choices": [] is empty
 //	null-body   200 with the JSON literal null
+//	no-usage    streams "Hello from fake stream!" and a finish, but no usage chunk, as some servers do
 //	bad-chunk   streams "Hello", then a malformed event (data: {not json), then " again", a finish, usage 11/2 and [DONE]
 type fakeOpenAI struct {
 	*httptest.Server
@@ -173,6 +174,13 @@ func (f *fakeOpenAI) stream(w http.ResponseWriter, r *http.Request, model string
 		fmt.Fprintf(w, "data: {\"id\":\"chatcmpl-s\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" again\"},\"finish_reason\":null}]}\n\n")
 		io.WriteString(w, "data: {\"id\":\"chatcmpl-s\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n")
 		io.WriteString(w, "data: {\"id\":\"chatcmpl-s\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":2,\"total_tokens\":13}}\n\n")
+		io.WriteString(w, "data: [DONE]\n\n")
+		return
+	case "no-usage":
+		for i := range words {
+			send(i)
+		}
+		io.WriteString(w, "data: {\"id\":\"chatcmpl-s\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n")
 		io.WriteString(w, "data: [DONE]\n\n")
 		return
 	case "continue":

@@ -520,3 +520,32 @@ ledger: {path: `+dir+`/lumen.db}
 		t.Errorf("ledger users %q, want %q", users, want)
 	}
 }
+
+// A translated stream whose upstream reports no usage says in
+// message_delta the output tokens Lumen counted, as the ledger records.
+func TestE2EMessagesStreamWithoutUsage(t *testing.T) {
+	fake := newFakeOpenAI(t)
+	dir := t.TempDir()
+	l := startLumen(t, `
+model_list:
+  - model_name: gpt
+    litellm_params: {model: openai/no-usage, api_base: "{{FAKE}}/v1", api_key: sk-upstream-secret-123456}
+ledger: {path: `+dir+`/lumen.db}
+`, fake)
+	c := sdk.NewClient(option.WithBaseURL(l.URL), option.WithAPIKey("anything"), option.WithMaxRetries(0))
+	st := c.Messages.NewStreaming(context.Background(), sdk.MessageNewParams{Model: "gpt", MaxTokens: 100,
+		Messages: []sdk.MessageParam{sdk.NewUserMessage(sdk.NewTextBlock("hi"))}})
+	var acc sdk.Message
+	for st.Next() {
+		if err := acc.Accumulate(st.Current()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Err(); err != nil || len(acc.Content) != 1 || acc.Content[0].Text != "Hello from fake stream!" {
+		t.Fatalf("stream: %s %v", acc.RawJSON(), err)
+	}
+	rows := records(t, l, dir)
+	if len(rows) != 1 || rows[0].Usage.CompletionTokens == 0 || acc.Usage.OutputTokens != int64(rows[0].Usage.CompletionTokens) {
+		t.Errorf("message_delta output_tokens %d; ledger %+v", acc.Usage.OutputTokens, rows)
+	}
+}

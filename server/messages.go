@@ -100,6 +100,9 @@ func (s *Server) writeMessagesStream(w http.ResponseWriter, x *exchange, model s
 		data, err := st.Recv()
 		if err == io.EOF {
 			if !native {
+				// Lumen's count of the answer's text, which the ledger
+				// records when the upstream reports no usage.
+				tr.SetOutputTokens(x.estimated)
 				if err := ew.write(tr.Finish()); err != nil {
 					return err
 				}

@@ -34,6 +34,7 @@ type Event = providers.TranslatedEvent
 type StreamTranslator struct {
 	model, id string
 	input     int
+	output    int // output tokens estimated, for an upstream that reports no usage
 	started   bool
 	finished  bool
 	next      int            // index of the next content block
@@ -55,6 +56,11 @@ func NewStreamTranslator(model, id string) *StreamTranslator {
 // before the upstream's count arrives with the usage (OpenAI streams
 // report usage only at the end; message_delta then carries it).
 func (t *StreamTranslator) SetInputTokens(n int) { t.input = n }
+
+// SetOutputTokens sets the output token estimate message_delta reports
+// when the upstream sent no usage (some OpenAI-compatible servers do not,
+// even asked with stream_options.include_usage). Call it before Finish.
+func (t *StreamTranslator) SetOutputTokens(n int) { t.output = n }
 
 // Chunk translates one OpenAI chunk payload. The returned events are valid
 // until the next call.
@@ -100,7 +106,7 @@ func (t *StreamTranslator) Finish() []Event {
 		stop = "end_turn"
 	}
 	stop = refusalStop(stop, t.refused)
-	u := fromUsage(providers.Usage{PromptTokens: t.input})
+	u := fromUsage(providers.Usage{PromptTokens: t.input, CompletionTokens: t.output})
 	if t.usage != nil {
 		u = fromUsage(*t.usage)
 	}
