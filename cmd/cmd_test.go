@@ -114,3 +114,26 @@ func TestEveryCommandHasHelpAndExample(t *testing.T) {
 		}
 	}
 }
+
+// A store that cannot be opened stops serve with an error naming it, not a
+// panic.
+func TestServeStoreFailsCleanly(t *testing.T) {
+	missing := t.TempDir() + "/no/such/dir"
+	for name, section := range map[string]string{
+		"ledger path": "ledger: {path: " + missing + "/lumen.db}",
+		"audit key":   "ledger: {path: " + t.TempDir() + "/lumen.db}\naudit: {signing_key: " + missing + "/audit.key}",
+	} {
+		t.Run(name, func(t *testing.T) {
+			file := t.TempDir() + "/c.yaml"
+			os.WriteFile(file, []byte("model_list: [{model_name: m, params: {model: mock/m}}]\n"+section+"\n"), 0o600)
+			f := &Factory{In: strings.NewReader(""), Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}}
+			cmd := NewCmdServe(f, serveRun)
+			cmd.SilenceUsage, cmd.SilenceErrors = true, true
+			cmd.SetArgs([]string{"--config", file, "--port", "0"})
+			err := cmd.Execute()
+			if err == nil || !strings.Contains(err.Error(), "no/such/dir") {
+				t.Fatalf("serve: %v", err)
+			}
+		})
+	}
+}

@@ -92,8 +92,10 @@ func openLedger(ctx context.Context, cfg *config.Config) (*ledger.DB, error) {
 // openStores opens the ledger (openLedger), loads the
 // keys, each key's spend and that of each budget in limits in its current
 // period, and opens the audit log.
-func openStores(ctx context.Context, cfg *config.Config, log zerolog.Logger) (st *stores, err error) {
-	st = &stores{log: log, cfg: cfg}
+func openStores(ctx context.Context, cfg *config.Config, log zerolog.Logger) (_ *stores, err error) {
+	// st is not the named result: every failure returns nil, and the
+	// deferred close must still see what was opened.
+	st := &stores{log: log, cfg: cfg}
 	defer func() {
 		if err != nil {
 			st.close()
