@@ -27,7 +27,7 @@ import (
 //
 // Each reload that took effect is appended to the audit log (al may be nil).
 func watchReload(ctx context.Context, v *viper.Viper, f *Factory, srv *server.Server, running *config.Config, build router.Builder,
-	al *audit.Log, log zerolog.Logger) {
+	al *audit.Log, checks *healthChecks, log zerolog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -64,6 +64,7 @@ func watchReload(ctx context.Context, v *viper.Viper, f *Factory, srv *server.Se
 		r.SetLogger(log)
 		r.KeepLearning(srv.Router()) // auto:smart keeps what it learned
 		srv.SetRouter(r)
+		checks.start(ctx, r) // the new router's deployments, at its interval
 		srv.SetGuardrails(guards)
 		if restartNeeded(running, cfg) {
 			log.Warn().Msg("config reload: server, cache, ledger, audit, limits or auth settings changed; they take effect on restart")
@@ -86,4 +87,35 @@ func restartNeeded(old, cur *config.Config) bool {
 	b := config.Config{Server: cur.Server, Cache: cur.Cache, Ledger: cur.Ledger, Audit: cur.Audit,
 		GeneralSettings: cur.GeneralSettings, Privacy: cur.Privacy, Metrics: cur.Metrics, Log: cur.Log, Limits: cur.Limits, Tracing: cur.Tracing}
 	return !reflect.DeepEqual(a, b)
+}
+
+// healthChecks runs the active health checks (router_settings.
+// health_check_interval) of the router in service: one Router.Run at a
+// time, the previous one stopped when a reload swaps the router. Its owner
+// is serveRun: the reload goroutine starts runs, and serveRun stops the
+// last once that goroutine has returned.
+type healthChecks struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// start stops the running checks, if any, and runs r's.
+func (h *healthChecks) start(ctx context.Context, r *router.Router) {
+	h.stop()
+	ctx, h.cancel = context.WithCancel(ctx)
+	done := make(chan struct{})
+	h.done = done
+	go func() {
+		defer close(done)
+		_ = r.Run(ctx) // nil at once when the interval is 0
+	}()
+}
+
+// stop ends the running checks and waits for them.
+func (h *healthChecks) stop() {
+	if h.cancel != nil {
+		h.cancel()
+		<-h.done
+		h.cancel, h.done = nil, nil
+	}
 }

@@ -84,3 +84,29 @@ router_settings: {num_retries: 2, allowed_fails: 3, cooldown_time: 600, retry_af
 		t.Fatalf("/health details: %s", body.String())
 	}
 }
+
+// router_settings.health_check_interval sends active checks to every
+// deployment, without traffic: /health shows when each was checked and why
+// one failed.
+func TestE2EActiveHealthChecks(t *testing.T) {
+	l := startLumen(t, `
+model_list:
+  - model_name: g
+    litellm_params: {model: mock/bad, mock_failure_rate: 1}
+    model_info: {id: bad}
+  - model_name: g
+    litellm_params: {model: mock/good}
+    model_info: {id: good}
+router_settings: {health_check_interval: 0.05, allowed_fails: 1, cooldown_time: 600}
+`, nil)
+	var body []byte
+	waitFor(t, func() bool {
+		body = rawGet(t, l.URL, "/health", "")
+		return gjson.GetBytes(body, `model_groups.g.#(id=="bad").last_check_error`).Str != "" &&
+			gjson.GetBytes(body, `model_groups.g.#(id=="good").last_check`).Exists()
+	})
+	if gjson.GetBytes(body, `model_groups.g.#(id=="good").last_check_error`).Exists() ||
+		gjson.GetBytes(body, `model_groups.g.#(id=="bad").state`).Str == "closed" {
+		t.Fatalf("/health after the checks: %s", body)
+	}
+}

@@ -175,11 +175,14 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 	}
 	log.Info().Str("addr", ln.Addr().String()).Str("config", source).Strs("models", r.Names()).
 		Str("version", Version).Msg("lumen is serving")
+	checks := &healthChecks{}
+	checks.start(ctx, r)
+	defer checks.stop() // after the reload goroutine, which may start another run, has returned
 	reloadCtx, stopReload := context.WithCancel(ctx)
 	reloaded := make(chan struct{})
 	go func() {
 		defer close(reloaded)
-		watchReload(reloadCtx, opts.v, opts.f, srv, cfg, build, st.audit, log)
+		watchReload(reloadCtx, opts.v, opts.f, srv, cfg, build, st.audit, checks, log)
 	}()
 	defer func() { stopReload(); <-reloaded }()
 	if opts.Ready != nil {
