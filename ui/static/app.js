@@ -192,15 +192,24 @@ function niceMax(v) {
   return 10 * p;
 }
 
+// axisUSD labels a gridline: with as many decimals as the step needs
+// (a quarter of $0.05 is $0.0125, not "$0.01"), at least cents.
+function axisUSD(v, step) {
+  let d = 2;
+  while (d < 8 && Math.abs(step * 10 ** d - Math.round(step * 10 ** d)) > 1e-6) d++;
+  return "$" + v.toFixed(d);
+}
+
 function drawSpendChart(box, rows) {
   const W = 900, H = 240, L = 64, R = 12, T = 12, B = 28;
   const s = svg("svg", {viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", role: "img", "aria-label": "Spend per day"});
   const max = niceMax(Math.max(0, ...rows.map((r) => r.cost_usd)));
   const y = (v) => T + (H - T - B) * (1 - v / max);
+  const step = max / 4;
   for (let i = 0; i <= 4; i++) {
-    const v = (max * i) / 4;
+    const v = step * i;
     s.append(svg("line", {class: "grid", x1: L, x2: W - R, y1: y(v), y2: y(v)}));
-    s.append(svg("text", {x: L - 6, y: y(v) + 4, "text-anchor": "end"}, usd(v)));
+    s.append(svg("text", {x: L - 6, y: y(v) + 4, "text-anchor": "end"}, axisUSD(v, step)));
   }
   s.append(svg("line", {class: "axis", x1: L, x2: W - R, y1: H - B, y2: H - B}));
   const slot = (W - L - R) / Math.max(rows.length, 1);
