@@ -301,3 +301,19 @@ func chainHead(ctx context.Context, db conn) (seq uint64, hash Digest, cpSeq uin
 	}
 	return seq, hash, cpSeq, cpKey, nil
 }
+
+// PurgePayloads removes the request and response bodies stored with the
+// entries written before before (Options.StorePayloads), at most limit of
+// them, and returns how many it cleared. The chain holds their digests,
+// not the bodies, so the entries still verify: retention deletes the text,
+// the record of what happened stays.
+func (l *Log) PurgePayloads(ctx context.Context, before time.Time, limit int) (int64, error) {
+	res, err := l.db.ExecContext(ctx, l.db.q(`UPDATE audit_entries SET request_payload = NULL, response_payload = NULL
+WHERE seq IN (SELECT seq FROM audit_entries WHERE time_ns < ? AND (request_payload IS NOT NULL OR response_payload IS NOT NULL) ORDER BY seq LIMIT ?)`),
+		before.UnixNano(), limit)
+	if err != nil {
+		return 0, fmt.Errorf("purging audit payloads: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n, nil
+}

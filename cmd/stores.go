@@ -295,6 +295,41 @@ func (st *stores) run(ctx context.Context) {
 			every(ctx, learnSyncEvery, func() { st.syncLearning() })
 		}()
 	}
+	if st.audit != nil && st.cfg.Ledger.RetentionDays > 0 && st.cfg.Ledger.StorePayloads {
+		st.wg.Add(1)
+		go func() {
+			defer st.wg.Done()
+			st.purgeAuditPayloads(ctx)
+			every(ctx, auditPurgeEvery, func() { st.purgeAuditPayloads(ctx) })
+		}()
+	}
+}
+
+// auditPurgeEvery is how often the audit log's stored bodies past
+// ledger.retention_days are looked for.
+const auditPurgeEvery = time.Hour
+
+// purgeAuditPayloads clears the bodies the audit log stored with entries
+// older than ledger.retention_days, as the ledger's retention deletes its
+// payloads: in chunks, until none is left or ctx ends. The entries, their
+// digests and the chain stay.
+func (st *stores) purgeAuditPayloads(ctx context.Context) {
+	before := time.Now().AddDate(0, 0, -st.cfg.Ledger.RetentionDays)
+	var total int64
+	for ctx.Err() == nil {
+		n, err := st.audit.PurgePayloads(ctx, before, 2000)
+		if err != nil {
+			st.log.Warn().Err(err).Msg("audit: stored bodies past retention_days stay until the next try")
+			return
+		}
+		total += n
+		if n < 2000 {
+			break
+		}
+	}
+	if total > 0 {
+		st.log.Info().Int64("entries", total).Int("retention_days", st.cfg.Ledger.RetentionDays).Msg("audit: stored bodies past retention cleared")
+	}
 }
 
 // syncLearning sends what auto:smart learned here to the ledger and takes
