@@ -1110,3 +1110,73 @@ router_settings:`, 1)
 		t.Fatalf("the ledger has $%g answered by priced, want $%g (its budget is $%g)", spent, 2*one, 2*one+one/2)
 	}
 }
+
+// patchKey sends PATCH /admin/keys/{ref} with body and returns the answer.
+func patchKey(t *testing.T, l *lumen, ref, body string) rawResponse {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPatch, l.URL+"/admin/keys/"+ref, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	return rawDo(t, req, master)
+}
+
+// A key made and spent at runtime whose budget period then changes, by
+// the admin API or by lumen keys update: the live spend is at once what
+// the ledger holds for the key in the new window, not zero (so the key
+// cannot spend its budget again) and not the old window's.
+func TestE2EBudgetPeriodChangeReloadsSpendAtOnce(t *testing.T) {
+	l, dir, _ := ledgerLumen(t, "")
+	body := chatBody("priced", "spend a little", `,"max_tokens":5`)
+	probe := rawPost(t, l, "/v1/chat/completions", master, body)
+	one, err := strconv.ParseFloat(probe.header.Get("x-lumen-cost-usd"), 64)
+	if probe.status != 200 || err != nil || one <= 0 {
+		t.Fatalf("probe: %d %v", probe.status, probe.header)
+	}
+	created := rawPost(t, l, "/admin/keys", master, fmt.Sprintf(`{"name":"pc","budget_usd":%g,"budget_period":"daily"}`, 2*one+one/2))
+	raw, id := gjson.Get(created.text, "key").Str, gjson.Get(created.text, "id").Str
+	if created.status != 201 || raw == "" {
+		t.Fatalf("create: %d %s", created.status, created.text)
+	}
+	statuses := func() string {
+		var got []string
+		for range 4 {
+			got = append(got, strconv.Itoa(rawPost(t, l, "/v1/chat/completions", raw, body).status))
+		}
+		return strings.Join(got, " ")
+	}
+	if got := statuses(); got != "200 200 429 429" {
+		t.Fatalf("the daily budget: %s", got)
+	}
+	// Spend of the key in no day, week or month but this one's total.
+	db, err := ledger.Open(context.Background(), filepath.Join(dir, "lumen.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := ledger.Record{Time: time.Now().AddDate(-1, 0, -1), RequestID: "old", KeyID: id, ModelGroup: "priced", Status: 200, CostUSD: one / 4}
+	if err := db.Insert(context.Background(), []ledger.Record{old}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	spent := func(r []byte) float64 { return gjson.GetBytes(r, "usage.spent_usd").Float() }
+	near := func(got, want float64) bool { return math.Abs(got-want) < 1e-9 }
+
+	r := patchKey(t, l, "pc", `{"budget_period":"monthly"}`)
+	if r.status != 200 || gjson.Get(r.text, "usage.period").Str != "monthly" || !near(spent([]byte(r.text)), 2*one) {
+		t.Fatalf("PATCH budget_period monthly: %d %s, want spent_usd %v", r.status, r.text, 2*one)
+	}
+	if got := statuses(); got != "429 429 429 429" {
+		t.Fatalf("after the change to monthly: %s", got)
+	}
+
+	// The same change made by the CLI reaches the running server.
+	e := &ledgerEnv{config: l.Config}
+	e.mustRun(t, "keys", "update", "pc", "--budget-period", "total")
+	waitFor(t, func() bool { return near(spent(rawGet(t, l.URL, "/admin/keys/pc", master)), 2*one+one/4) })
+	if got := statuses(); got != "429 429 429 429" {
+		t.Fatalf("after lumen keys update --budget-period total: %s", got)
+	}
+
+	r = patchKey(t, l, "pc", `{"budget_period":"daily"}`)
+	if r.status != 200 || !near(spent([]byte(r.text)), 2*one) {
+		t.Fatalf("PATCH budget_period daily: %d %s, want spent_usd %v", r.status, r.text, 2*one)
+	}
+}

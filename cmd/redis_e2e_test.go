@@ -11,6 +11,7 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+	"github.com/tidwall/gjson"
 
 	"github.com/lumengw/lumen/internal/redistest"
 )
@@ -248,5 +249,54 @@ guardrails:
 	// Two guarded entries (plain, streamed) masked; one unguarded whole.
 	if masked != 2 || whole != 1 || blocked != 0 {
 		t.Errorf("Redis holds %d masked, %d unmasked, %d blocked entries of this test; want 2, 1, 0", masked, whole, blocked)
+	}
+}
+
+// TestE2ERedisBudgetPeriodChange: two instances share a ledger and the
+// budgets in Redis; a key's budget period changed on one keeps its spend
+// on both (the new window's spend is raised to the ledger's in Redis at
+// once), and the key stays refused.
+func TestE2ERedisBudgetPeriodChange(t *testing.T) {
+	addr := redistest.Addr(t)
+	dir := t.TempDir()
+	cfg := ledgerConfig + `limits: {redis_url: "redis://` + addr + `/0"}` + "\n"
+	cfg = strings.ReplaceAll(strings.Replace(cfg, "audit: {signing_key: {{DIR}}/audit.key}", "audit: {enabled: false}", 1), "{{DIR}}", dir)
+	a := startLumen(t, cfg, nil)
+	b := startLumen(t, cfg, nil)
+	// The Redis may outlive this test run: budgets there are kept by key
+	// id, new for each run.
+	body := chatBody("priced", "spend a little", `,"max_tokens":5`)
+	probe := rawPost(t, a, "/v1/chat/completions", master, body)
+	one, err := strconv.ParseFloat(probe.header.Get("x-lumen-cost-usd"), 64)
+	if probe.status != 200 || err != nil || one <= 0 {
+		t.Fatalf("probe: %d %v", probe.status, probe.header)
+	}
+	created := rawPost(t, a, "/admin/keys", master, fmt.Sprintf(`{"name":"pc","budget_usd":%g,"budget_period":"daily"}`, 2*one+one/2))
+	raw := gjson.Get(created.text, "key").Str
+	if created.status != 201 || raw == "" {
+		t.Fatalf("create: %d %s", created.status, created.text)
+	}
+	waitFor(t, func() bool { return rawPost(t, b, "/v1/chat/completions", raw, body).status == 200 })
+	if r := rawPost(t, a, "/v1/chat/completions", raw, body); r.status != 200 {
+		t.Fatalf("second request: %d %s", r.status, r.text)
+	}
+	if r := rawPost(t, b, "/v1/chat/completions", raw, body); r.status != 429 {
+		t.Fatalf("third request: %d %s", r.status, r.text)
+	}
+	near := func(got float64) bool { return math.Abs(got-2*one) < 1e-9 }
+	r := patchKey(t, a, "pc", `{"budget_period":"monthly"}`)
+	if r.status != 200 || !near(gjson.Get(r.text, "usage.spent_usd").Float()) {
+		t.Fatalf("PATCH on A: %d %s, want spent_usd %v", r.status, r.text, 2*one)
+	}
+	waitFor(t, func() bool {
+		return gjson.GetBytes(rawGet(t, b.URL, "/admin/keys/pc", master), "usage.period").Str == "monthly"
+	})
+	for i, l := range []*lumen{b, a, b} {
+		if r := rawPost(t, l, "/v1/chat/completions", raw, body); r.status != 429 {
+			t.Fatalf("request %d after the change: %d %s", i, r.status, r.text)
+		}
+	}
+	if got := gjsonFloat(rawGet(t, b.URL, "/admin/keys/pc", master), "usage.spent_usd"); !near(got) {
+		t.Fatalf("instance B says spent %v, want %v", got, 2*one)
 	}
 }

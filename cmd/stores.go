@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -25,6 +26,10 @@ import (
 // keysRefresh is how often a running server picks up keys changed by
 // another process (lumen keys …, a second instance).
 const keysRefresh = 2 * time.Second
+
+// flushWait bounds how long a reload of a key's spend waits for the
+// ledger writer to commit the rows already queued.
+const flushWait = 5 * time.Second
 
 // spendSaveEvery is how often the in-memory budget spend is persisted, so
 // that a crash loses at most this much of the spend whose ledger rows were
@@ -66,6 +71,12 @@ type stores struct {
 	// learner is the router whose auto:smart state syncs with the ledger
 	// (the server's current one); nil: none.
 	learner func() *router.Router
+
+	// reloadMu guards unloaded: the keys whose budget period changed but
+	// whose spend in the new window failed to load; retried every
+	// keysRefresh.
+	reloadMu sync.Mutex
+	unloaded map[string]bool
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -112,7 +123,8 @@ func openStores(ctx context.Context, cfg *config.Config, log zerolog.Logger) (_ 
 	if cfg.Ledger.PostgresURL != "" && cfg.Limits.RedisURL == "" {
 		log.Warn().Msg("ledger.postgres_url: keys and spend are shared, but budgets and rate limits are counted in this instance's memory; set limits.redis_url to share them between instances")
 	}
-	if st.keys, err = ledger.NewKeyring(ctx, st.db, ledger.KeyringOptions{Logger: log}); err != nil {
+	ko := ledger.KeyringOptions{Logger: log, OnChange: st.keysChanged}
+	if st.keys, err = ledger.NewKeyring(ctx, st.db, ko); err != nil {
 		return nil, fmt.Errorf("loading virtual keys: %w", err)
 	}
 	if u := cfg.Limits.RedisURL.Value(); u != "" {
@@ -278,7 +290,7 @@ func (st *stores) run(ctx context.Context) {
 	}()
 	go func() {
 		defer st.wg.Done()
-		every(ctx, keysRefresh, st.periodWatcher())
+		every(ctx, keysRefresh, st.retryReloads)
 	}()
 	go func() {
 		defer st.wg.Done()
@@ -380,32 +392,71 @@ func every(ctx context.Context, d time.Duration, f func()) {
 	}
 }
 
-// periodWatcher returns a check that reloads a key's spend from the ledger
-// when its budget period changed (lumen keys update --budget-period, PATCH
-// /admin/keys): the in-memory budget would otherwise start the new period
-// at zero.
-func (st *stores) periodWatcher() func() {
-	periods := map[string]limits.Period{}
-	for _, k := range st.keys.List() {
-		periods[k.ID] = limits.Period(k.BudgetPeriod)
+// keysChanged is the Keyring's OnChange. A key whose budget period changed
+// (PATCH /admin/keys here, or lumen keys update --budget-period or another
+// instance, seen by the Keyring's reload) has its spend in the new window
+// loaded from the ledger, as at start: the budget store holds only the
+// old window's. It runs before PATCH answers, so the answer and the
+// requests after it see the new window's spend.
+func (st *stores) keysChanged(ctx context.Context, changes []ledger.KeyChange) {
+	ids := map[string]bool{}
+	for _, c := range changes {
+		if !c.New.Revoked() && !limits.SamePeriod(limits.Period(c.Old.BudgetPeriod), limits.Period(c.New.BudgetPeriod)) {
+			ids[c.New.ID] = true
+		}
 	}
-	return func() {
-		changed := map[string]limits.Budget{}
-		for _, k := range st.keys.List() {
-			p := limits.Period(k.BudgetPeriod)
-			if old, ok := periods[k.ID]; ok && old != p && !k.Revoked() {
-				changed[k.ID] = k.Budget()
-			}
-			periods[k.ID] = p
+	if len(ids) > 0 {
+		st.reloadSpend(ctx, ids)
+	}
+}
+
+// retryReloads loads again the spend of the keys whose reload failed.
+func (st *stores) retryReloads() {
+	st.reloadMu.Lock()
+	ids := maps.Clone(st.unloaded)
+	st.reloadMu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st.reloadSpend(ctx, ids)
+}
+
+// reloadSpend loads the ledger's spend of the keys ids in the current
+// window of the budget each has now. A key whose load fails keeps its old
+// window (limits.MemoryBudgets.Load) and is retried every keysRefresh.
+func (st *stores) reloadSpend(ctx context.Context, ids map[string]bool) {
+	budgets := map[string]limits.Budget{}
+	for id := range ids {
+		if k, err := st.keys.Get(id); err == nil && !k.Revoked() {
+			budgets[id] = k.Budget()
 		}
-		if len(changed) == 0 {
-			return
+	}
+	var err error
+	if st.writer != nil {
+		// The requests this instance already settled must be in the rows
+		// summed, or the new window would miss them. A writer held up
+		// (its database away) fails the load, to be retried.
+		fctx, cancel := context.WithTimeout(ctx, flushWait)
+		err = st.writer.Flush(fctx)
+		cancel()
+	}
+	if err == nil && len(budgets) > 0 {
+		err = st.budgets.Load(ctx, st.spend(), budgets)
+	}
+	st.reloadMu.Lock()
+	defer st.reloadMu.Unlock()
+	if err != nil {
+		st.log.Error().Err(err).Int("keys", len(ids)).Msg("reloading the spend of keys whose budget period changed; they keep their old period's spend until it works")
+		if st.unloaded == nil {
+			st.unloaded = map[string]bool{}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := st.budgets.Load(ctx, st.spend(), changed); err != nil {
-			st.log.Error().Err(err).Msg("reloading the spend of keys whose budget period changed")
-		}
+		maps.Copy(st.unloaded, ids)
+		return
+	}
+	for id := range ids {
+		delete(st.unloaded, id)
 	}
 }
 

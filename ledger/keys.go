@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -8,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/big"
 	"slices"
@@ -219,14 +221,20 @@ func newIndex(keys []*Key) *index {
 	return ix
 }
 
+// KeyChange is a key as it was before a change and as it is after it.
+type KeyChange struct {
+	Old, New *Key
+}
+
 // Keyring authenticates virtual keys from memory and makes every change to
 // them, store first, index second. Authenticate, Get and List are safe for
 // any number of concurrent readers and never wait on a writer or the disk;
 // the changing methods serialize among themselves.
 type Keyring struct {
-	store KeyStore
-	now   func() time.Time
-	log   zerolog.Logger
+	store    KeyStore
+	now      func() time.Time
+	log      zerolog.Logger
+	onChange func(ctx context.Context, changes []KeyChange)
 
 	mu      sync.Mutex // serializes changes
 	idx     atomic.Pointer[index]
@@ -239,6 +247,15 @@ type KeyringOptions struct {
 	Now func() time.Time
 	// Logger receives Run's reload failures; the zero Logger discards them.
 	Logger zerolog.Logger
+	// OnChange, if set, is told of every key whose record changed, as it
+	// was and as it is, once the change is published: by Update, Revoke
+	// and Rotate, and by a reload that found changes another process made
+	// (a key new to the Keyring is not a change: nothing here knew it). It
+	// runs with the change lock held, so calls come one at a time and in
+	// order, and a slow one delays the next change (never Authenticate).
+	// The budget stores use it to reload a key's spend when its budget
+	// period changes.
+	OnChange func(ctx context.Context, changes []KeyChange)
 }
 
 // NewKeyring loads every key from store.
@@ -246,7 +263,7 @@ func NewKeyring(ctx context.Context, store KeyStore, o KeyringOptions) (*Keyring
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	kr := &Keyring{store: store, now: o.Now, log: o.Logger}
+	kr := &Keyring{store: store, now: o.Now, log: o.Logger, onChange: o.OnChange}
 	kr.mu.Lock()
 	defer kr.mu.Unlock()
 	if err := kr.reload(ctx); err != nil {
@@ -268,9 +285,31 @@ func (kr *Keyring) reload(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("loading keys: %w", err)
 	}
+	old := kr.idx.Load()
 	kr.idx.Store(newIndex(keys))
 	kr.version = version
+	if kr.onChange != nil && old != nil {
+		var changes []KeyChange
+		for _, k := range keys {
+			if o := old.byID[k.ID]; o != nil && changed(o, k) {
+				changes = append(changes, KeyChange{Old: o, New: k})
+			}
+		}
+		if len(changes) > 0 {
+			kr.onChange(ctx, changes)
+		}
+	}
 	return nil
+}
+
+// changed reports whether b, key a as a reload read it, differs from a.
+// Times are compared to the millisecond, as the stores keep them; the
+// settings too, since two changes can fall in one millisecond.
+func changed(a, b *Key) bool {
+	ms := func(t time.Time) int64 { return t.UnixMilli() }
+	return ms(a.UpdatedAt) != ms(b.UpdatedAt) || ms(a.RevokedAt) != ms(b.RevokedAt) || ms(a.ExpiresAt) != ms(b.ExpiresAt) ||
+		a.Name != b.Name || !bytes.Equal(a.Hash, b.Hash) || a.BudgetUSD != b.BudgetUSD || a.BudgetPeriod != b.BudgetPeriod ||
+		a.RPM != b.RPM || a.TPM != b.TPM || !slices.Equal(a.Models, b.Models) || !maps.Equal(a.Tags, b.Tags)
 }
 
 // Reload replaces the in-memory keys with the store's.
@@ -468,6 +507,9 @@ func (kr *Keyring) change(ctx context.Context, ref, doing string, f func(k *Key)
 		return nil, fmt.Errorf("%s %q: %w", doing, old.Name, err)
 	}
 	kr.put(k)
+	if kr.onChange != nil {
+		kr.onChange(ctx, []KeyChange{{Old: old, New: k}})
+	}
 	return k, nil
 }
 

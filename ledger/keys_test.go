@@ -445,3 +445,58 @@ func TestKeyringRunStoreDown(t *testing.T) {
 		t.Errorf("%d warnings for one outage, want 1:\n%s", n, logs.String())
 	}
 }
+
+// OnChange hears of each change as it was and as it is: made here
+// (Update) or by another process (seen by a reload), never of a key new
+// to the Keyring, and not again when the reload reads back a change made
+// here.
+func TestKeyringOnChange(t *testing.T) {
+	ctx := context.Background()
+	pair := openPair(t)
+	var mu sync.Mutex
+	var heard []string
+	onChange := func(_ context.Context, changes []KeyChange) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range changes {
+			heard = append(heard, c.New.Name+" "+c.Old.BudgetPeriod+"->"+c.New.BudgetPeriod)
+		}
+	}
+	got := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		s := strings.Join(heard, ", ")
+		heard = nil
+		return s
+	}
+	server, err := NewKeyring(ctx, pair[0], KeyringOptions{OnChange: onChange})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := newKeyring(t, pair[1], nil)
+	if _, _, err := server.Create(ctx, KeySpec{Name: "here", BudgetPeriod: "daily"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := cli.Create(ctx, KeySpec{Name: "there", BudgetPeriod: "daily"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := server.refresh(ctx); err != nil || got() != "" {
+		t.Fatalf("a key new to the Keyring is no change: heard %q (%v)", got(), err)
+	}
+	monthly := "monthly"
+	if _, err := server.Update(ctx, "here", KeyUpdate{BudgetPeriod: &monthly}); err != nil {
+		t.Fatal(err)
+	}
+	if h := got(); h != "here daily->monthly" {
+		t.Errorf("Update: heard %q", h)
+	}
+	if _, err := cli.Update(ctx, "there", KeyUpdate{BudgetPeriod: &monthly}); err != nil {
+		t.Fatal(err)
+	}
+	if err := server.refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if h := got(); h != "there daily->monthly" {
+		t.Errorf("a reload after another process's change: heard %q", h)
+	}
+}

@@ -68,7 +68,8 @@ type Writer struct {
 
 	written, dropped, failed atomic.Uint64
 	pruned                   atomic.Uint64
-	lastDropLog              atomic.Int64 // Unix nanoseconds
+	queued                   atomic.Uint64 // records enqueued since NewWriter, for Flush
+	lastDropLog              atomic.Int64  // Unix nanoseconds
 }
 
 // NewWriter starts a Writer for store. The caller closes it.
@@ -125,10 +126,33 @@ func (w *Writer) enqueue(r Record) bool {
 	}
 	select {
 	case w.queue <- r:
+		w.queued.Add(1)
 		return true
 	default:
 		return false
 	}
+}
+
+// flushPoll is how often Flush looks whether the writer caught up.
+const flushPoll = 2 * time.Millisecond
+
+// Flush waits until every record queued before the call is committed (or
+// counted as failed), so that a query of the store that follows sees
+// them; records queued meanwhile may be written too. It returns ctx's
+// error if ctx ends first. A budget reload uses it: the rows of the
+// requests already settled must be summed.
+func (w *Writer) Flush(ctx context.Context) error {
+	target := w.queued.Load()
+	for w.written.Load()+w.failed.Load() < target {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the ledger writer: %w", ctx.Err())
+		case <-w.done:
+			return nil
+		case <-time.After(flushPoll):
+		}
+	}
+	return nil
 }
 
 func (w *Writer) closedNow() bool {

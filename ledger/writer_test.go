@@ -347,3 +347,26 @@ func TestWriterCloseCutsRetriesShort(t *testing.T) {
 		t.Fatalf("failed %d after %d attempts, want 1 failed after a last attempt", w.Failed(), calls)
 	}
 }
+
+// Flush returns once the records queued before it are in the store, and
+// gives up when its context ends first.
+func TestWriterFlush(t *testing.T) {
+	st := &memStore{gate: make(chan struct{})}
+	w := NewWriter(st, WriterOptions{})
+	defer w.Close()
+	for i := range 3 {
+		w.Record(Record{RequestID: strconv.Itoa(i)})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := w.Flush(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Flush with the store stuck = %v, want the deadline", err)
+	}
+	close(st.gate)
+	if err := w.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(st.ids()); got != 3 {
+		t.Fatalf("after Flush the store holds %d records, want 3", got)
+	}
+}

@@ -186,19 +186,35 @@ func NewMemoryBudgets(o BudgetOptions) *MemoryBudgets {
 	return &MemoryBudgets{loc: o.Location, now: o.Now, accounts: map[string]*account{}}
 }
 
-// account returns keyID's account in the period of p containing now,
-// starting a new period (spend zero) when the last one ended. m.mu is held.
+// account returns keyID's account, made in the period of p containing now
+// when it has none. An account keeps its own period: a budget whose
+// period changed reaches it only through Load, which brings the new
+// window's spend from the ledger. Until then the account's window goes on
+// (a request that started under the old period, or one admitted under the
+// new before the load, neither starts the new window at zero nor flips
+// the account back). When the window ends, the next one starts with spend
+// zero. m.mu is held.
 func (m *MemoryBudgets) account(keyID string, p Period, now time.Time) (*account, time.Time) {
-	start, end := p.Bounds(now, m.loc)
 	a := m.accounts[keyID]
 	if a == nil {
+		start, _ := p.Bounds(now, m.loc)
 		a = &account{period: p, start: start, open: map[uint64]nano{}}
 		m.accounts[keyID] = a
 	}
-	if a.period != p || !a.start.Equal(start) {
-		a.period, a.start, a.spent = p, start, 0
+	start, end := a.period.Bounds(now, m.loc)
+	if !a.start.Equal(start) {
+		a.start, a.spent = start, 0
 	}
 	return a, end
+}
+
+// set puts keyID's account in the window of p containing now, with spend
+// usd; what its requests in flight hold is kept. m.mu is held.
+func (m *MemoryBudgets) set(keyID string, p Period, now time.Time, usd nano) {
+	a, _ := m.account(keyID, p, now)
+	a.period = p
+	a.start, _ = p.Bounds(now, m.loc)
+	a.spent = usd
 }
 
 func period(p Period) Period {
@@ -224,7 +240,7 @@ func (m *MemoryBudgets) Reserve(_ context.Context, keyID string, b Budget, worst
 		limit := toNano(b.LimitUSD)
 		if a.spent >= limit || a.spent+a.reserved+amount > limit {
 			return Reservation{}, &BudgetError{
-				KeyID: keyID, Budget: b.LimitUSD, Period: p, ResetsAt: end,
+				KeyID: keyID, Budget: b.LimitUSD, Period: a.period, ResetsAt: end,
 				Spent: a.spent.usd(), Reserved: a.reserved.usd(), Requested: amount.usd(),
 			}
 		}
@@ -232,7 +248,7 @@ func (m *MemoryBudgets) Reserve(_ context.Context, keyID string, b Budget, worst
 	m.nextID++
 	a.open[m.nextID] = amount
 	a.reserved += amount
-	return Reservation{KeyID: keyID, USD: amount.usd(), Period: p, id: m.nextID}, nil
+	return Reservation{KeyID: keyID, USD: amount.usd(), Period: a.period, id: m.nextID}, nil
 }
 
 // sweep forgets the accounts whose period ended and that hold nothing.
@@ -273,13 +289,13 @@ type Status struct {
 	PeriodStart, ResetsAt time.Time
 }
 
-// Status returns keyID's spend in the current period of p.
+// Status returns keyID's spend in its current window: of period p, or of
+// the period its account still has until Load brings the new one's.
 func (m *MemoryBudgets) Status(keyID string, p Period) Status {
-	p = period(p)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	a, end := m.account(keyID, p, m.now())
-	return Status{SpentUSD: a.spent.usd(), ReservedUSD: a.reserved.usd(), Period: p, PeriodStart: a.start, ResetsAt: end}
+	a, end := m.account(keyID, period(p), m.now())
+	return Status{SpentUSD: a.spent.usd(), ReservedUSD: a.reserved.usd(), Period: a.period, PeriodStart: a.start, ResetsAt: end}
 }
 
 // Spend is one key's spend in one period, as Snapshot reports it.
@@ -308,13 +324,12 @@ func (m *MemoryBudgets) Snapshot() []Spend {
 	return out
 }
 
-// SetSpent replaces keyID's spend in the current period of p, as an
-// administrator's reset does. Reservations in flight are kept.
+// SetSpent replaces keyID's spend with usd in the current period of p, as
+// an administrator's reset does. Reservations in flight are kept.
 func (m *MemoryBudgets) SetSpent(keyID string, p Period, usd float64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	a, _ := m.account(keyID, period(p), m.now())
-	a.spent = toNano(usd)
+	m.set(keyID, period(p), m.now(), toNano(usd))
 }
 
 // Budget accounts other than a key's (whose account is the key id) are
@@ -347,8 +362,9 @@ type SpendSource interface {
 
 // Load sets the spend of every key in budgets to what src recorded in the
 // key's current period, querying src once per distinct period start. Call
-// it on start, before serving; spend already held in memory for those keys
-// is replaced.
+// it on start, before serving, and whenever a key's budget period changes
+// (its account keeps the old window until then); spend already held in
+// memory for those keys is replaced, reservations in flight are kept.
 func (m *MemoryBudgets) Load(ctx context.Context, src SpendSource, budgets map[string]Budget) error {
 	now := m.now()
 	byStart := map[time.Time][]string{}
@@ -369,8 +385,7 @@ func (m *MemoryBudgets) Load(ctx context.Context, src SpendSource, budgets map[s
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for id, usd := range loaded {
-		a, _ := m.account(id, period(budgets[id].Period), now)
-		a.spent = toNano(usd)
+		m.set(id, period(budgets[id].Period), now, toNano(usd))
 	}
 	return nil
 }

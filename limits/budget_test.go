@@ -339,6 +339,14 @@ type fakeSource struct {
 	}
 }
 
+func (f *fakeSource) add(key string, at time.Time, usd float64) {
+	f.rows = append(f.rows, struct {
+		key string
+		at  time.Time
+		usd float64
+	}{key, at, usd})
+}
+
 func (f *fakeSource) SpendSince(_ context.Context, since time.Time) (map[string]float64, error) {
 	f.calls = append(f.calls, since)
 	out := map[string]float64{}
@@ -355,13 +363,7 @@ func TestLoadAndSnapshot(t *testing.T) {
 	now := time.Date(2025, 3, 15, 12, 0, 0, 0, time.UTC) // a Saturday
 	b := NewMemoryBudgets(BudgetOptions{Now: func() time.Time { return now }})
 	src := &fakeSource{}
-	add := func(key string, at time.Time, usd float64) {
-		src.rows = append(src.rows, struct {
-			key string
-			at  time.Time
-			usd float64
-		}{key, at, usd})
-	}
+	add := src.add
 	add("daily", now.Add(-13*time.Hour), 5)  // yesterday
 	add("daily", now.Add(-1*time.Hour), 1.5) // today
 	add("weekly", time.Date(2025, 3, 9, 23, 0, 0, 0, time.UTC), 7)
@@ -408,6 +410,54 @@ func TestLoadAndSnapshot(t *testing.T) {
 	b.SetSpent("daily", Daily, 0)
 	if s := b.Status("daily", Daily); s.SpentUSD != 0 {
 		t.Errorf("after SetSpent: %+v", s)
+	}
+}
+
+// A key whose budget period changes keeps its old window, spend and all,
+// until Load brings the new window's spend: neither a request admitted
+// under the new period before the load nor one still carrying the old
+// period after it starts a window at zero.
+func TestBudgetPeriodChangeWaitsForLoad(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2025, 3, 15, 12, 0, 0, 0, time.UTC)
+	b := NewMemoryBudgets(BudgetOptions{Now: func() time.Time { return now }})
+	daily := Budget{LimitUSD: 1, Period: Daily}
+	monthly := Budget{LimitUSD: 1, Period: Monthly}
+	r, err := b.Reserve(ctx, "k", daily, 0.6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Settle(ctx, r, 0.6); err != nil {
+		t.Fatal(err)
+	}
+
+	// Changed, not yet loaded: the day's spend still counts.
+	if s := b.Status("k", Monthly); s.SpentUSD != 0.6 || s.Period != Daily {
+		t.Errorf("status under the new period before the load = %+v, want the day's $0.60", s)
+	}
+	if _, err := b.Reserve(ctx, "k", monthly, 0.6); !errors.Is(err, ErrBudgetExceeded) {
+		t.Fatalf("a request under the new period before the load = %v, want refused", err)
+	}
+
+	src := &fakeSource{}
+	src.add("k", time.Date(2025, 3, 2, 0, 0, 0, 0, time.UTC), 0.3)
+	src.add("k", now.Add(-time.Hour), 0.6)
+	if err := b.Load(ctx, src, map[string]Budget{"k": monthly}); err != nil {
+		t.Fatal(err)
+	}
+	if s := b.Status("k", Monthly); s.SpentUSD != 0.9 || s.Period != Monthly || !s.PeriodStart.Equal(time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("status after the load = %+v, want the month's $0.90", s)
+	}
+	// A request that authenticated before the change reserves under the
+	// old period: the account stays in the month.
+	if _, err := b.Reserve(ctx, "k", daily, 0.2); !errors.Is(err, ErrBudgetExceeded) {
+		t.Fatalf("a request under the old period after the load = %v, want refused", err)
+	}
+	if s := b.Status("k", Monthly); s.SpentUSD != 0.9 || s.Period != Monthly {
+		t.Errorf("status after an old-period request = %+v, want the month's $0.90", s)
+	}
+	if _, err := b.Reserve(ctx, "k", monthly, 0.1); err != nil {
+		t.Errorf("what is left of the month: %v", err)
 	}
 }
 

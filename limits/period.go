@@ -29,7 +29,9 @@
 //
 // Spend is enforced from memory (or Redis); the ledger persists it (one
 // row per request). On start Load sums the ledger's current period per
-// budget account (a key id, GlobalAccount, GroupAccount, TagAccount).
+// budget account (a key id, GlobalAccount, GroupAccount, TagAccount), and
+// again for a key whose budget period changes: the store holds only the
+// spend of the window it was counting.
 package limits
 
 import (
@@ -86,3 +88,8 @@ func (p Period) Bounds(t time.Time, loc *time.Location) (start, end time.Time) {
 	}
 	return start, end
 }
+
+// SamePeriod reports whether a and b are the same period, the empty string
+// being Total: whether a budget that changes from one to the other keeps
+// its window, and with it its spend.
+func SamePeriod(a, b Period) bool { return period(a) == period(b) }

@@ -199,7 +199,9 @@ func (b *RedisBudgets) Status(account string, p Period) Status {
 // Load raises each account's spend in its current period to what src
 // recorded, for the budgets given: other instances may already have
 // counted more than the ledger holds, so a lower figure never replaces a
-// higher one.
+// higher one. Call it on start and when a key's budget period changes:
+// the new window's spend is missing, or holds only what was counted the
+// last time the key had that period.
 func (b *RedisBudgets) Load(ctx context.Context, src SpendSource, budgets map[string]Budget) error {
 	now := b.o.Now()
 	byStart := map[time.Time][]string{}
