@@ -296,17 +296,6 @@ func parseSpan(s string) (time.Duration, bool) {
 	return d, err == nil && d >= 0
 }
 
-// parseTime parses an RFC 3339 time or a date (midnight in loc).
-func parseTime(s string, loc *time.Location) (time.Time, bool) {
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, true
-	}
-	if t, err := time.ParseInLocation(time.DateOnly, s, loc); err == nil {
-		return t, true
-	}
-	return time.Time{}, false
-}
-
 // parseExpiry parses --expires: a span from now, a date or a time; "" and
 // "never" are no expiry.
 func parseExpiry(s string, now time.Time) (time.Time, error) {
@@ -314,7 +303,7 @@ func parseExpiry(s string, now time.Time) (time.Time, error) {
 	if s == "" || s == "never" {
 		return time.Time{}, nil
 	}
-	t, ok := parseTime(s, time.UTC)
+	t, ok := ledger.ParseTime(s, time.UTC)
 	if d, isSpan := parseSpan(s); isSpan {
 		t, ok = now.Add(d), true
 	}
@@ -337,7 +326,7 @@ func parseSince(flag, s string, now time.Time, loc *time.Location) (time.Time, e
 	if d, ok := parseSpan(s); ok {
 		return now.Add(-d), nil
 	}
-	if t, ok := parseTime(s, loc); ok {
+	if t, ok := ledger.ParseTime(s, loc); ok {
 		return t, nil
 	}
 	return time.Time{}, fmt.Errorf("%s: cannot read %q (want a span back from now like 7d or 12h, a date like 2026-11-01, or an RFC 3339 time)", flag, s)
@@ -538,9 +527,9 @@ it also counts requests in flight and records not yet written.`,
 // view adds k's status and its spend in the current budget period.
 func (b *books) view(ctx context.Context, k *ledger.Key, now time.Time) (keyView, error) {
 	v := keyView{Key: k, Status: keyStatus(k, now)}
-	loc, err := time.LoadLocation(b.cfg.Ledger.BudgetTimezone)
+	loc, err := b.cfg.Ledger.Location()
 	if err != nil {
-		return v, fmt.Errorf("ledger.budget_timezone: %w", err)
+		return v, err
 	}
 	p, _ := limits.ParsePeriod(k.BudgetPeriod) // validated when stored
 	v.PeriodStart, v.ResetsAt = p.Bounds(now, loc)

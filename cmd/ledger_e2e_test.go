@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -1178,5 +1180,46 @@ func TestE2EBudgetPeriodChangeReloadsSpendAtOnce(t *testing.T) {
 	r = patchKey(t, l, "pc", `{"budget_period":"daily"}`)
 	if r.status != 200 || !near(spent([]byte(r.text)), 2*one) {
 		t.Fatalf("PATCH budget_period daily: %d %s, want spent_usd %v", r.status, r.text, 2*one)
+	}
+}
+
+// lumen spend and GET /admin/spend give the same rows on the same ledger:
+// both cut days and read dates in ledger.budget_timezone. At 04:50 UTC on
+// 2026-11-28 it is still the 27th in Lima.
+func TestE2ESpendAndAdminSpendAgreeOnDays(t *testing.T) {
+	cfg := strings.Replace(ledgerConfig, "ledger: {path: {{DIR}}/lumen.db}", "ledger: {path: {{DIR}}/lumen.db, budget_timezone: America/Lima}", 1)
+	l, dir, _ := ledgerLumenConfig(t, cfg)
+	db, err := ledger.Open(context.Background(), filepath.Join(dir, "lumen.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 28, 4, 50, 0, 0, time.UTC)
+	var recs []ledger.Record
+	for i := range 25 {
+		recs = append(recs, ledger.Record{Time: at.Add(time.Duration(i) * time.Second), RequestID: strconv.Itoa(i), ModelGroup: "priced", Status: 200, CostUSD: 0.5})
+	}
+	if err := db.Insert(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	e := &ledgerEnv{config: l.Config}
+	for _, q := range []struct{ cli, api string }{
+		{"--by day", "by=day"},
+		{"--by day --since 2026-11-28", "by=day&since=2026-11-28"},
+		{"--by day --since 2026-11-27 --until 2026-11-28", "by=day&since=2026-11-27&until=2026-11-28"},
+		{"--by model --until 2026-11-28", "by=model&until=2026-11-28"},
+	} {
+		cli := spendRows(t, e, strings.Fields(q.cli)...).Rows
+		api := gjson.GetBytes(rawGet(t, l.URL, "/admin/spend?"+q.api, master), "data").Raw
+		var got []ledger.Row
+		if err := json.Unmarshal([]byte(api), &got); err != nil {
+			t.Fatalf("%s: %v", api, err)
+		}
+		if !slices.Equal(cli, got) {
+			t.Errorf("lumen spend %s: %+v\nGET /admin/spend?%s: %+v", q.cli, cli, q.api, got)
+		}
+	}
+	if rows := spendRows(t, e, "--by", "day").Rows; len(rows) != 1 || rows[0].Group != "2026-11-27" || rows[0].Requests != 25 {
+		t.Errorf("lumen spend --by day: %+v, want 25 requests on 2026-11-27", rows)
 	}
 }

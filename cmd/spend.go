@@ -90,9 +90,9 @@ func spendRun(cmd *cobra.Command, opts *SpendOptions) error {
 		return err
 	}
 	defer b.Close()
-	loc, err := time.LoadLocation(b.cfg.Ledger.BudgetTimezone)
+	loc, err := b.cfg.Ledger.Location()
 	if err != nil {
-		return fmt.Errorf("ledger.budget_timezone: %w", err)
+		return err
 	}
 	now := time.Now()
 	since, err := parseSince("--since", opts.Since, now, loc)

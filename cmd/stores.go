@@ -112,9 +112,9 @@ func openStores(ctx context.Context, cfg *config.Config, log zerolog.Logger) (_ 
 			st.close()
 		}
 	}()
-	loc, err := time.LoadLocation(cfg.Ledger.BudgetTimezone)
+	loc, err := cfg.Ledger.Location()
 	if err != nil {
-		return nil, fmt.Errorf("ledger.budget_timezone: %w", err)
+		return nil, err
 	}
 	st.loc = loc
 	if st.db, err = openLedger(ctx, cfg); err != nil {

@@ -359,8 +359,18 @@ type Ledger struct {
 	StorePayloads bool `yaml:"store_payloads"`
 	// QueueSize bounds the writer's queue (default 10000 records).
 	QueueSize int `yaml:"queue_size"`
-	// BudgetTimezone is the IANA zone budget periods reset in (default UTC).
+	// BudgetTimezone is the IANA zone budget periods reset in (default UTC),
+	// and the zone spend reports cut days and read dates in.
 	BudgetTimezone string `yaml:"budget_timezone"`
+}
+
+// Location returns the time zone BudgetTimezone names.
+func (l Ledger) Location() (*time.Location, error) {
+	loc, err := time.LoadLocation(l.BudgetTimezone)
+	if err != nil {
+		return nil, fmt.Errorf("ledger.budget_timezone: %w", err)
+	}
+	return loc, nil
 }
 
 // Cache configures the response cache.

@@ -45,6 +45,24 @@ func ParseBy(s string) (By, error) {
 	}
 }
 
+// ParseTime reads a report's bound as lumen spend and the admin API take
+// it: an RFC 3339 time, or a date ("2026-11-01"), which is the midnight
+// that starts it in loc: the budget time zone (ledger.budget_timezone),
+// which Query.Location cuts days in too, so that a date names the same
+// day as a ByDay row.
+func ParseTime(s string, loc *time.Location) (time.Time, bool) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, true
+	}
+	if loc == nil {
+		loc = time.UTC
+	}
+	if t, err := time.ParseInLocation(time.DateOnly, s, loc); err == nil {
+		return t, true
+	}
+	return time.Time{}, false
+}
+
 // Query selects the requests a report covers.
 type Query struct {
 	By By

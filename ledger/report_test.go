@@ -362,3 +362,26 @@ func TestSpendSinceLoadsBudgets(t *testing.T) {
 		}
 	}
 }
+
+func TestParseTime(t *testing.T) {
+	lima, err := time.LoadLocation("America/Lima")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		in   string
+		loc  *time.Location
+		want string // RFC 3339 in UTC; "" for not a time
+	}{
+		{"2026-11-28", lima, "2026-11-28T05:00:00Z"},
+		{"2026-11-28", nil, "2026-11-28T00:00:00Z"},
+		{"2026-11-28T04:50:00Z", lima, "2026-11-28T04:50:00Z"},
+		{"2026-11-28T04:50:00.5-05:00", time.UTC, "2026-11-28T09:50:00.5Z"},
+		{"yesterday", lima, ""},
+	} {
+		got, ok := ParseTime(tt.in, tt.loc)
+		if s := got.UTC().Format(time.RFC3339Nano); ok != (tt.want != "") || ok && s != tt.want {
+			t.Errorf("ParseTime(%q, %v) = %s, %v; want %q", tt.in, tt.loc, s, ok, tt.want)
+		}
+	}
+}

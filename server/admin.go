@@ -471,8 +471,9 @@ func parseAge(s string) (time.Duration, error) {
 }
 
 // parseWhen parses a report bound: empty is zero (unbounded); an age
-// ("7d", "24h") is that long before now; else an RFC 3339 time or a date.
-func parseWhen(param, v string, now time.Time) (time.Time, error) {
+// ("7d", "24h") is that long before now; else an RFC 3339 time or a date,
+// midnight in loc (ledger.ParseTime, as lumen spend reads one).
+func parseWhen(param, v string, now time.Time, loc *time.Location) (time.Time, error) {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return time.Time{}, nil
@@ -480,30 +481,28 @@ func parseWhen(param, v string, now time.Time) (time.Time, error) {
 	if d, err := parseAge(v); err == nil {
 		return now.Add(-d), nil
 	}
-	if t, err := time.Parse(time.RFC3339, v); err == nil {
-		return t, nil
-	}
-	if t, err := time.Parse(time.DateOnly, v); err == nil {
+	if t, ok := ledger.ParseTime(v, loc); ok {
 		return t, nil
 	}
 	return time.Time{}, invalid(param, "%s must be an age like \"7d\" or \"24h\", an RFC 3339 time or a date (2006-01-02), got %q", param, v)
 }
 
 // reportQuery reads since, until and key from the query string. def is
-// the since used when none is given.
-func reportQuery(r *http.Request, def string) (ledger.Query, error) {
+// the since used when none is given. Dates, and ByDay's days, are in the
+// budget time zone, as lumen spend has them.
+func (s *Server) reportQuery(r *http.Request, def string) (ledger.Query, error) {
 	now := time.Now()
 	q := r.URL.Query()
 	since := def
 	if q.Has("since") {
 		since = q.Get("since")
 	}
-	var lq ledger.Query
+	lq := ledger.Query{Location: s.loc}
 	var err error
-	if lq.Since, err = parseWhen("since", since, now); err != nil {
+	if lq.Since, err = parseWhen("since", since, now, s.loc); err != nil {
 		return lq, err
 	}
-	if lq.Until, err = parseWhen("until", q.Get("until"), now); err != nil {
+	if lq.Until, err = parseWhen("until", q.Get("until"), now, s.loc); err != nil {
 		return lq, err
 	}
 	ref := q.Get("key")
@@ -534,7 +533,7 @@ func (s *Server) spend(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &s.log, invalid("by", "%v", err))
 		return
 	}
-	q, err := reportQuery(r, "")
+	q, err := s.reportQuery(r, "")
 	if err != nil {
 		writeError(w, &s.log, err)
 		return
@@ -548,7 +547,8 @@ func (s *Server) spend(w http.ResponseWriter, r *http.Request) {
 	if rows == nil {
 		rows = []ledger.Row{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "by": by, "data": rows})
+	// timezone is the zone of the dates: the dashboard lays out its days in it.
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "by": by, "timezone": s.loc.String(), "data": rows})
 }
 
 func (s *Server) requests(w http.ResponseWriter, r *http.Request) {
@@ -557,7 +557,7 @@ func (s *Server) requests(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	lq, err := reportQuery(r, "")
+	lq, err := s.reportQuery(r, "")
 	if err != nil {
 		writeError(w, &s.log, err)
 		return
@@ -611,7 +611,7 @@ func (s *Server) totals(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &s.log, errReportsOff)
 		return
 	}
-	q, err := reportQuery(r, "24h")
+	q, err := s.reportQuery(r, "24h")
 	if err != nil {
 		writeError(w, &s.log, err)
 		return

@@ -37,13 +37,15 @@ type adminFixture struct {
 	logs    *syncbuf.Buffer
 }
 
-func newAdminFixture(t *testing.T, master string) *adminFixture {
+// newAdminFixture starts the Server; extra is more config YAML.
+func newAdminFixture(t *testing.T, master string, extra ...string) *adminFixture {
 	t.Helper()
 	ctx := context.Background()
 	yaml := "model_list: [{model_name: demo, params: {model: mock/demo}}]\n"
 	if master != "" {
 		yaml += "general_settings: {master_key: " + master + "}\n"
 	}
+	yaml += strings.Join(extra, "")
 	cfg, _, err := config.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatal(err)
@@ -517,6 +519,47 @@ func TestAdminSpend(t *testing.T) {
 	}
 	if total != 5 {
 		t.Errorf("days add up to %v, want 5: %+v", total, days.Data)
+	}
+}
+
+// /admin/spend cuts days and reads a date-only since or until in
+// ledger.budget_timezone, as lumen spend does: 04:50 UTC on 2026-11-28 is
+// 23:50 on the 27th in Lima.
+func TestAdminSpendInBudgetTimezone(t *testing.T) {
+	f := newAdminFixture(t, testMaster, "ledger: {budget_timezone: America/Lima}\n")
+	at := time.Date(2026, 11, 28, 4, 50, 0, 0, time.UTC)
+	if err := f.db.Insert(context.Background(), []ledger.Record{
+		{Time: at, RequestID: "late", ModelGroup: "demo", Status: 200, CostUSD: 1},
+		{Time: at.Add(-24 * time.Hour), RequestID: "day-before", ModelGroup: "demo", Status: 200, CostUSD: 2},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	type row struct {
+		Group    string `json:"group"`
+		Requests int64  `json:"requests"`
+	}
+	for _, tt := range []struct {
+		query string
+		want  []row
+	}{
+		{"by=day", []row{{"2026-11-26", 1}, {"2026-11-27", 1}}},
+		{"by=day&since=2026-11-28", []row{}},
+		{"by=day&since=2026-11-27", []row{{"2026-11-27", 1}}},
+		{"by=day&until=2026-11-27", []row{{"2026-11-26", 1}}},
+		{"by=model&since=2026-11-27&until=2026-11-28", []row{{"demo", 1}}},
+	} {
+		t.Run(tt.query, func(t *testing.T) {
+			var out struct {
+				Timezone string `json:"timezone"`
+				Data     []row  `json:"data"`
+			}
+			if status, body := f.call(t, "GET", "/admin/spend?"+tt.query, testMaster, "", &out); status != 200 {
+				t.Fatalf("%d %s", status, body)
+			}
+			if !slices.Equal(out.Data, tt.want) || out.Timezone != "America/Lima" {
+				t.Errorf("got %+v in %q, want %+v in America/Lima", out.Data, out.Timezone, tt.want)
+			}
+		})
 	}
 }
 

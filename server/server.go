@@ -85,6 +85,7 @@ type Server struct {
 	master    [sha256.Size]byte
 	hasMaster bool
 	maxBody   int64
+	loc       *time.Location // ledger.budget_timezone: reports' days and dates
 	started   time.Time
 	ready     atomic.Bool
 	inflight  atomic.Int64
@@ -116,6 +117,12 @@ func New(o Options) *Server {
 		reports: o.Reports, metrics: o.Metrics, audit: o.Audit, tracer: o.Tracer,
 		recordWait: recordWait,
 	}
+	loc, err := o.Config.Ledger.Location()
+	if err != nil { // Validate refuses it; a Config that skipped it gets UTC
+		s.log.Error().Err(err).Msg("spend reports use UTC")
+		loc = time.UTC
+	}
+	s.loc = loc
 	if mk := o.Config.GeneralSettings.MasterKey.Value(); mk != "" {
 		s.master, s.hasMaster = sha256.Sum256([]byte(mk)), true
 	}

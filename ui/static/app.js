@@ -158,23 +158,25 @@ async function loadOverview() {
   $("#stat-cache").textContent = requests ? pct(hits / requests) : "–";
   $("#stat-saved").textContent = usd(saved);
 
-  drawSpendChart($("#spend-chart"), fillDays(days.data, since));
+  drawSpendChart($("#spend-chart"), fillDays(days.data, since, days.timezone));
   barTable($("#spend-by-key"), "Key", byKey.data, (r) => r.name || (r.group ? r.group : "(master key / open)"));
   barTable($("#spend-by-model"), "Model group", byModel.data, (r) => r.group);
   barTable($("#spend-by-tag"), "Tag", byTag.data, (r) => r.group);
   totalsTable($("#totals"), totals.data);
 }
 
-// fillDays returns one row per UTC day of the range, zero where the ledger
-// has none, so the chart's x axis is time and not just the busy days.
-function fillDays(rows, since) {
+// fillDays returns one row per day of the range, zero where the ledger has
+// none, so the chart's x axis is time and not just the busy days. Days are
+// those of timeZone, the budget time zone the server cut the rows in.
+function fillDays(rows, since, timeZone) {
   const byDay = new Map(rows.map((r) => [r.group, r]));
   const n = {"24h": 2, "7d": 7, "30d": 30, "90d": 90}[since] || 7;
   const out = [];
-  const today = new Date();
+  // Today's date there ("en-CA" writes 2026-11-28), then calendar arithmetic.
+  const [y, m, d] = new Intl.DateTimeFormat("en-CA", {timeZone: timeZone || "UTC", year: "numeric", month: "2-digit", day: "2-digit"})
+    .format(new Date()).split("-").map(Number);
   for (let i = n - 1; i >= 0; i--) {
-    const d = new Date(Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), today.getUTCDate() - i));
-    const key = d.toISOString().slice(0, 10);
+    const key = new Date(Date.UTC(y, m - 1, d - i)).toISOString().slice(0, 10);
     out.push(byDay.get(key) || {group: key, cost_usd: 0, requests: 0});
     byDay.delete(key);
   }
