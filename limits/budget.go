@@ -30,6 +30,14 @@ type Reservation struct {
 	USD float64
 	// Period is the budget period the reservation was made under.
 	Period Period
+	// At is when the request counts as spent: Settle charges the window
+	// of Period containing At, and nothing when that window has ended.
+	// Reserve sets it to its clock's now; the server sets it to when the
+	// request arrived, the time its ledger row carries, so that live
+	// spend, lumen keys info and a restart's reload from the ledger count
+	// a request that straddles a period's end in the same period: the
+	// one it arrived in.
+	At time.Time
 
 	id     uint64 // MemoryBudgets' hold
 	member string // RedisBudgets' hold
@@ -117,7 +125,8 @@ type BudgetStore interface {
 	// decides whether to fail open.
 	Reserve(ctx context.Context, keyID string, b Budget, worstCaseUSD float64) (Reservation, error)
 	// Settle releases r and adds actualUSD, the request's real cost, to the
-	// key's spend in the period current at the time of the call.
+	// key's spend in the window containing r.At; a window that has ended
+	// no longer counts, so nothing is added then.
 	Settle(ctx context.Context, r Reservation, actualUSD float64) error
 }
 
@@ -140,8 +149,9 @@ func toNano(usd float64) nano {
 func (n nano) usd() float64 { return float64(n) / 1e9 }
 
 // account is one key's state. reserved is independent of the period: a
-// request reserved before midnight and settled after it is charged to the
-// new day.
+// request reserved before midnight and settled after it holds money in
+// the new day until it settles, and is charged to the day it arrived in
+// (Reservation.At), which no longer counts.
 type account struct {
 	period   Period
 	start    time.Time
@@ -248,7 +258,7 @@ func (m *MemoryBudgets) Reserve(_ context.Context, keyID string, b Budget, worst
 	m.nextID++
 	a.open[m.nextID] = amount
 	a.reserved += amount
-	return Reservation{KeyID: keyID, USD: amount.usd(), Period: a.period, id: m.nextID}, nil
+	return Reservation{KeyID: keyID, USD: amount.usd(), Period: a.period, At: now, id: m.nextID}, nil
 }
 
 // sweep forgets the accounts whose period ended and that hold nothing.
@@ -267,14 +277,16 @@ func (m *MemoryBudgets) sweep(now time.Time) {
 func (m *MemoryBudgets) Settle(_ context.Context, r Reservation, actualUSD float64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	a, _ := m.account(r.KeyID, period(r.Period), m.now())
+	a, end := m.account(r.KeyID, period(r.Period), m.now())
 	held, ok := a.open[r.id]
 	if !ok {
 		return fmt.Errorf("settling a reservation for key %s: %w", r.KeyID, ErrSettled)
 	}
 	delete(a.open, r.id)
 	a.reserved -= held
-	a.spent += toNano(actualUSD)
+	if a.period == Total || !r.At.Before(a.start) && r.At.Before(end) {
+		a.spent += toNano(actualUSD)
+	}
 	return nil
 }
 

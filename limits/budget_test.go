@@ -296,15 +296,31 @@ func TestBudgetPeriodReset(t *testing.T) {
 	if s.SpentUSD != 0 || s.ReservedUSD != 0.3 || !s.PeriodStart.Equal(clk.Now()) {
 		t.Errorf("status after midnight = %+v, want a new day with the in-flight $0.30 still held", s)
 	}
-	// The request in flight across midnight is charged to the new day.
+	// The request in flight across midnight is charged to the day it
+	// arrived in, as its ledger row is: the new day owes nothing for it.
 	if err := b.Settle(ctx, inFlight, 0.25); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Reserve(ctx, "k1", budget, 0.75); err != nil {
-		t.Errorf("Reserve in the new day: %v", err)
+	if s := b.Status("k1", Daily); s.SpentUSD != 0 || s.ReservedUSD != 0 {
+		t.Errorf("status after the straddling request settled = %+v, want the new day untouched", s)
+	}
+	if _, err := b.Reserve(ctx, "k1", budget, 1); err != nil {
+		t.Errorf("Reserve the whole new day: %v", err)
 	}
 	if _, err := b.Reserve(ctx, "k1", budget, 0.01); !errors.Is(err, ErrBudgetExceeded) {
 		t.Errorf("Reserve past the new day's budget = %v, want refused", err)
+	}
+	// A request that arrived in the new day is charged to it.
+	clk.Set(time.Date(2025, 3, 15, 16, 0, 0, 0, time.UTC))
+	r, err := b.Reserve(ctx, "k2", budget, 0.5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Settle(ctx, r, 0.5); err != nil {
+		t.Fatal(err)
+	}
+	if s := b.Status("k2", Daily); s.SpentUSD != 0.5 {
+		t.Errorf("a request of the new day: %+v", s)
 	}
 }
 

@@ -70,12 +70,13 @@ func NewRedisBudgets(client redis.UniversalClient, o RedisOptions) *RedisBudgets
 	return &RedisBudgets{c: client, o: o, instance: hex.EncodeToString(id[:])}
 }
 
-// keys returns account's spend key for the period of p containing now, its
-// holds key, the period's end (zero for Total) and how long the spend key
-// must live (0: for ever). The {account} hash tag keeps both keys in one
-// Redis Cluster slot, as a script needs.
-func (b *RedisBudgets) keys(account string, p Period, now time.Time) (spent, open string, end time.Time, ttl time.Duration) {
-	start, end := period(p).Bounds(now, b.o.Location)
+// keys returns account's spend key for the period of p containing at, its
+// holds key, the period's end (zero for Total) and how long, from now, the
+// spend key must live (0: for ever; negative: it is gone, its period long
+// over). The {account} hash tag keeps both keys in one Redis Cluster slot,
+// as a script needs.
+func (b *RedisBudgets) keys(account string, p Period, at, now time.Time) (spent, open string, end time.Time, ttl time.Duration) {
+	start, end := period(p).Bounds(at, b.o.Location)
 	base := b.o.Prefix + "budget:{" + account + "}:"
 	spent = base + "spent:total"
 	if !start.IsZero() {
@@ -132,7 +133,7 @@ return 0
 func (b *RedisBudgets) Reserve(ctx context.Context, account string, bu Budget, worstCaseUSD float64) (Reservation, error) {
 	p := period(bu.Period)
 	now := b.o.Now()
-	spentKey, openKey, end, _ := b.keys(account, p, now)
+	spentKey, openKey, end, _ := b.keys(account, p, now, now)
 	amount := toNano(worstCaseUSD)
 	limit := nano(0)
 	if bu.LimitUSD > 0 {
@@ -152,7 +153,7 @@ func (b *RedisBudgets) Reserve(ctx context.Context, account string, bu Budget, w
 		return Reservation{}, &BudgetError{KeyID: account, Budget: bu.LimitUSD, Period: p, ResetsAt: end,
 			Spent: nano(res[1]).usd(), Reserved: nano(res[2]).usd(), Requested: amount.usd()}
 	}
-	return Reservation{KeyID: account, USD: amount.usd(), Period: p, member: member}, nil
+	return Reservation{KeyID: account, USD: amount.usd(), Period: p, At: now, member: member}, nil
 }
 
 // Settle implements BudgetStore. Unlike MemoryBudgets it cannot tell a
@@ -162,8 +163,12 @@ func (b *RedisBudgets) Settle(ctx context.Context, r Reservation, actualUSD floa
 	if r.member == "" {
 		return fmt.Errorf("settling a reservation for %s: %w", r.KeyID, ErrSettled)
 	}
-	spentKey, openKey, _, ttl := b.keys(r.KeyID, r.Period, b.o.Now())
-	if err := settleScript.Run(ctx, b.c, []string{spentKey, openKey}, r.member, int64(toNano(actualUSD)), ttl.Milliseconds()).Err(); err != nil {
+	spentKey, openKey, end, ttl := b.keys(r.KeyID, r.Period, r.At, b.o.Now())
+	charge := toNano(actualUSD)
+	if !end.IsZero() && ttl <= 0 {
+		charge = 0 // the window ended a day ago: its key, and what counts it, is gone
+	}
+	if err := settleScript.Run(ctx, b.c, []string{spentKey, openKey}, r.member, int64(charge), ttl.Milliseconds()).Err(); err != nil {
 		return fmt.Errorf("settling budget of %s in redis: %w", r.KeyID, err)
 	}
 	return nil
@@ -174,7 +179,7 @@ func (b *RedisBudgets) Settle(ctx context.Context, r Reservation, actualUSD floa
 func (b *RedisBudgets) Status(account string, p Period) Status {
 	p = period(p)
 	now := b.o.Now()
-	spentKey, openKey, end, _ := b.keys(account, p, now)
+	spentKey, openKey, end, _ := b.keys(account, p, now, now)
 	start, _ := p.Bounds(now, b.o.Location)
 	st := Status{Period: p, PeriodStart: start, ResetsAt: end}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -216,7 +221,7 @@ func (b *RedisBudgets) Load(ctx context.Context, src SpendSource, budgets map[st
 		}
 		pipe := b.c.Pipeline()
 		for _, id := range ids {
-			key, _, _, ttl := b.keys(id, budgets[id].Period, now)
+			key, _, _, ttl := b.keys(id, budgets[id].Period, now, now)
 			raiseScript.Eval(ctx, pipe, []string{key}, int64(toNano(spent[id])), ttl.Milliseconds())
 		}
 		if _, err := pipe.Exec(ctx); err != nil {

@@ -233,6 +233,50 @@ func TestRedisBudgetsHoldsPeriodsAndLoad(t *testing.T) {
 	}
 }
 
+// A request that straddles midnight is charged to the day it arrived in
+// (Reservation.At), as MemoryBudgets and the ledger count it; one settled
+// more than a day after its day ended is charged nowhere, leaving no key
+// without an expiry behind.
+func TestRedisBudgetsChargeTheDayTheRequestArrived(t *testing.T) {
+	c, prefix := redisClient(t)
+	ctx := context.Background()
+	clk := newClock(time.Date(2026, 3, 30, 23, 59, 0, 0, time.UTC))
+	s := NewRedisBudgets(c, RedisOptions{Prefix: prefix, Now: clk.Now})
+	daily := Budget{LimitUSD: 1, Period: Daily}
+	straddling, err := s.Reserve(ctx, "k", daily, 0.5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	late, err := s.Reserve(ctx, "k", daily, 0.5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Set(time.Date(2026, 3, 31, 0, 1, 0, 0, time.UTC))
+	if err := s.Settle(ctx, straddling, 0.4); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Status("k", Daily); st.SpentUSD != 0 {
+		t.Errorf("the new day after the straddling request: %+v", st)
+	}
+	clk.Set(time.Date(2026, 3, 30, 12, 0, 0, 0, time.UTC))
+	if st := s.Status("k", Daily); st.SpentUSD != 0.4 {
+		t.Errorf("the day it arrived in: %+v", st)
+	}
+	clk.Set(time.Date(2026, 4, 2, 0, 0, 0, 0, time.UTC))
+	if err := s.Settle(ctx, late, 0.3); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := c.Keys(ctx, prefix+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if ttl := c.TTL(ctx, k).Val(); ttl < 0 {
+			t.Errorf("key %s lives for ever (TTL %v)", k, ttl)
+		}
+	}
+}
+
 type spendSource map[string]float64
 
 func (s spendSource) SpendSince(context.Context, time.Time) (map[string]float64, error) {

@@ -178,6 +178,7 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) 
 		case err != nil:
 			s.log.Warn().Err(err).Str("request_id", x.id).Msg("budget store unavailable: request admitted unchecked")
 		default:
+			res.At = x.start // charged to the period its ledger row is in
 			x.reservations = append(x.reservations, res)
 		}
 	}
@@ -231,6 +232,7 @@ func (s *Server) holdOtherGroups(ctx context.Context, x *exchange, others []stri
 		case err != nil:
 			s.log.Warn().Err(err).Str("request_id", x.id).Msg("budget store unavailable: request admitted unchecked")
 		default:
+			res.At = x.start // charged to the period its ledger row is in
 			x.reservations = append(x.reservations, res)
 		}
 	}

@@ -1,11 +1,13 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -98,5 +100,53 @@ model_list:
 	status, text := postJSON(t, srv.URL+"/v1/chat/completions", `{"model":"capped","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}`)
 	if status != http.StatusOK {
 		t.Fatalf("got %d %s, want 200", status, text)
+	}
+}
+
+// settledBudgets is a MemoryBudgets that keeps the reservations settled.
+type settledBudgets struct {
+	*limits.MemoryBudgets
+	mu      sync.Mutex
+	settled []limits.Reservation
+}
+
+func (b *settledBudgets) Settle(ctx context.Context, r limits.Reservation, usd float64) error {
+	b.mu.Lock()
+	b.settled = append(b.settled, r)
+	b.mu.Unlock()
+	return b.MemoryBudgets.Settle(ctx, r, usd)
+}
+
+// A request is charged to the budget period its ledger row is in: the
+// reservation settles at the time the row carries (the request's
+// arrival), so live spend and a reload from the ledger agree on a request
+// that straddles a period's end.
+func TestSettleChargesAtTheLedgerTime(t *testing.T) {
+	budgets := &settledBudgets{MemoryBudgets: limits.NewMemoryBudgets(limits.BudgetOptions{})}
+	rec := &memRecorder{}
+	_, url, stop := runServer(t, `
+model_list:
+  - {model_name: priced, params: {model: mock/p}, model_info: {input_cost_per_token: 0.001, output_cost_per_token: 0}}
+  - {model_name: other, params: {model: mock/o}}
+router_settings: {fallbacks: [{priced: [other]}]}
+limits: {global: {budget_usd: 100, budget_period: daily}, model_groups: {priced: {budget_usd: 100}, other: {budget_usd: 100}}}
+`, Options{Logger: zerolog.Nop(), Budgets: budgets, Ledger: rec}, nil)
+	if status, body := postJSON(t, url+"/v1/chat/completions", `{"model":"priced","messages":[{"role":"user","content":"hi"}]}`); status != 200 {
+		t.Fatalf("%d %s", status, body)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	recs := rec.records()
+	budgets.mu.Lock()
+	defer budgets.mu.Unlock()
+	// The global budget's, the group's, and its fallback's (held too).
+	if len(recs) != 1 || len(budgets.settled) != 3 {
+		t.Fatalf("%d records, %d reservations settled; want 1 and 3", len(recs), len(budgets.settled))
+	}
+	for _, r := range budgets.settled {
+		if !r.At.Equal(recs[0].Time) {
+			t.Errorf("%s settled at %v, the ledger row's time is %v", r.KeyID, r.At, recs[0].Time)
+		}
 	}
 }
