@@ -1106,10 +1106,22 @@ router_settings:`, 1)
 	for _, e := range records(t, l, dir) {
 		if e.Deployment == "priced-1" {
 			spent += e.CostUSD
+			if e.ModelGroup != "priced" {
+				t.Errorf("a request answered by priced is recorded under %q", e.ModelGroup)
+			}
 		}
 	}
 	if math.Abs(spent-2*one) > 1e-9 {
 		t.Fatalf("the ledger has $%g answered by priced, want $%g (its budget is $%g)", spent, 2*one, 2*one+one/2)
+	}
+	// After a restart the budget is reloaded from the ledger with what the
+	// fallbacks spent: the next one is passed over too.
+	l = startLumen(t, strings.ReplaceAll(cfg, "{{DIR}}", dir), nil)
+	if got := gjsonFloat(rawGet(t, l.URL, "/admin/budgets", master), "data.0.spent_usd"); math.Abs(got-2*one) > 1e-9 {
+		t.Fatalf("priced's spend after a restart: $%g, want $%g", got, 2*one)
+	}
+	if r := rawPost(t, l, "/v1/chat/completions", master, body("broken2")); r.status == 200 {
+		t.Fatalf("after a restart a fallback to priced was served past its budget: %s", r.header)
 	}
 }
 

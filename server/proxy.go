@@ -648,6 +648,12 @@ func (s *Server) record(x *exchange, latency time.Duration) ledger.Record {
 		rec.Response, hits = guardrail.Logged(x.guards, x.respBody) // audio, text: as they are
 		x.guardHits = append(x.guardHits, hits...)
 	}
+	if x.deployment != nil && x.attempts > 0 {
+		// The group that answered (x-lumen-model-group), not the name the
+		// client sent: an auto route's choice or a fallback is recorded,
+		// reported and reloaded into budgets under the group that spent.
+		rec.ModelGroup = x.deployment.Group
+	}
 	if x.stream {
 		rec.TTFT = x.ttft
 	}
