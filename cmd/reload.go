@@ -23,7 +23,8 @@ import (
 // swapped in; a bad file is logged and the running config kept. Only
 // model_list, router_settings and guardrails take effect on reload; the other sections
 // (server, cache, ledger, audit, limits, auth) need a restart, which is
-// logged when they changed.
+// logged when they changed. The new router takes over the deployment state
+// (circuits, minute usage, latencies) and auto learning of the old one.
 //
 // Each reload that took effect is appended to the audit log (al may be nil).
 func watchReload(ctx context.Context, v *viper.Viper, f *Factory, srv *server.Server, running *config.Config, build router.Builder,
@@ -63,6 +64,7 @@ func watchReload(ctx context.Context, v *viper.Viper, f *Factory, srv *server.Se
 		}
 		r.SetLogger(log)
 		r.KeepLearning(srv.Router()) // auto:smart keeps what it learned
+		r.KeepState(srv.Router())    // open circuits, minute usage and latencies survive
 		srv.SetRouter(r)
 		checks.start(ctx, r) // the new router's deployments, at its interval
 		srv.SetGuardrails(guards)

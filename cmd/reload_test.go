@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/lumengw/lumen/audit"
 	"github.com/lumengw/lumen/config"
 )
@@ -131,3 +133,60 @@ func TestAliasedSpend(t *testing.T) {
 type spendMap map[string]float64
 
 func (s spendMap) SpendSince(context.Context, time.Time) (map[string]float64, error) { return s, nil }
+
+// A reload keeps what the router knows of each deployment that kept its id
+// and upstream: an open circuit stays open (the dead upstream gets no
+// traffic back) and this minute's usage still counts. A deployment whose
+// upstream changed under the same id starts afresh.
+func TestReloadKeepsDeploymentState(t *testing.T) {
+	const cfg = `
+model_list:
+  - {model_name: g, params: {model: mock/bad, mock_failure_rate: 1}}
+  - {model_name: g, params: {model: mock/good}}
+router_settings: {num_retries: 2, allowed_fails: 2, cooldown_time: 300, retry_after: 0}
+`
+	l := startLumen(t, cfg, nil)
+	minute := time.Now().Unix() / 60
+	for i := range 20 {
+		if got := rawPost(t, l, "/v1/chat/completions", "", `{"model":"g","messages":[{"role":"user","content":"hi"}]}`); got.status != 200 {
+			t.Fatalf("request %d: %d %s", i, got.status, got.text)
+		}
+	}
+	before := rawGet(t, l.URL, "/health", "")
+	bad := func(body []byte) gjson.Result { return gjson.GetBytes(body, `model_groups.g.#(id=="g/0")`) }
+	good := func(body []byte) gjson.Result { return gjson.GetBytes(body, `model_groups.g.#(id=="g/1")`) }
+	if bad(before).Get("state").Str != "open" || good(before).Get("requests_this_minute").Int() == 0 {
+		t.Fatalf("/health before the reload: %s", before)
+	}
+	reload := func(n int) {
+		t.Helper()
+		syscall.Kill(os.Getpid(), syscall.SIGHUP)
+		waitFor(t, func() bool { return strings.Count(l.Logs.String(), `"message":"config reloaded"`) == n })
+	}
+
+	// The file unchanged.
+	reload(1)
+	after := rawGet(t, l.URL, "/health", "")
+	if bad(after).Get("state").Str != "open" || bad(after).Get("cooldown_until").Str != bad(before).Get("cooldown_until").Str {
+		t.Fatalf("the open circuit did not survive the reload:\nbefore %s\nafter  %s", before, after)
+	}
+	if time.Now().Unix()/60 == minute && good(after).Get("requests_this_minute").Int() != good(before).Get("requests_this_minute").Int() {
+		t.Fatalf("this minute's usage was reset by the reload:\nbefore %s\nafter  %s", before, after)
+	}
+	for i := range 10 {
+		if got := rawPost(t, l, "/v1/chat/completions", "", `{"model":"g","messages":[{"role":"user","content":"hi"}]}`); got.status != 200 ||
+			got.header.Get("x-lumen-attempts") != "1" {
+			t.Fatalf("request %d after the reload: %d, %s attempts", i, got.status, got.header.Get("x-lumen-attempts"))
+		}
+	}
+
+	// The same id (g/0) now calls another upstream.
+	if err := os.WriteFile(l.Config, []byte(strings.Replace(cfg, "mock/bad,", "mock/other,", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reload(2)
+	changed := rawGet(t, l.URL, "/health", "")
+	if bad(changed).Get("model").Str != "other" || bad(changed).Get("state").Str != "closed" || bad(changed).Get("recent_failures").Int() != 0 {
+		t.Fatalf("a new upstream inherited the old one's circuit: %s", changed)
+	}
+}

@@ -53,7 +53,9 @@ grace period, cuts off the rest (recorded as 499s in the ledger and the
 audit log before they close), and exits 0.
 SIGHUP reloads the config file: model_list, router_settings and
 guardrails are swapped in atomically once the whole file validates; a bad
-file is logged and the running config kept.
+file is logged and the running config kept. Deployments that keep their
+model_info.id and upstream keep their circuit, this minute's usage and
+latency averages.
 
 Besides the OpenAI API (the Responses API translated to chat for providers
 without it) it serves the Anthropic Messages API (/v1/messages), /metrics

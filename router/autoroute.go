@@ -638,7 +638,8 @@ func (r *Router) Feedback(requestID string, score float64, caller string) error 
 }
 
 // KeepLearning hands old's bandit and recent decisions to r, so a config
-// reload does not forget what auto:smart learned. Call it before r serves.
+// reload does not forget what auto:smart learned (KeepState does the same
+// for deployment health and usage). Call it before r serves.
 func (r *Router) KeepLearning(old *Router) {
 	if r.autoRT != nil && old != nil && old.autoRT != nil {
 		r.autoRT.learn = old.autoRT.learn

@@ -192,6 +192,64 @@ func (d *Deployment) headroom(now time.Time) (frac float64, ok bool) {
 	return frac, true
 }
 
+func (u *minuteUsage) takeOver(old *minuteUsage) {
+	u.minute.Store(old.minute.Load())
+	u.reqs.Store(old.reqs.Load())
+	u.toks.Store(old.toks.Load())
+}
+
+// KeepState hands the state of old's deployments to r's, so a config
+// reload does not forget which upstreams are down or busy: a deployment of
+// r takes over the circuit (failures in the window, open or half-open),
+// the requests and tokens counted this minute (rpm, tpm,
+// usage-based-routing), the latency and TTFT averages and the last health
+// check of old's deployment with the same model_info.id, provided both call
+// the same upstream (sameUpstream). Default ids are positional
+// ("<model_name>/<index>"), so an entry inserted above others gives them
+// new ids, or another entry's; sameUpstream keeps a different upstream's
+// health from being carried, and a deployment whose id changed starts
+// fresh. The in-flight count is not carried: old's calls still running end
+// on old's deployments. Neither are a half-open probe in flight nor a
+// group's hedge percentile. Call it before r serves; old may be nil.
+func (r *Router) KeepState(old *Router) {
+	if old == nil {
+		return
+	}
+	prev := map[string]*Deployment{}
+	for _, g := range old.groups {
+		for _, d := range g.Deployments {
+			prev[d.ID] = d
+		}
+	}
+	for _, g := range r.groups {
+		for _, d := range g.Deployments {
+			if o := prev[d.ID]; o != nil && d.sameUpstream(o) {
+				d.takeOver(o)
+			}
+		}
+	}
+}
+
+// sameUpstream reports whether d and o call the same upstream with the same
+// credentials: provider, model, api_base and aws_region_name, and api_key
+// and aws_access_key_id, since a new key may have a quota (and 429s) of its
+// own. Other changes (rpm, weight, timeouts, prices) keep the upstream.
+func (d *Deployment) sameUpstream(o *Deployment) bool {
+	p, q := &d.Params, &o.Params
+	return d.ProviderName == o.ProviderName && d.Model == o.Model &&
+		p.APIBase == q.APIBase && p.AWSRegionName == q.AWSRegionName &&
+		p.APIKey.Value() == q.APIKey.Value() && p.AWSAccessKeyID.Value() == q.AWSAccessKeyID.Value()
+}
+
+// takeOver gives d the state of old (see KeepState).
+func (d *Deployment) takeOver(old *Deployment) {
+	d.health.takeOver(&old.health)
+	d.usage.takeOver(&old.usage)
+	d.latency.bits.Store(old.latency.bits.Load())
+	d.ttft.bits.Store(old.ttft.bits.Load())
+	d.check.Store(old.check.Load())
+}
+
 // checkResult is the outcome of the last active health check.
 type checkResult struct {
 	at  time.Time

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -160,4 +161,24 @@ func (h *health) release() {
 	h.mu.Lock()
 	h.probing = false
 	h.mu.Unlock()
+}
+
+// takeOver gives h the circuit of old, the same upstream's in the router a
+// config reload replaces: the failures within the window and how long the
+// circuit stays open. A probe in flight is not handed on: its verdict lands
+// on old, so h would wait for it forever; h admits a probe of its own
+// instead. An open circuit stays open no longer than h's cooldown from when
+// it opened, so a shortened cooldown_time applies at once. Call it before
+// the router h belongs to serves.
+func (h *health) takeOver(old *health) {
+	old.mu.Lock()
+	fails, until, cooldown := slices.Clone(old.fails), old.until, old.cooldown
+	old.mu.Unlock()
+	if !until.IsZero() && h.cooldown < cooldown {
+		until = until.Add(h.cooldown - cooldown)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.fails, h.until, h.probing = fails, until, false
+	h.tripped.Store(!until.IsZero())
 }

@@ -24,7 +24,8 @@
 //
 // A Router is immutable once built and safe for concurrent use; its
 // per-deployment counters are atomics and no lock is held across I/O. A
-// config reload builds a new Router (deployment health starts fresh).
+// config reload builds a new Router, which takes over the deployment
+// state of the one it replaces (KeepState).
 package router
 
 import (
@@ -65,7 +66,8 @@ func (g *Group) hedgeAfter() time.Duration {
 }
 
 // Router routes calls to model groups. It is safe for concurrent use and
-// immutable once built; a config reload builds a new one.
+// immutable once built; a config reload builds a new one and hands it the
+// old one's deployment state (KeepState) and auto learning (KeepLearning).
 type Router struct {
 	groups map[string]*Group
 	names  []string
