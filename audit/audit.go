@@ -116,7 +116,8 @@ type Log struct {
 	seq       uint64
 	head      Digest
 	signedSeq uint64
-	lastErr   error
+	lastErr   error         // of the last write, if it failed for good
+	retryFor  time.Duration // retryFor; tests shorten it
 
 	// hook, when set by a test, runs in the writer on each entry before it
 	// is chained.
@@ -193,6 +194,7 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		queue:     make(chan Entry, opts.QueueSize),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
+		retryFor:  retryFor,
 		seq:       seq,
 		head:      head,
 		signedSeq: cpSeq,
@@ -384,9 +386,12 @@ func (l *Log) writeBatch(batch []Entry) {
 	for attempt := 1; ; attempt++ {
 		err := l.commit(ready)
 		if err == nil {
+			// The database is back: an earlier failure is not Close's to
+			// report (it was logged and counted in Failed).
+			l.lastErr = nil
 			return
 		}
-		if errors.Is(err, errPanic) || l.isClosed() || time.Since(start) >= retryFor {
+		if errors.Is(err, errPanic) || l.isClosed() || time.Since(start) >= l.retryFor {
 			l.failed.Add(uint64(len(ready)))
 			l.lastErr = err
 			l.logger.Error().Err(err).Int("lost", len(ready)).Int("attempts", attempt).Msg("audit write failed; entries lost, chain unchanged")

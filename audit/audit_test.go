@@ -1023,3 +1023,36 @@ func TestPurgePayloads(t *testing.T) {
 		t.Errorf("verify after the purge: %+v, %v", rep, err)
 	}
 }
+
+// TestCloseForgetsResolvedFailure loses a batch to a failed write, then
+// writes again once the database is back: Close has nothing to report
+// (the loss was logged and counted in Failed), as a Postgres that came
+// back after an outage must not make shutdown fail.
+func TestCloseForgetsResolvedFailure(t *testing.T) {
+	l, opts := openTest(t, nil)
+	l.retryFor = 0 // the first failure loses the batch
+	ctx := context.Background()
+	if _, err := l.db.ExecContext(ctx, `ALTER TABLE audit_entries RENAME TO audit_away`); err != nil {
+		t.Fatal(err)
+	}
+	l.Append(testEntry(0))
+	for l.Failed() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := l.db.ExecContext(ctx, `ALTER TABLE audit_away RENAME TO audit_entries`); err != nil {
+		t.Fatal(err)
+	}
+	l.Append(testEntry(1))
+	for l.Written() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := l.Close(); err != nil {
+		t.Errorf("Close after the database came back: %v", err)
+	}
+	if l.Failed() != 1 || l.Written() != 1 {
+		t.Errorf("failed %d written %d, want 1 1", l.Failed(), l.Written())
+	}
+	if rep, err := VerifyFile(ctx, opts.Path, l.PublicKey(), 0); err != nil || rep.Entries != 1 {
+		t.Errorf("verify: %+v, %v; want 1 entry", rep, err)
+	}
+}
