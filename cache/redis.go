@@ -7,11 +7,12 @@ import (
 	"fmt"
 	neturl "net/url"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
+
+	"github.com/lumengw/lumen/internal/breaker"
 )
 
 // Redis is a Store shared by every Lumen instance that points at the same
@@ -20,19 +21,16 @@ import (
 // at the same moment.
 //
 // Redis being down never fails a request: Get reports a miss and Set drops
-// the entry; the failure is counted (Stats.Errors) and logged at most once
-// per LogInterval. After a failure the store does not call Redis for
-// Backoff, so a dead Redis costs requests nothing but a clock read.
+// the entry; the failure is counted (Stats.Errors, lumen_cache_errors_total)
+// and logged at most once per LogInterval. After a failure the store does
+// not call Redis for Backoff, so a dead Redis costs requests nothing but a
+// clock read (internal/breaker, as the Redis limits).
 type Redis struct {
 	client redis.UniversalClient
 	o      RedisOptions
-	now    func() time.Time
+	now    func() time.Time // the breaker's clock; tests replace it
 	c      counters
-
-	downUntil  atomic.Int64 // unix nanoseconds
-	lastLog    atomic.Int64
-	suppressed atomic.Int64
-	skipped    atomic.Int64
+	down   *breaker.Breaker
 }
 
 var (
@@ -75,7 +73,13 @@ func NewRedis(client redis.UniversalClient, o RedisOptions) *Redis {
 	if o.LogInterval <= 0 {
 		o.LogInterval = time.Minute
 	}
-	return &Redis{client: client, o: o, now: time.Now}
+	r := &Redis{client: client, o: o, now: time.Now}
+	r.down = breaker.New(breaker.Options{
+		Backoff: o.Backoff, LogInterval: o.LogInterval, Logger: o.Logger,
+		Message: "cache: Redis unavailable; serving uncached",
+		Now:     func() time.Time { return r.now() },
+	})
+	return r
 }
 
 // RedisClientOptions parses a redis:// or rediss:// URL into client options
@@ -124,13 +128,7 @@ func (r *Redis) key(k Key) string {
 }
 
 // available reports whether Redis may be called now.
-func (r *Redis) available() bool {
-	if r.now().UnixNano() < r.downUntil.Load() {
-		r.skipped.Add(1)
-		return false
-	}
-	return true
-}
+func (r *Redis) available() bool { return r.down.Allow() }
 
 // failed records a Redis failure, unless the caller gave up first.
 func (r *Redis) failed(ctx context.Context, op string, err error) {
@@ -138,15 +136,7 @@ func (r *Redis) failed(ctx context.Context, op string, err error) {
 		return // the client left; Redis is not to blame
 	}
 	r.c.errors.Add(1)
-	now := r.now().UnixNano()
-	r.downUntil.Store(now + int64(r.o.Backoff))
-	last := r.lastLog.Load()
-	if now-last < int64(r.o.LogInterval) || !r.lastLog.CompareAndSwap(last, now) {
-		r.suppressed.Add(1)
-		return
-	}
-	r.o.Logger.Warn().Err(err).Str("op", op).Int64("errors_since_last_log", r.suppressed.Swap(0)+1).
-		Msg("cache: Redis unavailable; serving uncached")
+	r.down.Fail(op, err)
 }
 
 // Get implements Store.
@@ -158,10 +148,13 @@ func (r *Redis) Get(ctx context.Context, k Key) (*Entry, bool) {
 	cctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
 	b, err := r.client.Get(cctx, r.key(k)).Bytes()
 	cancel()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		r.failed(ctx, "get", err)
+		r.c.misses.Add(1)
+		return nil, false
+	}
+	r.down.Succeed() // Redis answered, if only "no such key"
 	if err != nil {
-		if !errors.Is(err, redis.Nil) {
-			r.failed(ctx, "get", err)
-		}
 		r.c.misses.Add(1)
 		return nil, false
 	}
@@ -194,6 +187,7 @@ func (r *Redis) Set(ctx context.Context, k Key, e *Entry, ttl time.Duration) {
 		r.failed(base, "set", err)
 		return
 	}
+	r.down.Succeed()
 	r.c.sets.Add(1)
 }
 
@@ -202,4 +196,4 @@ func (r *Redis) Set(ctx context.Context, k Key, e *Entry, ttl time.Duration) {
 func (r *Redis) Stats() Stats { return r.c.stats() }
 
 // Skipped returns how many calls were skipped while Redis was backed off.
-func (r *Redis) Skipped() int64 { return r.skipped.Load() }
+func (r *Redis) Skipped() int64 { return r.down.Skipped() }

@@ -134,7 +134,9 @@ func openStores(ctx context.Context, cfg *config.Config, log zerolog.Logger) (_ 
 		}
 		redis.SetLogger(redisLogger{log})
 		st.redis = redis.NewClient(opts)
-		ro := limits.RedisOptions{Location: loc}
+		// Redis being down admits requests unchecked; the stores skip it
+		// for a while after a failure and log it once a minute.
+		ro := limits.RedisOptions{Location: loc, Logger: log}
 		st.budgets, st.limiter = limits.NewRedisBudgets(st.redis, ro), limits.NewRedisLimiter(st.redis, ro)
 	} else {
 		st.budgets, st.limiter = limits.NewMemoryBudgets(limits.BudgetOptions{Location: loc}), limits.NewMemoryLimiter(limits.LimiterOptions{})
@@ -171,7 +173,7 @@ func openStores(ctx context.Context, cfg *config.Config, log zerolog.Logger) (_ 
 				Msg("audit: generated a checkpoint signing key; keep the private key where whoever can write the database cannot")
 		}
 		if st.metrics != nil {
-			st.metrics.SetAudit(st.audit.QueueDepth, st.audit.Dropped)
+			st.metrics.SetAudit(st.audit.QueueDepth, st.audit.Dropped, st.audit.Failed)
 		}
 	}
 	return st, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -11,7 +12,16 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/lumengw/lumen/internal/breaker"
 )
+
+// ErrUnavailable is wrapped by the errors of a Redis store whose Redis
+// failed or is being skipped after a failure. The store has logged it
+// (at most once per RedisOptions.LogInterval): callers that fail open
+// need not log it again.
+var ErrUnavailable = errors.New("redis unavailable")
 
 // RedisOptions configure RedisBudgets and RedisLimiter. Zero fields take
 // the defaults.
@@ -28,6 +38,19 @@ type RedisOptions struct {
 	Hold time.Duration
 	// Now is the clock (default time.Now); tests inject their own.
 	Now func() time.Time
+	// Timeout bounds each Redis call (default 250ms). It only works with a
+	// client built with ContextTimeoutEnabled, as cache.RedisClientOptions
+	// does.
+	Timeout time.Duration
+	// Backoff is how long a store skips Redis after a failure (default
+	// 500ms); it doubles with each failed probe up to MaxBackoff (default
+	// 5s). Skipped calls fail at once with ErrUnavailable, so a Redis that
+	// hangs costs a request a clock read, not a timeout.
+	Backoff, MaxBackoff time.Duration
+	// LogInterval spaces the "Redis unavailable" log lines (default 1m).
+	LogInterval time.Duration
+	// Logger receives those lines; the zero Logger discards them.
+	Logger zerolog.Logger
 }
 
 func (o *RedisOptions) defaults() {
@@ -43,6 +66,46 @@ func (o *RedisOptions) defaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Timeout <= 0 {
+		o.Timeout = 250 * time.Millisecond
+	}
+	if o.Backoff <= 0 {
+		o.Backoff = 500 * time.Millisecond
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 5 * time.Second
+	}
+}
+
+// newBreaker returns the breaker of one store; what names it in the log.
+func (o *RedisOptions) newBreaker(what string) *breaker.Breaker {
+	return breaker.New(breaker.Options{
+		Backoff: o.Backoff, MaxBackoff: o.MaxBackoff, LogInterval: o.LogInterval, Logger: o.Logger, Now: o.Now,
+		Message: "limits: Redis unavailable; " + what + " unchecked (requests admitted)",
+	})
+}
+
+// call runs fn against Redis unless down says to skip it, bounded by
+// o.Timeout, and tells down how it went. Its error wraps ErrUnavailable
+// when Redis failed or was skipped, not when ctx ended first (the client
+// left; Redis is not to blame).
+func call(ctx context.Context, down *breaker.Breaker, o *RedisOptions, op string, fn func(context.Context) error) error {
+	if !down.Allow() {
+		return ErrUnavailable
+	}
+	cctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	err := fn(cctx)
+	cancel()
+	switch {
+	case err == nil || errors.Is(err, redis.Nil):
+		down.Succeed()
+		return err
+	case ctx.Err() != nil:
+		return err
+	default:
+		down.Fail(op, err)
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
 }
 
 // RedisBudgets is a BudgetStore shared by every Lumen instance using the
@@ -57,6 +120,7 @@ type RedisBudgets struct {
 	o        RedisOptions
 	instance string
 	next     atomic.Uint64
+	down     *breaker.Breaker
 }
 
 var _ BudgetStore = (*RedisBudgets)(nil)
@@ -67,7 +131,7 @@ func NewRedisBudgets(client redis.UniversalClient, o RedisOptions) *RedisBudgets
 	o.defaults()
 	var id [6]byte
 	_, _ = rand.Read(id[:])
-	return &RedisBudgets{c: client, o: o, instance: hex.EncodeToString(id[:])}
+	return &RedisBudgets{c: client, o: o, instance: hex.EncodeToString(id[:]), down: o.newBreaker("budgets")}
 }
 
 // keys returns account's spend key for the period of p containing at, its
@@ -141,8 +205,12 @@ func (b *RedisBudgets) Reserve(ctx context.Context, account string, bu Budget, w
 	}
 	id := b.next.Add(1)
 	member := b.instance + ":" + strconv.FormatUint(id, 10) + ":" + strconv.FormatInt(int64(amount), 10)
-	res, err := reserveScript.Run(ctx, b.c, []string{spentKey, openKey},
-		int64(limit), int64(amount), now.UnixMilli(), now.Add(b.o.Hold).UnixMilli(), member, (b.o.Hold + time.Minute).Milliseconds()).Int64Slice()
+	var res []int64
+	err := call(ctx, b.down, &b.o, "reserve", func(ctx context.Context) (err error) {
+		res, err = reserveScript.Run(ctx, b.c, []string{spentKey, openKey},
+			int64(limit), int64(amount), now.UnixMilli(), now.Add(b.o.Hold).UnixMilli(), member, (b.o.Hold + time.Minute).Milliseconds()).Int64Slice()
+		return err
+	})
 	if err != nil {
 		return Reservation{}, fmt.Errorf("reserving budget of %s in redis: %w", account, err)
 	}
@@ -168,26 +236,35 @@ func (b *RedisBudgets) Settle(ctx context.Context, r Reservation, actualUSD floa
 	if !end.IsZero() && ttl <= 0 {
 		charge = 0 // the window ended a day ago: its key, and what counts it, is gone
 	}
-	if err := settleScript.Run(ctx, b.c, []string{spentKey, openKey}, r.member, int64(charge), ttl.Milliseconds()).Err(); err != nil {
+	err := call(ctx, b.down, &b.o, "settle", func(ctx context.Context) error {
+		return settleScript.Run(ctx, b.c, []string{spentKey, openKey}, r.member, int64(charge), ttl.Milliseconds()).Err()
+	})
+	if err != nil {
 		return fmt.Errorf("settling budget of %s in redis: %w", r.KeyID, err)
 	}
 	return nil
 }
 
 // Status returns account's spend in the current period of p; zero when
-// Redis cannot be read.
+// Redis cannot be read (or is being skipped after a failure).
 func (b *RedisBudgets) Status(account string, p Period) Status {
 	p = period(p)
 	now := b.o.Now()
 	spentKey, openKey, end, _ := b.keys(account, p, now, now)
 	start, _ := p.Bounds(now, b.o.Location)
 	st := Status{Period: p, PeriodStart: start, ResetsAt: end}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	pipe := b.c.Pipeline()
-	spent := pipe.Get(ctx, spentKey)
-	holds := pipe.ZRangeByScore(ctx, openKey, &redis.ZRangeBy{Min: "(" + strconv.FormatInt(now.UnixMilli(), 10), Max: "+inf"})
-	_, _ = pipe.Exec(ctx)
+	var spent *redis.StringCmd
+	var holds *redis.StringSliceCmd
+	err := call(context.Background(), b.down, &b.o, "status", func(ctx context.Context) error {
+		pipe := b.c.Pipeline()
+		spent = pipe.Get(ctx, spentKey)
+		holds = pipe.ZRangeByScore(ctx, openKey, &redis.ZRangeBy{Min: "(" + strconv.FormatInt(now.UnixMilli(), 10), Max: "+inf"})
+		_, err := pipe.Exec(ctx)
+		return err
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return st
+	}
 	if n, err := spent.Int64(); err == nil {
 		st.SpentUSD = nano(n).usd()
 	}
@@ -237,8 +314,9 @@ func (b *RedisBudgets) Load(ctx context.Context, src SpendSource, budgets map[st
 // fields), checked and counted by one atomic script. The clock is each
 // instance's own: keep them in sync (NTP).
 type RedisLimiter struct {
-	c redis.UniversalClient
-	o RedisOptions
+	c    redis.UniversalClient
+	o    RedisOptions
+	down *breaker.Breaker
 }
 
 var _ Limiter = (*RedisLimiter)(nil)
@@ -247,7 +325,7 @@ var _ Limiter = (*RedisLimiter)(nil)
 // and closes it.
 func NewRedisLimiter(client redis.UniversalClient, o RedisOptions) *RedisLimiter {
 	o.defaults()
-	return &RedisLimiter{c: client, o: o}
+	return &RedisLimiter{c: client, o: o, down: o.newBreaker("rate limits")}
 }
 
 func (l *RedisLimiter) key(id string) string { return l.o.Prefix + "rate:{" + id + "}" }
@@ -291,7 +369,11 @@ func (l *RedisLimiter) Allow(ctx context.Context, id string, lim Limit, tokens i
 	tokens = max(tokens, 0)
 	t := l.o.Now()
 	now := t.Unix()
-	res, err := allowScript.Run(ctx, l.c, []string{l.key(id)}, now, max(lim.RPM, 0), max(lim.TPM, 0), tokens).Slice()
+	var res []any
+	err := call(ctx, l.down, &l.o, "allow", func(ctx context.Context) (err error) {
+		res, err = allowScript.Run(ctx, l.c, []string{l.key(id)}, now, max(lim.RPM, 0), max(lim.TPM, 0), tokens).Slice()
+		return err
+	})
 	if err != nil {
 		return Decision{}, fmt.Errorf("rate limit %s in redis: %w", id, err)
 	}
@@ -327,15 +409,19 @@ func (l *RedisLimiter) Allow(ctx context.Context, id string, lim Limit, tokens i
 func (l *RedisLimiter) Adjust(ctx context.Context, id string, requests, tokens int) error {
 	now := strconv.FormatInt(l.o.Now().Unix(), 10)
 	key := l.key(id)
-	pipe := l.c.TxPipeline()
-	if requests != 0 {
-		pipe.HIncrBy(ctx, key, now+"r", int64(requests))
-	}
-	if tokens != 0 {
-		pipe.HIncrBy(ctx, key, now+"t", int64(tokens))
-	}
-	pipe.Expire(ctx, key, 61*time.Second)
-	if _, err := pipe.Exec(ctx); err != nil {
+	err := call(ctx, l.down, &l.o, "adjust", func(ctx context.Context) error {
+		pipe := l.c.TxPipeline()
+		if requests != 0 {
+			pipe.HIncrBy(ctx, key, now+"r", int64(requests))
+		}
+		if tokens != 0 {
+			pipe.HIncrBy(ctx, key, now+"t", int64(tokens))
+		}
+		pipe.Expire(ctx, key, 61*time.Second)
+		_, err := pipe.Exec(ctx)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("adjusting rate limit %s in redis: %w", id, err)
 	}
 	return nil

@@ -81,12 +81,15 @@ type Metrics struct {
 	tagReqs    *prometheus.CounterVec   // key_tag
 	tagCost    *prometheus.CounterVec   // key_tag
 	guardrail  *prometheus.CounterVec   // guardrail, rule, action
+	limitsDown *prometheus.CounterVec   // store
 	inflight   prometheus.Gauge
 	streams    prometheus.Gauge
 
 	ledgerDepth, auditDepth     atomic.Pointer[func() int]
 	ledgerDropped, auditDropped atomic.Pointer[func() uint64]
-	ledgerFailed                atomic.Pointer[func() uint64]
+	ledgerFailed, auditFailed   atomic.Pointer[func() uint64]
+	cacheErrors                 atomic.Pointer[func() uint64]
+	limitsRate, limitsBudget    prometheus.Counter
 
 	groupVals, deployVals, providerVals, tagVals, scopeVals, kindVals *valueSet
 
@@ -143,6 +146,8 @@ func New(opts Options) *Metrics {
 		guardrail: f.counterVec("lumen_guardrail_matches_total",
 			"Guardrail matches, by guardrail, rule (a prebuilt pattern's name, a regex's name, or blocked_word) and action (block or mask).",
 			"guardrail", "rule", "action"),
+		limitsDown: f.counterVec("lumen_limits_unavailable_total",
+			"Rate-limit (store=rate) and budget (store=budget) checks and updates a shared store (Redis) could not make, failed or skipped while it is down: the request was admitted unchecked, or its use not counted.", "store"),
 		inflight: f.gauge("lumen_inflight_requests", "Requests being served."),
 		streams:  f.gauge("lumen_inflight_streams", "Streamed responses being sent."),
 		routes:   map[routeKey]*Route{},
@@ -161,12 +166,15 @@ func New(opts Options) *Metrics {
 	m.scopeVals = newValueSet("scope", min(max, 16), false, overflow)
 	m.kindVals = newValueSet("kind", min(max, 16), false, overflow)
 	m.tagVals.allow(opts.KeyTags...)
+	m.limitsRate, m.limitsBudget = m.limitsDown.WithLabelValues("rate"), m.limitsDown.WithLabelValues("budget")
 
 	f.gaugeFunc("lumen_ledger_queue_depth", "Ledger records waiting to be written.", loadInt(&m.ledgerDepth))
 	f.counterFunc("lumen_ledger_dropped_total", "Ledger records dropped: the queue was full, or the writer had closed.", loadUint(&m.ledgerDropped))
 	f.counterFunc("lumen_ledger_failed_total", "Ledger records lost because their batch failed to commit, after retries.", loadUint(&m.ledgerFailed))
 	f.gaugeFunc("lumen_audit_queue_depth", "Audit entries waiting to be written.", loadInt(&m.auditDepth))
 	f.counterFunc("lumen_audit_dropped_total", "Audit entries dropped: the queue was full, or the log had closed.", loadUint(&m.auditDropped))
+	f.counterFunc("lumen_audit_failed_total", "Audit entries lost because their batch failed to commit, after retries.", loadUint(&m.auditFailed))
+	f.counterFunc("lumen_cache_errors_total", "Response cache backend failures (Redis unreachable, an embedder error), each served as a miss or a dropped write.", loadUint(&m.cacheErrors))
 
 	if !opts.NoProcessMetrics {
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -193,11 +201,29 @@ func (m *Metrics) SetLedger(depth func() int, dropped, failed func() uint64) {
 	m.ledgerFailed.Store(&failed)
 }
 
-// SetAudit is SetLedger for lumen_audit_queue_depth and
-// lumen_audit_dropped_total, e.g. SetAudit(log.QueueDepth, log.Dropped).
-func (m *Metrics) SetAudit(depth func() int, dropped func() uint64) {
+// SetAudit is SetLedger for lumen_audit_queue_depth,
+// lumen_audit_dropped_total and lumen_audit_failed_total, e.g.
+// SetAudit(log.QueueDepth, log.Dropped, log.Failed).
+func (m *Metrics) SetAudit(depth func() int, dropped, failed func() uint64) {
 	m.auditDepth.Store(&depth)
 	m.auditDropped.Store(&dropped)
+	m.auditFailed.Store(&failed)
+}
+
+// SetCache makes lumen_cache_errors_total report errors() at each scrape
+// (cache.Stats.Errors). It may be nil (reports 0); it must be cheap and
+// safe for concurrent use.
+func (m *Metrics) SetCache(errors func() uint64) { m.cacheErrors.Store(&errors) }
+
+// LimitsUnavailable counts a rate-limit (store "rate") or budget (store
+// "budget") check or update a shared store could not make. Other stores
+// are counted as "budget".
+func (m *Metrics) LimitsUnavailable(store string) {
+	if store == "rate" {
+		m.limitsRate.Inc()
+		return
+	}
+	m.limitsBudget.Inc()
 }
 
 func loadInt(p *atomic.Pointer[func() int]) func() float64 {

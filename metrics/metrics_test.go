@@ -125,6 +125,9 @@ func traffic(m *Metrics) {
 	m.StreamStarted()
 	m.BudgetRejected("key")
 	m.RateLimited("rpm")
+	m.LimitsUnavailable("rate")
+	m.LimitsUnavailable("budget")
+	m.LimitsUnavailable("budget")
 	m.ObserveKeyTags([]string{"team-a", "not-allowed"}, 0.5)
 	m.ObserveKeyTags(nil, 0.25)
 }
@@ -135,7 +138,8 @@ func TestMetricsAppearAndMove(t *testing.T) {
 	var mu sync.Mutex
 	m.SetLedger(func() int { mu.Lock(); defer mu.Unlock(); return depth }, func() uint64 { mu.Lock(); defer mu.Unlock(); return dropped },
 		func() uint64 { mu.Lock(); defer mu.Unlock(); return failed })
-	m.SetAudit(func() int { return 2 }, nil)
+	m.SetAudit(func() int { return 2 }, nil, func() uint64 { return 3 })
+	m.SetCache(func() uint64 { return 4 })
 
 	before := scrape(t, m)
 	if _, _, ok := sample(before, "lumen_requests_total", route+",status=200"); ok {
@@ -143,6 +147,11 @@ func TestMetricsAppearAndMove(t *testing.T) {
 	}
 	if v, _, ok := sample(before, "lumen_ledger_queue_depth", ""); !ok || v != 0 {
 		t.Fatalf("ledger depth before = %v %v, want 0", v, ok)
+	}
+	for _, store := range []string{"rate", "budget"} {
+		if v, _, ok := sample(before, "lumen_limits_unavailable_total", "store="+store); !ok || v != 0 {
+			t.Errorf("lumen_limits_unavailable_total{store=%s} before = %v %v, want 0 (a series to alert on from the start)", store, v, ok)
+		}
 	}
 
 	tests := []struct {
@@ -181,6 +190,10 @@ func TestMetricsAppearAndMove(t *testing.T) {
 		{"lumen_ledger_failed_total", "", 2, 3, 0},
 		{"lumen_audit_queue_depth", "", 2, 2, 0},
 		{"lumen_audit_dropped_total", "", 0, 0, 0},
+		{"lumen_audit_failed_total", "", 3, 3, 0},
+		{"lumen_cache_errors_total", "", 4, 4, 0},
+		{"lumen_limits_unavailable_total", "store=rate", 1, 2, 0},
+		{"lumen_limits_unavailable_total", "store=budget", 2, 4, 0},
 		{"lumen_metrics_label_overflow_total", "label=key_tag", 1, 2, 0},
 	}
 	traffic(m)

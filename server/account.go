@@ -131,7 +131,7 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) 
 		switch {
 		case err != nil:
 			// A shared limiter that is down must not stop traffic.
-			s.log.Warn().Err(err).Str("request_id", x.id).Msg("rate limiter unavailable: request admitted unchecked")
+			s.limitsUnavailable(x, "rate", err, "rate limiter unavailable: request admitted unchecked")
 		case !d.Allowed:
 			s.refundLimits(x)
 			if s.metrics != nil {
@@ -176,7 +176,7 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) 
 			}
 			return err
 		case err != nil:
-			s.log.Warn().Err(err).Str("request_id", x.id).Msg("budget store unavailable: request admitted unchecked")
+			s.limitsUnavailable(x, "budget", err, "budget store unavailable: request admitted unchecked")
 		default:
 			res.At = x.start // charged to the period its ledger row is in
 			x.reservations = append(x.reservations, res)
@@ -230,7 +230,7 @@ func (s *Server) holdOtherGroups(ctx context.Context, x *exchange, others []stri
 			x.skipGroups = append(x.skipGroups, name)
 			refused = err
 		case err != nil:
-			s.log.Warn().Err(err).Str("request_id", x.id).Msg("budget store unavailable: request admitted unchecked")
+			s.limitsUnavailable(x, "budget", err, "budget store unavailable: request admitted unchecked")
 		default:
 			res.At = x.start // charged to the period its ledger row is in
 			x.reservations = append(x.reservations, res)
@@ -264,7 +264,7 @@ func (s *Server) settle(x *exchange) {
 	if d := used - x.limitedTokens; d != 0 {
 		for _, sc := range x.scopes {
 			if err := s.limiter.Adjust(context.Background(), sc.id, 0, d); err != nil {
-				s.log.Warn().Err(err).Str("request_id", x.id).Msg("adjusting the rate-limit window")
+				s.limitsUnavailable(x, "rate", err, "adjusting the rate-limit window")
 			}
 		}
 	}
@@ -289,7 +289,7 @@ func (s *Server) chargeBudgets(x *exchange, usd float64) {
 			charge = 0
 		}
 		if err := s.budgets.Settle(context.Background(), res, charge); err != nil {
-			s.log.Warn().Err(err).Str("request_id", x.id).Msg("settling the budget reservation")
+			s.limitsUnavailable(x, "budget", err, "settling the budget reservation")
 		}
 	}
 	x.reservations = x.reservations[:0]
@@ -300,10 +300,25 @@ func (s *Server) chargeBudgets(x *exchange, usd float64) {
 func (s *Server) refundLimits(x *exchange) {
 	for _, sc := range x.scopes {
 		if err := s.limiter.Adjust(context.Background(), sc.id, -1, -x.limitedTokens); err != nil {
-			s.log.Warn().Err(err).Str("request_id", x.id).Msg("refunding the rate-limit window")
+			s.limitsUnavailable(x, "rate", err, "refunding the rate-limit window")
 		}
 	}
 	x.scopes = x.scopes[:0]
+}
+
+// limitsUnavailable reports a rate-limit (store "rate") or budget (store
+// "budget") call that failed, the request going on unchecked or its use
+// uncounted: it counts it in lumen_limits_unavailable_total and logs msg,
+// unless err is limits.ErrUnavailable, which the store logs itself, at
+// most once a minute: a Redis that is down would otherwise log a line or
+// more per request.
+func (s *Server) limitsUnavailable(x *exchange, store string, err error, msg string) {
+	if s.metrics != nil {
+		s.metrics.LimitsUnavailable(store)
+	}
+	if !errors.Is(err, limits.ErrUnavailable) {
+		s.log.Warn().Err(err).Str("request_id", x.id).Msg(msg)
+	}
 }
 
 // requestedOutput is the request's output cap: max_completion_tokens or

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,8 +13,11 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/lumengw/lumen/cache"
 	"github.com/lumengw/lumen/config"
+	"github.com/lumengw/lumen/internal/syncbuf"
 	"github.com/lumengw/lumen/limits"
+	"github.com/lumengw/lumen/metrics"
 	"github.com/lumengw/lumen/router"
 	"github.com/lumengw/lumen/tokens"
 )
@@ -149,4 +153,110 @@ limits: {global: {budget_usd: 100, budget_period: daily}, model_groups: {priced:
 			t.Errorf("%s settled at %v, the ledger row's time is %v", r.KeyID, r.At, recs[0].Time)
 		}
 	}
+}
+
+// downLimits are a limiter and a budget store whose every call fails
+// with err.
+type downLimits struct{ err error }
+
+func (d downLimits) Allow(context.Context, string, limits.Limit, int) (limits.Decision, error) {
+	return limits.Decision{}, d.err
+}
+func (d downLimits) Adjust(context.Context, string, int, int) error { return d.err }
+func (d downLimits) Reserve(context.Context, string, limits.Budget, float64) (limits.Reservation, error) {
+	return limits.Reservation{}, d.err
+}
+func (d downLimits) Settle(context.Context, limits.Reservation, float64) error { return d.err }
+
+// Shared limits that are down admit requests unchecked and count each
+// check in lumen_limits_unavailable_total; a Redis store's ErrUnavailable
+// is not logged per request (the store logs it once a minute), any other
+// error is.
+func TestLimitsUnavailableAreCountedNotLoggedPerRequest(t *testing.T) {
+	tests := []struct {
+		name      string
+		err       error
+		wantLines int // per request
+	}{
+		{"redis unavailable", fmt.Errorf("rate limit global in redis: %w: i/o timeout", limits.ErrUnavailable), 0},
+		{"other error", errors.New("some store failed"), 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, _, err := config.Parse([]byte(`
+limits: {global: {rpm: 100, budget_usd: 10}}
+model_list:
+  - {model_name: m, params: {model: mock/m}}
+`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := router.New(cfg, router.Build)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var logs syncbuf.Buffer
+			m := metrics.New(metrics.Options{NoProcessMetrics: true})
+			down := downLimits{tt.err}
+			srv := httptest.NewServer(New(Options{Config: cfg, Router: r, Logger: zerolog.New(&logs), Metrics: m, Limiter: down, Budgets: down}))
+			defer srv.Close()
+			const n = 3
+			for range n {
+				if status, text := postJSON(t, srv.URL+"/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":"hi"}]}`); status != http.StatusOK {
+					t.Fatalf("got %d %s, want 200: a store that is down admits", status, text)
+				}
+			}
+			if got := strings.Count(logs.String(), "unavailable: request admitted unchecked"); got != n*tt.wantLines {
+				t.Errorf("%d log lines, want %d:\n%s", got, n*tt.wantLines, logs.String())
+			}
+			fams, err := m.Registry().Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]float64{}
+			for _, f := range fams {
+				if f.GetName() == "lumen_limits_unavailable_total" {
+					for _, s := range f.GetMetric() {
+						got[s.GetLabel()[0].GetValue()] = s.GetCounter().GetValue()
+					}
+				}
+			}
+			if got["rate"] != n || got["budget"] != n {
+				t.Errorf("lumen_limits_unavailable_total = %v, want %d of each store", got, n)
+			}
+		})
+	}
+}
+
+// erringStore is a cache store that reports backend errors.
+type erringStore struct{ cache.Store }
+
+func (erringStore) Stats() cache.Stats { return cache.Stats{Errors: 7} }
+
+// lumen_cache_errors_total reports the cache store's Stats.Errors.
+func TestCacheErrorsMetric(t *testing.T) {
+	cfg, _, err := config.Parse([]byte("model_list:\n  - {model_name: m, params: {model: mock/m}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := router.New(cfg, router.Build)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.New(metrics.Options{NoProcessMetrics: true})
+	c := cache.New(erringStore{cache.NewLocal(0, 0)}, cache.Options{})
+	New(Options{Config: cfg, Router: r, Logger: zerolog.Nop(), Metrics: m, Cache: c})
+	fams, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() == "lumen_cache_errors_total" {
+			if v := f.GetMetric()[0].GetCounter().GetValue(); v != 7 {
+				t.Errorf("lumen_cache_errors_total = %v, want 7", v)
+			}
+			return
+		}
+	}
+	t.Error("lumen_cache_errors_total missing")
 }

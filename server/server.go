@@ -127,6 +127,11 @@ func New(o Options) *Server {
 		s.master, s.hasMaster = sha256.Sum256([]byte(mk)), true
 	}
 	s.SetRouter(o.Router)
+	if s.metrics != nil && o.Cache != nil {
+		if r, ok := o.Cache.Store().(cache.StatsReporter); ok {
+			s.metrics.SetCache(func() uint64 { return uint64(r.Stats().Errors) })
+		}
+	}
 	s.guardrails.Store(o.Guardrails)
 	s.handler = s.routes()
 	s.ready.Store(true)
