@@ -12,12 +12,22 @@
 // (seq, hash) with a key the database does not hold, and Verify checks every
 // entry against every checkpoint.
 //
+// Deleting checkpoints is caught as far as the database can tell: a writer
+// signs within CheckpointEvery entries and one CheckpointInterval (a
+// restarted writer at once signs what a crash left unsigned), so Verify
+// reports more entries, or entries spanning more time, without a checkpoint
+// (VerifyOptions). A tail deleted together with the checkpoints that signed
+// it, or a log emptied, looks like a log that stopped earlier unless Verify
+// is given the last checkpoint known from outside the database:
+// Options.CheckpointFile keeps it, and Lumen logs every checkpoint at info
+// level.
+//
 // Limits, stated so nobody relies on more: entries after the last checkpoint
 // are protected by the chain only (Report.Unsigned says how many); and
-// deleting the tail together with the checkpoints that signed it looks like
-// a log that stopped earlier. Lumen logs every checkpoint (seq and hash) at
-// info level, so a log shipped elsewhere is an outside record to compare
-// Report.Head and Report.LastCheckpoint against.
+// someone who can write the database can delete or rewrite the entries of
+// the last few minutes (less than DefaultMaxUnsigned, fewer than
+// CheckpointEvery) with the checkpoints that signed them, undetected
+// without the outside checkpoint, or with an older copy of it.
 //
 // Appends never wait on disk: they go through a bounded queue to one writer
 // goroutine that assigns sequence numbers and batches transactions. An entry
@@ -61,6 +71,13 @@ type Options struct {
 	// written since the last one. Zero means one minute; negative means never
 	// on a timer.
 	CheckpointInterval time.Duration
+	// CheckpointFile, when set, receives each checkpoint this Log signs
+	// (JSON, replaced atomically; see WriteCheckpointFile), for `lumen
+	// audit verify` to check the log against: keep it, or copies of it,
+	// where whoever can write the database cannot. A missing file gets the
+	// last checkpoint at Open; a file the log does not match is never
+	// replaced (Open logs it). Empty means none.
+	CheckpointFile string
 	// QueueSize bounds the entries waiting for the writer. Zero means 4096.
 	QueueSize int
 	// StorePayloads keeps request and response bodies in the log; when false
@@ -113,11 +130,12 @@ type Log struct {
 	done      chan struct{}
 
 	// Owned by the writer goroutine.
-	seq       uint64
-	head      Digest
-	signedSeq uint64
-	lastErr   error         // of the last write, if it failed for good
-	retryFor  time.Duration // retryFor; tests shorten it
+	keepCheckpointFile bool // the file does not match the log: leave it
+	seq                uint64
+	head               Digest
+	signedSeq          uint64
+	lastErr            error         // of the last write, if it failed for good
+	retryFor           time.Duration // retryFor; tests shorten it
 
 	// hook, when set by a test, runs in the writer on each entry before it
 	// is chained.
@@ -208,7 +226,11 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 	}
 	if cpKey != "" && cpKey != l.keyID {
 		l.logger.Error().Str("checkpoint_key", cpKey).Str("signing_key", l.keyID).
-			Msg("audit signing key differs from the one that signed the last checkpoint; verify needs both keys")
+			Msg("audit signing key differs from the one that signed the last checkpoint; " +
+				"verify needs both public keys: lumen audit verify --public-key OLD.pub --public-key NEW.pub")
+	}
+	if opts.CheckpointFile != "" {
+		l.openCheckpointFile(ctx)
 	}
 	go l.run()
 	return l, nil
@@ -319,6 +341,11 @@ func (l *Log) run() {
 		defer t.Stop()
 		tick = t.C
 	}
+	// What a crash left unsigned is signed before anything new, so every
+	// run of entries without a checkpoint stays short (Verify checks).
+	if l.seq > l.signedSeq {
+		l.writeBatch(nil)
+	}
 	batch := make([]Entry, 0, maxBatch)
 	for {
 		select {
@@ -349,11 +376,19 @@ func (l *Log) run() {
 				return
 			}
 		case <-tick:
-			if l.seq > l.signedSeq {
+			if l.seq > l.signedSeq || l.othersUnsigned() {
 				l.writeBatch(nil)
 			}
 		}
 	}
+}
+
+// othersUnsigned reports whether the log holds entries after its last
+// checkpoint that another writer on the database appended (and, having
+// stopped, will not sign).
+func (l *Log) othersUnsigned() bool {
+	seq, _, cpSeq, _, err := chainHead(context.Background(), l.ro)
+	return err == nil && seq > cpSeq
 }
 
 func (l *Log) finish() {
@@ -409,6 +444,7 @@ func (l *Log) writeBatch(batch []Entry) {
 func (l *Log) commit(batch []Entry) error {
 	seq, head, signed := l.seq, l.head, l.signedSeq
 	n := 0
+	var signedCP *Checkpoint // the last checkpoint committed
 	err := func() (err error) {
 		defer func() {
 			if r := recover(); r != nil {
@@ -485,6 +521,9 @@ func (l *Log) commit(batch []Entry) error {
 			l.logger.Info().Uint64("seq", cp.Seq).Str("hash", cp.Hash.String()).
 				Str("key_id", cp.KeyID).Msg("audit checkpoint signed")
 		}
+		if len(cps) > 0 {
+			signedCP = cps[len(cps)-1]
+		}
 		return nil
 	}()
 	if err != nil {
@@ -492,6 +531,9 @@ func (l *Log) commit(batch []Entry) error {
 	}
 	l.seq, l.head, l.signedSeq = seq, head, signed
 	l.written.Add(uint64(n))
+	if signedCP != nil {
+		l.writeCheckpointFile(signedCP)
+	}
 	return nil
 }
 

@@ -38,42 +38,79 @@ func auditOff(cfg *config.Config, err error) error {
 
 func newCmdAuditVerify(f *Factory) *cobra.Command {
 	var (
-		configPath, pubPath string
-		from                uint64
+		configPath, checkpointPath string
+		pubPaths                   []string
+		from                       uint64
+		maxUnsigned                time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Re-walk the audit chain and its signed checkpoints",
 		Long: `Re-walk the audit chain from entry --from (default the first) and check
 every entry's hash, every link and every checkpoint signature. On success it
-prints one summary line; otherwise it names the first entry that was
-altered, deleted or inserted (or a bad signature, or a log cut short before
-its last checkpoint) and exits 1.
+prints one summary line (and a warning line when entries older than
+--max-unsigned are still unsigned); otherwise it names the first entry that
+was altered, deleted or inserted, a bad signature, a log cut short before
+its last checkpoint, or checkpoints missing, and exits 1.
+
+Checkpoints missing: a writer signs a checkpoint every audit.checkpoint_every
+entries and every minute, so more entries than that, or entries whose times
+span more than --max-unsigned, with no checkpoint between them (or after the
+last) mean signed checkpoints were deleted. Entries carry the time their
+event started: raise --max-unsigned if requests run longer than it.
+
+A tail deleted together with the checkpoints that signed it, or a log
+emptied, can only be caught with a record kept outside the database: with
+audit.checkpoint_file set, every signed checkpoint is also written to that
+file, and verify requires the log to reach the file's entry with the hash it
+signed (--checkpoint reads another copy; --checkpoint "" skips it).
 
 The check needs only the public key: --public-key, or else the .pub file
-beside audit.signing_key, or else the signing key itself. Give auditors the
-public key and the database; the file is opened read-only.`,
+beside audit.signing_key, or else the signing key itself. After the signing
+key changed, give every key that signed checkpoints (--public-key old.pub
+--public-key new.pub): each checkpoint is checked with the key it names.
+Give auditors the public keys and the database; the file is opened
+read-only.`,
 		Example: `  lumen audit verify --config config.yaml
-  lumen audit verify --from 5000 --public-key lumen-audit.key.pub`,
+  lumen audit verify --from 5000 --public-key lumen-audit.key.pub
+  lumen audit verify --public-key old-audit.key.pub --public-key lumen-audit.key.pub
+  lumen audit verify --checkpoint /mnt/offsite/audit-checkpoint.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if maxUnsigned < 0 {
+				return fmt.Errorf("--max-unsigned: must not be negative, got %v", maxUnsigned)
+			}
 			cfg, _, _, err := loadConfig(newViper(cmd.Flags()), f)
 			if err != nil {
 				return err
 			}
-			if pubPath == "" {
-				pubPath = cfg.Audit.SigningKey + ".pub"
-				if _, err := os.Stat(pubPath); err != nil {
-					pubPath = cfg.Audit.SigningKey
+			if len(pubPaths) == 0 {
+				p := cfg.Audit.SigningKey + ".pub"
+				if _, err := os.Stat(p); err != nil {
+					p = cfg.Audit.SigningKey
+				}
+				pubPaths = []string{p}
+			}
+			if !cmd.Flags().Changed("checkpoint") && cfg.Audit.CheckpointFile != "" {
+				checkpointPath = cfg.Audit.CheckpointFile
+				if _, err := os.Stat(checkpointPath); err != nil {
+					// Deleting it must not switch the check off.
+					return fmt.Errorf("reading the last known checkpoint (audit.checkpoint_file): %w; "+
+						"the audit writer creates it with the first checkpoint (--checkpoint \"\" verifies without it)", err)
 				}
 			}
-			return auditOff(cfg, audit.RunVerify(cmd.Context(), auditPath(cfg), pubPath, from, f.Out))
+			return auditOff(cfg, audit.RunVerify(cmd.Context(), audit.VerifyRun{
+				Path: auditPath(cfg), KeyPaths: pubPaths, CheckpointPath: checkpointPath,
+				Options: audit.VerifyOptions{From: from, CheckpointEvery: cfg.Audit.CheckpointEvery, MaxUnsigned: maxUnsigned},
+			}, f.Out))
 		},
 	}
-	fs := cmd.Flags()
-	configFlag(fs, &configPath)
-	fs.Uint64Var(&from, "from", 0, "first entry to verify (its link to the entry before is checked too)")
-	fs.StringVar(&pubPath, "public-key", "", "the Ed25519 public key (PEM) that signed the checkpoints (default: audit.signing_key + \".pub\")")
+	flags := cmd.Flags()
+	configFlag(flags, &configPath)
+	flags.Uint64Var(&from, "from", 0, "first entry to verify (its link to the entry before is checked too)")
+	flags.StringArrayVar(&pubPaths, "public-key", nil, "an Ed25519 public key (PEM) that signed checkpoints; repeat for each key the log was signed with (default: audit.signing_key + \".pub\")")
+	flags.StringVar(&checkpointPath, "checkpoint", "", "the last known checkpoint: the log must reach its entry with its hash (default: audit.checkpoint_file; \"\" skips)")
+	flags.DurationVar(&maxUnsigned, "max-unsigned", audit.DefaultMaxUnsigned, "the longest span of entry times without a checkpoint before verify reports checkpoints missing (0 skips)")
 	return cmd
 }
 

@@ -134,3 +134,137 @@ func TestAuditExport(t *testing.T) {
 		}
 	}
 }
+
+// withCheckpointFile sets audit.checkpoint_file in e's config and returns
+// its path.
+func withCheckpointFile(t *testing.T, e *ledgerEnv) string {
+	t.Helper()
+	path := filepath.Join(e.dir, "anchor", "audit-checkpoint.json")
+	if err := os.Mkdir(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	yaml := strings.Replace(string(b), "signing_key: "+e.signingKey, "signing_key: "+e.signingKey+", checkpoint_file: "+path, 1)
+	if err := os.WriteFile(e.config, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestAuditVerifyMissingCheckpoints(t *testing.T) {
+	tests := []struct {
+		name    string
+		anchor  bool   // audit.checkpoint_file set before the entries are written
+		tamper  string // SQL run on the audit database
+		args    []string
+		kind    error
+		want    string // in the error, or the output when kind is nil
+		wantOut string
+	}{
+		{name: "clean with the checkpoint file", anchor: true,
+			wantOut: ", matches the last known checkpoint (entry 5)\n"},
+		{name: "checkpoints deleted", tamper: `DELETE FROM audit_checkpoints`, args: []string{"--max-unsigned", "1ns"},
+			kind: audit.ErrMissingCheckpoint, want: "audit entry 1: checkpoints missing: entries 1..5 are signed by no checkpoint"},
+		{name: "tail deleted with its checkpoint", anchor: true,
+			tamper: `DELETE FROM audit_entries WHERE seq = 5; DELETE FROM audit_checkpoints WHERE seq = 5`,
+			kind:   audit.ErrTruncated, want: "audit entry 5: truncated: the log ends at entry 4 but the last known checkpoint"},
+		{name: "log emptied", anchor: true, tamper: `DELETE FROM audit_entries; DELETE FROM audit_checkpoints`,
+			kind: audit.ErrTruncated, want: "audit entry 1: truncated: the log ends at entry 0"},
+		{name: "log emptied and checked without the file", anchor: true, tamper: `DELETE FROM audit_entries; DELETE FROM audit_checkpoints`,
+			args: []string{"--checkpoint", ""}, wantOut: "ok: no entries from 1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newLedgerEnv(t, true)
+			if tt.anchor {
+				withCheckpointFile(t, e)
+			}
+			for _, args := range [][]string{{"create", "--name", "a"}, {"create", "--name", "b"},
+				{"update", "a", "--rpm", "1"}, {"rotate", "b"}, {"revoke", "b"}} {
+				e.mustRun(t, append([]string{"keys"}, args...)...)
+			}
+			if tt.tamper != "" {
+				db, err := sql.Open("sqlite3", e.auditDB)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = db.Exec(tt.tamper)
+				db.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			out, _, err := e.run(t, append([]string{"audit", "verify"}, tt.args...)...)
+			if tt.kind == nil {
+				if err != nil || !strings.Contains(out, tt.wantOut) {
+					t.Fatalf("verify = %q, %v; want %q", out, err, tt.wantOut)
+				}
+				return
+			}
+			var ve *audit.VerifyError
+			if !errors.As(err, &ve) || !errors.Is(err, tt.kind) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("verify = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// A configured checkpoint file that is gone fails the check: deleting it
+// must not turn it off.
+func TestAuditVerifyCheckpointFileMissing(t *testing.T) {
+	e := auditedEnv(t)
+	path := withCheckpointFile(t, e) // set after the entries: not written yet
+	_, _, err := e.run(t, "audit", "verify")
+	if err == nil || !strings.Contains(err.Error(), "(audit.checkpoint_file)") {
+		t.Fatalf("verify = %v, want it to name audit.checkpoint_file", err)
+	}
+	e.mustRun(t, "keys", "create", "--name", "c") // the next writer writes it
+	if _, err := os.Stat(path); err != nil {
+		t.Fatal(err)
+	}
+	if out := e.mustRun(t, "audit", "verify"); !strings.Contains(out, "matches the last known checkpoint (entry 6)") {
+		t.Fatalf("verify: %q", out)
+	}
+}
+
+func TestAuditVerifyAfterKeyChange(t *testing.T) {
+	e := auditedEnv(t)
+	oldKey, oldPub := filepath.Join(e.dir, "old.key"), filepath.Join(e.dir, "old.key.pub")
+	if err := os.Rename(e.signingKey, oldKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(e.signingKey+".pub", oldPub); err != nil {
+		t.Fatal(err)
+	}
+	e.mustRun(t, "keys", "create", "--name", "c") // signed with a new key
+	newPub := e.signingKey + ".pub"
+	tests := []struct {
+		keys []string
+		seq  uint64 // first checkpoint that fails; 0: verifies
+	}{
+		{nil, 1}, // the default: the new key
+		{[]string{oldPub}, 6},
+		{[]string{newPub, oldPub}, 0},
+		{[]string{oldKey, newPub}, 0},
+	}
+	for _, tt := range tests {
+		args := []string{"audit", "verify"}
+		for _, k := range tt.keys {
+			args = append(args, "--public-key", k)
+		}
+		out, _, err := e.run(t, args...)
+		if tt.seq == 0 {
+			if err != nil || !strings.HasPrefix(out, "ok: entries 1..6 verified (6), 6 checkpoints signed by keys ") {
+				t.Errorf("verify with %v = %q, %v", tt.keys, out, err)
+			}
+			continue
+		}
+		var ve *audit.VerifyError
+		if !errors.As(err, &ve) || ve.Kind != audit.ErrBadSignature || ve.Seq != tt.seq {
+			t.Errorf("verify with %v = %v, want a bad signature at entry %d", tt.keys, err, tt.seq)
+		}
+	}
+}

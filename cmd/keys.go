@@ -89,6 +89,7 @@ func openBooks(ctx context.Context, f *Factory, fs *pflag.FlagSet, create, withA
 			SigningKeyPath:     cfg.Audit.SigningKey,
 			CheckpointEvery:    cfg.Audit.CheckpointEvery,
 			CheckpointInterval: -1, // Close signs the last checkpoint
+			CheckpointFile:     cfg.Audit.CheckpointFile,
 			Logger:             zerolog.New(f.ErrOut).Level(zerolog.WarnLevel),
 		})
 		if err != nil {

@@ -163,7 +163,8 @@ func openStores(ctx context.Context, cfg *config.Config, log zerolog.Logger) (_ 
 	if *cfg.Audit.Enabled {
 		st.audit, err = audit.Open(ctx, audit.Options{
 			Path: auditPath(cfg), SigningKeyPath: cfg.Audit.SigningKey, CheckpointEvery: cfg.Audit.CheckpointEvery,
-			StorePayloads: cfg.Ledger.StorePayloads && !zero, Logger: log,
+			CheckpointFile: cfg.Audit.CheckpointFile,
+			StorePayloads:  cfg.Ledger.StorePayloads && !zero, Logger: log,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("opening the audit log (audit.path): %w", err)

@@ -408,6 +408,11 @@ type Audit struct {
 	SigningKey string `yaml:"signing_key"`
 	// CheckpointEvery signs a checkpoint every N entries (default 1000).
 	CheckpointEvery int `yaml:"checkpoint_every"`
+	// CheckpointFile receives each signed checkpoint (JSON, replaced
+	// atomically), the last one `lumen audit verify` then requires the log
+	// to reach: keep it (or copies) out of reach of whoever can write the
+	// database. Empty (the default) means none.
+	CheckpointFile string `yaml:"checkpoint_file"`
 }
 
 // Privacy configures retention.

@@ -55,12 +55,12 @@ func Load(path string) (*Config, []string, error) {
 }
 
 // resolvePaths makes the relative file paths of a config file (ledger.path,
-// audit.path, audit.signing_key) relative to the file's directory, so
+// audit.path, audit.signing_key, audit.checkpoint_file) relative to the file's directory, so
 // `lumen serve -c /etc/lumen/config.yaml` and `lumen keys -c …` find the
 // same database from any working directory. The embedded config keeps them
 // relative to the working directory.
 func (c *Config) resolvePaths(dir string) {
-	for _, p := range []*string{&c.Ledger.Path, &c.Audit.Path, &c.Audit.SigningKey} {
+	for _, p := range []*string{&c.Ledger.Path, &c.Audit.Path, &c.Audit.SigningKey, &c.Audit.CheckpointFile} {
 		if *p != "" && !filepath.IsAbs(*p) && !strings.HasPrefix(*p, ":") && !strings.HasPrefix(*p, "file:") {
 			*p = filepath.Join(dir, *p)
 		}
