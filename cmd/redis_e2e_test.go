@@ -159,7 +159,7 @@ audit: {enabled: false}
 		}
 	}
 	logs := l.Logs.String()
-	for _, want := range []string{"loading spend into Redis failed", "rate limiter unavailable", "budget store unavailable"} {
+	for _, want := range []string{"loading spend into Redis failed", "Redis unavailable; rate limits unchecked", "Redis unavailable; budgets unchecked"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("the log does not say %q:\n%s", want, logs)
 		}
