@@ -103,6 +103,11 @@ func TestOpenGatewayRefusesVirtualKeysItDoesNotHold(t *testing.T) {
 	if _, err := f.keys.Revoke(ctx, "revoked"); err != nil {
 		t.Fatal(err)
 	}
+	// The last character changed (to one it is not).
+	mistyped := live[:len(live)-1] + "x"
+	if mistyped == live {
+		mistyped = live[:len(live)-1] + "y"
+	}
 	noKeys := budgetServer(t, "model_list: [{model_name: demo, params: {model: mock/demo}}]\n")
 	tests := []struct {
 		name   string
@@ -115,7 +120,7 @@ func TestOpenGatewayRefusesVirtualKeysItDoesNotHold(t *testing.T) {
 		{"another gateway's key", f.srv.URL, "sk-proj-placeholder", 200},
 		{"a live virtual key", f.srv.URL, live, 200},
 		{"a revoked virtual key", f.srv.URL, revoked, 401},
-		{"a mistyped virtual key", f.srv.URL, live[:len(live)-1] + "x", 401},
+		{"a mistyped virtual key", f.srv.URL, mistyped, 401},
 		{"a virtual key, no key store", noKeys.URL, live, 401},
 		{"a placeholder, no key store", noKeys.URL, "anything", 200},
 	}
