@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -311,14 +312,9 @@ func (r *Router) doAuto(ctx context.Context, call *Call) (*Result, error) {
 		p.cands[i].PSuccess = ps[i]
 	}
 	learn := r.autoRT.learn
-	var d auto.Decision
-	if p.mode == auto.ModeSmart {
-		d, err = learn.bandit.Decide(score.Domain, p.cands, p.tok, p.cons)
-	} else {
-		d, err = auto.Decide(p.cands, p.tok, p.cons, p.mode)
-	}
+	d, err := r.decideAdmitted(ctx, call, p, score.Domain)
 	if err != nil {
-		return nil, fmt.Errorf("routing model %q: %w", call.Group, err)
+		return nil, err
 	}
 	ch := d.Choice
 	arm := armRef{domain: score.Domain, model: ch.Model}
@@ -336,6 +332,39 @@ func (r *Router) doAuto(ctx context.Context, call *Call) (*Result, error) {
 		learn.bandit.Observe(arm.domain, arm.model, 0)
 	}
 	return res, err
+}
+
+// decideAdmitted makes p's decision and asks Call.Admit for the chosen
+// group. A group Admit refuses (its rate window is full) leaves the
+// candidates and the decision is made again without it; when that leaves
+// none that qualifies, the call ends with the refusal, which is why
+// nothing answers.
+func (r *Router) decideAdmitted(ctx context.Context, call *Call, p *autoPlan, domain string) (auto.Decision, error) {
+	var refused error
+	for {
+		var d auto.Decision
+		var err error
+		if p.mode == auto.ModeSmart {
+			d, err = r.autoRT.learn.bandit.Decide(domain, p.cands, p.tok, p.cons)
+		} else {
+			d, err = auto.Decide(p.cands, p.tok, p.cons, p.mode)
+		}
+		switch {
+		case err != nil && refused != nil:
+			return d, refused
+		case err != nil:
+			return d, fmt.Errorf("routing model %q: %w", call.Group, err)
+		case call.Admit == nil:
+			return d, nil
+		}
+		name := d.Choice.Name
+		if refused = call.Admit(ctx, name); refused == nil {
+			return d, nil
+		}
+		r.log.Warn().Str("request_id", call.RequestID).Str("model", call.Group).Str("candidate", name).
+			Str("reason", redact(refused.Error())).Msg("auto route passing over a candidate that refused the request")
+		p.cands = slices.DeleteFunc(p.cands, func(c auto.Candidate) bool { return c.Name == name })
+	}
 }
 
 // failed reports whether a call's outcome counts against the chosen model:

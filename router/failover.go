@@ -524,7 +524,7 @@ func (s *stream) nextDeployment() (*Deployment, *Group) {
 		if d := s.r.pickPass(&s.gt, s.rs, nil, 0, s.r.now(), &atLimit); d != nil {
 			return d, s.gt.g
 		}
-		g := s.r.nextGroup(s.rs, failGeneric)
+		g := s.r.fallbackTo(s.ctx, s.rs, failGeneric)
 		if g == nil {
 			return nil, nil
 		}

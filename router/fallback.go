@@ -130,6 +130,27 @@ func (r *Router) nextGroup(rs *reqState, kind failKind) *Group {
 	return nil
 }
 
+// fallbackTo is the group to fall back to after a failure of this kind:
+// the first nextGroup gives that Call.Admit admits. A group Admit refuses
+// (its rate window is full) is passed over, as one Skip names is. Unlike
+// nextGroup, which only looks, it is called once the router turns to the
+// group, since Admit counts the call there.
+func (r *Router) fallbackTo(ctx context.Context, rs *reqState, kind failKind) *Group {
+	for {
+		g := r.nextGroup(rs, kind)
+		if g == nil || rs.call.Admit == nil {
+			return g
+		}
+		err := rs.call.Admit(ctx, g.Name)
+		if err == nil {
+			return g
+		}
+		r.log.Warn().Str("request_id", rs.call.RequestID).Str("fallback", g.Name).Str("reason", redact(err.Error())).
+			Msg("skipping a fallback model group that refused the request")
+		rs.groups = append(rs.groups, g.Name) // not asked again
+	}
+}
+
 // readLists reads the request's OpenRouter-style "models" (tried in order
 // after "model") and "fallbacks" lists, and removes both from the body sent
 // upstream. They are always removed: the names are Lumen model groups,

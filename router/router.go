@@ -349,6 +349,17 @@ type Call struct {
 	// candidate it names is passed over, as if it were not configured.
 	// Nil skips none.
 	Skip func(group string) bool
+	// Admit is asked before the router turns to a model group other than
+	// Group: a fallback (the config's, the request's own lists', a
+	// mid-stream failover's) and the group an auto route chose. It may
+	// count the call against that group's limits there and then (the
+	// server counts its rpm/tpm window); an error refuses the group: a
+	// fallback is passed over, as one Skip names, and an auto route
+	// decides again without it, ending with the error when no candidate
+	// is left. Group itself is the caller's to admit before Do. Admit runs
+	// on the goroutine routing the call, which need not be the caller's
+	// (a response-cache flight routes on its own). Nil admits every group.
+	Admit func(ctx context.Context, group string) error
 	// Header is the client's request headers; model "auto" reads its
 	// x-lumen-* limits from them (autoroute.go). Nil means none.
 	Header http.Header
@@ -467,7 +478,7 @@ func (r *Router) Do(ctx context.Context, call *Call) (*Result, error) {
 		if kind == failFinal {
 			return res, err
 		}
-		next := r.nextGroup(rs, kind)
+		next := r.fallbackTo(ctx, rs, kind)
 		if next == nil {
 			return res, err
 		}

@@ -1,0 +1,141 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"io"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/lumengw/lumen/providers"
+)
+
+// admitter is a Call.Admit that refuses the groups in full and records
+// every group it is asked about.
+type admitter struct {
+	full  []string
+	mu    sync.Mutex
+	asked []string
+}
+
+var errFull = errors.New("window full")
+
+func (a *admitter) admit(_ context.Context, group string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.asked = append(a.asked, group)
+	if slices.Contains(a.full, group) {
+		return errFull
+	}
+	return nil
+}
+
+func answeredBy(res *Result) string {
+	if res == nil {
+		return ""
+	}
+	return res.Group
+}
+
+// Call.Admit is asked for every group the router turns to besides the one
+// the client named (whose admission is the caller's): a fallback it
+// refuses is passed over like one Skip names, an auto choice it refuses
+// is decided again without it, and an auto route it leaves with no group
+// ends with its refusal.
+func TestAdmitFallbacks(t *testing.T) {
+	tests := []struct {
+		name      string
+		body      string
+		full      []string
+		wantGroup string // "" when the call fails with main's error
+		asked     []string
+	}{
+		{name: "admitted fallback answers", wantGroup: "second", asked: []string{"second"}},
+		{name: "a refused fallback is passed over", full: []string{"second"}, wantGroup: "third", asked: []string{"second", "third"}},
+		{name: "every fallback refused: the group's own error", full: []string{"second", "third"}, asked: []string{"second", "third"}},
+		{name: "the request's own list", body: `,"models":["main","third","second"]`, full: []string{"third"},
+			wantGroup: "second", asked: []string{"third", "second"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			second, third := answers(`{}`), answers(`{}`)
+			r, _ := newTestRouter(t, fallbackGroups, map[string]providers.Provider{"main": failing(dead), "second": second, "third": third})
+			a := &admitter{full: tt.full}
+			call := chat("main", false, tt.body)
+			call.Admit = a.admit
+			res, err := r.Do(context.Background(), call)
+			switch {
+			case tt.wantGroup == "" && (err == nil || !errors.Is(err, dead)):
+				t.Fatalf("err %v, want main's %v", err, dead)
+			case tt.wantGroup != "" && (err != nil || res.Group != tt.wantGroup):
+				t.Fatalf("answered by %q (err %v), want %s", answeredBy(res), err, tt.wantGroup)
+			}
+			if !slices.Equal(a.asked, tt.asked) {
+				t.Fatalf("Admit asked for %v, want %v", a.asked, tt.asked)
+			}
+			for name, f := range map[string]*fake{"second": second, "third": third} {
+				if slices.Contains(tt.full, name) && f.Calls() != 0 {
+					t.Fatalf("%s was refused by Admit but called %d times", name, f.Calls())
+				}
+			}
+		})
+	}
+}
+
+func TestAdmitAutoChoice(t *testing.T) {
+	tests := []struct {
+		name  string
+		full  []string
+		want  string // group called; "" when the call fails with errFull
+		asked []string
+	}{
+		{name: "admitted choice", want: "cheap", asked: []string{"cheap"}},
+		{name: "refused choice: decided again without it", full: []string{"cheap"}, want: "strong", asked: []string{"cheap", "strong"}},
+		{name: "every candidate refused", full: []string{"cheap", "strong"}, asked: []string{"cheap", "strong"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, ups := autoRouter(t, autoYAML)
+			a := &admitter{full: tt.full}
+			res, err := r.Do(context.Background(), &Call{Group: "auto", Op: providers.OpChat, Body: autoChat(easyPrompt, ""), RequestID: "r1", Admit: a.admit})
+			if tt.want == "" {
+				if !errors.Is(err, errFull) || ups["cheap-model"].calls()+ups["strong-model"].calls() != 0 {
+					t.Fatalf("err %v, want the refusal and no upstream call", err)
+				}
+			} else if err != nil || res.Group != tt.want || res.Auto == nil || res.Auto.Selected != tt.want {
+				t.Fatalf("answered by %q (err %v), want %s", answeredBy(res), err, tt.want)
+			}
+			if !slices.Equal(a.asked, tt.asked) {
+				t.Fatalf("Admit asked for %v, want %v", a.asked, tt.asked)
+			}
+		})
+	}
+}
+
+// A stream that breaks mid-answer turns to a fallback group only if Admit
+// lets it.
+func TestAdmitMidstreamFailover(t *testing.T) {
+	for _, full := range []bool{false, true} {
+		a := streams("a", reset, "<role>", "Hello", " from", " fake")
+		c := streams("c", io.EOF, "<role>", " stream!", "<stop>")
+		r, _ := newTestRouter(t, failoverConfig+"}\n", map[string]providers.Provider{"a": a, "c": c})
+		ad := &admitter{}
+		if full {
+			ad.full = []string{"h"}
+		}
+		call := chat("solo", true, "")
+		call.Admit = ad.admit
+		res, err := r.Do(context.Background(), call)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text, _, _, err := drainText(t, res.Stream)
+		if full && (err == nil || c.Calls() != 0) || !full && (err != nil || text != "Hello from fake stream!") {
+			t.Fatalf("h full %v: text %q, err %v, h called %d times", full, text, err, c.Calls())
+		}
+		if !slices.Equal(ad.asked, []string{"h"}) {
+			t.Fatalf("Admit asked for %v, want [h]", ad.asked)
+		}
+	}
+}
