@@ -77,13 +77,14 @@ cache: {type: redis, redis_url: "redis://`+dead+`/0"}
 
 // TestE2ERedisLimitsSharedByTwoInstances runs two lumen serve instances,
 // each on its own ledger, sharing budgets and rate limits through one
-// Redis (limits.redis_url): together they admit what one would.
+// Redis (limits.redis_url): together they admit what one would, a
+// fallback to a rate-limited group included.
 func TestE2ERedisLimitsSharedByTwoInstances(t *testing.T) {
 	addr := redistest.Addr(t)
 	body := func(group string) string { return chatBody(group, "how much is this", `,"max_tokens":5`) }
 	// A model group of its own: the Redis may outlive this test run.
 	run := strconv.FormatInt(time.Now().UnixNano(), 36)
-	priced, limited := "priced-"+run, "limited-"+run
+	priced, limited, broken := "priced-"+run, "limited-"+run, "broken-"+run
 	models := fmt.Sprintf(`
 model_list:
   - model_name: %s
@@ -91,7 +92,10 @@ model_list:
     model_info: {input_cost_per_token: 0.001, output_cost_per_token: 0}
   - model_name: %s
     litellm_params: {model: mock/limited}
-`, priced, limited)
+  - model_name: %s
+    litellm_params: {model: mock/broken, mock_failure_rate: 1}
+router_settings: {num_retries: 0, fallbacks: [{%s: [%s]}]}
+`, priced, limited, broken, broken, limited)
 	probe := startLumen(t, models, nil)
 	r := rawPost(t, probe, "/v1/chat/completions", "", body(priced))
 	one, err := strconv.ParseFloat(r.header.Get("x-lumen-cost-usd"), 64)
@@ -122,14 +126,23 @@ audit: {enabled: false}
 	if got := gjsonFloat(rawGet(t, b.URL, "/admin/budgets", master), "data.0.spent_usd"); math.Abs(got-3*one) > 1e-9 {
 		t.Errorf("instance B's /admin/budgets spent %v, want %v", got, 3*one)
 	}
+	// The second request asks for broken, which falls back to limited:
+	// it counts in limited's window too.
 	for i, l := range []*lumen{a, b, a} {
-		if r := rawPost(t, l, "/v1/chat/completions", master, body(limited)); r.status != 200 {
+		group := limited
+		if i == 1 {
+			group = broken
+		}
+		if r := rawPost(t, l, "/v1/chat/completions", master, body(group)); r.status != 200 || r.header.Get("x-lumen-model-group") != limited {
 			t.Fatalf("limited request %d: %d %s", i, r.status, r.text)
 		}
 	}
 	r = rawPost(t, b, "/v1/chat/completions", master, body(limited))
 	if r.status != 429 || !strings.Contains(r.text, "3 requests per minute") || r.header.Get("Retry-After") == "" {
 		t.Fatalf("fourth limited request, on the other instance: %d %s", r.status, r.text)
+	}
+	if r := rawPost(t, a, "/v1/chat/completions", master, body(broken)); r.status == 200 {
+		t.Fatalf("a fallback to limited was served past its rpm: %s", r.header)
 	}
 }
 

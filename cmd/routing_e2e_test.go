@@ -3,10 +3,12 @@ package cmd
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
 
+	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	"github.com/tidwall/gjson"
 )
@@ -188,4 +190,86 @@ model_list:
 			}
 		})
 	}
+}
+
+// groupRateConfig: flaky always fails and falls back to gpt-4o, whose
+// model group allows 2 requests a minute; two auto routes prefer gpt-4o,
+// one of them with backup beside it.
+const groupRateConfig = `
+model_list:
+  - model_name: flaky
+    litellm_params: {model: openai/always-500, api_base: "{{FAKE}}/v1", api_key: sk-upstream-secret-123456}
+  - model_name: gpt-4o
+    litellm_params: {model: openai/gpt-4o, api_base: "{{FAKE}}/v1", api_key: sk-upstream-secret-123456}
+    model_info: {quality: 0.9}
+  - model_name: backup
+    litellm_params: {model: openai/backup, api_base: "{{FAKE}}/v1", api_key: sk-upstream-secret-123456}
+    model_info: {quality: 0.7}
+  - model_name: auto-4o
+    auto: {candidates: [gpt-4o], mode: best}
+  - model_name: auto-any
+    auto: {candidates: [gpt-4o, backup], mode: best}
+router_settings:
+  num_retries: 0
+  fallbacks: [{flaky: [gpt-4o]}]
+limits:
+  model_groups: {gpt-4o: {rpm: 2}}
+`
+
+// A model group's rpm counts every request the group answers, whichever
+// name the client sent: a fallback to it or an auto route's choice of it
+// counts in its window, and a group whose window is full is not used; an
+// auto route left with no group answers with that window's 429.
+func TestE2EModelGroupRateCoversFallbacksAndAuto(t *testing.T) {
+	ask := func(c openai.Client, model string) (*http.Response, error) {
+		var raw *http.Response
+		p := userMsg("hi")
+		p.Model = model
+		_, err := c.Chat.Completions.New(context.Background(), p, option.WithResponseInto(&raw))
+		return raw, err
+	}
+	t.Run("fallback", func(t *testing.T) {
+		fake := newFakeOpenAI(t)
+		c := client(startLumen(t, groupRateConfig, fake), "x")
+		for i := range 2 {
+			raw, err := ask(c, "flaky")
+			if err != nil || raw.Header.Get("x-lumen-model-group") != "gpt-4o" || raw.Header.Get("x-lumen-fallback-from") != "flaky" {
+				t.Fatalf("fallback %d: %v", i, err)
+			}
+		}
+		// gpt-4o's window is full: the fallback is passed over and the
+		// client gets flaky's own failure.
+		_, err := ask(c, "flaky")
+		var apiErr *openai.Error
+		if !errors.As(err, &apiErr) || apiErr.StatusCode != 500 || fake.callsTo("gpt-4o") != 2 {
+			t.Fatalf("third request: %v; gpt-4o called %d times, want 2", err, fake.callsTo("gpt-4o"))
+		}
+		// The fallbacks counted in the window a direct request checks.
+		if _, err := ask(c, "gpt-4o"); !errors.As(err, &apiErr) || apiErr.StatusCode != 429 || apiErr.Code != "rate_limit_exceeded" {
+			t.Fatalf("direct request after two fallbacks: %v", err)
+		}
+	})
+	t.Run("auto", func(t *testing.T) {
+		fake := newFakeOpenAI(t)
+		c := client(startLumen(t, groupRateConfig, fake), "x")
+		for i := range 2 {
+			if raw, err := ask(c, "auto-any"); err != nil || raw.Header.Get("x-lumen-model-group") != "gpt-4o" {
+				t.Fatalf("auto %d: %v", i, err)
+			}
+		}
+		// gpt-4o is full: auto-any chooses again without it.
+		if raw, err := ask(c, "auto-any"); err != nil || raw.Header.Get("x-lumen-model-group") != "backup" {
+			t.Fatalf("third auto request: %v, want backup", err)
+		}
+		// auto-4o has no other group: gpt-4o's 429, as a direct request's.
+		_, err := ask(c, "auto-4o")
+		var apiErr *openai.Error
+		if !errors.As(err, &apiErr) || apiErr.StatusCode != 429 || apiErr.Code != "rate_limit_exceeded" ||
+			!strings.Contains(apiErr.Message, `model "gpt-4o": 2 requests per minute`) || apiErr.Response.Header.Get("Retry-After") == "" {
+			t.Fatalf("auto with its only candidate full: %v", err)
+		}
+		if n := fake.callsTo("gpt-4o"); n != 2 {
+			t.Fatalf("gpt-4o called %d times, want 2 (its rpm)", n)
+		}
+	})
 }

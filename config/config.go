@@ -57,7 +57,9 @@ type Config struct {
 type Limits struct {
 	// Global limits every request, whoever sends it.
 	Global Limit `yaml:"global"`
-	// ModelGroups limits the requests asking for each model group.
+	// ModelGroups limits the requests each model group answers or is
+	// tried for, whichever name the client sent: its own, one that falls
+	// back to it, an auto route that chooses it.
 	ModelGroups map[string]Limit `yaml:"model_groups"`
 	// Tags limits, together, the requests of every virtual key carrying a
 	// tag, written "name=value" ("team=search"): a team's budget shared by

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
@@ -33,6 +34,45 @@ type scope struct {
 	budget limits.Budget
 	kind   string // for metrics: key, tag, user, model_group, global
 	name   string // the key's name, the tag, the user or the model group, for messages
+	tokens int    // the tokens the window counted for the request (its estimate), until settle corrects them
+}
+
+// rateWindows are the rate-limit windows that counted an exchange, each
+// with the tokens it holds for it, until settle or refundLimits gives
+// back what was not used. admit adds the windows that apply before the
+// request is routed; admitGroup adds a model group's when the router
+// turns to that group, which may happen on a cache flight's goroutine
+// while the handler finishes: hence the lock.
+type rateWindows struct {
+	mu     sync.Mutex
+	scopes []scope
+	buf    [3]scope // scopes' backing array
+	done   bool     // settled or refunded: a window counted later keeps its estimate
+}
+
+// add records a window that counted the request.
+func (w *rateWindows) add(sc scope) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.scopes = append(w.scopes, sc)
+	}
+}
+
+// counted reports whether the window id counted the request.
+func (w *rateWindows) counted(id string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.ContainsFunc(w.scopes, func(sc scope) bool { return sc.id == id })
+}
+
+// take returns the windows to settle or refund, once.
+func (w *rateWindows) take() []scope {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	scopes := w.scopes
+	w.scopes, w.done = nil, true
+	return scopes
 }
 
 // owner says whose limit sc is, for messages ("the tag team=search"). It
@@ -56,7 +96,9 @@ func (sc scope) owner() string {
 // (nil without keys) on behalf of user (the body's user field, "" when
 // none), in the order they are checked: the key's, its tags', the user's,
 // the model group's, the gateway's. rate has the rpm/tpm windows, budget
-// the budgets; both are appended to the slices given.
+// the budgets; both are appended to the slices given. The windows of the
+// other groups the router may turn to are counted when it does
+// (admitGroup), their budgets held by holdOtherGroups.
 func (s *Server) scopes(k *ledger.Key, group, user string, rate, budget []scope) ([]scope, []scope) {
 	lim := s.cfg.Limits
 	add := func(id, kind, name string, l config.Limit) {
@@ -121,11 +163,15 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) 
 	}
 	others := s.otherGroupBudgets(x, group)
 	if len(rate) == 0 && len(budget) == 0 && len(others) == 0 {
+		if s.groupRates {
+			x.promptEst = tokens.Prompt(x.body) // admitGroup's, read before routing
+		}
 		return nil
 	}
 	x.promptEst = tokens.Prompt(x.body)
 	maxOut := worstOutput(rt, g, requestedOutput(x.body))
 	want := x.promptEst + maxOut
+	counted := 0
 	for _, sc := range rate {
 		d, err := s.limiter.Allow(ctx, sc.id, sc.limit, want)
 		switch {
@@ -139,11 +185,12 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) 
 			}
 			return rateLimited(d, sc, want)
 		default:
-			if sc.kind == "key" || len(x.scopes) == 0 {
+			if sc.kind == "key" || counted == 0 {
 				d.Headers(w.Header()) // the key's own window, else the first that counted
 			}
-			x.scopes = append(x.scopes, sc)
-			x.limitedTokens = want
+			counted++
+			sc.tokens = want
+			x.windows.add(sc)
 		}
 	}
 	if len(budget) == 0 && len(others) == 0 {
@@ -252,23 +299,67 @@ func (s *Server) holdOtherGroups(ctx context.Context, x *exchange, others []stri
 // or auto candidate whose budget is spent (holdOtherGroups).
 func (x *exchange) skips(group string) bool { return slices.Contains(x.skipGroups, group) }
 
+// admitGroup is the exchange's Call.Admit: the router is about to turn to
+// group (a fallback, an auto route's choice), so the request counts in
+// that group's rpm/tpm window, as admit counts it in the window of the
+// group the client named: one request and its estimated tokens (prompt
+// plus the most output the group's deployments write), which settle
+// corrects to the real tokens if the group answers, to none if it does
+// not. A full window refuses the group with the 429 a direct request
+// would get, and the router passes it over; an auto route left with no
+// group answers with it. A limiter that fails admits the group unchecked.
+func (s *Server) admitGroup(ctx context.Context, x *exchange, group string) error {
+	l, ok := s.cfg.Limits.ModelGroups[group]
+	if !ok || (l.RPM <= 0 && l.TPM <= 0) {
+		return nil
+	}
+	sc := scope{id: limits.GroupAccount(group), limit: limits.Limit{RPM: l.RPM, TPM: l.TPM}, kind: "model_group", name: group}
+	if x.windows.counted(sc.id) {
+		return nil // a window counts a request once
+	}
+	rt := s.Router()
+	g, _ := rt.Group(group)
+	sc.tokens = x.promptEst + worstOutput(rt, g, requestedOutput(x.body))
+	d, err := s.limiter.Allow(ctx, sc.id, sc.limit, sc.tokens)
+	switch {
+	case err != nil:
+		s.limitsUnavailable(x, "rate", err, "rate limiter unavailable: model group admitted unchecked")
+	case !d.Allowed:
+		if s.metrics != nil {
+			s.metrics.RateLimited(limitKind(d, sc.limit))
+		}
+		return rateLimited(d, sc, sc.tokens)
+	default:
+		x.windows.add(sc)
+	}
+	return nil
+}
+
 // settle charges the request's real cost to each budget that held money
 // for it and its real tokens to its tpm windows, once, in place of what
-// admit held.
+// admit and admitGroup held: a model group's window gets the tokens only
+// if that group answered (after a fallback or an auto choice another
+// group spent them).
 func (s *Server) settle(x *exchange) {
 	s.chargeBudgets(x, x.cost)
-	used := 0
+	used, served := 0, ""
 	if x.attempts > 0 { // a cache hit or a refused request used no tokens upstream
 		used = x.usage.PromptTokens + x.usage.CompletionTokens
+		if x.deployment != nil {
+			served = x.deployment.Group
+		}
 	}
-	if d := used - x.limitedTokens; d != 0 {
-		for _, sc := range x.scopes {
+	for _, sc := range x.windows.take() {
+		n := used
+		if sc.kind == "model_group" && sc.name != served {
+			n = 0
+		}
+		if d := n - sc.tokens; d != 0 {
 			if err := s.limiter.Adjust(context.Background(), sc.id, 0, d); err != nil {
 				s.limitsUnavailable(x, "rate", err, "adjusting the rate-limit window")
 			}
 		}
 	}
-	x.scopes = x.scopes[:0]
 }
 
 // releaseBudgets gives back the money admit held, for a request refused
@@ -298,12 +389,11 @@ func (s *Server) chargeBudgets(x *exchange, usd float64) {
 // refundLimits gives back the request and tokens admit counted, for a
 // request refused after some limiter windows admitted it.
 func (s *Server) refundLimits(x *exchange) {
-	for _, sc := range x.scopes {
-		if err := s.limiter.Adjust(context.Background(), sc.id, -1, -x.limitedTokens); err != nil {
+	for _, sc := range x.windows.take() {
+		if err := s.limiter.Adjust(context.Background(), sc.id, -1, -sc.tokens); err != nil {
 			s.limitsUnavailable(x, "rate", err, "refunding the rate-limit window")
 		}
 	}
-	x.scopes = x.scopes[:0]
 }
 
 // limitsUnavailable reports a rate-limit (store "rate") or budget (store

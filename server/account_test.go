@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
+	"github.com/tidwall/gjson"
 
 	"github.com/lumengw/lumen/cache"
 	"github.com/lumengw/lumen/config"
@@ -104,6 +105,62 @@ model_list:
 	status, text := postJSON(t, srv.URL+"/v1/chat/completions", `{"model":"capped","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}`)
 	if status != http.StatusOK {
 		t.Fatalf("got %d %s, want 200", status, text)
+	}
+}
+
+// A model group's rpm/tpm window counts the requests the group answers,
+// whichever name the client sent: one request and, once settled, the
+// answer's real tokens. A group that was tried and did not answer keeps
+// the request but no tokens.
+func TestGroupWindowsCountTheGroupThatAnswers(t *testing.T) {
+	const yaml = `
+model_list:
+  - {model_name: a, params: {model: mock/a, mock_failure_rate: 1}}
+  - {model_name: b, params: {model: mock/b}, model_info: {quality: 0.9}}
+  - {model_name: auto-b, auto: {candidates: [b]}}
+router_settings: {num_retries: 0, fallbacks: [{a: [b]}]}
+limits: {model_groups: {a: {rpm: 100, tpm: 100000}, b: {rpm: 100, tpm: 100000}}}
+`
+	tests := []struct {
+		model string
+		a     [2]int // requests, tokens; -1 tokens: the answer's
+		b     [2]int
+	}{
+		{model: "b", a: [2]int{0, 0}, b: [2]int{1, -1}},
+		{model: "a", a: [2]int{1, 0}, b: [2]int{1, -1}},
+		{model: "auto-b", a: [2]int{0, 0}, b: [2]int{1, -1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.model, func(t *testing.T) {
+			cfg, _, err := config.Parse([]byte(yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := router.New(cfg, router.Build)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lim := limits.NewMemoryLimiter(limits.LimiterOptions{})
+			srv := httptest.NewServer(New(Options{Config: cfg, Router: r, Logger: zerolog.Nop(), Limiter: lim}))
+			defer srv.Close()
+			status, text := postJSON(t, srv.URL+"/v1/chat/completions", `{"model":"`+tt.model+`","max_tokens":50,"messages":[{"role":"user","content":"count me"}]}`)
+			answered := int(gjson.Get(text, "usage.total_tokens").Int())
+			if status != http.StatusOK || answered == 0 {
+				t.Fatalf("%d %s", status, text)
+			}
+			for group, want := range map[string][2]int{"a": tt.a, "b": tt.b} {
+				if want[1] < 0 {
+					want[1] = answered
+				}
+				// A probe of zero tokens reads the window (and is given back).
+				id := limits.GroupAccount(group)
+				d, _ := lim.Allow(context.Background(), id, limits.Limit{RPM: 1000, TPM: 1 << 20}, 0)
+				_ = lim.Adjust(context.Background(), id, -1, 0)
+				if got := [2]int{1000 - d.Requests.Remaining - 1, 1<<20 - d.Tokens.Remaining}; got != want {
+					t.Errorf("group %s window: %v (requests, tokens), want %v", group, got, want)
+				}
+			}
+		})
 	}
 }
 

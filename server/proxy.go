@@ -58,18 +58,16 @@ type exchange struct {
 	usageInclude bool        // "usage": {"include": true}: put the cost in the body's usage
 	fallbackFrom string
 
-	promptEst     int                  // prompt tokens estimated before the call
-	abandoned     float64              // USD of hedge attempts cancelled (router.Result.Abandoned)
-	limitedTokens int                  // tokens counted against each tpm window by admit
-	scopes        []scope              // the rate-limit windows admit counted the request in
-	scopeBuf      [3]scope             // scopes' backing array
-	reservations  []limits.Reservation // the budgets admit held money in, settled once by settle
-	resBuf        [2]limits.Reservation
-	cost          float64 // USD charged
-	savedUSD      float64 // USD a cache hit or coalesced answer saved
-	respBody      []byte  // a non-streamed answer, for the ledger and audit
-	cacheField    []byte  // the request's "cache" field, taken out of the body (cache.ParseDirective)
-	started       bool    // a stream's headers went out
+	promptEst    int                  // prompt tokens estimated before the call
+	abandoned    float64              // USD of hedge attempts cancelled (router.Result.Abandoned)
+	windows      rateWindows          // the rate-limit windows that counted the request
+	reservations []limits.Reservation // the budgets admit held money in, settled once by settle
+	resBuf       [2]limits.Reservation
+	cost         float64 // USD charged
+	savedUSD     float64 // USD a cache hit or coalesced answer saved
+	respBody     []byte  // a non-streamed answer, for the ledger and audit
+	cacheField   []byte  // the request's "cache" field, taken out of the body (cache.ParseDirective)
+	started      bool    // a stream's headers went out
 
 	guards       []*guardrail.Guard  // the guardrails the request runs
 	guardHits    []guardrail.Hit     // what they matched
@@ -105,7 +103,7 @@ func (s *Server) handle(op providers.Op, serve func(http.ResponseWriter, *http.R
 		}
 		c := callerFrom(r.Context())
 		x := &exchange{id: requestIDFrom(r.Context()), start: time.Now(), op: op, key: c.key, admin: c.admin, header: r.Header}
-		x.scopes = x.scopeBuf[:0]
+		x.windows.scopes = x.windows.buf[:0]
 		x.reservations = x.resBuf[:0]
 		var span *tracing.Span
 		if s.tracer != nil {
@@ -227,6 +225,9 @@ func (s *Server) call(x *exchange) *router.Call {
 	call := &router.Call{Group: x.group, Op: x.op, Body: x.body, ContentType: x.contentType, Stream: x.stream, RequestID: x.id, Header: x.header}
 	if len(x.skipGroups) > 0 {
 		call.Skip = x.skips
+	}
+	if s.groupRates {
+		call.Admit = func(ctx context.Context, group string) error { return s.admitGroup(ctx, x, group) }
 	}
 	if x.key != nil {
 		call.Caller = x.key.ID

@@ -102,6 +102,10 @@ type Server struct {
 	metrics *metrics.Metrics
 	audit   *audit.Log
 	tracer  *tracing.Tracer
+	// groupRates is true when a Limiter counts some limits.model_groups
+	// rpm/tpm window: then the router asks admitGroup for every group it
+	// turns to besides the one the client named.
+	groupRates bool
 
 	tagCache   sync.Map // *ledger.Key -> []string, see keyTags
 	guardrails atomic.Pointer[guardrail.Set]
@@ -123,6 +127,9 @@ func New(o Options) *Server {
 		loc = time.UTC
 	}
 	s.loc = loc
+	for _, l := range o.Config.Limits.ModelGroups {
+		s.groupRates = s.groupRates || s.limiter != nil && (l.RPM > 0 || l.TPM > 0)
+	}
 	if mk := o.Config.GeneralSettings.MasterKey.Value(); mk != "" {
 		s.master, s.hasMaster = sha256.Sum256([]byte(mk)), true
 	}
