@@ -40,7 +40,7 @@ type exchange struct {
 	status     int
 	err        *apiError
 	usage      providers.Usage
-	estimated  int // completion tokens counted from stream deltas
+	estimated  int // completion tokens estimated from stream chunks (tokens.Chunk)
 	ttft       time.Duration
 	cache      string          // hit, miss, bypass or coalesced; empty when the cache is off
 	saved      providers.Usage // a cache hit's original usage (what it would have cost)

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
 
 	"github.com/lumengw/lumen/providers"
@@ -76,7 +75,7 @@ func (s *Server) writeStream(w http.ResponseWriter, r *http.Request, x *exchange
 				continue // Lumen asked for usage; the client did not
 			}
 		} else if x.usage.CompletionTokens == 0 {
-			x.estimated += tokens.Count(deltaText(data))
+			x.estimated += tokens.Chunk(data)
 		}
 		if !started {
 			s.startStream(w, x)
@@ -113,14 +112,6 @@ func (s *Server) startStream(w http.ResponseWriter, x *exchange) {
 	h.Set("X-Accel-Buffering", "no") // tell nginx-style proxies not to buffer
 	w.WriteHeader(http.StatusOK)
 	x.ttft = time.Since(x.start)
-}
-
-// deltaText returns the text a chunk adds (chat delta or completion text).
-func deltaText(data []byte) string {
-	if c := gjson.GetBytes(data, "choices.0.delta.content"); c.Exists() {
-		return c.Str
-	}
-	return gjson.GetBytes(data, "choices.0.text").Str
 }
 
 // eventWriter writes a translated stream's events (Anthropic Messages or
@@ -176,11 +167,12 @@ func (ew *eventWriter) end() {
 }
 
 // countChunk keeps a translated stream's usage from its OpenAI chunks: the
-// upstream's count when one arrives, else an estimate of the text so far.
+// upstream's count when one arrives, else an estimate of the output so far
+// (text, reasoning, tool calls: tokens.Chunk).
 func (x *exchange) countChunk(data []byte) {
 	if u := openai.ParseUsage(data); u.Total() > 0 {
 		x.usage = u
 	} else if x.usage.CompletionTokens == 0 {
-		x.estimated += tokens.Count(deltaText(data))
+		x.estimated += tokens.Chunk(data)
 	}
 }

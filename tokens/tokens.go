@@ -20,8 +20,21 @@ import (
 
 // Count estimates the tokens in s.
 func Count(s string) int {
-	n := 0
-	run, digits := 0, 0
+	var c counter
+	c.text(s)
+	return c.total()
+}
+
+// counter is Count's state between pieces of one text (the pieces of a
+// JSON string literal between its escapes): the tokens so far and the
+// letters and digits of the word being read.
+type counter struct {
+	n, run, digits int
+}
+
+// text counts s, continuing the word the last piece ended in.
+func (c *counter) text(s string) {
+	n, run, digits := c.n, c.run, c.digits
 	flush := func() {
 		if run > 0 {
 			n += (run + 5) / 6
@@ -33,21 +46,21 @@ func Count(s string) int {
 		}
 	}
 	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
+		b := s[i]
+		if b < utf8.RuneSelf {
 			i++
 			switch {
-			case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_':
+			case b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b == '_':
 				if digits > 0 {
 					flush()
 				}
 				run++
-			case c >= '0' && c <= '9':
+			case b >= '0' && b <= '9':
 				if run > 0 {
 					flush()
 				}
 				digits++
-			case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			case b == ' ' || b == '\t' || b == '\n' || b == '\r':
 				flush()
 			default:
 				flush()
@@ -74,8 +87,20 @@ func Count(s string) int {
 			n++
 		}
 	}
-	flush()
-	return n
+	c.n, c.run, c.digits = n, run, digits
+}
+
+// total ends the text (the word being read counts) and returns the
+// count so far.
+func (c *counter) total() int {
+	if c.run > 0 {
+		c.n += (c.run + 5) / 6
+	}
+	if c.digits > 0 {
+		c.n += (c.digits + 2) / 3
+	}
+	c.run, c.digits = 0, 0
+	return c.n
 }
 
 // Per-message and per-request overheads, as OpenAI documents for chat models.

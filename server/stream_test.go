@@ -1,0 +1,133 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+	"github.com/tidwall/gjson"
+
+	"github.com/lumengw/lumen/tokens"
+)
+
+// noUsageUpstream is an OpenAI-compatible upstream that ignores
+// stream_options.include_usage: it streams chunks (each a chat chunk's
+// delta) and ends without a usage chunk.
+func noUsageUpstream(t *testing.T, deltas []string) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		send := func(delta, finish string) {
+			fmt.Fprintf(w, "data: {\"id\":\"chatcmpl-nu\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":%s,\"finish_reason\":%s}]}\n\n", delta, finish)
+			w.(http.Flusher).Flush()
+		}
+		send(`{"role":"assistant","content":null}`, "null")
+		for _, d := range deltas {
+			send(d, "null")
+		}
+		finish := `"stop"`
+		if strings.Contains(strings.Join(deltas, ""), "tool_calls") {
+			finish = `"tool_calls"`
+		}
+		send(`{}`, finish)
+		io.WriteString(w, "data: [DONE]\n\n")
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// A stream whose upstream reports no usage is billed for every token the
+// client received, not its text alone: a tool-calling agent's arguments,
+// a reasoning model's reasoning, a refusal. The ledger row's completion
+// tokens are Lumen's estimate of them, and its cost follows, in every
+// client API (chat passes the chunks through; Messages and Responses
+// translate them).
+func TestStreamWithoutUsageEstimatesEveryOutput(t *testing.T) {
+	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+	args := []string{`{"location": `, `"Paris, France", `, `"unit": "celsius", `, `"days": [1, 2, 3]}`}
+	toolCall := []string{`{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"get_weather","arguments":""}}]}`}
+	wantTool := tokens.Count("get_weather")
+	for _, a := range args {
+		toolCall = append(toolCall, `{"tool_calls":[{"index":0,"function":{"arguments":`+q(a)+`}}]}`)
+		wantTool += tokens.Count(a)
+	}
+	reasoning := []string{"The user wants the weather; ", "Paris is in France, ", "so Celsius it is."}
+	var thinking []string
+	wantThinking := tokens.Count("Sunny.")
+	for _, r := range reasoning {
+		thinking = append(thinking, `{"reasoning_content":`+q(r)+`}`)
+		wantThinking += tokens.Count(r)
+	}
+	thinking = append(thinking, `{"content":"Sunny."}`)
+	const refusal = "I can't help with planning that."
+	streams := []struct {
+		name   string
+		deltas []string
+		want   int
+	}{
+		{"tool call arguments", toolCall, wantTool},
+		{"reasoning", thinking, wantThinking},
+		{"refusal", []string{`{"refusal":` + q(refusal) + `}`}, tokens.Count(refusal)},
+	}
+	const in, out = 0.000001, 0.00001
+	for _, st := range streams {
+		for _, api := range []string{"chat", "messages", "responses"} {
+			t.Run(st.name+"/"+api, func(t *testing.T) {
+				up := noUsageUpstream(t, st.deltas)
+				rec := &memRecorder{}
+				_, url, stop := runServer(t, fmt.Sprintf(`
+model_list:
+  - {model_name: m, params: {model: openai/m, api_base: "%s/v1", api_key: sk-x}, model_info: {input_cost_per_token: %g, output_cost_per_token: %g}}
+`, up.URL, in, out), Options{Logger: zerolog.Nop(), Ledger: rec}, nil)
+				req := map[string]struct{ path, body string }{
+					"chat":      {"/v1/chat/completions", `{"model":"m","stream":true,"messages":[{"role":"user","content":"weather in Paris?"}]}`},
+					"messages":  {"/v1/messages", `{"model":"m","stream":true,"max_tokens":200,"messages":[{"role":"user","content":"weather in Paris?"}]}`},
+					"responses": {"/v1/responses", `{"model":"m","stream":true,"input":"weather in Paris?"}`},
+				}[api]
+				status, text := postJSON(t, url+req.path, req.body)
+				if status != http.StatusOK {
+					t.Fatalf("%d %s", status, text)
+				}
+				if api == "messages" {
+					// The Messages stream reports the estimate to the client too.
+					if got := messageDeltaOutput(text); got != st.want {
+						t.Errorf("message_delta usage.output_tokens = %d, want %d", got, st.want)
+					}
+				}
+				if err := stop(); err != nil {
+					t.Fatal(err)
+				}
+				recs := rec.records()
+				if len(recs) != 1 {
+					t.Fatalf("%d ledger records, want 1", len(recs))
+				}
+				u := recs[0].Usage
+				if u.CompletionTokens != st.want {
+					t.Errorf("completion_tokens = %d, want %d (the estimate of what was streamed)", u.CompletionTokens, st.want)
+				}
+				cost := float64(u.PromptTokens)*in + float64(st.want)*out
+				if u.PromptTokens == 0 || math.Abs(recs[0].CostUSD-cost) > 1e-12 {
+					t.Errorf("cost = %g for %d prompt tokens, want %g", recs[0].CostUSD, u.PromptTokens, cost)
+				}
+			})
+		}
+	}
+}
+
+// messageDeltaOutput is the usage.output_tokens of a Messages stream's
+// message_delta event.
+func messageDeltaOutput(stream string) int {
+	for _, line := range strings.Split(stream, "\n") {
+		data, ok := strings.CutPrefix(line, "data: ")
+		if ok && gjson.Get(data, "type").Str == "message_delta" {
+			return int(gjson.Get(data, "usage.output_tokens").Int())
+		}
+	}
+	return -1
+}
