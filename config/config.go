@@ -451,7 +451,8 @@ type Tracing struct {
 // HedgeDelay is when a hedged request starts its second attempt: a fixed
 // delay (seconds, or a duration such as "250ms"), or "pNN", that percentile
 // of the group's recently observed time to first byte (TTFT for streams,
-// the whole answer otherwise) — "p95" hedges only the slowest 5%.
+// the whole answer otherwise; a hedge loser's or a timed-out attempt's
+// time as a lower bound) — "p95" hedges only the slowest 5%.
 type HedgeDelay struct {
 	After time.Duration
 	// Percentile, when set (50 to 99.9), replaces After.

@@ -305,14 +305,16 @@ func (r *Router) hedged(ctx context.Context, gt *groupTry, d *Deployment, rs *re
 // taken at least ran, and latency-based-routing must learn that (a
 // deployment that always loses would otherwise stay unmeasured and, ranked
 // as such, be picked first), without a short cut-off pulling a longer
-// average down. An attempt cancelled because the client went away says
-// nothing about the deployment and does not get here.
+// average down; so must the group's percentile hedge delay, which would
+// otherwise see the winners only. An attempt cancelled because the client
+// went away says nothing about the deployment and does not get here.
 func (d *Deployment) tookAtLeast(ran time.Duration, stream bool) {
 	if stream {
 		d.ttft.atLeast(ran)
 	} else {
 		d.latency.atLeast(ran)
 	}
+	d.group.firstByte.atLeast(ran)
 }
 
 // drain releases the attempts that lost a hedge race.

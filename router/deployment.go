@@ -341,7 +341,7 @@ func (r *Router) Stats() Stats {
 }
 
 // quantile tracks a percentile of the last quantileWindow durations
-// observed. It is off (observe does nothing) when p is zero. value is a
+// observed (some of them lower bounds: atLeast). It is off (observe does nothing) when p is zero. value is a
 // lock-free read of the figure last computed.
 type quantile struct {
 	p      float64 // percentile, 50 to 99.9; zero: off
@@ -374,6 +374,21 @@ func (q *quantile) observe(d time.Duration) {
 	slices.Sort(sorted[:k])
 	i := int(math.Ceil(q.p/100*float64(k))) - 1
 	q.cached.Store(int64(sorted[max(i, 0)]))
+}
+
+// atLeast enters a censored observation: one known only to be d or more
+// (an attempt cancelled after running for d: it lost a hedge race or timed
+// out). Left out, such attempts would leave the percentile to the winners
+// (a deployment that always loses the race would never raise it). One at
+// or above the current percentile enters as d, a lower bound: it is above
+// the percentile whatever its true value. One below it may be on either
+// side, and leaves the window as it is, as ewma.atLeast leaves an average
+// at or above d.
+func (q *quantile) atLeast(d time.Duration) {
+	if q.p == 0 || d < q.value() {
+		return
+	}
+	q.observe(d)
 }
 
 func (q *quantile) value() time.Duration { return time.Duration(q.cached.Load()) }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -389,5 +390,145 @@ router_settings: {num_retries: 0` + hedge + `}
 			g, _ := r.Group("g")
 			waitInflightZero(t, g)
 		}
+	}
+}
+
+// fakeClock is a clock that moves only when told.
+type fakeClock struct{ ns atomic.Int64 }
+
+func (c *fakeClock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// hedgeWaits moves the clock by the group's hedge delay when a hedge
+// starts: the time the first attempt had run by then.
+type hedgeWaits struct {
+	clock *fakeClock
+	g     *Group
+}
+
+func (h hedgeWaits) Hedge(string)             { h.clock.advance(h.g.hedgeAfter()) }
+func (h hedgeWaits) MidstreamFailover(string) {}
+
+// A percentile hedge delay counts the attempts that never answered, as
+// the lower bounds of their time: a hedge race's loser, cancelled when
+// the other answered, and an attempt that timed out. Counting only the
+// answers would keep the percentile at the winners' (survivor bias): a
+// deployment that always loses, or always times out, would never raise it.
+func TestHedgePercentileCountsLosersAndTimeouts(t *testing.T) {
+	const hedgeYAML = `
+model_list:
+  - {model_name: g, params: {model: openai/slow, api_base: "http://a"}, model_info: {input_cost_per_token: 0.000001, output_cost_per_token: 0.000001}}
+  - {model_name: g, params: {model: openai/fast, api_base: "http://b"}, model_info: {input_cost_per_token: 0.00001, output_cost_per_token: 0.00001}}
+router_settings: {routing_strategy: cost-based-routing, num_retries: 0, hedge_after: p95}
+`
+	const timeoutYAML = `
+model_list:
+  - {model_name: g, params: {model: openai/slow, api_base: "http://a"}}
+router_settings: {num_retries: 0, hedge_after: p95}
+`
+	const answer = 10 * time.Millisecond // the time fast takes, and everyone before
+	for _, tt := range []struct {
+		name     string
+		yaml     string
+		requests int
+		// slow's lower bound each time, and the p95 once 32 observations
+		// were in: 20 of 10 ms, then 2 a request (fast's 10 ms and slow's
+		// bound) after a hedge, 1 after a timeout.
+		want time.Duration
+	}{
+		{"hedge loser", hedgeYAML, 6, 2 * answer}, // the 10 ms hedge delay, then fast's 10 ms
+		{"timeout", timeoutYAML, 12, 5 * answer},  // slow's timeout: 50 ms
+	} {
+		for _, stream := range []bool{false, true} {
+			t.Run(tt.name+"/"+map[bool]string{false: "call", true: "stream"}[stream], func(t *testing.T) {
+				clock := &fakeClock{}
+				cancelled := make(chan struct{}, tt.requests)
+				slow := hangs(cancelled)
+				if tt.name == "timeout" {
+					timeout := func() error {
+						clock.advance(5 * answer)
+						return fmt.Errorf("upstream: %w", context.DeadlineExceeded)
+					}
+					slow.do = func(context.Context, int, *providers.Request) (*providers.Response, error) { return nil, timeout() }
+					slow.stream = func(context.Context, int, *providers.Request) (providers.Stream, error) { return nil, timeout() }
+				}
+				inner := streams("fast", io.EOF, "<role>", "Hi", "<stop>")
+				fast := &fake{
+					do: func(context.Context, int, *providers.Request) (*providers.Response, error) {
+						clock.advance(answer)
+						return &providers.Response{Body: []byte(`{"id":"fast"}`)}, nil
+					},
+					stream: func(ctx context.Context, n int, req *providers.Request) (providers.Stream, error) {
+						clock.advance(answer)
+						return inner.stream(ctx, n, req)
+					},
+				}
+				r, _ := newTestRouter(t, tt.yaml, map[string]providers.Provider{"slow": slow, "fast": fast})
+				r.now = clock.now
+				g, _ := r.Group("g")
+				r.SetObserver(hedgeWaits{clock, g})
+				for range quantileMin {
+					g.firstByte.observe(answer)
+				}
+				if got := g.hedgeAfter(); got != answer {
+					t.Fatalf("hedge delay %v before the requests, want %v", got, answer)
+				}
+				for i := range tt.requests {
+					var res *Result
+					select {
+					case res = <-doAsync(r, chat("g", stream, "")):
+					case <-time.After(hangGuard):
+						t.Fatal("no hedge")
+					}
+					if tt.name == "timeout" {
+						continue // each request fails: slow timed out
+					}
+					if res.Deployment == nil || res.Deployment.Model != "fast" || res.Attempts != 2 {
+						t.Fatalf("request %d answered by %+v after %d attempts, want fast after 2", i, res.Deployment, res.Attempts)
+					}
+					if stream {
+						if _, _, _, err := drainText(t, res.Stream); err != nil {
+							t.Fatal(err)
+						}
+					}
+					waitInflightZero(t, g)
+				}
+				if calls := slow.Calls(); calls != tt.requests {
+					t.Fatalf("slow called %d times, want %d", calls, tt.requests)
+				}
+				if got := g.hedgeAfter(); got != tt.want {
+					t.Fatalf("hedge delay %v after %d requests, want %v: attempts that never answered were left out", got, tt.requests, tt.want)
+				}
+			})
+		}
+	}
+}
+
+// A lower bound above the percentile counts as a slow observation; one
+// below it may be on either side and changes nothing.
+func TestQuantileAtLeast(t *testing.T) {
+	q := quantile{p: 95}
+	for range quantileMin {
+		q.atLeast(time.Millisecond) // no percentile yet: each enters
+	}
+	if q.n != quantileMin || q.value() != time.Millisecond {
+		t.Fatalf("%d observations, p95 %v; want %d, 1ms", q.n, q.value(), quantileMin)
+	}
+	for range 1000 {
+		q.atLeast(time.Microsecond)
+	}
+	if q.n != quantileMin || q.value() != time.Millisecond {
+		t.Fatalf("lower bounds below the percentile moved it: %d observations, p95 %v", q.n, q.value())
+	}
+	for range 12 {
+		q.atLeast(time.Second)
+	}
+	if q.value() != time.Second {
+		t.Fatalf("12 of 32 observations at least 1s: p95 %v, want 1s", q.value())
+	}
+	var off quantile // no percentile hedge: nothing is kept
+	off.atLeast(time.Second)
+	if off.n != 0 {
+		t.Fatalf("a quantile that is off kept %d observations", off.n)
 	}
 }
