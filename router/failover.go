@@ -106,12 +106,12 @@ type stream struct {
 	calls   atomic.Int32
 
 	// What the client has been sent.
-	relayed      int // bytes of event data
-	id, model    []byte
-	text         strings.Builder // assistant text (choice 0)
-	toolSent     bool
-	finished     bool
-	attemptStart int // len(text) when the serving attempt began
+	relayed    int // bytes of event data
+	id, model  []byte
+	text       strings.Builder // assistant text (choice 0)
+	toolSent   bool
+	finished   bool
+	attemptOut int // output tokens the serving attempt generated, sent or not
 
 	// The serving attempt, when it is a continuation.
 	cont         bool
@@ -181,6 +181,9 @@ func (s *stream) Recv() ([]byte, error) {
 		}
 		data, err := s.next()
 		if err == nil {
+			if s.failover { // what a broken attempt cost (broke)
+				s.attemptOut += tokens.Chunk(data)
+			}
 			ci := s.parse(data)
 			if s.cont {
 				var ok bool
@@ -443,8 +446,10 @@ func isSpace(b byte) bool { return b == ' ' || b == '\n' || b == '\t' }
 // another deployment took over, else the error for the client.
 func (s *stream) broke(err error) error {
 	d := s.d
-	// What the broken attempt produced: relayed, and held back unsent.
-	produced := tokens.Count(s.text.String()[s.attemptStart:]) + tokens.Count(s.heldText.String())
+	// What the broken attempt generated, relayed or held back unsent:
+	// text, reasoning, refusals and tool calls alike (the upstream bills
+	// them all).
+	produced := s.attemptOut
 	s.end()
 	s.held, s.holding = nil, false
 	s.heldText.Reset()
@@ -599,5 +604,5 @@ func (s *stream) adopt(o outcome, g *Group, body []byte) {
 	s.cont = true
 	s.partial = s.text.String()
 	s.holding = s.partial != ""
-	s.attemptStart = s.text.Len()
+	s.attemptOut = 0
 }

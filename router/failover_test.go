@@ -128,26 +128,42 @@ func TestStreamFailover(t *testing.T) {
 	}
 }
 
-// The continuation's usage covers what the broken attempt cost too.
+// The continuation's usage covers what the broken attempt cost too: its
+// prompt, and all it generated, relayed or held back: text, reasoning and
+// a tool call in progress.
 func TestStreamFailoverUsage(t *testing.T) {
-	a := streams("a", reset, "<role>", "Hello", " from", " fake")
-	b := streams("b", io.EOF, "<role>", " stream!", "<stop>", "<usage>")
-	r, _ := newTestRouter(t, failoverConfig+"}\n", map[string]providers.Provider{"a": a, "b": b})
-	call := chat("g", true, "")
-	res, err := r.Do(context.Background(), call)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _, events, err := drainText(t, res.Stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := gjson.Get(events[len(events)-1], "usage")
-	wantPrompt := 10 + int64(tokens.Prompt(call.Body))
-	wantCompletion := 4 + int64(tokens.Count("Hello from fake"))
-	if u.Get("prompt_tokens").Int() != wantPrompt || u.Get("completion_tokens").Int() != wantCompletion ||
-		u.Get("total_tokens").Int() != wantPrompt+wantCompletion {
-		t.Fatalf("usage %s, want prompt %d completion %d", u.Raw, wantPrompt, wantCompletion)
+	for _, broken := range [][]string{
+		{"<role>", "Hello", " from", " fake"},
+		{"<role>", "<think>", "Hello"},
+		{"<role>", "Hello", "<tool>"},
+	} {
+		t.Run(strings.Join(broken, ""), func(t *testing.T) {
+			a := streams("a", reset, broken...)
+			b := streams("b", io.EOF, "<role>", " stream!", "<stop>", "<usage>")
+			r, _ := newTestRouter(t, failoverConfig+"}\n", map[string]providers.Provider{"a": a, "b": b})
+			call := chat("g", true, "")
+			res, err := r.Do(context.Background(), call)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _, events, err := drainText(t, res.Stream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.Calls() != 1 {
+				t.Fatalf("b called %d times, want 1", b.Calls())
+			}
+			u := gjson.Get(events[len(events)-1], "usage")
+			wantPrompt := 10 + int64(tokens.Prompt(call.Body))
+			wantCompletion := int64(4)
+			for _, c := range broken {
+				wantCompletion += int64(tokens.Chunk([]byte(chatChunk("a", c))))
+			}
+			if u.Get("prompt_tokens").Int() != wantPrompt || u.Get("completion_tokens").Int() != wantCompletion ||
+				u.Get("total_tokens").Int() != wantPrompt+wantCompletion {
+				t.Fatalf("usage %s, want prompt %d completion %d", u.Raw, wantPrompt, wantCompletion)
+			}
+		})
 	}
 }
 

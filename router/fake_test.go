@@ -129,6 +129,8 @@ func chatChunk(id, content string) string {
 		return fmt.Sprintf(`{"id":%q,"object":"chat.completion.chunk","created":1,"model":"m-%s","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}`, id, id)
 	case "<tool>":
 		return fmt.Sprintf(`{"id":%q,"object":"chat.completion.chunk","created":1,"model":"m-%s","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":"}}]},"finish_reason":null}]}`, id, id)
+	case "<think>":
+		return fmt.Sprintf(`{"id":%q,"object":"chat.completion.chunk","created":1,"model":"m-%s","choices":[{"index":0,"delta":{"reasoning_content":"The user greets me, so I should greet them back politely."},"finish_reason":null}]}`, id, id)
 	case "<usage>":
 		return fmt.Sprintf(`{"id":%q,"object":"chat.completion.chunk","created":1,"model":"m-%s","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":4,"total_tokens":14}}`, id, id)
 	}
