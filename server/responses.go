@@ -9,6 +9,7 @@ import (
 
 	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/providers/responses"
+	"github.com/lumengw/lumen/tokens"
 )
 
 // responsesAPI serves the OpenAI Responses API (POST /v1/responses) from
@@ -103,6 +104,12 @@ func (s *Server) writeResponsesStream(w http.ResponseWriter, x *exchange, echo r
 		data, err := st.Recv()
 		if err == io.EOF {
 			if !native {
+				// Lumen's estimates, which the ledger records when the
+				// upstream reports no usage.
+				if x.promptEst == 0 {
+					x.promptEst = tokens.Prompt(x.body)
+				}
+				tr.SetEstimate(x.promptEst, x.estimated)
 				if err := ew.write(tr.Finish()); err != nil {
 					return err
 				}

@@ -94,12 +94,6 @@ model_list:
 				if status != http.StatusOK {
 					t.Fatalf("%d %s", status, text)
 				}
-				if api == "messages" {
-					// The Messages stream reports the estimate to the client too.
-					if got := messageDeltaOutput(text); got != st.want {
-						t.Errorf("message_delta usage.output_tokens = %d, want %d", got, st.want)
-					}
-				}
 				if err := stop(); err != nil {
 					t.Fatal(err)
 				}
@@ -108,6 +102,20 @@ model_list:
 					t.Fatalf("%d ledger records, want 1", len(recs))
 				}
 				u := recs[0].Usage
+				// The translated streams report the estimate to the client
+				// too, as the ledger records it.
+				switch api {
+				case "messages":
+					if got := messageDeltaOutput(text); got != st.want {
+						t.Errorf("message_delta usage.output_tokens = %d, want %d", got, st.want)
+					}
+				case "responses":
+					got := completedUsage(text)
+					if got.Get("output_tokens").Int() != int64(st.want) || got.Get("input_tokens").Int() != int64(u.PromptTokens) ||
+						got.Get("total_tokens").Int() != int64(u.PromptTokens+st.want) {
+						t.Errorf("response.completed usage = %s, want input %d output %d", got.Raw, u.PromptTokens, st.want)
+					}
+				}
 				if u.CompletionTokens != st.want {
 					t.Errorf("completion_tokens = %d, want %d (the estimate of what was streamed)", u.CompletionTokens, st.want)
 				}
@@ -118,6 +126,18 @@ model_list:
 			})
 		}
 	}
+}
+
+// completedUsage is the response.usage of a Responses stream's
+// response.completed event.
+func completedUsage(stream string) gjson.Result {
+	for _, line := range strings.Split(stream, "\n") {
+		data, ok := strings.CutPrefix(line, "data: ")
+		if ok && gjson.Get(data, "type").Str == "response.completed" {
+			return gjson.Get(data, "response.usage")
+		}
+	}
+	return gjson.Result{}
 }
 
 // messageDeltaOutput is the usage.output_tokens of a Messages stream's

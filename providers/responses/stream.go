@@ -46,6 +46,7 @@ type StreamTranslator struct {
 	output   []outputItem
 	finish   string
 	usage    *providers.ChatUsage
+	estimate providers.ChatUsage // reported when the upstream sends no usage
 	out      []Event
 }
 
@@ -54,6 +55,13 @@ type StreamTranslator struct {
 // from it, or made up when empty).
 func NewStreamTranslator(e Echo, id string) *StreamTranslator {
 	return &StreamTranslator{echo: e, id: responseID(id), created: time.Now().Unix()}
+}
+
+// SetEstimate sets the usage response.completed reports when the
+// upstream sent none: the gateway's estimate of the prompt's and the
+// answer's tokens (what the ledger records then).
+func (t *StreamTranslator) SetEstimate(input, output int) {
+	t.estimate = providers.ChatUsage{PromptTokens: input, CompletionTokens: output}
 }
 
 // Chunk translates one OpenAI chunk payload. The returned events are valid
@@ -98,7 +106,11 @@ func (t *StreamTranslator) Finish() []Event {
 	r := t.response()
 	r.Status, r.IncompleteDetails = finish(t.finish)
 	r.Output = append(r.Output, t.output...) // [] when no item was made: output is always an array
-	r.Usage = fromUsage(t.usage)
+	if t.usage != nil {
+		r.Usage = fromUsage(t.usage)
+	} else if t.estimate != (providers.ChatUsage{}) {
+		r.Usage = fromUsage(&t.estimate)
+	}
 	typ := "response.completed"
 	if r.Status == "incomplete" {
 		typ = "response.incomplete"
