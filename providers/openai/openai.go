@@ -3,7 +3,8 @@
 // DeepSeek, Fireworks, OpenRouter, vLLM, Ollama, LM Studio and any custom
 // OpenAI-compatible api_base. Bodies pass through byte for byte; only
 // "model" is set to the upstream id (and stream_options.include_usage is
-// forced on so that usage is counted).
+// forced on so that usage is counted, except on Azure api-versions that
+// predate stream_options, where it is removed).
 package openai
 
 import (
@@ -62,6 +63,10 @@ type Client struct {
 	// responses: Responses API requests go to {base}/responses as sent
 	// (see providers.Request.Responses), not translated to chat.
 	responses bool
+	// noStreamOptions: the upstream refuses stream_options (Azure before
+	// api-version 2024-09-01-preview), so streams go without it and
+	// their usage is estimated.
+	noStreamOptions bool
 }
 
 var (
@@ -99,7 +104,21 @@ func New(cfg providers.Config) (*Client, error) {
 	if c.azure && c.version == "" {
 		c.version = DefaultAzureAPIVersion
 	}
+	c.noStreamOptions = c.azure && !azureStreamOptions(c.version)
 	return c, nil
+}
+
+// azureStreamOptions reports whether Azure's api-version takes
+// stream_options: versions from 2024-09-01-preview on (2024-10-21 is the
+// first GA one); older ones answer 400 "Unrecognized request argument
+// supplied: stream_options". A version that is not a date ("v1",
+// "preview", "latest") is a current one.
+func azureStreamOptions(version string) bool {
+	if len(version) < len("2006-01-02") {
+		return true
+	}
+	day, err := time.Parse("2006-01-02", version[:len("2006-01-02")])
+	return err != nil || !day.Before(time.Date(2024, 9, 1, 0, 0, 0, 0, time.UTC))
 }
 
 // Name implements providers.Provider.
@@ -147,7 +166,14 @@ func (c *Client) newRequest(ctx context.Context, req *providers.Request) (*http.
 			}
 		}
 	} else if req.Stream && req.Op != providers.OpEmbedding {
-		if body, err = sjson.SetBytes(body, "stream_options.include_usage", true); err != nil {
+		if c.noStreamOptions {
+			// The client's own stream_options would be refused too.
+			if gjson.GetBytes(body, "stream_options").Exists() {
+				if body, err = sjson.DeleteBytes(body, "stream_options"); err != nil {
+					return nil, fmt.Errorf("removing stream_options: %w", err)
+				}
+			}
+		} else if body, err = sjson.SetBytes(body, "stream_options.include_usage", true); err != nil {
 			return nil, fmt.Errorf("setting stream_options: %w", err)
 		}
 	}
