@@ -16,10 +16,10 @@ import (
 	"github.com/lumengw/lumen/tokens"
 )
 
-// Embeddings: an OpenAI /v1/embeddings request becomes one
-// batchEmbedContents call (https://ai.google.dev/api/embeddings), each
-// input a request with its text as the content and dimensions as
-// outputDimensionality. Gemini reports no token counts for embeddings, so
+// Embeddings: an OpenAI /v1/embeddings request becomes batchEmbedContents
+// calls (https://ai.google.dev/api/embeddings), one per 100 inputs (the
+// most one call takes), each input a request with its text as the content
+// and dimensions as outputDimensionality. Gemini reports no token counts for embeddings, so
 // the usage is Lumen's estimate (tokens.Count). Token-array inputs are
 // refused: Gemini embeds text only.
 
@@ -87,21 +87,68 @@ func (c *Client) embed(ctx context.Context, req *providers.Request) (*providers.
 	if model == "" {
 		model = c.model
 	}
-	batch := batchEmbedRequest{}
+	reqs := make([]embedContentRequest, len(inputs))
 	prompt := 0
-	for _, in := range inputs {
-		batch.Requests = append(batch.Requests, embedContentRequest{Model: "models/" + model,
-			Content: content{Parts: []part{{Text: in}}}, OutputDimensionality: er.Dimensions})
+	for i, in := range inputs {
+		reqs[i] = embedContentRequest{Model: "models/" + model,
+			Content: content{Parts: []part{{Text: in}}}, OutputDimensionality: er.Dimensions}
 		prompt += tokens.Count(in)
-	}
-	body, err := providers.MarshalJSON(&batch)
-	if err != nil {
-		return nil, fmt.Errorf("encoding the gemini request: %w", err)
 	}
 	if c.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
+	}
+	// One call per maxEmbedBatch inputs, in order: OpenAI takes 2,048
+	// inputs in a request, batchEmbedContents 100.
+	vectors := make([][]float32, 0, len(inputs))
+	for start := 0; start < len(reqs); start += maxEmbedBatch {
+		batch := reqs[start:min(start+maxEmbedBatch, len(reqs))]
+		got, err := c.batchEmbed(ctx, model, batch)
+		if err != nil {
+			return nil, err
+		}
+		vectors = append(vectors, got...)
+	}
+	type datum struct {
+		Object    string `json:"object"`
+		Index     int    `json:"index"`
+		Embedding any    `json:"embedding"`
+	}
+	out := struct {
+		Object string  `json:"object"`
+		Data   []datum `json:"data"`
+		Model  string  `json:"model"`
+		Usage  struct {
+			PromptTokens int `json:"prompt_tokens"`
+			TotalTokens  int `json:"total_tokens"`
+		} `json:"usage"`
+	}{Object: "list", Model: model, Data: make([]datum, len(vectors))}
+	for i, values := range vectors {
+		var v any = values
+		if er.EncodingFormat == "base64" {
+			v = float32Base64(values)
+		}
+		out.Data[i] = datum{Object: "embedding", Index: i, Embedding: v}
+	}
+	out.Usage.PromptTokens, out.Usage.TotalTokens = prompt, prompt
+	b, err := providers.MarshalJSON(&out)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the translated answer: %w", err)
+	}
+	return &providers.Response{Body: b, Usage: providers.Usage{PromptTokens: prompt}}, nil
+}
+
+// maxEmbedBatch is the most requests batchEmbedContents takes in one call
+// (more is a 400: "at most 100 requests can be in one batch").
+const maxEmbedBatch = 100
+
+// batchEmbed sends one batchEmbedContents call and returns its vectors,
+// one per request, in order.
+func (c *Client) batchEmbed(ctx context.Context, model string, reqs []embedContentRequest) ([][]float32, error) {
+	body, err := providers.MarshalJSON(&batchEmbedRequest{Requests: reqs})
+	if err != nil {
+		return nil, fmt.Errorf("encoding the gemini request: %w", err)
 	}
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v1beta/models/"+url.PathEscape(model)+":batchEmbedContents", bytes.NewReader(body))
 	if err != nil {
@@ -127,36 +174,14 @@ func (c *Client) embed(ctx context.Context, req *providers.Request) (*providers.
 		return nil, providers.TransportError(ctx, c.provider, c.name, err, false)
 	}
 	var br batchEmbedResponse
-	if err := json.Unmarshal(raw, &br); err != nil || len(br.Embeddings) != len(inputs) {
+	if err := json.Unmarshal(raw, &br); err != nil || len(br.Embeddings) != len(reqs) {
 		return nil, c.badGateway("upstream answered with something other than one embedding per input")
 	}
-	type datum struct {
-		Object    string `json:"object"`
-		Index     int    `json:"index"`
-		Embedding any    `json:"embedding"`
-	}
-	out := struct {
-		Object string  `json:"object"`
-		Data   []datum `json:"data"`
-		Model  string  `json:"model"`
-		Usage  struct {
-			PromptTokens int `json:"prompt_tokens"`
-			TotalTokens  int `json:"total_tokens"`
-		} `json:"usage"`
-	}{Object: "list", Model: model, Data: make([]datum, len(br.Embeddings))}
+	out := make([][]float32, len(br.Embeddings))
 	for i, e := range br.Embeddings {
-		var v any = e.Values
-		if er.EncodingFormat == "base64" {
-			v = float32Base64(e.Values)
-		}
-		out.Data[i] = datum{Object: "embedding", Index: i, Embedding: v}
+		out[i] = e.Values
 	}
-	out.Usage.PromptTokens, out.Usage.TotalTokens = prompt, prompt
-	b, err := providers.MarshalJSON(&out)
-	if err != nil {
-		return nil, fmt.Errorf("encoding the translated answer: %w", err)
-	}
-	return &providers.Response{Body: b, Usage: providers.Usage{PromptTokens: prompt}}, nil
+	return out, nil
 }
 
 // float32Base64 is OpenAI's base64 encoding: little-endian float32s.

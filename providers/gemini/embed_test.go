@@ -10,6 +10,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -21,7 +22,9 @@ import (
 
 // fakeEmbedder answers batchEmbedContents as
 // https://ai.google.dev/api/embeddings documents it: one embedding per
-// request, values of outputDimensionality length (default 3 here).
+// request, values of outputDimensionality length (default 3 here), the
+// first the text's number when it is one, else the request's index. More
+// than 100 requests is the 400 Google answers.
 func fakeEmbedder(t *testing.T, got *[]byte) *httptest.Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/v1beta/models/gemini-embedding-001:batchEmbedContents" || r.Header.Get("X-Goog-Api-Key") != fakeKey {
@@ -35,6 +38,12 @@ func fakeEmbedder(t *testing.T, got *[]byte) *httptest.Server {
 			_, _ = io.WriteString(w, `{"error":{"code":429,"message":"Quota exceeded for quota metric 'Embed content requests'","status":"RESOURCE_EXHAUSTED"}}`)
 			return
 		}
+		if len(reqs) > 100 {
+			w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(w, `{"error":{"code":400,"message":"* BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch\n","status":"INVALID_ARGUMENT"}}`)
+			return
+		}
 		var out []string
 		for i, rq := range reqs {
 			if rq.Get("model").Str != "models/gemini-embedding-001" {
@@ -44,9 +53,13 @@ func fakeEmbedder(t *testing.T, got *[]byte) *httptest.Server {
 			if n == 0 {
 				n = 3
 			}
+			first := float64(i)
+			if v, err := strconv.Atoi(rq.Get("content.parts.0.text").Str); err == nil {
+				first = float64(v)
+			}
 			vals := make([]float64, n)
 			for j := range vals {
-				vals[j] = float64(i) + float64(j)/4
+				vals[j] = first + float64(j)/4
 			}
 			b, _ := json.Marshal(vals)
 			out = append(out, `{"values":`+string(b)+`}`)
@@ -104,5 +117,38 @@ func TestEmbeddings(t *testing.T) {
 	var ue *providers.UpstreamError
 	if !errors.As(err, &ue) || ue.Status != 429 || !ue.Retryable {
 		t.Errorf("quota error = %v", err)
+	}
+}
+
+// OpenAI takes up to 2,048 inputs in one embeddings request (LangChain
+// sends 1,000 at a time), batchEmbedContents 100: a larger request goes
+// out in batches of 100 and its vectors come back in input order.
+func TestEmbeddingsOverOneBatch(t *testing.T) {
+	var sent []byte
+	srv := fakeEmbedder(t, &sent)
+	c := newTestClient(t, srv.URL)
+	inputs := make([]string, 250)
+	for i := range inputs {
+		inputs[i] = strconv.Itoa(i)
+	}
+	body, _ := json.Marshal(map[string]any{"model": "e", "input": inputs})
+	resp, err := c.Do(context.Background(), &providers.Request{Op: providers.OpEmbedding, Model: "gemini-embedding-001", Body: body})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(gjson.GetBytes(sent, "requests").Array()); n != 50 {
+		t.Errorf("last batch had %d requests, want 50", n)
+	}
+	var er openai.CreateEmbeddingResponse
+	if err := json.Unmarshal(resp.Body, &er); err != nil {
+		t.Fatal(err)
+	}
+	if len(er.Data) != len(inputs) {
+		t.Fatalf("%d embeddings for %d inputs", len(er.Data), len(inputs))
+	}
+	for i, d := range er.Data {
+		if d.Index != int64(i) || len(d.Embedding) != 3 || d.Embedding[0] != float64(i) {
+			t.Fatalf("data[%d] = index %d, embedding %v", i, d.Index, d.Embedding)
+		}
 	}
 }
