@@ -360,7 +360,12 @@ func (c *Client) statusError(resp *http.Response) error {
 }
 
 // errorFromBody reads an OpenAI error object {"error":{"message","type",
-// "param","code"}}; anything else becomes a short plain message.
+// "param","code"}}, a bare {"error":"…"} (Ollama, TGI), or the flat
+// {"object":"error","message","type","param","code":400} older vLLM
+// releases (and FastChat, TensorRT-LLM) answer with; anything else
+// becomes a short plain message. A numeric code (vLLM's, the HTTP status
+// again) is not an OpenAI code and is left out, so that a context-length
+// message still gets context_length_exceeded.
 func (c *Client) errorFromBody(status int, body []byte, h http.Header) error {
 	ue := &providers.UpstreamError{Provider: c.provider, Deployment: c.name, Status: status, Retryable: providers.RetryableStatus(status)}
 	if h != nil {
@@ -371,10 +376,16 @@ func (c *Client) errorFromBody(status int, body []byte, h http.Header) error {
 	case e.IsObject():
 		ue.Message = e.Get("message").String()
 		ue.Type = e.Get("type").String()
-		ue.Code = e.Get("code").String()
+		if code := e.Get("code"); code.Type == gjson.String {
+			ue.Code = code.Str
+		}
 		ue.Param = e.Get("param").String()
 	case e.Type == gjson.String:
 		ue.Message = e.Str
+	case gjson.GetBytes(body, "object").Str == "error" && gjson.GetBytes(body, "message").Type == gjson.String:
+		ue.Message = gjson.GetBytes(body, "message").Str
+		ue.Type = gjson.GetBytes(body, "type").Str
+		ue.Param = gjson.GetBytes(body, "param").Str
 	default:
 		ue.Message = strings.TrimSpace(string(body))
 		if len(ue.Message) > 512 {

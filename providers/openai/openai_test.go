@@ -79,6 +79,11 @@ func TestErrorMapping(t *testing.T) {
 		{"200 invalid JSON", 200, `{"id":`, nil, true, "upstream answered with invalid JSON", "", 0},
 		{"200 null", 200, `null`, nil, true, "upstream answered with JSON that is not an object", "", 0},
 		{"200 array", 200, ` [1]`, nil, true, "upstream answered with JSON that is not an object", "", 0},
+		// vLLM: its code is the HTTP status, a number, not an OpenAI code.
+		{"vllm context length", 400, `{"error":{"message":"This model's maximum context length is 4096 tokens. However, you requested 5000 tokens (4000 in the messages, 1000 in the completion). Please reduce the length of the messages or completion.","type":"BadRequestError","param":null,"code":400}}`, nil, false,
+			"This model's maximum context length is 4096 tokens. However, you requested 5000 tokens (4000 in the messages, 1000 in the completion). Please reduce the length of the messages or completion.", "context_length_exceeded", 0},
+		// Older vLLM, FastChat, TensorRT-LLM: the error's fields at the top.
+		{"flat error object", 404, `{"object":"error","message":"The model ` + "`llama`" + ` does not exist.","type":"NotFoundError","param":null,"code":404}`, nil, false, "The model `llama` does not exist.", "", 0},
 		{"unauthorized", 401, `{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","code":"invalid_api_key"}}`, nil, false, "Incorrect API key provided", "invalid_api_key", 0},
 	}
 	for _, tt := range tests {
