@@ -57,3 +57,38 @@ func TestAnswerNotAnObject(t *testing.T) {
 		}
 	}
 }
+
+// A prompt over the model's window is Gemini's 400 INVALID_ARGUMENT "The
+// input token count (N) exceeds the maximum number of tokens allowed (M)",
+// from generateContent as an object, from streamGenerateContent wrapped in
+// a list: both are OpenAI's context_length_exceeded, which clients read to
+// shorten the conversation, not a generic invalid request.
+func TestContextLengthError(t *testing.T) {
+	const msg = "The input token count (1200293) exceeds the maximum number of tokens allowed (1048576)."
+	obj := `{"error":{"code":400,"message":"` + msg + `","status":"INVALID_ARGUMENT"}}`
+	for _, stream := range []bool{false, true} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+			w.WriteHeader(http.StatusBadRequest)
+			if stream {
+				io.WriteString(w, "["+obj+"]")
+			} else {
+				io.WriteString(w, obj)
+			}
+		}))
+		c := newTestClient(t, srv.URL)
+		req := &providers.Request{Op: providers.OpChat, Model: "gemini-2.5-pro", Stream: stream,
+			Body: []byte(`{"messages":[{"role":"user","content":"hi"}]}`)}
+		var err error
+		if stream {
+			_, err = c.DoStream(context.Background(), req)
+		} else {
+			_, err = c.Do(context.Background(), req)
+		}
+		srv.Close()
+		var ue *providers.UpstreamError
+		if !errors.As(err, &ue) || ue.Status != http.StatusBadRequest || ue.Code != "context_length_exceeded" || ue.Message != msg || ue.Retryable {
+			t.Errorf("stream %t: %+v", stream, err)
+		}
+	}
+}

@@ -402,12 +402,16 @@ func (c *Client) errorFromBody(status int, body []byte, h http.Header) error {
 }
 
 // IsContextLengthError reports whether an upstream message says the prompt
-// exceeded the model's context window.
+// exceeded the model's context window: OpenAI's "maximum context length",
+// Anthropic's "prompt is too long", Gemini's "The input token count (N)
+// exceeds the maximum number of tokens allowed (M)", vLLM's "… is longer
+// than the maximum model length of M".
 func IsContextLengthError(msg string) bool {
 	m := strings.ToLower(msg)
 	return strings.Contains(m, "context length") || strings.Contains(m, "context_length") ||
 		strings.Contains(m, "maximum context") || strings.Contains(m, "too many tokens") ||
-		strings.Contains(m, "prompt is too long")
+		strings.Contains(m, "prompt is too long") || strings.Contains(m, "exceeds the maximum number of tokens") ||
+		strings.Contains(m, "maximum model length")
 }
 
 // ParseUsage reads an OpenAI usage object from a response or chunk body:

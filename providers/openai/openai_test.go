@@ -84,6 +84,8 @@ func TestErrorMapping(t *testing.T) {
 			"This model's maximum context length is 4096 tokens. However, you requested 5000 tokens (4000 in the messages, 1000 in the completion). Please reduce the length of the messages or completion.", "context_length_exceeded", 0},
 		// Older vLLM, FastChat, TensorRT-LLM: the error's fields at the top.
 		{"flat error object", 404, `{"object":"error","message":"The model ` + "`llama`" + ` does not exist.","type":"NotFoundError","param":null,"code":404}`, nil, false, "The model `llama` does not exist.", "", 0},
+		{"vllm max model length", 400, `{"error":{"message":"The decoder prompt (length 5000) is longer than the maximum model length of 4096. Make sure that ` + "`max_model_len`" + ` is no smaller than the number of text tokens.","type":"BadRequestError","param":null,"code":400}}`, nil, false,
+			"The decoder prompt (length 5000) is longer than the maximum model length of 4096. Make sure that `max_model_len` is no smaller than the number of text tokens.", "context_length_exceeded", 0},
 		{"unauthorized", 401, `{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","code":"invalid_api_key"}}`, nil, false, "Incorrect API key provided", "invalid_api_key", 0},
 	}
 	for _, tt := range tests {
