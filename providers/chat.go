@@ -536,15 +536,20 @@ type CompletionTokensDetails struct {
 	ReasoningTokens int `json:"reasoning_tokens"`
 }
 
-// Chat returns u as an OpenAI usage object.
+// Chat returns u as an OpenAI usage object; completion_tokens_details
+// only when the reasoning tokens are known.
 func (u Usage) Chat() *ChatUsage {
-	return &ChatUsage{
+	cu := &ChatUsage{
 		PromptTokens:             u.PromptTokens,
 		CompletionTokens:         u.CompletionTokens,
 		TotalTokens:              u.Total(),
 		PromptTokensDetails:      &PromptTokensDetails{CachedTokens: u.CachedTokens},
 		CacheCreationInputTokens: u.CacheWriteTokens,
 	}
+	if u.ReasoningTokens > 0 {
+		cu.CompletionTokensDetails = &CompletionTokensDetails{ReasoningTokens: u.ReasoningTokens}
+	}
+	return cu
 }
 
 // Normalized returns the usage as Lumen counts it.
@@ -555,6 +560,9 @@ func (u *ChatUsage) Normalized() Usage {
 	n := Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, CacheWriteTokens: u.CacheCreationInputTokens}
 	if u.PromptTokensDetails != nil {
 		n.CachedTokens = u.PromptTokensDetails.CachedTokens
+	}
+	if u.CompletionTokensDetails != nil {
+		n.ReasoningTokens = u.CompletionTokensDetails.ReasoningTokens
 	}
 	return n
 }

@@ -152,6 +152,10 @@ type Usage struct {
 	PromptTokens int `json:"prompt_tokens"`
 	// CompletionTokens counts output tokens, reasoning included.
 	CompletionTokens int `json:"completion_tokens"`
+	// ReasoningTokens is the part of CompletionTokens the model spent
+	// thinking, where the upstream tells it apart (Gemini's
+	// thoughtsTokenCount); zero when it does not.
+	ReasoningTokens int `json:"reasoning_tokens,omitempty"`
 	// CachedTokens is the part of PromptTokens read from the provider's
 	// prompt cache (priced at the cached rate).
 	CachedTokens int `json:"cached_tokens,omitempty"`

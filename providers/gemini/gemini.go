@@ -32,7 +32,8 @@
 // content_filter, as does a prompt blocked by promptFeedback. Usage:
 // promptTokenCount (which includes cachedContentTokenCount) plus
 // toolUsePromptTokenCount is the prompt; candidatesTokenCount plus
-// thoughtsTokenCount the completion.
+// thoughtsTokenCount the completion, thoughtsTokenCount its
+// completion_tokens_details.reasoning_tokens.
 //
 // Dropped: n>1 (refused with 400), parallel_tool_calls (Gemini has no
 // switch), logprobs, logit_bias, user, the detail of image_url.

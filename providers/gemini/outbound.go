@@ -213,6 +213,7 @@ func (u *usageMetadata) normalize() providers.Usage {
 	return providers.Usage{
 		PromptTokens:     u.PromptTokenCount + u.ToolUsePromptTokenCount,
 		CompletionTokens: u.CandidatesTokenCount + u.ThoughtsTokenCount,
+		ReasoningTokens:  u.ThoughtsTokenCount,
 		CachedTokens:     u.CachedContentTokenCount,
 	}
 }
