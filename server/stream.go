@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
 
 	"github.com/lumengw/lumen/providers"
@@ -36,6 +37,8 @@ func (s *Server) writeStream(w http.ResponseWriter, r *http.Request, x *exchange
 	buffered, _ := st.(providers.Buffered)
 	started := false
 	buf := make([]byte, 0, 1024)
+	var chunkID, chunkModel string
+	var chunkCreated int64
 	for {
 		data, err := st.Recv()
 		if err == io.EOF {
@@ -44,6 +47,15 @@ func (s *Server) writeStream(w http.ResponseWriter, r *http.Request, x *exchange
 				started = true
 			}
 			x.status = http.StatusOK
+			if x.includeUsage && x.usage.Total() == 0 {
+				// The client asked for usage and the upstream sent none
+				// (it ignores stream_options, or cannot take it): the
+				// estimate the ledger records stands in.
+				buf = sse.AppendEvent(buf[:0], "", s.estimatedUsageChunk(x, chunkID, chunkModel, chunkCreated))
+				if _, err := w.Write(buf); err != nil {
+					return errClientGone
+				}
+			}
 			if _, err := w.Write(doneEvent); err != nil {
 				return errClientGone
 			}
@@ -77,6 +89,11 @@ func (s *Server) writeStream(w http.ResponseWriter, r *http.Request, x *exchange
 		} else if x.usage.CompletionTokens == 0 {
 			x.estimated += tokens.Chunk(data)
 		}
+		if x.includeUsage && chunkID == "" {
+			// For a usage chunk of Lumen's own, should the upstream send none.
+			chunkID, chunkModel = gjson.GetBytes(data, "id").Str, gjson.GetBytes(data, "model").Str
+			chunkCreated = gjson.GetBytes(data, "created").Int()
+		}
 		if !started {
 			s.startStream(w, x)
 			started = true
@@ -92,6 +109,36 @@ func (s *Server) writeStream(w http.ResponseWriter, r *http.Request, x *exchange
 			return errClientGone
 		}
 	}
+}
+
+// estimatedUsageChunk is the usage chunk that ends a stream whose upstream
+// reported no usage: Lumen's estimates of the prompt and of the output the
+// client received, as the ledger records them, in the stream's id and model.
+func (s *Server) estimatedUsageChunk(x *exchange, id, model string, created int64) []byte {
+	if x.promptEst == 0 {
+		x.promptEst = tokens.Prompt(x.body)
+	}
+	x.usage.PromptTokens, x.usage.CompletionTokens = x.promptEst, x.estimated
+	var u struct {
+		ID      string   `json:"id"`
+		Object  string   `json:"object"`
+		Created int64    `json:"created"`
+		Model   string   `json:"model"`
+		Choices []string `json:"choices"`
+		Usage   struct {
+			PromptTokens     int `json:"prompt_tokens"`
+			CompletionTokens int `json:"completion_tokens"`
+			TotalTokens      int `json:"total_tokens"`
+		} `json:"usage"`
+	}
+	u.ID, u.Object, u.Created, u.Model, u.Choices = id, "chat.completion.chunk", created, model, []string{}
+	u.Usage.PromptTokens, u.Usage.CompletionTokens = x.promptEst, x.estimated
+	u.Usage.TotalTokens = x.promptEst + x.estimated
+	data, _ := jsonMarshal(u)
+	if x.usageInclude {
+		data = s.withCost(x, data)
+	}
+	return data
 }
 
 // withCost returns a usage chunk with the request's cost in usage.cost.

@@ -77,7 +77,7 @@ func TestStreamWithoutUsageEstimatesEveryOutput(t *testing.T) {
 	}
 	const in, out = 0.000001, 0.00001
 	for _, st := range streams {
-		for _, api := range []string{"chat", "messages", "responses"} {
+		for _, api := range []string{"chat", "chat+usage", "messages", "responses"} {
 			t.Run(st.name+"/"+api, func(t *testing.T) {
 				up := noUsageUpstream(t, st.deltas)
 				rec := &memRecorder{}
@@ -86,9 +86,10 @@ model_list:
   - {model_name: m, params: {model: openai/m, api_base: "%s/v1", api_key: sk-x}, model_info: {input_cost_per_token: %g, output_cost_per_token: %g}}
 `, up.URL, in, out), Options{Logger: zerolog.Nop(), Ledger: rec}, nil)
 				req := map[string]struct{ path, body string }{
-					"chat":      {"/v1/chat/completions", `{"model":"m","stream":true,"messages":[{"role":"user","content":"weather in Paris?"}]}`},
-					"messages":  {"/v1/messages", `{"model":"m","stream":true,"max_tokens":200,"messages":[{"role":"user","content":"weather in Paris?"}]}`},
-					"responses": {"/v1/responses", `{"model":"m","stream":true,"input":"weather in Paris?"}`},
+					"chat":       {"/v1/chat/completions", `{"model":"m","stream":true,"messages":[{"role":"user","content":"weather in Paris?"}]}`},
+					"chat+usage": {"/v1/chat/completions", `{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"weather in Paris?"}]}`},
+					"messages":   {"/v1/messages", `{"model":"m","stream":true,"max_tokens":200,"messages":[{"role":"user","content":"weather in Paris?"}]}`},
+					"responses":  {"/v1/responses", `{"model":"m","stream":true,"input":"weather in Paris?"}`},
 				}[api]
 				status, text := postJSON(t, url+req.path, req.body)
 				if status != http.StatusOK {
@@ -105,6 +106,22 @@ model_list:
 				// The translated streams report the estimate to the client
 				// too, as the ledger records it.
 				switch api {
+				case "chat", "chat+usage":
+					// A client that asked for usage gets a usage chunk all the
+					// same, in the stream's id, as the last before [DONE].
+					events := dataEvents(text)
+					last := gjson.Get(events[len(events)-2], "usage")
+					if api == "chat" {
+						if strings.Contains(text, `"usage"`) {
+							t.Errorf("a usage chunk the client did not ask for: %s", text)
+						}
+						break
+					}
+					if events[len(events)-1] != "[DONE]" || gjson.Get(events[len(events)-2], "id").Str != "chatcmpl-nu" ||
+						last.Get("completion_tokens").Int() != int64(st.want) || last.Get("prompt_tokens").Int() != int64(u.PromptTokens) ||
+						last.Get("total_tokens").Int() != int64(u.PromptTokens+st.want) {
+						t.Errorf("the stream ends %q, want a usage chunk of prompt %d completion %d", events[len(events)-2:], u.PromptTokens, st.want)
+					}
 				case "messages":
 					if got := messageDeltaOutput(text); got != st.want {
 						t.Errorf("message_delta usage.output_tokens = %d, want %d", got, st.want)
@@ -126,6 +143,17 @@ model_list:
 			})
 		}
 	}
+}
+
+// dataEvents are the data payloads of an SSE stream, in order.
+func dataEvents(stream string) []string {
+	var out []string
+	for _, line := range strings.Split(stream, "\n") {
+		if data, ok := strings.CutPrefix(line, "data: "); ok {
+			out = append(out, data)
+		}
+	}
+	return out
 }
 
 // completedUsage is the response.usage of a Responses stream's
