@@ -974,8 +974,9 @@ func TestE2ESpeech(t *testing.T) {
 
 // TestE2EShutdownRecordsCutOffRequests: requests still waiting on a hanging
 // upstream when the grace period ends, and streams stalled halfway, are cut
-// off, and every one of them still gets its ledger row and audit entry
-// before serve returns. A logging_only guardrail masks each request's copy
+// off by the gateway: the waiting clients get a 503 gateway_shutting_down,
+// the streams an error event, and every one of them still gets its ledger
+// row (503, not a client's 499) and audit entry before serve returns. A logging_only guardrail masks each request's copy
 // for the ledger once it is cut off, which on a long prompt takes a while:
 // a shutdown that closed the ledger without waiting for the handlers loses
 // some of their records on every run, not only when it loses a race.
@@ -1029,15 +1030,24 @@ guardrails:
 	streamed.Wait()
 	rows := records(t, l, dir) // stops Lumen: the grace period ends with all of them running
 	for range waiting + streaming {
-		if err := <-errs; err == nil {
+		err := <-errs
+		var apiErr *openai.Error
+		switch {
+		case err == nil:
 			t.Error("a request cut off by shutdown ended as if complete")
+		case errors.As(err, &apiErr):
+			if apiErr.StatusCode != 503 || apiErr.Type != "gateway_shutting_down" {
+				t.Errorf("a waiting request cut off by shutdown: %d %s", apiErr.StatusCode, apiErr.RawJSON())
+			}
+		case !strings.Contains(err.Error(), "gateway_shutting_down"):
+			t.Errorf("a stream cut off by shutdown ended with %v, not the gateway's error event", err)
 		}
 	}
-	statuses := map[int]int{}
+	statuses := map[string]int{}
 	for _, e := range rows {
-		statuses[e.Status]++
+		statuses[fmt.Sprint(e.Status, " ", e.ErrorType)]++
 	}
-	if n := waiting + streaming; len(rows) != n || statuses[499] != n {
+	if n := waiting + streaming; len(rows) != n || statuses["503 gateway_shutting_down"] != n {
 		t.Fatalf("%d requests cut off by shutdown, %d ledger rows (statuses %v)\n%s", n, len(rows), statuses, l.Logs)
 	}
 	if logs := l.Logs.String(); strings.Contains(logs, "dropped") || strings.Contains(logs, "abandoned") {
@@ -1054,6 +1064,9 @@ guardrails:
 	}
 	if got := bytes.Count(buf.Bytes(), []byte(`"action":"request"`)); got != waiting+streaming {
 		t.Fatalf("%d requests cut off by shutdown, %d audit entries:\n%s", waiting+streaming, got, buf.String())
+	}
+	if got := bytes.Count(buf.Bytes(), []byte(`"status":503`)); got != waiting+streaming {
+		t.Fatalf("%d requests cut off by shutdown, %d audit entries with status 503:\n%s", waiting+streaming, got, buf.String())
 	}
 	rep, err := log.Verify(context.Background(), 0)
 	if err != nil || rep.Entries != waiting+streaming || rep.Unsigned != 0 {

@@ -49,8 +49,9 @@ LUMEN_CONFIG), then the config file's server and log sections, then
 defaults. SIGINT or SIGTERM fails /health/readiness (and, with
 server.drain_delay, serves on that long for a load balancer to notice),
 stops accepting, lets in-flight requests and streams finish within the
-grace period, cuts off the rest (recorded as 499s in the ledger and the
-audit log before they close), and exits 0.
+grace period, cuts off the rest (answered, while their clients are still
+connected, and recorded in the ledger and the audit log as 503
+gateway_shutting_down before they close), and exits 0.
 SIGHUP reloads the config file: model_list, router_settings and
 guardrails are swapped in atomically once the whole file validates; a bad
 file is logged and the running config kept. Deployments that keep their

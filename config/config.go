@@ -329,7 +329,8 @@ type Server struct {
 	// Port is the TCP port (default 4000; 0 picks a free one).
 	Port int `yaml:"port"`
 	// GracePeriod bounds how long shutdown waits for in-flight requests and
-	// streams (default 30s).
+	// streams (default 30s); those still running then are answered 503
+	// gateway_shutting_down.
 	GracePeriod Duration `yaml:"grace_period"`
 	// DrainDelay is how long, after the shutdown signal, Lumen goes on
 	// serving with /health/readiness at 503, so a load balancer stops

@@ -31,7 +31,8 @@ type Record struct {
 	Provider   string `json:"provider,omitempty"`
 	Model      string `json:"model,omitempty"`
 	// Status is the HTTP status Lumen answered with (499 when the client
-	// went away); ErrorType is the OpenAI error type for a failure.
+	// went away, 503 with ErrorType gateway_shutting_down when shutdown cut
+	// the request off); ErrorType is the OpenAI error type for a failure.
 	Status    int    `json:"status"`
 	ErrorType string `json:"error_type,omitempty"`
 	// Usage is the normalized token usage (what was billed).

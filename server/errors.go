@@ -17,6 +17,14 @@ import (
 // statusClientClosed is nginx's 499: the client went away before the answer.
 const statusClientClosed = 499
 
+// errShuttingDown is the cause with which Run cancels the requests still
+// running when shutdown's grace period is over: the gateway cut them off,
+// their clients did not leave. classify answers it with a 503 of type
+// typeShuttingDown.
+var errShuttingDown = errors.New("the gateway is shutting down")
+
+const typeShuttingDown = "gateway_shutting_down"
+
 // apiError is an error Lumen itself raises about a request.
 type apiError struct {
 	Status  int
@@ -59,6 +67,9 @@ func classify(err error) (*apiError, bool) {
 	var gb *guardrail.BlockedError
 	var gu *guardrail.UnknownError
 	switch {
+	case errors.Is(err, errShuttingDown): // before apiError: it may wrap a 499
+		return &apiError{Status: http.StatusServiceUnavailable, Type: typeShuttingDown, Code: typeShuttingDown,
+			Message: "the gateway shut down before this request finished (its shutdown grace period ran out); retry it"}, false
 	case errors.As(err, &ae):
 		return ae, false
 	case errors.As(err, &na):

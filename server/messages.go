@@ -3,6 +3,7 @@ package server
 import (
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/tidwall/gjson"
@@ -181,12 +182,14 @@ func writeAnthropicError(w http.ResponseWriter, ae *apiError, started bool) *api
 	for k, v := range ae.Header {
 		w.Header()[k] = v
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(ae.Status)
 	msg := ae.Message
 	if ae.Param != "" && !strings.HasPrefix(msg, ae.Param) {
 		msg = ae.Param + ": " + msg // Anthropic's style: "max_tokens: Field required"
 	}
-	_, _ = w.Write(anthropic.ErrorJSON(ae.Status, msg))
+	body := anthropic.ErrorJSON(ae.Status, msg)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(ae.Status)
+	_, _ = w.Write(body)
 	return ae
 }

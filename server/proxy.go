@@ -27,6 +27,7 @@ import (
 // exchange is one proxied request: what came in, what served it, what it
 // cost. The handler goroutine owns it.
 type exchange struct {
+	ctx          context.Context // the request's: its cause tells a cut-off at shutdown from a client that left
 	id           string
 	start        time.Time
 	op           providers.Op
@@ -102,7 +103,7 @@ func (s *Server) handle(op providers.Op, serve func(http.ResponseWriter, *http.R
 			defer s.metrics.RequestFinished()
 		}
 		c := callerFrom(r.Context())
-		x := &exchange{id: requestIDFrom(r.Context()), start: time.Now(), op: op, key: c.key, admin: c.admin, header: r.Header}
+		x := &exchange{ctx: r.Context(), id: requestIDFrom(r.Context()), start: time.Now(), op: op, key: c.key, admin: c.admin, header: r.Header}
 		x.windows.scopes = x.windows.buf[:0]
 		x.reservations = x.resBuf[:0]
 		var span *tracing.Span
@@ -113,6 +114,11 @@ func (s *Server) handle(op providers.Op, serve func(http.ResponseWriter, *http.R
 		}
 		if err := s.serveRecovered(w, r, x, serve); err != nil {
 			x.fail(writeErr(w, x, err))
+			if x.err.Type == typeShuttingDown {
+				// Run closes the connection soon, perhaps before this
+				// handler has recorded the request: the answer goes now.
+				_ = http.NewResponseController(w).Flush()
+			}
 		}
 		x.stopChecks()
 		s.finish(w, x)
@@ -604,7 +610,7 @@ func (s *Server) finish(w http.ResponseWriter, x *exchange) {
 	ev := s.log.Info()
 	if x.err != nil {
 		ev = s.log.Warn()
-		if x.status >= 500 && x.status != http.StatusBadGateway && x.status != http.StatusGatewayTimeout {
+		if x.status >= 500 && x.status != http.StatusBadGateway && x.status != http.StatusGatewayTimeout && x.err.Type != typeShuttingDown {
 			ev = s.log.Error()
 		}
 		ev = ev.Str("error_type", x.err.Type).Str("error", redact(x.err.Message))

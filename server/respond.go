@@ -1,9 +1,13 @@
 package server
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/rs/zerolog"
@@ -25,9 +29,14 @@ func writeError(w http.ResponseWriter, log *zerolog.Logger, err error) *apiError
 
 // classifyExchange is classify for an exchange's error. The client is not
 // told the cause of an internal error, only to look for its request id in
-// the log: the cause is logged here, with that id.
+// the log: the cause is logged here, with that id. A request that looks
+// abandoned by its client but was cut off by Run at the end of shutdown's
+// grace period (its context's cause) is the gateway's doing: a 503.
 func (s *Server) classifyExchange(x *exchange, err error) *apiError {
 	ae, internal := classify(err)
+	if ae.Status == statusClientClosed && x.ctx != nil && errors.Is(context.Cause(x.ctx), errShuttingDown) {
+		ae, internal = classify(fmt.Errorf("%w: %w", errShuttingDown, err))
+	}
 	if internal {
 		s.log.Error().Err(err).Str("request_id", x.id).Msg("internal error")
 	}
@@ -71,12 +80,17 @@ func errorJSON(ae *apiError) errorBody {
 	return b
 }
 
+// writeJSON writes v with its length, so that an answer flushed before its
+// handler returns (a request cut off at shutdown) reaches the client whole.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(v)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(b.Len()))
+	w.WriteHeader(status)
+	_, _ = w.Write(b.Bytes())
 }
 
 func sprintf(format string, args ...any) string {

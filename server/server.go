@@ -199,6 +199,14 @@ func (s *Server) routes() http.Handler {
 // this bounds one that does not.
 const recordWait = 5 * time.Second
 
+// answerWait is how long shutdown, once it has cancelled the requests
+// still running at the end of the grace period, leaves their connections
+// open for the handlers to answer 503 before it closes them. A handler
+// answers its cancelled context in milliseconds; one still running after
+// this (blocked writing to a client that does not read) is unblocked by
+// the close.
+const answerWait = time.Second
+
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.running.add()
@@ -208,9 +216,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Run serves on ln until ctx is done, then shuts down gracefully: it stops
 // accepting and lets in-flight requests and streams finish within the
-// configured grace period. Then it closes the connections of those still
-// running, cancels their contexts and waits (up to recordWait) for their
-// handlers to record them with the status of a cut-off request (499). When
+// configured grace period. Then it cancels those still running, with
+// errShuttingDown as the cause: their handlers answer 503
+// gateway_shutting_down (an error event on a stream that started) to the
+// clients still connected and record them so. After answerWait, or once
+// every handler has returned, it closes the remaining connections; it
+// waits up to recordWait in all for the handlers to record. When
 // it returns, every handler that was going to reach the ledger and the
 // audit log has; those abandoned after recordWait are counted in a log
 // line. It returns nil after a clean shutdown.
@@ -219,8 +230,8 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	// grace period cancels every handler and, through it, its upstream
 	// calls: closing a connection cancels its request only once the server
 	// reads from it again.
-	base, cutOff := context.WithCancel(context.Background())
-	defer cutOff()
+	base, cutOff := context.WithCancelCause(context.Background())
+	defer cutOff(nil)
 	hs := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 30 * time.Second,
@@ -251,20 +262,26 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	s.log.Info().Dur("grace_period", grace).Int64("in_flight", s.inflight.Load()).Msg("shutting down: draining in-flight requests")
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	if err := hs.Shutdown(sctx); errors.Is(err, context.DeadlineExceeded) {
-		s.log.Warn().Int64("in_flight", s.inflight.Load()).Msg("grace period over: closing remaining connections and cancelling their requests")
-		// Connections first: a stream cut off must end broken for its
-		// client, not with a clean end of body the handler could write
-		// once its context is cancelled.
-		_ = hs.Close()
-		cutOff()
-	}
+	err := hs.Shutdown(sctx)
 	// Neither Shutdown's deadline nor Close stops handlers: the ones cut
-	// off still settle and record their requests (as 499s, their client's
-	// connection gone). Closing the ledger and the audit log (the caller's
-	// next step) before they have would drop those records.
+	// off still settle and record their requests. Closing the ledger and
+	// the audit log (the caller's next step) before they have would drop
+	// those records.
 	wctx, wcancel := context.WithTimeout(context.Background(), s.recordWait)
 	defer wcancel()
+	if errors.Is(err, context.DeadlineExceeded) {
+		s.log.Warn().Int64("in_flight", s.inflight.Load()).Msg("grace period over: cancelling the remaining requests (503 gateway_shutting_down) and closing their connections")
+		// Requests first, while their connections are open: a handler
+		// answers its cancelled context at once, and its client learns
+		// that the gateway, not the client, ended the request. Then the
+		// connections, for a handler blocked writing to a client that
+		// does not read, which no context unblocks.
+		cutOff(errShuttingDown)
+		actx, acancel := context.WithTimeout(wctx, answerWait)
+		s.running.wait(actx)
+		acancel()
+		_ = hs.Close()
+	}
 	if n := s.running.wait(wctx); n > 0 {
 		s.log.Error().Int("handlers", n).Dur("waited", s.recordWait).
 			Msg("shutdown: handlers still running after their requests were cut off are abandoned; the ledger and the audit log may miss their requests")

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -11,10 +12,12 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/tidwall/gjson"
 
 	"github.com/lumengw/lumen/config"
 	"github.com/lumengw/lumen/internal/syncbuf"
 	"github.com/lumengw/lumen/ledger"
+	"github.com/lumengw/lumen/metrics"
 	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/router"
 )
@@ -73,24 +76,36 @@ func runServer(t *testing.T, yaml string, o Options, prepare func(*Server)) (s *
 	return s, "http://" + ln.Addr().String(), stop
 }
 
+// Requests still running when the grace period is over are cut off by the
+// gateway, not by their clients: each client that is still connected gets
+// a 503 gateway_shutting_down in the OpenAI shape, and the ledger, the
+// request log and the metrics have the same, before Run returns.
 func TestRunRecordsRequestsCutOffByShutdown(t *testing.T) {
 	rec := &memRecorder{}
+	logs := &syncbuf.Buffer{}
+	m := metrics.New(metrics.Options{NoProcessMetrics: true})
 	s, url, stop := runServer(t, `
 model_list: [{model_name: slow, params: {model: mock/slow, mock_latency: 1h}}]
 server: {grace_period: 100ms}
-`, Options{Logger: zerolog.Nop(), Ledger: rec}, nil)
+`, Options{Logger: zerolog.New(logs), Ledger: rec, Metrics: m}, nil)
 	const n = 3
-	answered := make(chan int, n) // status; 0: no answer
+	type answer struct {
+		status int
+		body   string
+		err    error
+	}
+	answered := make(chan answer, n)
 	for range n {
 		go func() {
 			resp, err := http.Post(url+"/v1/chat/completions", "application/json",
 				strings.NewReader(`{"model":"slow","messages":[{"role":"user","content":"x"}]}`))
 			if err != nil {
-				answered <- 0
+				answered <- answer{err: err}
 				return
 			}
-			resp.Body.Close()
-			answered <- resp.StatusCode
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			answered <- answer{resp.StatusCode, string(body), err}
 		}()
 	}
 	for deadline := time.Now().Add(10 * time.Second); s.inflight.Load() != n; time.Sleep(time.Millisecond) {
@@ -107,13 +122,32 @@ server: {grace_period: 100ms}
 		t.Fatalf("%d requests cut off, %d recorded when Run returned", n, len(recs))
 	}
 	for _, r := range recs {
-		if r.Status != statusClientClosed {
-			t.Errorf("cut-off request recorded with status %d, want %d", r.Status, statusClientClosed)
+		if r.Status != http.StatusServiceUnavailable || r.ErrorType != typeShuttingDown {
+			t.Errorf("cut-off request recorded as %d %q, want 503 %s", r.Status, r.ErrorType, typeShuttingDown)
 		}
 	}
+	var logged int
+	for line := range strings.Lines(logs.String()) {
+		if gjson.Get(line, "message").Str == "request" {
+			logged++
+			if gjson.Get(line, "status").Int() != 503 || gjson.Get(line, "error_type").Str != typeShuttingDown || gjson.Get(line, "level").Str != "warn" {
+				t.Errorf("cut-off request logged as %s", line)
+			}
+		}
+	}
+	if logged != n {
+		t.Errorf("%d request lines for %d cut-off requests:\n%s", logged, n, logs)
+	}
+	w := httptest.NewRecorder()
+	m.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if want := `status="503"} 3`; !strings.Contains(w.Body.String(), want) {
+		t.Errorf("metrics lack %s:\n%s", want, grepLines(w.Body.String(), "lumen_requests_total"))
+	}
 	for range n {
-		if got := <-answered; got != 0 {
-			t.Errorf("a cut-off client got an answer, %d; want its connection closed", got)
+		a := <-answered
+		if a.err != nil || a.status != http.StatusServiceUnavailable ||
+			gjson.Get(a.body, "error.type").Str != typeShuttingDown || gjson.Get(a.body, "error.message").Str == "" {
+			t.Errorf("a cut-off client got %d %s (%v); want 503 %s in the OpenAI error shape", a.status, a.body, a.err, typeShuttingDown)
 		}
 	}
 }
@@ -231,4 +265,15 @@ model_list: [{model_name: demo, params: {model: mock/demo}}]
 	if s.inflight.Load() != 0 {
 		t.Fatalf("in flight %d after the panic", s.inflight.Load())
 	}
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out strings.Builder
+	for line := range strings.Lines(s) {
+		if strings.Contains(line, sub) {
+			out.WriteString(line)
+		}
+	}
+	return out.String()
 }
