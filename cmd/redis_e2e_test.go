@@ -147,8 +147,11 @@ audit: {enabled: false}
 }
 
 // TestE2ERedisLimitsDownFailOpen points limits.redis_url at a closed port:
-// Lumen starts, says so, and answers every request unchecked, as it does
-// when any shared store fails.
+// Lumen starts, says so once per store (the spend it could not load at
+// start is the budget store's one line), answers every request unchecked,
+// as it does when any shared store fails, and a key's budget period
+// change, whose spend reload cannot reach Redis either, is answered and
+// logs nothing more.
 func TestE2ERedisLimitsDownFailOpen(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -160,6 +163,7 @@ func TestE2ERedisLimitsDownFailOpen(t *testing.T) {
 model_list:
   - model_name: a
     litellm_params: {model: mock/a}
+general_settings: {master_key: `+master+`}
 limits:
   redis_url: "redis://`+dead+`/0"
   model_groups: {a: {rpm: 1, budget_usd: 0.000001}}
@@ -167,14 +171,28 @@ ledger: {path: `+t.TempDir()+`/lumen.db}
 audit: {enabled: false}
 `, nil)
 	for i := range 2 {
-		if r := rawPost(t, l, "/v1/chat/completions", "", chatBody("a", "hi", "")); r.status != 200 {
+		if r := rawPost(t, l, "/v1/chat/completions", master, chatBody("a", "hi", "")); r.status != 200 {
 			t.Fatalf("request %d with Redis down: %d %s", i, r.status, r.text)
 		}
 	}
+	if r := rawPost(t, l, "/admin/keys", master, `{"name":"k","budget_usd":1,"budget_period":"daily"}`); r.status != 201 {
+		t.Fatalf("create a key with Redis down: %d %s", r.status, r.text)
+	}
+	if r := patchKey(t, l, "k", `{"budget_period":"monthly"}`); r.status != 200 {
+		t.Fatalf("change its budget period with Redis down: %d %s", r.status, r.text)
+	}
 	logs := l.Logs.String()
-	for _, want := range []string{"loading spend into Redis failed", "Redis unavailable; rate limits unchecked", "Redis unavailable; budgets unchecked"} {
-		if !strings.Contains(logs, want) {
-			t.Errorf("the log does not say %q:\n%s", want, logs)
+	for _, want := range []string{"Redis unavailable; rate limits unchecked", "Redis unavailable; budgets unchecked"} {
+		if n := strings.Count(logs, want); n != 1 {
+			t.Errorf("the log says %q %d times, want once:\n%s", want, n, logs)
+		}
+	}
+	if !strings.Contains(logs, `"op":"load"`) {
+		t.Errorf("the budget store's line is not the failed load at start:\n%s", logs)
+	}
+	for _, unwanted := range []string{"loading spend into Redis failed", "reloading the spend of keys"} {
+		if strings.Contains(logs, unwanted) {
+			t.Errorf("the log repeats what the store said, %q:\n%s", unwanted, logs)
 		}
 	}
 }

@@ -146,8 +146,10 @@ func openStores(ctx context.Context, cfg *config.Config, log zerolog.Logger) (_ 
 			return nil, fmt.Errorf("loading budget spend: %w", err)
 		}
 		// As on every request, a shared store that is down does not stop
-		// traffic; the spend is loaded every spendRaiseEvery until it works.
-		log.Error().Err(err).Msg("limits.redis_url: loading spend into Redis failed; budgets and rate limits are unchecked while it is unreachable")
+		// traffic; the spend is loaded every spendRaiseEvery until it
+		// works. A Redis that failed cost at most the store's timeout and
+		// is logged by it.
+		logUnlessLogged(log, err, "limits.redis_url: loading spend into Redis failed; budgets and rate limits are unchecked while it is unreachable")
 	}
 	if *cfg.Metrics.Enabled {
 		st.metrics = metrics.New(metrics.Options{})
@@ -470,7 +472,9 @@ func (st *stores) reloadSpend(ctx context.Context, ids map[string]bool) {
 	st.reloadMu.Lock()
 	defer st.reloadMu.Unlock()
 	if err != nil {
-		st.log.Error().Err(err).Int("keys", len(ids)).Msg("reloading the spend of keys whose budget period changed; they keep their old period's spend until it works")
+		if !errors.Is(err, limits.ErrUnavailable) { // else the Redis store logged it, once a minute
+			st.log.Error().Err(err).Int("keys", len(ids)).Msg("reloading the spend of keys whose budget period changed; they keep their old period's spend until it works")
+		}
 		if st.unloaded == nil {
 			st.unloaded = map[string]bool{}
 		}
@@ -488,7 +492,15 @@ func (st *stores) raiseSpend() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := st.loadAll(ctx); err != nil {
-		st.log.Error().Err(err).Msg("raising the shared budgets' spend to the ledger's")
+		logUnlessLogged(st.log, err, "raising the shared budgets' spend to the ledger's")
+	}
+}
+
+// logUnlessLogged logs err as msg, unless it is a Redis store's failure,
+// which the store logged already (at most once a minute).
+func logUnlessLogged(log zerolog.Logger, err error, msg string) {
+	if !errors.Is(err, limits.ErrUnavailable) {
+		log.Error().Err(err).Msg(msg)
 	}
 }
 

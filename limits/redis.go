@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -278,12 +279,19 @@ func (b *RedisBudgets) Status(account string, p Period) Status {
 	return st
 }
 
+// loadChunk is how many accounts one Redis call of Load raises.
+const loadChunk = 500
+
 // Load raises each account's spend in its current period to what src
 // recorded, for the budgets given: other instances may already have
 // counted more than the ledger holds, so a lower figure never replaces a
 // higher one. Call it on start and when a key's budget period changes:
 // the new window's spend is missing, or holds only what was counted the
-// last time the key had that period.
+// last time the key had that period. Its Redis calls go through the
+// store's breaker as Reserve's do: each is bounded by
+// RedisOptions.Timeout (loadChunk accounts a call), a Redis that fails
+// is logged by the store (the error wraps ErrUnavailable) and skipped for
+// a while, and Load stops at the first failure.
 func (b *RedisBudgets) Load(ctx context.Context, src SpendSource, budgets map[string]Budget) error {
 	now := b.o.Now()
 	byStart := map[time.Time][]string{}
@@ -296,13 +304,21 @@ func (b *RedisBudgets) Load(ctx context.Context, src SpendSource, budgets map[st
 		if err != nil {
 			return fmt.Errorf("loading spend since %s: %w", start.Format(time.RFC3339), err)
 		}
-		pipe := b.c.Pipeline()
-		for _, id := range ids {
-			key, _, _, ttl := b.keys(id, budgets[id].Period, now, now)
-			raiseScript.Eval(ctx, pipe, []string{key}, int64(toNano(spent[id])), ttl.Milliseconds())
-		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			return fmt.Errorf("loading spend into redis: %w", err)
+		// In chunks: each call must fit in the timeout however many
+		// accounts there are.
+		for chunk := range slices.Chunk(ids, loadChunk) {
+			err := call(ctx, b.down, &b.o, "load", func(ctx context.Context) error {
+				pipe := b.c.Pipeline()
+				for _, id := range chunk {
+					key, _, _, ttl := b.keys(id, budgets[id].Period, now, now)
+					raiseScript.Eval(ctx, pipe, []string{key}, int64(toNano(spent[id])), ttl.Milliseconds())
+				}
+				_, err := pipe.Exec(ctx)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("loading spend into redis: %w", err)
+			}
 		}
 	}
 	return nil

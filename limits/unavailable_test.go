@@ -165,3 +165,65 @@ func TestRedisStoresFailFastWhileDown(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisBudgetsLoadFailsFast points RedisBudgets at a closed port: Load
+// (serve's at start, and on a key's budget period change) goes through the
+// breaker Reserve uses. Its failure wraps ErrUnavailable and is logged
+// once, by the store; the calls after it, another Load or a Reserve, skip
+// Redis without dialling until the backoff has passed.
+func TestRedisBudgetsLoadFailsFast(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var addr atomic.Value
+	addr.Store(ln.Addr().String())
+	ln.Close()
+	var dials atomic.Int64
+	client := redis.NewClient(&redis.Options{
+		Addr: "redis.invalid:6379", Dialer: dialCounting(&addr, &dials), Protocol: 2,
+		ContextTimeoutEnabled: true, MaxRetries: -1, DialerRetries: 1, DialTimeout: time.Second,
+	})
+	t.Cleanup(func() { client.Close() })
+	var logs bytes.Buffer
+	clk := &fakeClock{t: time.Unix(1_000_000, 0)}
+	bud := NewRedisBudgets(client, RedisOptions{
+		Prefix: fmt.Sprintf("lumen-test:%s:%d:", t.Name(), time.Now().UnixNano()),
+		Now:    clk.now, Timeout: 50 * time.Millisecond, Backoff: time.Second, Logger: zerolog.New(&logs),
+	})
+	ctx := context.Background()
+	budgets := map[string]Budget{"a": {LimitUSD: 1, Period: Daily}, "b": {LimitUSD: 1, Period: Monthly}, "c": {LimitUSD: 1}}
+	src := spendSource{"a": 0.1, "b": 0.2, "c": 0.3}
+
+	if err := bud.Load(ctx, src, budgets); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Load with Redis down: %v, want ErrUnavailable", err)
+	}
+	tried := dials.Load() // go-redis dials twice for a pipeline
+	if tried == 0 {
+		t.Fatal("Load with Redis down did not dial")
+	}
+	if err := bud.Load(ctx, src, budgets); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Load again inside the backoff: %v, want ErrUnavailable", err)
+	}
+	if _, err := bud.Reserve(ctx, "a", budgets["a"], 0.01); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Reserve inside the backoff: %v, want ErrUnavailable", err)
+	}
+	if got := dials.Load(); got != tried {
+		t.Fatalf("%d dials after Load, Load and Reserve inside the backoff, want %d (the first Load's)", got, tried)
+	}
+	if n := lines(&logs, "\n"); n != 1 || lines(&logs, `"op":"load"`) != 1 || lines(&logs, "budgets unchecked") != 1 {
+		t.Fatalf("want one line, from the failed Load:\n%s", logs.String())
+	}
+
+	// Redis answers again: after the backoff, Load raises the spend.
+	addr.Store(redistest.Addr(t))
+	clk.add(time.Second)
+	if err := bud.Load(ctx, src, budgets); err != nil {
+		t.Fatalf("Load after Redis came back: %v", err)
+	}
+	for id, b := range budgets {
+		if got := bud.Status(id, b.Period).SpentUSD; got != src[id] {
+			t.Errorf("%s: spent %v after Load, want %v", id, got, src[id])
+		}
+	}
+}
