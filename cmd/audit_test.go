@@ -1,14 +1,17 @@
 package cmd
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	_ "github.com/mattn/go-sqlite3"
 
@@ -266,5 +269,65 @@ func TestAuditVerifyAfterKeyChange(t *testing.T) {
 		if !errors.As(err, &ve) || ve.Kind != audit.ErrBadSignature || ve.Seq != tt.seq {
 			t.Errorf("verify with %v = %v, want a bad signature at entry %d", tt.keys, err, tt.seq)
 		}
+	}
+}
+
+// TestE2EAuditPayloadsPurgedAtStart: serve with ledger.store_payloads and
+// retention_days clears the bodies the audit log kept with entries past
+// retention as it starts, not an hour later (auditPurgeEvery), so a
+// restarted gateway does not keep old bodies; newer entries keep theirs,
+// and the chain still verifies with lumen audit verify.
+func TestE2EAuditPayloadsPurgedAtStart(t *testing.T) {
+	dir := t.TempDir()
+	db, key := filepath.Join(dir, "lumen.db"), filepath.Join(dir, "audit.key")
+	ctx := context.Background()
+	// Each entry by its own writer, which signs it as it closes: as a
+	// server ten days ago and one an hour ago would have.
+	for _, age := range []time.Duration{10 * 24 * time.Hour, time.Hour} {
+		log, err := audit.Open(ctx, audit.Options{Path: db, SigningKeyPath: key, StorePayloads: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.Append(audit.Entry{Time: time.Now().Add(-age), Actor: audit.ActorAdmin, Action: audit.ActionRequest,
+			Summary:        audit.Summary{RequestID: age.String(), ModelGroup: "m", Status: 200},
+			RequestPayload: []byte(`{"messages":[{"role":"user","content":"sent ` + age.String() + ` ago"}]}`), ResponsePayload: []byte(`{"choices":[]}`)})
+		if err := log.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := startLumen(t, `
+model_list: [{model_name: m, params: {model: mock/m}}]
+ledger: {path: `+db+`, store_payloads: true, retention_days: 1}
+audit: {signing_key: `+key+`}
+`, nil)
+	waitFor(t, func() bool { return strings.Contains(l.Logs.String(), "stored bodies past retention cleared") })
+	if err := l.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(l.Logs.String(), `"entries":1,`) {
+		t.Fatalf("the purge at start does not say it cleared one entry:\n%s", l.Logs)
+	}
+	e := &ledgerEnv{config: l.Config}
+	out := e.mustRun(t, "audit", "export", "--since", "2000-01-01")
+	var entries []audit.ExportedEntry
+	for line := range strings.Lines(out) {
+		var x audit.ExportedEntry
+		if err := json.Unmarshal([]byte(line), &x); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		entries = append(entries, x)
+	}
+	if len(entries) != 2 {
+		t.Fatalf("export: %d entries, want 2:\n%s", len(entries), out)
+	}
+	if old := entries[0]; old.RequestPayload != nil || old.ResponsePayload != nil || old.RequestSHA256 == "" {
+		t.Errorf("the entry past retention after the start: payloads %q / %q, request digest %q; want no bodies, the digest kept",
+			old.RequestPayload, old.ResponsePayload, old.RequestSHA256)
+	}
+	if recent := entries[1]; recent.RequestPayload == nil || recent.ResponsePayload == nil {
+		t.Errorf("the entry within retention lost its bodies: %+v", recent)
+	}
+	if out := e.mustRun(t, "audit", "verify"); !strings.HasPrefix(out, "ok: entries 1..2 verified") {
+		t.Fatalf("verify after the purge: %q", out)
 	}
 }

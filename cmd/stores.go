@@ -304,7 +304,8 @@ func (st *stores) options(o *server.Options) {
 }
 
 // run starts the stores' background work: picking up keys changed by other
-// processes, and saving budget spend.
+// processes, saving budget spend, syncing what auto:smart learned and
+// clearing the audit log's bodies past retention. close stops it.
 func (st *stores) run(ctx context.Context) {
 	ctx, st.cancel = context.WithCancel(ctx)
 	st.wg.Add(3)
@@ -335,6 +336,9 @@ func (st *stores) run(ctx context.Context) {
 		st.wg.Add(1)
 		go func() {
 			defer st.wg.Done()
+			// At once, too: a restarted gateway must not keep bodies
+			// past retention for another auditPurgeEvery (test
+			// TestE2EAuditPayloadsPurgedAtStart).
 			st.purgeAuditPayloads(ctx)
 			every(ctx, auditPurgeEvery, func() { st.purgeAuditPayloads(ctx) })
 		}()
