@@ -1004,7 +1004,7 @@ guardrails:
 	l := startLumen(t, cfg, fake)
 	c := client(l, "unused")
 	const waiting, streaming = 5, 3
-	prompt := strings.Repeat("write to jane@corp.example.com or call 555-867-5309. ", 3000)
+	prompt := strings.Repeat("write to jane@corp.example.com or call 555-867-5309. ", 300)
 	errs := make(chan error, waiting+streaming)
 	for range waiting {
 		go func() {
