@@ -298,23 +298,26 @@ func (x *exchange) guardAnswerScope() string {
 	return " guardrails:" + strconv.Quote(strings.Join(names, ","))
 }
 
-// observeGuardrails counts and logs what the exchange's guardrails
-// matched (rule names only, never the text).
-func (s *Server) observeGuardrails(x *exchange) []string {
+// observeGuardrails counts what the exchange's guardrails matched, each
+// match, and returns for the log line each guardrail/rule/action that
+// matched once (rule names only, never the text) and how many matches
+// there were: a prompt with thousands of e-mail addresses logs one entry.
+func (s *Server) observeGuardrails(x *exchange) (matched []string, matches int) {
 	for _, gs := range x.guardStreams {
 		x.guardHits = append(x.guardHits, gs.Hits()...)
 	}
 	if len(x.guardHits) == 0 {
-		return nil
+		return nil, 0
 	}
-	out := make([]string, 0, len(x.guardHits))
 	for _, h := range x.guardHits {
 		if s.metrics != nil {
 			s.metrics.GuardrailMatched(h.Guard, h.Rule, h.Action.String())
 		}
-		out = append(out, h.Guard+"/"+h.Rule+"/"+h.Action.String())
+		if e := h.Guard + "/" + h.Rule + "/" + h.Action.String(); !slices.Contains(matched, e) {
+			matched = append(matched, e)
+		}
 	}
-	return out
+	return matched, len(x.guardHits)
 }
 
 // listGuardrails serves GET /guardrails/list (LiteLLM's): the configured

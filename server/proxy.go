@@ -603,7 +603,7 @@ func (s *Server) finish(w http.ResponseWriter, x *exchange) {
 		s.ledger.Record(rec)
 	}
 	s.observe(x, latency)
-	guarded := s.observeGuardrails(x)
+	guarded, matches := s.observeGuardrails(x)
 	if s.audit != nil {
 		s.audit.Append(auditEntry(x, &rec))
 	}
@@ -630,7 +630,7 @@ func (s *Server) finish(w http.ResponseWriter, x *exchange) {
 		ev = ev.Str("cache", x.cache)
 	}
 	if len(guarded) > 0 {
-		ev = ev.Strs("guardrails", guarded)
+		ev = ev.Strs("guardrails", guarded).Int("guardrail_matches", matches)
 	}
 	if x.stream && x.ttft > 0 {
 		ev = ev.Float64("ttft_ms", msec(x.ttft))
