@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -72,6 +73,10 @@ type Query struct {
 	// KeyID, or else KeyName, restricts the report to one key. A name
 	// covers every key that ever had it (a revoked key and its successor).
 	KeyID, KeyName string
+	// Key, when KeyID and KeyName are empty, is a reference as a user
+	// types it: the id of a key when one has it, else a name (so a key
+	// named "key_bot" is found by its name).
+	Key string
 	// Location is the time zone days are cut in for ByDay (default UTC).
 	Location *time.Location
 }
@@ -133,11 +138,34 @@ func (s *DB) where(ctx context.Context, q Query) (string, []any, error) {
 		for _, id := range ids {
 			args = append(args, id)
 		}
+	case q.Key != "":
+		ids, err := s.keyRef(ctx, q.Key)
+		if err != nil {
+			return "", nil, err
+		}
+		conds = append(conds, "key_id IN ("+strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",")+")")
+		for _, id := range ids {
+			args = append(args, id)
+		}
 	}
 	if len(conds) == 0 {
 		return "1 = 1", nil, nil
 	}
 	return strings.Join(conds, " AND "), args, nil
+}
+
+// keyRef returns ref when a key has that id, else the ids of every key
+// ever named ref.
+func (s *DB) keyRef(ctx context.Context, ref string) ([]string, error) {
+	var id string
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT id FROM api_keys WHERE id = ?`), ref).Scan(&id)
+	switch {
+	case err == nil:
+		return []string{id}, nil
+	case !errors.Is(err, sql.ErrNoRows):
+		return nil, fmt.Errorf("looking up key %q: %w", ref, err)
+	}
+	return s.keyIDs(ctx, ref)
 }
 
 // keyIDs returns the ids of every key ever named name.
@@ -392,9 +420,11 @@ func (s *DB) tagSpend(ctx context.Context, out map[string]float64) error {
 // not filter.
 type RequestFilter struct {
 	KeyID, KeyName string
-	ModelGroup     string
-	Deployment     string
-	User           string
+	// Key is a key's id or else its name, as Query.Key.
+	Key        string
+	ModelGroup string
+	Deployment string
+	User       string
 	// Since and Until bound the request time (Until exclusive).
 	Since, Until time.Time
 	// ErrorsOnly keeps requests answered with a status of 400 or more.
@@ -437,7 +467,7 @@ func decodeCursor(c string) (ts, id int64, err error) {
 
 // Requests returns the requests f selects, newest first, a page at a time.
 func (s *DB) Requests(ctx context.Context, f RequestFilter) (Page, error) {
-	where, args, err := s.where(ctx, Query{Since: f.Since, Until: f.Until, KeyID: f.KeyID, KeyName: f.KeyName})
+	where, args, err := s.where(ctx, Query{Since: f.Since, Until: f.Until, KeyID: f.KeyID, KeyName: f.KeyName, Key: f.Key})
 	if err != nil {
 		return Page{}, err
 	}

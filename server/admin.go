@@ -505,12 +505,7 @@ func (s *Server) reportQuery(r *http.Request, def string) (ledger.Query, error) 
 	if lq.Until, err = parseWhen("until", q.Get("until"), now, s.loc); err != nil {
 		return lq, err
 	}
-	ref := q.Get("key")
-	if strings.HasPrefix(ref, "key_") {
-		lq.KeyID = ref
-	} else {
-		lq.KeyName = ref
-	}
+	lq.Key = q.Get("key") // an id, else a name: a name may start with key_ too
 	return lq, nil
 }
 
@@ -563,7 +558,7 @@ func (s *Server) requests(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := ledger.RequestFilter{
-		KeyID: lq.KeyID, KeyName: lq.KeyName, Since: lq.Since, Until: lq.Until,
+		Key: lq.Key, Since: lq.Since, Until: lq.Until,
 		ModelGroup: q.Get("model"), Deployment: q.Get("deployment"), User: q.Get("user"),
 		Cursor: q.Get("cursor"),
 	}

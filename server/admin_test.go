@@ -618,6 +618,56 @@ func TestAdminRequests(t *testing.T) {
 	}
 }
 
+// TestAdminReportsFindAKeyByANameLikeAnID: key= is an id when a key has
+// it, else a name, as lumen spend --key reads it; a name that starts with
+// key_ is still a name.
+func TestAdminReportsFindAKeyByANameLikeAnID(t *testing.T) {
+	f, searchID := reportsFixture(t)
+	ctx := context.Background()
+	_, bot, err := f.keys.Create(ctx, ledger.KeySpec{Name: "key_bot"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A key named after another's id: the id wins, as in lumen keys and
+	// lumen spend.
+	if _, _, err := f.keys.Create(ctx, ledger.KeySpec{Name: searchID}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.db.Insert(ctx, []ledger.Record{{Time: time.Now().Add(-time.Minute), RequestID: "bot1", KeyID: bot.ID,
+		KeyName: "key_bot", ModelGroup: "demo", Deployment: "demo/0", Provider: "mock", Status: 200, CostUSD: 0.25}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		ref      string
+		requests int64
+		cost     float64
+	}{
+		{"key_bot", 1, 0.25},
+		{bot.ID, 1, 0.25},
+		{searchID, 4, 2},
+	} {
+		t.Run(tt.ref, func(t *testing.T) {
+			var spend struct {
+				Data []struct {
+					Requests int64   `json:"requests"`
+					CostUSD  float64 `json:"cost_usd"`
+				} `json:"data"`
+			}
+			if status, body := f.call(t, "GET", "/admin/spend?since=7d&key="+tt.ref, testMaster, "", &spend); status != 200 ||
+				len(spend.Data) != 1 || spend.Data[0].Requests != tt.requests || spend.Data[0].CostUSD != tt.cost {
+				t.Errorf("spend: %d %s, want %d requests costing %v", status, body, tt.requests, tt.cost)
+			}
+			var page struct {
+				Entries []json.RawMessage `json:"entries"`
+			}
+			if status, body := f.call(t, "GET", "/admin/requests?since=7d&key="+tt.ref, testMaster, "", &page); status != 200 ||
+				int64(len(page.Entries)) != tt.requests {
+				t.Errorf("requests: %d %s, want %d", status, body, tt.requests)
+			}
+		})
+	}
+}
+
 func TestAdminTotals(t *testing.T) {
 	f, _ := reportsFixture(t)
 	type total struct {
