@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"regexp"
 	"slices"
@@ -502,9 +503,9 @@ it also counts requests in flight and records not yet written.`,
 			if format == "json" {
 				return writeJSON(f.Out, v)
 			}
-			spent := fmt.Sprintf("%s since %s, resets %s", usd(*v.PeriodSpendUSD), timeText(v.PeriodStart, ""), timeText(v.ResetsAt, ""))
+			spent := fmt.Sprintf("%s since %s, resets %s", usd6(*v.PeriodSpendUSD), timeText(v.PeriodStart, ""), timeText(v.ResetsAt, ""))
 			if v.PeriodStart.IsZero() {
-				spent = usd(*v.PeriodSpendUSD) + " in total"
+				spent = usd6(*v.PeriodSpendUSD) + " in total"
 			}
 			t := &table{rows: [][]string{
 				{"id:", k.ID}, {"name:", k.Name}, {"prefix:", k.Prefix + "…"}, {"status:", v.Status},
@@ -669,6 +670,11 @@ func periodName(k *ledger.Key) string {
 }
 
 func usd(v float64) string { return "$" + strconv.FormatFloat(v, 'f', -1, 64) }
+
+// usd6 writes a sum of costs rounded to 6 decimals, as the spend table
+// does: a float sum's last digits (0.1 + 0.2 = 0.30000000000000004) are
+// noise, not money.
+func usd6(v float64) string { return usd(math.Round(v*1e6) / 1e6) }
 
 func budgetText(k *ledger.Key) string {
 	if k.BudgetUSD == 0 {

@@ -308,6 +308,30 @@ func TestKeysInfoShowsPeriodSpend(t *testing.T) {
 	}
 }
 
+// TestKeysInfoRoundsSpend: the table shows a sum of costs to 6 decimals,
+// as lumen spend does, not the float sum's noise.
+func TestKeysInfoRoundsSpend(t *testing.T) {
+	e := newLedgerEnv(t, true)
+	e.mustRun(t, "keys", "create", "--name", "k", "--budget", "1")
+	k, _ := e.keyring(t).Get("k")
+	db, err := ledger.Open(context.Background(), e.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	err = db.Insert(context.Background(), []ledger.Record{
+		{Time: now, RequestID: "r1", KeyID: k.ID, ModelGroup: "m", Status: 200, CostUSD: 0.1},
+		{Time: now, RequestID: "r2", KeyID: k.ID, ModelGroup: "m", Status: 200, CostUSD: 0.2},
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := e.mustRun(t, "keys", "info", "k"); !strings.Contains(out, "spent:    $0.3 in total\n") {
+		t.Fatalf("info table:\n%s", out)
+	}
+}
+
 // exportEntries exports the audit log through the command and parses it.
 func exportEntries(t *testing.T, e *ledgerEnv, args ...string) []audit.ExportedEntry {
 	t.Helper()
