@@ -76,8 +76,9 @@ func NewRedis(client redis.UniversalClient, o RedisOptions) *Redis {
 	r := &Redis{client: client, o: o, now: time.Now}
 	r.down = breaker.New(breaker.Options{
 		Backoff: o.Backoff, LogInterval: o.LogInterval, Logger: o.Logger,
-		Message: "cache: Redis unavailable; serving uncached",
-		Now:     func() time.Time { return r.now() },
+		Message:        "cache: Redis unavailable; serving uncached",
+		RecoverMessage: "cache: Redis available again; caching",
+		Now:            func() time.Time { return r.now() },
 	})
 	return r
 }

@@ -3,10 +3,12 @@ package cmd
 import (
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/lumengw/lumen/internal/redistest"
+	"github.com/lumengw/lumen/limits"
 )
 
 // TestE2ERedisCacheSharedByTwoInstances runs two lumen serve instances on
@@ -329,5 +332,165 @@ func TestE2ERedisBudgetPeriodChange(t *testing.T) {
 	}
 	if got := gjsonFloat(rawGet(t, b.URL, "/admin/keys/pc", master), "usage.spent_usd"); !near(got) {
 		t.Fatalf("instance B says spent %v, want %v", got, 2*one)
+	}
+}
+
+// redisProxy stands between Lumen and the test Redis on its own loopback
+// port, so a test can take "Redis" down and bring it back without
+// touching the Redis other tests share.
+type redisProxy struct {
+	t      *testing.T
+	target string
+	addr   string
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  []net.Conn
+	wg     sync.WaitGroup
+}
+
+func newRedisProxy(t *testing.T, target string) *redisProxy {
+	p := &redisProxy{t: t, target: target}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.addr = ln.Addr().String()
+	p.serve(ln)
+	t.Cleanup(func() { p.down(); p.wg.Wait() })
+	return p
+}
+
+func (p *redisProxy) serve(ln net.Listener) {
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			r, err := net.Dial("tcp", p.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, r)
+			p.mu.Unlock()
+			p.wg.Add(2)
+			go func() { defer p.wg.Done(); _, _ = io.Copy(r, c); r.Close() }()
+			go func() { defer p.wg.Done(); _, _ = io.Copy(c, r); c.Close() }()
+		}
+	}()
+}
+
+// down refuses new connections and cuts the open ones.
+func (p *redisProxy) down() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// up listens again on the same address.
+func (p *redisProxy) up() {
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.serve(ln)
+}
+
+// TestE2ERedisBackEmptyRaisesSpendAtOnce: a Redis that comes back after an
+// outage without its data (a restart without persistence) gets the
+// budgets' spend from the ledger at once, not at the next 5-minute raise,
+// so a spent budget is a wall again within a request or two; the log says
+// Redis was unavailable and that it is available again.
+func TestE2ERedisBackEmptyRaisesSpendAtOnce(t *testing.T) {
+	addr := redistest.Addr(t)
+	proxy := newRedisProxy(t, addr)
+	run := strconv.FormatInt(time.Now().UnixNano(), 36)
+	group := "walled-" + run
+	body := chatBody(group, "how much is this", `,"max_tokens":5`)
+	probe := startLumen(t, fmt.Sprintf(`
+model_list:
+  - model_name: %s
+    litellm_params: {model: mock/priced}
+    model_info: {input_cost_per_token: 0.001, output_cost_per_token: 0}
+`, group), nil)
+	r := rawPost(t, probe, "/v1/chat/completions", "", body)
+	one, err := strconv.ParseFloat(r.header.Get("x-lumen-cost-usd"), 64)
+	if r.status != 200 || err != nil || one <= 0 {
+		t.Fatalf("probe: %d %v", r.status, r.header)
+	}
+	l := startLumen(t, fmt.Sprintf(`
+model_list:
+  - model_name: %s
+    litellm_params: {model: mock/priced}
+    model_info: {input_cost_per_token: 0.001, output_cost_per_token: 0}
+limits:
+  redis_url: "redis://%s/0"
+  model_groups: {%s: {budget_usd: %g, budget_period: daily}}
+ledger: {path: %s/lumen.db}
+audit: {enabled: false}
+`, group, proxy.addr, group, 10*one+one/2, t.TempDir()), nil)
+	for i := range 10 {
+		if r := rawPost(t, l, "/v1/chat/completions", "", body); r.status != 200 {
+			t.Fatalf("request %d: %d %s", i, r.status, r.text)
+		}
+	}
+	if r := rawPost(t, l, "/v1/chat/completions", "", body); r.status != 429 {
+		t.Fatalf("request 11, over the budget: %d %s", r.status, r.text)
+	}
+
+	// Redis goes away, and comes back without the budget's spend.
+	proxy.down()
+	if r := rawPost(t, l, "/v1/chat/completions", "", body); r.status != 200 {
+		t.Fatalf("request with Redis down (admitted unchecked): %d %s", r.status, r.text)
+	}
+	rc := goredis.NewClient(&goredis.Options{Addr: addr})
+	defer rc.Close()
+	ctx := context.Background()
+	keys, err := rc.Keys(ctx, "lumen:limits:budget:{"+limits.GroupAccount(group)+"}:*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("the budget's keys in Redis: %v %v", keys, err)
+	}
+	if err := rc.Del(ctx, keys...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	proxy.up()
+
+	// Requests are admitted unchecked while the store backs off; the first
+	// after the backoff probes Redis, finds it empty, and logs that Redis
+	// is back. The spend is raised then, and the budget refuses again: not
+	// after another budget's worth of requests (or 5 minutes).
+	admitted := 0
+	waitFor(t, func() bool {
+		time.Sleep(50 * time.Millisecond)
+		back := strings.Contains(l.Logs.String(), "Redis available again; budgets checked")
+		r := rawPost(t, l, "/v1/chat/completions", "", body)
+		if back && r.status == 200 {
+			admitted++
+		}
+		return r.status == 429 && strings.Contains(r.text, "budget_exceeded")
+	})
+	if admitted > 2 {
+		t.Errorf("%d requests admitted over a spent budget after Redis came back", admitted)
+	}
+	logs := l.Logs.String()
+	for _, want := range []string{"limits: Redis unavailable; budgets unchecked", "limits: Redis available again; budgets checked",
+		"the shared budgets' spend was raised to the ledger's"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("the log does not say %q:\n%s", want, logs)
+		}
 	}
 }

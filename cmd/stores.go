@@ -320,7 +320,7 @@ func (st *stores) run(ctx context.Context) {
 	go func() {
 		defer st.wg.Done()
 		if st.redis != nil {
-			every(ctx, spendRaiseEvery, st.raiseSpend)
+			st.raiseSpendLoop(ctx)
 		} else {
 			every(ctx, spendSaveEvery, st.saveSpend)
 		}
@@ -490,14 +490,41 @@ func (st *stores) reloadSpend(ctx context.Context, ids map[string]bool) {
 	}
 }
 
+// raiseSpendLoop raises the budgets' spend in Redis to the ledger's every
+// spendRaiseEvery, and at once when Redis answers after an outage: it may
+// have restarted empty, and until then every budget would admit its whole
+// amount again.
+func (st *stores) raiseSpendLoop(ctx context.Context) {
+	var back <-chan struct{}
+	if r, ok := st.budgets.(interface{ Recovered() <-chan struct{} }); ok {
+		back = r.Recovered()
+	}
+	t := time.NewTicker(spendRaiseEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			st.raiseSpend()
+		case <-back:
+			if st.raiseSpend() {
+				st.log.Info().Msg("limits: Redis is back; the shared budgets' spend was raised to the ledger's")
+			}
+		}
+	}
+}
+
 // raiseSpend raises the spend of the budgets in Redis (shared, kept there)
-// to the ledger's.
-func (st *stores) raiseSpend() {
+// to the ledger's, and reports whether it did.
+func (st *stores) raiseSpend() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := st.loadAll(ctx); err != nil {
 		logUnlessLogged(st.log, err, "raising the shared budgets' spend to the ledger's")
+		return false
 	}
+	return true
 }
 
 // logUnlessLogged logs err as msg, unless it is a Redis store's failure,

@@ -78,11 +78,14 @@ func (o *RedisOptions) defaults() {
 	}
 }
 
-// newBreaker returns the breaker of one store; what names it in the log.
-func (o *RedisOptions) newBreaker(what string) *breaker.Breaker {
+// newBreaker returns the breaker of one store; what names it in the log,
+// onRecover (may be nil) is called when Redis answers after an outage.
+func (o *RedisOptions) newBreaker(what string, onRecover func()) *breaker.Breaker {
 	return breaker.New(breaker.Options{
 		Backoff: o.Backoff, MaxBackoff: o.MaxBackoff, LogInterval: o.LogInterval, Logger: o.Logger, Now: o.Now,
-		Message: "limits: Redis unavailable; " + what + " unchecked (requests admitted)",
+		Message:        "limits: Redis unavailable; " + what + " unchecked (requests admitted)",
+		RecoverMessage: "limits: Redis available again; " + what + " checked",
+		OnRecover:      onRecover,
 	})
 }
 
@@ -122,6 +125,7 @@ type RedisBudgets struct {
 	instance string
 	next     atomic.Uint64
 	down     *breaker.Breaker
+	back     chan struct{} // Recovered
 }
 
 var _ BudgetStore = (*RedisBudgets)(nil)
@@ -132,8 +136,21 @@ func NewRedisBudgets(client redis.UniversalClient, o RedisOptions) *RedisBudgets
 	o.defaults()
 	var id [6]byte
 	_, _ = rand.Read(id[:])
-	return &RedisBudgets{c: client, o: o, instance: hex.EncodeToString(id[:]), down: o.newBreaker("budgets")}
+	b := &RedisBudgets{c: client, o: o, instance: hex.EncodeToString(id[:]), back: make(chan struct{}, 1)}
+	b.down = o.newBreaker("budgets", func() {
+		select {
+		case b.back <- struct{}{}:
+		default: // one is pending
+		}
+	})
+	return b
 }
+
+// Recovered receives a value when Redis answers again after the store
+// found it down. The Redis may have restarted without its data, and the
+// spend it counted is then gone until Load raises it: its owner should
+// Load at once rather than wait for its next periodic Load.
+func (b *RedisBudgets) Recovered() <-chan struct{} { return b.back }
 
 // keys returns account's spend key for the period of p containing at, its
 // holds key, the period's end (zero for Total) and how long, from now, the
@@ -341,7 +358,7 @@ var _ Limiter = (*RedisLimiter)(nil)
 // and closes it.
 func NewRedisLimiter(client redis.UniversalClient, o RedisOptions) *RedisLimiter {
 	o.defaults()
-	return &RedisLimiter{c: client, o: o, down: o.newBreaker("rate limits")}
+	return &RedisLimiter{c: client, o: o, down: o.newBreaker("rate limits", nil)}
 }
 
 func (l *RedisLimiter) key(id string) string { return l.o.Prefix + "rate:{" + id + "}" }

@@ -25,6 +25,13 @@ type Options struct {
 	// Message is the log line, e.g. "cache: Redis unavailable; serving
 	// uncached".
 	Message string
+	// RecoverMessage is the info line that ends an outage whose failure
+	// was logged, e.g. "cache: Redis available again", with how long it
+	// lasted and how many calls failed and were skipped in it; empty: none.
+	RecoverMessage string
+	// OnRecover, when set, is called by the Succeed that closes an open
+	// breaker, on the caller's goroutine: it must not block.
+	OnRecover func()
 	// Now is the clock (default time.Now); tests inject their own.
 	Now func() time.Time
 }
@@ -33,7 +40,9 @@ type Options struct {
 // passed; then one call probes the backend while the others go on
 // skipping, and a success closes it. Each failure logs, unless a line went
 // out less than LogInterval ago: the next line counts the failures and
-// skipped calls in between. It is safe for concurrent use; Allow and
+// skipped calls in between; the success that ends an outage whose failure
+// was logged logs RecoverMessage, so each "unavailable" line is followed
+// by an "available again" one. It is safe for concurrent use; Allow and
 // Succeed on a closed Breaker are two atomic loads.
 type Breaker struct {
 	o Options
@@ -45,6 +54,11 @@ type Breaker struct {
 	skipped   atomic.Int64
 	// Since the last log line.
 	quietFailures, quietSkipped atomic.Int64
+	// The current outage: when it began (unix nanoseconds; 0: none), the
+	// counts then, and whether its failure was logged.
+	openedAt              atomic.Int64
+	failuresAt, skippedAt atomic.Int64
+	announced             atomic.Bool
 }
 
 // New returns a closed Breaker.
@@ -87,9 +101,21 @@ func (b *Breaker) Allow() bool {
 // Succeed records a call the backend answered: the breaker closes and the
 // backoff starts again from Backoff.
 func (b *Breaker) Succeed() {
-	if b.downUntil.Load() != 0 {
-		b.downUntil.Store(0)
-		b.wait.Store(int64(b.o.Backoff))
+	until := b.downUntil.Load()
+	if until == 0 || !b.downUntil.CompareAndSwap(until, 0) {
+		return // closed, or another caller closed it (or a failure reopened it) first
+	}
+	b.wait.Store(int64(b.o.Backoff))
+	opened := b.openedAt.Swap(0)
+	if b.announced.Swap(false) && b.o.RecoverMessage != "" {
+		b.o.Logger.Info().
+			Dur("down_for", time.Duration(b.o.Now().UnixNano()-opened)).
+			Int64("errors_while_down", b.failures.Load()-b.failuresAt.Load()).
+			Int64("skipped_while_down", b.skipped.Load()-b.skippedAt.Load()).
+			Msg(b.o.RecoverMessage)
+	}
+	if b.o.OnRecover != nil {
+		b.o.OnRecover()
 	}
 }
 
@@ -97,9 +123,13 @@ func (b *Breaker) Succeed() {
 // backoff, which then doubles up to MaxBackoff. Do not call it for a call
 // the caller gave up on (its context ended): the backend is not to blame.
 func (b *Breaker) Fail(op string, err error) {
-	b.failures.Add(1)
+	failures := b.failures.Add(1)
 	b.quietFailures.Add(1)
 	now := b.o.Now().UnixNano()
+	if b.openedAt.CompareAndSwap(0, now) { // an outage begins
+		b.failuresAt.Store(failures - 1)
+		b.skippedAt.Store(b.skipped.Load())
+	}
 	wait := b.wait.Load()
 	b.downUntil.Store(now + wait)
 	b.wait.Store(min(2*wait, int64(b.o.MaxBackoff)))
@@ -107,6 +137,7 @@ func (b *Breaker) Fail(op string, err error) {
 	if (last != 0 && now-last < int64(b.o.LogInterval)) || !b.lastLog.CompareAndSwap(last, now) {
 		return
 	}
+	b.announced.Store(true)
 	b.o.Logger.Warn().Err(err).Str("op", op).
 		Int64("errors_since_last_log", b.quietFailures.Swap(0)).
 		Int64("skipped_since_last_log", b.quietSkipped.Swap(0)).

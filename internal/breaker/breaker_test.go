@@ -67,3 +67,48 @@ func TestBreaker(t *testing.T) {
 		t.Error("the backoff did not restart from Backoff after a success")
 	}
 }
+
+// TestBreakerLogsRecovery: the success that ends an outage says so, with
+// its length and what failed and was skipped in it, and calls OnRecover
+// once; an outage whose failure went unlogged (within LogInterval of the
+// last line) ends unlogged too.
+func TestBreakerLogsRecovery(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	var logs bytes.Buffer
+	recovered := 0
+	b := New(Options{Backoff: time.Second, Logger: zerolog.New(&logs), Message: "down", RecoverMessage: "up",
+		OnRecover: func() { recovered++ }, Now: func() time.Time { return now }})
+	boom := errors.New("boom")
+	b.Succeed() // closed: nothing to end
+	b.Fail("get", boom)
+	b.Allow() // skipped
+	b.Allow() // skipped
+	now = now.Add(time.Second)
+	if !b.Allow() {
+		t.Fatal("no probe after the backoff")
+	}
+	b.Fail("get", boom) // the probe fails: the same outage
+	now = now.Add(2 * time.Second)
+	if !b.Allow() {
+		t.Fatal("no probe after the doubled backoff")
+	}
+	b.Succeed()
+	b.Succeed()
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[1], `"level":"info","down_for":3000,"errors_while_down":2,"skipped_while_down":2,"message":"up"`) {
+		t.Fatalf("want the failure and one recovery line, got:\n%s", logs.String())
+	}
+	if recovered != 1 {
+		t.Fatalf("OnRecover called %d times, want 1", recovered)
+	}
+	// A second outage within the minute: its failure is not logged, nor
+	// its end; OnRecover still runs.
+	logs.Reset()
+	b.Fail("set", boom)
+	now = now.Add(time.Second)
+	b.Allow()
+	b.Succeed()
+	if logs.Len() != 0 || recovered != 2 {
+		t.Fatalf("quiet outage: logs %q, OnRecover %d times", logs.String(), recovered)
+	}
+}
