@@ -174,7 +174,7 @@ func New(opts Options) *Metrics {
 	f.gaugeFunc("lumen_audit_queue_depth", "Audit entries waiting to be written.", loadInt(&m.auditDepth))
 	f.counterFunc("lumen_audit_dropped_total", "Audit entries dropped: the queue was full, or the log had closed.", loadUint(&m.auditDropped))
 	f.counterFunc("lumen_audit_failed_total", "Audit entries lost because their batch failed to commit, after retries.", loadUint(&m.auditFailed))
-	f.counterFunc("lumen_cache_errors_total", "Response cache backend failures (Redis unreachable, an embedder error), each served as a miss or a dropped write.", loadUint(&m.cacheErrors))
+	f.counterFunc("lumen_cache_errors_total", "Response cache backend failures (Redis unreachable, an embedder error) and calls skipped while Redis is down after one, each served as a miss or a dropped write.", loadUint(&m.cacheErrors))
 
 	if !opts.NoProcessMetrics {
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

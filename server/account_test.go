@@ -290,8 +290,28 @@ type erringStore struct{ cache.Store }
 
 func (erringStore) Stats() cache.Stats { return cache.Stats{Errors: 7} }
 
-// lumen_cache_errors_total reports the cache store's Stats.Errors.
+// skippingStore is a cache store that also skipped calls (a Redis store
+// backing off).
+type skippingStore struct{ erringStore }
+
+func (skippingStore) Skipped() int64 { return 5 }
+
+// lumen_cache_errors_total reports the cache store's Stats.Errors, and the
+// calls it skipped (each served uncached as well).
 func TestCacheErrorsMetric(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		store cache.Store
+		want  float64
+	}{
+		{"errors", erringStore{cache.NewLocal(0, 0)}, 7},
+		{"errors and skipped", skippingStore{erringStore{cache.NewLocal(0, 0)}}, 12},
+	} {
+		t.Run(tt.name, func(t *testing.T) { testCacheErrorsMetric(t, tt.store, tt.want) })
+	}
+}
+
+func testCacheErrorsMetric(t *testing.T, store cache.Store, want float64) {
 	cfg, _, err := config.Parse([]byte("model_list:\n  - {model_name: m, params: {model: mock/m}}\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -301,7 +321,7 @@ func TestCacheErrorsMetric(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := metrics.New(metrics.Options{NoProcessMetrics: true})
-	c := cache.New(erringStore{cache.NewLocal(0, 0)}, cache.Options{})
+	c := cache.New(store, cache.Options{})
 	New(Options{Config: cfg, Router: r, Logger: zerolog.Nop(), Metrics: m, Cache: c})
 	fams, err := m.Registry().Gather()
 	if err != nil {
@@ -309,8 +329,8 @@ func TestCacheErrorsMetric(t *testing.T) {
 	}
 	for _, f := range fams {
 		if f.GetName() == "lumen_cache_errors_total" {
-			if v := f.GetMetric()[0].GetCounter().GetValue(); v != 7 {
-				t.Errorf("lumen_cache_errors_total = %v, want 7", v)
+			if v := f.GetMetric()[0].GetCounter().GetValue(); v != want {
+				t.Errorf("lumen_cache_errors_total = %v, want %v", v, want)
 			}
 			return
 		}

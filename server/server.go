@@ -136,7 +136,14 @@ func New(o Options) *Server {
 	s.SetRouter(o.Router)
 	if s.metrics != nil && o.Cache != nil {
 		if r, ok := o.Cache.Store().(cache.StatsReporter); ok {
-			s.metrics.SetCache(func() uint64 { return uint64(r.Stats().Errors) })
+			errs := func() uint64 { return uint64(r.Stats().Errors) }
+			// The calls a Redis store skipped while it was down were
+			// served uncached too: a dead Redis fails one call a second,
+			// and skips the rest.
+			if sk, ok := r.(interface{ Skipped() int64 }); ok {
+				errs = func() uint64 { return uint64(r.Stats().Errors + sk.Skipped()) }
+			}
+			s.metrics.SetCache(errs)
 		}
 	}
 	s.guardrails.Store(o.Guardrails)
