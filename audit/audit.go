@@ -424,6 +424,10 @@ func (l *Log) writeBatch(batch []Entry) {
 			// The database is back: an earlier failure is not Close's to
 			// report (it was logged and counted in Failed).
 			l.lastErr = nil
+			if attempt > 1 { // the "retrying" warning gets its answer
+				l.logger.Info().Int("entries", len(ready)).Int("attempts", attempt).Dur("failing_for", time.Since(start)).
+					Msg("audit write works again")
+			}
 			return
 		}
 		if errors.Is(err, errPanic) || l.isClosed() || time.Since(start) >= l.retryFor {

@@ -1058,3 +1058,30 @@ func TestCloseForgetsResolvedFailure(t *testing.T) {
 		t.Errorf("verify: %+v, %v; want 1 entry", rep, err)
 	}
 }
+
+// TestWriteWorksAgainIsLogged: a write that failed and was retried until
+// the database came back says so, answering its "retrying" warning.
+func TestWriteWorksAgainIsLogged(t *testing.T) {
+	var logs syncbuf.Buffer
+	l, _ := openTest(t, func(o *Options) { o.Logger = zerolog.New(&logs) })
+	ctx := context.Background()
+	if _, err := l.db.ExecContext(ctx, `ALTER TABLE audit_entries RENAME TO audit_away`); err != nil {
+		t.Fatal(err)
+	}
+	l.Append(testEntry(0))
+	for !strings.Contains(logs.String(), "retrying while new entries queue") {
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := l.db.ExecContext(ctx, `ALTER TABLE audit_away RENAME TO audit_entries`); err != nil {
+		t.Fatal(err)
+	}
+	for l.Written() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), `"message":"audit write works again"`) || l.Failed() != 0 {
+		t.Errorf("failed %d; the log does not say the writes work again:\n%s", l.Failed(), logs.String())
+	}
+}

@@ -289,7 +289,8 @@ func (w *Writer) write(batch []Record) {
 	}()
 	start := time.Now()
 	wait := backoff.First
-	for attempt := 1; ; attempt++ {
+	attempt := 1
+	for ; ; attempt++ {
 		err := w.insert(batch)
 		if err == nil {
 			break
@@ -304,6 +305,11 @@ func (w *Writer) write(batch []Record) {
 				Msg("writing request records to the ledger failed; retrying while new records queue")
 		}
 		wait = backoff.Wait(wait, w.stop)
+	}
+	if attempt > 1 {
+		// The "retrying" warning gets its answer: nothing was lost.
+		w.log.Info().Int("records", len(batch)).Int("attempts", attempt).Dur("failing_for", time.Since(start)).
+			Msg("writing request records to the ledger works again")
 	}
 	committed = true
 	w.written.Add(uint64(len(batch)))

@@ -287,6 +287,10 @@ func TestWriterRetriesUntilTheStoreIsBack(t *testing.T) {
 	if n := strings.Count(logs.String(), "retrying"); n != 1 {
 		t.Errorf("%d retry warnings, want 1 per failed batch:\n%s", n, logs.String())
 	}
+	// The warning's answer: the store is back, and nothing was lost.
+	if !strings.Contains(logs.String(), `"attempts":4,`) || !strings.Contains(logs.String(), "ledger works again") {
+		t.Errorf("the log does not say the writes work again after 4 attempts:\n%s", logs.String())
+	}
 }
 
 // A batch that keeps failing counts as failed after RetryFor, and the
