@@ -510,6 +510,10 @@ type Duration time.Duration
 // D returns d as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
+// MarshalYAML writes d as a Go duration ("30s", "10m0s"), which
+// UnmarshalYAML reads back: as a number it would be read as seconds.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
 // ByteSize is a size read from YAML as a byte count or with a unit
 // ("256MiB", "1GB", "512KiB").
 type ByteSize int64

@@ -260,3 +260,32 @@ func TestGuardrailsConfig(t *testing.T) {
 		t.Errorf("want %q in %v", want, err)
 	}
 }
+
+// TestMarshalledDurationsReadBack: lumen config show writes durations as Go
+// durations, which read back as the same; as nanosecond numbers they read
+// back as that many seconds.
+func TestMarshalledDurationsReadBack(t *testing.T) {
+	cfg, _, err := Parse([]byte("model_list: [{model_name: m, params: {model: mock/m, timeout: 0.5}}]\n" +
+		"server: {grace_period: 45s}\nrouter_settings: {cooldown_time: 60}\ncache: {ttl: 600}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"grace_period: 45s\n", "cooldown_time: 1m0s\n", "ttl: 10m0s\n", "timeout: 500ms\n"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("Marshal does not write %q:\n%s", want, out)
+		}
+	}
+	back, _, err := Parse(out)
+	if err != nil {
+		t.Fatalf("the marshalled config does not parse: %v\n%s", err, out)
+	}
+	if back.Server.GracePeriod != cfg.Server.GracePeriod || back.RouterSettings.CooldownTime != cfg.RouterSettings.CooldownTime ||
+		back.Cache.TTL != cfg.Cache.TTL || back.ModelList[0].Deployment().Timeout != cfg.ModelList[0].Deployment().Timeout {
+		t.Errorf("durations read back as grace %v cooldown %v ttl %v timeout %v", back.Server.GracePeriod.D(),
+			back.RouterSettings.CooldownTime.D(), back.Cache.TTL.D(), back.ModelList[0].Deployment().Timeout.D())
+	}
+}
