@@ -137,3 +137,30 @@ func TestServeStoreFailsCleanly(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigCommandsApplyEnv: config show prints, and config validate
+// checks, the config serve would run with: LUMEN_* over the file.
+func TestConfigCommandsApplyEnv(t *testing.T) {
+	file := t.TempDir() + "/c.yaml"
+	if err := os.WriteFile(file, []byte("model_list: [{model_name: m, params: {model: mock/m}}]\nserver: {port: 5001}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("LUMEN_PORT", "5055")
+	t.Setenv("LUMEN_HOST", "0.0.0.0")
+	t.Setenv("LUMEN_GRACE_PERIOD", "7s")
+	var out bytes.Buffer
+	root := NewCmdRoot(&Factory{Out: &out, ErrOut: &bytes.Buffer{}})
+	root.SetArgs([]string{"config", "show", "--config", file})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if want := "server:\n  host: 0.0.0.0\n  port: 5055\n  grace_period: 7s\n"; !strings.Contains(out.String(), want) {
+		t.Errorf("config show lacks %q:\n%s", want, out.String())
+	}
+	t.Setenv("LUMEN_LOG_LEVEL", "loud")
+	root = NewCmdRoot(&Factory{Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}})
+	root.SetArgs([]string{"config", "validate", "--config", file})
+	if err := root.Execute(); err == nil || !strings.Contains(err.Error(), `log.level: unknown level "loud"`) {
+		t.Errorf("config validate with LUMEN_LOG_LEVEL=loud: %v", err)
+	}
+}

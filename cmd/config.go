@@ -24,10 +24,11 @@ func newCmdConfigValidate(f *Factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "validate",
 		Short: "Check a config file and list every problem",
-		Long: `Check a config file as lumen serve would: unknown keys, missing fields,
-bad URLs, unknown providers and unset os.environ/ references are listed,
-each naming its field, and the command exits 1. Settings Lumen accepts but
-does not implement are printed as warnings.`,
+		Long: `Check a config file as lumen serve would, with the LUMEN_* variables
+(LUMEN_HOST, LUMEN_PORT, LUMEN_LOG_LEVEL, …) over it: unknown keys, missing
+fields, bad URLs, unknown providers and unset os.environ/ references are
+listed, each naming its field, and the command exits 1. Settings Lumen
+accepts but does not implement are printed as warnings.`,
 		Example: `  lumen config validate --config config.yaml`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -35,6 +36,9 @@ does not implement are printed as warnings.`,
 			cfg, source, warnings, err := loadConfig(v, f)
 			for _, w := range warnings {
 				fmt.Fprintf(f.ErrOut, "warning: %s\n", w)
+			}
+			if err == nil {
+				err = override(v, cfg) // LUMEN_* variables, as serve applies them
 			}
 			if err != nil {
 				return err
@@ -65,12 +69,20 @@ does not implement are printed as warnings.`,
 func newCmdConfigShow(f *Factory) *cobra.Command {
 	var path string
 	cmd := &cobra.Command{
-		Use:     "show",
-		Short:   "Print the effective configuration, defaults applied and secrets redacted",
+		Use:   "show",
+		Short: "Print the effective configuration, defaults applied and secrets redacted",
+		Long: `Print the configuration lumen serve would run with: the file's, defaults
+applied, the LUMEN_* variables (LUMEN_HOST, LUMEN_PORT, LUMEN_LOG_LEVEL,
+LUMEN_LOG_FORMAT, LUMEN_GRACE_PERIOD) over it, relative paths resolved and
+secrets redacted. Durations are Go durations ("30s").`,
 		Example: `  lumen config show --config config.yaml`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, _, _, err := loadConfig(newViper(cmd.Flags()), f)
+			v := newViper(cmd.Flags())
+			cfg, _, _, err := loadConfig(v, f)
+			if err == nil {
+				err = override(v, cfg)
+			}
 			if err != nil {
 				return err
 			}
