@@ -3,12 +3,10 @@ package cmd
 import (
 	"context"
 	"fmt"
-	"io"
 	"math"
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -335,81 +333,6 @@ func TestE2ERedisBudgetPeriodChange(t *testing.T) {
 	}
 }
 
-// redisProxy stands between Lumen and the test Redis on its own loopback
-// port, so a test can take "Redis" down and bring it back without
-// touching the Redis other tests share.
-type redisProxy struct {
-	t      *testing.T
-	target string
-	addr   string
-	mu     sync.Mutex
-	ln     net.Listener
-	conns  []net.Conn
-	wg     sync.WaitGroup
-}
-
-func newRedisProxy(t *testing.T, target string) *redisProxy {
-	p := &redisProxy{t: t, target: target}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.addr = ln.Addr().String()
-	p.serve(ln)
-	t.Cleanup(func() { p.down(); p.wg.Wait() })
-	return p
-}
-
-func (p *redisProxy) serve(ln net.Listener) {
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			r, err := net.Dial("tcp", p.target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, r)
-			p.mu.Unlock()
-			p.wg.Add(2)
-			go func() { defer p.wg.Done(); _, _ = io.Copy(r, c); r.Close() }()
-			go func() { defer p.wg.Done(); _, _ = io.Copy(c, r); c.Close() }()
-		}
-	}()
-}
-
-// down refuses new connections and cuts the open ones.
-func (p *redisProxy) down() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
-// up listens again on the same address.
-func (p *redisProxy) up() {
-	ln, err := net.Listen("tcp", p.addr)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.serve(ln)
-}
-
 // TestE2ERedisBackEmptyRaisesSpendAtOnce: a Redis that comes back after an
 // outage without its data (a restart without persistence) gets the
 // budgets' spend from the ledger at once, not at the next 5-minute raise,
@@ -417,7 +340,7 @@ func (p *redisProxy) up() {
 // Redis was unavailable and that it is available again.
 func TestE2ERedisBackEmptyRaisesSpendAtOnce(t *testing.T) {
 	addr := redistest.Addr(t)
-	proxy := newRedisProxy(t, addr)
+	proxy := newCutProxy(t, addr) // Redis goes away and comes back without touching the shared one
 	run := strconv.FormatInt(time.Now().UnixNano(), 36)
 	group := "walled-" + run
 	body := chatBody(group, "how much is this", `,"max_tokens":5`)
@@ -453,7 +376,7 @@ audit: {enabled: false}
 	}
 
 	// Redis goes away, and comes back without the budget's spend.
-	proxy.down()
+	proxy.cut()
 	if r := rawPost(t, l, "/v1/chat/completions", "", body); r.status != 200 {
 		t.Fatalf("request with Redis down (admitted unchecked): %d %s", r.status, r.text)
 	}
@@ -467,7 +390,7 @@ audit: {enabled: false}
 	if err := rc.Del(ctx, keys...).Err(); err != nil {
 		t.Fatal(err)
 	}
-	proxy.up()
+	proxy.restore()
 
 	// Requests are admitted unchecked while the store backs off; the first
 	// after the backoff probes Redis, finds it empty, and logs that Redis
