@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/http"
 	neturl "net/url"
 	"os"
 	"path/filepath"
@@ -141,6 +142,11 @@ func TestE2EPostgresOutageLosesNoRows(t *testing.T) {
 		if r := rawPost(t, l, "/v1/chat/completions", master, body); r.status != 200 {
 			t.Fatalf("request %d during the outage: %d %s", i, r.status, r.text)
 		}
+	}
+	// Reports need the database: the admin API says it is out of reach.
+	spendReq, _ := http.NewRequest(http.MethodGet, l.URL+"/admin/spend?by=model", nil)
+	if r := rawDo(t, spendReq, master); r.status != 503 || !strings.Contains(r.text, "ledger_unavailable") {
+		t.Errorf("/admin/spend during the outage: %d %s", r.status, r.text)
 	}
 	time.Sleep(300 * time.Millisecond) // the writer meets the outage and backs off
 	p.restore()

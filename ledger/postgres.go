@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -38,6 +39,24 @@ func redactURL(err error, url string) error {
 		return errors.New("invalid connection string (not shown: it may hold a password)")
 	}
 	return err
+}
+
+// Unreachable reports whether err is the ledger database being out of
+// reach rather than a fault of the query: a connection that could not be
+// made or was cut (a Postgres restarting, failing over, behind a dead
+// network), or Postgres refusing work while it shuts down or starts
+// (SQLSTATE classes 08 and 57). Callers answer it with "retry later".
+func Unreachable(err error) bool {
+	var ne *net.OpError
+	var ce *pgconn.ConnectError
+	var pe *pgconn.PgError
+	switch {
+	case errors.As(err, &ne), errors.As(err, &ce):
+		return true
+	case errors.As(err, &pe):
+		return strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57")
+	}
+	return false
 }
 
 // isPostgresUnique reports whether err is Postgres's unique_violation.

@@ -2,11 +2,15 @@ package ledger
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/lumengw/lumen/internal/pgtest"
 )
@@ -110,6 +114,33 @@ func TestPostgresMigrates(t *testing.T) {
 		_, err := OpenPostgres(ctx, bad)
 		if err == nil || strings.Contains(err.Error(), "s3cret-pw") {
 			t.Errorf("OpenPostgres(bad) = %v", err)
+		}
+	}
+}
+
+// TestUnreachable: a Postgres that cannot be reached, or that refuses work
+// while it shuts down, is Unreachable; a query's own fault is not.
+func TestUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	_, refused := OpenPostgres(context.Background(), "postgres://lumen@"+closed+"/lumen?sslmode=disable")
+	for _, tt := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"connection refused", refused, true},
+		{"shutting down", fmt.Errorf("inserting: %w", &pgconn.PgError{Code: "57P01"}), true},
+		{"connection failure", &pgconn.PgError{Code: "08006"}, true},
+		{"unique violation", fmt.Errorf("inserting: %w", &pgconn.PgError{Code: "23505"}), false},
+		{"anything else", errors.New("no such table"), false},
+	} {
+		if got := Unreachable(tt.err); got != tt.want {
+			t.Errorf("%s: Unreachable(%v) = %v, want %v", tt.name, tt.err, got, tt.want)
 		}
 	}
 }

@@ -86,6 +86,8 @@ var (
 // keyError maps the Keyring's errors to admin answers.
 func keyError(err error) error {
 	switch {
+	case ledger.Unreachable(err):
+		return &ledgerDown{err}
 	case errors.Is(err, ledger.ErrKeyNotFound):
 		return &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "key_not_found", Message: err.Error()}
 	case errors.Is(err, ledger.ErrNameTaken):
@@ -512,6 +514,9 @@ func (s *Server) reportQuery(r *http.Request, def string) (ledger.Query, error) 
 // reportError maps a report's failure: an unknown key name is the
 // caller's mistake, anything else is ours.
 func reportError(err error) error {
+	if ledger.Unreachable(err) {
+		return &ledgerDown{err}
+	}
 	if errors.Is(err, ledger.ErrKeyNotFound) {
 		return &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "key_not_found", Param: "key", Message: err.Error()}
 	}

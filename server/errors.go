@@ -25,6 +25,13 @@ var errShuttingDown = errors.New("the gateway is shutting down")
 
 const typeShuttingDown = "gateway_shutting_down"
 
+// ledgerDown is an admin call's ledger error that is the database being
+// out of reach (ledger.Unreachable): 503, not 500.
+type ledgerDown struct{ err error }
+
+func (e *ledgerDown) Error() string { return e.err.Error() }
+func (e *ledgerDown) Unwrap() error { return e.err }
+
 // apiError is an error Lumen itself raises about a request.
 type apiError struct {
 	Status  int
@@ -104,6 +111,11 @@ func classify(err error) (*apiError, bool) {
 		return &apiError{Status: http.StatusGatewayTimeout, Type: "api_error", Code: "upstream_timeout", Message: "the upstream did not answer in time; retry later"}, false
 	case errors.Is(err, providers.ErrUnsupported):
 		return &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "unsupported", Message: err.Error()}, false
+	case errors.As(err, new(*ledgerDown)):
+		// An admin call's database is down, not Lumen broken: say so, and
+		// log the cause as for an internal error.
+		return &apiError{Status: http.StatusServiceUnavailable, Type: "api_error", Code: "ledger_unavailable",
+			Message: "the ledger database is out of reach; retry once it is back (requests are still served with the keys already loaded)"}, true
 	default:
 		return &apiError{Status: http.StatusInternalServerError, Type: "api_error", Code: "internal_error",
 			Message: "internal error in Lumen; the request id is in x-lumen-request-id and the log"}, true

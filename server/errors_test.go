@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -35,6 +36,8 @@ func TestClassify(t *testing.T) {
 		{"cancel inside an upstream error is the upstream's", &providers.UpstreamError{Deployment: "d", Status: 500, Message: "x", Err: context.Canceled}, 500, "api_error", "", "deployment d: x", false},
 		{"bare deadline", context.DeadlineExceeded, 504, "api_error", "upstream_timeout", "the upstream did not answer in time; retry later", false},
 		{"unsupported", fmt.Errorf("mock embeddings: %w", providers.ErrUnsupported), 400, "invalid_request_error", "unsupported", "mock embeddings: operation not supported by this provider", false},
+		{"ledger out of reach", reportError(fmt.Errorf("spend report: %w", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")})), 503, "api_error", "ledger_unavailable", "the ledger database is out of reach; retry once it is back (requests are still served with the keys already loaded)", true},
+		{"a key change with the ledger out of reach", keyError(fmt.Errorf("inserting key: %w", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")})), 503, "api_error", "ledger_unavailable", "the ledger database is out of reach; retry once it is back (requests are still served with the keys already loaded)", true},
 		{"anything else is internal", errors.New("boom"), 500, "api_error", "internal_error", "internal error in Lumen; the request id is in x-lumen-request-id and the log", true},
 	}
 	for _, tt := range tests {
