@@ -34,6 +34,12 @@ func TestE2EReloadOnSIGHUP(t *testing.T) {
 	if !strings.Contains(modelIDs(t, l), `"alpha"`) {
 		t.Fatal("alpha not served")
 	}
+	circuit := func(group string) bool {
+		return strings.Contains(string(rawGet(t, l.URL, "/metrics", "")), `lumen_deployment_circuit_state{deployment="`+group+`/0",model_group="`+group+`"`)
+	}
+	if !circuit("alpha") {
+		t.Fatal("no circuit state for alpha in /metrics")
+	}
 	// A valid new file is swapped in, its guardrails too.
 	if err := os.WriteFile(l.Config, []byte("model_list: [{model_name: beta, params: {model: mock/beta}}]\n"+
 		"guardrails: [{guardrail_name: pii, litellm_params: {guardrail: litellm_content_filter, mode: pre_call, default_on: true, patterns: [{pattern_name: email, action: MASK}]}}]\n"), 0o600); err != nil {
@@ -43,6 +49,11 @@ func TestE2EReloadOnSIGHUP(t *testing.T) {
 	waitFor(t, func() bool { return strings.Contains(modelIDs(t, l), `"beta"`) })
 	if strings.Contains(modelIDs(t, l), `"alpha"`) {
 		t.Fatal("alpha still served after reload")
+	}
+	// /metrics follows: beta's circuit, and none left for alpha (an open
+	// one would alert for ever).
+	if !circuit("beta") || circuit("alpha") {
+		t.Fatalf("circuit states after the reload: beta %v, alpha %v; want beta only", circuit("beta"), circuit("alpha"))
 	}
 	got := rawPost(t, l, "/v1/chat/completions", "", `{"model":"beta","messages":[{"role":"user","content":"hi a@b.io"}]}`)
 	if got.status != 200 || !strings.Contains(got.text, "Echo: hi [EMAIL_REDACTED]") {

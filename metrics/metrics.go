@@ -95,10 +95,14 @@ type Metrics struct {
 
 	mu     sync.RWMutex
 	routes map[routeKey]*Route
-	groups map[string]*Group
-	tags   map[string]*KeyTag
-	scopes map[string]prometheus.Counter
-	kinds  map[string]prometheus.Counter
+
+	// circuitMu guards circuits, the labels SetCircuits set last.
+	circuitMu sync.Mutex
+	circuits  map[[3]string]bool
+	groups    map[string]*Group
+	tags      map[string]*KeyTag
+	scopes    map[string]prometheus.Counter
+	kinds     map[string]prometheus.Counter
 }
 
 type routeKey struct{ group, deployment, provider string }
@@ -467,7 +471,6 @@ type Route struct {
 
 	duration, ttft                   prometheus.Observer
 	prompt, completion, cached, cost prometheus.Counter
-	circuit                          prometheus.Gauge
 
 	status [len(statusLabels)]atomic.Pointer[prometheus.Counter] // filled on first use
 }
@@ -484,7 +487,6 @@ func (m *Metrics) newRoute(k routeKey) *Route {
 		completion: m.tokens.WithLabelValues(k.group, k.deployment, k.provider, "completion"),
 		cached:     m.tokens.WithLabelValues(k.group, k.deployment, k.provider, "cached"),
 		cost:       m.cost.WithLabelValues(l...),
-		circuit:    m.circuit.WithLabelValues(l...),
 	}
 }
 
@@ -538,9 +540,32 @@ func (r *Route) statusCounter(code int) prometheus.Counter {
 	return c
 }
 
-// SetCircuit sets the route's lumen_deployment_circuit_state. Deployments
-// folded into "other" share one gauge; the last one set wins.
-func (r *Route) SetCircuit(s CircuitState) { r.circuit.Set(float64(s)) }
+// Circuit is one deployment's circuit state, for SetCircuits.
+type Circuit struct {
+	Route *Route
+	State CircuitState
+}
+
+// SetCircuits sets lumen_deployment_circuit_state to cs, the deployments
+// in service, and removes the gauges of those set last time that are not
+// in cs (a reload removed them: an open circuit left behind would alert
+// for ever). Deployments folded into "other" share one gauge; the last
+// one set wins. Call it at scrape time.
+func (m *Metrics) SetCircuits(cs []Circuit) {
+	m.circuitMu.Lock()
+	defer m.circuitMu.Unlock()
+	now := make(map[[3]string]bool, len(cs))
+	for _, c := range cs {
+		now[c.Route.labels] = true
+		m.circuit.WithLabelValues(c.Route.labels[:]...).Set(float64(c.State))
+	}
+	for l := range m.circuits {
+		if !now[l] {
+			m.circuit.DeleteLabelValues(l[:]...)
+		}
+	}
+	m.circuits = now
+}
 
 // factory registers on one registry; it panics on a duplicate name, which
 // is a programming error caught by any test.

@@ -3,6 +3,7 @@ package metrics
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -111,7 +112,7 @@ func traffic(m *Metrics) {
 	r.Observe(Outcome{Status: 200, Duration: 1500 * time.Millisecond, TTFT: 300 * time.Millisecond,
 		PromptTokens: 100, CompletionTokens: 40, CachedTokens: 30, CostUSD: 0.002})
 	r.Observe(Outcome{Status: 429, Duration: 20 * time.Millisecond})
-	r.SetCircuit(CircuitHalfOpen)
+	m.SetCircuits([]Circuit{{Route: r, State: CircuitHalfOpen}})
 	g := r.Group()
 	g.Retry()
 	g.Fallback()
@@ -422,7 +423,6 @@ func TestHotPathDoesNotAllocate(t *testing.T) {
 		{"Group lookup and CacheHit", func() { m.Group("gpt-4o").CacheHit(0.1) }},
 		{"ObserveKeyTags", func() { m.ObserveKeyTags(tags, 0.1) }},
 		{"in-flight", func() { m.RequestStarted(); m.RequestFinished() }},
-		{"SetCircuit", func() { r.SetCircuit(CircuitOpen) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -520,4 +520,44 @@ func BenchmarkRequestPath(b *testing.B) {
 			m.RequestFinished()
 		}
 	})
+}
+
+// TestSetCircuitsRemovesGone: SetCircuits leaves exactly the deployments
+// it is given, and one that comes back gets its gauge again.
+func TestSetCircuitsRemovesGone(t *testing.T) {
+	m := New(Options{NoProcessMetrics: true})
+	a, b := m.Route("g", "a", "mock"), m.Route("g", "b", "mock")
+	gauges := func() map[string]float64 {
+		out := map[string]float64{}
+		fams, err := m.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fams {
+			if f.GetName() != "lumen_deployment_circuit_state" {
+				continue
+			}
+			for _, mt := range f.GetMetric() {
+				for _, l := range mt.GetLabel() {
+					if l.GetName() == "deployment" {
+						out[l.GetValue()] = mt.GetGauge().GetValue()
+					}
+				}
+			}
+		}
+		return out
+	}
+	for i, step := range []struct {
+		set  []Circuit
+		want map[string]float64
+	}{
+		{[]Circuit{{a, CircuitClosed}, {b, CircuitOpen}}, map[string]float64{"a": 0, "b": 1}},
+		{[]Circuit{{a, CircuitHalfOpen}}, map[string]float64{"a": 2}}, // b removed by a reload
+		{[]Circuit{{a, CircuitClosed}, {b, CircuitClosed}}, map[string]float64{"a": 0, "b": 0}},
+	} {
+		m.SetCircuits(step.set)
+		if got := gauges(); !maps.Equal(got, step.want) {
+			t.Errorf("step %d: circuit gauges %v, want %v", i, got, step.want)
+		}
+	}
 }

@@ -33,6 +33,7 @@ func (s *Server) MetricsHandler() http.Handler {
 func (s *Server) observeCircuits() {
 	rt := s.Router()
 	now := time.Now()
+	var cs []metrics.Circuit
 	for _, name := range rt.Names() {
 		g, ok := rt.Group(name)
 		if !ok {
@@ -46,9 +47,10 @@ func (s *Server) observeCircuits() {
 			case router.StateHalfOpen:
 				st = metrics.CircuitHalfOpen
 			}
-			s.metrics.Route(name, d.ID, d.ProviderName).SetCircuit(st)
+			cs = append(cs, metrics.Circuit{Route: s.metrics.Route(name, d.ID, d.ProviderName), State: st})
 		}
 	}
+	s.metrics.SetCircuits(cs) // only these: a reload's removed deployments lose their gauge
 }
 
 // keyTags are a key's tags as metric label values ("team=search"), sorted,
