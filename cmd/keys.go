@@ -171,6 +171,9 @@ func (kf *keyFlags) update(fs *pflag.FlagSet, now time.Time) (ledger.KeyUpdate, 
 		if strings.TrimSpace(kf.name) == "" {
 			return u, errors.New("--name must not be empty")
 		}
+		if ledger.IDShaped(kf.name) {
+			return u, fmt.Errorf("--name: %q has the form of a key id (key_ and 16 hex digits); pick another", strings.TrimSpace(kf.name))
+		}
 		u.Name = &kf.name
 	}
 	if fs.Changed("budget") {

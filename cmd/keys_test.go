@@ -256,6 +256,8 @@ func TestKeysBadInputNamesTheFlag(t *testing.T) {
 		{[]string{"keys", "create", "--name", "taken"}, "a live key already has this name"},
 		{[]string{"keys", "update", "taken"}, "nothing to change: give at least one of --name"},
 		{[]string{"keys", "update", "taken", "--name", " "}, "--name must not be empty"},
+		{[]string{"keys", "create", "--name", "key_0123456789abcdef"}, `--name: "key_0123456789abcdef" has the form of a key id`},
+		{[]string{"keys", "update", "taken", "--name", "key_0123456789abcdef"}, `--name: "key_0123456789abcdef" has the form of a key id`},
 		{[]string{"keys", "update", "nosuch", "--rpm", "1"}, `"nosuch": no such key`},
 		{[]string{"keys", "info", "nosuch"}, `"nosuch": no such key`},
 		{[]string{"keys", "list", "--format", "csv"}, `--format: unknown format "csv" (want table or json)`},

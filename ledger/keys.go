@@ -185,6 +185,24 @@ func (k *Key) Budget() limits.Budget {
 	return limits.Budget{LimitUSD: k.BudgetUSD, Period: limits.Period(k.BudgetPeriod)}
 }
 
+// IDShaped reports whether name has the form of a key id ("key_" and 16
+// hex digits). Such a name is refused: every command and endpoint that
+// takes an id or a name reads an existing id first, so a key named after
+// another's id could never be reached by its name.
+func IDShaped(name string) bool {
+	rest, ok := strings.CutPrefix(strings.TrimSpace(name), "key_")
+	if !ok || len(rest) != 16 {
+		return false
+	}
+	_, err := hex.DecodeString(rest)
+	return err == nil && strings.ToLower(rest) == rest
+}
+
+// errIDShaped is validate's answer to an IDShaped name.
+func errIDShaped(name string) error {
+	return fmt.Errorf("name %q has the form of a key id (key_ and 16 hex digits); pick another", strings.TrimSpace(name))
+}
+
 func validate(k *Key) error {
 	switch {
 	case strings.TrimSpace(k.Name) == "":
@@ -476,6 +494,9 @@ func (kr *Keyring) Create(ctx context.Context, spec KeySpec) (raw string, k *Key
 	if err := validate(k); err != nil {
 		return "", nil, fmt.Errorf("creating key: %w", err)
 	}
+	if IDShaped(k.Name) {
+		return "", nil, fmt.Errorf("creating key: %w", errIDShaped(k.Name))
+	}
 	kr.mu.Lock()
 	defer kr.mu.Unlock()
 	if err := kr.store.InsertKey(ctx, k); err != nil {
@@ -520,6 +541,9 @@ func (kr *Keyring) Update(ctx context.Context, ref string, u KeyUpdate) (*Key, e
 			return ErrRevokedKey
 		}
 		if u.Name != nil {
+			if IDShaped(*u.Name) && strings.TrimSpace(*u.Name) != k.Name { // a key named so earlier keeps its name
+				return errIDShaped(*u.Name)
+			}
 			k.Name = strings.TrimSpace(*u.Name)
 		}
 		if u.BudgetUSD != nil {

@@ -153,6 +153,7 @@ func TestKeySpecValidation(t *testing.T) {
 		{Name: "x", BudgetPeriod: "yearly"},
 		{Name: "x", RPM: -1},
 		{Name: "x", TPM: -1},
+		{Name: "key_0123456789abcdef"}, // another key's id, perhaps: never reachable by name
 	} {
 		if _, _, err := kr.Create(context.Background(), spec); err == nil {
 			t.Errorf("Create(%+v) succeeded", spec)
@@ -160,6 +161,18 @@ func TestKeySpecValidation(t *testing.T) {
 	}
 	if len(kr.List()) != 0 {
 		t.Error("an invalid key was stored")
+	}
+}
+
+// TestIDShaped: only what a key id looks like is refused as a name.
+func TestIDShaped(t *testing.T) {
+	for name, want := range map[string]bool{
+		"key_0123456789abcdef": true, " key_0123456789abcdef ": true,
+		"key_bot": false, "key_0123456789ABCDEF": false, "key_0123456789abcdeg": false, "key_0123456789abcdef0": false, "search": false,
+	} {
+		if got := IDShaped(name); got != want {
+			t.Errorf("IDShaped(%q) = %v, want %v", name, got, want)
+		}
 	}
 }
 

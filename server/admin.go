@@ -240,6 +240,8 @@ func decodeKeyRequest(r *http.Request) (keyRequest, error) {
 	switch {
 	case kr.Name != nil && strings.TrimSpace(*kr.Name) == "":
 		return kr, invalid("name", "name must not be empty")
+	case kr.Name != nil && ledger.IDShaped(*kr.Name):
+		return kr, invalid("name", "name %q has the form of a key id (key_ and 16 hex digits); pick another", strings.TrimSpace(*kr.Name))
 	case kr.BudgetUSD != nil && (*kr.BudgetUSD < 0 || math.IsNaN(*kr.BudgetUSD) || math.IsInf(*kr.BudgetUSD, 0)):
 		return kr, invalid("budget_usd", "budget_usd must be a non-negative amount of USD, got %v", *kr.BudgetUSD)
 	case kr.RPM != nil && *kr.RPM < 0:
