@@ -411,9 +411,72 @@ audit: {enabled: false}
 	}
 	logs := l.Logs.String()
 	for _, want := range []string{"limits: Redis unavailable; budgets unchecked", "limits: Redis available again; budgets checked",
-		"the shared budgets' spend was raised to the ledger's"} {
+		"the shared budgets' spend in Redis was raised to the ledger's"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("the log does not say %q:\n%s", want, logs)
 		}
+	}
+}
+
+// TestE2ERedisDownAtStartLoadsSpendWhenUp: a Lumen that starts while its
+// Redis is out of reach loads the budgets' spend from the ledger as soon
+// as Redis answers, not at the next 5-minute raise: a budget the ledger
+// shows spent refuses at once, though no request met Redis down.
+func TestE2ERedisDownAtStartLoadsSpendWhenUp(t *testing.T) {
+	addr := redistest.Addr(t)
+	run := strconv.FormatInt(time.Now().UnixNano(), 36)
+	group := "restarted-" + run
+	body := chatBody(group, "how much is this", `,"max_tokens":5`)
+	dir := t.TempDir()
+	cfg := func(redisAddr string) string {
+		return fmt.Sprintf(`
+model_list:
+  - model_name: %s
+    litellm_params: {model: mock/priced}
+    model_info: {input_cost_per_token: 0.001, output_cost_per_token: 0}
+limits:
+  redis_url: "redis://%s/0"
+  model_groups: {%s: {budget_usd: 0.05, budget_period: daily}}
+ledger: {path: %s/lumen.db}
+audit: {enabled: false}
+`, group, redisAddr, group, dir)
+	}
+	// One instance spends the budget, as the ledger records.
+	a := startLumen(t, cfg(addr), nil)
+	for i := 0; ; i++ {
+		r := rawPost(t, a, "/v1/chat/completions", "", body)
+		if r.status == 429 {
+			break
+		}
+		if r.status != 200 || i > 100 {
+			t.Fatalf("spending the budget, request %d: %d %s", i, r.status, r.text)
+		}
+	}
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Redis loses it, and is out of reach when the next instance starts.
+	rc := goredis.NewClient(&goredis.Options{Addr: addr})
+	defer rc.Close()
+	ctx := context.Background()
+	keys, err := rc.Keys(ctx, "lumen:limits:budget:{"+limits.GroupAccount(group)+"}:*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("the budget's keys in Redis: %v %v", keys, err)
+	}
+	if err := rc.Del(ctx, keys...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	proxy := newCutProxy(t, addr)
+	proxy.cut()
+	b := startLumen(t, cfg(proxy.addr), nil)
+	if !strings.Contains(b.Logs.String(), "loading spend into Redis failed") {
+		t.Fatalf("the start does not say the load failed:\n%s", b.Logs.String())
+	}
+	proxy.restore()
+	waitFor(t, func() bool {
+		return strings.Contains(b.Logs.String(), `"after":"a failed load","time"`)
+	})
+	if r := rawPost(t, b, "/v1/chat/completions", "", body); r.status != 429 || !strings.Contains(r.text, "budget_exceeded") {
+		t.Fatalf("request over the spent budget after Redis came up: %d %s", r.status, r.text)
 	}
 }

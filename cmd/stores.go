@@ -78,6 +78,12 @@ type stores struct {
 	reloadMu sync.Mutex
 	unloaded map[string]bool
 
+	// unraised: with budgets in Redis, the last load of their spend from
+	// the ledger failed (at start, Redis was down); raiseSpendLoop retries
+	// it every keysRefresh until it works. Set before run, then the
+	// loop's own.
+	unraised bool
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -146,10 +152,11 @@ func openStores(ctx context.Context, cfg *config.Config, log zerolog.Logger) (_ 
 			return nil, fmt.Errorf("loading budget spend: %w", err)
 		}
 		// As on every request, a shared store that is down does not stop
-		// traffic; the spend is loaded every spendRaiseEvery until it
-		// works. A Redis that failed cost at most the store's timeout and
-		// is logged by it.
+		// traffic; the spend is loaded every keysRefresh until it works. A
+		// Redis that failed cost at most the store's timeout and is logged
+		// by it.
 		logUnlessLogged(log, err, "limits.redis_url: loading spend into Redis failed; budgets and rate limits are unchecked while it is unreachable")
+		st.unraised = true
 	}
 	if *cfg.Metrics.Enabled {
 		st.metrics = metrics.New(metrics.Options{})
@@ -491,9 +498,10 @@ func (st *stores) reloadSpend(ctx context.Context, ids map[string]bool) {
 }
 
 // raiseSpendLoop raises the budgets' spend in Redis to the ledger's every
-// spendRaiseEvery, and at once when Redis answers after an outage: it may
+// spendRaiseEvery, at once when Redis answers after an outage (it may
 // have restarted empty, and until then every budget would admit its whole
-// amount again.
+// amount again), and every keysRefresh while the last raise failed (Redis
+// was down at start). A failure is logged once, and its end.
 func (st *stores) raiseSpendLoop(ctx context.Context) {
 	var back <-chan struct{}
 	if r, ok := st.budgets.(interface{ Recovered() <-chan struct{} }); ok {
@@ -501,30 +509,42 @@ func (st *stores) raiseSpendLoop(ctx context.Context) {
 	}
 	t := time.NewTicker(spendRaiseEvery)
 	defer t.Stop()
+	retry := time.NewTicker(keysRefresh)
+	defer retry.Stop()
 	for {
+		why := ""
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			st.raiseSpend()
 		case <-back:
-			if st.raiseSpend() {
-				st.log.Info().Msg("limits: Redis is back; the shared budgets' spend was raised to the ledger's")
+			why = "Redis is back"
+		case <-retry.C:
+			if !st.unraised {
+				continue
 			}
+			why = "a failed load"
 		}
+		err := st.raiseSpend()
+		switch {
+		case err != nil && !st.unraised:
+			logUnlessLogged(st.log, err, "raising the shared budgets' spend to the ledger's failed; retrying every 2s")
+		case err == nil && (st.unraised || why != ""):
+			if why == "" {
+				why = "a failed load"
+			}
+			st.log.Info().Str("after", why).Msg("limits: the shared budgets' spend in Redis was raised to the ledger's")
+		}
+		st.unraised = err != nil
 	}
 }
 
 // raiseSpend raises the spend of the budgets in Redis (shared, kept there)
-// to the ledger's, and reports whether it did.
-func (st *stores) raiseSpend() bool {
+// to the ledger's.
+func (st *stores) raiseSpend() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := st.loadAll(ctx); err != nil {
-		logUnlessLogged(st.log, err, "raising the shared budgets' spend to the ledger's")
-		return false
-	}
-	return true
+	return st.loadAll(ctx)
 }
 
 // logUnlessLogged logs err as msg, unless it is a Redis store's failure,
