@@ -164,3 +164,39 @@ func TestConfigCommandsApplyEnv(t *testing.T) {
 		t.Errorf("config validate with LUMEN_LOG_LEVEL=loud: %v", err)
 	}
 }
+
+// TestEnvSettingsRead: a LUMEN_* variable reads as the file's setting does
+// (a duration in seconds or Go's form), and one that does not read is an
+// error naming it, never a zero port or grace period.
+func TestEnvSettingsRead(t *testing.T) {
+	file := t.TempDir() + "/c.yaml"
+	if err := os.WriteFile(file, []byte("model_list: [{model_name: m, params: {model: mock/m}}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		env, value, want, err string
+	}{
+		{"LUMEN_GRACE_PERIOD", "60", "grace_period: 1m0s\n", ""},
+		{"LUMEN_GRACE_PERIOD", "90s", "grace_period: 1m30s\n", ""},
+		{"LUMEN_GRACE_PERIOD", "abc", "", `--grace-period / LUMEN_GRACE_PERIOD: invalid duration "abc"`},
+		{"LUMEN_PORT", "4500", "port: 4500\n", ""},
+		{"LUMEN_PORT", "abc", "", `--port / LUMEN_PORT: "abc" is not a port number`},
+	} {
+		t.Run(tt.env+"="+tt.value, func(t *testing.T) {
+			t.Setenv(tt.env, tt.value)
+			var out bytes.Buffer
+			root := NewCmdRoot(&Factory{Out: &out, ErrOut: &bytes.Buffer{}})
+			root.SetArgs([]string{"config", "show", "--config", file})
+			err := root.Execute()
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil || !strings.Contains(out.String(), tt.want) {
+				t.Fatalf("%v; config show lacks %q:\n%s", err, tt.want, out.String())
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -37,13 +38,21 @@ func loadConfig(v *viper.Viper, f *Factory) (cfg *config.Config, source string, 
 }
 
 // override applies flags and LUMEN_* variables over the file's settings
-// (flag > env > file > default) and revalidates.
+// (flag > env > file > default) and revalidates. A variable that does not
+// read (LUMEN_PORT=abc) is an error naming it, never a silent zero; a
+// duration reads as in the file (LUMEN_GRACE_PERIOD=60 is a minute).
 func override(v *viper.Viper, cfg *config.Config) error {
+	var problems []string
 	if v.IsSet("host") {
 		cfg.Server.Host = v.GetString("host")
 	}
 	if v.IsSet("port") {
-		cfg.Server.Port = v.GetInt("port")
+		s := strings.TrimSpace(v.GetString("port"))
+		if n, err := strconv.Atoi(s); err != nil {
+			problems = append(problems, fmt.Sprintf("--port / LUMEN_PORT: %q is not a port number", s))
+		} else {
+			cfg.Server.Port = n
+		}
 	}
 	if v.IsSet("log-level") {
 		cfg.Log.Level = v.GetString("log-level")
@@ -52,9 +61,13 @@ func override(v *viper.Viper, cfg *config.Config) error {
 		cfg.Log.Format = v.GetString("log-format")
 	}
 	if v.IsSet("grace-period") {
-		cfg.Server.GracePeriod = config.Duration(v.GetDuration("grace-period"))
+		if d, err := config.ParseDuration(strings.TrimSpace(v.GetString("grace-period"))); err != nil {
+			problems = append(problems, "--grace-period / LUMEN_GRACE_PERIOD: "+err.Error())
+		} else {
+			cfg.Server.GracePeriod = d
+		}
 	}
-	if p := cfg.Validate(); len(p) > 0 {
+	if p := append(problems, cfg.Validate()...); len(p) > 0 {
 		return &config.Error{Problems: p}
 	}
 	return nil

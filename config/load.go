@@ -354,16 +354,26 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 		*d = Duration(f * float64(time.Second))
 		return nil
 	}
-	if f, err := strconv.ParseFloat(n.Value, 64); err == nil && f >= 0 {
-		*d = Duration(f * float64(time.Second))
-		return nil
+	v, err := ParseDuration(n.Value)
+	if err != nil {
+		return err
 	}
-	v, err := time.ParseDuration(n.Value)
-	if err != nil || v < 0 {
-		return fmt.Errorf("invalid duration %q: use seconds (60) or a duration (\"90s\")", n.Value)
-	}
-	*d = Duration(v)
+	*d = v
 	return nil
+}
+
+// ParseDuration reads a duration as the config file has it: seconds (60,
+// 0.5) or a Go duration ("90s"), not negative. The LUMEN_* variables and
+// flags that set durations read them so too.
+func ParseDuration(s string) (Duration, error) {
+	if f, err := strconv.ParseFloat(s, 64); err == nil && f >= 0 && !math.IsInf(f, 0) {
+		return Duration(f * float64(time.Second)), nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("invalid duration %q: use seconds (60) or a duration (\"90s\")", s)
+	}
+	return Duration(v), nil
 }
 
 // UnmarshalYAML reads a delay (as Duration does) or a percentile "pNN".
