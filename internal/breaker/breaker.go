@@ -108,9 +108,11 @@ func (b *Breaker) Succeed() {
 	b.wait.Store(int64(b.o.Backoff))
 	opened := b.openedAt.Swap(0)
 	if b.announced.Swap(false) && b.o.RecoverMessage != "" {
-		b.o.Logger.Info().
-			Dur("down_for", time.Duration(b.o.Now().UnixNano()-opened)).
-			Int64("errors_while_down", b.failures.Load()-b.failuresAt.Load()).
+		ev := b.o.Logger.Info()
+		if opened != 0 { // 0: a failure raced this close; its outage's start is unknown
+			ev = ev.Dur("down_for", time.Duration(b.o.Now().UnixNano()-opened))
+		}
+		ev.Int64("errors_while_down", b.failures.Load()-b.failuresAt.Load()).
 			Int64("skipped_while_down", b.skipped.Load()-b.skippedAt.Load()).
 			Msg(b.o.RecoverMessage)
 	}
