@@ -469,7 +469,7 @@ audit: {enabled: false}
 	proxy := newCutProxy(t, addr)
 	proxy.cut()
 	b := startLumen(t, cfg(proxy.addr), nil)
-	if !strings.Contains(b.Logs.String(), "loading spend into Redis failed") {
+	if logs := b.Logs.String(); !strings.Contains(logs, `"op":"load"`) || !strings.Contains(logs, "Redis unavailable; budgets unchecked") {
 		t.Fatalf("the start does not say the load failed:\n%s", b.Logs.String())
 	}
 	proxy.restore()
