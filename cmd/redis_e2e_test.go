@@ -338,6 +338,72 @@ func TestE2ERedisBudgetPeriodChange(t *testing.T) {
 // budgets' spend from the ledger at once, not at the next 5-minute raise,
 // so a spent budget is a wall again within a request or two; the log says
 // Redis was unavailable and that it is available again.
+// A Redis that loses the budgets' spend while it stays up (restarted
+// between two requests, or evicting keys under memory pressure) is noticed
+// by the next reservation, which finds the spend key missing: the spend
+// is raised to the ledger's at once, not at the 5-minute refresh.
+func TestE2ERedisLostSpendRaisedAtOnce(t *testing.T) {
+	addr := redistest.Addr(t)
+	run := strconv.FormatInt(time.Now().UnixNano(), 36)
+	group := "forgot-" + run
+	body := chatBody(group, "how much is this", `,"max_tokens":5`)
+	probe := startLumen(t, fmt.Sprintf(`
+model_list:
+  - model_name: %s
+    litellm_params: {model: mock/priced}
+    model_info: {input_cost_per_token: 0.001, output_cost_per_token: 0}
+`, group), nil)
+	r := rawPost(t, probe, "/v1/chat/completions", "", body)
+	one, err := strconv.ParseFloat(r.header.Get("x-lumen-cost-usd"), 64)
+	if r.status != 200 || err != nil || one <= 0 {
+		t.Fatalf("probe: %d %v", r.status, r.header)
+	}
+	l := startLumen(t, fmt.Sprintf(`
+model_list:
+  - model_name: %s
+    litellm_params: {model: mock/priced}
+    model_info: {input_cost_per_token: 0.001, output_cost_per_token: 0}
+limits:
+  redis_url: "redis://%s/0"
+  model_groups: {%s: {budget_usd: %g, budget_period: daily}}
+ledger: {path: %s/lumen.db}
+audit: {enabled: false}
+`, group, addr, group, 10*one+one/2, t.TempDir()), nil)
+	for i := range 10 {
+		if r := rawPost(t, l, "/v1/chat/completions", "", body); r.status != 200 {
+			t.Fatalf("request %d: %d %s", i, r.status, r.text)
+		}
+	}
+	if r := rawPost(t, l, "/v1/chat/completions", "", body); r.status != 429 {
+		t.Fatalf("request 11, over the budget: %d %s", r.status, r.text)
+	}
+	rc := goredis.NewClient(&goredis.Options{Addr: addr})
+	defer rc.Close()
+	ctx := context.Background()
+	keys, err := rc.Keys(ctx, "lumen:limits:budget:{"+limits.GroupAccount(group)+"}:*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("the budget's keys in Redis: %v %v", keys, err)
+	}
+	if err := rc.Del(ctx, keys...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	admitted := 0
+	waitFor(t, func() bool {
+		time.Sleep(20 * time.Millisecond)
+		r := rawPost(t, l, "/v1/chat/completions", "", body)
+		if r.status == 200 {
+			admitted++
+		}
+		return r.status == 429 && strings.Contains(r.text, "budget_exceeded")
+	})
+	if admitted > 2 {
+		t.Errorf("%d requests admitted over a spent budget after Redis lost its spend", admitted)
+	}
+	if logs := l.Logs.String(); !strings.Contains(logs, `"after":"Redis is back, or lost the spend"`) {
+		t.Errorf("the log does not say why the spend was raised:\n%s", logs)
+	}
+}
+
 func TestE2ERedisBackEmptyRaisesSpendAtOnce(t *testing.T) {
 	addr := redistest.Addr(t)
 	proxy := newCutProxy(t, addr) // Redis goes away and comes back without touching the shared one

@@ -518,7 +518,7 @@ func (st *stores) raiseSpendLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		case <-back:
-			why = "Redis is back"
+			why = "Redis is back, or lost the spend"
 		case <-retry.C:
 			if !st.unraised {
 				continue

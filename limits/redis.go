@@ -126,6 +126,7 @@ type RedisBudgets struct {
 	next     atomic.Uint64
 	down     *breaker.Breaker
 	back     chan struct{} // Recovered
+	missed   atomic.Int64  // unix ms of the last signal of a missing spend key
 }
 
 var _ BudgetStore = (*RedisBudgets)(nil)
@@ -137,19 +138,29 @@ func NewRedisBudgets(client redis.UniversalClient, o RedisOptions) *RedisBudgets
 	var id [6]byte
 	_, _ = rand.Read(id[:])
 	b := &RedisBudgets{c: client, o: o, instance: hex.EncodeToString(id[:]), back: make(chan struct{}, 1)}
-	b.down = o.newBreaker("budgets", func() {
-		select {
-		case b.back <- struct{}{}:
-		default: // one is pending
-		}
-	})
+	b.down = o.newBreaker("budgets", b.signal)
 	return b
 }
 
-// Recovered receives a value when Redis answers again after the store
-// found it down. The Redis may have restarted without its data, and the
-// spend it counted is then gone until Load raises it: its owner should
-// Load at once rather than wait for its next periodic Load.
+func (b *RedisBudgets) signal() {
+	select {
+	case b.back <- struct{}{}:
+	default: // one is pending
+	}
+}
+
+// missedEvery spaces the Recovered signals of reservations that find an
+// account's spend key missing.
+const missedEvery = 5 * time.Second
+
+// Recovered receives a value when the spend Redis holds may be short of
+// the ledger's: Redis answers again after the store found it down, or a
+// reservation found its account's spend key missing (at most one signal
+// every 5 s). Load writes every account's key, and a settled request
+// creates its own, so a missing key means Redis lost its data (it
+// restarted empty, or evicted it), or an account or period new since the
+// last Load. The spend counted is then gone until Load raises it: the
+// owner should Load at once rather than wait for its next periodic Load.
 func (b *RedisBudgets) Recovered() <-chan struct{} { return b.back }
 
 // keys returns account's spend key for the period of p containing at, its
@@ -170,39 +181,46 @@ func (b *RedisBudgets) keys(account string, p Period, at, now time.Time) (spent,
 
 // reserveScript drops lapsed holds, and adds a hold of ARGV[2] unless the
 // spend plus the holds would pass the limit ARGV[1] (0: none). It returns
-// {admitted, spent, held}.
+// {admitted, spent, held, spend key present}.
 var reserveScript = redis.NewScript(`
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
 local held = 0
 for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   held = held + tonumber(string.match(m, ':(%d+)$'))
 end
-local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
+local raw = redis.call('GET', KEYS[1])
+local present = 1
+if not raw then present = 0 end
+local spent = tonumber(raw or '0')
 local limit, amount = tonumber(ARGV[1]), tonumber(ARGV[2])
 if limit > 0 and (spent >= limit or spent + held + amount > limit) then
-  return {0, spent, held}
+  return {0, spent, held, present}
 end
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
-return {1, spent, held}
+return {1, spent, held, present}
 `)
 
-// settleScript releases hold ARGV[1] and adds ARGV[2] to the spend, whose
-// key then lives ARGV[3] ms (0: for ever).
+// settleScript releases hold ARGV[1] and, unless ARGV[3] is negative (the
+// period is long over), adds ARGV[2] to the spend, whose key then lives
+// ARGV[3] ms (0: for ever). The key is written even for a charge of 0: a
+// missing key tells Reserve the spend was lost.
 var settleScript = redis.NewScript(`
 redis.call('ZREM', KEYS[2], ARGV[1])
-if tonumber(ARGV[2]) > 0 then
-  redis.call('INCRBY', KEYS[1], ARGV[2])
+if tonumber(ARGV[3]) < 0 then
+  return 0
 end
+redis.call('INCRBY', KEYS[1], ARGV[2])
 if tonumber(ARGV[3]) > 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
 end
 return 0
 `)
 
-// raiseScript sets the spend to ARGV[1] when it is lower.
+// raiseScript sets the spend to ARGV[1] when it is lower, or missing.
 var raiseScript = redis.NewScript(`
-if tonumber(ARGV[1]) > tonumber(redis.call('GET', KEYS[1]) or '0') then
+local cur = redis.call('GET', KEYS[1])
+if not cur or tonumber(ARGV[1]) > tonumber(cur) then
   redis.call('SET', KEYS[1], ARGV[1])
 end
 if tonumber(ARGV[2]) > 0 then
@@ -232,14 +250,27 @@ func (b *RedisBudgets) Reserve(ctx context.Context, account string, bu Budget, w
 	if err != nil {
 		return Reservation{}, fmt.Errorf("reserving budget of %s in redis: %w", account, err)
 	}
-	if len(res) != 3 {
+	if len(res) != 4 {
 		return Reservation{}, fmt.Errorf("reserving budget of %s in redis: unexpected reply %v", account, res)
+	}
+	if res[3] == 0 {
+		b.missing(now)
 	}
 	if res[0] == 0 {
 		return Reservation{}, &BudgetError{KeyID: account, Budget: bu.LimitUSD, Period: p, ResetsAt: end,
 			Spent: nano(res[1]).usd(), Reserved: nano(res[2]).usd(), Requested: amount.usd()}
 	}
 	return Reservation{KeyID: account, USD: amount.usd(), Period: p, At: now, member: member}, nil
+}
+
+// missing signals Recovered that a spend key was missing, at most once
+// every missedEvery.
+func (b *RedisBudgets) missing(now time.Time) {
+	last := b.missed.Load()
+	if now.UnixMilli()-last < missedEvery.Milliseconds() || !b.missed.CompareAndSwap(last, now.UnixMilli()) {
+		return
+	}
+	b.signal()
 }
 
 // Settle implements BudgetStore. Unlike MemoryBudgets it cannot tell a
@@ -252,7 +283,8 @@ func (b *RedisBudgets) Settle(ctx context.Context, r Reservation, actualUSD floa
 	spentKey, openKey, end, ttl := b.keys(r.KeyID, r.Period, r.At, b.o.Now())
 	charge := toNano(actualUSD)
 	if !end.IsZero() && ttl <= 0 {
-		charge = 0 // the window ended a day ago: its key, and what counts it, is gone
+		// The window ended a day ago: its key, and what counts it, is gone.
+		charge, ttl = 0, -time.Millisecond
 	}
 	err := call(ctx, b.down, &b.o, "settle", func(ctx context.Context) error {
 		return settleScript.Run(ctx, b.c, []string{spentKey, openKey}, r.member, int64(charge), ttl.Milliseconds()).Err()

@@ -277,6 +277,72 @@ func TestRedisBudgetsChargeTheDayTheRequestArrived(t *testing.T) {
 	}
 }
 
+// A Redis that lost the budgets' spend (restarted empty, or evicted it)
+// is noticed by the next reservation, which finds its account's spend key
+// missing and tells the owner to Load at once (Recovered), at most once
+// every missedEvery; an account Load wrote, even at zero spend, or a
+// settled one, has its key.
+func TestRedisBudgetsNoticeLostSpend(t *testing.T) {
+	c, prefix := redisClient(t)
+	ctx := context.Background()
+	clk := newClock(time.Date(2026, 3, 30, 12, 0, 0, 0, time.UTC))
+	s := NewRedisBudgets(c, RedisOptions{Prefix: prefix, Now: clk.Now})
+	daily := Budget{LimitUSD: 1, Period: Daily}
+	signalled := func() bool {
+		select {
+		case <-s.Recovered():
+			return true
+		default:
+			return false
+		}
+	}
+	budgets := map[string]Budget{"spender": daily, "idle": daily}
+	if err := s.Load(ctx, spendSource{"spender": 0.9}, budgets); err != nil {
+		t.Fatal(err)
+	}
+	for _, account := range []string{"spender", "idle"} {
+		r, err := s.Reserve(ctx, account, daily, 0.05)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Settle(ctx, r, 0); err != nil {
+			t.Fatal(err)
+		}
+		if signalled() {
+			t.Fatalf("a reservation of %s, loaded, signalled a lost spend", account)
+		}
+	}
+	if _, err := s.Reserve(ctx, "new", daily, 0.05); err != nil || !signalled() {
+		t.Fatalf("a new account's first reservation: %v, signalled %v; want a signal", err, false)
+	}
+
+	// Redis forgets everything.
+	keys, err := c.Keys(ctx, prefix+"*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("keys: %v %v", keys, err)
+	}
+	if err := c.Del(ctx, keys...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Reserve(ctx, "spender", daily, 0.2); err != nil {
+		t.Fatalf("the spend is gone until Load: %v", err)
+	}
+	if signalled() {
+		t.Fatal("a second signal within missedEvery")
+	}
+	clk.Add(missedEvery)
+	if _, err := s.Reserve(ctx, "spender", daily, 0.2); err != nil || !signalled() {
+		t.Fatalf("reservation after the loss: %v; want a signal", err)
+	}
+	if err := s.Load(ctx, spendSource{"spender": 0.9}, budgets); err != nil {
+		t.Fatal(err)
+	}
+	var be *BudgetError
+	if _, err := s.Reserve(ctx, "spender", daily, 0.2); !errors.As(err, &be) {
+		t.Fatalf("after Load: %v, want the budget refused", err)
+	}
+}
+
 type spendSource map[string]float64
 
 func (s spendSource) SpendSince(context.Context, time.Time) (map[string]float64, error) {
