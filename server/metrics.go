@@ -53,13 +53,24 @@ func (s *Server) observeCircuits() {
 	s.metrics.SetCircuits(cs) // only these: a reload's removed deployments lose their gauge
 }
 
+// keyTagsEntry is keyTags' cache entry for one key id: the tags of the
+// key version it was computed for.
+type keyTagsEntry struct {
+	key  *ledger.Key
+	tags []string
+}
+
 // keyTags are a key's tags as metric label values ("team=search"), sorted,
 // computed once per key version (a changed key is a new *ledger.Key) and
 // added to the metrics' allow-list, which caps how many distinct values
-// there can be.
+// there can be. The cache holds one entry per key id: every reload of the
+// keyring makes a new *ledger.Key of each key, so an entry per version
+// would keep every old version for as long as the server runs.
 func (s *Server) keyTags(k *ledger.Key) []string {
-	if v, ok := s.tagCache.Load(k); ok {
-		return v.([]string)
+	if v, ok := s.tagCache.Load(k.ID); ok {
+		if e := v.(keyTagsEntry); e.key == k {
+			return e.tags
+		}
 	}
 	tags := make([]string, 0, len(k.Tags))
 	for name, v := range k.Tags {
@@ -67,6 +78,6 @@ func (s *Server) keyTags(k *ledger.Key) []string {
 	}
 	sort.Strings(tags)
 	s.metrics.AllowKeyTags(tags...)
-	s.tagCache.Store(k, tags)
+	s.tagCache.Store(k.ID, keyTagsEntry{key: k, tags: tags})
 	return tags
 }

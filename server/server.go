@@ -107,7 +107,7 @@ type Server struct {
 	// turns to besides the one the client named.
 	groupRates bool
 
-	tagCache   sync.Map // *ledger.Key -> []string, see keyTags
+	tagCache   sync.Map // key id -> keyTagsEntry, see keyTags
 	guardrails atomic.Pointer[guardrail.Set]
 }
 
