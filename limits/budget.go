@@ -152,12 +152,21 @@ func (n nano) usd() float64 { return float64(n) / 1e9 }
 // request reserved before midnight and settled after it holds money in
 // the new day until it settles, and is charged to the day it arrived in
 // (Reservation.At), which no longer counts.
+//
+// An account is kept until its period ends (every distinct end user gets
+// one with limits.users), so it holds only these: what each reservation
+// holds is in MemoryBudgets.holds, by reservation.
 type account struct {
 	period   Period
 	start    time.Time
 	spent    nano
 	reserved nano
-	open     map[uint64]nano
+}
+
+// hold is what one open reservation holds, and for which account.
+type hold struct {
+	account string
+	amount  nano
 }
 
 // MemoryBudgets is a BudgetStore for one process. The zero value is not
@@ -168,6 +177,7 @@ type MemoryBudgets struct {
 
 	mu        sync.Mutex
 	accounts  map[string]*account
+	holds     map[uint64]hold // the reservations not yet settled
 	nextID    uint64
 	lastSweep time.Time
 }
@@ -193,7 +203,7 @@ func NewMemoryBudgets(o BudgetOptions) *MemoryBudgets {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &MemoryBudgets{loc: o.Location, now: o.Now, accounts: map[string]*account{}}
+	return &MemoryBudgets{loc: o.Location, now: o.Now, accounts: map[string]*account{}, holds: map[uint64]hold{}}
 }
 
 // account returns keyID's account, made in the period of p containing now
@@ -208,7 +218,7 @@ func (m *MemoryBudgets) account(keyID string, p Period, now time.Time) (*account
 	a := m.accounts[keyID]
 	if a == nil {
 		start, _ := p.Bounds(now, m.loc)
-		a = &account{period: p, start: start, open: map[uint64]nano{}}
+		a = &account{period: p, start: start}
 		m.accounts[keyID] = a
 	}
 	start, end := a.period.Bounds(now, m.loc)
@@ -256,7 +266,7 @@ func (m *MemoryBudgets) Reserve(_ context.Context, keyID string, b Budget, worst
 		}
 	}
 	m.nextID++
-	a.open[m.nextID] = amount
+	m.holds[m.nextID] = hold{account: keyID, amount: amount}
 	a.reserved += amount
 	return Reservation{KeyID: keyID, USD: amount.usd(), Period: a.period, At: now, id: m.nextID}, nil
 }
@@ -277,13 +287,13 @@ func (m *MemoryBudgets) sweep(now time.Time) {
 func (m *MemoryBudgets) Settle(_ context.Context, r Reservation, actualUSD float64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	a, end := m.account(r.KeyID, period(r.Period), m.now())
-	held, ok := a.open[r.id]
-	if !ok {
+	h, ok := m.holds[r.id]
+	if !ok || h.account != r.KeyID {
 		return fmt.Errorf("settling a reservation for key %s: %w", r.KeyID, ErrSettled)
 	}
-	delete(a.open, r.id)
-	a.reserved -= held
+	delete(m.holds, r.id)
+	a, end := m.account(r.KeyID, period(r.Period), m.now())
+	a.reserved -= h.amount
 	if a.period == Total || !r.At.Before(a.start) && r.At.Before(end) {
 		a.spent += toNano(actualUSD)
 	}

@@ -1,0 +1,72 @@
+package limits
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// heapAfter returns the live heap after f, garbage collected.
+func heapAfter(f func()) uint64 {
+	var ms runtime.MemStats
+	f()
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// userFixture is a MemoryBudgets on a settable clock and n end-user
+// account ids.
+type userFixture struct {
+	now time.Time
+	m   *MemoryBudgets
+	ids []string
+	b   Budget
+}
+
+func newUserFixture(n int) *userFixture {
+	f := &userFixture{now: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC), b: Budget{LimitUSD: 2, Period: Daily}}
+	f.m = NewMemoryBudgets(BudgetOptions{Now: func() time.Time { return f.now }})
+	f.ids = make([]string, n)
+	for i := range f.ids {
+		f.ids[i] = UserAccount(fmt.Sprintf("u-%08d", i))
+	}
+	return f
+}
+
+// spend makes one request, reserved and settled, for each of ids.
+func (f *userFixture) spend(t *testing.T, ids []string) {
+	t.Helper()
+	ctx := context.Background()
+	for _, id := range ids {
+		r, err := f.m.Reserve(ctx, id, f.b, 0.01)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.m.Settle(ctx, r, 0.001); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// An end user's budget account lives until its period ends (limits.users
+// gives every distinct "user" value one), so a day's worth of distinct
+// users must cost little each: the account, not a map of its settled holds.
+func TestBudgetAccountFootprint(t *testing.T) {
+	const users = 20000
+	f := newUserFixture(users)
+	before := heapAfter(func() {})
+	after := heapAfter(func() { f.spend(t, f.ids) })
+	if got := len(f.m.accounts); got != users {
+		t.Fatalf("%d accounts, want %d", got, users)
+	}
+	// An account is 64 bytes and its map slot a few dozen more; the id
+	// string is the caller's.
+	if per := int64(after-before) / users; per > 200 {
+		t.Errorf("each budget account takes %d bytes of heap, want at most 200", per)
+	}
+	runtime.KeepAlive(f)
+}
