@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"sort"
 	"strconv"
@@ -275,10 +276,18 @@ func (m *MemoryBudgets) Reserve(_ context.Context, keyID string, b Budget, worst
 // m.mu is held.
 func (m *MemoryBudgets) sweep(now time.Time) {
 	m.lastSweep = now
+	before := len(m.accounts)
 	for id, a := range m.accounts {
 		if start, _ := a.period.Bounds(now, m.loc); !start.Equal(a.start) && a.reserved == 0 {
 			delete(m.accounts, id)
 		}
+	}
+	// A Go map keeps the room it grew to: after a day of many distinct
+	// users, copy the survivors into one of their size.
+	if len(m.accounts) < before/2 {
+		kept := make(map[string]*account, len(m.accounts)) // not maps.Clone: it keeps the room
+		maps.Copy(kept, m.accounts)
+		m.accounts = kept
 	}
 }
 

@@ -70,3 +70,21 @@ func TestBudgetAccountFootprint(t *testing.T) {
 	}
 	runtime.KeepAlive(f)
 }
+
+// The accounts of an ended period are forgotten, and the room they took
+// in the map with them: a Go map does not shrink as it is emptied.
+func TestBudgetSweepFreesTheRoom(t *testing.T) {
+	const users = 20000
+	f := newUserFixture(users)
+	before := heapAfter(func() {})
+	f.spend(t, f.ids)
+	f.now = f.now.Add(24 * time.Hour)
+	left := heapAfter(func() { f.spend(t, f.ids[:1]) }) // the next day's first request sweeps
+	if got := len(f.m.accounts); got != 1 {
+		t.Fatalf("%d accounts the next day, want 1", got)
+	}
+	if kept := int64(left) - int64(before); kept > users*4 {
+		t.Errorf("yesterday's %d accounts still take %d bytes of heap, want at most %d", users, kept, users*4)
+	}
+	runtime.KeepAlive(f)
+}
