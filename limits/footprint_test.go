@@ -65,7 +65,9 @@ func TestBudgetAccountFootprint(t *testing.T) {
 	}
 	// An account is 64 bytes and its map slot a few dozen more; the id
 	// string is the caller's.
-	if per := int64(after-before) / users; per > 200 {
+	per := int64(after-before) / users
+	t.Logf("%d bytes per budget account", per)
+	if per > 200 {
 		t.Errorf("each budget account takes %d bytes of heap, want at most 200", per)
 	}
 	runtime.KeepAlive(f)
@@ -87,4 +89,35 @@ func TestBudgetSweepFreesTheRoom(t *testing.T) {
 		t.Errorf("yesterday's %d accounts still take %d bytes of heap, want at most %d", users, kept, users*4)
 	}
 	runtime.KeepAlive(f)
+}
+
+// The limiter keeps a window for every id seen in the last minute or two
+// (limits.users: every distinct end user), so one that counted a request
+// must cost little: the seconds it counted, not sixty of them.
+func TestRateCounterFootprint(t *testing.T) {
+	const users = 20000
+	f := newUserFixture(users)
+	l := NewMemoryLimiter(LimiterOptions{Now: func() time.Time { return f.now }})
+	ctx := context.Background()
+	lim := Limit{RPM: 20, TPM: 100000}
+	before := heapAfter(func() {})
+	after := heapAfter(func() {
+		for _, id := range f.ids {
+			if d, err := l.Allow(ctx, id, lim, 100); err != nil || !d.Allowed {
+				t.Fatalf("Allow(%s) = %+v, %v", id, d, err)
+			}
+			if err := l.Adjust(ctx, id, 0, -40); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if got := len(l.counters); got != users {
+		t.Fatalf("%d counters, want %d", got, users)
+	}
+	per := int64(after-before) / users
+	t.Logf("%d bytes per rate window", per)
+	if per > 200 {
+		t.Errorf("each rate window takes %d bytes of heap, want at most 200", per)
+	}
+	runtime.KeepAlive(l)
 }

@@ -3,6 +3,7 @@ package limits
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -93,34 +94,51 @@ var _ Limiter = (*MemoryLimiter)(nil)
 // window is the sliding window, in one-second buckets.
 const window = 60
 
-// counter is one id's last minute: bucket i holds the second sec[i].
+// counter is one id's last minute: a bucket per second that counted
+// something, oldest first. Only those seconds take room: a limiter keeps
+// a counter for every id seen in the last minute or two (one per end user
+// with limits.users), most of which count a request or two.
 type counter struct {
-	sec  [window]int64
-	req  [window]int64
-	tok  [window]int64
+	b    []bucket
 	last int64 // the newest second charged
 }
 
+// bucket is what one second counted.
+type bucket struct{ sec, req, tok int64 }
+
+// add counts req and tok in second now, forgetting the seconds that left
+// the window before it.
 func (c *counter) add(now int64, req, tok int64) {
-	i := now % window
-	if c.sec[i] != now {
-		c.sec[i], c.req[i], c.tok[i] = now, 0, 0
+	n := 0
+	for n < len(c.b) && c.b[n].sec <= now-window {
+		n++
 	}
-	c.req[i] += req
-	c.tok[i] += tok
+	if n > 0 {
+		c.b = append(c.b[:0], c.b[n:]...)
+	}
+	i := len(c.b)
+	for i > 0 && c.b[i-1].sec > now {
+		i--
+	}
+	if i > 0 && c.b[i-1].sec == now {
+		c.b[i-1].req += req
+		c.b[i-1].tok += tok
+	} else {
+		c.b = slices.Insert(c.b, i, bucket{sec: now, req: req, tok: tok})
+	}
 	c.last = max(c.last, now)
 }
 
 // live reports whether bucket i counts at second now.
 func (c *counter) live(i int, now int64) bool {
-	return c.sec[i] > now-window && c.sec[i] <= now
+	return c.b[i].sec > now-window && c.b[i].sec <= now
 }
 
 func (c *counter) usage(now int64) (req, tok int64) {
-	for i := range window {
+	for i := range c.b {
 		if c.live(i, now) {
-			req += c.req[i]
-			tok += c.tok[i]
+			req += c.b[i].req
+			tok += c.b[i].tok
 		}
 	}
 	return max(req, 0), max(tok, 0)
@@ -134,13 +152,12 @@ func (c *counter) until(t time.Time, now int64, need int64, amount func(i int) i
 		return 0
 	}
 	var freed int64
-	for s := now - window + 1; s <= now; s++ {
-		i := s % window
-		if c.sec[i] != s {
+	for i := range c.b {
+		if !c.live(i, now) {
 			continue
 		}
-		if freed += amount(int(i)); freed >= need {
-			return time.Unix(s+window, 0).Sub(t)
+		if freed += amount(i); freed >= need {
+			return time.Unix(c.b[i].sec+window, 0).Sub(t)
 		}
 	}
 	return time.Unix(now+window, 0).Sub(t)
@@ -149,10 +166,9 @@ func (c *counter) until(t time.Time, now int64, need int64, amount func(i int) i
 // reset returns how long from t until every bucket holding usage picked by
 // amount has left the window.
 func (c *counter) reset(t time.Time, now int64, amount func(i int) int64) time.Duration {
-	for s := now; s > now-window; s-- {
-		i := s % window
-		if c.sec[i] == s && amount(int(i)) > 0 {
-			return time.Unix(s+window, 0).Sub(t)
+	for i := len(c.b) - 1; i >= 0; i-- {
+		if c.live(i, now) && amount(i) > 0 {
+			return time.Unix(c.b[i].sec+window, 0).Sub(t)
 		}
 	}
 	return 0
@@ -220,8 +236,8 @@ func (l *MemoryLimiter) Allow(_ context.Context, id string, lim Limit, tokens in
 func (c *counter) decide(t time.Time, lim Limit, tokens int) Decision {
 	now := t.Unix()
 	req, tok := c.usage(now)
-	reqs := func(i int) int64 { return c.req[i] }
-	toks := func(i int) int64 { return c.tok[i] }
+	reqs := func(i int) int64 { return c.b[i].req }
+	toks := func(i int) int64 { return c.b[i].tok }
 
 	d := Decision{Allowed: true}
 	if lim.RPM > 0 && req+1 > int64(lim.RPM) {

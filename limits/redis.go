@@ -455,14 +455,10 @@ func (l *RedisLimiter) Allow(ctx context.Context, id string, lim Limit, tokens i
 		if err != nil || f == "" {
 			continue
 		}
-		j := sec % window
-		if c.sec[j] != sec {
-			c.sec[j], c.req[j], c.tok[j] = sec, 0, 0
-		}
 		if f[len(f)-1] == 'r' {
-			c.req[j] += v
+			c.add(sec, v, 0)
 		} else {
-			c.tok[j] += v
+			c.add(sec, 0, v)
 		}
 	}
 	d := c.decide(t, lim, tokens)
