@@ -121,3 +121,31 @@ func TestRateCounterFootprint(t *testing.T) {
 	}
 	runtime.KeepAlive(l)
 }
+
+// Idle windows are forgotten after a minute, and the room they took in
+// the map with them: a Go map does not shrink as it is emptied.
+func TestLimiterSweepFreesTheRoom(t *testing.T) {
+	const users = 20000
+	f := newUserFixture(users)
+	l := NewMemoryLimiter(LimiterOptions{Now: func() time.Time { return f.now }})
+	ctx := context.Background()
+	lim := Limit{RPM: 20}
+	allow := func(ids []string) {
+		for _, id := range ids {
+			if _, err := l.Allow(ctx, id, lim, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	before := heapAfter(func() {})
+	allow(f.ids)
+	f.now = f.now.Add(2 * time.Minute)
+	left := heapAfter(func() { allow(f.ids[:1]) }) // sweeps
+	if got := len(l.counters); got != 1 {
+		t.Fatalf("%d counters two minutes on, want 1", got)
+	}
+	if kept := int64(left) - int64(before); kept > users*4 {
+		t.Errorf("%d forgotten windows still take %d bytes of heap, want at most %d", users, kept, users*4)
+	}
+	runtime.KeepAlive(l)
+}

@@ -2,6 +2,7 @@ package limits
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -204,10 +205,18 @@ func NewMemoryLimiter(o LimiterOptions) *MemoryLimiter {
 // minute. l.mu is held.
 func (l *MemoryLimiter) counter(id string, now int64) *counter {
 	if now-l.lastSweep >= window {
+		before := len(l.counters)
 		for k, c := range l.counters {
 			if c.last <= now-window {
 				delete(l.counters, k)
 			}
+		}
+		// A Go map keeps the room it grew to: after a burst of distinct
+		// ids, copy the survivors into one of their size.
+		if len(l.counters) < before/2 {
+			kept := make(map[string]*counter, len(l.counters)) // not maps.Clone: it keeps the room
+			maps.Copy(kept, l.counters)
+			l.counters = kept
 		}
 		l.lastSweep = now
 	}
