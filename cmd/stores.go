@@ -563,14 +563,24 @@ func (st *stores) saveSpend() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	snap := mem.Snapshot()
-	spend := make([]ledger.KeySpend, len(snap))
-	for i, s := range snap {
-		spend[i] = ledger.KeySpend{KeyID: s.KeyID, PeriodStart: s.PeriodStart, USD: s.USD}
-	}
-	if err := st.db.SaveSpend(ctx, spend); err != nil {
+	if err := st.db.SaveSpend(ctx, keySpend(mem.Snapshot())); err != nil {
 		st.log.Error().Err(err).Msg("saving budget spend")
 	}
+}
+
+// keySpend is the spend of the virtual keys among a budget store's
+// accounts, which the ledger keeps with each key. The other accounts (end
+// users, tags, model groups, the gateway) have no row to update and are
+// reloaded from the requests: saving them would cost a statement each (a
+// round trip each on Postgres, tens of thousands of users at shutdown).
+func keySpend(snap []limits.Spend) []ledger.KeySpend {
+	spend := make([]ledger.KeySpend, 0, len(snap))
+	for _, s := range snap {
+		if ledger.IDShaped(s.KeyID) {
+			spend = append(spend, ledger.KeySpend{KeyID: s.KeyID, PeriodStart: s.PeriodStart, USD: s.USD})
+		}
+	}
+	return spend
 }
 
 // close stops the background work, drains the ledger and audit queues and
