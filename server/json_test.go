@@ -2,8 +2,17 @@ package server
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/lumengw/lumen/cache"
+	"github.com/lumengw/lumen/config"
+	"github.com/lumengw/lumen/router"
 )
 
 func TestDuplicateKey(t *testing.T) {
@@ -57,5 +66,69 @@ func BenchmarkDuplicateKey(b *testing.B) {
 		if _, dup := duplicateKey(body); dup {
 			b.Fatal("dup")
 		}
+	}
+}
+
+func TestJSONTooDeep(t *testing.T) {
+	nest := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
+	for _, tt := range []struct {
+		name string
+		body string
+		want bool
+	}{
+		{"flat", `{"model":"m","messages":[{"role":"user","content":"hi"}]}`, false},
+		{"at the limit", `{"x":` + nest(maxJSONDepth-1) + `}`, false},
+		{"over the limit", `{"x":` + nest(maxJSONDepth) + `}`, true},
+		{"objects count too", strings.Repeat(`{"a":`, maxJSONDepth+1) + "1" + strings.Repeat("}", maxJSONDepth+1), true},
+		{"brackets in strings do not", `{"s":"` + strings.Repeat("[", 1000) + `\"[[["}`, false},
+		{"stray closers buy no room", strings.Repeat("]", 1000) + `{"x":` + nest(maxJSONDepth) + `}`, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := jsonTooDeep([]byte(tt.body), maxJSONDepth); got != tt.want {
+				t.Errorf("jsonTooDeep = %t, want %t", got, tt.want)
+			}
+		})
+	}
+}
+
+// A body nested millions of levels deep is refused before anything parses
+// it: gjson's validator recurses once per level, and a goroutine stack
+// overflow is fatal, so such a body used to end the whole gateway. The
+// response cache is on: its key's canonical form recursed too, and spent
+// minutes of CPU on a few megabytes.
+func TestDeeplyNestedBodyIsRefused(t *testing.T) {
+	cfg, _, err := config.Parse([]byte("model_list:\n  - {model_name: demo, params: {model: mock/demo}}\ncache: {type: local}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := router.New(cfg, router.Build)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(New(Options{Config: cfg, Router: r, Logger: zerolog.Nop(), Cache: cache.New(cache.NewLocal(1<<20, time.Minute), cache.Options{})}))
+	t.Cleanup(srv.Close)
+
+	const depth = 15_000_000 // under the default 32 MiB body limit
+	deep := strings.Repeat("[", depth) + strings.Repeat("]", depth)
+	for _, tt := range []struct{ path, body string }{
+		{"/v1/chat/completions", `{"model":"demo","messages":[{"role":"user","content":"hi"}],"x":` + deep + `}`},
+		{"/v1/messages", `{"model":"demo","max_tokens":10,"messages":[{"role":"user","content":"hi"}],"x":` + deep + `}`},
+		{"/v1/messages/count_tokens", `{"model":"demo","messages":[{"role":"user","content":"hi"}],"x":` + deep + `}`},
+		{"/v1/responses", `{"model":"demo","input":"hi","x":` + deep + `}`},
+		{"/v1/embeddings", `{"model":"demo","input":"hi","x":` + deep + `}`},
+		// Fine-grained: just over the limit, on the cached path.
+		{"/v1/chat/completions", `{"model":"demo","messages":[{"role":"user","content":"hi"}],"x":` +
+			strings.Repeat("[", maxJSONDepth) + strings.Repeat("]", maxJSONDepth) + `}`},
+	} {
+		status, body := postJSON(t, srv.URL+tt.path, tt.body)
+		if status != http.StatusBadRequest || !strings.Contains(body, "levels deep") {
+			t.Errorf("%s, %d bytes: %d %.200s; want 400 naming the nesting", tt.path, len(tt.body), status, body)
+		}
+	}
+	// Nesting up to the limit is served.
+	ok := `{"model":"demo","messages":[{"role":"user","content":"hi"}],"x":` +
+		strings.Repeat("[", maxJSONDepth-2) + strings.Repeat("]", maxJSONDepth-2) + `}`
+	if status, body := postJSON(t, srv.URL+"/v1/chat/completions", ok); status != http.StatusOK {
+		t.Errorf("nested %d levels: %d %.200s", maxJSONDepth, status, body)
 	}
 }

@@ -28,6 +28,9 @@ func (s *Server) messages() http.Handler {
 
 func (s *Server) serveMessages(w http.ResponseWriter, r *http.Request, x *exchange) error {
 	native, err := readBody(w, r, s.maxBody)
+	if err == nil {
+		err = refuseDeepJSON(native)
+	}
 	if err != nil {
 		return err
 	}
@@ -150,6 +153,9 @@ func (s *Server) writeMessagesStream(w http.ResponseWriter, x *exchange, model s
 // request's input tokens.
 func (s *Server) countTokens(w http.ResponseWriter, r *http.Request) {
 	body, err := readBody(w, r, s.maxBody)
+	if err == nil {
+		err = refuseDeepJSON(body)
+	}
 	if err == nil {
 		var n int
 		if n, err = anthropic.CountTokens(body); err == nil {

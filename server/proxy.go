@@ -421,6 +421,9 @@ func (x *exchange) parse() error {
 		return x.parseForm()
 	}
 	b := bytes.TrimSpace(x.body)
+	if err := refuseDeepJSON(b); err != nil {
+		return err
+	}
 	if len(b) == 0 || b[0] != '{' || !gjson.ValidBytes(b) {
 		return invalid("", "the request body is not a valid JSON object")
 	}

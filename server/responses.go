@@ -31,6 +31,9 @@ func (s *Server) responsesAPI() http.Handler {
 
 func (s *Server) serveResponses(w http.ResponseWriter, r *http.Request, x *exchange) error {
 	native, err := readBody(w, r, s.maxBody)
+	if err == nil {
+		err = refuseDeepJSON(native)
+	}
 	if err != nil {
 		return err
 	}
