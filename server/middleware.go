@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"strings"
 
@@ -172,4 +174,50 @@ func authError(err error) *apiError {
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	s.writeErrorTo(w, r, &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "unknown_url",
 		Message: sprintf("unknown endpoint %s %s; see the README for the API Lumen serves", r.Method, r.URL.Path)})
+}
+
+// crossOrigin tells a web page's POST from a same-origin or non-browser
+// request, by Sec-Fetch-Site or by Origin against Host.
+var crossOrigin = http.NewCrossOriginProtection()
+
+// browserGuard protects an open gateway (no master key) from the web
+// pages its users visit. A page cannot read a cross-origin answer, but it
+// can POST to http://127.0.0.1:4000/v1/chat/completions (a form or a
+// text/plain fetch needs no CORS preflight) and spend the provider keys
+// blind: such requests are refused. A page on a name the attacker's DNS
+// points at 127.0.0.1 (DNS rebinding) is same-origin with the gateway and
+// could read every answer: on a gateway listening on loopback only, a Host
+// that is not a loopback address or localhost is refused. With a master
+// key neither applies: a page cannot send the key.
+func (s *Server) browserGuard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.hasMaster {
+			if err := crossOrigin.Check(r); err != nil {
+				s.writeErrorTo(w, r, &apiError{Status: http.StatusForbidden, Type: "permission_error", Code: "cross_origin_request",
+					Message: "a web page of another origin may not call an open gateway; call Lumen from a program, or set general_settings.master_key"})
+				return
+			}
+			if s.loopbackOnly.Load() && !loopbackHost(r.Host) {
+				s.writeErrorTo(w, r, &apiError{Status: http.StatusForbidden, Type: "permission_error", Code: "host_not_allowed",
+					Message: sprintf("this open gateway listens on loopback and answers only requests to localhost or a loopback address, not to %q; a proxy in front of it must pass Host: localhost, or set general_settings.master_key", r.Host)})
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// loopbackHost reports whether host (a Host header, with or without a
+// port) names this machine's loopback interface: a loopback IP address,
+// localhost or a name under .localhost (RFC 6761 keeps those local).
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }

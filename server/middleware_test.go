@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rs/zerolog"
+
 	"github.com/lumengw/lumen/ledger"
 )
 
@@ -138,5 +140,80 @@ func TestOpenGatewayRefusesVirtualKeysItDoesNotHold(t *testing.T) {
 				t.Fatalf("got %s", text)
 			}
 		})
+	}
+}
+
+// A web page can POST to an open gateway on the user's machine without a
+// CORS preflight (a form, a text/plain fetch) and spend its provider keys
+// blind; through DNS rebinding it can be same-origin and read the answers
+// too. An open gateway refuses both; programs, and the same origin, are
+// served; with a master key nothing changes, as no page can send it.
+func TestOpenGatewayRefusesWebPages(t *testing.T) {
+	const chat = `{"model":"demo","messages":[{"role":"user","content":"hi"}]}`
+	const models = "model_list:\n  - {model_name: demo, params: {model: mock/demo}}\n"
+	_, open, _ := runServer(t, models, Options{Logger: zerolog.Nop()}, nil)
+	_, closed, _ := runServer(t, models+"general_settings: {master_key: sk-master-web}\n", Options{Logger: zerolog.Nop()}, nil)
+	port := open[strings.LastIndex(open, ":")+1:]
+	tests := []struct {
+		name   string
+		url    string
+		method string
+		host   string // "" keeps the URL's
+		header map[string]string
+		want   int
+	}{
+		{name: "a program", url: open, want: http.StatusOK},
+		{name: "a page of another origin", url: open, header: map[string]string{"Origin": "http://evil.example", "Content-Type": "text/plain"}, want: http.StatusForbidden},
+		{name: "Sec-Fetch-Site cross-site", url: open, header: map[string]string{"Sec-Fetch-Site": "cross-site"}, want: http.StatusForbidden},
+		{name: "the same origin", url: open, header: map[string]string{"Origin": open, "Sec-Fetch-Site": "same-origin"}, want: http.StatusOK},
+		{name: "a rebound name", url: open, host: "evil.example:" + port, header: map[string]string{"Origin": "http://evil.example:" + port}, want: http.StatusForbidden},
+		{name: "a rebound name, GET", url: open, method: http.MethodGet, host: "evil.example:" + port, want: http.StatusForbidden},
+		{name: "localhost", url: open, host: "localhost:" + port, want: http.StatusOK},
+		{name: "a name under .localhost", url: open, host: "lumen.localhost:" + port, want: http.StatusOK},
+		{name: "IPv6 loopback", url: open, host: "[::1]:" + port, want: http.StatusOK},
+		{name: "master key: another origin with the key", url: closed, header: map[string]string{"Origin": "http://evil.example", "Authorization": "Bearer sk-master-web"}, want: http.StatusOK},
+		{name: "master key: any host with the key", url: closed, host: "lumen.example.com", header: map[string]string{"Authorization": "Bearer sk-master-web"}, want: http.StatusOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			method, path, body := http.MethodPost, "/v1/chat/completions", chat
+			if tt.method == http.MethodGet {
+				method, path, body = http.MethodGet, "/v1/models", ""
+			}
+			req, err := http.NewRequest(method, tt.url+path, strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.host != "" {
+				req.Host = tt.host
+			}
+			for k, v := range tt.header {
+				req.Header.Set(k, v)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Fatalf("%d %s; want %d", resp.StatusCode, raw, tt.want)
+			}
+			if tt.want == http.StatusForbidden && !strings.Contains(string(raw), "permission_error") {
+				t.Errorf("refusal not in the OpenAI error shape: %s", raw)
+			}
+		})
+	}
+}
+
+func TestLoopbackHost(t *testing.T) {
+	for host, want := range map[string]bool{
+		"localhost": true, "LOCALHOST:4000": true, "localhost.:4000": true, "a.localhost:4000": true,
+		"127.0.0.1:4000": true, "127.1.2.3": true, "[::1]:4000": true, "[::ffff:127.0.0.1]:4000": true,
+		"evil.example:4000": false, "localhost.evil.example": false, "10.0.0.1:4000": false, "": false,
+	} {
+		if got := loopbackHost(host); got != want {
+			t.Errorf("loopbackHost(%q) = %t, want %t", host, got, want)
+		}
 	}
 }

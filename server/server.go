@@ -107,6 +107,11 @@ type Server struct {
 	// turns to besides the one the client named.
 	groupRates bool
 
+	// loopbackOnly is set by Run when it serves on a loopback address:
+	// then an open gateway answers only requests to a loopback Host (see
+	// browserGuard).
+	loopbackOnly atomic.Bool
+
 	tagCache   sync.Map // key id -> keyTagsEntry, see keyTags
 	guardrails atomic.Pointer[guardrail.Set]
 }
@@ -197,7 +202,7 @@ func (s *Server) routes() http.Handler {
 	}
 	s.adminRoutes(mux)
 	mux.HandleFunc("/", s.notFound)
-	return s.recoverer(s.requestID(mux))
+	return s.recoverer(s.requestID(s.browserGuard(mux)))
 }
 
 // recordWait is how long shutdown waits, once the grace period is over and
@@ -237,6 +242,9 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	// grace period cancels every handler and, through it, its upstream
 	// calls: closing a connection cancels its request only once the server
 	// reads from it again.
+	if a, ok := ln.Addr().(*net.TCPAddr); ok {
+		s.loopbackOnly.Store(a.IP.IsLoopback())
+	}
 	base, cutOff := context.WithCancelCause(context.Background())
 	defer cutOff(nil)
 	hs := &http.Server{
