@@ -386,7 +386,9 @@ func failed(ctx context.Context, res *Result, err error, call *Call) bool {
 	}
 	if res.Response != nil && wantsJSON(call.Body) {
 		content := gjson.GetBytes(res.Response.Body, "choices.0.message.content")
-		return content.Type == gjson.String && !gjson.Valid(content.Str)
+		// The depth check first: gjson's validator recurses per level.
+		return content.Type == gjson.String &&
+			(providers.JSONTooDeep(content.Str, providers.MaxJSONDepth) || !gjson.Valid(content.Str))
 	}
 	return false
 }

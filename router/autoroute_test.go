@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
 
 	"github.com/lumengw/lumen/config"
 	"github.com/lumengw/lumen/providers"
@@ -525,5 +526,25 @@ model_list:
 	}
 	if res.Auto.Selected != "cheap" {
 		t.Fatalf("selected %s, want cheap (the reranker answers no chat)", res.Auto.Selected)
+	}
+}
+
+// A JSON answer is checked for depth before gjson's validator, which
+// recurses once per level: content nested millions of levels deep counts
+// as a failed answer instead of overflowing the stack, which is fatal.
+func TestFailedDeepJSONAnswer(t *testing.T) {
+	const depth = 20_000_000
+	content := strings.Repeat("[", depth) + strings.Repeat("]", depth)
+	body, err := sjson.SetBytes([]byte(`{"choices":[{"message":{}}]}`), "choices.0.message.content", content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := &Call{Body: []byte(`{"response_format":{"type":"json_object"}}`)}
+	if !failed(context.Background(), &Result{Response: &providers.Response{Body: body}}, nil, call) {
+		t.Error("an answer nested too deep counts as valid JSON")
+	}
+	ok := []byte(`{"choices":[{"message":{"content":"{\"a\":[1,[2]]}"}}]}`)
+	if failed(context.Background(), &Result{Response: &providers.Response{Body: ok}}, nil, call) {
+		t.Error("a JSON answer counts as failed")
 	}
 }

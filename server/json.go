@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"unsafe"
+
+	"github.com/lumengw/lumen/providers"
 )
 
 // jsonMarshal encodes v without HTML escaping and without a newline.
@@ -113,41 +115,11 @@ func stringEnd(b []byte, i int) (int, bool) {
 	return len(b), escaped
 }
 
-// maxJSONDepth is how deeply a request body's arrays and objects may nest.
-// The JSON readers on the request path recurse once per level: gjson's
-// validator, the response cache's canonical form (which also re-scans each
-// level, so its cost is depth times size). A 32 MiB body of '[' overflows
-// the goroutine stack, a fatal error that no recover catches: the whole
-// gateway would exit. Real requests nest a handful of levels, JSON schemas
-// of tools and response formats a few dozen.
-const maxJSONDepth = 128
-
-// jsonTooDeep reports whether b, JSON or not, nests arrays and objects
-// more than max levels deep. One pass, strings skipped, no recursion.
-func jsonTooDeep(b []byte, max int) bool {
-	depth := 0
-	for i := 0; i < len(b); i++ {
-		switch b[i] {
-		case '{', '[':
-			if depth++; depth > max {
-				return true
-			}
-		case '}', ']':
-			if depth > 0 { // a stray closer must not buy room for more openers
-				depth--
-			}
-		case '"':
-			i, _ = stringEnd(b, i+1)
-		}
-	}
-	return false
-}
-
 // refuseDeepJSON is a 400 for a JSON body that nests deeper than
-// maxJSONDepth. It runs before anything parses the body.
+// providers.MaxJSONDepth. It runs before anything parses the body.
 func refuseDeepJSON(b []byte) error {
-	if jsonTooDeep(b, maxJSONDepth) {
-		return invalid("", "the request body nests arrays and objects more than %d levels deep; Lumen refuses such a body", maxJSONDepth)
+	if providers.JSONTooDeep(b, providers.MaxJSONDepth) {
+		return invalid("", "the request body nests arrays and objects more than %d levels deep; Lumen refuses such a body", providers.MaxJSONDepth)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/lumengw/lumen/cache"
 	"github.com/lumengw/lumen/config"
+	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/router"
 )
 
@@ -69,28 +70,6 @@ func BenchmarkDuplicateKey(b *testing.B) {
 	}
 }
 
-func TestJSONTooDeep(t *testing.T) {
-	nest := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
-	for _, tt := range []struct {
-		name string
-		body string
-		want bool
-	}{
-		{"flat", `{"model":"m","messages":[{"role":"user","content":"hi"}]}`, false},
-		{"at the limit", `{"x":` + nest(maxJSONDepth-1) + `}`, false},
-		{"over the limit", `{"x":` + nest(maxJSONDepth) + `}`, true},
-		{"objects count too", strings.Repeat(`{"a":`, maxJSONDepth+1) + "1" + strings.Repeat("}", maxJSONDepth+1), true},
-		{"brackets in strings do not", `{"s":"` + strings.Repeat("[", 1000) + `\"[[["}`, false},
-		{"stray closers buy no room", strings.Repeat("]", 1000) + `{"x":` + nest(maxJSONDepth) + `}`, true},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := jsonTooDeep([]byte(tt.body), maxJSONDepth); got != tt.want {
-				t.Errorf("jsonTooDeep = %t, want %t", got, tt.want)
-			}
-		})
-	}
-}
-
 // A body nested millions of levels deep is refused before anything parses
 // it: gjson's validator recurses once per level, and a goroutine stack
 // overflow is fatal, so such a body used to end the whole gateway. The
@@ -118,7 +97,7 @@ func TestDeeplyNestedBodyIsRefused(t *testing.T) {
 		{"/v1/embeddings", `{"model":"demo","input":"hi","x":` + deep + `}`},
 		// Fine-grained: just over the limit, on the cached path.
 		{"/v1/chat/completions", `{"model":"demo","messages":[{"role":"user","content":"hi"}],"x":` +
-			strings.Repeat("[", maxJSONDepth) + strings.Repeat("]", maxJSONDepth) + `}`},
+			strings.Repeat("[", providers.MaxJSONDepth) + strings.Repeat("]", providers.MaxJSONDepth) + `}`},
 	} {
 		status, body := postJSON(t, srv.URL+tt.path, tt.body)
 		if status != http.StatusBadRequest || !strings.Contains(body, "levels deep") {
@@ -127,8 +106,8 @@ func TestDeeplyNestedBodyIsRefused(t *testing.T) {
 	}
 	// Nesting up to the limit is served.
 	ok := `{"model":"demo","messages":[{"role":"user","content":"hi"}],"x":` +
-		strings.Repeat("[", maxJSONDepth-2) + strings.Repeat("]", maxJSONDepth-2) + `}`
+		strings.Repeat("[", providers.MaxJSONDepth-2) + strings.Repeat("]", providers.MaxJSONDepth-2) + `}`
 	if status, body := postJSON(t, srv.URL+"/v1/chat/completions", ok); status != http.StatusOK {
-		t.Errorf("nested %d levels: %d %.200s", maxJSONDepth, status, body)
+		t.Errorf("nested %d levels: %d %.200s", providers.MaxJSONDepth, status, body)
 	}
 }

@@ -228,6 +228,11 @@ func (c *Client) Do(ctx context.Context, req *providers.Request) (*providers.Res
 	case req.Op == providers.OpTranscription && !strings.HasPrefix(ct, "application/json"):
 		return &providers.Response{Body: body, ContentType: ct}, nil // text, srt or vtt: no usage to read
 	}
+	if providers.JSONTooDeep(body, providers.MaxJSONDepth) {
+		// Checked before gjson's validator, which recurses per level.
+		return nil, &providers.UpstreamError{Provider: c.provider, Deployment: c.name, Status: http.StatusBadGateway,
+			Message: fmt.Sprintf("upstream answered with JSON nested more than %d levels deep", providers.MaxJSONDepth), Retryable: true}
+	}
 	if !gjson.ValidBytes(body) {
 		return nil, &providers.UpstreamError{Provider: c.provider, Deployment: c.name, Status: http.StatusBadGateway,
 			Message: "upstream answered with invalid JSON", Retryable: true}

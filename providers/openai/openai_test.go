@@ -229,3 +229,21 @@ func TestAnswerTooLarge(t *testing.T) {
 		}
 	}
 }
+
+// An answer nested millions of levels deep is a 502: gjson's validator
+// recursed once per level, and the goroutine stack overflow that followed
+// was fatal, so one upstream could end the whole gateway.
+func TestAnswerNestedTooDeep(t *testing.T) {
+	const depth = 20_000_000
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"x","choices":`+strings.Repeat("[", depth)+strings.Repeat("]", depth)+`}`)
+	}))
+	defer srv.Close()
+	c, _ := New(providers.Config{Provider: "openai", Model: "m", APIBase: srv.URL + "/v1"})
+	_, err := c.Do(context.Background(), &providers.Request{Model: "m", Body: []byte(`{}`)})
+	var ue *providers.UpstreamError
+	if !errors.As(err, &ue) || ue.Status != 502 || !strings.Contains(ue.Message, "levels deep") {
+		t.Fatalf("got %v, want a 502 naming the nesting", err)
+	}
+}
