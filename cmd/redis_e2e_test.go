@@ -333,11 +333,6 @@ func TestE2ERedisBudgetPeriodChange(t *testing.T) {
 	}
 }
 
-// TestE2ERedisBackEmptyRaisesSpendAtOnce: a Redis that comes back after an
-// outage without its data (a restart without persistence) gets the
-// budgets' spend from the ledger at once, not at the next 5-minute raise,
-// so a spent budget is a wall again within a request or two; the log says
-// Redis was unavailable and that it is available again.
 // A Redis that loses the budgets' spend while it stays up (restarted
 // between two requests, or evicting keys under memory pressure) is noticed
 // by the next reservation, which finds the spend key missing: the spend
@@ -404,6 +399,11 @@ audit: {enabled: false}
 	}
 }
 
+// TestE2ERedisBackEmptyRaisesSpendAtOnce: a Redis that comes back after an
+// outage without its data (a restart without persistence) gets the
+// budgets' spend from the ledger at once, not at the next 5-minute raise,
+// so a spent budget is a wall again within a request or two; the log says
+// Redis was unavailable and that it is available again.
 func TestE2ERedisBackEmptyRaisesSpendAtOnce(t *testing.T) {
 	addr := redistest.Addr(t)
 	proxy := newCutProxy(t, addr) // Redis goes away and comes back without touching the shared one
