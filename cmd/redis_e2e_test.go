@@ -333,15 +333,11 @@ func TestE2ERedisBudgetPeriodChange(t *testing.T) {
 	}
 }
 
-// A Redis that loses the budgets' spend while it stays up (restarted
-// between two requests, or evicting keys under memory pressure) is noticed
-// by the next reservation, which finds the spend key missing: the spend
-// is raised to the ledger's at once, not at the 5-minute refresh.
-func TestE2ERedisLostSpendRaisedAtOnce(t *testing.T) {
-	addr := redistest.Addr(t)
-	run := strconv.FormatInt(time.Now().UnixNano(), 36)
-	group := "forgot-" + run
-	body := chatBody(group, "how much is this", `,"max_tokens":5`)
+// spentBudgetLumen starts Lumen with a daily model-group budget of 10.5
+// requests on group, kept in the Redis at addr, and spends it: 10
+// requests served, the 11th refused.
+func spentBudgetLumen(t *testing.T, group, addr, body string) *lumen {
+	t.Helper()
 	probe := startLumen(t, fmt.Sprintf(`
 model_list:
   - model_name: %s
@@ -372,6 +368,19 @@ audit: {enabled: false}
 	if r := rawPost(t, l, "/v1/chat/completions", "", body); r.status != 429 {
 		t.Fatalf("request 11, over the budget: %d %s", r.status, r.text)
 	}
+	return l
+}
+
+// A Redis that loses the budgets' spend while it stays up (restarted
+// between two requests, or evicting keys under memory pressure) is noticed
+// by the next reservation, which finds the spend key missing: the spend
+// is raised to the ledger's at once, not at the 5-minute refresh.
+func TestE2ERedisLostSpendRaisedAtOnce(t *testing.T) {
+	addr := redistest.Addr(t)
+	run := strconv.FormatInt(time.Now().UnixNano(), 36)
+	group := "forgot-" + run
+	body := chatBody(group, "how much is this", `,"max_tokens":5`)
+	l := spentBudgetLumen(t, group, addr, body)
 	rc := goredis.NewClient(&goredis.Options{Addr: addr})
 	defer rc.Close()
 	ctx := context.Background()
@@ -410,36 +419,7 @@ func TestE2ERedisBackEmptyRaisesSpendAtOnce(t *testing.T) {
 	run := strconv.FormatInt(time.Now().UnixNano(), 36)
 	group := "walled-" + run
 	body := chatBody(group, "how much is this", `,"max_tokens":5`)
-	probe := startLumen(t, fmt.Sprintf(`
-model_list:
-  - model_name: %s
-    litellm_params: {model: mock/priced}
-    model_info: {input_cost_per_token: 0.001, output_cost_per_token: 0}
-`, group), nil)
-	r := rawPost(t, probe, "/v1/chat/completions", "", body)
-	one, err := strconv.ParseFloat(r.header.Get("x-lumen-cost-usd"), 64)
-	if r.status != 200 || err != nil || one <= 0 {
-		t.Fatalf("probe: %d %v", r.status, r.header)
-	}
-	l := startLumen(t, fmt.Sprintf(`
-model_list:
-  - model_name: %s
-    litellm_params: {model: mock/priced}
-    model_info: {input_cost_per_token: 0.001, output_cost_per_token: 0}
-limits:
-  redis_url: "redis://%s/0"
-  model_groups: {%s: {budget_usd: %g, budget_period: daily}}
-ledger: {path: %s/lumen.db}
-audit: {enabled: false}
-`, group, proxy.addr, group, 10*one+one/2, t.TempDir()), nil)
-	for i := range 10 {
-		if r := rawPost(t, l, "/v1/chat/completions", "", body); r.status != 200 {
-			t.Fatalf("request %d: %d %s", i, r.status, r.text)
-		}
-	}
-	if r := rawPost(t, l, "/v1/chat/completions", "", body); r.status != 429 {
-		t.Fatalf("request 11, over the budget: %d %s", r.status, r.text)
-	}
+	l := spentBudgetLumen(t, group, proxy.addr, body)
 
 	// Redis goes away, and comes back without the budget's spend.
 	proxy.cut()
