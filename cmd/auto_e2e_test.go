@@ -2,8 +2,10 @@ package cmd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -115,4 +117,29 @@ func TestE2EAutoRouting(t *testing.T) {
 			t.Fatalf("unknown id: %d %s", r.status, r.text)
 		}
 	})
+}
+
+// TestE2EAutoOnTheExampleConfig: a fresh install (the embedded
+// config.example.yaml) answers model "auto", sending an easy prompt to the
+// cheap mock and a hard one to the strong mock, as the README's quickstart
+// shows.
+func TestE2EAutoOnTheExampleConfig(t *testing.T) {
+	example, err := os.ReadFile("../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := startLumen(t, strings.ReplaceAll(string(example), "./lumen", t.TempDir()+"/lumen"), nil)
+	for _, tt := range []struct{ prompt, want string }{
+		{"What is the capital of France?", "demo"},
+		{"Prove that for every prime p > 3, p^2 - 1 is divisible by 24, then derive the closed form of the sum over k of binomial(n,k)^2 using generating functions. Show all steps rigorously.", "demo-pro"},
+	} {
+		body, _ := json.Marshal(map[string]any{"model": "auto", "messages": []map[string]string{{"role": "user", "content": tt.prompt}}})
+		r := rawPost(t, l, "/v1/chat/completions", "", string(body))
+		if r.status != http.StatusOK {
+			t.Fatalf("%q: status %d: %s", tt.prompt, r.status, r.text)
+		}
+		if got := r.header.Get("X-Lumen-Selected-Model"); got != tt.want || r.header.Get("X-Lumen-Route-Reason") == "" {
+			t.Errorf("%q: selected %q (reason %q), want %q", tt.prompt, got, r.header.Get("X-Lumen-Route-Reason"), tt.want)
+		}
+	}
 }
