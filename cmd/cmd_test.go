@@ -66,7 +66,7 @@ func TestConfigValidateCommand(t *testing.T) {
 	out.Reset()
 	root = NewCmdRoot(f)
 	root.SetArgs([]string{"config", "validate", "--config", "../config.example.yaml"})
-	if err := root.Execute(); err != nil || !strings.Contains(out.String(), "OK (4 model groups, 4 deployments)") {
+	if err := root.Execute(); err != nil || !strings.Contains(out.String(), "OK (5 model groups, 5 deployments)") {
 		t.Fatalf("example config: %v %q", err, out.String())
 	}
 	// An auto candidate the ability table does not know is valid, with a
