@@ -125,7 +125,7 @@ func parseRequest(t *testing.T, body []byte) pt.Received {
 				if out := resp.Get("output"); out.Type == gjson.String && len(resp.Map()) == 1 {
 					content = out.Str
 				}
-				msg.Parts = append(msg.Parts, pt.Part{ToolResult: &pt.ToolResult{Name: p.Get("functionResponse.name").Str, Content: content}})
+				msg.Parts = append(msg.Parts, pt.Part{ToolResult: &pt.ToolResult{ID: p.Get("functionResponse.id").Str, Name: p.Get("functionResponse.name").Str, Content: content}})
 			default:
 				t.Errorf("fake gemini: unexpected part %s", p.Raw)
 			}
@@ -173,8 +173,13 @@ func errorJSON(er *pt.ErrorReply) (int, string) {
 	}
 }
 
+// fakeCall is a functionCall part; it names the call, as Gemini 3 does,
+// when the reply gives an id.
 func fakeCall(tc pt.ToolCall) string {
-	return fmt.Sprintf(`{"functionCall":{"name":%q,"args":%s}}`, tc.Name, tc.Args)
+	if tc.ID == "" {
+		return fmt.Sprintf(`{"functionCall":{"name":%q,"args":%s}}`, tc.Name, tc.Args)
+	}
+	return fmt.Sprintf(`{"functionCall":{"id":%q,"name":%q,"args":%s}}`, tc.ID, tc.Name, tc.Args)
 }
 
 func writeReply(w http.ResponseWriter, r *http.Request, f *pt.Fake, stream bool) {

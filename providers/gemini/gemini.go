@@ -11,7 +11,7 @@
 //     each, in order;
 //   - assistant is role "model"; consecutive turns of one role are merged;
 //     tool results become functionResponse parts of a user turn, named by
-//     the function of the call they answer (Gemini keys results by name);
+//     the function of the call they answer;
 //     empty text is dropped (the API rejects empty parts);
 //   - images become inlineData: data URLs as they are, http(s) URLs
 //     downloaded by Lumen first (the API does not fetch arbitrary URLs);
@@ -21,10 +21,13 @@
 //     json_schema also sets responseJsonSchema (JSON Schema as given);
 //   - tools → functionDeclarations with parametersJsonSchema; tool_choice
 //     auto/none/required/named → toolConfig AUTO/NONE/ANY/ANY+allowed name;
-//   - Gemini's functionCall parts carry no id the Gemini API requires back,
-//     so Lumen makes tool-call ids up; a part's thoughtSignature (which
-//     Gemini 3 models require back with the call) rides in the id after
-//     "__thought__" and is restored when the call returns as history.
+//   - a functionCall's id (Gemini 3 names every call, 2.5 some) is the
+//     tool call's id, and goes back as the functionCall's and the
+//     functionResponse's id; a call without one gets an id Lumen makes up
+//     ("call_" and 24 hex digits), which is never sent to Gemini. A part's
+//     thoughtSignature (which Gemini 3 models require back with the call)
+//     rides in the id after "__thought__" and is restored when the call
+//     returns as history.
 //
 // Answers: thought parts become reasoning_content; finishReason STOP →
 // stop (tool_calls when the answer calls functions), MAX_TOKENS → length,

@@ -28,8 +28,9 @@ func newTestClient(t *testing.T, base string) *Client {
 
 func TestSuite(t *testing.T) {
 	pt.Run(t, pt.Caps{
-		RetryAfter: true,
-		Status:     map[pt.ErrorKind]int{pt.RateLimited: 429, pt.Overloaded: 503, pt.BadRequest: 400, pt.Unauthorized: 401},
+		RetryAfter:  true,
+		ToolCallIDs: true, // Gemini 3 names every call
+		Status:      map[pt.ErrorKind]int{pt.RateLimited: 429, pt.Overloaded: 503, pt.BadRequest: 400, pt.Unauthorized: 401},
 	}, func(t *testing.T, f *pt.Fake) providers.Provider {
 		srv := httptest.NewServer(fakeUpstream(t, f))
 		t.Cleanup(srv.Close)

@@ -14,6 +14,37 @@ import (
 // carries (LiteLLM's convention, so ids survive a switch between the two).
 const thoughtSep = "__thought__"
 
+// madeUpPrefix starts the tool-call ids Lumen makes up for calls Gemini
+// sent without one: "call_" and 24 hex digits (randomID).
+const madeUpPrefix = "call_"
+
+// splitCallID splits an OpenAI tool-call id into the functionCall id to
+// send back, as functionCall.id and functionResponse.id, and the
+// thoughtSignature it carries. The id is Gemini's own, or one a client or
+// another provider chose; one Lumen made up is not sent, since Gemini
+// never issued it.
+func splitCallID(full string) (id, sig string) {
+	id, sig, _ = strings.Cut(full, thoughtSep)
+	if madeUp(id) {
+		id = ""
+	}
+	return id, sig
+}
+
+// madeUp reports whether id has the shape of the ids Lumen makes up.
+func madeUp(id string) bool {
+	hexPart, ok := strings.CutPrefix(id, madeUpPrefix)
+	if !ok || len(hexPart) != 24 {
+		return false
+	}
+	for i := 0; i < len(hexPart); i++ {
+		if c := hexPart[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // translation is an OpenAI request turned into a generateContent request.
 type translation struct {
 	body generateRequest
@@ -44,15 +75,16 @@ func fromChat(ctx context.Context, req *providers.ChatRequest, model string, ima
 			ps = textParts(m.Content)
 			for _, tc := range m.ToolCalls {
 				names[tc.ID] = tc.Function.Name
-				_, sig, _ := strings.Cut(tc.ID, thoughtSep)
-				ps = append(ps, part{FunctionCall: &functionCall{Name: tc.Function.Name, Args: tc.Function.ArgumentsJSON()}, ThoughtSignature: sig})
+				id, sig := splitCallID(tc.ID)
+				ps = append(ps, part{FunctionCall: &functionCall{ID: id, Name: tc.Function.Name, Args: tc.Function.ArgumentsJSON()}, ThoughtSignature: sig})
 			}
 		case "tool":
 			name, ok := names[m.ToolCallID]
 			if !ok {
 				return nil, providers.Invalid(at+".tool_call_id", "no earlier assistant message made tool call %q; Gemini needs the function's name to return its result", m.ToolCallID)
 			}
-			ps = []part{{FunctionResponse: &functionResponse{Name: name, Response: toolResponse(m.Content.String())}}}
+			id, _ := splitCallID(m.ToolCallID)
+			ps = []part{{FunctionResponse: &functionResponse{ID: id, Name: name, Response: toolResponse(m.Content.String())}}}
 		}
 		if len(ps) == 0 {
 			continue // the API rejects empty turns; merging closes the gap
@@ -218,12 +250,13 @@ func (u *usageMetadata) normalize() providers.Usage {
 	}
 }
 
-// toolCall turns a functionCall part into an OpenAI tool call with a
-// made-up id that carries the part's thoughtSignature.
+// toolCall turns a functionCall part into an OpenAI tool call. Its id is
+// Gemini's (Gemini 3 names every call), else one made up, and carries the
+// part's thoughtSignature.
 func (c *Client) toolCall(p part) providers.ToolCall {
 	id := p.FunctionCall.ID
 	if id == "" {
-		id = "call_" + c.newID()
+		id = madeUpPrefix + c.newID()
 	}
 	if p.ThoughtSignature != "" {
 		id += thoughtSep + p.ThoughtSignature

@@ -48,6 +48,7 @@ type functionCall struct {
 }
 
 type functionResponse struct {
+	ID       string          `json:"id,omitempty"`
 	Name     string          `json:"name"`
 	Response json.RawMessage `json:"response"`
 }
