@@ -148,3 +148,62 @@ func TestFunctionCallIDs(t *testing.T) {
 		})
 	}
 }
+
+// TestMissingThoughtSignature: Gemini 3 refuses, 400 INVALID_ARGUMENT, a
+// model turn whose first functionCall has no thoughtSignature. Calls that
+// come without one (made by another provider before a fallback, or by a
+// client that dropped the "__thought__" suffix) get the value Google
+// documents for them; a real signature, and the unsigned calls after it
+// in a parallel set, go as they are; Gemini 2.5, which checks nothing,
+// gets none.
+func TestMissingThoughtSignature(t *testing.T) {
+	bodies := make(chan []byte, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+		if strings.HasPrefix(r.URL.Path, "/v1beta/models/gemini-3") {
+			for i, c := range gjson.GetBytes(body, "contents").Array() {
+				calls := c.Get("parts.#(functionCall)#").Array()
+				if len(calls) > 0 && !calls[0].Get("thoughtSignature").Exists() {
+					w.WriteHeader(http.StatusBadRequest)
+					fmt.Fprintf(w, `{"error":{"code":400,"message":"Function call is missing a thought_signature in functionCall parts. This is required for tools to work correctly, and missing thought_signature may lead to degraded model performance. Additional data, function call `+"`%s`"+` , position %d.","status":"INVALID_ARGUMENT"}}`,
+						calls[0].Get("functionCall.name").Str, i+1)
+					return
+				}
+			}
+		}
+		bodies <- body
+		io.WriteString(w, `{"candidates":[{"content":{"role":"model","parts":[{"text":"Warmer in Paris."}]},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":60,"candidatesTokenCount":4,"totalTokenCount":64}}`)
+	}))
+	defer srv.Close()
+	const sig = "CiQB0e2Kb8Xk3a7/Yw=="
+	for _, tt := range []struct {
+		name, model string
+		ids         [2]string
+		want        [2]string // the calls' thoughtSignature; "" for none
+	}{
+		{"gemini 3, calls from elsewhere", "gemini-3-pro-preview", [2]string{"toolu_01A", "toolu_01B"}, [2]string{skipSignature, skipSignature}},
+		{"gemini 3, parallel calls it signed", "gemini-3-flash-preview", [2]string{"8f2kq1vz__thought__" + sig, "p0c3xj7d"}, [2]string{sig, ""}},
+		{"gemini 2.5", "gemini-2.5-pro", [2]string{"toolu_01A", "toolu_01B"}, [2]string{}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newTestClient(t, srv.URL)
+			body := `{"messages":[{"role":"user","content":"Weather in Paris and Tokyo?"},
+				{"role":"assistant","content":null,"tool_calls":[
+					{"id":"` + tt.ids[0] + `","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}},
+					{"id":"` + tt.ids[1] + `","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Tokyo\"}"}}]},
+				{"role":"tool","tool_call_id":"` + tt.ids[0] + `","content":"18C, sunny"},
+				{"role":"tool","tool_call_id":"` + tt.ids[1] + `","content":"22C, rain"}],
+				"tools":[{"type":"function","function":{"name":"get_weather"}}]}`
+			if _, err := c.Do(context.Background(), &providers.Request{Op: providers.OpChat, Model: tt.model, Body: []byte(body)}); err != nil {
+				t.Fatal(err)
+			}
+			parts := gjson.GetBytes(<-bodies, "contents.1.parts")
+			for i, want := range tt.want {
+				if got := parts.Get(fmt.Sprintf("%d.thoughtSignature", i)); got.Str != want || got.Exists() != (want != "") {
+					t.Errorf("call %d thoughtSignature = %s, want %q", i, got.Raw, want)
+				}
+			}
+		})
+	}
+}

@@ -27,7 +27,10 @@
 //     ("call_" and 24 hex digits), which is never sent to Gemini. A part's
 //     thoughtSignature (which Gemini 3 models require back with the call)
 //     rides in the id after "__thought__" and is restored when the call
-//     returns as history.
+//     returns as history. For Gemini 3 a model turn whose calls carry no
+//     signature (made by another provider, or stripped by the client)
+//     gets the value Google documents for that case,
+//     "skip_thought_signature_validator", rather than a 400.
 //
 // Answers: thought parts become reasoning_content; finishReason STOP →
 // stop (tool_calls when the answer calls functions), MAX_TOKENS → length,

@@ -45,6 +45,31 @@ func madeUp(id string) bool {
 	return true
 }
 
+// skipSignature is the thoughtSignature Google documents for a function
+// call Gemini 3 did not make, or whose signature is lost
+// (ai.google.dev/gemini-api/docs/thought-signatures): it passes the check
+// that otherwise fails the request with 400 "Function call is missing a
+// thought_signature".
+const skipSignature = "skip_thought_signature_validator"
+
+// strictSignatures reports whether model wants a thoughtSignature on the
+// first function call of each model turn: Gemini 3 and later. Calls from
+// another provider (a fallback, a conversation moved between models) or
+// from a client that dropped the "__thought__" suffix have none.
+func strictSignatures(model string) bool {
+	m := strings.ToLower(model)
+	m = m[strings.LastIndexByte(m, '/')+1:]
+	v, ok := strings.CutPrefix(m, "gemini-")
+	if !ok {
+		return false
+	}
+	major := 0
+	for i := 0; i < len(v) && v[i] >= '0' && v[i] <= '9' && major < 100; i++ {
+		major = major*10 + int(v[i]-'0')
+	}
+	return major >= 3
+}
+
 // translation is an OpenAI request turned into a generateContent request.
 type translation struct {
 	body generateRequest
@@ -73,9 +98,16 @@ func fromChat(ctx context.Context, req *providers.ChatRequest, model string, ima
 		case "assistant":
 			role = "model"
 			ps = textParts(m.Content)
+			signed := false // a call of this message carried a signature
 			for _, tc := range m.ToolCalls {
 				names[tc.ID] = tc.Function.Name
 				id, sig := splitCallID(tc.ID)
+				switch {
+				case sig != "":
+					signed = true
+				case !signed && strictSignatures(model):
+					sig = skipSignature
+				}
 				ps = append(ps, part{FunctionCall: &functionCall{ID: id, Name: tc.Function.Name, Args: tc.Function.ArgumentsJSON()}, ThoughtSignature: sig})
 			}
 		case "tool":
