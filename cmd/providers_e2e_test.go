@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +21,8 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	"github.com/tidwall/gjson"
+
+	"github.com/lumengw/lumen/tokens"
 )
 
 // The translating providers end to end: openai-go talks to a real `lumen
@@ -435,5 +440,101 @@ audit: {enabled: false}
 	r = rawForm(t, l, "/v1/audio/transcriptions", rich, map[string]string{"model": "ears"}, "file", wav)
 	if r.status != 200 || r.header.Get("x-lumen-cost-usd") != "0.025" {
 		t.Errorf("with $0.03 left: %d %s cost %s", r.status, r.text, r.header.Get("x-lumen-cost-usd"))
+	}
+}
+
+// A Gemini embeddings request goes up 100 inputs at a time. When a batch
+// fails after others went through, the client gets the error, but Google
+// bills the batches it embedded: the ledger row has their tokens
+// (Lumen's estimate, Gemini reports none) at the deployment's price. When
+// a retry then answers, the failed attempt's batches are in the cost on
+// top of the answer's own.
+func TestE2EGeminiEmbeddingsBillSpentBatches(t *testing.T) {
+	var mu sync.Mutex
+	flaked := false
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+		texts := gjson.GetBytes(body, "requests.#.content.parts.0.text").Array()
+		for _, tx := range texts {
+			switch tx.Str {
+			case "poison":
+				w.WriteHeader(http.StatusBadRequest)
+				fmt.Fprint(w, `{"error":{"code":400,"message":"Request contains an invalid argument.","status":"INVALID_ARGUMENT"}}`)
+				return
+			case "flaky":
+				mu.Lock()
+				first := !flaked
+				flaked = true
+				mu.Unlock()
+				if first {
+					w.WriteHeader(http.StatusServiceUnavailable)
+					fmt.Fprint(w, `{"error":{"code":503,"message":"The model is overloaded. Please try again later.","status":"UNAVAILABLE"}}`)
+					return
+				}
+			}
+		}
+		vals := make([]string, len(texts))
+		for i := range vals {
+			vals[i] = `{"values":[0.1,0.2,0.3]}`
+		}
+		fmt.Fprintf(w, `{"embeddings":[%s]}`, strings.Join(vals, ","))
+	}))
+	defer up.Close()
+	l, dir, _ := ledgerLumenConfig(t, `
+model_list:
+  - model_name: embed
+    litellm_params: {model: gemini/gemini-embedding-001, api_base: "`+up.URL+`", api_key: AIza-e2e}
+    model_info: {input_cost_per_token: 0.000001, output_cost_per_token: 0}
+router_settings: {num_retries: 1}
+ledger: {path: {{DIR}}/lumen.db}
+`)
+	inputs := func(bad string) ([]string, int, int) {
+		in := make([]string, 150)
+		first100, all := 0, 0
+		for i := range in {
+			in[i] = fmt.Sprintf("passage %d of the manual", i)
+			if i == 120 {
+				in[i] = bad
+			}
+			n := tokens.Count(in[i])
+			all += n
+			if i < 100 {
+				first100 += n
+			}
+		}
+		return in, first100, all
+	}
+	post := func(in []string) rawResponse {
+		b, _ := json.Marshal(map[string]any{"model": "embed", "input": in})
+		return rawPost(t, l, "/v1/embeddings", "", string(b))
+	}
+
+	poisoned, spent, _ := inputs("poison")
+	if r := post(poisoned); r.status != http.StatusBadRequest {
+		t.Fatalf("poisoned batch: %d %s", r.status, r.text)
+	}
+	flaky, first100, all := inputs("flaky")
+	r := post(flaky)
+	if r.status != http.StatusOK || len(gjson.Get(r.text, "data").Array()) != 150 {
+		t.Fatalf("flaky batch, retried: %d %s", r.status, r.text)
+	}
+	cost, _ := strconv.ParseFloat(r.header.Get("X-Lumen-Cost-Usd"), 64)
+	if want := float64(all+first100) * 0.000001; math.Abs(cost-want) > 1e-9 {
+		t.Errorf("retried request cost %g USD, want %g: the %d tokens of the failed attempt's first batch are not counted", cost, want, first100)
+	}
+
+	recs := records(t, l, dir) // newest first
+	if len(recs) != 2 {
+		t.Fatalf("%d ledger rows, want 2", len(recs))
+	}
+	failed := recs[1]
+	if failed.Status != http.StatusBadRequest || failed.Usage.PromptTokens != spent || math.Abs(failed.CostUSD-float64(spent)*0.000001) > 1e-9 {
+		t.Errorf("failed request recorded as status %d, %d prompt tokens, %g USD; want 400, %d (the first batch), %g",
+			failed.Status, failed.Usage.PromptTokens, failed.CostUSD, spent, float64(spent)*0.000001)
+	}
+	if ok := recs[0]; ok.Status != http.StatusOK || ok.Usage.PromptTokens != all || math.Abs(ok.CostUSD-float64(all+first100)*0.000001) > 1e-9 {
+		t.Errorf("retried request recorded as status %d, %d prompt tokens, %g USD; want 200, %d, %g",
+			ok.Status, ok.Usage.PromptTokens, ok.CostUSD, all, float64(all+first100)*0.000001)
 	}
 }

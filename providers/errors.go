@@ -75,6 +75,31 @@ func ParseRetryAfter(h http.Header) time.Duration {
 	return 0
 }
 
+// SpentError is a failure after the upstream had already done, and will
+// bill, part of the request: Gemini embeddings go up 100 inputs at a
+// time, and one batch may fail after others succeeded. The router adds
+// Usage to the cost of an attempt it gives up on for another
+// (router.Result.Abandoned); the server bills it when the error is the
+// answer. Err says what failed.
+type SpentError struct {
+	Err   error
+	Usage Usage
+}
+
+func (e *SpentError) Error() string { return e.Err.Error() }
+
+func (e *SpentError) Unwrap() error { return e.Err }
+
+// Spent returns the usage err says the upstream billed before it failed
+// (a SpentError in its chain); zero when none.
+func Spent(err error) Usage {
+	var se *SpentError
+	if errors.As(err, &se) {
+		return se.Usage
+	}
+	return Usage{}
+}
+
 // IsRetryable reports whether err, as returned by a Provider, may succeed on
 // another attempt.
 func IsRetryable(err error) bool {

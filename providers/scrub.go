@@ -81,12 +81,16 @@ func (p *scrubbed) DoStream(ctx context.Context, req *Request) (Stream, error) {
 }
 
 // scrub is err with the secrets replaced. An UpstreamError stays one (a
-// copy, its Message replaced); any error whose text holds a secret is
-// wrapped so that its text is replaced while errors.Is and errors.As still
-// see the original.
+// copy, its Message replaced), and so does a SpentError (its Err
+// scrubbed); any other error whose text holds a secret is wrapped so that
+// its text is replaced while errors.Is and errors.As still see the
+// original.
 func (p *scrubbed) scrub(err error) error {
 	if err == nil || !p.holds(err.Error()) {
 		return err
+	}
+	if se, ok := err.(*SpentError); ok {
+		return &SpentError{Err: p.scrub(se.Err), Usage: se.Usage}
 	}
 	if ue, ok := err.(*UpstreamError); ok {
 		c := *ue

@@ -47,6 +47,12 @@ func TestScrub(t *testing.T) {
 	if ue.Message == got.Message {
 		t.Error("the provider's own error was modified, not copied")
 	}
+	// A failure after part of the work was spent: the upstream error it
+	// wraps is scrubbed too (the server reads its Message), the usage kept.
+	_, err = Scrub(failing{&SpentError{Err: ue, Usage: Usage{PromptTokens: 600}}}, secrets).Do(context.Background(), &Request{})
+	if !errors.As(err, &got) || got.Message != "key [redacted]; header [redacted]" || Spent(err).PromptTokens != 600 {
+		t.Errorf("scrubbed spent error %#v: message %q, spent %+v", err, got.Message, Spent(err))
+	}
 	// Other errors keep their identity for errors.Is.
 	_, err = Scrub(failing{fmt.Errorf("dial https://x/?key=mysecretpassword123: %w", context.Canceled)}, secrets).DoStream(context.Background(), &Request{})
 	if err.Error() != "dial https://x/?key=[redacted]: context canceled" || !errors.Is(err, context.Canceled) {

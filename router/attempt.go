@@ -86,7 +86,18 @@ func (r *Router) tryGroup(ctx context.Context, g *Group, rs *reqState) (outcome,
 			next.health.release()
 			return o, err
 		}
+		rs.spend(failed, err)
 		d = next
+	}
+}
+
+// spend counts in Result.Abandoned what a failed attempt on d had spent
+// upstream (providers.Spent) when the router moves on from it to another
+// attempt. The failure that ends the request is not counted here: its
+// error carries the usage to the caller, which bills it.
+func (rs *reqState) spend(d *Deployment, err error) {
+	if u := providers.Spent(err); d != nil && u.Total() > 0 {
+		rs.res.Abandoned += pricing.Cost(u, d.Price)
 	}
 }
 
@@ -273,6 +284,7 @@ func (r *Router) hedged(ctx context.Context, gt *groupTry, d *Deployment, rs *re
 	}
 	pending := n - 1
 	for o.err != nil && pending > 0 {
+		rs.spend(o.d, o.err)
 		o.release()
 		o = <-results
 		pending--

@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 
@@ -213,5 +214,53 @@ model_list:
 	var ue *providers.UpstreamError
 	if !errors.As(err, &ue) || ue.Status != 400 || ue.Code != "context_length_exceeded" || small.Calls() != 0 {
 		t.Fatalf("err %v, calls %d", err, small.Calls())
+	}
+}
+
+// An attempt that fails after its upstream did part of the work (a
+// Gemini embeddings batch went through before the next failed) is billed
+// by the upstream: when a retry or a fallback follows, what it spent is
+// in Result.Abandoned at its deployment's price; the failure that ends
+// the request keeps it in its error, for the server to bill, and not in
+// Abandoned too.
+func TestSpentAttemptsAreCounted(t *testing.T) {
+	const cfg = `
+model_list:
+  - {model_name: main, params: {model: openai/main, api_base: "http://x"}, model_info: {input_cost_per_token: 0.000001, output_cost_per_token: 0}}
+  - {model_name: second, params: {model: openai/second, api_base: "http://x"}, model_info: {input_cost_per_token: 0.00001, output_cost_per_token: 0}}
+router_settings: {num_retries: 1, allowed_fails: 100, fallbacks: [{main: [second]}]}
+`
+	spent := func(n int) error {
+		return &providers.SpentError{Err: upstream(503, 0), Usage: providers.Usage{PromptTokens: n}}
+	}
+	// failsFirst fails its first k calls with spent(n), then answers.
+	failsFirst := func(k, n int) *fake {
+		return &fake{do: func(_ context.Context, call int, _ *providers.Request) (*providers.Response, error) {
+			if call <= k {
+				return nil, spent(n)
+			}
+			return &providers.Response{Body: []byte(`{}`)}, nil
+		}}
+	}
+	for _, tt := range []struct {
+		name          string
+		main, second  *fake
+		wantAbandoned float64
+		wantSpent     int // in the error that ends the request; 0: it succeeds
+	}{
+		{"retry answers", failsFirst(1, 1000), answers(`{}`), 1000 * 0.000001, 0},
+		{"fallback answers", failsFirst(2, 1000), answers(`{}`), 2 * 1000 * 0.000001, 0},
+		{"everything fails", failsFirst(2, 1000), failsFirst(2, 500), 2*1000*0.000001 + 500*0.00001, 500},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r, _ := newTestRouter(t, cfg, map[string]providers.Provider{"main": tt.main, "second": tt.second})
+			res, err := r.Do(context.Background(), chat("main", false, ""))
+			if (err != nil) != (tt.wantSpent > 0) || providers.Spent(err).PromptTokens != tt.wantSpent {
+				t.Fatalf("err = %v (spent %+v), want spent %d", err, providers.Spent(err), tt.wantSpent)
+			}
+			if res == nil || math.Abs(res.Abandoned-tt.wantAbandoned) > 1e-12 {
+				t.Fatalf("abandoned %+v, want %g USD", res, tt.wantAbandoned)
+			}
+		})
 	}
 }

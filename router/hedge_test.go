@@ -532,3 +532,43 @@ func TestQuantileAtLeast(t *testing.T) {
 		t.Fatalf("a quantile that is off kept %d observations", off.n)
 	}
 }
+
+// Hedged attempts that both fail after spending upstream: the one the
+// round passes over for the other is counted in Result.Abandoned, the
+// last one's spend stays in the error the request ends with.
+func TestHedgedSpentAttemptsAreCounted(t *testing.T) {
+	const cfg = `
+model_list:
+  - {model_name: g, params: {model: openai/slow, api_base: "http://a"}, model_info: {input_cost_per_token: 0.000001, output_cost_per_token: 0}}
+  - {model_name: g, params: {model: openai/fast, api_base: "http://b"}, model_info: {input_cost_per_token: 0.000001, output_cost_per_token: 0}}
+router_settings: {routing_strategy: simple-shuffle, num_retries: 0, hedge_after: 0.02}
+`
+	spent := &providers.SpentError{Err: upstream(503, 0), Usage: providers.Usage{PromptTokens: 1000}}
+	hedging := make(chan struct{})
+	// Each fails only once the other has started: after the hedge.
+	fail := func() *fake {
+		return &fake{do: func(context.Context, int, *providers.Request) (*providers.Response, error) {
+			select {
+			case hedging <- struct{}{}:
+			case <-hedging:
+			}
+			return nil, spent
+		}}
+	}
+	r, _ := newTestRouter(t, cfg, map[string]providers.Provider{"slow": fail(), "fast": fail()})
+	var res *Result
+	var err error
+	done := make(chan struct{})
+	go func() { res, err = r.Do(context.Background(), chat("g", false, "")); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(hangGuard):
+		t.Fatal("no hedge started")
+	}
+	if providers.Spent(err).PromptTokens != 1000 || res == nil || res.Attempts != 2 {
+		t.Fatalf("res %+v err %v, want both attempts failed with spend", res, err)
+	}
+	if want := 1000 * 0.000001; math.Abs(res.Abandoned-want) > 1e-12 {
+		t.Fatalf("abandoned %g USD, want %g: the attempt passed over spent 1,000 tokens", res.Abandoned, want)
+	}
+}

@@ -378,11 +378,14 @@ type Result struct {
 	// Attempts counts upstream calls made before the answer began, failed
 	// and hedged ones included.
 	Attempts int
-	// Abandoned is the estimated USD of attempts cancelled because a hedge
-	// won the race: each one's prompt (Lumen's estimate) at its own
-	// deployment's input price. The upstream saw the prompt and may bill
-	// it, so budgets and the ledger count it; the answer's own usage does
-	// not include it.
+	// Abandoned is the estimated USD of attempts given up on that the
+	// upstream may bill: each attempt cancelled because a hedge won the
+	// race, its prompt (Lumen's estimate) at its own deployment's input
+	// price; and each failed attempt followed by another, what it had
+	// spent (providers.SpentError, a Gemini embeddings batch that went
+	// through before another failed) at that deployment's price. Budgets
+	// and the ledger count it; the answer's own usage does not include
+	// it.
 	Abandoned float64
 	// Group is the model group that answered; it differs from Call.Group
 	// after a fallback.
@@ -484,6 +487,7 @@ func (r *Router) Do(ctx context.Context, call *Call) (*Result, error) {
 		}
 		r.log.Warn().Str("request_id", call.RequestID).Str("model_group", g.Name).Str("fallback", next.Name).
 			Str("reason", kind.String()).Str("error", redact(err.Error())).Msg("falling back to another model group")
+		rs.spend(o.d, err)
 		g = next
 	}
 }

@@ -83,6 +83,16 @@ func (x *exchange) fail(ae *apiError) {
 	x.status = ae.Status
 }
 
+// spent takes as the exchange's usage what the upstream call that failed
+// it had already spent (providers.SpentError): the client gets the error,
+// but the upstream bills that part, so the budgets and the ledger count
+// it (priced in finish, like any answer's usage).
+func (x *exchange) spent(err error) {
+	if u := providers.Spent(err); u.Total() > 0 && x.usage.Total() == 0 {
+		x.usage = u
+	}
+}
+
 // proxy serves the OpenAI endpoints that reach an upstream.
 func (s *Server) proxy(op providers.Op) http.Handler {
 	return s.handle(op, s.serveProxy, func(w http.ResponseWriter, x *exchange, err error) *apiError {
@@ -113,6 +123,7 @@ func (s *Server) handle(op providers.Op, serve func(http.ResponseWriter, *http.R
 			r = r.WithContext(ctx) // the router's upstream calls carry the trace
 		}
 		if err := s.serveRecovered(w, r, x, serve); err != nil {
+			x.spent(err)
 			x.fail(writeErr(w, x, err))
 			if x.err.Type == typeShuttingDown {
 				// Run closes the connection soon, perhaps before this

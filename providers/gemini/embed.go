@@ -19,9 +19,12 @@ import (
 // Embeddings: an OpenAI /v1/embeddings request becomes batchEmbedContents
 // calls (https://ai.google.dev/api/embeddings), one per 100 inputs (the
 // most one call takes), each input a request with its text as the content
-// and dimensions as outputDimensionality. Gemini reports no token counts for embeddings, so
-// the usage is Lumen's estimate (tokens.Count). Token-array inputs are
-// refused: Gemini embeds text only.
+// and dimensions as outputDimensionality. Gemini reports no token counts
+// for embeddings, so the usage is Lumen's estimate (tokens.Count). A batch
+// that fails after others succeeded fails the request with a
+// providers.SpentError holding the estimate for the batches embedded,
+// which Google bills. Token-array inputs are refused: Gemini embeds text
+// only.
 
 // embeddingRequest is the OpenAI embeddings request.
 type embeddingRequest struct {
@@ -88,11 +91,13 @@ func (c *Client) embed(ctx context.Context, req *providers.Request) (*providers.
 		model = c.model
 	}
 	reqs := make([]embedContentRequest, len(inputs))
+	counts := make([]int, len(inputs))
 	prompt := 0
 	for i, in := range inputs {
 		reqs[i] = embedContentRequest{Model: "models/" + model,
 			Content: content{Parts: []part{{Text: in}}}, OutputDimensionality: er.Dimensions}
-		prompt += tokens.Count(in)
+		counts[i] = tokens.Count(in)
+		prompt += counts[i]
 	}
 	if c.timeout > 0 {
 		var cancel context.CancelFunc
@@ -100,12 +105,21 @@ func (c *Client) embed(ctx context.Context, req *providers.Request) (*providers.
 		defer cancel()
 	}
 	// One call per maxEmbedBatch inputs, in order: OpenAI takes 2,048
-	// inputs in a request, batchEmbedContents 100.
+	// inputs in a request, batchEmbedContents 100. A batch that fails
+	// fails the request, but Google bills the batches it embedded before:
+	// the error says how many tokens those were.
 	vectors := make([][]float32, 0, len(inputs))
 	for start := 0; start < len(reqs); start += maxEmbedBatch {
-		batch := reqs[start:min(start+maxEmbedBatch, len(reqs))]
-		got, err := c.batchEmbed(ctx, model, batch)
+		end := min(start+maxEmbedBatch, len(reqs))
+		got, err := c.batchEmbed(ctx, model, reqs[start:end])
 		if err != nil {
+			if start > 0 {
+				done := 0
+				for _, n := range counts[:start] {
+					done += n
+				}
+				err = &providers.SpentError{Err: err, Usage: providers.Usage{PromptTokens: done}}
+			}
 			return nil, err
 		}
 		vectors = append(vectors, got...)

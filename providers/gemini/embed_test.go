@@ -18,6 +18,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/lumengw/lumen/providers"
+	"github.com/lumengw/lumen/tokens"
 )
 
 // fakeEmbedder answers batchEmbedContents as
@@ -150,5 +151,47 @@ func TestEmbeddingsOverOneBatch(t *testing.T) {
 		if d.Index != int64(i) || len(d.Embedding) != 3 || d.Embedding[0] != float64(i) {
 			t.Fatalf("data[%d] = index %d, embedding %v", i, d.Index, d.Embedding)
 		}
+	}
+}
+
+// A batch that fails after others were embedded fails the request, but
+// Google bills the batches it embedded: the error carries their tokens
+// (Lumen's estimate, as for a whole answer), and stays the upstream's
+// 429 for the router and the client. A first batch that fails spent
+// nothing.
+func TestEmbeddingsBatchFailsAfterOthers(t *testing.T) {
+	var sent []byte
+	c := newTestClient(t, fakeEmbedder(t, &sent).URL)
+	for _, tt := range []struct {
+		name      string
+		failAt    int // the input that makes its batch fail
+		wantSpent int // inputs billed
+	}{
+		{"third batch", 200, 200},
+		{"second batch", 100, 100},
+		{"first batch", 0, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			inputs := make([]string, 250)
+			want := 0
+			for i := range inputs {
+				inputs[i] = "passage " + strconv.Itoa(i) + " of the manual"
+				if i == tt.failAt {
+					inputs[i] = "fail"
+				}
+				if i < tt.wantSpent {
+					want += tokens.Count(inputs[i])
+				}
+			}
+			body, _ := json.Marshal(map[string]any{"model": "e", "input": inputs})
+			_, err := c.Do(context.Background(), &providers.Request{Op: providers.OpEmbedding, Model: "gemini-embedding-001", Body: body})
+			var ue *providers.UpstreamError
+			if !errors.As(err, &ue) || ue.Status != http.StatusTooManyRequests || !ue.Retryable {
+				t.Fatalf("err = %v, want the upstream's 429", err)
+			}
+			if got := providers.Spent(err); got != (providers.Usage{PromptTokens: want}) {
+				t.Errorf("spent %+v, want %d prompt tokens", got, want)
+			}
+		})
 	}
 }
