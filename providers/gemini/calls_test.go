@@ -207,3 +207,65 @@ func TestMissingThoughtSignature(t *testing.T) {
 		})
 	}
 }
+
+// TestFinishReasons maps every FinishReason of the API reference
+// (ai.google.dev/api/generate-content#FinishReason) onto OpenAI's, in an
+// answer and in a stream: a candidate stopped by a filter, text or image
+// (the image models answer chat too), is content_filter.
+func TestFinishReasons(t *testing.T) {
+	want := map[string]string{
+		"STOP": "stop", "FINISH_REASON_UNSPECIFIED": "stop", "MAX_TOKENS": "length",
+		"SAFETY": "content_filter", "RECITATION": "content_filter", "BLOCKLIST": "content_filter",
+		"PROHIBITED_CONTENT": "content_filter", "SPII": "content_filter", "IMAGE_SAFETY": "content_filter",
+		"IMAGE_PROHIBITED_CONTENT": "content_filter", "IMAGE_RECITATION": "content_filter",
+		"LANGUAGE": "stop", "OTHER": "stop", "MALFORMED_FUNCTION_CALL": "stop", "IMAGE_OTHER": "stop", "NO_IMAGE": "stop",
+	}
+	// The fake answers with the finishReason the prompt names.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		reason := gjson.GetBytes(body, "contents.0.parts.0.text").Str
+		answer := `{"candidates":[{"content":{"role":"model","parts":[{"text":"A picture of"}]},"finishReason":"` + reason + `","index":0}],` +
+			`"usageMetadata":{"promptTokenCount":12,"candidatesTokenCount":3,"totalTokenCount":15},"modelVersion":"gemini-2.5-flash-image","responseId":"f1"}`
+		if strings.HasSuffix(r.URL.Path, ":streamGenerateContent") {
+			w.Header().Set("Content-Type", "text/event-stream")
+			fmt.Fprintf(w, "data: %s\r\n\r\n", answer)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+		io.WriteString(w, answer)
+	}))
+	defer srv.Close()
+	c := newTestClient(t, srv.URL)
+	for r, finish := range want {
+		req := &providers.Request{Op: providers.OpChat, Model: "gemini-2.5-flash-image", Body: []byte(`{"messages":[{"role":"user","content":"` + r + `"}]}`)}
+		resp, err := c.Do(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := gjson.GetBytes(resp.Body, "choices.0.finish_reason").Str; got != finish {
+			t.Errorf("%s: finish_reason %q, want %q", r, got, finish)
+		}
+		req.Stream = true
+		st, err := c.DoStream(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ""
+		for {
+			data, err := st.Recv()
+			if err != nil {
+				if err != io.EOF {
+					t.Errorf("%s: stream: %v", r, err)
+				}
+				break
+			}
+			if f := gjson.GetBytes(data, "choices.0.finish_reason"); f.Type == gjson.String {
+				got = f.Str
+			}
+		}
+		st.Close()
+		if got != finish {
+			t.Errorf("%s: streamed finish_reason %q, want %q", r, got, finish)
+		}
+	}
+}

@@ -34,8 +34,10 @@
 //
 // Answers: thought parts become reasoning_content; finishReason STOP →
 // stop (tool_calls when the answer calls functions), MAX_TOKENS → length,
-// SAFETY, RECITATION, BLOCKLIST, PROHIBITED_CONTENT, SPII, IMAGE_SAFETY →
-// content_filter, as does a prompt blocked by promptFeedback. Usage:
+// SAFETY, RECITATION, BLOCKLIST, PROHIBITED_CONTENT, SPII, IMAGE_SAFETY,
+// IMAGE_PROHIBITED_CONTENT, IMAGE_RECITATION → content_filter, as does a
+// prompt blocked by promptFeedback; the others (OTHER, LANGUAGE,
+// MALFORMED_FUNCTION_CALL…) → stop. Usage:
 // promptTokenCount (which includes cachedContentTokenCount) plus
 // toolUsePromptTokenCount is the prompt; candidatesTokenCount plus
 // thoughtsTokenCount the completion, thoughtsTokenCount its

@@ -259,13 +259,14 @@ func finishReason(reason string, calls bool) string {
 	switch reason {
 	case "MAX_TOKENS":
 		return providers.FinishLength
-	case "SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY":
+	case "SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII",
+		"IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION":
 		return providers.FinishContentFilter
 	}
 	if calls {
 		return providers.FinishToolCalls
 	}
-	return providers.FinishStop // STOP, and OTHER, LANGUAGE, MALFORMED_FUNCTION_CALL…
+	return providers.FinishStop // STOP, and OTHER, LANGUAGE, MALFORMED_FUNCTION_CALL, IMAGE_OTHER, NO_IMAGE…
 }
 
 // normalize converts usageMetadata to Lumen's usage: promptTokenCount
