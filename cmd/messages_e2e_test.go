@@ -367,6 +367,41 @@ router_settings:`, 1)
 	}
 }
 
+// An image URL at an address that is not public is refused before Lumen
+// connects to it, in whatever form the address comes: the shared
+// (carrier-grade NAT) block where Alibaba Cloud keeps its metadata
+// service, or the NAT64 form of 169.254.169.254 that a NAT64 gateway
+// would turn into the cloud metadata service.
+func TestE2EImageFetchRefusesNonPublicAddresses(t *testing.T) {
+	var geminiHits atomic.Int64
+	gem := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		geminiHits.Add(1)
+		w.WriteHeader(500)
+	}))
+	t.Cleanup(gem.Close)
+	l := startLumen(t, `
+model_list:
+  - model_name: gem
+    litellm_params: {model: gemini/gemini-2.5-flash, api_base: "`+gem.URL+`", api_key: gemini-test-key}
+router_settings:
+  num_retries: 0
+`, nil)
+	for _, u := range []string{
+		"http://100.100.100.200/latest/meta-data/",
+		"http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",
+	} {
+		r := rawPost(t, l, "/v1/chat/completions", "", `{"model":"gem","messages":[{"role":"user","content":[{"type":"text","text":"what is this"},{"type":"image_url","image_url":{"url":"`+u+`"}}]}]}`)
+		e := gjson.Get(r.text, "error")
+		if r.status != 400 || e.Get("type").Str != "invalid_request_error" || e.Get("param").Str != "messages[0].content[1].image_url.url" ||
+			!strings.Contains(e.Get("message").Str, "is not a public address") {
+			t.Errorf("%s: %d %s", u, r.status, r.text)
+		}
+	}
+	if n := geminiHits.Load(); n != 0 {
+		t.Fatalf("refused requests reached the upstream %d times", n)
+	}
+}
+
 // What Claude Code 2.1 sends (providers/anthropic/testdata/inbound/
 // claude_code_2026.json, trimmed from a captured request): a system turn
 // inside messages, adaptive thinking, effort, context management, a

@@ -807,9 +807,13 @@ func (b *ChunkBuilder) Usage(u Usage) []byte {
 // providers that only take inline bytes (Gemini, Bedrock). It is safe for
 // concurrent use.
 type ImageFetcher struct {
-	// Client does the download; nil means a client that refuses loopback,
-	// private, link-local and other non-public addresses, so that a request
-	// cannot make Lumen read its own network (cloud metadata, admin ports).
+	// Client does the download; nil means a client that refuses to connect
+	// to an address that is not public (loopback, private, CGNAT,
+	// link-local, an IPv6 form of one of those: see publicAddr), so that a
+	// request cannot make Lumen read its own network (cloud metadata, admin
+	// ports). It checks the address it is about to connect to, after DNS
+	// and on every redirect: a name resolving to 127.0.0.1, or a public
+	// server redirecting there, is refused as well.
 	Client *http.Client
 	// MaxBytes bounds one image; zero means 20 MiB.
 	MaxBytes int64
@@ -827,8 +831,8 @@ var publicOnlyClient = &http.Client{
 			if err != nil {
 				return fmt.Errorf("checking image address %q: %w", address, err)
 			}
-			if a := ap.Addr().Unmap(); !a.IsGlobalUnicast() || a.IsPrivate() {
-				return fmt.Errorf("image host %s is not a public address", a)
+			if a := ap.Addr(); !publicAddr(a) {
+				return fmt.Errorf("image host %s is not a public address", a.Unmap())
 			}
 			return nil
 		}}).DialContext,
