@@ -817,7 +817,22 @@ type ImageFetcher struct {
 	Client *http.Client
 	// MaxBytes bounds one image; zero means 20 MiB.
 	MaxBytes int64
+	// MaxTotalBytes bounds the images one Batch fetches together, those
+	// of one request, so that a request listing many large images cannot
+	// hold them all in memory; zero means 32 MiB. Data URLs do not count:
+	// they are in the request body, which general_settings.
+	// max_request_size_mb bounds.
+	MaxTotalBytes int64
 }
+
+// Default bounds of an ImageFetcher.
+const (
+	defaultMaxImageBytes      = 20 << 20
+	defaultMaxImageTotalBytes = 32 << 20
+)
+
+// errImageTooLarge is fetch's error for an image over its limit.
+var errImageTooLarge = errors.New("image too large")
 
 // DefaultImageFetcher is the fetcher providers use unless told otherwise.
 var DefaultImageFetcher = &ImageFetcher{}
@@ -849,11 +864,35 @@ type Image struct {
 	Base64    string
 }
 
+// ImageBatch loads the images of one request: together, those it fetches
+// may come to MaxTotalBytes. Make one with ImageFetcher.Batch per request
+// translated; it is not safe for concurrent use.
+type ImageBatch struct {
+	f    *ImageFetcher
+	left int64 // bytes the batch may still fetch
+}
+
+// Batch returns an ImageBatch for the images of one request. A nil f is
+// DefaultImageFetcher.
+func (f *ImageFetcher) Batch() *ImageBatch {
+	if f == nil {
+		f = DefaultImageFetcher
+	}
+	return &ImageBatch{f: f, left: f.totalBytes()}
+}
+
+// Load returns one image, as ImageBatch.Load does in a batch of its own.
+func (f *ImageFetcher) Load(ctx context.Context, param, rawURL string) (Image, error) {
+	return f.Batch().Load(ctx, param, rawURL)
+}
+
 // Load returns the image an image_url part points at: a base64 data URL
 // is split without decoding; an http(s) URL is downloaded (within ctx).
 // param names the part in errors, which are *InvalidRequestError: the URL
-// is the caller's, so a failure is the caller's to fix.
-func (f *ImageFetcher) Load(ctx context.Context, param, rawURL string) (Image, error) {
+// is the caller's, so a failure is the caller's to fix. An image that
+// would take the batch past its total is such an error, found having read
+// no more than the bytes left.
+func (b *ImageBatch) Load(ctx context.Context, param, rawURL string) (Image, error) {
 	if mt, data, ok := ParseDataURL(rawURL); ok {
 		if !strings.HasPrefix(mt, "image/") {
 			return Image{}, Invalid(param, "the data URL holds %q, not an image", mt)
@@ -863,24 +902,46 @@ func (f *ImageFetcher) Load(ctx context.Context, param, rawURL string) (Image, e
 	if !strings.HasPrefix(rawURL, "http://") && !strings.HasPrefix(rawURL, "https://") {
 		return Image{}, Invalid(param, "an image URL must be http(s) or a base64 data URL")
 	}
-	mt, data, err := f.fetch(ctx, rawURL)
-	if err != nil {
-		if ctx.Err() != nil {
-			return Image{}, fmt.Errorf("fetching image: %w", ctx.Err())
-		}
+	limit := b.f.MaxBytes
+	if limit <= 0 {
+		limit = defaultMaxImageBytes
+	}
+	total := limit > b.left
+	if total {
+		limit = b.left
+	}
+	mt, data, err := b.f.fetch(ctx, rawURL, limit)
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		return Image{}, fmt.Errorf("fetching image: %w", ctx.Err())
+	case errors.Is(err, errImageTooLarge) && total:
+		return Image{}, &InvalidRequestError{Param: param, Err: err, Message: fmt.Sprintf(
+			"cannot fetch the image at %s: the http(s) images of this request come to more than %d bytes (%d MiB), the most Lumen fetches for one request; send fewer or smaller images",
+			rawURL, b.f.totalBytes(), b.f.totalBytes()>>20)}
+	case errors.Is(err, errImageTooLarge):
+		return Image{}, &InvalidRequestError{Param: param, Err: err, Message: fmt.Sprintf(
+			"cannot fetch the image at %s: the image is larger than %d bytes; send it as a base64 data URL instead", rawURL, limit)}
+	default:
 		return Image{}, &InvalidRequestError{Param: param, Message: fmt.Sprintf("cannot fetch the image at %s: %v; send it as a base64 data URL instead", rawURL, err), Err: err}
 	}
+	b.left -= int64(len(data))
 	return Image{MediaType: mt, Base64: base64.StdEncoding.EncodeToString(data)}, nil
 }
 
-func (f *ImageFetcher) fetch(ctx context.Context, rawURL string) (string, []byte, error) {
+func (f *ImageFetcher) totalBytes() int64 {
+	if f.MaxTotalBytes <= 0 {
+		return defaultMaxImageTotalBytes
+	}
+	return f.MaxTotalBytes
+}
+
+// fetch downloads rawURL, an image of at most limit bytes: it reads no
+// more than limit+1 bytes, and none when the server announces more.
+func (f *ImageFetcher) fetch(ctx context.Context, rawURL string, limit int64) (string, []byte, error) {
 	client := f.Client
 	if client == nil {
 		client = publicOnlyClient
-	}
-	limit := f.MaxBytes
-	if limit <= 0 {
-		limit = 20 << 20
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
@@ -899,12 +960,15 @@ func (f *ImageFetcher) fetch(ctx context.Context, rawURL string) (string, []byte
 	if resp.StatusCode != http.StatusOK {
 		return "", nil, fmt.Errorf("the server answered %s", resp.Status)
 	}
+	if resp.ContentLength > limit {
+		return "", nil, errImageTooLarge
+	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
 		return "", nil, fmt.Errorf("reading: %w", err)
 	}
 	if int64(len(data)) > limit {
-		return "", nil, fmt.Errorf("the image is larger than %d bytes", limit)
+		return "", nil, errImageTooLarge
 	}
 	mt := mediaType(resp.Header.Get("Content-Type"))
 	if !strings.HasPrefix(mt, "image/") {

@@ -153,6 +153,7 @@ func TestImageFetcher(t *testing.T) {
 		{"not found", loopback, srv.URL + "/nope", "", "404 Not Found"},
 		{"html", loopback, srv.URL + "/page", "", `"text/html", not an image`},
 		{"too large", &ImageFetcher{Client: srv.Client(), MaxBytes: 8}, srv.URL + "/cat.png", "", "larger than 8 bytes"},
+		{"over the total", &ImageFetcher{Client: srv.Client(), MaxTotalBytes: 8}, srv.URL + "/cat.png", "", "come to more than 8 bytes"},
 		{"scheme", loopback, "ftp://x/a.png", "", "must be http(s)"},
 		{"default refuses loopback", &ImageFetcher{}, srv.URL + "/cat.png", "", "not a public address"},
 	}

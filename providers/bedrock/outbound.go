@@ -30,10 +30,12 @@ func text(s string) contentBlock { return contentBlock{Text: &s} }
 var defaultCache = &cachePoint{Type: "default"}
 
 // fromChat translates an OpenAI chat request for model (a Bedrock model id,
-// inference profile or ARN); http(s) images are fetched with images, within ctx.
+// inference profile or ARN); http(s) images are fetched with images, within ctx,
+// at most the fetcher's MaxTotalBytes in all.
 func fromChat(ctx context.Context, req *providers.ChatRequest, model string, images *providers.ImageFetcher) (*translation, error) {
 	tr := &translation{}
 	out := &tr.body
+	batch := images.Batch()
 	historyTools := false
 	docNames := map[string]bool{} // Converse wants document names unique in the request
 	for i, m := range req.Messages {
@@ -54,7 +56,7 @@ func fromChat(ctx context.Context, req *providers.ChatRequest, model string, ima
 			continue
 		case "user":
 			var err error
-			if bs, err = userBlocks(ctx, m.Content, at, images, docNames); err != nil {
+			if bs, err = userBlocks(ctx, m.Content, at, batch, docNames); err != nil {
 				return nil, err
 			}
 		case "assistant":
@@ -248,7 +250,7 @@ func textBlocks(c providers.Content) []contentBlock {
 	return out
 }
 
-func userBlocks(ctx context.Context, c providers.Content, at string, images *providers.ImageFetcher, docNames map[string]bool) ([]contentBlock, error) {
+func userBlocks(ctx context.Context, c providers.Content, at string, images *providers.ImageBatch, docNames map[string]bool) ([]contentBlock, error) {
 	if c.Parts == nil {
 		return textBlocks(c), nil
 	}

@@ -76,10 +76,12 @@ type translation struct {
 }
 
 // fromChat translates an OpenAI chat request for model. http(s) images are
-// fetched with images, within ctx.
+// fetched with images, within ctx, at most the fetcher's MaxTotalBytes in
+// all.
 func fromChat(ctx context.Context, req *providers.ChatRequest, model string, images *providers.ImageFetcher) (*translation, error) {
 	tr := &translation{}
 	out := &tr.body
+	batch := images.Batch()
 	var system []part
 	names := map[string]string{} // tool call id → function name
 	for i, m := range req.Messages {
@@ -92,7 +94,7 @@ func fromChat(ctx context.Context, req *providers.ChatRequest, model string, ima
 			continue
 		case "user":
 			var err error
-			if ps, err = userParts(ctx, m.Content, at, images); err != nil {
+			if ps, err = userParts(ctx, m.Content, at, batch); err != nil {
 				return nil, err
 			}
 		case "assistant":
@@ -213,7 +215,7 @@ func textParts(c providers.Content) []part {
 // userParts translates a user message's content: text, inline images and
 // files (a PDF or another document Gemini reads, inline). Any other part
 // is refused, not dropped.
-func userParts(ctx context.Context, c providers.Content, at string, images *providers.ImageFetcher) ([]part, error) {
+func userParts(ctx context.Context, c providers.Content, at string, images *providers.ImageBatch) ([]part, error) {
 	if c.Parts == nil {
 		return textParts(c), nil
 	}

@@ -76,6 +76,7 @@ func Run(t *testing.T, caps Caps, newProvider Factory) {
 		{"system prompt and parameters", s.systemPrompt},
 		{"consecutive same-role messages merged", s.merged},
 		{"images", s.imageParts},
+		{"images over a request's total", s.imagesTotal},
 		{"tools with a tool-result round trip", s.toolRoundTrip},
 		{"parallel tool calls", s.parallelToolCalls},
 		{"stream", s.stream},
@@ -286,6 +287,36 @@ func (s *suite) imageParts(t *testing.T) {
 	sameMsgs(t, last(t, f).Messages, []Msg{{Role: "user", Parts: []Part{
 		{Text: "What is this?"}, {Image: &Image{MediaType: "image/png", Data: PNG}}, {Image: remote},
 	}}})
+}
+
+// imagesTotal: the images a provider fetches for one request are bounded
+// together (ImageFetcher.MaxTotalBytes); the image that would pass the
+// bound is a 400 naming it, and nothing reaches the upstream. Data URLs
+// do not count.
+func (s *suite) imagesTotal(t *testing.T) {
+	if s.caps.ImageURL {
+		t.Skip("the upstream fetches images itself")
+	}
+	f, p := s.setup(t)
+	f.SetReply(Reply{Text: "Cats.", Finish: providers.FinishStop})
+	f.Images.MaxTotalBytes = int64(2 * len(JPEG))
+	data := fmt.Sprintf(`{"type":"image_url","image_url":{"url":"data:image/png;base64,%s"}}`, base64.StdEncoding.EncodeToString(PNG))
+	remote := fmt.Sprintf(`{"type":"image_url","image_url":{"url":%q}}`, s.images.URL+"/cat.jpg")
+	body := func(parts ...string) string {
+		return `{"model":"alias","messages":[{"role":"user","content":[` + strings.Join(parts, ",") + `]}]}`
+	}
+	do(t, p, body(data, remote, data, remote)) // exactly the total
+	if n := f.Count(); n != 1 {
+		t.Fatalf("two images within the total: %d requests reached the upstream, want 1", n)
+	}
+	_, err := p.Do(context.Background(), request(body(data, remote, remote, remote), false))
+	var ie *providers.InvalidRequestError
+	if !errors.As(err, &ie) || ie.Param != "messages[0].content[3].image_url.url" || !strings.Contains(ie.Message, fmt.Sprintf("more than %d bytes", 2*len(JPEG))) {
+		t.Fatalf("err = %v, want *providers.InvalidRequestError for messages[0].content[3].image_url.url over %d bytes", err, 2*len(JPEG))
+	}
+	if n := f.Count(); n != 1 {
+		t.Errorf("a request over the images' total reached the upstream")
+	}
 }
 
 const weatherTool = `{"type":"function","function":{"name":"get_weather","description":"Current weather in a city",
