@@ -336,6 +336,13 @@ type Server struct {
 	// serving with /health/readiness at 503, so a load balancer stops
 	// sending it requests before it stops accepting them (default 0).
 	DrainDelay Duration `yaml:"drain_delay"`
+	// ReadTimeout bounds how long a client may take to send a request,
+	// headers and body (default 60s; 0 means no bound but the headers'
+	// 30s): a client that trickles its body is answered 408 and
+	// disconnected instead of holding a connection and its buffer
+	// forever. Once the body is in, it no longer applies: answers and
+	// streams may take as long as they take.
+	ReadTimeout Duration `yaml:"read_timeout"`
 }
 
 // Log configures logging.

@@ -34,6 +34,7 @@ func TestBadConfigs(t *testing.T) {
 		{"bad_types.bad.yaml", []string{
 			`model_list[0].litellm_params.timeout: invalid duration "soon": use seconds (60) or a duration ("90s")`,
 			"model_list[0].litellm_params.rpm: cannot unmarshal !!str `lots` into int",
+			`server.read_timeout: invalid duration "-5s": use seconds (60) or a duration ("90s")`,
 			`router_settings.routing_strategy: unknown strategy "fastest"; use one of simple-shuffle, least-busy, latency-based-routing, usage-based-routing, cost-based-routing`,
 			`router_settings.fallbacks[0].m[0]: unknown model group "nope"`,
 			`server.port: must be between 0 (any free port) and 65535, got 70000`,

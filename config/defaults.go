@@ -9,7 +9,7 @@ import (
 // Default returns the configuration used where the file says nothing.
 func Default() *Config {
 	return &Config{
-		Server: Server{Host: "127.0.0.1", Port: 4000, GracePeriod: Duration(30 * time.Second)},
+		Server: Server{Host: "127.0.0.1", Port: 4000, GracePeriod: Duration(30 * time.Second), ReadTimeout: Duration(time.Minute)},
 		Log:    Log{Level: "info", Format: "json"},
 		Ledger: Ledger{Path: "./lumen.db", QueueSize: 10000, BudgetTimezone: "UTC"},
 		GeneralSettings: GeneralSettings{

@@ -250,8 +250,13 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	hs := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		BaseContext:       func(net.Listener) context.Context { return base },
+		// The whole request, body included. net/http lifts the deadline
+		// once the handler has read the body to its end, so that it
+		// bounds neither the upstream call nor a stream; WriteTimeout,
+		// which would, stays unset.
+		ReadTimeout: s.cfg.Server.ReadTimeout.D(),
+		IdleTimeout: 2 * time.Minute,
+		BaseContext: func(net.Listener) context.Context { return base },
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net"
@@ -276,4 +277,58 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return out.String()
+}
+
+// A client that sends its headers and part of its body, then stalls, is
+// answered 408 request_timeout and disconnected once server.read_timeout
+// is over, while a stream that lasts longer than read_timeout, its body
+// sent whole, runs to its end: the bound is on reading the request only.
+func TestReadTimeout(t *testing.T) {
+	_, url, _ := runServer(t, `
+model_list: [{model_name: m, params: {model: mock/m, mock_response: "one two three four five six", mock_chunk_interval: 100ms}}]
+server: {read_timeout: 200ms}
+`, Options{Logger: zerolog.Nop()}, nil)
+
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Not a timing assertion: without a read timeout the server would
+	// wait for the rest of the body forever, and so would this test.
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"+`{"model":"m",`); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("no answer to a stalled body: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout || gjson.GetBytes(body, "error.code").Str != "request_timeout" {
+		t.Fatalf("stalled body: %d %s", resp.StatusCode, body)
+	}
+	if n, err := br.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("after the 408 the connection must close: read %d, %v", n, err)
+	}
+
+	resp, err = http.Post(url+"/v1/chat/completions", "application/json",
+		strings.NewReader(`{"model":"m","stream":true,"messages":[{"role":"user","content":"x"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("stream: %d %v\n%s", resp.StatusCode, err, raw)
+	}
+	var text strings.Builder
+	for line := range strings.Lines(string(raw)) {
+		text.WriteString(gjson.Get(strings.TrimPrefix(line, "data: "), "choices.0.delta.content").Str)
+	}
+	if !strings.Contains(string(raw), "data: [DONE]") || strings.Join(strings.Fields(text.String()), " ") != "one two three four five six" {
+		t.Fatalf("the stream did not run to its end:\n%s", raw)
+	}
 }
