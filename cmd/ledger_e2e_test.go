@@ -805,6 +805,19 @@ func TestE2EAutoHonoursKeyModelsAndMetricsListen(t *testing.T) {
 	if !bytes.Contains(b, []byte(`lumen_requests_total{deployment="cheap/0",model_group="auto:best"`)) {
 		t.Fatalf("metrics.listen:\n%s", b)
 	}
+	// Through a name pointed at 127.0.0.1 (DNS rebinding), a web page could
+	// read them: a loopback metrics listener answers loopback names only.
+	req, _ := http.NewRequest(http.MethodGet, "http://"+metricsAddr+"/metrics", nil)
+	req.Host = "rebound.example:" + strings.TrimPrefix(metricsAddr, "127.0.0.1:")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || gjson.GetBytes(b, "error.code").Str != "host_not_allowed" {
+		t.Fatalf("metrics.listen through a rebound name: %d %s", resp.StatusCode, b)
+	}
 	if r := rawPost(t, l, "/metrics", "", ""); r.status != 404 && r.status != 405 {
 		t.Fatalf("/metrics still on the API port: %d", r.status)
 	}

@@ -170,7 +170,7 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 	}
 	st.run(ctx)
 	if cfg.Metrics.Listen != "" && st.metrics != nil {
-		stopMetrics, err := serveMetrics(cfg.Metrics.Listen, srv.MetricsHandler(), log)
+		stopMetrics, err := serveMetrics(cfg.Metrics.Listen, srv.MetricsHandler, log)
 		if err != nil {
 			return err
 		}
@@ -229,15 +229,16 @@ func builder(t *tracing.Tracer) router.Builder {
 	}
 }
 
-// serveMetrics serves /metrics on its own address (metrics.listen). The
-// returned func stops it and waits for its goroutine.
-func serveMetrics(addr string, h http.Handler, log zerolog.Logger) (stop func(), err error) {
+// serveMetrics serves /metrics on its own address (metrics.listen), with
+// the handler handler returns for the address it listens on. The returned
+// func stops it and waits for its goroutine.
+func serveMetrics(addr string, handler func(net.Addr) http.Handler, log zerolog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics.listen %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", h)
+	mux.Handle("GET /metrics", handler(ln.Addr()))
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
 	go func() {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"net"
 	"net/http"
 	"sort"
 	"time"
@@ -21,13 +22,32 @@ func (s *Server) metricsHandler() http.Handler {
 	})
 }
 
-// MetricsHandler is /metrics for a separate listener (metrics.listen); nil
-// when metrics are off.
-func (s *Server) MetricsHandler() http.Handler {
+// MetricsHandler is /metrics for a separate listener (metrics.listen)
+// listening on addr; nil when metrics are off. Metrics need no key, master
+// key or not, so on a loopback address it answers only requests whose Host
+// is localhost, a name under .localhost or a loopback address, as an open
+// gateway's API does (browserGuard): a web page on a DNS name pointed at
+// 127.0.0.1 (DNS rebinding) is same-origin with the listener and could
+// read the model groups, deployments, key tags and cost counters. Others
+// are a 403 host_not_allowed. A page of another origin cannot read the
+// answer, and the listener serves nothing but GET: the API's cross-origin
+// check would have nothing to refuse here.
+func (s *Server) MetricsHandler(addr net.Addr) http.Handler {
 	if s.metrics == nil {
 		return nil
 	}
-	return s.metricsHandler()
+	h := s.metricsHandler()
+	if !loopbackAddr(addr) {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !loopbackHost(r.Host) {
+			s.writeErrorTo(w, r, &apiError{Status: http.StatusForbidden, Type: "permission_error", Code: "host_not_allowed",
+				Message: sprintf("the metrics listener (metrics.listen) is on loopback and answers only requests to localhost or a loopback address, not to %q; scrape it as localhost or 127.0.0.1", r.Host)})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) observeCircuits() {

@@ -207,6 +207,13 @@ func (s *Server) browserGuard(next http.Handler) http.Handler {
 	})
 }
 
+// loopbackAddr reports whether a listener's address is on the loopback
+// interface.
+func loopbackAddr(addr net.Addr) bool {
+	a, ok := addr.(*net.TCPAddr)
+	return ok && a.IP.IsLoopback()
+}
+
 // loopbackHost reports whether host (a Host header, with or without a
 // port) names this machine's loopback interface: a loopback IP address,
 // localhost or a name under .localhost (RFC 6761 keeps those local).

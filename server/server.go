@@ -242,9 +242,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	// grace period cancels every handler and, through it, its upstream
 	// calls: closing a connection cancels its request only once the server
 	// reads from it again.
-	if a, ok := ln.Addr().(*net.TCPAddr); ok {
-		s.loopbackOnly.Store(a.IP.IsLoopback())
-	}
+	s.loopbackOnly.Store(loopbackAddr(ln.Addr()))
 	base, cutOff := context.WithCancelCause(context.Background())
 	defer cutOff(nil)
 	hs := &http.Server{
