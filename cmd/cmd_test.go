@@ -200,3 +200,60 @@ func TestEnvSettingsRead(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigShowRedactsURLCredentials: config show and models print every
+// URL and connection string readable, with the passwords and secret
+// query parameters they carry replaced.
+func TestConfigShowRedactsURLCredentials(t *testing.T) {
+	file := t.TempDir() + "/c.yaml"
+	cfg := `model_list:
+  - model_name: m
+    params: {model: hosted_vllm/llama, api_base: "https://vllm:hunter2-api@vllm.internal:8000/v1", api_key: sk-hunter2-key}
+general_settings:
+  database_url: "postgres://lumen:hunter2-db@db:5432/lumen?sslpassword=hunter2-ssl"
+ledger:
+  postgres_url: "postgres://lumen@db2:5432/lumen?password=hunter2-pg&sslmode=require"
+limits:
+  redis_url: "redis://:hunter2-limits@redis:6379/0"
+cache:
+  type: redis
+  redis_url: "redis://default:hunter2-cache@redis:6379/1"
+tracing:
+  otlp_endpoint: "https://tenant:hunter2-otlp@otel.example.com:4318"
+`
+	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	root := NewCmdRoot(&Factory{Out: &out, ErrOut: &bytes.Buffer{}})
+	root.SetArgs([]string{"config", "show", "--config", file})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	shown := out.String()
+	for _, want := range []string{
+		"api_base: https://vllm:xxxxx@vllm.internal:8000/v1\n",
+		"database_url: postgres://lumen:xxxxx@db:5432/lumen?sslpassword=xxxxx\n",
+		"postgres_url: postgres://lumen@db2:5432/lumen?password=xxxxx&sslmode=require\n",
+		"redis_url: redis://:xxxxx@redis:6379/0\n",
+		"redis_url: redis://default:xxxxx@redis:6379/1\n",
+		"otlp_endpoint: https://tenant:xxxxx@otel.example.com:4318\n",
+	} {
+		if !strings.Contains(shown, want) {
+			t.Errorf("config show lacks %q", want)
+		}
+	}
+	if strings.Contains(shown, "hunter2") {
+		t.Errorf("config show prints a secret:\n%s", shown)
+	}
+
+	out.Reset()
+	root = NewCmdRoot(&Factory{Out: &out, ErrOut: &bytes.Buffer{}})
+	root.SetArgs([]string{"models", "--config", file})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "https://vllm:xxxxx@vllm.internal:8000/v1") || strings.Contains(out.String(), "hunter2") {
+		t.Errorf("models prints the api_base as:\n%s", out.String())
+	}
+}

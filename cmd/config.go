@@ -74,7 +74,10 @@ func newCmdConfigShow(f *Factory) *cobra.Command {
 		Long: `Print the configuration lumen serve would run with: the file's, defaults
 applied, the LUMEN_* variables (LUMEN_HOST, LUMEN_PORT, LUMEN_LOG_LEVEL,
 LUMEN_LOG_FORMAT, LUMEN_GRACE_PERIOD) over it, relative paths resolved and
-secrets redacted. Durations are Go durations ("30s").`,
+secrets redacted: keys as [redacted]; URLs and connection strings (api_base,
+tracing.otlp_endpoint, the Redis and Postgres URLs) readable, with their
+passwords and secret query parameters as xxxxx. Durations are Go durations
+("30s").`,
 		Example: `  lumen config show --config config.yaml`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {

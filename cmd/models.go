@@ -44,7 +44,7 @@ func modelsRun(f *Factory, cfg *config.Config) error {
 		}
 		p := m.Deployment()
 		provider, model := config.SplitModel(p)
-		base := p.APIBase
+		base := p.APIBase.String() // its credentials redacted
 		if base == "" {
 			base = openai.DefaultBase[provider]
 		}

@@ -205,7 +205,7 @@ func newTracer(cfg *config.Config, log zerolog.Logger) (*tracing.Tracer, error) 
 	for k, v := range tc.Headers {
 		headers[k] = v.Value()
 	}
-	t, err := tracing.New(tracing.Options{Endpoint: tc.OTLPEndpoint, Headers: headers, ServiceName: tc.ServiceName,
+	t, err := tracing.New(tracing.Options{Endpoint: tc.OTLPEndpoint.Value(), Headers: headers, ServiceName: tc.ServiceName,
 		SampleRatio: tc.SampleRatio, Version: Version,
 		OnError: func(err error) { log.Warn().Err(err).Msg("tracing: spans not exported") }})
 	if err != nil {

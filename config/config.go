@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lumengw/lumen/guardrail"
+	"github.com/lumengw/lumen/internal/credentials"
 	"github.com/lumengw/lumen/limits"
 )
 
@@ -73,7 +74,7 @@ type Limits struct {
 	// RedisURL, when set, keeps every rate-limit window and budget (the
 	// keys' own included) in Redis ("redis://host:6379/0"), shared by all
 	// the Lumen instances using it; otherwise they are in memory.
-	RedisURL Secret `yaml:"redis_url"`
+	RedisURL URL `yaml:"redis_url"`
 }
 
 // Limit is requests and tokens (prompt plus max_tokens, then the real
@@ -124,7 +125,7 @@ type Params struct {
 	// CustomLLMProvider names the provider when Model has no prefix.
 	CustomLLMProvider string `yaml:"custom_llm_provider"`
 	// APIBase is the upstream root URL; empty means the provider default.
-	APIBase string `yaml:"api_base"`
+	APIBase URL `yaml:"api_base"`
 	// APIKey is sent upstream; empty means the provider's usual env var.
 	APIKey Secret `yaml:"api_key"`
 	// APIVersion is Azure's api-version or Anthropic's anthropic-version.
@@ -310,7 +311,7 @@ type GeneralSettings struct {
 	MaxRequestSizeMB float64 `yaml:"max_request_size_mb"`
 	// DatabaseURL is LiteLLM's Postgres URL: ledger.postgres_url when that
 	// is not set.
-	DatabaseURL Secret `yaml:"database_url"`
+	DatabaseURL URL `yaml:"database_url"`
 }
 
 // LiteLLMSettings is LiteLLM's section; Lumen reads the cache switch.
@@ -362,7 +363,7 @@ type Ledger struct {
 	// that every instance pointed at it shares them
 	// ("postgres://user:password@host:5432/lumen"). LiteLLM's
 	// general_settings.database_url is read as this.
-	PostgresURL Secret `yaml:"postgres_url"`
+	PostgresURL URL `yaml:"postgres_url"`
 	// RetentionDays prunes older rows; zero (default) keeps everything.
 	RetentionDays int `yaml:"retention_days"`
 	// StorePayloads keeps request and response bodies (default false).
@@ -395,7 +396,7 @@ type Cache struct {
 	// Scope is global (default) or key (entries per virtual key).
 	Scope string `yaml:"scope"`
 	// RedisURL is the Redis address for type redis ("redis://host:6379/0").
-	RedisURL Secret `yaml:"redis_url"`
+	RedisURL URL `yaml:"redis_url"`
 	// Host, Port and Password are LiteLLM's spelling of the Redis address.
 	Host     string `yaml:"host"`
 	Port     int    `yaml:"port"`
@@ -446,7 +447,7 @@ type Metrics struct {
 type Tracing struct {
 	// OTLPEndpoint is the collector's OTLP/HTTP base URL
 	// ("http://localhost:4318"); empty means no tracing.
-	OTLPEndpoint string `yaml:"otlp_endpoint"`
+	OTLPEndpoint URL `yaml:"otlp_endpoint"`
 	// Headers go with every export (a vendor's API key).
 	Headers map[string]Secret `yaml:"headers"`
 	// ServiceName names Lumen in the traces (default "lumen").
@@ -509,6 +510,23 @@ func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // Value returns the secret itself, for the one place that sends it.
 func (s Secret) Value() string { return string(s) }
+
+// URL is a URL or connection string that may carry credentials: a
+// password in its userinfo (postgres://user:password@host/db), in a query
+// parameter (?sslpassword=…, ?api_key=…) or in a key=value DSN. fmt, logs,
+// config errors and YAML output show it with those replaced by "xxxxx"
+// (credentials.Redact) and the rest readable.
+type URL string
+
+// String implements fmt.Stringer with the credentials redacted.
+func (u URL) String() string { return credentials.Redact(string(u)) }
+
+// MarshalText hides the credentials from encoders.
+func (u URL) MarshalText() ([]byte, error) { return []byte(u.String()), nil }
+
+// Value returns the URL itself, credentials included, for the code that
+// connects with it.
+func (u URL) Value() string { return string(u) }
 
 // Duration is a time.Duration read from YAML as seconds (LiteLLM's numbers,
 // e.g. 60 or 0.5) or a Go duration string ("90s", "1h").

@@ -86,6 +86,14 @@ func TestBadConfigs(t *testing.T) {
 			`tracing.otlp_endpoint: invalid URL "localhost:4318"; use the collector's OTLP/HTTP address, http://host:4318`,
 			`tracing.sample_ratio: must be between 0 and 1, got 2`,
 		}},
+		// A value quoted in a problem keeps its URL readable and its
+		// credentials out.
+		{"credentials.bad.yaml", []string{
+			`server: must be a mapping, got "postgres://lumen:xxxxx@db:5432/lumen"`,
+			"ledger.queue_size: cannot unmarshal !!str `redis:/...` into int",
+			`model_list[0].litellm_params.api_base: invalid URL "ftp://vllm:xxxxx@vllm.internal/v1": use http(s)://host[:port][/path]`,
+			`tracing.otlp_endpoint: invalid URL "grpc://collector:4317?api_key=xxxxx"; use the collector's OTLP/HTTP address, http://host:4318`,
+		}},
 		{"empty.bad.yaml", []string{
 			`model_list: at least one model is required`,
 		}},

@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/lumengw/lumen/guardrail"
+	"github.com/lumengw/lumen/internal/credentials"
 )
 
 // Error lists every problem found in a configuration, each naming its field.
@@ -84,7 +85,7 @@ func Parse(data []byte) (*Config, []string, error) {
 	cfg := Default()
 	if len(root.Content) > 0 {
 		if err := root.Content[0].Decode(cfg); err != nil {
-			return nil, c.warns, &Error{Problems: append(c.errs, err.Error())}
+			return nil, c.warns, &Error{Problems: append(c.errs, credentials.Redact(err.Error()))}
 		}
 	}
 	cfg.applyDefaults()
@@ -219,7 +220,7 @@ func (c *checker) scalar(n *yaml.Node, t reflect.Type, path string) {
 				msg = msg[i+2:]
 			}
 		}
-		c.bad(n, fmt.Sprintf("%s: %s", path, msg))
+		c.bad(n, fmt.Sprintf("%s: %s", path, credentials.Redact(msg)))
 	}
 }
 
@@ -264,7 +265,8 @@ func kind(n *yaml.Node) string {
 	case yaml.SequenceNode:
 		return "a list"
 	default:
-		return fmt.Sprintf("%q", n.Value)
+		// A value in the wrong place may be a URL with its password.
+		return fmt.Sprintf("%q", credentials.Redact(n.Value))
 	}
 }
 

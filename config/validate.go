@@ -203,7 +203,7 @@ func (c *Config) Validate() []string {
 		}
 	}
 	if e := c.Tracing.OTLPEndpoint; e != "" {
-		if u, err := url.Parse(e); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if u, err := url.Parse(e.Value()); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			p.add("tracing.otlp_endpoint", "invalid URL %q; use the collector's OTLP/HTTP address, http://host:4318", e)
 		}
 	}
@@ -228,7 +228,7 @@ func validateParams(p *problems, at string, d *Params) {
 		p.add(at+".model", "%q names no upstream model after the provider prefix", d.Model)
 	}
 	if d.APIBase != "" {
-		u, err := url.Parse(d.APIBase)
+		u, err := url.Parse(d.APIBase.Value())
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			p.add(at+".api_base", "invalid URL %q: use http(s)://host[:port][/path]", d.APIBase)
 		}

@@ -283,7 +283,7 @@ func ProviderConfig(cfg *config.Config, m *config.Model) providers.Config {
 	p := m.Deployment()
 	provider, model := config.SplitModel(p)
 	pc := providers.Config{
-		Provider: provider, Model: model, APIBase: p.APIBase, APIKey: p.APIKey.Value(),
+		Provider: provider, Model: model, APIBase: p.APIBase.Value(), APIKey: p.APIKey.Value(),
 		APIVersion: p.APIVersion, Headers: p.ExtraHeaders,
 		Timeout: p.Timeout.D(), StreamTimeout: p.StreamTimeout.D(),
 		AWSRegion: p.AWSRegionName, AWSAccessKeyID: p.AWSAccessKeyID.Value(),
