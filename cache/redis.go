@@ -5,14 +5,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	neturl "net/url"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/lumengw/lumen/internal/breaker"
+	"github.com/lumengw/lumen/internal/credentials"
 )
 
 // Redis is a Store shared by every Lumen instance that points at the same
@@ -94,7 +93,7 @@ func NewRedis(client redis.UniversalClient, o RedisOptions) *Redis {
 func RedisClientOptions(url string) (*redis.Options, error) {
 	o, err := redis.ParseURL(url)
 	if err != nil {
-		return nil, fmt.Errorf("parsing redis_url: %s", redact(err, url))
+		return nil, fmt.Errorf("parsing redis_url: %w", credentials.RedactError(err))
 	}
 	o.ContextTimeoutEnabled = true
 	o.DialTimeout = 250 * time.Millisecond
@@ -104,22 +103,6 @@ func RedisClientOptions(url string) (*redis.Options, error) {
 	o.MaxRetries = -1 // go-redis: -1 disables retries
 	o.DialerRetries = 1
 	return o, nil
-}
-
-// redact returns err's message without the URL or its password: url.Parse
-// errors quote the whole URL, credentials included.
-func redact(err error, raw string) string {
-	var ue *neturl.Error
-	if errors.As(err, &ue) {
-		return ue.Op + " URL: " + redact(ue.Err, raw)
-	}
-	msg := err.Error()
-	if u, perr := neturl.Parse(raw); perr == nil && u.User != nil {
-		if p, ok := u.User.Password(); ok && p != "" {
-			msg = strings.ReplaceAll(msg, p, "xxxxx")
-		}
-	}
-	return msg
 }
 
 func (r *Redis) key(k Key) string {

@@ -204,7 +204,8 @@ func TestRedisClientOptions(t *testing.T) {
 	if o.Addr != "127.0.0.1:6390" || o.DB != 2 || o.Password != "s3cret" || !o.ContextTimeoutEnabled || o.MaxRetries != -1 {
 		t.Errorf("options = %+v", o)
 	}
-	for _, bad := range []string{"http://:s3cret@x", "redis://:s3cret@127.0.0.1:6379/\x7f", "redis://:s3cret@host:port", "redis://:s3cret@host/x"} {
+	for _, bad := range []string{"http://:s3cret@x", "redis://:s3cret@127.0.0.1:6379/\x7f", "redis://:s3cret@host:port", "redis://:s3cret@host/x",
+		"redis://:s3cret/x@host:6379/0"} { // net/url quotes ":s3cret" as the port it cannot read
 		if _, err := RedisClientOptions(bad); err == nil || strings.Contains(err.Error(), "s3cret") {
 			t.Errorf("RedisClientOptions(%q) error = %v; want an error without the password", bad, err)
 		}

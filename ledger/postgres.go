@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // the database/sql driver "pgx"
+
+	"github.com/lumengw/lumen/internal/credentials"
 )
 
 // OpenPostgres opens the ledger in the Postgres database at url
@@ -24,22 +26,15 @@ func OpenPostgres(ctx context.Context, url string) (*DB, error) {
 	defer cancel()
 	s, err := open(ctx, "pgx", url, &DB{pg: true})
 	if err != nil {
-		return nil, fmt.Errorf("opening the Postgres ledger: %w", redactURL(err, url))
+		// pgx hides the password of a connection string it quotes; this
+		// hides any it might not.
+		return nil, fmt.Errorf("opening the Postgres ledger: %w", credentials.RedactError(err))
 	}
 	return s, nil
 }
 
 // openTimeout bounds OpenPostgres's connection and migration.
 const openTimeout = 30 * time.Second
-
-// redactURL keeps url out of err's text: pgx names the connection string
-// in some parse errors.
-func redactURL(err error, url string) error {
-	if url != "" && strings.Contains(err.Error(), url) {
-		return errors.New("invalid connection string (not shown: it may hold a password)")
-	}
-	return err
-}
 
 // Unreachable reports whether err is the ledger database being out of
 // reach rather than a fault of the query: a connection that could not be

@@ -85,6 +85,18 @@ func TestBuildUnknownProvider(t *testing.T) {
 	}
 }
 
+// A translating provider that refuses its api_base names it without the
+// password it carries.
+func TestBuildBadAPIBaseHidesPassword(t *testing.T) {
+	for _, provider := range []string{"anthropic", "gemini", "bedrock"} {
+		_, err := Build(providers.Config{Provider: provider, Model: "m", APIBase: "ftp://u:s3cret@upstream/v1",
+			APIKey: "k", AWSRegion: "us-east-1"})
+		if err == nil || !strings.Contains(err.Error(), `"ftp://u:xxxxx@upstream/v1"`) {
+			t.Errorf("%s: %v", provider, err)
+		}
+	}
+}
+
 // cache_control_injection_points in litellm_params reach the Anthropic
 // provider: the request it sends marks the system prompt and the last
 // message.

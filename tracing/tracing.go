@@ -24,6 +24,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/lumengw/lumen/internal/credentials"
 	"github.com/lumengw/lumen/providers"
 )
 
@@ -61,7 +62,7 @@ type Tracer struct {
 func New(o Options) (*Tracer, error) {
 	u, err := url.Parse(o.Endpoint)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("invalid OTLP endpoint %q: want http(s)://host:4318", o.Endpoint)
+		return nil, fmt.Errorf("invalid OTLP endpoint %q: want http(s)://host:4318", credentials.Redact(o.Endpoint))
 	}
 	exp := &exporter{url: strings.TrimSuffix(o.Endpoint, "/") + "/v1/traces", headers: o.Headers,
 		client: &http.Client{Timeout: 10 * time.Second}}

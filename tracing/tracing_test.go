@@ -120,4 +120,9 @@ func TestExport(t *testing.T) {
 			t.Errorf("New(%q) accepted", bad)
 		}
 	}
+	// The error names the endpoint without its password.
+	if _, err := New(Options{Endpoint: "grpc://tenant:s3cret@collector:4317"}); err == nil ||
+		!strings.Contains(err.Error(), `"grpc://tenant:xxxxx@collector:4317"`) {
+		t.Errorf("New with a password in a bad endpoint: %v", err)
+	}
 }

@@ -52,6 +52,7 @@ import (
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
 
+	"github.com/lumengw/lumen/internal/credentials"
 	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/providers/openai"
 )
@@ -110,7 +111,7 @@ func New(cfg providers.Config) (*Client, error) {
 		base = DefaultBase
 	}
 	if !strings.HasPrefix(base, "http://") && !strings.HasPrefix(base, "https://") {
-		return nil, fmt.Errorf("anthropic: api_base %q must be an http(s) URL", cfg.APIBase)
+		return nil, fmt.Errorf("anthropic: api_base %q must be an http(s) URL", credentials.Redact(cfg.APIBase))
 	}
 	base = strings.TrimSuffix(base, "/v1")
 	provider := cfg.Provider

@@ -46,6 +46,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lumengw/lumen/internal/credentials"
 	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/providers/openai"
 )
@@ -119,7 +120,7 @@ func New(cfg providers.Config) (*Client, error) {
 		c.base = "https://bedrock-runtime." + region + ".amazonaws.com"
 	}
 	if !strings.HasPrefix(c.base, "http://") && !strings.HasPrefix(c.base, "https://") {
-		return nil, fmt.Errorf("bedrock: api_base %q must be an http(s) URL", cfg.APIBase)
+		return nil, fmt.Errorf("bedrock: api_base %q must be an http(s) URL", credentials.Redact(cfg.APIBase))
 	}
 	return c, nil
 }

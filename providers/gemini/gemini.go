@@ -60,6 +60,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lumengw/lumen/internal/credentials"
 	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/providers/openai"
 )
@@ -100,7 +101,7 @@ func New(cfg providers.Config) (*Client, error) {
 		base = DefaultBase
 	}
 	if !strings.HasPrefix(base, "http://") && !strings.HasPrefix(base, "https://") {
-		return nil, fmt.Errorf("gemini: api_base %q must be an http(s) URL", cfg.APIBase)
+		return nil, fmt.Errorf("gemini: api_base %q must be an http(s) URL", credentials.Redact(cfg.APIBase))
 	}
 	base = strings.TrimSuffix(strings.TrimSuffix(base, "/v1beta"), "/v1")
 	model := strings.TrimPrefix(cfg.Model, "models/")
