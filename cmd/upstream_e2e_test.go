@@ -1,6 +1,10 @@
 package cmd
 
 import (
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -136,6 +140,66 @@ func TestE2EMalformedStreamEvent(t *testing.T) {
 			t.Errorf("the pass-through's usage %d/%d, want the upstream's 11/2", r.Usage.PromptTokens, r.Usage.CompletionTokens)
 		case r.Status != 200 && (r.Status != 502 || r.ErrorType != "api_error"):
 			t.Errorf("a broken translated stream: status %d, error type %q; want 502 api_error", r.Status, r.ErrorType)
+		}
+	}
+}
+
+// Credentials a deployment sends without naming them, which an upstream
+// refusing them may quote back: the basic auth net/http makes of
+// api_base's user:password, and the AWS session token of the environment
+// a Bedrock deployment signs with. Neither reaches the client or the log.
+func TestE2EImplicitCredentialsNotEchoed(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIAENVTEST0001")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "env-secret-access-key")
+	t.Setenv("AWS_SESSION_TOKEN", "env-session-token-77")
+	basic := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pw, _ := r.BasicAuth()
+		writeFakeError(w, 401, "invalid_request_error", "invalid_api_key",
+			"refused "+r.Header.Get("Authorization")+" (user "+user+", password "+pw+")")
+	}))
+	defer basic.Close()
+	bedrock := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Amzn-Errortype", "InvalidSignatureException")
+		w.WriteHeader(403)
+		fmt.Fprintf(w, `{"message":"The request signature we calculated does not match the signature you provided. The Canonical String for this request should have been 'POST\n%s\n\nx-amz-security-token:%s'"}`,
+			r.URL.Path, r.Header.Get("X-Amz-Security-Token"))
+	}))
+	defer bedrock.Close()
+	cfg := `
+model_list:
+  - model_name: basic
+    litellm_params: {model: openai_compatible/echo, api_base: "` + strings.Replace(basic.URL, "http://", "http://lumen:hunter2-basic@", 1) + `/v1"}
+  - model_name: bedrock
+    litellm_params: {model: bedrock/anthropic.claude-3-5-haiku-20241022-v1:0, api_base: "` + bedrock.URL + `", aws_region_name: us-east-1}
+router_settings: {num_retries: 0}
+log: {level: debug}
+`
+	l := startLumen(t, cfg, nil)
+	secrets := []string{"hunter2-basic", base64.StdEncoding.EncodeToString([]byte("lumen:hunter2-basic")), "env-session-token-77", "env-secret-access-key"}
+	for _, tt := range []struct {
+		model  string
+		status int
+		says   string
+	}{
+		{"basic", 401, "refused Basic [redacted] (user lumen, password [redacted])"},
+		{"bedrock", 403, "x-amz-security-token:[redacted]"},
+	} {
+		for _, stream := range []bool{false, true} {
+			got := rawPost(t, l, "/v1/chat/completions", "", fmt.Sprintf(`{"model":%q,"stream":%v,"messages":[{"role":"user","content":"x"}]}`, tt.model, stream))
+			if got.status != tt.status || !strings.Contains(got.text, tt.says) {
+				t.Errorf("%s (stream %v): %d %s; want %d saying %q", tt.model, stream, got.status, got.text, tt.status, tt.says)
+			}
+			for _, s := range secrets {
+				if strings.Contains(got.text, s) {
+					t.Errorf("%s (stream %v): the client got %q: %s", tt.model, stream, s, got.text)
+				}
+			}
+		}
+	}
+	logs := l.Logs.String()
+	for _, s := range secrets {
+		if strings.Contains(logs, s) {
+			t.Errorf("the log holds %q", s)
 		}
 	}
 }

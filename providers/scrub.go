@@ -3,6 +3,9 @@ package providers
 import (
 	"cmp"
 	"context"
+	"encoding/base64"
+	"net/url"
+	"os"
 	"slices"
 	"strings"
 )
@@ -12,9 +15,12 @@ import (
 const minSecret = 6
 
 // Secrets are the values of c that must never be shown: the API key, the
-// AWS credentials, and the values of extra headers that carry credentials
-// (Authorization, and names holding "key", "token", "secret", "auth" or
-// "password"), each also without its scheme ("Bearer ").
+// AWS credentials (for bedrock also those of the AWS_* variables it falls
+// back on), the password of api_base's userinfo with the basic auth
+// credentials net/http makes of it, and the values of extra headers that
+// carry credentials (Authorization, and names holding "key", "token",
+// "secret", "auth" or "password"), each also without its scheme
+// ("Bearer ").
 func (c Config) Secrets() []string {
 	var out []string
 	add := func(v string) {
@@ -25,6 +31,22 @@ func (c Config) Secrets() []string {
 	}
 	for _, v := range []string{c.APIKey, c.AWSAccessKeyID, c.AWSSecretAccessKey, c.AWSSessionToken} {
 		add(v)
+	}
+	if c.Provider == "bedrock" {
+		// bedrock.New signs with these when the deployment sets none, and
+		// AWS quotes a signed session token back in a SignatureDoesNotMatch.
+		for _, name := range []string{"AWS_BEARER_TOKEN_BEDROCK", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"} {
+			add(os.Getenv(name))
+		}
+	}
+	// net/http sends api_base's user:password as "Authorization: Basic
+	// <base64>" when nothing else sets Authorization; an upstream (or the
+	// proxy in front of it) may echo either.
+	if u, err := url.Parse(c.APIBase); err == nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok {
+			add(pw)
+			add(base64.StdEncoding.EncodeToString([]byte(u.User.Username() + ":" + pw)))
+		}
 	}
 	for name, v := range c.Headers {
 		n := strings.ToLower(name)

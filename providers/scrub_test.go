@@ -32,6 +32,30 @@ func TestSecrets(t *testing.T) {
 	}
 }
 
+// The credentials a deployment sends without setting them as such: the
+// basic auth of api_base's userinfo, and for bedrock the AWS environment.
+func TestSecretsSentImplicitly(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIAENVTEST0001")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "env-secret-access-key")
+	t.Setenv("AWS_SESSION_TOKEN", "env-session-token-77")
+	t.Setenv("AWS_BEARER_TOKEN_BEDROCK", "env-bedrock-bearer")
+	got := Config{Provider: "bedrock"}.Secrets()
+	for _, want := range []string{"AKIAENVTEST0001", "env-secret-access-key", "env-session-token-77", "env-bedrock-bearer"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("bedrock Secrets %q lacks %q", got, want)
+		}
+	}
+	if got := (Config{Provider: "openai"}).Secrets(); len(got) != 0 {
+		t.Errorf("openai Secrets %q hold the AWS environment", got)
+	}
+	got = Config{Provider: "hosted_vllm", APIBase: "https://lumen:hunter2%40x@vllm.internal/v1"}.Secrets()
+	for _, want := range []string{"hunter2@x", "bHVtZW46aHVudGVyMkB4"} { // base64("lumen:hunter2@x")
+		if !slices.Contains(got, want) {
+			t.Errorf("Secrets %q lacks %q", got, want)
+		}
+	}
+}
+
 func TestScrub(t *testing.T) {
 	secrets := []string{"mysecretpassword123", "Bearer hdr-token-77", "hdr-token-77"}
 	ue := &UpstreamError{Provider: "openai", Status: 401, Message: "key mysecretpassword123; header Bearer hdr-token-77",
