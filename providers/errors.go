@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strconv"
 	"time"
+
+	"github.com/lumengw/lumen/internal/credentials"
 )
 
 // UpstreamError is a failure reported by, or on the way to, an upstream.
@@ -114,6 +116,10 @@ func IsRetryable(err error) bool {
 // key provided: sk-abc***xyz").
 var secretRE = regexp.MustCompile(`\b(sk|lumen-sk|sk-ant|AIza|key)[-_][A-Za-z0-9_\-\*\.]{6,}`)
 
-// Redact replaces key-like tokens in s, so that they never reach a client,
-// a log line or a trace.
-func Redact(s string) string { return secretRE.ReplaceAllString(s, "[redacted]") }
+// Redact replaces key-like tokens in s, and the credentials of the URLs
+// and connection strings it quotes (credentials.Redact), so that they
+// never reach a client, a log line or a trace: an upstream's error may
+// quote its own database URL.
+func Redact(s string) string {
+	return credentials.Redact(secretRE.ReplaceAllString(s, "[redacted]"))
+}

@@ -91,3 +91,19 @@ func TestScrub(t *testing.T) {
 		t.Error("no secrets: the provider should be returned as it is")
 	}
 }
+
+// Redact, which every upstream message goes through on its way to a
+// client, a log line or a trace, hides key-like tokens and the credentials
+// of URLs an upstream quotes (a proxy upstream's own database URL).
+func TestRedact(t *testing.T) {
+	for in, want := range map[string]string{
+		"Incorrect API key provided: sk-abc123456789":                                  "Incorrect API key provided: [redacted]",
+		"could not connect to postgres://litellm:dbpass99@db:5432/litellm":             "could not connect to postgres://litellm:xxxxx@db:5432/litellm",
+		"fetching https://bucket.s3.amazonaws.com/o?X-Amz-Signature=abcdef0123 failed": "fetching https://bucket.s3.amazonaws.com/o?X-Amz-Signature=xxxxx failed",
+		"max_tokens=4096 is too large":                                                 "max_tokens=4096 is too large",
+	} {
+		if got := Redact(in); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
