@@ -94,7 +94,17 @@ func (s *Server) readiness(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
+// health reports the model groups' deployments. Their detail (upstream
+// providers and models, circuits, traffic, check errors) is the
+// operator's: the master key's, or any caller's on an open gateway but a
+// virtual key's. A virtual key is a tenant: it sees only the groups it may
+// use, each as one status (keyHealth), and nothing of the gateway's
+// traffic.
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	if key := callerFrom(r.Context()).key; key != nil {
+		s.keyHealth(w, key)
+		return
+	}
 	type dep struct {
 		ID       string `json:"id"`
 		Provider string `json:"provider"`
@@ -131,4 +141,45 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		"status": "ok", "version": s.version, "uptime_s": int64(time.Since(s.started).Seconds()),
 		"in_flight": s.inflight.Load(), "model_groups": groups,
 	})
+}
+
+// groupHealth is a model group as a virtual key sees it on /health.
+type groupHealth struct {
+	// Status is healthy (every deployment takes requests), degraded (some
+	// do) or unavailable (none does: every circuit is open).
+	Status string `json:"status"`
+	// Deployments and Available count the group's deployments, and those
+	// whose circuit is not open.
+	Deployments int `json:"deployments"`
+	Available   int `json:"available"`
+}
+
+// keyHealth answers /health for a virtual key: the groups key may use.
+func (s *Server) keyHealth(w http.ResponseWriter, key *ledger.Key) {
+	groups := map[string]*groupHealth{}
+	for _, st := range s.Router().Snapshot() {
+		if !key.Allows(st.Group) {
+			continue
+		}
+		g := groups[st.Group]
+		if g == nil {
+			g = &groupHealth{}
+			groups[st.Group] = g
+		}
+		g.Deployments++
+		if st.State != router.StateOpen {
+			g.Available++
+		}
+	}
+	for _, g := range groups {
+		switch g.Available {
+		case g.Deployments:
+			g.Status = "healthy"
+		case 0:
+			g.Status = "unavailable"
+		default:
+			g.Status = "degraded"
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "version": s.version, "model_groups": groups})
 }
