@@ -393,7 +393,9 @@ type Cache struct {
 	// MaxBytes bounds the local cache ("256MiB" or a byte count; default
 	// 256 MiB).
 	MaxBytes ByteSize `yaml:"max_bytes"`
-	// Scope is global (default) or key (entries per virtual key).
+	// Scope is global (the default, set when empty: every caller shares a
+	// model group's answers) or key (a namespace per API key as presented;
+	// requests without a key share one).
 	Scope string `yaml:"scope"`
 	// RedisURL is the Redis address for type redis ("redis://host:6379/0").
 	RedisURL URL `yaml:"redis_url"`
