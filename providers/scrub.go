@@ -3,11 +3,11 @@ package providers
 import (
 	"cmp"
 	"context"
-	"encoding/base64"
-	"net/url"
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/lumengw/lumen/internal/credentials"
 )
 
 // minSecret is the shortest configured value Scrub replaces: shorter ones
@@ -42,11 +42,8 @@ func (c Config) Secrets() []string {
 	// net/http sends api_base's user:password as "Authorization: Basic
 	// <base64>" when nothing else sets Authorization; an upstream (or the
 	// proxy in front of it) may echo either.
-	if u, err := url.Parse(c.APIBase); err == nil && u.User != nil {
-		if pw, ok := u.User.Password(); ok {
-			add(pw)
-			add(base64.StdEncoding.EncodeToString([]byte(u.User.Username() + ":" + pw)))
-		}
+	for _, v := range credentials.SentFor(c.APIBase) {
+		add(v)
 	}
 	for name, v := range c.Headers {
 		n := strings.ToLower(name)

@@ -2,16 +2,21 @@ package tracing
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/lumengw/lumen/internal/credentials"
 )
 
 // exporter sends spans to an OTLP/HTTP collector in OTLP's JSON encoding
@@ -24,6 +29,33 @@ type exporter struct {
 	url     string
 	headers map[string]string
 	client  *http.Client
+	// scrub replaces the credentials the export sends (secrets) in a
+	// collector's answer, which the error that quotes it is logged with.
+	scrub *strings.Replacer
+}
+
+// secrets are what an export to endpoint with headers authenticates with:
+// every header value (tracing.headers holds a vendor's key), also without
+// its scheme ("Bearer "), and the password of the endpoint's userinfo with
+// the basic auth net/http makes of it. Longest first, for a Replacer.
+func secrets(endpoint string, headers map[string]string) []string {
+	var out []string
+	add := func(v string) {
+		if v = strings.TrimSpace(v); len(v) >= 6 && !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	for _, v := range headers {
+		add(v)
+		if _, cred, ok := strings.Cut(strings.TrimSpace(v), " "); ok {
+			add(cred)
+		}
+	}
+	for _, v := range credentials.SentFor(endpoint) {
+		add(v)
+	}
+	slices.SortFunc(out, func(a, b string) int { return cmp.Compare(len(b), len(a)) })
+	return out
 }
 
 var _ sdktrace.SpanExporter = (*exporter)(nil)
@@ -147,7 +179,8 @@ func (e *exporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpa
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("exporting spans: the collector answered %s: %s", resp.Status, bytes.TrimSpace(msg))
+		return fmt.Errorf("exporting spans: the collector answered %s: %s", resp.Status,
+			credentials.Redact(e.scrub.Replace(string(bytes.TrimSpace(msg)))))
 	}
 	return nil
 }

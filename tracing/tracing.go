@@ -64,8 +64,12 @@ func New(o Options) (*Tracer, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("invalid OTLP endpoint %q: want http(s)://host:4318", credentials.Redact(o.Endpoint))
 	}
+	pairs := []string{}
+	for _, s := range secrets(o.Endpoint, o.Headers) {
+		pairs = append(pairs, s, "[redacted]")
+	}
 	exp := &exporter{url: strings.TrimSuffix(o.Endpoint, "/") + "/v1/traces", headers: o.Headers,
-		client: &http.Client{Timeout: 10 * time.Second}}
+		client: &http.Client{Timeout: 10 * time.Second}, scrub: strings.NewReplacer(pairs...)}
 	name := o.ServiceName
 	if name == "" {
 		name = "lumen"

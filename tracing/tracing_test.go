@@ -126,3 +126,34 @@ func TestExport(t *testing.T) {
 		t.Errorf("New with a password in a bad endpoint: %v", err)
 	}
 }
+
+// A collector that refuses the export's credentials and quotes them back
+// (a vendor's key in tracing.headers, the basic auth of the endpoint's
+// userinfo) is logged without them.
+func TestExportErrorHidesCredentials(t *testing.T) {
+	col := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, pw, _ := r.BasicAuth()
+		w.WriteHeader(http.StatusUnauthorized)
+		io.WriteString(w, `{"error":"unknown team `+r.Header.Get("X-Honeycomb-Team")+`, bearer `+r.Header.Get("X-Token")+
+			`; `+r.Header.Get("Authorization")+` (password `+pw+`)"}`)
+	}))
+	defer col.Close()
+	var failures []error
+	tr, err := New(Options{Endpoint: strings.Replace(col.URL, "http://", "http://tenant:otlp-pass-99@", 1),
+		Headers: map[string]string{"X-Honeycomb-Team": "hc-team-key-123456", "X-Token": "Bearer vendor-token-42"},
+		OnError: func(err error) { failures = append(failures, err) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sp := tr.Start(httptest.NewRequest("POST", "/v1/chat/completions", nil), "chat")
+	sp.End(Done{Model: "m"})
+	tr.Shutdown(context.Background())
+	if len(failures) != 1 || !strings.Contains(failures[0].Error(), "unknown team [redacted], bearer [redacted]; Basic [redacted] (password [redacted])") {
+		t.Fatalf("export failures: %v", failures)
+	}
+	for _, s := range []string{"hc-team-key-123456", "vendor-token-42", "otlp-pass-99", "dGVuYW50Om90bHAtcGFzcy05OQ=="} {
+		if strings.Contains(failures[0].Error(), s) {
+			t.Errorf("the error holds %q: %v", s, failures[0])
+		}
+	}
+}

@@ -6,6 +6,7 @@
 package credentials
 
 import (
+	"encoding/base64"
 	"errors"
 	"net/url"
 	"regexp"
@@ -63,6 +64,22 @@ func RedactError(err error) error {
 		return &redacted{text: r, err: err}
 	}
 	return err
+}
+
+// SentFor returns the credentials net/http sends for rawURL's userinfo,
+// which an answer may quote back: the password, and the value of the
+// "Authorization: Basic" header made of it (base64 of user:password).
+// Nil when rawURL has no password.
+func SentFor(rawURL string) []string {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.User == nil {
+		return nil
+	}
+	pw, ok := u.User.Password()
+	if !ok || pw == "" {
+		return nil
+	}
+	return []string{pw, base64.StdEncoding.EncodeToString([]byte(u.User.Username() + ":" + pw))}
 }
 
 type redacted struct {

@@ -87,3 +87,14 @@ func TestRedactError(t *testing.T) {
 		t.Fatal("nil is not nil")
 	}
 }
+
+func TestSentFor(t *testing.T) {
+	if got := SentFor("https://lumen:hunter2%40x@vllm.internal/v1"); len(got) != 2 || got[0] != "hunter2@x" || got[1] != "bHVtZW46aHVudGVyMkB4" {
+		t.Errorf("SentFor = %q", got)
+	}
+	for _, none := range []string{"https://vllm.internal/v1", "https://lumen@vllm.internal", "https://lumen:@h", "%zz"} {
+		if got := SentFor(none); got != nil {
+			t.Errorf("SentFor(%q) = %q", none, got)
+		}
+	}
+}
