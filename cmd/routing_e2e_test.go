@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -238,11 +239,18 @@ func TestE2EModelGroupRateCoversFallbacksAndAuto(t *testing.T) {
 			}
 		}
 		// gpt-4o's window is full: the fallback is passed over and the
-		// client gets flaky's own failure.
+		// client gets flaky's own failure, which says why no fallback
+		// answered and, in Retry-After, when gpt-4o's window has room.
 		_, err := ask(c, "flaky")
 		var apiErr *openai.Error
 		if !errors.As(err, &apiErr) || apiErr.StatusCode != 500 || fake.callsTo("gpt-4o") != 2 {
 			t.Fatalf("third request: %v; gpt-4o called %d times, want 2", err, fake.callsTo("gpt-4o"))
+		}
+		retry, _ := strconv.Atoi(apiErr.Response.Header.Get("Retry-After"))
+		if !strings.Contains(apiErr.Message, `no fallback was tried: rate limit reached for model "gpt-4o": 2 requests per minute`) ||
+			retry < 1 || retry > 60 {
+			t.Fatalf("third request: %q, Retry-After %q; want gpt-4o's window named and its Retry-After",
+				apiErr.Message, apiErr.Response.Header.Get("Retry-After"))
 		}
 		// The fallbacks counted in the window a direct request checks.
 		if _, err := ask(c, "gpt-4o"); !errors.As(err, &apiErr) || apiErr.StatusCode != 429 || apiErr.Code != "rate_limit_exceeded" {

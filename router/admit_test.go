@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/lumengw/lumen/providers"
 )
@@ -79,7 +80,47 @@ func TestAdmitFallbacks(t *testing.T) {
 					t.Fatalf("%s was refused by Admit but called %d times", name, f.Calls())
 				}
 			}
+			// A failure after refusals carries them, for the client to
+			// learn why no fallback answered.
+			var fr *FallbacksRefusedError
+			if tt.wantGroup == "" && (!errors.As(err, &fr) || len(fr.Refused) != len(tt.full) || !errors.Is(fr.Refused[0], errFull)) {
+				t.Fatalf("err %#v, want a FallbacksRefusedError with %d refusals", err, len(tt.full))
+			}
 		})
+	}
+}
+
+// A group given up, every deployment cooled down, for a fallback that
+// Admit then refuses is tried anyway on the deployment that comes back
+// soonest, as a group without fallbacks is: the request is not refused
+// with nothing tried.
+func TestAdmitRefusedFallbacksOfCooledDownGroup(t *testing.T) {
+	for _, mainUp := range []bool{true, false} {
+		mainFake := answers(`{}`)
+		if !mainUp {
+			mainFake = failing(dead)
+		}
+		r, _ := newTestRouter(t, fallbackGroups, map[string]providers.Provider{"main": mainFake})
+		g, _ := r.Group("main")
+		g.Deployments[0].health.until = r.now().Add(time.Minute) // cooled down
+		g.Deployments[0].health.tripped.Store(true)
+		a := &admitter{full: []string{"second", "third"}}
+		call := chat("main", false, "")
+		call.Admit = a.admit
+		res, err := r.Do(context.Background(), call)
+		if mainFake.Calls() == 0 {
+			t.Fatalf("main up %v: main not called (err %v)", mainUp, err)
+		}
+		var fr *FallbacksRefusedError
+		switch {
+		case mainUp && (err != nil || res.Group != "main"):
+			t.Fatalf("answered by %q (err %v), want main", answeredBy(res), err)
+		case !mainUp && (!errors.Is(err, dead) || !errors.As(err, &fr) || len(fr.Refused) != 2):
+			t.Fatalf("err %v, want main's %v with two refusals", err, dead)
+		}
+		if !slices.Equal(a.asked, []string{"second", "third"}) {
+			t.Fatalf("Admit asked for %v, want [second third]", a.asked)
+		}
 	}
 }
 

@@ -157,7 +157,7 @@ func (r *Router) pick(gt *groupTry, rs *reqState, failed *Deployment) (*Deployme
 	// Every deployment that may take the request is cooled down.
 	if r.nextGroup(rs, failGeneric) != nil {
 		return nil, &providers.UpstreamError{Provider: "lumen", Deployment: g.Name, Status: http.StatusServiceUnavailable,
-			Type: "api_error", Code: "cooling_down", Retryable: true,
+			Type: "api_error", Code: codeCoolingDown, Retryable: true,
 			Message: fmt.Sprintf("every deployment of %q is cooling down after failures", g.Name)}
 	}
 	var soonest *Deployment
@@ -175,6 +175,17 @@ func (r *Router) pick(gt *groupTry, rs *reqState, failed *Deployment) (*Deployme
 	}
 	gt.tried |= bit(soonest.index)
 	return soonest, nil
+}
+
+// codeCoolingDown is the code of pick's error for a group given up, every
+// deployment cooled down, for a fallback.
+const codeCoolingDown = "cooling_down"
+
+// isCoolingDown reports pick's error for a group given up for a fallback,
+// every deployment of it cooled down: none was called.
+func isCoolingDown(err error) bool {
+	var ue *providers.UpstreamError
+	return errors.As(err, &ue) && ue.Provider == "lumen" && ue.Code == codeCoolingDown
 }
 
 // pickPass chooses among one preference class (see pick): pass 0 the

@@ -134,7 +134,8 @@ func (r *Router) nextGroup(rs *reqState, kind failKind) *Group {
 // the first nextGroup gives that Call.Admit admits. A group Admit refuses
 // (its rate window is full) is passed over, as one Skip names is. Unlike
 // nextGroup, which only looks, it is called once the router turns to the
-// group, since Admit counts the call there.
+// group, since Admit counts the call there. The refusals are kept in
+// rs.refused for the error the call may end with (FallbacksRefusedError).
 func (r *Router) fallbackTo(ctx context.Context, rs *reqState, kind failKind) *Group {
 	for {
 		g := r.nextGroup(rs, kind)
@@ -148,7 +149,33 @@ func (r *Router) fallbackTo(ctx context.Context, rs *reqState, kind failKind) *G
 		r.log.Warn().Str("request_id", rs.call.RequestID).Str("fallback", g.Name).Str("reason", redact(err.Error())).
 			Msg("skipping a fallback model group that refused the request")
 		rs.groups = append(rs.groups, g.Name) // not asked again
+		rs.refused = append(rs.refused, err)
 	}
+}
+
+// FallbacksRefusedError is the error a call ends with when its model
+// group failed and Call.Admit refused every fallback left (their rate
+// windows are full): Err is the failure of the last group tried, which it
+// unwraps to, and Refused holds Admit's refusals in the order asked. The
+// caller can then say why no fallback answered and when one could.
+type FallbacksRefusedError struct {
+	Err     error
+	Refused []error
+}
+
+func (e *FallbacksRefusedError) Error() string {
+	return fmt.Sprintf("%v (%d fallback model groups refused the request)", e.Err, len(e.Refused))
+}
+
+func (e *FallbacksRefusedError) Unwrap() error { return e.Err }
+
+// withRefusals is err, as a *FallbacksRefusedError when Call.Admit passed
+// over some fallback of rs.
+func withRefusals(rs *reqState, err error) error {
+	if len(rs.refused) == 0 || err == nil {
+		return err
+	}
+	return &FallbacksRefusedError{Err: err, Refused: rs.refused}
 }
 
 // readLists reads the request's OpenRouter-style "models" (tried in order

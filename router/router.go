@@ -407,6 +407,7 @@ type reqState struct {
 	res     *Result
 	prompt  int      // estimated prompt tokens; -1 until needed
 	groups  []string // groups tried, in order
+	refused []error  // Call.Admit's refusals of fallbacks (fallbackTo)
 	attempt int      // attempts made, for log lines
 }
 
@@ -458,6 +459,7 @@ func (r *Router) Do(ctx context.Context, call *Call) (*Result, error) {
 			return nil, err
 		}
 	}
+	again := false // g is being tried again after its fallbacks refused
 	for {
 		rs.groups = append(rs.groups, g.Name)
 		o, err := r.tryGroup(ctx, g, rs)
@@ -482,8 +484,15 @@ func (r *Router) Do(ctx context.Context, call *Call) (*Result, error) {
 			return res, err
 		}
 		next := r.fallbackTo(ctx, rs, kind)
+		if next == nil && isCoolingDown(err) && !again {
+			// pick gave g up, every deployment cooled down, for a fallback
+			// that Admit then refused: with none left, g's deployment that
+			// comes back soonest is tried, as for a group without fallbacks.
+			again = true
+			continue
+		}
 		if next == nil {
-			return res, err
+			return res, withRefusals(rs, err)
 		}
 		r.log.Warn().Str("request_id", call.RequestID).Str("model_group", g.Name).Str("fallback", next.Name).
 			Str("reason", kind.String()).Str("error", redact(err.Error())).Msg("falling back to another model group")

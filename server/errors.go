@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/lumengw/lumen/guardrail"
@@ -67,6 +68,7 @@ func classify(err error) (*apiError, bool) {
 	var ae *apiError
 	var ue *providers.UpstreamError
 	var ug *router.UnknownGroupError
+	var fr *router.FallbacksRefusedError
 	var na *router.NotAllowedError
 	var re *router.RequestError
 	var be *limits.BudgetError
@@ -77,6 +79,9 @@ func classify(err error) (*apiError, bool) {
 	case errors.Is(err, errShuttingDown): // before apiError: it may wrap a 499
 		return &apiError{Status: http.StatusServiceUnavailable, Type: typeShuttingDown, Code: typeShuttingDown,
 			Message: "the gateway shut down before this request finished (its shutdown grace period ran out); retry it"}, false
+	case errors.As(err, &fr): // before apiError and the upstream's: it wraps the failure
+		ae, internal := classify(fr.Err)
+		return fallbacksRefused(ae, fr.Refused), internal
 	case errors.As(err, &ae):
 		return ae, false
 	case errors.As(err, &na):
@@ -120,6 +125,38 @@ func classify(err error) (*apiError, bool) {
 		return &apiError{Status: http.StatusInternalServerError, Type: "api_error", Code: "internal_error",
 			Message: "internal error in Lumen; the request id is in x-lumen-request-id and the log"}, true
 	}
+}
+
+// fallbacksRefused is ae, the failure of the model group a request ended
+// on, when every fallback left was refused by its rpm/tpm window
+// (admitGroup): the status and type stay the failure's, which is what
+// happened to the request (a 429 would blame a limit the client's own
+// model is not at, and hide an upstream outage); the message adds why no
+// fallback answered, and Retry-After says when the soonest refused window
+// (or the upstream, if it said sooner) can take the request again.
+func fallbacksRefused(ae *apiError, refused []error) *apiError {
+	out := *ae
+	out.Header = ae.Header.Clone()
+	retry := -1
+	if v, err := strconv.Atoi(ae.Header.Get("Retry-After")); err == nil {
+		retry = v
+	}
+	why := make([]string, 0, len(refused))
+	for _, err := range refused {
+		r, _ := classify(err)
+		why = append(why, r.Message)
+		if v, err := strconv.Atoi(r.Header.Get("Retry-After")); err == nil && (retry < 0 || v < retry) {
+			retry = v
+		}
+	}
+	out.Message = ae.Message + "; no fallback was tried: " + strings.Join(why, "; ")
+	if retry >= 0 {
+		if out.Header == nil {
+			out.Header = http.Header{}
+		}
+		out.Header.Set("Retry-After", strconv.Itoa(retry))
+	}
+	return &out
 }
 
 // budgetError is OpenAI-shaped with Lumen's type budget_exceeded; the

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lumengw/lumen/limits"
 	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/router"
 )
@@ -54,5 +55,40 @@ func TestRetryAfterRelayed(t *testing.T) {
 	ae, _ := classify(&providers.UpstreamError{Status: 429, Message: "slow down", RetryAfter: 1500 * time.Millisecond})
 	if ae.Header.Get("Retry-After") != "2" || ae.Status != http.StatusTooManyRequests || ae.Type != "rate_limit_error" {
 		t.Fatalf("%+v", ae)
+	}
+}
+
+// A failure after every fallback left was refused by its rate window
+// keeps its status, names the windows and takes the soonest Retry-After:
+// the refusals' or the upstream's own.
+func TestClassifyFallbacksRefused(t *testing.T) {
+	full := func(group string, secs int) error {
+		d := limits.Decision{RetryAfter: time.Duration(secs) * time.Second, Requests: limits.Quota{Limit: 2, Reset: time.Duration(secs) * time.Second}}
+		return rateLimited(d, scope{kind: "model_group", name: group, limit: limits.Limit{RPM: 2}}, 10)
+	}
+	tooLarge := rateLimited(limits.Decision{TooLarge: true}, scope{kind: "model_group", name: "small", limit: limits.Limit{TPM: 5}}, 10)
+	tests := []struct {
+		name    string
+		err     error
+		refused []error
+		status  int
+		message string
+		retry   string
+	}{
+		{"the soonest window", &providers.UpstreamError{Deployment: "d", Status: 500, Message: "boom"},
+			[]error{full("a", 30), full("b", 12)}, 500,
+			`deployment d: boom; no fallback was tried: rate limit reached for model "a": 2 requests per minute; retry after 30s; rate limit reached for model "b": 2 requests per minute; retry after 12s`, "12"},
+		{"the upstream's sooner", &providers.UpstreamError{Deployment: "d", Status: 429, Message: "slow down", RetryAfter: 5 * time.Second},
+			[]error{full("a", 30)}, 429, `deployment d: slow down; no fallback was tried: rate limit reached for model "a": 2 requests per minute; retry after 30s`, "5"},
+		{"a window the request never fits", &providers.UpstreamError{Deployment: "d", Status: 502, Message: "bad gateway"},
+			[]error{tooLarge}, 502, `deployment d: bad gateway; no fallback was tried: this request needs about 10 tokens (prompt plus max_tokens) but model "small" is limited to 5 tokens per minute; lower max_tokens`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ae, internal := classify(fmt.Errorf("routing: %w", &router.FallbacksRefusedError{Err: tt.err, Refused: tt.refused}))
+			if ae.Status != tt.status || ae.Message != tt.message || ae.Header.Get("Retry-After") != tt.retry || internal {
+				t.Fatalf("classify = %+v, Retry-After %q", ae, ae.Header.Get("Retry-After"))
+			}
+		})
 	}
 }
