@@ -12,11 +12,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	sdk "github.com/anthropics/anthropic-sdk-go"
 	"github.com/anthropics/anthropic-sdk-go/option"
+	"github.com/openai/openai-go/v3"
 	"github.com/tidwall/gjson"
 
 	"github.com/lumengw/lumen/ledger"
@@ -311,6 +313,58 @@ guardrails:
 	if r := chat(`"guardrails":["down"],`, "hello"); r.status != 503 || gjson.Get(r.text, "error.code").Str != "guardrail_unavailable" ||
 		!strings.Contains(gjson.Get(r.text, "error.message").Str, `guardrail "down" could not check the request (model group mod-down)`) {
 		t.Errorf("moderation down: %d %s", r.status, r.text)
+	}
+}
+
+// A moderation guardrail's call counts in its model group's rpm window,
+// as a client's /v1/moderations does: the window guards that upstream.
+// Once the guardrail has filled it, a request it would check gets the
+// window's 429 with Retry-After (not an unchecked pass, not a 503), and a
+// direct moderation request is refused too.
+func TestE2EGuardrailModerationCountsInGroupWindow(t *testing.T) {
+	var calls atomic.Int32
+	mod := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"id":"modr-1","model":"omni-moderation-latest","results":[{"flagged":false,"categories":{"violence":false},"category_scores":{"violence":0}}]}`)
+	}))
+	t.Cleanup(mod.Close)
+	l := startLumen(t, `
+model_list:
+  - model_name: echo
+    litellm_params: {model: mock/demo}
+  - model_name: mod
+    litellm_params: {model: openai/omni-moderation-latest, api_base: "`+mod.URL+`/v1", api_key: sk-x}
+    model_info: {mode: moderation}
+router_settings: {num_retries: 0}
+guardrails:
+  - guardrail_name: safety
+    litellm_params: {guardrail: openai_moderation, mode: pre_call, default_on: true, model: mod}
+limits:
+  model_groups: {mod: {rpm: 2}}
+`, nil)
+	c := client(l, "x")
+	p := userMsg("hello")
+	p.Model = "echo"
+	for i := range 2 {
+		if _, err := c.Chat.Completions.New(context.Background(), p); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	_, err := c.Chat.Completions.New(context.Background(), p)
+	var apiErr *openai.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != 429 || apiErr.Code != "rate_limit_exceeded" ||
+		apiErr.Message != `guardrail "safety" could not check the request: rate limit reached for model "mod": 2 requests per minute; retry after `+apiErr.Response.Header.Get("Retry-After")+"s" ||
+		apiErr.Response.Header.Get("Retry-After") == "" {
+		t.Fatalf("third request, the moderation window full: %v", err)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("the moderation model was called %d times, want 2 (its rpm)", n)
+	}
+	// The same window a client's own moderation request counts in.
+	r := rawPost(t, l, "/v1/moderations", "", `{"model":"mod","input":"hello"}`)
+	if r.status != 429 || gjson.Get(r.text, "error.code").Str != "rate_limit_exceeded" {
+		t.Fatalf("a direct moderation request: %d %s", r.status, r.text)
 	}
 }
 

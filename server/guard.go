@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"github.com/lumengw/lumen/guardrail"
 	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/router"
+	"github.com/lumengw/lumen/tokens"
 )
 
 // SetGuardrails swaps in the guardrails of a (re)loaded config; nil runs
@@ -100,22 +102,51 @@ func (s *Server) guardInput(ctx context.Context, x *exchange, native *[]byte) er
 // texts (after the content filters masked them) and blocks what it flags.
 // A moderation model that cannot answer fails the request closed. It
 // touches no exchange: a during_call check runs it on a goroutine.
+//
+// The call counts in the limits.model_groups rpm/tpm window of the group
+// it asks (and of a fallback it turns to), as a client's /v1/moderations
+// would: the window guards that upstream's capacity, which the guardrail
+// uses as much as a client does. A full window refuses the check, and the
+// request, with the window's 429 and Retry-After. It is not in the ledger
+// nor charged to a budget, like the semantic cache's embeddings: it is
+// the gateway's call, not the client's, and the client's request is.
 func (s *Server) moderate(ctx context.Context, requestID string, texts []string, g *guardrail.Guard) ([]guardrail.Hit, error) {
 	body, err := json.Marshal(map[string]any{"model": g.Moderation, "input": texts})
 	if err != nil {
 		return nil, fmt.Errorf("moderation request: %w", err)
 	}
-	res, err := s.Router().Do(ctx, &router.Call{Group: g.Moderation, Op: providers.OpModeration, Body: body, RequestID: requestID})
+	call := &router.Call{Group: g.Moderation, Op: providers.OpModeration, Body: body, RequestID: requestID}
+	var res *router.Result
+	if s.groupRates {
+		// The call's own exchange, for admitGroup and settle: only its
+		// windows, never a budget or the ledger.
+		mx := &exchange{id: requestID, op: providers.OpModeration, body: body, promptEst: tokens.Prompt(body)}
+		if err = s.admitGroup(ctx, mx, g.Moderation); err == nil {
+			call.Admit = func(ctx context.Context, group string) error { return s.admitGroup(ctx, mx, group) }
+			res, err = s.Router().Do(ctx, call)
+			s.settleModeration(mx, res)
+		}
+	} else {
+		res, err = s.Router().Do(ctx, call)
+	}
 	var flagged []string
 	if err == nil {
 		flagged, err = guardrail.Flagged(res.Response.Body, g.Categories)
 	}
 	if err != nil {
 		ae, _ := classify(err)
-		if ae.Status == statusClientClosed {
+		var own *apiError
+		switch {
+		case ae.Status == statusClientClosed:
 			return nil, ae
+		case errors.As(err, &own) && own.Status == http.StatusTooManyRequests:
+			// admitGroup's: the group's window is full, not its upstream
+			// down; the client is told so, and when to retry.
+			out := *own
+			out.Message = sprintf("guardrail %q could not check the request: %s", g.Name, own.Message)
+			return nil, &out
 		}
-		return nil, &apiError{Status: http.StatusServiceUnavailable, Type: "api_error", Code: "guardrail_unavailable",
+		return nil, &apiError{Status: http.StatusServiceUnavailable, Type: "api_error", Code: "guardrail_unavailable", Header: ae.Header,
 			Message: sprintf("guardrail %q could not check the request (model group %s): %s", g.Name, g.Moderation, ae.Message)}
 	}
 	if len(flagged) == 0 {
@@ -123,6 +154,23 @@ func (s *Server) moderate(ctx context.Context, requestID string, texts []string,
 	}
 	return []guardrail.Hit{{Guard: g.Name, Rule: "moderation", Action: guardrail.Block}},
 		&guardrail.BlockedError{Guard: g.Name, What: "moderation categories " + strings.Join(flagged, ", ")}
+}
+
+// settleModeration corrects the windows a moderation call counted in to
+// the tokens it used, as finish and settle do for a client's request: the
+// answer's usage, else (moderation answers carry none) the prompt
+// estimate, kept by the group that answered.
+func (s *Server) settleModeration(mx *exchange, res *router.Result) {
+	if res != nil {
+		mx.deployment, mx.attempts = res.Deployment, res.Attempts
+		if res.Response != nil {
+			mx.usage = res.Response.Usage
+			if mx.usage.PromptTokens == 0 {
+				mx.usage.PromptTokens = mx.promptEst
+			}
+		}
+	}
+	s.settle(mx)
 }
 
 // pendingCheck is a during_call check running beside the upstream call.
