@@ -14,6 +14,7 @@ import (
 	"github.com/lumengw/lumen/audit"
 	"github.com/lumengw/lumen/config"
 	"github.com/lumengw/lumen/guardrail"
+	"github.com/lumengw/lumen/internal/loop"
 	"github.com/lumengw/lumen/router"
 	"github.com/lumengw/lumen/server"
 )
@@ -38,44 +39,51 @@ func watchReload(ctx context.Context, v *viper.Viper, f *Factory, srv *server.Se
 			return
 		case <-hup:
 		}
-		cfg, source, warnings, err := loadConfig(v, f)
-		if err == nil {
-			err = override(v, cfg)
-		}
-		if err != nil {
-			log.Error().Err(err).Msg("config reload failed: keeping the running config")
-			continue
-		}
-		for _, w := range warnings {
-			log.Warn().Str("config", source).Msg(w)
-		}
-		r, err := router.New(cfg, build)
-		if err != nil {
-			log.Error().Err(err).Msg("config reload failed: keeping the running config")
-			continue
-		}
-		for _, w := range r.Warnings() {
-			log.Warn().Str("config", source).Msg(w)
-		}
-		guards, err := guardrail.NewSet(cfg.Guardrails)
-		if err != nil {
-			log.Error().Err(err).Msg("config reload failed: keeping the running config")
-			continue
-		}
-		r.SetLogger(log)
-		r.KeepLearning(srv.Router()) // auto:smart keeps what it learned
-		r.KeepState(srv.Router())    // open circuits, minute usage and latencies survive
-		srv.SetRouter(r)
-		checks.start(ctx, r) // the new router's deployments, at its interval
-		srv.SetGuardrails(guards)
-		if restartNeeded(running, cfg) {
-			log.Warn().Msg("config reload: server, cache, ledger, audit, limits or auth settings changed; they take effect on restart")
-		}
-		log.Info().Str("config", source).Strs("models", r.Names()).Msg("config reloaded")
-		if al != nil {
-			al.Append(audit.Entry{Actor: audit.ActorSystem, Action: audit.ActionConfigReloaded, Target: source,
-				Detail: "model groups: " + strings.Join(r.Names(), ", ")})
-		}
+		// A reload that panics keeps the running config, as a bad file does.
+		loop.Step(log, "config reload", func() { reload(ctx, v, f, srv, running, build, al, checks, log) })
+	}
+}
+
+// reload is one of watchReload's reloads.
+func reload(ctx context.Context, v *viper.Viper, f *Factory, srv *server.Server, running *config.Config, build router.Builder,
+	al *audit.Log, checks *healthChecks, log zerolog.Logger) {
+	cfg, source, warnings, err := loadConfig(v, f)
+	if err == nil {
+		err = override(v, cfg)
+	}
+	if err != nil {
+		log.Error().Err(err).Msg("config reload failed: keeping the running config")
+		return
+	}
+	for _, w := range warnings {
+		log.Warn().Str("config", source).Msg(w)
+	}
+	r, err := router.New(cfg, build)
+	if err != nil {
+		log.Error().Err(err).Msg("config reload failed: keeping the running config")
+		return
+	}
+	for _, w := range r.Warnings() {
+		log.Warn().Str("config", source).Msg(w)
+	}
+	guards, err := guardrail.NewSet(cfg.Guardrails)
+	if err != nil {
+		log.Error().Err(err).Msg("config reload failed: keeping the running config")
+		return
+	}
+	r.SetLogger(log)
+	r.KeepLearning(srv.Router()) // auto:smart keeps what it learned
+	r.KeepState(srv.Router())    // open circuits, minute usage and latencies survive
+	srv.SetRouter(r)
+	checks.start(ctx, r) // the new router's deployments, at its interval
+	srv.SetGuardrails(guards)
+	if restartNeeded(running, cfg) {
+		log.Warn().Msg("config reload: server, cache, ledger, audit, limits or auth settings changed; they take effect on restart")
+	}
+	log.Info().Str("config", source).Strs("models", r.Names()).Msg("config reloaded")
+	if al != nil {
+		al.Append(audit.Entry{Actor: audit.ActorSystem, Action: audit.ActionConfigReloaded, Target: source,
+			Detail: "model groups: " + strings.Join(r.Names(), ", ")})
 	}
 }
 

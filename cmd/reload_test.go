@@ -6,16 +6,23 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/tidwall/gjson"
 
 	"github.com/lumengw/lumen/audit"
 	"github.com/lumengw/lumen/config"
+	"github.com/lumengw/lumen/internal/syncbuf"
+	"github.com/lumengw/lumen/providers"
+	"github.com/lumengw/lumen/router"
+	"github.com/lumengw/lumen/server"
 )
 
 func modelIDs(t *testing.T, l *lumen) string {
@@ -199,5 +206,78 @@ router_settings: {num_retries: 2, allowed_fails: 2, cooldown_time: 300, retry_af
 	changed := rawGet(t, l.URL, "/health", "")
 	if bad(changed).Get("model").Str != "other" || bad(changed).Get("state").Str != "closed" || bad(changed).Get("recent_failures").Int() != 0 {
 		t.Fatalf("a new upstream inherited the old one's circuit: %s", changed)
+	}
+}
+
+// A reload that panics (here: building a deployment's provider) is logged
+// with its stack and keeps the running config, and the next SIGHUP
+// reloads: the panic does not end lumen serve.
+func TestReloadRecoversPanics(t *testing.T) {
+	// SIGHUP's default action ends the process: caught here too, in case
+	// one arrives before watchReload listens or after it stopped (left
+	// registered; the channel drops what it has no room for).
+	caught := make(chan os.Signal, 1)
+	signal.Notify(caught, syscall.SIGHUP)
+	path := t.TempDir() + "/config.yaml"
+	if err := os.WriteFile(path, []byte("model_list: [{model_name: alpha, params: {model: mock/alpha}}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := &Factory{In: strings.NewReader(""), Out: io.Discard, ErrOut: io.Discard}
+	var opts *ServeOptions
+	cmd := NewCmdServe(f, func(_ context.Context, o *ServeOptions) error { opts = o; return nil })
+	cmd.SetArgs([]string{"--config", path})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, _, err := loadConfig(opts.v, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var broken atomic.Bool
+	build := func(pc providers.Config) (providers.Provider, error) {
+		if broken.Load() {
+			panic("injected")
+		}
+		return router.Build(pc)
+	}
+	r, err := router.New(cfg, build)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncbuf.Buffer
+	log := zerolog.New(&logs)
+	srv := server.New(server.Options{Config: cfg, Router: r, Logger: log})
+	checks := &healthChecks{}
+	defer checks.stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		watchReload(ctx, opts.v, f, srv, cfg, build, nil, checks, log)
+	}()
+	defer func() { cancel(); <-done }()
+
+	broken.Store(true)
+	if err := os.WriteFile(path, []byte("model_list: [{model_name: beta, params: {model: mock/beta}}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hup := func(logged string) {
+		t.Helper()
+		waitFor(t, func() bool {
+			if strings.Contains(logs.String(), logged) {
+				return true
+			}
+			syscall.Kill(os.Getpid(), syscall.SIGHUP)
+			return false
+		})
+	}
+	hup(`"loop":"config reload","panic":"injected"`)
+	if names := srv.Router().Names(); len(names) != 1 || names[0] != "alpha" {
+		t.Fatalf("after a reload that panicked: %v, want the running alpha", names)
+	}
+	broken.Store(false)
+	hup(`"message":"config reloaded"`)
+	if names := srv.Router().Names(); len(names) != 1 || names[0] != "beta" {
+		t.Fatalf("after the next reload: %v, want beta", names)
 	}
 }

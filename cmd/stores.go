@@ -15,6 +15,7 @@ import (
 	"github.com/lumengw/lumen/audit"
 	"github.com/lumengw/lumen/cache"
 	"github.com/lumengw/lumen/config"
+	"github.com/lumengw/lumen/internal/loop"
 	"github.com/lumengw/lumen/ledger"
 	"github.com/lumengw/lumen/limits"
 	"github.com/lumengw/lumen/metrics"
@@ -322,21 +323,21 @@ func (st *stores) run(ctx context.Context) {
 	}()
 	go func() {
 		defer st.wg.Done()
-		every(ctx, keysRefresh, st.retryReloads)
+		st.every(ctx, keysRefresh, "reloading the spend of changed keys", st.retryReloads)
 	}()
 	go func() {
 		defer st.wg.Done()
 		if st.redis != nil {
 			st.raiseSpendLoop(ctx)
 		} else {
-			every(ctx, spendSaveEvery, st.saveSpend)
+			st.every(ctx, spendSaveEvery, "saving budget spend", st.saveSpend)
 		}
 	}()
 	if st.learner != nil {
 		st.wg.Add(1)
 		go func() {
 			defer st.wg.Done()
-			every(ctx, learnSyncEvery, func() { st.syncLearning() })
+			st.every(ctx, learnSyncEvery, "syncing auto:smart", func() { st.syncLearning() })
 		}()
 	}
 	if st.audit != nil && st.cfg.Ledger.RetentionDays > 0 && st.cfg.Ledger.StorePayloads {
@@ -346,8 +347,9 @@ func (st *stores) run(ctx context.Context) {
 			// At once, too: a restarted gateway must not keep bodies
 			// past retention for another auditPurgeEvery (test
 			// TestE2EAuditPayloadsPurgedAtStart).
-			st.purgeAuditPayloads(ctx)
-			every(ctx, auditPurgeEvery, func() { st.purgeAuditPayloads(ctx) })
+			purge := func() { st.purgeAuditPayloads(ctx) }
+			loop.Step(st.log, "purging audit bodies", purge)
+			st.every(ctx, auditPurgeEvery, "purging audit bodies", purge)
 		}()
 	}
 }
@@ -413,8 +415,9 @@ func (a armStore) MergeArms(ctx context.Context, deltas []auto.Arm, maxCount flo
 	return out, nil
 }
 
-// every calls f every d until ctx is done.
-func every(ctx context.Context, d time.Duration, f func()) {
+// every calls f every d until ctx is done, as a step of the loop name: a
+// panic in f is logged and f runs again at the next tick (loop.Step).
+func (st *stores) every(ctx context.Context, d time.Duration, name string, f func()) {
 	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
@@ -422,7 +425,7 @@ func every(ctx context.Context, d time.Duration, f func()) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			f()
+			loop.Step(st.log, name, f)
 		}
 	}
 }
@@ -525,7 +528,8 @@ func (st *stores) raiseSpendLoop(ctx context.Context) {
 			}
 			why = "a failed load"
 		}
-		err := st.raiseSpend()
+		err := errPanicked // unless raiseSpend returns: retried every keysRefresh, as a failure
+		loop.Step(st.log, "raising the shared budgets' spend", func() { err = st.raiseSpend() })
 		switch {
 		case err != nil && !st.unraised:
 			logUnlessLogged(st.log, err, "raising the shared budgets' spend to the ledger's failed; retrying every 2s")
@@ -538,6 +542,10 @@ func (st *stores) raiseSpendLoop(ctx context.Context) {
 		st.unraised = err != nil
 	}
 }
+
+// errPanicked is the error of a loop step that panicked (loop.Step logged
+// it): the step counts as failed.
+var errPanicked = errors.New("panicked")
 
 // raiseSpend raises the spend of the budgets in Redis (shared, kept there)
 // to the ledger's.

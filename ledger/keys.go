@@ -21,6 +21,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/lumengw/lumen/internal/loop"
 	"github.com/lumengw/lumen/limits"
 )
 
@@ -341,6 +342,10 @@ func (kr *Keyring) Reload(ctx context.Context) error {
 // reach must not hold the change lock for as long as TCP would wait.
 const refreshTimeout = 10 * time.Second
 
+// errRefreshPanicked is a refresh in Run that panicked (loop.Step logged
+// it and its stack): a failed refresh, whose keys already loaded stay.
+var errRefreshPanicked = errors.New("reloading virtual keys panicked")
+
 // failLogEvery spaces Run's warnings while the store keeps failing.
 const failLogEvery = time.Minute
 
@@ -364,7 +369,8 @@ func (kr *Keyring) Run(ctx context.Context, interval time.Duration) error {
 		case <-t.C:
 		}
 		rctx, cancel := context.WithTimeout(ctx, refreshTimeout)
-		err := kr.refresh(rctx)
+		err := errRefreshPanicked // unless refresh returns: a failure, retried at the next tick
+		loop.Step(kr.log, "reloading virtual keys", func() { err = kr.refresh(rctx) })
 		cancel()
 		switch {
 		case ctx.Err() != nil:

@@ -513,3 +513,44 @@ func TestKeyringOnChange(t *testing.T) {
 		t.Errorf("a reload after another process's change: heard %q", h)
 	}
 }
+
+// panickyKeys is a KeyStore whose second ListKeys (Run's first reload)
+// panics; the third closes listed.
+type panickyKeys struct {
+	calls  atomic.Int32
+	listed chan struct{}
+}
+
+func (s *panickyKeys) InsertKey(context.Context, *Key) error { return nil }
+func (s *panickyKeys) UpdateKey(context.Context, *Key) error { return nil }
+func (s *panickyKeys) ListKeys(context.Context) ([]*Key, error) {
+	switch s.calls.Add(1) {
+	case 2:
+		panic("injected")
+	case 3:
+		close(s.listed)
+	}
+	return nil, nil
+}
+
+// A reload that panics is logged with its stack, counts as a failed one
+// and Run goes on: the next tick reloads again (without the recovery the
+// panic ends the test binary, as it would lumen serve).
+func TestKeyringRunRecoversPanics(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	store := &panickyKeys{listed: make(chan struct{})}
+	var logs syncbuf.Buffer
+	kr, err := NewKeyring(ctx, store, KeyringOptions{Logger: zerolog.New(&logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- kr.Run(ctx, time.Millisecond) }()
+	<-store.listed
+	cancel()
+	<-done
+	if !strings.Contains(logs.String(), `"loop":"reloading virtual keys","panic":"injected"`) || !strings.Contains(logs.String(), "reloading virtual keys panicked") {
+		t.Fatalf("log %s", logs.String())
+	}
+}

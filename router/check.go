@@ -2,10 +2,10 @@ package router
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
+	"github.com/lumengw/lumen/internal/loop"
 	"github.com/lumengw/lumen/providers"
 )
 
@@ -48,12 +48,7 @@ func (r *Router) CheckAll(ctx context.Context) {
 	for _, name := range r.names {
 		for _, d := range r.groups[name].Deployments {
 			wg.Go(func() {
-				defer func() {
-					if p := recover(); p != nil {
-						r.log.Error().Str("deployment", d.ID).Str("panic", fmt.Sprint(p)).Msg("health check panicked")
-					}
-				}()
-				r.check(ctx, d)
+				loop.Step(r.log.With().Str("deployment", d.ID).Logger(), "health check", func() { r.check(ctx, d) })
 			})
 		}
 	}

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
+	"github.com/lumengw/lumen/internal/syncbuf"
 	"github.com/lumengw/lumen/providers"
 )
 
@@ -161,5 +164,27 @@ router_settings: {routing_strategy: cost-based-routing, allowed_fails: 1, cooldo
 	}
 	if st = r.Snapshot(); st[0].InFlight != 0 || st[0].TokensThisMinute != 14 {
 		t.Fatalf("closed stream: %+v", st[0])
+	}
+}
+
+// A health check that panics is logged with its deployment and stack, and
+// the other checks and the next round go on.
+func TestHealthCheckPanicLogged(t *testing.T) {
+	bad := &fake{do: func(context.Context, int, *providers.Request) (*providers.Response, error) { panic("injected") }}
+	good := answers(`{}`)
+	r, _ := newTestRouter(t, `
+model_list:
+  - {model_name: g, params: {model: openai/bad, api_base: "http://a"}}
+  - {model_name: g, params: {model: openai/good, api_base: "http://b"}}
+router_settings: {health_check_interval: 60}
+`, map[string]providers.Provider{"bad": bad, "good": good})
+	var logs syncbuf.Buffer
+	r.SetLogger(zerolog.New(&logs))
+	r.CheckAll(context.Background())
+	r.CheckAll(context.Background())
+	line := logs.String()
+	if good.Calls() != 2 || strings.Count(line, `"panic":"injected"`) != 2 || !strings.Contains(line, `"deployment":"g/0","loop":"health check"`) ||
+		!strings.Contains(line, "TestHealthCheckPanicLogged") {
+		t.Fatalf("good checked %d times; log %s", good.Calls(), line)
 	}
 }
