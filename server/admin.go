@@ -54,14 +54,14 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 func (s *Server) admin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !s.hasMaster {
-			writeError(w, &s.log, &apiError{Status: http.StatusForbidden, Type: "permission_error", Code: "admin_disabled",
+			s.writeError(w, r, &apiError{Status: http.StatusForbidden, Type: "permission_error", Code: "admin_disabled",
 				Message: "the admin API needs general_settings.master_key in the config"})
 			return
 		}
 		key := presentedKey(r)
 		h := sha256.Sum256([]byte(key))
 		if key == "" || subtle.ConstantTimeCompare(h[:], s.master[:]) != 1 {
-			writeError(w, &s.log, &apiError{Status: http.StatusUnauthorized, Type: "authentication_error", Code: "invalid_api_key",
+			s.writeError(w, r, &apiError{Status: http.StatusUnauthorized, Type: "authentication_error", Code: "invalid_api_key",
 				Message: "the admin API takes the master key only"})
 			return
 		}
@@ -184,7 +184,7 @@ func (s *Server) usage(account string, b limits.Budget, u keyUsage) keyUsage {
 
 func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) {
 	if s.keys == nil {
-		writeError(w, &s.log, errKeysOff)
+		s.writeError(w, r, errKeysOff)
 		return
 	}
 	keys := s.keys.List()
@@ -197,12 +197,12 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) keyInfo(w http.ResponseWriter, r *http.Request) {
 	if s.keys == nil {
-		writeError(w, &s.log, errKeysOff)
+		s.writeError(w, r, errKeysOff)
 		return
 	}
 	k, err := s.keys.Get(r.PathValue("ref"))
 	if err != nil {
-		writeError(w, &s.log, keyError(err))
+		s.writeError(w, r, keyError(err))
 		return
 	}
 	writeJSON(w, http.StatusOK, s.view(k))
@@ -295,21 +295,21 @@ func deref[T any](p *T) T {
 
 func (s *Server) createKey(w http.ResponseWriter, r *http.Request) {
 	if s.keys == nil {
-		writeError(w, &s.log, errKeysOff)
+		s.writeError(w, r, errKeysOff)
 		return
 	}
 	kr, err := decodeKeyRequest(r)
 	if err != nil {
-		writeError(w, &s.log, err)
+		s.writeError(w, r, err)
 		return
 	}
 	if strings.TrimSpace(deref(kr.Name)) == "" {
-		writeError(w, &s.log, invalid("name", "name is required: every key needs a unique name"))
+		s.writeError(w, r, invalid("name", "name is required: every key needs a unique name"))
 		return
 	}
 	exp, _, err := kr.expiry(time.Now())
 	if err != nil {
-		writeError(w, &s.log, err)
+		s.writeError(w, r, err)
 		return
 	}
 	raw, k, err := s.keys.Create(r.Context(), ledger.KeySpec{
@@ -317,7 +317,7 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) {
 		RPM: deref(kr.RPM), TPM: deref(kr.TPM), Models: deref(kr.Models), Tags: deref(kr.Tags), ExpiresAt: exp,
 	})
 	if err != nil {
-		writeError(w, &s.log, keyError(err))
+		s.writeError(w, r, keyError(err))
 		return
 	}
 	s.auditKey(audit.ActionKeyCreated, k, describeKey(k))
@@ -329,24 +329,24 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) updateKey(w http.ResponseWriter, r *http.Request) {
 	if s.keys == nil {
-		writeError(w, &s.log, errKeysOff)
+		s.writeError(w, r, errKeysOff)
 		return
 	}
 	kr, err := decodeKeyRequest(r)
 	if err != nil {
-		writeError(w, &s.log, err)
+		s.writeError(w, r, err)
 		return
 	}
 	old, err := s.keys.Get(r.PathValue("ref"))
 	if err != nil {
-		writeError(w, &s.log, keyError(err))
+		s.writeError(w, r, keyError(err))
 		return
 	}
 	u := ledger.KeyUpdate{Name: kr.Name, BudgetUSD: kr.BudgetUSD, BudgetPeriod: kr.BudgetPeriod,
 		RPM: kr.RPM, TPM: kr.TPM, Models: kr.Models, Tags: kr.Tags}
 	exp, set, err := kr.expiry(time.Now())
 	if err != nil {
-		writeError(w, &s.log, err)
+		s.writeError(w, r, err)
 		return
 	}
 	if set {
@@ -355,7 +355,7 @@ func (s *Server) updateKey(w http.ResponseWriter, r *http.Request) {
 	// Update by id: the name may be what this very request changes.
 	k, err := s.keys.Update(r.Context(), old.ID, u)
 	if err != nil {
-		writeError(w, &s.log, keyError(err))
+		s.writeError(w, r, keyError(err))
 		return
 	}
 	s.auditKey(audit.ActionKeyUpdated, k, diffKeys(old, k))
@@ -368,12 +368,12 @@ func (s *Server) updateKey(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) {
 	if s.keys == nil {
-		writeError(w, &s.log, errKeysOff)
+		s.writeError(w, r, errKeysOff)
 		return
 	}
 	k, err := s.keys.Revoke(r.Context(), r.PathValue("ref"))
 	if err != nil {
-		writeError(w, &s.log, keyError(err))
+		s.writeError(w, r, keyError(err))
 		return
 	}
 	s.auditKey(audit.ActionKeyRevoked, k, "revoked "+k.Name)
@@ -383,12 +383,12 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) {
 	if s.keys == nil {
-		writeError(w, &s.log, errKeysOff)
+		s.writeError(w, r, errKeysOff)
 		return
 	}
 	raw, k, err := s.keys.Rotate(r.Context(), r.PathValue("ref"))
 	if err != nil {
-		writeError(w, &s.log, keyError(err))
+		s.writeError(w, r, keyError(err))
 		return
 	}
 	s.auditKey(audit.ActionKeyRotated, k, "rotated "+k.Name+", new prefix "+k.Prefix)
@@ -527,23 +527,23 @@ func reportError(err error) error {
 
 func (s *Server) spend(w http.ResponseWriter, r *http.Request) {
 	if s.reports == nil {
-		writeError(w, &s.log, errReportsOff)
+		s.writeError(w, r, errReportsOff)
 		return
 	}
 	by, err := ledger.ParseBy(r.URL.Query().Get("by"))
 	if err != nil {
-		writeError(w, &s.log, invalid("by", "%v", err))
+		s.writeError(w, r, invalid("by", "%v", err))
 		return
 	}
 	q, err := s.reportQuery(r, "")
 	if err != nil {
-		writeError(w, &s.log, err)
+		s.writeError(w, r, err)
 		return
 	}
 	q.By = by
 	rows, err := s.reports.Spend(r.Context(), q)
 	if err != nil {
-		writeError(w, &s.log, reportError(err))
+		s.writeError(w, r, reportError(err))
 		return
 	}
 	if rows == nil {
@@ -555,13 +555,13 @@ func (s *Server) spend(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) requests(w http.ResponseWriter, r *http.Request) {
 	if s.reports == nil {
-		writeError(w, &s.log, errReportsOff)
+		s.writeError(w, r, errReportsOff)
 		return
 	}
 	q := r.URL.Query()
 	lq, err := s.reportQuery(r, "")
 	if err != nil {
-		writeError(w, &s.log, err)
+		s.writeError(w, r, err)
 		return
 	}
 	f := ledger.RequestFilter{
@@ -571,23 +571,23 @@ func (s *Server) requests(w http.ResponseWriter, r *http.Request) {
 	}
 	if v := q.Get("errors"); v != "" {
 		if f.ErrorsOnly, err = strconv.ParseBool(v); err != nil {
-			writeError(w, &s.log, invalid("errors", "errors must be true or false, got %q", v))
+			s.writeError(w, r, invalid("errors", "errors must be true or false, got %q", v))
 			return
 		}
 	}
 	if v := q.Get("limit"); v != "" {
 		if f.Limit, err = strconv.Atoi(v); err != nil || f.Limit < 1 {
-			writeError(w, &s.log, invalid("limit", "limit must be a positive number, got %q", v))
+			s.writeError(w, r, invalid("limit", "limit must be a positive number, got %q", v))
 			return
 		}
 	}
 	page, err := s.reports.Requests(r.Context(), f)
 	if err != nil {
 		if strings.Contains(err.Error(), "invalid cursor") {
-			writeError(w, &s.log, invalid("cursor", "invalid cursor: pass the next value of a previous page"))
+			s.writeError(w, r, invalid("cursor", "invalid cursor: pass the next value of a previous page"))
 			return
 		}
-		writeError(w, &s.log, reportError(err))
+		s.writeError(w, r, reportError(err))
 		return
 	}
 	if page.Entries == nil {
@@ -610,17 +610,17 @@ type totalView struct {
 
 func (s *Server) totals(w http.ResponseWriter, r *http.Request) {
 	if s.reports == nil {
-		writeError(w, &s.log, errReportsOff)
+		s.writeError(w, r, errReportsOff)
 		return
 	}
 	q, err := s.reportQuery(r, "24h")
 	if err != nil {
-		writeError(w, &s.log, err)
+		s.writeError(w, r, err)
 		return
 	}
 	totals, err := s.reports.Totals(r.Context(), q)
 	if err != nil {
-		writeError(w, &s.log, reportError(err))
+		s.writeError(w, r, reportError(err))
 		return
 	}
 	out := make([]totalView, len(totals))

@@ -30,7 +30,7 @@ const maxFeedbackBody = 4 << 10
 // fed to the bandit of auto:smart for the request's domain and model.
 func (s *Server) feedback(w http.ResponseWriter, r *http.Request) {
 	if err := s.serveFeedback(w, r); err != nil {
-		writeError(w, &s.log, err)
+		s.writeError(w, r, err)
 	}
 }
 

@@ -163,11 +163,7 @@ func (s *Server) countTokens(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	ae, internal := classify(err)
-	if internal {
-		s.log.Error().Err(err).Msg("internal error")
-	}
-	writeAnthropicError(w, ae, false)
+	s.writeError(w, r, err)
 }
 
 // anthropicPath reports whether path is under the Anthropic API Lumen

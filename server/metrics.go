@@ -42,7 +42,7 @@ func (s *Server) MetricsHandler(addr net.Addr) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !loopbackHost(r.Host) {
-			s.writeErrorTo(w, r, &apiError{Status: http.StatusForbidden, Type: "permission_error", Code: "host_not_allowed",
+			s.writeError(w, r, &apiError{Status: http.StatusForbidden, Type: "permission_error", Code: "host_not_allowed",
 				Message: sprintf("the metrics listener (metrics.listen) is on loopback and answers only requests to localhost or a loopback address, not to %q; scrape it as localhost or 127.0.0.1", r.Host)})
 			return
 		}

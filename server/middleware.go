@@ -52,7 +52,7 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 				}
 				s.log.Error().Str("request_id", requestIDFrom(r.Context())).Interface("panic", v).
 					Bytes("stack", debug.Stack()).Msg("handler panicked")
-				s.writeErrorTo(w, r, errPanic)
+				s.writeError(w, r, errPanic)
 			}
 		}()
 		next.ServeHTTP(w, r)
@@ -123,7 +123,7 @@ func (s *Server) authed(next http.Handler) http.Handler {
 		c := &caller{}
 		switch {
 		case key == "" && s.hasMaster:
-			s.writeErrorTo(w, r, &apiError{Status: http.StatusUnauthorized, Type: "authentication_error", Code: "missing_api_key",
+			s.writeError(w, r, &apiError{Status: http.StatusUnauthorized, Type: "authentication_error", Code: "missing_api_key",
 				Message: "missing API key: send it as \"Authorization: Bearer <key>\" or \"x-api-key: <key>\""})
 			return
 		case key == "":
@@ -137,11 +137,11 @@ func (s *Server) authed(next http.Handler) http.Handler {
 			case errors.Is(err, ledger.ErrUnknownKey) && !s.hasMaster && !isVirtualKey(key):
 				// An open gateway: clients often send a placeholder key.
 			default:
-				s.writeErrorTo(w, r, authError(err))
+				s.writeError(w, r, authError(err))
 				return
 			}
 		case s.hasMaster || isVirtualKey(key):
-			s.writeErrorTo(w, r, authError(ledger.ErrUnknownKey))
+			s.writeError(w, r, authError(ledger.ErrUnknownKey))
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
@@ -172,7 +172,7 @@ func authError(err error) *apiError {
 }
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
-	s.writeErrorTo(w, r, &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "unknown_url",
+	s.writeError(w, r, &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "unknown_url",
 		Message: sprintf("unknown endpoint %s %s; see the README for the API Lumen serves", r.Method, r.URL.Path)})
 }
 
@@ -193,12 +193,12 @@ func (s *Server) browserGuard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !s.hasMaster {
 			if err := crossOrigin.Check(r); err != nil {
-				s.writeErrorTo(w, r, &apiError{Status: http.StatusForbidden, Type: "permission_error", Code: "cross_origin_request",
+				s.writeError(w, r, &apiError{Status: http.StatusForbidden, Type: "permission_error", Code: "cross_origin_request",
 					Message: "a web page of another origin may not call an open gateway; call Lumen from a program, or set general_settings.master_key"})
 				return
 			}
 			if s.loopbackOnly.Load() && !loopbackHost(r.Host) {
-				s.writeErrorTo(w, r, &apiError{Status: http.StatusForbidden, Type: "permission_error", Code: "host_not_allowed",
+				s.writeError(w, r, &apiError{Status: http.StatusForbidden, Type: "permission_error", Code: "host_not_allowed",
 					Message: sprintf("this open gateway listens on loopback and answers only requests to localhost or a loopback address, not to %q; a proxy in front of it must pass Host: localhost, or set general_settings.master_key", r.Host)})
 				return
 			}

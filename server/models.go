@@ -75,7 +75,7 @@ func (s *Server) model(w http.ResponseWriter, r *http.Request) {
 				avail = append(avail, n)
 			}
 		}
-		writeError(w, &s.log, &router.UnknownGroupError{Model: m.ID, Available: avail})
+		s.writeError(w, r, &router.UnknownGroupError{Model: m.ID, Available: avail})
 		return
 	}
 	writeJSON(w, http.StatusOK, m)

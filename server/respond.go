@@ -9,38 +9,43 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-
-	"github.com/rs/zerolog"
 )
 
-// writeError writes err in the OpenAI error shape with its status. It,
-// writeAPIError and writeAnthropicError (the same, in Anthropic's shape,
-// for /v1/messages) are the only functions that turn errors into HTTP
-// responses; classify decides the status and type for all. An endpoint's
-// handler picks its API's; writeErrorTo picks it for what runs before the
-// handler.
-func writeError(w http.ResponseWriter, log *zerolog.Logger, err error) *apiError {
-	ae, internal := classify(err)
-	if internal {
-		log.Error().Err(err).Msg("internal error")
+// writeError answers err, raised by a handler or by what runs before one
+// (auth, an unknown endpoint, a panic), in the error shape of the API r
+// was sent to: Anthropic's under the Anthropic API (anthropicPath), else
+// OpenAI's. It, writeAPIError and writeAnthropicError are the only
+// functions that turn errors into HTTP responses; classifyRequest (through
+// classify) decides the status and type for all.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) *apiError {
+	ae := s.classifyRequest(r.Context(), w.Header().Get("x-lumen-request-id"), err)
+	if anthropicPath(r.URL.Path) {
+		return writeAnthropicError(w, ae, false)
 	}
 	return writeAPIError(w, ae)
 }
 
-// classifyExchange is classify for an exchange's error. The client is not
-// told the cause of an internal error, only to look for its request id in
-// the log: the cause is logged here, with that id. A request that looks
-// abandoned by its client but was cut off by Run at the end of shutdown's
-// grace period (its context's cause) is the gateway's doing: a 503.
-func (s *Server) classifyExchange(x *exchange, err error) *apiError {
+// classifyRequest is classify for the error of a request whose context is
+// ctx, with id requestID. The client is not told the cause of an internal
+// error, only to look for its request id in the log: the cause is logged
+// here, with that id. A request that looks abandoned by its client but was
+// cut off by Run at the end of shutdown's grace period (its context's
+// cause) is the gateway's doing: a 503 gateway_shutting_down, on every
+// route, proxied or not.
+func (s *Server) classifyRequest(ctx context.Context, requestID string, err error) *apiError {
 	ae, internal := classify(err)
-	if ae.Status == statusClientClosed && x.ctx != nil && errors.Is(context.Cause(x.ctx), errShuttingDown) {
+	if ae.Status == statusClientClosed && ctx != nil && errors.Is(context.Cause(ctx), errShuttingDown) {
 		ae, internal = classify(fmt.Errorf("%w: %w", errShuttingDown, err))
 	}
 	if internal {
-		s.log.Error().Err(err).Str("request_id", x.id).Msg("internal error")
+		s.log.Error().Err(err).Str("request_id", requestID).Msg("internal error")
 	}
 	return ae
+}
+
+// classifyExchange is classifyRequest for an exchange's error.
+func (s *Server) classifyExchange(x *exchange, err error) *apiError {
+	return s.classifyRequest(x.ctx, x.id, err)
 }
 
 // writeAPIError writes a classified error in the OpenAI error shape.
@@ -53,20 +58,6 @@ func writeAPIError(w http.ResponseWriter, ae *apiError) *apiError {
 	}
 	writeJSON(w, ae.Status, errorJSON(ae))
 	return ae
-}
-
-// writeErrorTo answers err, raised outside an endpoint's handler (auth, an
-// unknown endpoint, a panic), in the error shape of the API r was sent to:
-// Anthropic's under the Anthropic API (anthropicPath), else OpenAI's.
-func (s *Server) writeErrorTo(w http.ResponseWriter, r *http.Request, err error) *apiError {
-	ae, internal := classify(err)
-	if internal {
-		s.log.Error().Err(err).Str("request_id", w.Header().Get("x-lumen-request-id")).Msg("internal error")
-	}
-	if anthropicPath(r.URL.Path) {
-		return writeAnthropicError(w, ae, false)
-	}
-	return writeAPIError(w, ae)
 }
 
 func errorJSON(ae *apiError) errorBody {

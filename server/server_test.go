@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -254,7 +255,9 @@ model_list: [{model_name: demo, params: {model: mock/demo}}]
 	h := s.handle(providers.OpChat, func(w http.ResponseWriter, r *http.Request, x *exchange) error {
 		x.group = "demo"
 		panic("a bug")
-	}, func(w http.ResponseWriter, x *exchange, err error) *apiError { return writeError(w, &s.log, err) })
+	}, func(w http.ResponseWriter, x *exchange, err error) *apiError {
+		return writeAPIError(w, s.classifyExchange(x, err))
+	})
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(`{}`)))
 	if w.Code != 500 || !strings.Contains(w.Body.String(), "internal error") {
@@ -330,5 +333,61 @@ server: {read_timeout: 200ms}
 	}
 	if !strings.Contains(string(raw), "data: [DONE]") || strings.Join(strings.Fields(text.String()), " ") != "one two three four five six" {
 		t.Fatalf("the stream did not run to its end:\n%s", raw)
+	}
+}
+
+// blockingReports answers no report until its context ends.
+type blockingReports struct{ started chan struct{} }
+
+func (b blockingReports) Spend(ctx context.Context, _ ledger.Query) ([]ledger.Row, error) {
+	b.started <- struct{}{}
+	<-ctx.Done()
+	return nil, fmt.Errorf("spend report: %w", ctx.Err())
+}
+
+func (b blockingReports) Requests(context.Context, ledger.RequestFilter) (ledger.Page, error) {
+	return ledger.Page{}, nil
+}
+
+func (b blockingReports) Totals(context.Context, ledger.Query) ([]ledger.Total, error) {
+	return nil, nil
+}
+
+// An admin call still running when the grace period is over is cut off by
+// the gateway as a proxied request is: its client gets a 503
+// gateway_shutting_down, not a connection closed without an answer (the
+// 499 of a client that left, which writes nothing).
+func TestRunCutsOffAdminCallsWith503(t *testing.T) {
+	reports := blockingReports{started: make(chan struct{}, 1)}
+	_, url, stop := runServer(t, `
+model_list: [{model_name: demo, params: {model: mock/demo}}]
+general_settings: {master_key: sk-master}
+server: {grace_period: 50ms}
+`, Options{Logger: zerolog.Nop(), Reports: reports}, nil)
+	type answer struct {
+		status int
+		body   string
+		err    error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, url+"/admin/spend?by=key", nil)
+		req.Header.Set("Authorization", "Bearer sk-master")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			answered <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		answered <- answer{resp.StatusCode, string(body), err}
+	}()
+	<-reports.started
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	a := <-answered
+	if a.err != nil || a.status != http.StatusServiceUnavailable || gjson.Get(a.body, "error.type").Str != typeShuttingDown {
+		t.Fatalf("a cut-off admin call got %d %s (%v); want 503 %s", a.status, a.body, a.err, typeShuttingDown)
 	}
 }
