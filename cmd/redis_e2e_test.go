@@ -372,9 +372,9 @@ audit: {enabled: false}
 }
 
 // A Redis that loses the budgets' spend while it stays up (restarted
-// between two requests, or evicting keys under memory pressure) is noticed
-// by the next reservation, which finds the spend key missing: the spend
-// is raised to the ledger's at once, not at the 5-minute refresh.
+// between two requests, flushed) is noticed by the next reservation, which
+// finds the spend key missing and the marker of the last load gone: the
+// spend is raised to the ledger's at once, not at the 5-minute refresh.
 func TestE2ERedisLostSpendRaisedAtOnce(t *testing.T) {
 	addr := redistest.Addr(t)
 	run := strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -388,7 +388,9 @@ func TestE2ERedisLostSpendRaisedAtOnce(t *testing.T) {
 	if err != nil || len(keys) == 0 {
 		t.Fatalf("the budget's keys in Redis: %v %v", keys, err)
 	}
-	if err := rc.Del(ctx, keys...).Err(); err != nil {
+	// All this Lumen keeps there: the budget's keys and the marker of its
+	// load (other tests' keys stay, as a restart would not leave them).
+	if err := rc.Del(ctx, append(keys, loadedMarker)...).Err(); err != nil {
 		t.Fatal(err)
 	}
 	admitted := 0
@@ -405,6 +407,49 @@ func TestE2ERedisLostSpendRaisedAtOnce(t *testing.T) {
 	}
 	if logs := l.Logs.String(); !strings.Contains(logs, `"after":"Redis is back, or lost the spend"`) {
 		t.Errorf("the log does not say why the spend was raised:\n%s", logs)
+	}
+}
+
+// loadedMarker is the key whose absence tells the budgets in Redis that
+// Redis lost the spend the last load put there (limits.RedisBudgets.LoadAll),
+// under the default prefix.
+const loadedMarker = "lumen:limits:budget:loaded"
+
+// TestE2ERedisNewUsersCostNoReload: serve marks the spend it loaded into
+// Redis, so that the first request of an end user the ledger never saw,
+// which finds no spend key for the user, is not taken for a Redis that
+// lost its data: a stream of new users reloaded every budget's spend from
+// the ledger every 5 s before the marker. The unit test
+// TestRedisBudgetsNewAccountsAreNoLoss pins that a marked Redis signals
+// nothing for them.
+func TestE2ERedisNewUsersCostNoReload(t *testing.T) {
+	addr := redistest.Addr(t)
+	rc := goredis.NewClient(&goredis.Options{Addr: addr})
+	defer rc.Close()
+	ctx := context.Background()
+	if err := rc.Del(ctx, loadedMarker).Err(); err != nil {
+		t.Fatal(err)
+	}
+	run := strconv.FormatInt(time.Now().UnixNano(), 36)
+	l := startLumen(t, fmt.Sprintf(`
+model_list:
+  - model_name: priced
+    litellm_params: {model: mock/priced}
+    model_info: {input_cost_per_token: 0.001, output_cost_per_token: 0}
+limits:
+  redis_url: "redis://%s/0"
+  users: {budget_usd: 1, budget_period: daily}
+ledger: {path: %s/lumen.db}
+audit: {enabled: false}
+`, addr, t.TempDir()), nil)
+	if n, err := rc.Exists(ctx, loadedMarker).Result(); err != nil || n != 1 {
+		t.Fatalf("after start, the marker of the loaded spend: exists %d, %v; want 1", n, err)
+	}
+	for i := range 3 {
+		user := fmt.Sprintf("new-%s-%d", run, i)
+		if r := rawPost(t, l, "/v1/chat/completions", "", chatBody("priced", "hi", `,"max_tokens":5,"user":"`+user+`"`)); r.status != 200 {
+			t.Fatalf("new user %d: %d %s", i, r.status, r.text)
+		}
 	}
 }
 

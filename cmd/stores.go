@@ -191,12 +191,20 @@ func openStores(ctx context.Context, cfg *config.Config, log zerolog.Logger) (_ 
 }
 
 // loadAll loads the spend of every budget (allBudgets) from the ledger,
-// summing each period once.
+// summing each period once. In Redis it is LoadAll, which marks the spend
+// loaded: a reservation that finds an account's spend key missing then
+// tells a new account (an end user's first request) from a Redis that
+// lost its data, and only the latter loads it all again.
 func (st *stores) loadAll(ctx context.Context) error {
 	src := &memoSpend{src: st.spend(), got: map[time.Time]map[string]float64{}}
 	budgets, err := st.allBudgets(ctx, src)
 	if err != nil {
 		return err
+	}
+	if all, ok := st.budgets.(interface {
+		LoadAll(context.Context, limits.SpendSource, map[string]limits.Budget) error
+	}); ok {
+		return all.LoadAll(ctx, src, budgets)
 	}
 	return st.budgets.Load(ctx, src, budgets)
 }

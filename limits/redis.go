@@ -127,6 +127,7 @@ type RedisBudgets struct {
 	down     *breaker.Breaker
 	back     chan struct{} // Recovered
 	missed   atomic.Int64  // unix ms of the last signal of a missing spend key
+	marked   atomic.Int64  // unix ms of when the loaded marker was last seen
 }
 
 var _ BudgetStore = (*RedisBudgets)(nil)
@@ -153,15 +154,29 @@ func (b *RedisBudgets) signal() {
 // account's spend key missing.
 const missedEvery = 5 * time.Second
 
+// markedFresh is how long a reservation that finds its spend key missing
+// trusts the last sight of the loaded marker instead of looking again: a
+// stream of new accounts costs at most one more Redis call a second.
+const markedFresh = time.Second
+
 // Recovered receives a value when the spend Redis holds may be short of
-// the ledger's: Redis answers again after the store found it down, or a
-// reservation found its account's spend key missing (at most one signal
-// every 5 s). Load writes every account's key, and a settled request
-// creates its own, so a missing key means Redis lost its data (it
-// restarted empty, or evicted it), or an account or period new since the
-// last Load. The spend counted is then gone until Load raises it: the
-// owner should Load at once rather than wait for its next periodic Load.
+// the ledger's: Redis answers again after the store found it down, or
+// Redis lost its data while up (it restarted empty, or was flushed), at
+// most one signal every 5 s. The spend counted is then gone until Load
+// raises it: the owner should LoadAll at once rather than wait for its
+// next periodic load.
+//
+// A lost Redis is told from a new account by a marker key that LoadAll
+// writes: a reservation that finds its account's spend key missing (a
+// new end user, a new period, or lost spend) looks for the marker, and
+// only its absence is a loss. So new accounts cost no reload, but a key
+// evicted alone (Redis at maxmemory with an eviction policy) while the
+// marker stays is noticed only by the owner's next periodic load.
 func (b *RedisBudgets) Recovered() <-chan struct{} { return b.back }
+
+// loadedKey is the marker LoadAll writes: its absence means Redis lost
+// what the last full load put there.
+func (b *RedisBudgets) loadedKey() string { return b.o.Prefix + "budget:loaded" }
 
 // keys returns account's spend key for the period of p containing at, its
 // holds key, the period's end (zero for Total) and how long, from now, the
@@ -203,8 +218,9 @@ return {1, spent, held, present}
 
 // settleScript releases hold ARGV[1] and, unless ARGV[3] is negative (the
 // period is long over), adds ARGV[2] to the spend, whose key then lives
-// ARGV[3] ms (0: for ever). The key is written even for a charge of 0: a
-// missing key tells Reserve the spend was lost.
+// ARGV[3] ms (0: for ever). The key is written even for a charge of 0: an
+// account that was charged has its key, and Reserve looks for the sign of
+// a lost Redis (Recovered) only when it finds none.
 var settleScript = redis.NewScript(`
 redis.call('ZREM', KEYS[2], ARGV[1])
 if tonumber(ARGV[3]) < 0 then
@@ -254,7 +270,7 @@ func (b *RedisBudgets) Reserve(ctx context.Context, account string, bu Budget, w
 		return Reservation{}, fmt.Errorf("reserving budget of %s in redis: unexpected reply %v", account, res)
 	}
 	if res[3] == 0 {
-		b.missing(now)
+		b.missing(ctx, now)
 	}
 	if res[0] == 0 {
 		return Reservation{}, &BudgetError{KeyID: account, Budget: bu.LimitUSD, Period: p, ResetsAt: end,
@@ -263,11 +279,31 @@ func (b *RedisBudgets) Reserve(ctx context.Context, account string, bu Budget, w
 	return Reservation{KeyID: account, USD: amount.usd(), Period: p, At: now, member: member}, nil
 }
 
-// missing signals Recovered that a spend key was missing, at most once
-// every missedEvery.
-func (b *RedisBudgets) missing(now time.Time) {
+// missing is told by a reservation that found its spend key missing: it
+// signals Recovered, at most once every missedEvery, when the loaded
+// marker is gone too (Redis lost its data); else the account or its
+// period is new. The marker seen within markedFresh is not looked at
+// again. A Redis call that fails signals nothing: the breaker signals
+// when Redis is back.
+func (b *RedisBudgets) missing(ctx context.Context, now time.Time) {
+	ms := now.UnixMilli()
+	if ms-b.missed.Load() < missedEvery.Milliseconds() || ms-b.marked.Load() < markedFresh.Milliseconds() {
+		return
+	}
+	var n int64
+	err := call(ctx, b.down, &b.o, "reserve", func(ctx context.Context) (err error) {
+		n, err = b.c.Exists(ctx, b.loadedKey()).Result()
+		return err
+	})
+	if err != nil {
+		return
+	}
+	if n > 0 {
+		b.marked.Store(ms)
+		return
+	}
 	last := b.missed.Load()
-	if now.UnixMilli()-last < missedEvery.Milliseconds() || !b.missed.CompareAndSwap(last, now.UnixMilli()) {
+	if ms-last < missedEvery.Milliseconds() || !b.missed.CompareAndSwap(last, ms) {
 		return
 	}
 	b.signal()
@@ -334,9 +370,9 @@ const loadChunk = 500
 // Load raises each account's spend in its current period to what src
 // recorded, for the budgets given: other instances may already have
 // counted more than the ledger holds, so a lower figure never replaces a
-// higher one. Call it on start and when a key's budget period changes:
-// the new window's spend is missing, or holds only what was counted the
-// last time the key had that period. Its Redis calls go through the
+// higher one. Call LoadAll on start, and Load when a key's budget period
+// changes: the new window's spend is missing, or holds only what was
+// counted the last time the key had that period. Its Redis calls go through the
 // store's breaker as Reserve's do: each is bounded by
 // RedisOptions.Timeout (loadChunk accounts a call), a Redis that fails
 // is logged by the store (the error wraps ErrUnavailable) and skipped for
@@ -371,6 +407,21 @@ func (b *RedisBudgets) Load(ctx context.Context, src SpendSource, budgets map[st
 		}
 	}
 	return nil
+}
+
+// LoadAll is Load given every budget account there is (the owner's load
+// at start, after Recovered and periodically; not a reload of some keys):
+// it first writes the marker whose absence tells Reserve that Redis lost
+// what was loaded. Written first, a Redis that loses it during the load is
+// noticed; a load that fails after it is the owner's to retry.
+func (b *RedisBudgets) LoadAll(ctx context.Context, src SpendSource, budgets map[string]Budget) error {
+	err := call(ctx, b.down, &b.o, "load", func(ctx context.Context) error {
+		return b.c.Set(ctx, b.loadedKey(), b.o.Now().UnixMilli(), 0).Err()
+	})
+	if err != nil {
+		return fmt.Errorf("marking the spend loaded in redis: %w", err)
+	}
+	return b.Load(ctx, src, budgets)
 }
 
 // RedisLimiter is a Limiter shared by every Lumen instance using the same

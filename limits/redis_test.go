@@ -277,11 +277,12 @@ func TestRedisBudgetsChargeTheDayTheRequestArrived(t *testing.T) {
 	}
 }
 
-// A Redis that lost the budgets' spend (restarted empty, or evicted it)
-// is noticed by the next reservation, which finds its account's spend key
-// missing and tells the owner to Load at once (Recovered), at most once
-// every missedEvery; an account Load wrote, even at zero spend, or a
-// settled one, has its key.
+// A Redis that lost the budgets' spend (restarted empty, or flushed) is
+// noticed by the next reservation, which finds its account's spend key
+// missing and the marker LoadAll wrote gone too, and tells the owner to
+// load at once (Recovered), at most once every missedEvery; an account
+// LoadAll wrote, even at zero spend, or a settled one, has its key, and
+// one new since has none but is no loss.
 func TestRedisBudgetsNoticeLostSpend(t *testing.T) {
 	c, prefix := redisClient(t)
 	ctx := context.Background()
@@ -297,10 +298,10 @@ func TestRedisBudgetsNoticeLostSpend(t *testing.T) {
 		}
 	}
 	budgets := map[string]Budget{"spender": daily, "idle": daily}
-	if err := s.Load(ctx, spendSource{"spender": 0.9}, budgets); err != nil {
+	if err := s.LoadAll(ctx, spendSource{"spender": 0.9}, budgets); err != nil {
 		t.Fatal(err)
 	}
-	for _, account := range []string{"spender", "idle"} {
+	for _, account := range []string{"spender", "idle", "new"} {
 		r, err := s.Reserve(ctx, account, daily, 0.05)
 		if err != nil {
 			t.Fatal(err)
@@ -309,11 +310,8 @@ func TestRedisBudgetsNoticeLostSpend(t *testing.T) {
 			t.Fatal(err)
 		}
 		if signalled() {
-			t.Fatalf("a reservation of %s, loaded, signalled a lost spend", account)
+			t.Fatalf("a reservation of %s signalled a lost spend", account)
 		}
-	}
-	if _, err := s.Reserve(ctx, "new", daily, 0.05); err != nil || !signalled() {
-		t.Fatalf("a new account's first reservation: %v, signalled %v; want a signal", err, false)
 	}
 
 	// Redis forgets everything.
@@ -324,22 +322,27 @@ func TestRedisBudgetsNoticeLostSpend(t *testing.T) {
 	if err := c.Del(ctx, keys...).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Reserve(ctx, "spender", daily, 0.2); err != nil {
-		t.Fatalf("the spend is gone until Load: %v", err)
+	clk.Add(markedFresh) // the marker was seen for "new"
+	if _, err := s.Reserve(ctx, "spender", daily, 0.2); err != nil || !signalled() {
+		t.Fatalf("reservation after the loss: %v; want it admitted (the spend is gone until a load) and a signal", err)
 	}
-	if signalled() {
-		t.Fatal("a second signal within missedEvery")
+	if _, err := s.Reserve(ctx, "idle", daily, 0.2); err != nil || signalled() {
+		t.Fatalf("a second reservation within missedEvery: %v; want no second signal", err)
 	}
 	clk.Add(missedEvery)
 	if _, err := s.Reserve(ctx, "spender", daily, 0.2); err != nil || !signalled() {
-		t.Fatalf("reservation after the loss: %v; want a signal", err)
+		t.Fatalf("reservation missedEvery later: %v; want a signal", err)
 	}
-	if err := s.Load(ctx, spendSource{"spender": 0.9}, budgets); err != nil {
+	if err := s.LoadAll(ctx, spendSource{"spender": 0.9}, budgets); err != nil {
 		t.Fatal(err)
 	}
 	var be *BudgetError
 	if _, err := s.Reserve(ctx, "spender", daily, 0.2); !errors.As(err, &be) {
-		t.Fatalf("after Load: %v, want the budget refused", err)
+		t.Fatalf("after LoadAll: %v, want the budget refused", err)
+	}
+	clk.Add(missedEvery)
+	if _, err := s.Reserve(ctx, "another-new", daily, 0.05); err != nil || signalled() {
+		t.Fatalf("a new account after LoadAll: %v; want no signal", err)
 	}
 }
 
@@ -380,4 +383,59 @@ func BenchmarkRedis(b *testing.B) {
 			}
 		}
 	})
+}
+
+// New end users cost no reload: after the owner's load, the first
+// reservation of an account the ledger never saw (a new user, each 5 s
+// apart so the rate limit of the signal does not hide one) finds no spend
+// key, and that is no loss. Redis losing everything still is.
+func TestRedisBudgetsNewAccountsAreNoLoss(t *testing.T) {
+	c, prefix := redisClient(t)
+	ctx := context.Background()
+	clk := newClock(time.Date(2026, 3, 30, 12, 0, 0, 0, time.UTC))
+	s := NewRedisBudgets(c, RedisOptions{Prefix: prefix, Now: clk.Now})
+	daily := Budget{LimitUSD: 1, Period: Daily}
+	signals := 0
+	drain := func() {
+		select {
+		case <-s.Recovered():
+			signals++
+		default:
+		}
+	}
+	budgets := map[string]Budget{UserAccount("old"): daily}
+	if err := s.LoadAll(ctx, spendSource{UserAccount("old"): 0.9}, budgets); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		clk.Add(missedEvery)
+		r, err := s.Reserve(ctx, UserAccount(fmt.Sprintf("new-%d", i)), daily, 0.05)
+		if err != nil {
+			t.Fatal(err)
+		}
+		drain()
+		if err := s.Settle(ctx, r, 0.01); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if signals != 0 {
+		t.Errorf("5 new users, 5 s apart, signalled a lost spend %d times; want 0", signals)
+	}
+
+	// Redis restarts empty.
+	keys, err := c.Keys(ctx, prefix+"*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("keys: %v %v", keys, err)
+	}
+	if err := c.Del(ctx, keys...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(missedEvery)
+	if _, err := s.Reserve(ctx, UserAccount("new-0"), daily, 0.05); err != nil {
+		t.Fatal(err)
+	}
+	drain()
+	if signals != 1 {
+		t.Errorf("after Redis lost everything, a reservation signalled %d times; want 1", signals)
+	}
 }
