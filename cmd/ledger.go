@@ -83,6 +83,9 @@ are not copied.`,
 			}
 			fmt.Fprintf(f.Out, "copied %d keys, %d requests (%d with payloads) and %d auto:smart arms from %s into %s\n",
 				st.Keys, st.Requests, st.Payloads, st.Arms, from, to)
+			if st.Rollups > 0 {
+				fmt.Fprintf(f.Out, "copied the spend of the requests retention deleted (%d rollup rows)\n", st.Rollups)
+			}
 			if cfg.Audit.Enabled != nil && !*cfg.Audit.Enabled || same(from, auditPath(cfg)) {
 				return nil
 			}

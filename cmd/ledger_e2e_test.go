@@ -703,6 +703,69 @@ func TestE2EAutoHeadersAndBanditRestart(t *testing.T) {
 	}
 }
 
+// TestE2ERetentionKeepsTotalBudgetsSpend: ledger.retention_days deletes
+// old rows even with total budgets (it kept every row while one was set),
+// and the budgets still count their spend after a restart: a key's and
+// an end user's total budgets spent by rows 60 days old refuse, from the
+// spend the prune rolled up.
+func TestE2ERetentionKeepsTotalBudgetsSpend(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "lumen.db")
+	db, err := ledger.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := ledger.NewKeyring(ctx, db, ledger.KeyringOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, app, err := kr.Create(ctx, ledger.KeySpec{Name: "app", BudgetUSD: 1, BudgetPeriod: "total"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().AddDate(0, 0, -60)
+	if err := db.Insert(ctx, []ledger.Record{
+		{Time: old, RequestID: "old-1", KeyID: app.ID, User: "u1", ModelGroup: "priced", Status: 200, CostUSD: 0.9999},
+		{Time: old, RequestID: "old-2", User: "u2", ModelGroup: "priced", Status: 200, CostUSD: 0.5},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	cfg := strings.ReplaceAll(strings.Replace(ledgerConfig, "ledger: {path: {{DIR}}/lumen.db}",
+		"ledger: {path: {{DIR}}/lumen.db, retention_days: 30}", 1), "{{DIR}}", dir) +
+		"limits: {users: {budget_usd: 1, budget_period: total}, global: {budget_usd: 100, budget_period: total}}\n"
+
+	// The first instance prunes at start.
+	a := startLumen(t, cfg, nil)
+	db, err = ledger.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	waitFor(t, func() bool {
+		page, err := db.Requests(ctx, ledger.RequestFilter{Limit: 10})
+		return err == nil && len(page.Entries) == 0
+	})
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	b := startLumen(t, cfg, nil)
+	post := func(key, user string) rawResponse {
+		return rawPost(t, b, "/v1/chat/completions", key, chatBody("priced", "how much is this", `,"max_tokens":5,"user":"`+user+`"`))
+	}
+	if r := post(raw, "u3"); r.status != 429 || !strings.Contains(r.text, "this key has $0.0001 left of its $1.00 total budget") {
+		t.Errorf("the key after its rows were pruned: %d %s", r.status, r.text)
+	}
+	if r := post(master, "u1"); r.status != 429 || !strings.Contains(r.text, `the user \"u1\"`) {
+		t.Errorf("user u1 after its rows were pruned: %d %s", r.status, r.text)
+	}
+	if r := post(master, "u2"); r.status != 200 {
+		t.Errorf("user u2, half spent: %d %s", r.status, r.text)
+	}
+}
+
 // Changing a key's budget period keeps what it spent in the new period
 // (reloaded from the ledger) rather than starting it at zero.
 func TestE2EBudgetPeriodChangeKeepsSpend(t *testing.T) {

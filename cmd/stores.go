@@ -165,7 +165,7 @@ func openStores(ctx context.Context, cfg *config.Config, log zerolog.Logger) (_ 
 	zero := cfg.Privacy.ZeroRetention
 	st.writer = ledger.NewWriter(st.db, ledger.WriterOptions{
 		QueueSize: cfg.Ledger.QueueSize, StorePayloads: cfg.Ledger.StorePayloads && !zero,
-		RetentionDays: cfg.Ledger.RetentionDays, Logger: log, KeepSince: st.budgetRowsSince,
+		RetentionDays: cfg.Ledger.RetentionDays, Logger: log,
 	})
 	if st.metrics != nil {
 		st.metrics.SetLedger(st.writer.QueueDepth, st.writer.Dropped, st.writer.Failed)
@@ -274,25 +274,6 @@ func (a aliasedSpend) SpendSince(ctx context.Context, since time.Time) (map[stri
 		spent[limits.GroupAccount(group)] += spent[limits.GroupAccount(alias)]
 	}
 	return spent, nil
-}
-
-// budgetRowsSince is when the oldest current period of limits' budgets
-// (the gateway's, model groups', tags', users') began: their spend is
-// reloaded from the ledger's rows at start, so retention keeps those rows
-// (a total budget's: all of them). Keys keep their spend apart from the
-// rows and do not count.
-func (st *stores) budgetRowsSince(now time.Time) time.Time {
-	keep := now
-	budgets := scopeBudgets(st.cfg.Limits)
-	if u := st.cfg.Limits.Users; u.BudgetUSD > 0 {
-		budgets["users"] = u.Budget()
-	}
-	for _, b := range budgets {
-		if start, _ := b.Period.Bounds(now, st.loc); start.Before(keep) {
-			keep = start
-		}
-	}
-	return keep
 }
 
 // scopeBudgets are the budgets of limits (the gateway's, each model

@@ -365,6 +365,7 @@ type Ledger struct {
 	// general_settings.database_url is read as this.
 	PostgresURL URL `yaml:"postgres_url"`
 	// RetentionDays prunes older rows; zero (default) keeps everything.
+	// Budgets keep the spend of the pruned rows (the ledger rolls it up).
 	RetentionDays int `yaml:"retention_days"`
 	// StorePayloads keeps request and response bodies (default false).
 	StorePayloads bool `yaml:"store_payloads"`

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -14,14 +15,18 @@ var ErrNotEmpty = errors.New("the destination ledger already holds keys or reque
 // CopyStats is what Copy copied.
 type CopyStats struct {
 	Keys, Requests, Payloads, Arms int
+	// Rollups are the rows of spend_rollup: the spend of the requests
+	// retention deleted.
+	Rollups int
 }
 
 // copyChunk is how many requests Copy reads from src at a time.
 const copyChunk = 5000
 
 // Copy copies every virtual key (revoked ones too, with their hashes and
-// saved spend), every request row with its payload, and what auto:smart
-// learned (its arms) from src into dst,
+// saved spend), every request row with its payload, the spend of the
+// requests retention deleted (spend_rollup) and what auto:smart learned
+// (its arms) from src into dst,
 // which must be empty (ErrNotEmpty): how a ledger moves from its SQLite
 // file to the Postgres database several instances share. Everything goes
 // in one transaction on dst, so a failed copy leaves dst empty. Request
@@ -35,7 +40,8 @@ func Copy(ctx context.Context, dst, src *DB, progress func(requests int)) (CopyS
 	}
 	defer tx.Rollback()
 	var n int64
-	if err := tx.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM api_keys) + (SELECT count(*) FROM requests)`).Scan(&n); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM api_keys) + (SELECT count(*) FROM requests) +
+		(SELECT count(*) FROM spend_rollup)`).Scan(&n); err != nil {
 		return st, fmt.Errorf("copying the ledger: %w", err)
 	}
 	if n > 0 {
@@ -68,6 +74,10 @@ func Copy(ctx context.Context, dst, src *DB, progress func(requests int)) (CopyS
 			return st, fmt.Errorf("copying bandit arm %s/%s: %w", a.Domain, a.Model, err)
 		}
 		st.Arms++
+	}
+
+	if st.Rollups, err = copyRollups(ctx, tx, dst, src); err != nil {
+		return st, err
 	}
 
 	var after int64
@@ -123,4 +133,32 @@ func (s *DB) chunk(ctx context.Context, recs []Record, after int64) ([]Record, i
 		return nil, after, fmt.Errorf("reading requests: %w", err)
 	}
 	return recs, after, nil
+}
+
+// copyRollups copies src's spend_rollup into dst in tx, and returns how
+// many rows it copied.
+func copyRollups(ctx context.Context, tx *sql.Tx, dst, src *DB) (int, error) {
+	rows, err := src.db.QueryContext(ctx, `SELECT kind, name, quarter, cost FROM spend_rollup`)
+	if err != nil {
+		return 0, fmt.Errorf("reading spend rollups: %w", err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var kind, name string
+		var quarter int64
+		var cost float64
+		if err := rows.Scan(&kind, &name, &quarter, &cost); err != nil {
+			return n, fmt.Errorf("reading spend rollups: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, dst.q(`INSERT INTO spend_rollup (kind, name, quarter, cost) VALUES (?, ?, ?, ?)`),
+			kind, name, quarter, cost); err != nil {
+			return n, fmt.Errorf("copying spend rollup %s %s: %w", kind, name, err)
+		}
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return n, fmt.Errorf("reading spend rollups: %w", err)
+	}
+	return n, nil
 }

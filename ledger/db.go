@@ -198,7 +198,10 @@ func (s *DB) insert(ctx context.Context, tx *sql.Tx, recs []Record) error {
 	return flush()
 }
 
-// Prune implements Store.
+// Prune implements Store. The cost of the rows it deletes goes to
+// spend_rollup in the same transaction (rollUp), and the rows are those
+// its DELETE returns: two instances pruning one Postgres at once count
+// each row once.
 func (s *DB) Prune(ctx context.Context, before time.Time, limit int) (int64, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -209,11 +212,18 @@ func (s *DB) Prune(ctx context.Context, before time.Time, limit int) (int64, err
 	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM payloads WHERE request IN (`+victims+`)`), before.UnixMilli(), limit); err != nil {
 		return 0, fmt.Errorf("pruning payloads: %w", err)
 	}
-	res, err := tx.ExecContext(ctx, s.q(`DELETE FROM requests WHERE id IN (`+victims+`)`), before.UnixMilli(), limit)
+	rows, err := tx.QueryContext(ctx, s.q(`DELETE FROM requests WHERE id IN (`+victims+`)
+		RETURNING ts, key_id, model_group, "user", cost`), before.UnixMilli(), limit)
 	if err != nil {
 		return 0, fmt.Errorf("pruning records: %w", err)
 	}
-	n, _ := res.RowsAffected()
+	sums, n, err := sumPruned(rows, before)
+	if err != nil {
+		return 0, fmt.Errorf("pruning records: %w", err)
+	}
+	if err := s.rollUp(ctx, tx, sums, before); err != nil {
+		return 0, err
+	}
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("pruning records: %w", err)
 	}

@@ -12,8 +12,9 @@
 // inserts queued records in batches, one transaction per batch (a batch
 // that fails is retried with backoff for up to two minutes while new
 // records queue behind it, so a database restart loses nothing), prunes
-// rows older than the retention period in small chunks between batches,
-// and drains the queue on Close. Budgets do not depend on this path: they
+// rows older than the retention period in small chunks between batches
+// (adding their cost to spend_rollup, so that budgets reload the same
+// spend: rollup.go), and drains the queue on Close. Budgets do not depend on this path: they
 // are enforced from memory (package limits) and only persisted here.
 //
 // # Keys
@@ -39,8 +40,9 @@
 // A SQLite database is in WAL mode with synchronous=NORMAL: a committed batch
 // survives the process being killed; a power loss may lose the last
 // batches. Tables: requests, payloads (only with store_payloads), api_keys,
-// bandit_arms (what auto:smart learned, MergeArms), ledger_migrations (the
-// schema version). The audit log may share the file
+// spend_rollup (the cost of the pruned requests, per budget account and
+// quarter hour), bandit_arms (what auto:smart learned, MergeArms),
+// ledger_migrations (the schema version). The audit log may share the file
 // with its own tables. On Postgres the same tables hold times as BIGINT
 // milliseconds; instances that start together migrate one at a time
 // (an advisory lock), and keys changed by one reach the others through

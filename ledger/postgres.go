@@ -146,4 +146,15 @@ CREATE TABLE bandit_arms (
 	PRIMARY KEY (domain, model)
 );
 `,
+	// 3: the cost of the requests retention deleted, per budget account.
+	`
+CREATE TABLE spend_rollup (
+	kind    TEXT             NOT NULL,
+	name    TEXT             NOT NULL,
+	quarter BIGINT           NOT NULL,
+	cost    DOUBLE PRECISION NOT NULL,
+	PRIMARY KEY (kind, name, quarter)
+);
+CREATE INDEX spend_rollup_quarter ON spend_rollup (quarter);
+`,
 }

@@ -34,6 +34,7 @@ func TestPostgres(t *testing.T) {
 		{"SpendByKeyTag", TestSpendByKeyTag},
 		{"SpendSinceScopes", TestSpendSinceScopes},
 		{"SpendSinceLoadsBudgets", TestSpendSinceLoadsBudgets},
+		{"PruneKeepsBudgetSpend", TestPruneKeepsBudgetSpend},
 		{"KeyLifecycle", TestKeyLifecycle},
 		{"KeySpecValidation", TestKeySpecValidation},
 		{"RevokeIsImmediate", TestRevokeIsImmediate},

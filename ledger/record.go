@@ -66,7 +66,8 @@ type Store interface {
 	// Insert writes recs in one transaction: all of them or none.
 	Insert(ctx context.Context, recs []Record) error
 	// Prune deletes at most limit records that started before before, and
-	// their payloads, returning how many it deleted. Small chunks keep the
+	// their payloads, returning how many it deleted; the spend budgets
+	// reload from them stays (DB.Prune rolls it up). Small chunks keep the
 	// write lock short.
 	Prune(ctx context.Context, before time.Time, limit int) (int64, error)
 }

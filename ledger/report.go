@@ -326,34 +326,44 @@ func (s *DB) nameKeys(ctx context.Context, rows []Row) error {
 }
 
 // SpendSince implements limits.SpendSource: the USD each key spent from
-// since on (all time when since is zero), from the request rows, raised to
+// since on (all time when since is zero), from the request rows and the
+// rollup of those retention deleted (rollup.go; since is a period start,
+// on a quarter hour, at most a month ago, or zero), raised to
 // the spend SaveSpend persisted for a period starting exactly at since when
 // that is higher (rows may have been dropped; the snapshot may be older
 // than the last rows: each is a lower bound); and the spend of the other
 // budget accounts (limits.GlobalAccount, GroupAccount, TagAccount,
-// UserAccount). A tag's spend is that of the keys carrying it now; a
-// group's or a user's is that of the rows naming it.
+// UserAccount), as well from rows and rollup. A tag's spend is that of
+// the keys carrying it now; a group's or a user's is that of the rows
+// naming it.
 func (s *DB) SpendSince(ctx context.Context, since time.Time) (map[string]float64, error) {
 	out := map[string]float64{}
 	at := startMS(since)
 	var total float64
+	addGroup := func(group string, usd float64) {
+		total += usd
+		if group != "" {
+			out[limits.GroupAccount(group)] += usd
+		}
+	}
 	for _, q := range []struct {
 		what, query string
 		add         func(name string, usd float64)
 	}{
 		{"spend per key", `SELECT key_id, sum(cost) FROM requests WHERE ts >= ? AND key_id != '' GROUP BY key_id`,
-			func(id string, usd float64) { out[id] = usd }},
+			func(id string, usd float64) { out[id] += usd }},
+		{"pruned spend per key", `SELECT name, sum(cost) FROM spend_rollup WHERE kind = 'key' AND quarter >= ? GROUP BY name`,
+			func(id string, usd float64) { out[id] += usd }},
 		{"saved key spend", `SELECT id, spend_usd FROM api_keys WHERE spend_period_start = ?`,
 			func(id string, usd float64) { out[id] = max(out[id], usd) }},
 		{"spend per model group", `SELECT model_group, sum(cost) FROM requests WHERE ts >= ? GROUP BY model_group`,
-			func(group string, usd float64) {
-				total += usd
-				if group != "" {
-					out[limits.GroupAccount(group)] = usd
-				}
-			}},
+			addGroup},
+		{"pruned spend per model group", `SELECT name, sum(cost) FROM spend_rollup WHERE kind = 'group' AND quarter >= ? GROUP BY name`,
+			addGroup},
 		{"spend per user", `SELECT "user", sum(cost) FROM requests WHERE ts >= ? AND "user" != '' GROUP BY "user"`,
-			func(user string, usd float64) { out[limits.UserAccount(user)] = usd }},
+			func(user string, usd float64) { out[limits.UserAccount(user)] += usd }},
+		{"pruned spend per user", `SELECT name, sum(cost) FROM spend_rollup WHERE kind = 'user' AND quarter >= ? GROUP BY name`,
+			func(user string, usd float64) { out[limits.UserAccount(user)] += usd }},
 	} {
 		if err := s.sums(ctx, q.what, q.query, at, q.add); err != nil {
 			return nil, err

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,8 +24,13 @@ type reportFixture struct {
 
 func newReportFixture(t *testing.T) *reportFixture {
 	t.Helper()
+	return newReportFixtureIn(t, openTest(t))
+}
+
+// newReportFixtureIn is newReportFixture in the empty ledger s.
+func newReportFixtureIn(t *testing.T, s *DB) *reportFixture {
+	t.Helper()
 	ctx := context.Background()
-	s := openTest(t)
 	kr := newKeyring(t, s, nil)
 	_, a, err := kr.Create(ctx, KeySpec{Name: "alpha"})
 	if err != nil {
@@ -359,6 +366,120 @@ func TestSpendSinceLoadsBudgets(t *testing.T) {
 	for _, k := range keys {
 		if k.ID == f.alpha && (k.SpendUSD != 5 || !k.SpendPeriodStart.Equal(f.since)) {
 			t.Errorf("alpha's persisted spend: %v since %v", k.SpendUSD, k.SpendPeriodStart)
+		}
+	}
+}
+
+// Retention deletes rows, not the spend of budgets: SpendSince gives the
+// same figures after the rows a budget period (or all time, for a total
+// budget) counts were pruned, for periods starting at midnight in UTC and
+// in a zone half an hour off UTC. Two stores pruning the same rows at once
+// (two instances on one Postgres) count them once.
+func TestPruneKeepsBudgetSpend(t *testing.T) {
+	ctx := context.Background()
+	pair := openPair(t) // two stores, as two instances on one database
+	f := newReportFixtureIn(t, pair[0])
+	kr := newKeyring(t, f.s, nil)
+	tags := map[string]string{"team": "search"}
+	if _, err := kr.Update(ctx, "alpha", KeyUpdate{Tags: &tags}); err != nil {
+		t.Fatal(err)
+	}
+	kolkata, err := time.LoadLocation("Asia/Kolkata")
+	if err != nil {
+		t.Skipf("time zone Asia/Kolkata not available: %v", err)
+	}
+	// All time (total budgets); the month; days in UTC and in Kolkata
+	// (UTC+5:30) that the pruned rows fall in or straddle.
+	sinces := []time.Time{
+		{}, f.since,
+		time.Date(2025, 3, 10, 0, 0, 0, 0, time.UTC), time.Date(2025, 3, 11, 0, 0, 0, 0, time.UTC),
+		time.Date(2025, 3, 10, 0, 0, 0, 0, kolkata), time.Date(2025, 3, 11, 0, 0, 0, 0, kolkata),
+	}
+	before := map[time.Time]map[string]float64{}
+	for _, since := range sinces {
+		if before[since], err = f.s.SpendSince(ctx, since); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Everything before March 11 01:00 UTC goes (r5-old, r1, r2), in
+	// chunks of 2, by two stores at once.
+	cutoff := time.Date(2025, 3, 11, 1, 0, 0, 0, time.UTC)
+	var pruned atomic.Int64
+	var wg sync.WaitGroup
+	for _, s := range pair {
+		wg.Go(func() {
+			for {
+				n, err := s.Prune(ctx, cutoff, 2)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				pruned.Add(n)
+				if n < 2 {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := pruned.Load(); n != 3 {
+		t.Fatalf("pruned %d rows, want 3", n)
+	}
+	for _, since := range sinces {
+		after, err := f.s.SpendSince(ctx, since)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for id, usd := range before[since] {
+			if math.Abs(after[id]-usd) > 1e-9 {
+				t.Errorf("SpendSince(%v)[%s] = %v after the prune, %v before", since, id, after[id], usd)
+			}
+		}
+		for id, usd := range after {
+			if _, ok := before[since][id]; !ok && usd != 0 {
+				t.Errorf("SpendSince(%v)[%s] = %v after the prune, none before", since, id, usd)
+			}
+		}
+	}
+	if all := before[time.Time{}]; all[f.alpha] != 103 || all[limits.UserAccount("u2")] != 2 || all[limits.GlobalAccount] != 103.25 {
+		t.Errorf("the fixture's all-time spend: %v", all)
+	}
+
+	// Forty days on, the rest goes, and every quarter is folded into one
+	// sum per account: all-time spend is unchanged, and no period current
+	// then counts any of it.
+	later := cutoff.AddDate(0, 0, 40)
+	if n, err := f.s.Prune(ctx, later, 100); err != nil || n != 3 {
+		t.Fatalf("the later prune: %d rows, %v; want 3", n, err)
+	}
+	var quarters, accounts int
+	if err := f.s.db.QueryRow(`SELECT count(*) FROM spend_rollup WHERE quarter != 0`).Scan(&quarters); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.s.db.QueryRow(`SELECT count(*) FROM spend_rollup`).Scan(&accounts); err != nil {
+		t.Fatal(err)
+	}
+	// Keys alpha and beta (beta's rows cost nothing: none), groups gpt-4o,
+	// claude, mini, users u1 and u2.
+	if quarters != 0 || accounts != 6 {
+		t.Errorf("after folding: %d rollup rows, %d of them quarters; want 6 and 0", accounts, quarters)
+	}
+	all, err := f.s.SpendSince(ctx, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, usd := range before[time.Time{}] {
+		if math.Abs(all[id]-usd) > 1e-9 {
+			t.Errorf("SpendSince(all time)[%s] = %v with every row pruned, %v before", id, all[id], usd)
+		}
+	}
+	month, err := f.s.SpendSince(ctx, later.AddDate(0, 0, -30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, usd := range month {
+		if usd != 0 {
+			t.Errorf("SpendSince(a month before the last prune)[%s] = %v, want 0", id, usd)
 		}
 	}
 }

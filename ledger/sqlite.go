@@ -115,4 +115,16 @@ CREATE TABLE bandit_arms (
 	PRIMARY KEY (domain, model)
 );
 `,
+	// 3: the cost of the requests retention deleted, per budget account
+	// (rollup.go), so that budgets reload the same spend after a prune.
+	`
+CREATE TABLE spend_rollup (
+	kind    TEXT    NOT NULL, -- 'key', 'group' or 'user'
+	name    TEXT    NOT NULL, -- key id, model group ('' too) or user
+	quarter INTEGER NOT NULL, -- Unix milliseconds of the quarter hour the requests began in; 0: long before
+	cost    REAL    NOT NULL,
+	PRIMARY KEY (kind, name, quarter)
+);
+CREATE INDEX spend_rollup_quarter ON spend_rollup (quarter);
+`,
 }

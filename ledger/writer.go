@@ -23,12 +23,8 @@ type WriterOptions struct {
 	StorePayloads bool
 	// RetentionDays prunes records older than this many days; zero keeps
 	// everything. A prune that Close interrupts goes on at the next start.
+	// Budgets keep the spend of the records pruned (DB.Prune rolls it up).
 	RetentionDays int
-	// KeepSince, when set, gives a time at the moment of a prune from
-	// which records are kept whatever RetentionDays says: the start of the
-	// oldest budget period whose spend is reloaded from these rows at
-	// start (limits' gateway, model group, tag and user budgets).
-	KeepSince func(now time.Time) time.Time
 	// PruneEvery is how often old records are looked for (default 1h; the
 	// first look is at start).
 	PruneEvery time.Duration
@@ -344,13 +340,7 @@ func (w *Writer) pruneChunk() (more bool) {
 			w.log.Error().Str("panic", fmt.Sprint(p)).Msg("ledger retention recovered from a panic")
 		}
 	}()
-	now := w.o.Now()
-	before := now.AddDate(0, 0, -w.o.RetentionDays)
-	if w.o.KeepSince != nil {
-		if keep := w.o.KeepSince(now); keep.Before(before) {
-			before = keep
-		}
-	}
+	before := w.o.Now().AddDate(0, 0, -w.o.RetentionDays)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	n, err := w.store.Prune(ctx, before, w.o.PruneChunk)

@@ -374,34 +374,3 @@ func TestWriterFlush(t *testing.T) {
 		t.Fatalf("after Flush the store holds %d records, want 3", got)
 	}
 }
-
-// KeepSince holds back a prune that would delete rows a budget's spend is
-// reloaded from; a later KeepSince leaves retention_days in charge.
-func TestWriterRetentionKeepsBudgetRows(t *testing.T) {
-	now := time.Date(2025, 3, 15, 12, 0, 0, 0, time.UTC)
-	month := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
-	for _, tt := range []struct {
-		keep, want time.Time
-	}{
-		{now.AddDate(0, 0, -1), now.AddDate(0, 0, -10)}, // a day's budget: retention (10 days) decides
-		{month, month},             // a month's budget holds the month's rows
-		{time.Time{}, time.Time{}}, // a total budget: nothing goes
-	} {
-		st := &memStore{}
-		keep := tt.keep
-		w := NewWriter(st, WriterOptions{RetentionDays: 10, Now: func() time.Time { return now },
-			KeepSince: func(time.Time) time.Time { return keep }})
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-			st.mu.Lock()
-			n := len(st.pruned)
-			st.mu.Unlock()
-			if n > 0 || time.Now().After(deadline) {
-				break
-			}
-		}
-		w.Close()
-		if len(st.pruned) == 0 || !st.pruned[0].Equal(tt.want) {
-			t.Errorf("keep since %v: pruned before %v, want %v", keep, st.pruned, tt.want)
-		}
-	}
-}
