@@ -1150,6 +1150,58 @@ guardrails:
 	}
 }
 
+// TestE2EBudgetHoldCoversFallbacks: a request whose group may fall back to
+// a dearer one holds the dearer worst case in the key's budget, so
+// concurrent requests that all fall back cannot spend past it: each
+// request to "cheap" (which fails) is answered by "dear" at ten times
+// the price.
+func TestE2EBudgetHoldCoversFallbacks(t *testing.T) {
+	cfg := `
+general_settings: {master_key: sk-master-test-000000}
+model_list:
+  - model_name: cheap
+    litellm_params: {model: mock/cheap, mock_failure_rate: 1}
+    model_info: {input_cost_per_token: 0.0001, output_cost_per_token: 0}
+  - model_name: dear
+    litellm_params: {model: mock/dear, mock_latency: 50ms}
+    model_info: {input_cost_per_token: 0.001, output_cost_per_token: 0}
+router_settings:
+  num_retries: 0
+  fallbacks: [{cheap: [dear]}]
+ledger: {path: {{DIR}}/lumen.db}
+audit: {enabled: false}
+`
+	const budget = 0.05
+	l, dir, raws := ledgerLumenConfig(t, cfg, ledger.KeySpec{Name: "fb", BudgetUSD: budget, BudgetPeriod: "total"})
+	body := chatBody("cheap", "how much is this", `,"max_tokens":5`)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	for range 20 {
+		wg.Go(func() {
+			r := rawPost(t, l, "/v1/chat/completions", raws[0], body)
+			mu.Lock()
+			defer mu.Unlock()
+			statuses[r.status]++
+			if r.status != 200 && (r.status != 429 || !strings.Contains(r.text, "budget_exceeded")) {
+				t.Errorf("%d %s", r.status, r.text)
+			}
+		})
+	}
+	wg.Wait()
+	var spent float64
+	for _, e := range records(t, l, dir) {
+		spent += e.CostUSD
+	}
+	// Each holds and costs $0.011 at dear's price (11 prompt tokens, as
+	// the mock counts them): 4 fit in $0.05. Holding cheap's $0.0011
+	// admitted all 20, which spent $0.22.
+	if spent > budget || statuses[200] != 4 || statuses[429] != 16 {
+		t.Errorf("20 concurrent requests falling back to a group 10 times dearer: statuses %v, spent $%.4f of a $%.2f budget; want 4 admitted and at most the budget spent",
+			statuses, spent, budget)
+	}
+}
+
 // A model group's budget counts the requests it answers as a fallback or
 // as an auto route's choice, not only those that name it: once spent, the
 // router passes it over, and an auto route left without a group is

@@ -169,7 +169,7 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) 
 		return nil
 	}
 	x.promptEst = tokens.Prompt(x.body)
-	maxOut := worstOutput(rt, g, requestedOutput(x.body))
+	maxOut := worstOutput(rt, g, nil, requestedOutput(x.body))
 	want := x.promptEst + maxOut
 	counted := 0
 	for _, sc := range rate {
@@ -196,8 +196,11 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) 
 	if len(budget) == 0 && len(others) == 0 {
 		return nil
 	}
-	wp := worstPrice(rt, g)
-	worst := wp.WorstCase(x.promptEst, maxOut)
+	// The worst case covers the groups the request may fall back to: the
+	// one that answers is charged, whatever it costs.
+	reach := s.reach(x, group)
+	wp := worstPrice(rt, g, reach)
+	worst := wp.WorstCase(x.promptEst, worstOutput(rt, g, reach, requestedOutput(x.body)))
 	switch x.op {
 	case providers.OpImage, providers.OpImageEdit:
 		worst += float64(x.images) * wp.Image
@@ -240,19 +243,29 @@ func (s *Server) otherGroupBudgets(x *exchange, group string) []string {
 	if len(budgeted) == 0 || s.budgets == nil {
 		return nil
 	}
-	reach := s.Router().Reachable(group)
-	for _, f := range [...]string{"models", "fallbacks"} {
-		for _, v := range gjson.GetBytes(x.body, f).Array() {
-			reach = append(reach, s.Router().Resolve(v.Str))
-		}
-	}
 	var out []string
-	for _, name := range reach {
+	for _, name := range s.reach(x, group) {
 		if l, ok := budgeted[name]; ok && l.BudgetUSD > 0 && name != group && !slices.Contains(out, name) {
 			out = append(out, name)
 		}
 	}
 	return out
+}
+
+// reach is the model groups other than group that may answer x: group's
+// fallbacks (router.Router.Reachable), an auto route's candidates, and
+// the groups of the request's own models and fallbacks lists.
+func (s *Server) reach(x *exchange, group string) []string {
+	rt := s.Router()
+	reach := rt.Reachable(group)
+	for _, f := range [...]string{"models", "fallbacks"} {
+		for _, v := range gjson.GetBytes(x.body, f).Array() {
+			if name := rt.Resolve(v.Str); name != group && !slices.Contains(reach, name) {
+				reach = append(reach, name)
+			}
+		}
+	}
+	return reach
 }
 
 // holdOtherGroups holds the worst case in the budget of each group that
@@ -267,7 +280,7 @@ func (s *Server) holdOtherGroups(ctx context.Context, x *exchange, others []stri
 	var refused error
 	for _, name := range others {
 		g, _ := rt.Group(name)
-		worst := worstPrice(rt, g).WorstCase(x.promptEst, maxOut)
+		worst := worstPrice(rt, g, nil).WorstCase(x.promptEst, maxOut)
 		l := s.cfg.Limits.ModelGroups[name]
 		res, err := s.budgets.Reserve(ctx, limits.GroupAccount(name), l.Budget(), worst)
 		var be *limits.BudgetError
@@ -319,7 +332,7 @@ func (s *Server) admitGroup(ctx context.Context, x *exchange, group string) erro
 	}
 	rt := s.Router()
 	g, _ := rt.Group(group)
-	sc.tokens = x.promptEst + worstOutput(rt, g, requestedOutput(x.body))
+	sc.tokens = x.promptEst + worstOutput(rt, g, nil, requestedOutput(x.body))
 	d, err := s.limiter.Allow(ctx, sc.id, sc.limit, sc.tokens)
 	switch {
 	case err != nil:
@@ -425,12 +438,12 @@ func requestedOutput(body []byte) int {
 
 // worstOutput is the most output tokens the request can be answered with,
 // asking for requested (zero: no limit) and lowered to each deployment's
-// model_info.max_output_tokens (router.Group.MaxOutput): over its group's
-// deployments, or over every deployment when the group is not a plain
-// one, as worstPrice.
-func worstOutput(rt *router.Router, g *router.Group, requested int) int {
+// model_info.max_output_tokens (router.Group.MaxOutput): over the
+// deployments of its group and of the groups in reach, or over every
+// deployment when the group is not a plain one, as worstPrice.
+func worstOutput(rt *router.Router, g *router.Group, reach []string, requested int) int {
 	n := 0
-	eachGroup(rt, g, func(g *router.Group) {
+	eachGroup(rt, g, reach, func(g *router.Group) {
 		n = max(n, g.MaxOutput(requested, defaultMaxOutput))
 	})
 	if n == 0 { // no deployment bounds it
@@ -439,16 +452,16 @@ func worstOutput(rt *router.Router, g *router.Group, requested int) int {
 	return n
 }
 
-// worstPrice is the dearest price the request could be charged: of its
-// group's deployments, or of every deployment when the group is not a plain
-// one (auto routes, unknown names), with the dearest prices per image, per
-// character and per second of audio among them. A fallback to a dearer
-// group can cost more than was reserved; settle still charges the real
-// cost.
-func worstPrice(rt *router.Router, g *router.Group) pricing.Price {
+// worstPrice is the dearest price the request could be charged: of the
+// deployments of its group and of the groups in reach (those it may fall
+// back to: a fallback to a dearer group is charged the dearer price), or
+// of every deployment when the group is not a plain one (auto routes,
+// unknown names), with the dearest prices per image, per character and
+// per second of audio among them.
+func worstPrice(rt *router.Router, g *router.Group, reach []string) pricing.Price {
 	var worst pricing.Price
 	image, char, second := 0.0, 0.0, 0.0
-	eachGroup(rt, g, func(g *router.Group) {
+	eachGroup(rt, g, reach, func(g *router.Group) {
 		for _, d := range g.Deployments {
 			if d.Price.Input+d.Price.Output > worst.Input+worst.Output {
 				worst = d.Price
@@ -460,11 +473,17 @@ func worstPrice(rt *router.Router, g *router.Group) pricing.Price {
 	return worst
 }
 
-// eachGroup calls fn with g, or with every group of rt when g is nil (the
-// request's model is not a plain group, so any deployment may answer it).
-func eachGroup(rt *router.Router, g *router.Group, fn func(*router.Group)) {
+// eachGroup calls fn with g and each group of rt named in reach, or with
+// every group of rt when g is nil (the request's model is not a plain
+// group, so any deployment may answer it).
+func eachGroup(rt *router.Router, g *router.Group, reach []string, fn func(*router.Group)) {
 	if g != nil {
 		fn(g)
+		for _, name := range reach {
+			if r, ok := rt.Group(name); ok && r != g {
+				fn(r)
+			}
+		}
 		return
 	}
 	for _, name := range rt.Names() {
