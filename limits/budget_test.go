@@ -536,3 +536,97 @@ func TestSweepForgetsEndedPeriods(t *testing.T) {
 		t.Errorf("a forgotten account starts the new day at zero: %+v", st)
 	}
 }
+
+// statusStore is what MemoryBudgets and RedisBudgets both are.
+type statusStore interface {
+	BudgetStore
+	Load(context.Context, SpendSource, map[string]Budget) error
+	Status(string, Period) Status
+}
+
+// A nearly spent budget under concurrent requests, in memory and in Redis:
+// each reservation holds its worst case against spend + holds, so exactly
+// as many as fit are admitted (in integer billionths: an exact fit is
+// admitted), however many arrive at once; a budget spent to its limit
+// refuses even a free request; and Settle charges the real cost in full,
+// also above what was held (the estimate was short), so the spend can end
+// past the limit by that much.
+func TestBudgetStoresNearlySpentUnderConcurrency(t *testing.T) {
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name  string
+		store func(t *testing.T) statusStore
+	}{
+		{"memory", func(*testing.T) statusStore {
+			return NewMemoryBudgets(BudgetOptions{})
+		}},
+		{"redis", func(t *testing.T) statusStore {
+			c, prefix := redisClient(t)
+			return NewRedisBudgets(c, RedisOptions{Prefix: prefix})
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := tt.store(t)
+			budget := Budget{LimitUSD: 1, Period: Total}
+			if err := s.Load(ctx, spendSource{"k": 0.75}, map[string]Budget{"k": budget}); err != nil {
+				t.Fatal(err)
+			}
+			// burst sends n concurrent reservations of usd and returns the
+			// admitted ones and how many were refused.
+			burst := func(n int, usd float64) ([]Reservation, int) {
+				var mu sync.Mutex
+				var held []Reservation
+				refused := 0
+				var wg sync.WaitGroup
+				start := make(chan struct{})
+				for range n {
+					wg.Go(func() {
+						<-start
+						r, err := s.Reserve(ctx, "k", budget, usd)
+						mu.Lock()
+						defer mu.Unlock()
+						var be *BudgetError
+						switch {
+						case errors.As(err, &be):
+							refused++
+						case err != nil:
+							t.Error(err)
+						default:
+							held = append(held, r)
+						}
+					})
+				}
+				close(start)
+				wg.Wait()
+				return held, refused
+			}
+			settle := func(held []Reservation, usd float64) {
+				for _, r := range held {
+					if err := s.Settle(ctx, r, usd); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+
+			// $0.25 left: two of fifty $0.10 requests.
+			held, refused := burst(50, 0.10)
+			if len(held) != 2 || refused != 48 {
+				t.Fatalf("$0.25 left, 50 requests of $0.10: %d admitted, %d refused; want 2 and 48", len(held), refused)
+			}
+			settle(held, 0.10)
+			// $0.05 left: one of fifty $0.05 requests, the exact fit.
+			held, refused = burst(50, 0.05)
+			if len(held) != 1 || refused != 49 {
+				t.Fatalf("$0.05 left, 50 requests of $0.05: %d admitted, %d refused; want 1 and 49", len(held), refused)
+			}
+			// It cost more than its estimate: charged in full.
+			settle(held, 0.07)
+			if st := s.Status("k", Total); math.Abs(st.SpentUSD-1.02) > 1e-9 || st.ReservedUSD != 0 {
+				t.Errorf("after settling: %+v, want $1.02 spent and nothing held", st)
+			}
+			if held, refused := burst(10, 0); len(held) != 0 || refused != 10 {
+				t.Errorf("a spent budget, 10 free requests: %d admitted, %d refused; want 0 and 10", len(held), refused)
+			}
+		})
+	}
+}
