@@ -1,6 +1,8 @@
 package providers
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -128,4 +130,38 @@ func ClaudeReasoning(req *ChatRequest, model string, maxTokens int, forced bool)
 		}
 	}
 	return out, nil
+}
+
+// claudeToolPrefix starts the tool ids ClaudeToolID makes up.
+const claudeToolPrefix = "toolu_lumen_"
+
+// ClaudeToolID returns id as the Messages API and Bedrock Converse accept
+// a tool_use id, tool_use_id or toolUseId: one matching
+// ^[a-zA-Z0-9_-]{1,64}$ (anything else is a 400). A conversation that
+// failed over from another provider can carry ids that do not, such as
+// Gemini's, which hold a base64 thought signature. A matching id is
+// returned unchanged; any other becomes "toolu_lumen_" and the first 40
+// hex digits of its SHA-256, so the tool call and its result, mapped
+// separately, still name the same call.
+func ClaudeToolID(id string) string {
+	if claudeToolIDOK(id) {
+		return id
+	}
+	sum := sha256.Sum256([]byte(id))
+	return claudeToolPrefix + hex.EncodeToString(sum[:])[:40]
+}
+
+// claudeToolIDOK reports whether id matches ^[a-zA-Z0-9_-]{1,64}$.
+func claudeToolIDOK(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }

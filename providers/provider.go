@@ -88,7 +88,8 @@ type Request struct {
 	// Native, when set, is the request as an Anthropic client sent it
 	// (Messages API); Body is then its OpenAI translation. A provider that
 	// speaks the Messages API sends Native instead, unchanged but for the
-	// model (prompt-caching blocks, thinking and all), and answers in that
+	// model and tool ids the API would refuse (prompt-caching blocks,
+	// thinking and all), and answers in that
 	// API: Response.Body is a Message and the Stream's payloads are the
 	// events' data (each names its event in "type"). Other providers
 	// ignore it. NativeHeader holds the client's anthropic-version and

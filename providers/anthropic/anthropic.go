@@ -3,9 +3,10 @@
 // Outbound, Client is the provider for "anthropic/…" deployments: it
 // translates OpenAI chat requests into POST {api_base}/v1/messages and the
 // answers, streamed or not, back into OpenAI chat.completion(.chunk) form.
-// It also forwards native Messages API bodies untouched (DoMessages), so an
-// Anthropic client served by an Anthropic upstream keeps cache_control,
-// thinking and every other field.
+// It also forwards native Messages API bodies untouched but for the model
+// and any tool id the API would refuse (DoMessages), so an Anthropic
+// client served by an Anthropic upstream keeps cache_control, thinking
+// and every other field.
 //
 // Inbound, ToOpenAI, FromOpenAI and StreamTranslator let Lumen serve
 // Anthropic clients (the SDKs, Claude Code) from any provider through the
@@ -18,6 +19,9 @@
 //   - consecutive messages of one role are merged into one turn (the API
 //     requires alternation); tool results go in a user turn as
 //     tool_result blocks; empty text is dropped (the API rejects it);
+//   - tool call ids the API refuses (another provider's, such as Gemini's
+//     with a base64 thought signature) → providers.ClaudeToolID, in the
+//     tool_use and its tool_result alike;
 //   - images: data URLs become base64 sources (JPEG, PNG, GIF, WebP),
 //     http(s) URLs become url sources that Anthropic fetches;
 //   - max_completion_tokens, else max_tokens, else DefaultMaxTokens;
@@ -95,7 +99,9 @@ var (
 type Native interface {
 	// DoMessages sends a Messages API body (streaming or not, as its
 	// "stream" field says) with only "model" replaced by the deployment's
-	// model. From header it forwards anthropic-version and anthropic-beta,
+	// model and any tool id the API would refuse mapped by
+	// providers.ClaudeToolID (an id from another provider's earlier turn).
+	// From header it forwards anthropic-version and anthropic-beta,
 	// nothing else. It returns the upstream response when its status is
 	// 2xx (the caller reads and closes Body: JSON, or SSE when streaming);
 	// any other status is returned as *providers.UpstreamError.
@@ -283,6 +289,7 @@ func (c *Client) DoMessages(ctx context.Context, body []byte, header http.Header
 	if err != nil {
 		return nil, fmt.Errorf("setting model: %w", err)
 	}
+	body = fixToolIDs(body)
 	ctx, cancel := context.WithCancel(ctx)
 	wd := providers.NewWatchdog(cancel, c.timeout, c.gap)
 	resp, err := c.open(ctx, body, stream, header, wd)

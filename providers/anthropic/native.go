@@ -2,6 +2,7 @@ package anthropic
 
 import (
 	"context"
+	"fmt"
 	"io"
 
 	"github.com/tidwall/gjson"
@@ -53,6 +54,42 @@ func nativeBody(req *providers.Request) []byte {
 		return req.Native
 	}
 	return b
+}
+
+// fixToolIDs maps, with providers.ClaudeToolID, every tool_use id and
+// tool_result tool_use_id in body's messages that the Messages API would
+// refuse. An Anthropic client can hold such ids when Lumen served its
+// earlier turns from another provider (Gemini's carry a base64 thought
+// signature). body is not modified; a body with nothing to map is
+// returned as it is.
+func fixToolIDs(body []byte) []byte {
+	out := body
+	gjson.GetBytes(body, "messages").ForEach(func(i, m gjson.Result) bool {
+		m.Get("content").ForEach(func(j, b gjson.Result) bool {
+			field := ""
+			switch b.Get("type").Str {
+			case "tool_use":
+				field = "id"
+			case "tool_result":
+				field = "tool_use_id"
+			default:
+				return true
+			}
+			id := b.Get(field)
+			if id.Type != gjson.String {
+				return true
+			}
+			if fixed := providers.ClaudeToolID(id.Str); fixed != id.Str {
+				path := fmt.Sprintf("messages.%d.content.%d.%s", i.Int(), j.Int(), field)
+				if s, err := sjson.SetBytes(out, path, fixed); err == nil {
+					out = s
+				}
+			}
+			return true
+		})
+		return true
+	})
+	return out
 }
 
 // nativeStream relays Messages API events. An error event, or an end

@@ -53,10 +53,10 @@ func fromChat(req *providers.ChatRequest, model string, stream bool) (*translati
 			role = "assistant"
 			bs = textBlocks(m.Content)
 			for _, tc := range m.ToolCalls {
-				bs = append(bs, block{Type: "tool_use", ID: tc.ID, Name: tc.Function.Name, Input: tc.Function.ArgumentsJSON()})
+				bs = append(bs, block{Type: "tool_use", ID: providers.ClaudeToolID(tc.ID), Name: tc.Function.Name, Input: tc.Function.ArgumentsJSON()})
 			}
 		case "tool":
-			bs = []block{{Type: "tool_result", ToolUseID: m.ToolCallID, Content: &toolResultBody{Text: m.Content.String()}}}
+			bs = []block{{Type: "tool_result", ToolUseID: providers.ClaudeToolID(m.ToolCallID), Content: &toolResultBody{Text: m.Content.String()}}}
 		}
 		if len(bs) == 0 {
 			continue // the API rejects empty turns; merging closes the gap

@@ -14,6 +14,8 @@
 // Translation, field by field:
 //   - system and developer messages → system blocks; consecutive turns of
 //     one role merged; tool results → toolResult blocks in a user turn;
+//     toolUseIds Converse refuses (another provider's, such as Gemini's)
+//     → providers.ClaudeToolID, in the toolUse and its toolResult alike;
 //     empty text dropped (Converse rejects blank text);
 //   - images → image blocks with bytes (data URLs as they are, http(s)
 //     URLs downloaded by Lumen); PNG, JPEG, GIF and WebP;

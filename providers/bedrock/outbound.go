@@ -64,11 +64,11 @@ func fromChat(ctx context.Context, req *providers.ChatRequest, model string, ima
 			bs = textBlocks(m.Content)
 			for _, tc := range m.ToolCalls {
 				historyTools = true
-				bs = append(bs, contentBlock{ToolUse: &toolUse{ToolUseID: tc.ID, Name: tc.Function.Name, Input: tc.Function.ArgumentsJSON()}})
+				bs = append(bs, contentBlock{ToolUse: &toolUse{ToolUseID: providers.ClaudeToolID(tc.ID), Name: tc.Function.Name, Input: tc.Function.ArgumentsJSON()}})
 			}
 		case "tool":
 			historyTools = true
-			bs = []contentBlock{{ToolResult: &toolResult{ToolUseID: m.ToolCallID, Content: []toolResultContent{{Text: m.Content.String()}}}}}
+			bs = []contentBlock{{ToolResult: &toolResult{ToolUseID: providers.ClaudeToolID(m.ToolCallID), Content: []toolResultContent{{Text: m.Content.String()}}}}}
 		}
 		if len(m.CacheControl) > 0 && len(bs) > 0 {
 			bs = append(bs, contentBlock{CachePoint: defaultCache})
