@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"math"
+	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -73,7 +74,9 @@ type Entry struct {
 	// stored in UTC with nanosecond precision.
 	Time time.Time
 	// Actor is who acted: a key id, ActorAdmin or ActorSystem. Never a raw
-	// key: a value that looks like one ("sk-…") is stored as "redacted".
+	// key: a value that looks like one ("sk-…") is stored as "redacted",
+	// and a virtual key ("lumen-sk-…") or Bearer token inside any text
+	// field as "lumen-sk-[redacted]" or "Bearer [redacted]" (redactSecret).
 	Actor string
 	// Action is what happened.
 	Action Action
@@ -188,18 +191,19 @@ func (e *Entry) ComputeHash() Digest {
 
 // normalize puts e into the form that is stored and hashed, so that what is
 // read back from SQLite hashes to the same value: UTC nanosecond time, valid
-// UTF-8, a storable cost, digests of the payloads, and no secret as actor.
+// UTF-8, a storable cost, digests of the payloads, and no secret in any
+// text field.
 func (e *Entry) normalize(storePayloads bool) {
 	e.Time = time.Unix(0, e.Time.UnixNano()).UTC()
 	e.Actor = redactSecret(validUTF8(e.Actor))
 	e.Action = Action(validUTF8(string(e.Action)))
 	e.Target = redactSecret(validUTF8(e.Target))
-	e.Detail = validUTF8(e.Detail)
+	e.Detail = redactSecret(validUTF8(e.Detail))
 	s := &e.Summary
-	s.RequestID = validUTF8(s.RequestID)
-	s.ModelGroup = validUTF8(s.ModelGroup)
-	s.Deployment = validUTF8(s.Deployment)
-	s.Provider = validUTF8(s.Provider)
+	s.RequestID = redactSecret(validUTF8(s.RequestID))
+	s.ModelGroup = redactSecret(validUTF8(s.ModelGroup))
+	s.Deployment = redactSecret(validUTF8(s.Deployment))
+	s.Provider = redactSecret(validUTF8(s.Provider))
 	// SQLite stores integral REALs as integers (so -0 reads back as +0) and
 	// cannot store NaN; JSON cannot carry NaN or Inf either.
 	if s.CostUSD == 0 || math.IsNaN(s.CostUSD) || math.IsInf(s.CostUSD, 0) {
@@ -223,11 +227,35 @@ func validUTF8(s string) string {
 	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
-// redactSecret keeps raw API keys out of the log: the chain cannot be edited
-// afterwards, so a leaked secret would stay in it for good.
+// secretRE matches, anywhere in a string, what redactSecret removes:
+//   - a Lumen virtual key: "lumen-sk-" and more than the 4 characters of
+//     its display prefix ("lumen-sk-Ab12", which is no secret, stays),
+//     even glued to what precedes it ("token_lumen-sk-…");
+//   - a provider key: a word starting "sk-" ("sk-proj-", "sk-ant-"…) and
+//     at least 6 more characters;
+//   - the token after "Bearer " (any case), as an Authorization header
+//     carries it.
+//
+// Groups 1 to 3 are the parts kept in front of the marker.
+var secretRE = regexp.MustCompile(`(lumen-sk-)[A-Za-z0-9_-]{5,}|\b(sk-)[A-Za-z0-9_-]{6,}|\b((?i:bearer)\s+)[A-Za-z0-9._~+/-]+=*`)
+
+// redactMark replaces a secret, after what names its kind ("lumen-sk-",
+// "Bearer ").
+const redactMark = "[redacted]"
+
+// redactSecret keeps raw keys and tokens out of the log: the chain cannot
+// be edited afterwards, so a leaked secret would stay in it for good. A
+// string that is one raw key ("sk-…") becomes "redacted"; in any other
+// string each virtual key, provider key and Bearer token is
+// replaced where it stands, the rest left readable:
+// "key lumen-sk-Xy…(43 characters) via Bearer abc" is stored as
+// "key lumen-sk-[redacted] via Bearer [redacted]".
 func redactSecret(s string) string {
 	if strings.HasPrefix(s, "sk-") && len(s) > 8 {
 		return "redacted"
 	}
-	return s
+	if !strings.Contains(s, "sk-") && !strings.ContainsAny(s, " \t\n\r") {
+		return s // no key, and no scheme followed by credentials
+	}
+	return secretRE.ReplaceAllString(s, "${1}${2}${3}"+redactMark)
 }
