@@ -395,8 +395,10 @@ type Cache struct {
 	// 256 MiB).
 	MaxBytes ByteSize `yaml:"max_bytes"`
 	// Scope is global (the default, set when empty: every caller shares a
-	// model group's answers) or key (a namespace per API key as presented;
-	// requests without a key share one).
+	// model group's answers, but for virtual keys tagged tenant=<name>,
+	// which share with their tenant only, and cache_scope=key, which share
+	// with no one) or key (a namespace per API key as presented, whatever
+	// its tags; requests without a key share one). See cache.Scope.
 	Scope string `yaml:"scope"`
 	// RedisURL is the Redis address for type redis ("redis://host:6379/0").
 	RedisURL URL `yaml:"redis_url"`

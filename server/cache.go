@@ -12,6 +12,7 @@ import (
 	"github.com/tidwall/sjson"
 
 	"github.com/lumengw/lumen/cache"
+	"github.com/lumengw/lumen/ledger"
 	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/router"
 )
@@ -21,7 +22,7 @@ import (
 // upstream call, and records the answer.
 func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, x *exchange) error {
 	d := cache.ParseDirective(r.Header, x.cacheField)
-	k, err := cache.NewKey(x.group, s.cacheScope(r, d)+x.guardAnswerScope(), x.body)
+	k, err := cache.NewKey(x.group, s.cacheScope(r, x.key, d)+x.guardAnswerScope(), x.body)
 	if err != nil {
 		// Not canonicalizable (it parsed as JSON, so this is rare): serve
 		// uncached rather than fail the request.
@@ -125,8 +126,25 @@ func (s *Server) afterFlight(w http.ResponseWriter, x *exchange, meta any, share
 }
 
 // cacheScope is the cache namespace of a request, by cache.Scope's rule:
-// global unless the cache is scoped per key, narrowed by the request's own
-// "cache": {"namespace": …}.
-func (s *Server) cacheScope(r *http.Request, d cache.Directive) string {
-	return cache.Scope(s.cfg.Cache.Scope, presentedKeyID(r), nil, d.Namespace)
+// global unless the cache is scoped per key, the virtual key k is tagged
+// cache_scope=key (a namespace of its own) or tenant=<name> (its tenant's),
+// narrowed by the request's own "cache": {"namespace": …}. k is nil for
+// the master key or none.
+func (s *Server) cacheScope(r *http.Request, k *ledger.Key, d cache.Directive) string {
+	return cache.Scope(s.cfg.Cache.Scope, presentedKeyID(r), cacheTags(k), d.Namespace)
+}
+
+// cacheTags are the tags of the virtual key k that cache.Scope reads, as
+// "name=value"; nil when k is nil or has none of them.
+func cacheTags(k *ledger.Key) []string {
+	if k == nil {
+		return nil
+	}
+	var tags []string
+	for _, name := range [...]string{"cache_scope", "tenant"} {
+		if v, ok := k.Tags[name]; ok {
+			tags = append(tags, name+"="+v)
+		}
+	}
+	return tags
 }
