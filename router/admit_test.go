@@ -39,11 +39,10 @@ func answeredBy(res *Result) string {
 	return res.Group
 }
 
-// Call.Admit is asked for every group the router turns to besides the one
-// the client named (whose admission is the caller's): a fallback it
-// refuses is passed over like one Skip names, an auto choice it refuses
-// is decided again without it, and an auto route it leaves with no group
-// ends with its refusal.
+// Call.Admit is asked for every group the router turns to, the one the
+// client named first: a fallback it refuses is passed over like one Skip
+// names, an auto choice it refuses is decided again without it, and an
+// auto route it leaves with no group ends with its refusal.
 func TestAdmitFallbacks(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -52,11 +51,11 @@ func TestAdmitFallbacks(t *testing.T) {
 		wantGroup string // "" when the call fails with main's error
 		asked     []string
 	}{
-		{name: "admitted fallback answers", wantGroup: "second", asked: []string{"second"}},
-		{name: "a refused fallback is passed over", full: []string{"second"}, wantGroup: "third", asked: []string{"second", "third"}},
-		{name: "every fallback refused: the group's own error", full: []string{"second", "third"}, asked: []string{"second", "third"}},
+		{name: "admitted fallback answers", wantGroup: "second", asked: []string{"main", "second"}},
+		{name: "a refused fallback is passed over", full: []string{"second"}, wantGroup: "third", asked: []string{"main", "second", "third"}},
+		{name: "every fallback refused: the group's own error", full: []string{"second", "third"}, asked: []string{"main", "second", "third"}},
 		{name: "the request's own list", body: `,"models":["main","third","second"]`, full: []string{"third"},
-			wantGroup: "second", asked: []string{"third", "second"}},
+			wantGroup: "second", asked: []string{"main", "third", "second"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -90,6 +89,64 @@ func TestAdmitFallbacks(t *testing.T) {
 	}
 }
 
+// A group the client named that Call.Admit refuses (its rate window is
+// full) is not tried: its fallbacks take the request, each admitted in
+// turn, as after a failure of the group; with none admitted, or none
+// configured, the call ends with the group's refusal, carrying the
+// fallbacks' refusals.
+func TestAdmitRefusedGroupFallsBack(t *testing.T) {
+	tests := []struct {
+		name      string
+		group     string
+		body      string
+		full      []string
+		wantGroup string // "" when the call fails with the group's refusal
+		refused   int    // the fallbacks' refusals the failure carries
+		asked     []string
+	}{
+		{name: "first fallback answers", group: "main", full: []string{"main"}, wantGroup: "second", asked: []string{"main", "second"}},
+		{name: "a full fallback is passed over", group: "main", full: []string{"main", "second"}, wantGroup: "third",
+			asked: []string{"main", "second", "third"}},
+		{name: "every fallback full", group: "main", full: []string{"main", "second", "third"}, refused: 2,
+			asked: []string{"main", "second", "third"}},
+		{name: "no fallbacks", group: "second", full: []string{"second"}, asked: []string{"second"}},
+		{name: "the request says no fallbacks", group: "main", body: `,"fallbacks":[]`, full: []string{"main"}, asked: []string{"main"}},
+		{name: "the request's own list", group: "main", body: `,"fallbacks":["third"]`, full: []string{"main"}, wantGroup: "third",
+			asked: []string{"main", "third"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fakes := map[string]*fake{"main": answers(`{}`), "second": answers(`{}`), "third": answers(`{}`)}
+			r, _ := newTestRouter(t, fallbackGroups, map[string]providers.Provider{"main": fakes["main"], "second": fakes["second"], "third": fakes["third"]})
+			a := &admitter{full: tt.full}
+			call := chat(tt.group, false, tt.body)
+			call.Admit = a.admit
+			res, err := r.Do(context.Background(), call)
+			var fr *FallbacksRefusedError
+			switch {
+			case tt.wantGroup != "" && (err != nil || res.Group != tt.wantGroup || res.FallbackFrom != tt.group):
+				t.Fatalf("answered by %q from %q (err %v), want %s from %s", answeredBy(res), res.FallbackFrom, err, tt.wantGroup, tt.group)
+			case tt.wantGroup == "" && tt.refused == 0 && err != errFull:
+				t.Fatalf("err %#v, want the group's own refusal", err)
+			case tt.wantGroup == "" && tt.refused > 0 && (!errors.As(err, &fr) || fr.Err != errFull || len(fr.Refused) != tt.refused):
+				t.Fatalf("err %#v, want the group's refusal with %d fallbacks'", err, tt.refused)
+			}
+			if !slices.Equal(a.asked, tt.asked) {
+				t.Fatalf("Admit asked for %v, want %v", a.asked, tt.asked)
+			}
+			for name, f := range fakes {
+				want := 0
+				if name == tt.wantGroup {
+					want = 1
+				}
+				if f.Calls() != want {
+					t.Fatalf("%s called %d times, want %d", name, f.Calls(), want)
+				}
+			}
+		})
+	}
+}
+
 // A group given up, every deployment cooled down, for a fallback that
 // Admit then refuses is tried anyway on the deployment that comes back
 // soonest, as a group without fallbacks is: the request is not refused
@@ -118,8 +175,8 @@ func TestAdmitRefusedFallbacksOfCooledDownGroup(t *testing.T) {
 		case !mainUp && (!errors.Is(err, dead) || !errors.As(err, &fr) || len(fr.Refused) != 2):
 			t.Fatalf("err %v, want main's %v with two refusals", err, dead)
 		}
-		if !slices.Equal(a.asked, []string{"second", "third"}) {
-			t.Fatalf("Admit asked for %v, want [second third]", a.asked)
+		if !slices.Equal(a.asked, []string{"main", "second", "third"}) {
+			t.Fatalf("Admit asked for %v, want [main second third]", a.asked)
 		}
 	}
 }
@@ -175,8 +232,8 @@ func TestAdmitMidstreamFailover(t *testing.T) {
 		if full && (err == nil || c.Calls() != 0) || !full && (err != nil || text != "Hello from fake stream!") {
 			t.Fatalf("h full %v: text %q, err %v, h called %d times", full, text, err, c.Calls())
 		}
-		if !slices.Equal(ad.asked, []string{"h"}) {
-			t.Fatalf("Admit asked for %v, want [h]", ad.asked)
+		if !slices.Equal(ad.asked, []string{"solo", "h"}) {
+			t.Fatalf("Admit asked for %v, want [solo h]", ad.asked)
 		}
 	}
 }

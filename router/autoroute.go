@@ -322,7 +322,7 @@ func (r *Router) doAuto(ctx context.Context, call *Call) (*Result, error) {
 	learn.remember(call.RequestID, arm)
 	ad := &AutoDecision{Route: call.Group, Mode: p.mode.String(), Selected: ch.Name, Domain: score.Domain,
 		Difficulty: score.Difficulty, PredictedQuality: ch.PSuccess, Reason: d.Reason, BestEffort: d.BestEffort}
-	c.Group = ch.Name
+	c.Group, c.admitted = ch.Name, true // decideAdmitted asked Admit
 	res, err := r.Do(ctx, &c)
 	if res == nil {
 		res = &Result{Group: ch.Name, Strategy: r.strategy}

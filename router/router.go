@@ -349,20 +349,27 @@ type Call struct {
 	// candidate it names is passed over, as if it were not configured.
 	// Nil skips none.
 	Skip func(group string) bool
-	// Admit is asked before the router turns to a model group other than
-	// Group: a fallback (the config's, the request's own lists', a
-	// mid-stream failover's) and the group an auto route chose. It may
-	// count the call against that group's limits there and then (the
-	// server counts its rpm/tpm window); an error refuses the group: a
+	// Admit is asked before the router turns to a model group: Group
+	// itself (a plain group, first), a fallback (the config's, the
+	// request's own lists', a mid-stream failover's) and the group an
+	// auto route chose. It may count the call against that group's limits
+	// there and then (the server counts its rpm/tpm window; a window that
+	// already counted the call admits it again); an error refuses the
+	// group: a refused Group is passed over to its fallbacks (as after a
+	// failure; with none admitted, the call ends with the refusal), a
 	// fallback is passed over, as one Skip names, and an auto route
 	// decides again without it, ending with the error when no candidate
-	// is left. Group itself is the caller's to admit before Do. Admit runs
-	// on the goroutine routing the call, which need not be the caller's
-	// (a response-cache flight routes on its own). Nil admits every group.
+	// is left. Admit runs on the goroutine routing the call, which need
+	// not be the caller's (a response-cache flight routes on its own). Nil
+	// admits every group.
 	Admit func(ctx context.Context, group string) error
 	// Header is the client's request headers; model "auto" reads its
 	// x-lumen-* limits from them (autoroute.go). Nil means none.
 	Header http.Header
+
+	// admitted is set when Admit already admitted Group: an auto route's
+	// choice, which Do is then called with.
+	admitted bool
 }
 
 // Result is what served a call.
@@ -459,6 +466,10 @@ func (r *Router) Do(ctx context.Context, call *Call) (*Result, error) {
 			return nil, err
 		}
 	}
+	g, err := r.admitted(ctx, rs, g)
+	if err != nil {
+		return res, err
+	}
 	again := false // g is being tried again after its fallbacks refused
 	for {
 		rs.groups = append(rs.groups, g.Name)
@@ -499,6 +510,29 @@ func (r *Router) Do(ctx context.Context, call *Call) (*Result, error) {
 		rs.spend(o.d, err)
 		g = next
 	}
+}
+
+// admitted is the group a call for g starts with: g, unless Call.Admit
+// refuses it (its rate window is full); then the first of g's fallbacks
+// (the config's fallbacks, or the request's own lists) that Admit admits,
+// as after a failure of g. With none, the call ends with g's refusal,
+// carrying the fallbacks' (FallbacksRefusedError).
+func (r *Router) admitted(ctx context.Context, rs *reqState, g *Group) (*Group, error) {
+	if rs.call.Admit == nil || rs.call.admitted {
+		return g, nil
+	}
+	err := rs.call.Admit(ctx, g.Name)
+	if err == nil {
+		return g, nil
+	}
+	rs.groups = append(rs.groups, g.Name) // refused, not tried: not a fallback either
+	next := r.fallbackTo(ctx, rs, failGeneric)
+	if next == nil {
+		return nil, withRefusals(rs, err)
+	}
+	r.log.Warn().Str("request_id", rs.call.RequestID).Str("model_group", g.Name).Str("fallback", next.Name).
+		Str("reason", redact(err.Error())).Msg("model group refused the request: falling back to another")
+	return next, nil
 }
 
 // backoff is the wait before retry number try+1 on the same deployment:

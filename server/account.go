@@ -139,7 +139,9 @@ func (s *Server) scopes(k *ledger.Key, group, user string, rate, budget []scope)
 // and the budgets (the same) before anything reaches an upstream (or
 // the cache), and holds what the request may use: its worst-case cost
 // against each budget, its estimated tokens against each tpm window.
-// settle gives back what was not used.
+// settle gives back what was not used. A full window refuses the request,
+// but the model group's own when the request may fall back to another
+// group: the router then starts at the fallbacks (x.groupFull).
 func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) error {
 	k := x.key
 	rt := s.Router()
@@ -178,6 +180,12 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) 
 		case err != nil:
 			// A shared limiter that is down must not stop traffic.
 			s.limitsUnavailable(x, "rate", err, "rate limiter unavailable: request admitted unchecked")
+		case !d.Allowed && sc.kind == "model_group" && plain && len(s.reach(x, group)) > 0:
+			// The group's own window is full, but the request may fall
+			// back: the router passes the group over to its fallbacks
+			// (admitGroup refuses it there), each admitted by its own
+			// window, and answers with this 429 if none has room.
+			x.groupFull = true
 		case !d.Allowed:
 			s.refundLimits(x)
 			if s.metrics != nil {
@@ -313,14 +321,16 @@ func (s *Server) holdOtherGroups(ctx context.Context, x *exchange, others []stri
 func (x *exchange) skips(group string) bool { return slices.Contains(x.skipGroups, group) }
 
 // admitGroup is the exchange's Call.Admit: the router is about to turn to
-// group (a fallback, an auto route's choice), so the request counts in
-// that group's rpm/tpm window, as admit counts it in the window of the
-// group the client named: one request and its estimated tokens (prompt
+// group (the one the client named, a fallback, an auto route's choice),
+// so the request counts in that group's rpm/tpm window, as admit counts
+// it in the window of the group the client named (a window admit counted
+// it in admits it again): one request and its estimated tokens (prompt
 // plus the most output the group's deployments write), which settle
 // corrects to the real tokens if the group answers, to none if it does
 // not. A full window refuses the group with the 429 a direct request
-// would get, and the router passes it over; an auto route left with no
-// group answers with it. A limiter that fails admits the group unchecked.
+// would get, and the router passes it over (the group the client named:
+// to its fallbacks); a request, or an auto route, left with no group
+// answers with it. A limiter that fails admits the group unchecked.
 func (s *Server) admitGroup(ctx context.Context, x *exchange, group string) error {
 	l, ok := s.cfg.Limits.ModelGroups[group]
 	if !ok || (l.RPM <= 0 && l.TPM <= 0) {
@@ -352,9 +362,16 @@ func (s *Server) admitGroup(ctx context.Context, x *exchange, group string) erro
 // for it and its real tokens to its tpm windows, once, in place of what
 // admit and admitGroup held: a model group's window gets the tokens only
 // if that group answered (after a fallback or an auto choice another
-// group spent them).
+// group spent them). A request the router refused for a full window with
+// no upstream asked (its group's and every fallback's windows full) is
+// given back to the windows that counted it, as admit gives back one it
+// refuses.
 func (s *Server) settle(x *exchange) {
 	s.chargeBudgets(x, x.cost)
+	if x.attempts == 0 && x.err != nil && x.err.Type == "rate_limit_error" {
+		s.refundLimits(x)
+		return
+	}
 	used, served := 0, ""
 	if x.attempts > 0 { // a cache hit or a refused request used no tokens upstream
 		used = x.usage.PromptTokens + x.usage.CompletionTokens

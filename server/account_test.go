@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/tidwall/gjson"
@@ -336,4 +339,262 @@ func testCacheErrorsMetric(t *testing.T, store cache.Store, want float64) {
 		}
 	}
 	t.Error("lumen_cache_errors_total missing")
+}
+
+// perModelUpstream is an OpenAI-compatible fake that counts the calls per
+// upstream model and answers "from <model>", as JSON or as a stream.
+type perModelUpstream struct {
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func newPerModelUpstream(t *testing.T) (*perModelUpstream, *httptest.Server) {
+	u := &perModelUpstream{calls: map[string]int{}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		model := gjson.GetBytes(body, "model").Str
+		u.mu.Lock()
+		u.calls[model]++
+		u.mu.Unlock()
+		if !gjson.GetBytes(body, "stream").Bool() {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"id":"chatcmpl-f","object":"chat.completion","created":1,"model":%q,"choices":[{"index":0,"message":{"role":"assistant","content":"from %s"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}`, model, model)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		for _, delta := range []string{"from ", model} {
+			fmt.Fprintf(w, "data: {\"id\":\"chatcmpl-f\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":%q,\"choices\":[{\"index\":0,\"delta\":{\"content\":%q},\"finish_reason\":null}]}\n\n", model, delta)
+			w.(http.Flusher).Flush()
+		}
+		fmt.Fprintf(w, "data: {\"id\":\"chatcmpl-f\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":%q,\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2,\"total_tokens\":7}}\n\ndata: [DONE]\n\n", model)
+	}))
+	t.Cleanup(srv.Close)
+	return u, srv
+}
+
+func (u *perModelUpstream) count() map[string]int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return maps.Clone(u.calls)
+}
+
+// A request whose model group's own rpm/tpm window is full goes to the
+// group's fallbacks, each admitted by its own window, rather than being
+// refused: the fallback answers and says so in x-lumen-model-group and
+// x-lumen-fallback-from, and the cache does not answer for the full group.
+// With every fallback full too, and for a group without fallbacks, the
+// answer is the 429 rate_limit_exceeded, its Retry-After when the soonest
+// of the windows has room, and the other windows give the request back.
+func TestFullGroupWindowFallsBack(t *testing.T) {
+	type step struct {
+		at        int    // seconds on the limiter's clock
+		model     string // the model the client asks for
+		prompt    string
+		status    int
+		group     string         // x-lumen-model-group of an answer
+		retry     string         // Retry-After of a 429
+		upstream  map[string]int // upstream calls so far
+		mentioned []string       // a 429's message names these windows
+	}
+	steps := []step{
+		{at: 0, model: "a", prompt: "hi", status: 200, group: "a", upstream: map[string]int{"a-model": 1}},
+		// a's window is full: b answers.
+		{at: 10, model: "a", prompt: "hi", status: 200, group: "b", upstream: map[string]int{"a-model": 1, "b-model": 1}},
+		// Both full: the soonest is a's (free at 60 s).
+		{at: 20, model: "a", prompt: "hi", status: 429, retry: "40", upstream: map[string]int{"a-model": 1, "b-model": 1},
+			mentioned: []string{`model "a": 1 requests per minute`, `model "b": 1 requests per minute`}},
+		{at: 61, model: "a", prompt: "again", status: 200, group: "a", upstream: map[string]int{"a-model": 2, "b-model": 1}},
+		// Both full: the soonest is b's (free at 70 s), not a's own.
+		{at: 62, model: "a", prompt: "again", status: 429, retry: "8", upstream: map[string]int{"a-model": 2, "b-model": 1}},
+		// c has no fallbacks: its full window is a 429 at once.
+		{at: 62, model: "c", prompt: "hi", status: 200, group: "c", upstream: map[string]int{"a-model": 2, "b-model": 1, "c-model": 1}},
+		{at: 63, model: "c", prompt: "hi", status: 429, retry: "59", upstream: map[string]int{"a-model": 2, "b-model": 1, "c-model": 1},
+			mentioned: []string{`model "c": 1 requests per minute`}},
+	}
+	tests := []struct {
+		name   string
+		stream bool
+		cache  bool
+	}{
+		{name: "json"},
+		{name: "stream", stream: true},
+		{name: "json, cache on", cache: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up, upSrv := newPerModelUpstream(t)
+			yaml := "model_list:\n"
+			for _, g := range []string{"a", "b", "c"} {
+				yaml += fmt.Sprintf("  - {model_name: %s, params: {model: openai/%s-model, api_base: %q, api_key: sk-x}}\n", g, g, upSrv.URL+"/v1")
+			}
+			yaml += "router_settings: {num_retries: 0, fallbacks: [{a: [b]}]}\n" +
+				"limits: {global: {rpm: 100}, model_groups: {a: {rpm: 1}, b: {rpm: 1}, c: {rpm: 1}}}\n"
+			if tt.cache {
+				yaml += "cache: {type: local}\n"
+			}
+			cfg, _, err := config.Parse([]byte(yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := router.New(cfg, router.Build)
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Unix(1_800_000_000, 0)
+			var clock atomic.Int64
+			lim := limits.NewMemoryLimiter(limits.LimiterOptions{Now: func() time.Time { return start.Add(time.Duration(clock.Load()) * time.Second) }})
+			o := Options{Config: cfg, Router: r, Logger: zerolog.Nop(), Limiter: lim}
+			if tt.cache {
+				o.Cache = cache.New(cache.NewLocal(1<<20, time.Hour), cache.Options{})
+			}
+			srv := httptest.NewServer(New(o))
+			defer srv.Close()
+			for i, st := range steps {
+				clock.Store(int64(st.at))
+				body := fmt.Sprintf(`{"model":%q,"stream":%t,"messages":[{"role":"user","content":%q}]}`, st.model, tt.stream, st.prompt)
+				resp, err := http.Post(srv.URL+"/v1/chat/completions", "application/json", strings.NewReader(body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				raw, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				text := string(raw)
+				if resp.StatusCode != st.status {
+					t.Fatalf("step %d (%s at %ds): %d %s, want %d", i, st.model, st.at, resp.StatusCode, text, st.status)
+				}
+				if got := up.count(); !maps.Equal(got, st.upstream) {
+					t.Errorf("step %d: upstream calls %v, want %v", i, got, st.upstream)
+				}
+				if st.status != http.StatusOK {
+					e := errorOf(t, text)
+					if e.Type != "rate_limit_error" || e.Code == nil || *e.Code != "rate_limit_exceeded" || resp.Header.Get("Retry-After") != st.retry {
+						t.Errorf("step %d: %s %v, Retry-After %q; want rate_limit_exceeded, Retry-After %s",
+							i, e.Type, e.Code, resp.Header.Get("Retry-After"), st.retry)
+					}
+					for _, m := range st.mentioned {
+						if !strings.Contains(e.Message, m) {
+							t.Errorf("step %d: message %q does not say %q", i, e.Message, m)
+						}
+					}
+					continue
+				}
+				from := ""
+				if st.group != st.model {
+					from = st.model
+				}
+				if g, f := resp.Header.Get("x-lumen-model-group"), resp.Header.Get("x-lumen-fallback-from"); g != st.group || f != from {
+					t.Errorf("step %d: x-lumen-model-group %q, x-lumen-fallback-from %q; want %q, %q", i, g, f, st.group, from)
+				}
+				want := "from " + st.group + "-model"
+				if tt.stream && (!strings.Contains(text, `"content":"from "`) || !strings.Contains(text, `"content":"`+st.group+`-model"`) || !strings.HasSuffix(text, "data: [DONE]\n\n")) ||
+					!tt.stream && gjson.Get(text, "choices.0.message.content").Str != want {
+					t.Errorf("step %d: answer %s, want %q", i, text, want)
+				}
+			}
+			// The gateway's window keeps the requests answered in the last
+			// minute; the ones refused, by admit or by the router, were
+			// given back.
+			served := 0
+			for _, st := range steps {
+				if st.status == http.StatusOK && int64(st.at) > clock.Load()-60 {
+					served++
+				}
+			}
+			d, _ := lim.Allow(context.Background(), limits.GlobalAccount, limits.Limit{RPM: 1000}, 0)
+			if got := 1000 - d.Requests.Remaining - 1; got != served {
+				t.Errorf("the gateway's window counts %d requests, want %d (those answered)", got, served)
+			}
+		})
+	}
+}
+
+// An auto route whose every candidate's window is full answers 429 with
+// nothing sent upstream, and gives the request back to the windows that
+// counted it, as admit gives back a request it refuses.
+func TestAutoRouteRefusedGivesWindowsBack(t *testing.T) {
+	cfg, _, err := config.Parse([]byte(`
+model_list:
+  - {model_name: b, params: {model: mock/b}, model_info: {quality: 0.9}}
+  - {model_name: auto-b, auto: {candidates: [b]}}
+limits: {global: {rpm: 100}, model_groups: {b: {rpm: 1}}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := router.New(cfg, router.Build)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := limits.NewMemoryLimiter(limits.LimiterOptions{})
+	srv := httptest.NewServer(New(Options{Config: cfg, Router: r, Logger: zerolog.Nop(), Limiter: lim}))
+	defer srv.Close()
+	for i, want := range []int{http.StatusOK, http.StatusTooManyRequests} {
+		if status, text := postJSON(t, srv.URL+"/v1/chat/completions", `{"model":"auto-b","messages":[{"role":"user","content":"hi"}]}`); status != want {
+			t.Fatalf("request %d: %d %s, want %d", i, status, text, want)
+		}
+	}
+	d, _ := lim.Allow(context.Background(), limits.GlobalAccount, limits.Limit{RPM: 1000}, 0)
+	if got := 1000 - d.Requests.Remaining - 1; got != 1 {
+		t.Errorf("the gateway's window counts %d requests, want 1 (the one answered)", got)
+	}
+}
+
+// A request a full group sends to its fallback is held in the fallback's
+// budget and charged there, as any fallback is (the group asked for gets
+// its hold back); a fallback whose budget cannot take the request is
+// passed over, and the request gets the full group's 429.
+func TestFullGroupWindowFallbackHoldsBudgets(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		bBudget string
+		status  int // of the second request
+	}{
+		{name: "fallback within its budget", bBudget: "100", status: http.StatusOK},
+		{name: "fallback out of budget", bBudget: "0.0000001", status: http.StatusTooManyRequests},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, _, err := config.Parse([]byte(`
+model_list:
+  - {model_name: a, params: {model: mock/a}, model_info: {input_cost_per_token: 0.001, output_cost_per_token: 0.001}}
+  - {model_name: b, params: {model: mock/b}, model_info: {input_cost_per_token: 0.001, output_cost_per_token: 0.001}}
+router_settings: {num_retries: 0, fallbacks: [{a: [b]}]}
+limits: {model_groups: {a: {rpm: 1, budget_usd: 100}, b: {budget_usd: ` + tt.bBudget + `}}}
+`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := router.New(cfg, router.Build)
+			if err != nil {
+				t.Fatal(err)
+			}
+			budgets := limits.NewMemoryBudgets(limits.BudgetOptions{})
+			srv := httptest.NewServer(New(Options{Config: cfg, Router: r, Logger: zerolog.Nop(),
+				Limiter: limits.NewMemoryLimiter(limits.LimiterOptions{}), Budgets: budgets}))
+			defer srv.Close()
+			spent := func(group string) limits.Status { return budgets.Status(limits.GroupAccount(group), "") }
+			const body = `{"model":"a","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}`
+			if status, text := postJSON(t, srv.URL+"/v1/chat/completions", body); status != http.StatusOK {
+				t.Fatalf("first request: %d %s", status, text)
+			}
+			aSpent := spent("a").SpentUSD
+			if aSpent <= 0 {
+				t.Fatalf("a spent %v after answering", aSpent)
+			}
+			status, text := postJSON(t, srv.URL+"/v1/chat/completions", body)
+			if status != tt.status {
+				t.Fatalf("second request: %d %s, want %d", status, text, tt.status)
+			}
+			a, b := spent("a"), spent("b")
+			if a.SpentUSD != aSpent || a.ReservedUSD != 0 || b.ReservedUSD != 0 {
+				t.Errorf("a spent %v (was %v), holds %v; b holds %v: want a unchanged and no holds left", a.SpentUSD, aSpent, a.ReservedUSD, b.ReservedUSD)
+			}
+			if status == http.StatusOK && b.SpentUSD <= 0 {
+				t.Errorf("b answered but spent %v", b.SpentUSD)
+			}
+			if status != http.StatusOK && (b.SpentUSD != 0 || gjson.Get(text, "error.code").Str != "rate_limit_exceeded" ||
+				!strings.Contains(gjson.Get(text, "error.message").Str, `model "a"`)) {
+				t.Errorf("b out of budget: %s, b spent %v; want a's rate_limit_exceeded and nothing spent", text, b.SpentUSD)
+			}
+		})
+	}
 }

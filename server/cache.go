@@ -22,6 +22,11 @@ import (
 // upstream call, and records the answer.
 func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, x *exchange) error {
 	d := cache.ParseDirective(r.Header, x.cacheField)
+	if x.groupFull {
+		// Its group's window is full: a fallback answers, not the
+		// group's cached answers (nor a flight of its group).
+		d.NoCache = true
+	}
 	k, err := cache.NewKey(x.group, s.cacheScope(r, x.key, d)+x.guardAnswerScope(), x.body)
 	if err != nil {
 		// Not canonicalizable (it parsed as JSON, so this is rare): serve

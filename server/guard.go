@@ -106,8 +106,9 @@ func (s *Server) guardInput(ctx context.Context, x *exchange, native *[]byte) er
 // The call counts in the limits.model_groups rpm/tpm window of the group
 // it asks (and of a fallback it turns to), as a client's /v1/moderations
 // would: the window guards that upstream's capacity, which the guardrail
-// uses as much as a client does. A full window refuses the check, and the
-// request, with the window's 429 and Retry-After. It is not in the ledger
+// uses as much as a client does. A full window sends the check to the
+// group's fallbacks; with none that has room it refuses the check, and
+// the request, with the window's 429 and Retry-After. It is not in the ledger
 // nor charged to a budget, like the semantic cache's embeddings: it is
 // the gateway's call, not the client's, and the client's request is.
 func (s *Server) moderate(ctx context.Context, requestID string, texts []string, g *guardrail.Guard) ([]guardrail.Hit, error) {
@@ -121,11 +122,9 @@ func (s *Server) moderate(ctx context.Context, requestID string, texts []string,
 		// The call's own exchange, for admitGroup and settle: only its
 		// windows, never a budget or the ledger.
 		mx := &exchange{id: requestID, op: providers.OpModeration, body: body, promptEst: tokens.Prompt(body)}
-		if err = s.admitGroup(ctx, mx, g.Moderation); err == nil {
-			call.Admit = func(ctx context.Context, group string) error { return s.admitGroup(ctx, mx, group) }
-			res, err = s.Router().Do(ctx, call)
-			s.settleModeration(mx, res)
-		}
+		call.Admit = func(ctx context.Context, group string) error { return s.admitGroup(ctx, mx, group) }
+		res, err = s.Router().Do(ctx, call)
+		s.settleModeration(mx, res)
 	} else {
 		res, err = s.Router().Do(ctx, call)
 	}
@@ -140,10 +139,11 @@ func (s *Server) moderate(ctx context.Context, requestID string, texts []string,
 		case ae.Status == statusClientClosed:
 			return nil, ae
 		case errors.As(err, &own) && own.Status == http.StatusTooManyRequests:
-			// admitGroup's: the group's window is full, not its upstream
-			// down; the client is told so, and when to retry.
-			out := *own
-			out.Message = sprintf("guardrail %q could not check the request: %s", g.Name, own.Message)
+			// admitGroup's: the group's window is full (and its
+			// fallbacks', which classify adds), not its upstream down; the
+			// client is told so, and when to retry.
+			out := *ae
+			out.Message = sprintf("guardrail %q could not check the request: %s", g.Name, ae.Message)
 			return nil, &out
 		}
 		return nil, &apiError{Status: http.StatusServiceUnavailable, Type: "api_error", Code: "guardrail_unavailable", Header: ae.Header,

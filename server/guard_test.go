@@ -1,8 +1,12 @@
 package server
 
 import (
+	"io"
+	"maps"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -11,6 +15,8 @@ import (
 	"github.com/lumengw/lumen/config"
 	"github.com/lumengw/lumen/guardrail"
 	"github.com/lumengw/lumen/internal/syncbuf"
+	"github.com/lumengw/lumen/limits"
+	"github.com/lumengw/lumen/router"
 )
 
 // A request whose guardrails match many times logs each guardrail, rule
@@ -55,5 +61,73 @@ guardrails:
 	got := gjson.Get(line, "guardrails").Array()
 	if len(got) != 1 || got[0].Str != "pii/email/mask" || gjson.Get(line, "guardrail_matches").Int() != 500 {
 		t.Fatalf("request log line %.400s, want guardrails [pii/email/mask] and 500 matches", line)
+	}
+}
+
+// A moderation guardrail whose model group's window is full asks the
+// group's fallback, admitted by its own window, as a client's request
+// would; with that full too the request gets the 429 with the soonest
+// Retry-After.
+func TestModerationFullGroupFallsBack(t *testing.T) {
+	var mu sync.Mutex
+	calls := map[string]int{}
+	mod := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		calls[gjson.GetBytes(body, "model").Str]++
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"modr-1","model":"omni-moderation-latest","results":[{"flagged":false,"categories":{"violence":false},"category_scores":{"violence":0}}]}`)
+	}))
+	defer mod.Close()
+	yaml := `
+model_list:
+  - {model_name: echo, params: {model: mock/echo}}
+  - {model_name: mod, params: {model: openai/mod-a, api_base: "` + mod.URL + `/v1", api_key: sk-x}, model_info: {mode: moderation}}
+  - {model_name: mod2, params: {model: openai/mod-b, api_base: "` + mod.URL + `/v1", api_key: sk-x}, model_info: {mode: moderation}}
+router_settings: {num_retries: 0, fallbacks: [{mod: [mod2]}]}
+guardrails:
+  - guardrail_name: safety
+    litellm_params: {guardrail: openai_moderation, mode: pre_call, default_on: true, model: mod}
+limits: {model_groups: {mod: {rpm: 1}, mod2: {rpm: 1}}}
+`
+	cfg, _, err := config.Parse([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	guards, err := guardrail.NewSet(cfg.Guardrails)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := router.New(cfg, router.Build)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(New(Options{Config: cfg, Router: r, Logger: zerolog.Nop(), Guardrails: guards,
+		Limiter: limits.NewMemoryLimiter(limits.LimiterOptions{})}))
+	defer srv.Close()
+	const chat = `{"model":"echo","messages":[{"role":"user","content":"hello"}]}`
+	for i, want := range []map[string]int{{"mod-a": 1}, {"mod-a": 1, "mod-b": 1}} {
+		if status, text := postJSON(t, srv.URL+"/v1/chat/completions", chat); status != http.StatusOK {
+			t.Fatalf("request %d: %d %s", i, status, text)
+		}
+		mu.Lock()
+		got := maps.Clone(calls)
+		mu.Unlock()
+		if !maps.Equal(got, want) {
+			t.Fatalf("request %d: moderation calls %v, want %v", i, got, want)
+		}
+	}
+	resp, err := http.Post(srv.URL+"/v1/chat/completions", "application/json", strings.NewReader(chat))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	e := errorOf(t, string(raw))
+	if resp.StatusCode != http.StatusTooManyRequests || e.Code == nil || *e.Code != "rate_limit_exceeded" || resp.Header.Get("Retry-After") == "" ||
+		!strings.HasPrefix(e.Message, `guardrail "safety" could not check the request: rate limit reached for model "mod"`) ||
+		!strings.Contains(e.Message, `model "mod2"`) {
+		t.Fatalf("both windows full: %d %s, Retry-After %q", resp.StatusCode, raw, resp.Header.Get("Retry-After"))
 	}
 }
