@@ -99,8 +99,8 @@ type Request struct {
 	// Responses, when set, is the request as a Responses API client sent it
 	// (POST /v1/responses); Body is its chat completions translation. A
 	// provider that speaks the Responses API sends Responses instead (model
-	// replaced) and answers with a Response, or streams its events; the
-	// others send Body and ignore it.
+	// replaced, call_ids the API would refuse mapped) and answers with a
+	// Response, or streams its events; the others send Body and ignore it.
 	Responses []byte
 }
 

@@ -4,7 +4,10 @@
 // OpenAI-compatible api_base. Bodies pass through byte for byte; only
 // "model" is set to the upstream id (and stream_options.include_usage is
 // forced on so that usage is counted, except on Azure api-versions that
-// predate stream_options, where it is removed).
+// predate stream_options, where it is removed), and tool call ids longer
+// than OpenAI accepts (another provider's, such as Gemini's with its
+// thought signature) are mapped by ToolID, in the call and its result
+// alike.
 package openai
 
 import (
@@ -158,6 +161,16 @@ func (c *Client) newRequest(ctx context.Context, req *providers.Request) (*http.
 		}
 	} else if body, err = sjson.SetBytes(src, "model", req.Model); err != nil {
 		return nil, fmt.Errorf("setting model: %w", err)
+	}
+	if req.Op == providers.OpChat && req.ContentType == "" {
+		if c.native(req) {
+			body, err = fixResponsesCallIDs(body)
+		} else {
+			body, err = fixChatToolIDs(body)
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
 	if c.native(req) {
 		if gjson.GetBytes(body, "stream").Bool() != req.Stream {

@@ -1,0 +1,94 @@
+package openai
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
+)
+
+// Longest tool call ids OpenAI accepts; a longer one is a 400
+// string_above_max_length.
+const (
+	// MaxChatToolID holds messages[].tool_calls[].id and
+	// messages[].tool_call_id in Chat Completions (Azure OpenAI alike).
+	MaxChatToolID = 40
+	// MaxResponsesCallID holds input[].call_id in the Responses API.
+	MaxResponsesCallID = 64
+)
+
+// toolIDPrefix starts the tool ids ToolID makes up.
+const toolIDPrefix = "call_"
+
+// ToolID returns id as an OpenAI API that holds tool call ids to max
+// characters accepts it. A conversation that failed over from another
+// provider can carry longer ones: a Gemini call's id carries its base64
+// thought signature, hundreds of characters long. An id of at most max
+// characters is returned unchanged; a longer one becomes "call_" and the
+// first 35 hex digits of its SHA-256 (40 characters), so the tool call
+// and its result, mapped separately, still name the same call. max must
+// be at least 40.
+func ToolID(id string, max int) string {
+	if utf8.RuneCountInString(id) <= max {
+		return id
+	}
+	sum := sha256.Sum256([]byte(id))
+	return toolIDPrefix + hex.EncodeToString(sum[:])[:MaxChatToolID-len(toolIDPrefix)]
+}
+
+// fixChatToolIDs maps, with ToolID, every tool_calls[].id and
+// tool_call_id in a chat completions body's messages longer than
+// MaxChatToolID. Ids are opaque to the model and the request carries the
+// whole conversation, so mapping them is harmless on any OpenAI-format
+// upstream, including those (vLLM, Ollama) that take long ids. A body
+// with nothing to map is returned as it is, not copied; body is not
+// modified in place.
+func fixChatToolIDs(body []byte) ([]byte, error) {
+	var paths, ids []string
+	gjson.GetBytes(body, "messages").ForEach(func(i, m gjson.Result) bool {
+		if id := m.Get("tool_call_id"); id.Type == gjson.String && ToolID(id.Str, MaxChatToolID) != id.Str {
+			paths, ids = append(paths, fmt.Sprintf("messages.%d.tool_call_id", i.Int())), append(ids, id.Str)
+		}
+		m.Get("tool_calls").ForEach(func(j, tc gjson.Result) bool {
+			if id := tc.Get("id"); id.Type == gjson.String && ToolID(id.Str, MaxChatToolID) != id.Str {
+				paths, ids = append(paths, fmt.Sprintf("messages.%d.tool_calls.%d.id", i.Int(), j.Int())), append(ids, id.Str)
+			}
+			return true
+		})
+		return true
+	})
+	return setIDs(body, paths, ids, MaxChatToolID)
+}
+
+// fixResponsesCallIDs maps, with ToolID, every call_id in a Responses API
+// body's input items longer than MaxResponsesCallID, which the API
+// refuses. Only those: a shorter id may name a call the upstream stored
+// (previous_response_id), and must reach it as the client sent it. A
+// body with nothing to map is returned as it is.
+func fixResponsesCallIDs(body []byte) ([]byte, error) {
+	var paths, ids []string
+	gjson.GetBytes(body, "input").ForEach(func(i, it gjson.Result) bool {
+		switch it.Get("type").Str {
+		case "function_call", "function_call_output", "custom_tool_call", "custom_tool_call_output":
+			if id := it.Get("call_id"); id.Type == gjson.String && ToolID(id.Str, MaxResponsesCallID) != id.Str {
+				paths, ids = append(paths, fmt.Sprintf("input.%d.call_id", i.Int())), append(ids, id.Str)
+			}
+		}
+		return true
+	})
+	return setIDs(body, paths, ids, MaxResponsesCallID)
+}
+
+// setIDs sets each of paths in body to its id mapped by ToolID.
+func setIDs(body []byte, paths, ids []string, max int) ([]byte, error) {
+	for k, path := range paths {
+		var err error
+		if body, err = sjson.SetBytes(body, path, ToolID(ids[k], max)); err != nil {
+			return nil, fmt.Errorf("mapping tool id at %s: %w", path, err)
+		}
+	}
+	return body, nil
+}
