@@ -1,6 +1,7 @@
 package openai
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -47,6 +48,9 @@ func ToolID(id string, max int) string {
 // with nothing to map is returned as it is, not copied; body is not
 // modified in place.
 func fixChatToolIDs(body []byte) ([]byte, error) {
+	if !bytes.Contains(body, toolCallKey) {
+		return body, nil // no tool_calls nor tool_call_id: nothing to read
+	}
 	var paths, ids []string
 	gjson.GetBytes(body, "messages").ForEach(func(i, m gjson.Result) bool {
 		if id := m.Get("tool_call_id"); id.Type == gjson.String && ToolID(id.Str, MaxChatToolID) != id.Str {
@@ -63,12 +67,20 @@ func fixChatToolIDs(body []byte) ([]byte, error) {
 	return setIDs(body, paths, ids, MaxChatToolID)
 }
 
+// toolCallKey starts both keys that carry a chat tool call id: most
+// bodies have neither, and a search for it spares them the parse (and
+// the copy of the messages array gjson.GetBytes makes).
+var toolCallKey = []byte(`"tool_call`)
+
 // fixResponsesCallIDs maps, with ToolID, every call_id in a Responses API
 // body's input items longer than MaxResponsesCallID, which the API
 // refuses. Only those: a shorter id may name a call the upstream stored
 // (previous_response_id), and must reach it as the client sent it. A
 // body with nothing to map is returned as it is.
 func fixResponsesCallIDs(body []byte) ([]byte, error) {
+	if !bytes.Contains(body, callIDKey) {
+		return body, nil
+	}
 	var paths, ids []string
 	gjson.GetBytes(body, "input").ForEach(func(i, it gjson.Result) bool {
 		switch it.Get("type").Str {
@@ -81,6 +93,8 @@ func fixResponsesCallIDs(body []byte) ([]byte, error) {
 	})
 	return setIDs(body, paths, ids, MaxResponsesCallID)
 }
+
+var callIDKey = []byte(`"call_id"`)
 
 // setIDs sets each of paths in body to its id mapped by ToolID.
 func setIDs(body []byte, paths, ids []string, max int) ([]byte, error) {
