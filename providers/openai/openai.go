@@ -166,7 +166,7 @@ func (c *Client) newRequest(ctx context.Context, req *providers.Request) (*http.
 		if c.native(req) {
 			body, err = fixResponsesCallIDs(body)
 		} else {
-			body, err = fixChatToolIDs(body)
+			body, err = fixChatToolIDs(body, c.chatToolID)
 		}
 		if err != nil {
 			return nil, err

@@ -22,7 +22,7 @@ func BenchmarkFixChatToolIDsNoTools(b *testing.B) {
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := fixChatToolIDs(body); err != nil {
+		if _, err := fixChatToolIDs(body, (&Client{}).chatToolID); err != nil {
 			b.Fatal(err)
 		}
 	}

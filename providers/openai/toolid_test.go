@@ -217,3 +217,65 @@ func TestLongCallIDsResponses(t *testing.T) {
 		t.Errorf("a 55-character call_id became %q and %q, want it unchanged", a, b)
 	}
 }
+
+// TestMistralToolIDs: Mistral's API holds every tool call id to nine
+// letters or digits; a conversation carrying OpenAI's, Anthropic's and
+// Gemini's ids reaches a mistral deployment with each mapped, paired with
+// its result, and Mistral's own ids unchanged.
+func TestMistralToolIDs(t *testing.T) {
+	var got []byte
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, _ = io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		for _, m := range gjson.GetBytes(got, "messages").Array() {
+			ids := []string{m.Get("tool_call_id").Str}
+			for _, tc := range m.Get("tool_calls").Array() {
+				ids = append(ids, tc.Get("id").Str)
+			}
+			for _, id := range ids {
+				if id != "" && MistralToolID(id) != id {
+					w.WriteHeader(http.StatusBadRequest)
+					fmt.Fprintf(w, `{"object":"error","message":"Tool call id was %s but must be a-z, A-Z, 0-9, with a length of 9.","type":"invalid_request_error","param":null,"code":null}`, id)
+					return
+				}
+			}
+		}
+		io.WriteString(w, `{"id":"cmpl-1","object":"chat.completion","model":"mistral-large-latest","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":1,"total_tokens":10}}`)
+	}))
+	defer srv.Close()
+	c, err := New(providers.Config{Provider: "mistral", Model: "mistral-large-latest", APIBase: srv.URL + "/v1", APIKey: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{"call_Ab3dE5fG7hI9", "toolu_01A09q90qw90lq917835lq9", geminiStyleID(300), "D681PevKs"}
+	body := `{"model":"m","messages":[{"role":"user","content":"weather?"},{"role":"assistant","content":null,"tool_calls":[`
+	for i, id := range ids {
+		if i > 0 {
+			body += ","
+		}
+		body += `{"id":"` + id + `","type":"function","function":{"name":"w","arguments":"{}"}}`
+	}
+	body += `]}`
+	for _, id := range ids {
+		body += `,{"role":"tool","tool_call_id":"` + id + `","content":"x"}`
+	}
+	body += `]}`
+	if _, err := c.Do(context.Background(), &providers.Request{Op: providers.OpChat, Model: "mistral-large-latest", Body: []byte(body)}); err != nil {
+		t.Fatalf("Mistral refused the conversation: %v", err)
+	}
+	ms := gjson.GetBytes(got, "messages").Array()
+	seen := map[string]bool{}
+	for i := range ids {
+		call, result := ms[1].Get(fmt.Sprintf("tool_calls.%d.id", i)).Str, ms[2+i].Get("tool_call_id").Str
+		if call != result {
+			t.Errorf("call %d is %q but its result answers %q", i, call, result)
+		}
+		if seen[call] {
+			t.Errorf("two calls got one id %q", call)
+		}
+		seen[call] = true
+	}
+	if id := ms[1].Get("tool_calls.3.id").Str; id != "D681PevKs" {
+		t.Errorf("Mistral's own id became %q", id)
+	}
+}
