@@ -147,6 +147,55 @@ func TestAdmitRefusedGroupFallsBack(t *testing.T) {
 	}
 }
 
+// A fallback Call.Skip names (its budget is spent) is passed over, and a
+// call that then fails carries Skip's reason with Admit's refusals, in
+// the order the fallbacks came up, for the client to learn why no
+// fallback answered.
+func TestSkippedFallbacksAreReported(t *testing.T) {
+	errSpent := errors.New("budget spent")
+	for _, tt := range []struct {
+		name    string
+		skip    []string
+		full    []string
+		refused []error
+	}{
+		{name: "every fallback skipped", skip: []string{"second", "third"}, refused: []error{errSpent, errSpent}},
+		{name: "one skipped, one refused", skip: []string{"third"}, full: []string{"second"}, refused: []error{errFull, errSpent}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			second, third := answers(`{}`), answers(`{}`)
+			r, _ := newTestRouter(t, fallbackGroups, map[string]providers.Provider{"main": failing(dead), "second": second, "third": third})
+			a := &admitter{full: tt.full}
+			call := chat("main", false, "")
+			call.Admit = a.admit
+			call.Skip = func(group string) error {
+				if slices.Contains(tt.skip, group) {
+					return errSpent
+				}
+				return nil
+			}
+			_, err := r.Do(context.Background(), call)
+			var fr *FallbacksRefusedError
+			if !errors.Is(err, dead) || !errors.As(err, &fr) || len(fr.Refused) != len(tt.refused) {
+				t.Fatalf("err %v, want main's %v with %d reasons", err, dead, len(tt.refused))
+			}
+			for i, want := range tt.refused {
+				if !errors.Is(fr.Refused[i], want) {
+					t.Errorf("reason %d is %v, want %v", i, fr.Refused[i], want)
+				}
+			}
+			if second.Calls()+third.Calls() != 0 {
+				t.Errorf("fallbacks called %d and %d times, want none", second.Calls(), third.Calls())
+			}
+			for _, name := range tt.skip {
+				if slices.Contains(a.asked, name) {
+					t.Errorf("Admit asked for %s, which Skip names (asked %v)", name, a.asked)
+				}
+			}
+		})
+	}
+}
+
 // A group given up, every deployment cooled down, for a fallback that
 // Admit then refuses is tried anyway on the deployment that comes back
 // soonest, as a group without fallbacks is: the request is not refused

@@ -399,7 +399,7 @@ func wantsJSON(body []byte) bool {
 }
 
 // planAuto reads the route, candidates, prompt and limits of an auto call.
-func (r *Router) planAuto(model string, body []byte, over overrides, allow, skip func(string) bool) (*autoPlan, error) {
+func (r *Router) planAuto(model string, body []byte, over overrides, allow func(string) bool, skip func(string) error) (*autoPlan, error) {
 	route, modeName, _ := r.autoRoute(model)
 	mode, err := auto.ParseMode(modeName)
 	if err != nil {
@@ -409,7 +409,7 @@ func (r *Router) planAuto(model string, body []byte, over overrides, allow, skip
 	p := &autoPlan{route: model, mode: mode, prompt: promptOf(body)}
 	for _, name := range groups {
 		g, ok := r.groups[name]
-		if !ok || (allow != nil && !allow(name)) || every && !answersChat(g) || skip != nil && skip(name) {
+		if !ok || (allow != nil && !allow(name)) || every && !answersChat(g) || skip != nil && skip(name) != nil {
 			continue
 		}
 		p.cands = append(p.cands, r.candidate(g))

@@ -118,10 +118,11 @@ func (r *Router) nextGroup(rs *reqState, kind failKind) *Group {
 				rs.groups = append(rs.groups, name) // warn once
 				continue
 			}
-			if rs.call.Skip != nil && rs.call.Skip(name) {
-				r.log.Warn().Str("request_id", rs.call.RequestID).Str("fallback", name).
+			if err := rs.skip(name); err != nil {
+				r.log.Warn().Str("request_id", rs.call.RequestID).Str("fallback", name).Str("reason", redact(err.Error())).
 					Msg("skipping a fallback model group whose budget is spent")
 				rs.groups = append(rs.groups, name)
+				rs.refused = append(rs.refused, err) // once: name counts as tried now
 				continue
 			}
 			return g
@@ -153,11 +154,21 @@ func (r *Router) fallbackTo(ctx context.Context, rs *reqState, kind failKind) *G
 	}
 }
 
+// skip is Call.Skip's reason to pass over group, nil when there is none.
+func (rs *reqState) skip(group string) error {
+	if rs.call.Skip == nil {
+		return nil
+	}
+	return rs.call.Skip(group)
+}
+
 // FallbacksRefusedError is the error a call ends with when its model
-// group failed and Call.Admit refused every fallback left (their rate
-// windows are full): Err is the failure of the last group tried, which it
-// unwraps to, and Refused holds Admit's refusals in the order asked. The
-// caller can then say why no fallback answered and when one could.
+// group failed and some fallback was passed over: refused by Call.Admit
+// (its rate window is full) or named by Call.Skip (its budget is spent).
+// Err is the failure of the last group tried, which it unwraps to, and
+// Refused holds the reasons, Admit's errors and Skip's, in the order the
+// fallbacks came up. The caller can then say why no fallback answered
+// and when one could.
 type FallbacksRefusedError struct {
 	Err     error
 	Refused []error
@@ -169,8 +180,8 @@ func (e *FallbacksRefusedError) Error() string {
 
 func (e *FallbacksRefusedError) Unwrap() error { return e.Err }
 
-// withRefusals is err, as a *FallbacksRefusedError when Call.Admit passed
-// over some fallback of rs.
+// withRefusals is err, as a *FallbacksRefusedError when Call.Admit or
+// Call.Skip passed over some fallback of rs.
 func withRefusals(rs *reqState, err error) error {
 	if len(rs.refused) == 0 || err == nil {
 		return err

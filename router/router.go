@@ -344,11 +344,13 @@ type Call struct {
 	// included: a refused fallback is skipped, a refused Group is a
 	// *NotAllowedError. Nil allows all.
 	Allow func(group string) bool
-	// Skip reports a model group the call must not be answered by besides
-	// Group (one whose model-group budget is spent): a fallback or an auto
-	// candidate it names is passed over, as if it were not configured.
-	// Nil skips none.
-	Skip func(group string) bool
+	// Skip reports why a model group the call must not be answered by
+	// besides Group (one whose model-group budget is spent) is passed
+	// over; nil means it may answer. A fallback it names is passed over,
+	// and its error is kept, as a refusal of Admit's is, for the error the
+	// call may end with (FallbacksRefusedError); an auto candidate it
+	// names is not considered. Nil skips none.
+	Skip func(group string) error
 	// Admit is asked before the router turns to a model group: Group
 	// itself (a plain group, first), a fallback (the config's, the
 	// request's own lists', a mid-stream failover's) and the group an
@@ -414,7 +416,7 @@ type reqState struct {
 	res     *Result
 	prompt  int      // estimated prompt tokens; -1 until needed
 	groups  []string // groups tried, in order
-	refused []error  // Call.Admit's refusals of fallbacks (fallbackTo)
+	refused []error  // why fallbacks were passed over: Call.Admit's refusals, Call.Skip's reasons
 	attempt int      // attempts made, for log lines
 }
 

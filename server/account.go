@@ -281,8 +281,9 @@ func (s *Server) reach(x *exchange, group string) []string {
 // a fallback or an auto candidate spends its group's budget like a direct
 // request. A group whose budget cannot take the request is one the router
 // must not use (Call.Skip); if that leaves an auto route no group, the
-// request is refused with that budget's error. settle charges the group
-// that answered and gives the others back their hold.
+// request is refused with that budget's error; else, should the request
+// fail, its error names the budgets that passed fallbacks over. settle
+// charges the group that answered and gives the others back their hold.
 func (s *Server) holdOtherGroups(ctx context.Context, x *exchange, others []string, plain bool, maxOut int) error {
 	rt := s.Router()
 	var refused error
@@ -295,7 +296,10 @@ func (s *Server) holdOtherGroups(ctx context.Context, x *exchange, others []stri
 		switch {
 		case errors.As(err, &be):
 			be.Owner = scope{kind: "model_group", name: name}.owner()
-			x.skipGroups = append(x.skipGroups, name)
+			if x.skipGroups == nil {
+				x.skipGroups = map[string]error{}
+			}
+			x.skipGroups[name] = err // the router says so if the request fails
 			refused = err
 		case err != nil:
 			s.limitsUnavailable(x, "budget", err, "budget store unavailable: request admitted unchecked")
@@ -316,9 +320,11 @@ func (s *Server) holdOtherGroups(ctx context.Context, x *exchange, others []stri
 	return nil
 }
 
-// skips reports a group the exchange must not be answered by: a fallback
-// or auto candidate whose budget is spent (holdOtherGroups).
-func (x *exchange) skips(group string) bool { return slices.Contains(x.skipGroups, group) }
+// skips is the exchange's Call.Skip: the budget error of a group it must
+// not be answered by, a fallback or auto candidate whose budget is spent
+// (holdOtherGroups); nil for any other group. A request that fails
+// without an answer says so (FallbacksRefusedError, fallbacksRefused).
+func (x *exchange) skips(group string) error { return x.skipGroups[group] }
 
 // admitGroup is the exchange's Call.Admit: the router is about to turn to
 // group (the one the client named, a fallback, an auto route's choice),

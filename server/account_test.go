@@ -598,3 +598,79 @@ limits: {model_groups: {a: {rpm: 1, budget_usd: 100}, b: {budget_usd: ` + tt.bBu
 		})
 	}
 }
+
+// A request whose group fails, its fallback passed over because the
+// fallback's model-group budget is spent, gets the group's failure (the
+// upstream's 500 stays a 500) with a message that names the fallback and
+// its budget, so the client learns a fallback exists and why it did not
+// answer; the budget's reset, weeks away, sets no Retry-After on it. The
+// fallback's upstream is never called.
+func TestFailureNamesFallbackOutOfBudget(t *testing.T) {
+	var mu sync.Mutex
+	calls := map[string]int{}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		model := gjson.GetBytes(body, "model").Str
+		mu.Lock()
+		calls[model]++
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if model == "a-model" {
+			w.WriteHeader(http.StatusInternalServerError)
+			io.WriteString(w, `{"error":{"message":"The server had an error while processing your request.","type":"server_error","param":null,"code":null}}`)
+			return
+		}
+		fmt.Fprintf(w, `{"id":"chatcmpl-f","object":"chat.completion","created":1,"model":%q,"choices":[{"index":0,"message":{"role":"assistant","content":"from %s"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}`, model, model)
+	}))
+	defer up.Close()
+	cfg, _, err := config.Parse([]byte(fmt.Sprintf(`
+model_list:
+  - {model_name: a, params: {model: openai/a-model, api_base: %[1]q, api_key: sk-x}}
+  - {model_name: b, params: {model: openai/b-model, api_base: %[1]q, api_key: sk-x}, model_info: {input_cost_per_token: 0.001, output_cost_per_token: 0.001}}
+router_settings: {num_retries: 1, fallbacks: [{a: [b]}]}
+limits: {model_groups: {b: {budget_usd: 0.5, budget_period: monthly}}}
+`, up.URL+"/v1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := router.New(cfg, router.Build)
+	if err != nil {
+		t.Fatal(err)
+	}
+	budgets := limits.NewMemoryBudgets(limits.BudgetOptions{})
+	// b's budget is spent.
+	ctx := context.Background()
+	res, err := budgets.Reserve(ctx, limits.GroupAccount("b"), cfg.Limits.ModelGroups["b"].Budget(), 0.5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := budgets.Settle(ctx, res, 0.5); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(New(Options{Config: cfg, Router: r, Logger: zerolog.Nop(), Budgets: budgets}))
+	defer srv.Close()
+	resp, err := http.Post(srv.URL+"/v1/chat/completions", "application/json",
+		strings.NewReader(`{"model":"a","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusInternalServerError {
+		t.Fatalf("%d %s, want a's 500", resp.StatusCode, raw)
+	}
+	e := errorOf(t, string(raw))
+	for _, want := range []string{"The server had an error", `no fallback was tried: budget exceeded: model "b" spent $0.5000 of its $0.50 monthly budget`} {
+		if !strings.Contains(e.Message, want) {
+			t.Errorf("message %q does not say %q", e.Message, want)
+		}
+	}
+	if e.Type == "budget_exceeded" || resp.Header.Get("Retry-After") != "" {
+		t.Errorf("type %q, Retry-After %q: want a's failure, with no Retry-After from b's budget", e.Type, resp.Header.Get("Retry-After"))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls["a-model"] != 2 || calls["b-model"] != 0 {
+		t.Errorf("upstream calls %v, want a-model 2 (one retry) and b-model none", calls)
+	}
+}

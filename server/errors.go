@@ -128,12 +128,15 @@ func classify(err error) (*apiError, bool) {
 }
 
 // fallbacksRefused is ae, the failure of the model group a request ended
-// on, when every fallback left was refused by its rpm/tpm window
-// (admitGroup): the status and type stay the failure's, which is what
+// on, when fallbacks were passed over: refused by their rpm/tpm window
+// (admitGroup) or skipped because their model-group budget is spent
+// (holdOtherGroups). The status and type stay the failure's, which is what
 // happened to the request (a 429 would blame a limit the client's own
 // model is not at, and hide an upstream outage); the message adds why no
 // fallback answered, and Retry-After says when the soonest refused window
-// (or the upstream, if it said sooner) can take the request again.
+// (or the upstream, if it said sooner) can take the request again. A
+// spent budget's reset does not set it: it may be a month away, and the
+// failure can pass long before.
 func fallbacksRefused(ae *apiError, refused []error) *apiError {
 	out := *ae
 	out.Header = ae.Header.Clone()
@@ -145,6 +148,9 @@ func fallbacksRefused(ae *apiError, refused []error) *apiError {
 	for _, err := range refused {
 		r, _ := classify(err)
 		why = append(why, r.Message)
+		if errors.Is(err, limits.ErrBudgetExceeded) {
+			continue
+		}
 		if v, err := strconv.Atoi(r.Header.Get("Retry-After")); err == nil && (retry < 0 || v < retry) {
 			retry = v
 		}

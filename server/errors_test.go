@@ -67,6 +67,11 @@ func TestClassifyFallbacksRefused(t *testing.T) {
 		return rateLimited(d, scope{kind: "model_group", name: group, limit: limits.Limit{RPM: 2}}, 10)
 	}
 	tooLarge := rateLimited(limits.Decision{TooLarge: true}, scope{kind: "model_group", name: "small", limit: limits.Limit{TPM: 5}}, 10)
+	// A fallback skipped for its spent budget (holdOtherGroups), which
+	// resets long after the failure may have passed.
+	spent := &limits.BudgetError{KeyID: limits.GroupAccount("dear"), Owner: `model "dear"`, Budget: 5, Spent: 5.25, Period: limits.Monthly,
+		ResetsAt: time.Now().Add(20 * 24 * time.Hour).Truncate(time.Hour)}
+	spentMsg := `budget exceeded: model "dear" spent $5.2500 of its $5.00 monthly budget; it resets at ` + spent.ResetsAt.UTC().Format(time.RFC3339)
 	tests := []struct {
 		name    string
 		err     error
@@ -82,6 +87,10 @@ func TestClassifyFallbacksRefused(t *testing.T) {
 			[]error{full("a", 30)}, 429, `deployment d: slow down; no fallback was tried: rate limit reached for model "a": 2 requests per minute; retry after 30s`, "5"},
 		{"a window the request never fits", &providers.UpstreamError{Deployment: "d", Status: 502, Message: "bad gateway"},
 			[]error{tooLarge}, 502, `deployment d: bad gateway; no fallback was tried: this request needs about 10 tokens (prompt plus max_tokens) but model "small" is limited to 5 tokens per minute; lower max_tokens`, ""},
+		{"a spent budget: the failure's status, no Retry-After", &providers.UpstreamError{Deployment: "d", Status: 500, Message: "boom"},
+			[]error{spent}, 500, `deployment d: boom; no fallback was tried: ` + spentMsg, ""},
+		{"a spent budget and a full window: the window's Retry-After", &providers.UpstreamError{Deployment: "d", Status: 503, Message: "overloaded"},
+			[]error{spent, full("a", 30)}, 503, `deployment d: overloaded; no fallback was tried: ` + spentMsg + `; rate limit reached for model "a": 2 requests per minute; retry after 30s`, "30"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -75,7 +75,7 @@ type exchange struct {
 	guardHits    []guardrail.Hit     // what they matched
 	guardStreams []*guardrail.Stream // streams they guarded (their hits come at the end)
 	checks       []*pendingCheck     // during_call checks running beside the upstream call
-	skipGroups   []string            // fallbacks and auto candidates whose model-group budget is spent
+	skipGroups   map[string]error    // fallbacks and auto candidates whose model-group budget is spent, with its *limits.BudgetError
 	groupFull    bool                // its group's own rpm/tpm window was full at admission: its fallbacks answer (admit)
 	serving      router.Serving      // a routed stream: who finished it, after a failover
 }
