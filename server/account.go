@@ -240,7 +240,7 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) 
 			x.reservations = append(x.reservations, res)
 		}
 	}
-	return s.holdOtherGroups(ctx, x, others, plain, maxOut)
+	return s.holdOtherGroups(ctx, x, others, plain)
 }
 
 // otherGroupBudgets are the model groups other than group that may answer
@@ -284,12 +284,17 @@ func (s *Server) reach(x *exchange, group string) []string {
 // request is refused with that budget's error; else, should the request
 // fail, its error names the budgets that passed fallbacks over. settle
 // charges the group that answered and gives the others back their hold.
-func (s *Server) holdOtherGroups(ctx context.Context, x *exchange, others []string, plain bool, maxOut int) error {
+// Each group's worst case is its own: its deployments' dearest price and
+// the most output they write for the request (max_tokens lowered to
+// their max_output_tokens, or those when the request sets none), not the
+// group asked for's, whose cap may be far lower.
+func (s *Server) holdOtherGroups(ctx context.Context, x *exchange, others []string, plain bool) error {
 	rt := s.Router()
+	requested := requestedOutput(x.body)
 	var refused error
 	for _, name := range others {
 		g, _ := rt.Group(name)
-		worst := worstPrice(rt, g, nil).WorstCase(x.promptEst, maxOut)
+		worst := worstPrice(rt, g, nil).WorstCase(x.promptEst, worstOutput(rt, g, nil, requested))
 		l := s.cfg.Limits.ModelGroups[name]
 		res, err := s.budgets.Reserve(ctx, limits.GroupAccount(name), l.Budget(), worst)
 		var be *limits.BudgetError

@@ -674,3 +674,71 @@ limits: {model_groups: {b: {budget_usd: 0.5, budget_period: monthly}}}
 		t.Errorf("upstream calls %v, want a-model 2 (one retry) and b-model none", calls)
 	}
 }
+
+// A fallback group's budget holds the worst case of that group's own
+// deployments: its price and the most output they write, not the output
+// cap of the group the client asked for. Here a writes at most 16 tokens
+// and b up to 1,000 at $0.001 each; a request without max_tokens that a
+// fails and b answers in full costs b $1.00. Held at a's cap ($0.016),
+// 10 concurrent requests all fit in b's $2.50 and spent $10; held at
+// b's own, two answer and the others get a's failure naming b's budget.
+func TestFallbackHoldUsesItsOwnOutputCap(t *testing.T) {
+	var mu sync.Mutex
+	calls := map[string]int{}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		model := gjson.GetBytes(body, "model").Str
+		mu.Lock()
+		calls[model]++
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if model == "a-model" {
+			w.WriteHeader(http.StatusInternalServerError)
+			io.WriteString(w, `{"error":{"message":"The server had an error while processing your request.","type":"server_error","param":null,"code":null}}`)
+			return
+		}
+		time.Sleep(20 * time.Millisecond) // the requests' holds overlap
+		// b writes all it may: 1,000 tokens.
+		fmt.Fprintf(w, `{"id":"chatcmpl-f","object":"chat.completion","created":1,"model":%q,"choices":[{"index":0,"message":{"role":"assistant","content":"long"},"finish_reason":"length"}],"usage":{"prompt_tokens":5,"completion_tokens":1000,"total_tokens":1005}}`, model)
+	}))
+	defer up.Close()
+	cfg, _, err := config.Parse([]byte(fmt.Sprintf(`
+model_list:
+  - {model_name: a, params: {model: openai/a-model, api_base: %[1]q, api_key: sk-x}, model_info: {max_output_tokens: 16, input_cost_per_token: 0, output_cost_per_token: 0.0001}}
+  - {model_name: b, params: {model: openai/b-model, api_base: %[1]q, api_key: sk-x}, model_info: {max_output_tokens: 1000, input_cost_per_token: 0, output_cost_per_token: 0.001}}
+router_settings: {num_retries: 0, fallbacks: [{a: [b]}]}
+limits: {model_groups: {b: {budget_usd: 2.5}}}
+`, up.URL+"/v1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := router.New(cfg, router.Build)
+	if err != nil {
+		t.Fatal(err)
+	}
+	budgets := limits.NewMemoryBudgets(limits.BudgetOptions{})
+	srv := httptest.NewServer(New(Options{Config: cfg, Router: r, Logger: zerolog.Nop(), Budgets: budgets}))
+	defer srv.Close()
+	statuses := map[int]int{}
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Go(func() {
+			status, text := postJSON(t, srv.URL+"/v1/chat/completions", `{"model":"a","messages":[{"role":"user","content":"write at length"}]}`)
+			mu.Lock()
+			defer mu.Unlock()
+			statuses[status]++
+			if status != http.StatusOK && (status != http.StatusInternalServerError ||
+				!strings.Contains(gjson.Get(text, "error.message").Str, `no fallback was tried: budget exceeded: this request may cost up to $1.0000 and model "b"`)) {
+				t.Errorf("%d %s, want 200 or a's 500 naming b's budget", status, text)
+			}
+		})
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	b := budgets.Status(limits.GroupAccount("b"), "")
+	if b.SpentUSD > 2.5 || statuses[http.StatusOK] != 2 || calls["b-model"] != 2 || b.ReservedUSD != 0 {
+		t.Errorf("10 requests falling back to b: statuses %v, b called %d times, spent $%.4f of its $2.50 (holds $%.4f left); want 2 answered within the budget",
+			statuses, calls["b-model"], b.SpentUSD, b.ReservedUSD)
+	}
+}
