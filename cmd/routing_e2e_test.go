@@ -247,7 +247,7 @@ func TestE2EModelGroupRateCoversFallbacksAndAuto(t *testing.T) {
 			t.Fatalf("third request: %v; gpt-4o called %d times, want 2", err, fake.callsTo("gpt-4o"))
 		}
 		retry, _ := strconv.Atoi(apiErr.Response.Header.Get("Retry-After"))
-		if !strings.Contains(apiErr.Message, `no fallback was tried: rate limit reached for model "gpt-4o": 2 requests per minute`) ||
+		if !strings.Contains(apiErr.Message, `fallbacks passed over: rate limit reached for model "gpt-4o": 2 requests per minute`) ||
 			retry < 1 || retry > 60 {
 			t.Fatalf("third request: %q, Retry-After %q; want gpt-4o's window named and its Retry-After",
 				apiErr.Message, apiErr.Response.Header.Get("Retry-After"))

@@ -660,7 +660,7 @@ limits: {model_groups: {b: {budget_usd: 0.5, budget_period: monthly}}}
 		t.Fatalf("%d %s, want a's 500", resp.StatusCode, raw)
 	}
 	e := errorOf(t, string(raw))
-	for _, want := range []string{"The server had an error", `no fallback was tried: budget exceeded: model "b" spent $0.5000 of its $0.50 monthly budget`} {
+	for _, want := range []string{"The server had an error", `fallbacks passed over: budget exceeded: model "b" spent $0.5000 of its $0.50 monthly budget`} {
 		if !strings.Contains(e.Message, want) {
 			t.Errorf("message %q does not say %q", e.Message, want)
 		}
@@ -728,7 +728,7 @@ limits: {model_groups: {b: {budget_usd: 2.5}}}
 			defer mu.Unlock()
 			statuses[status]++
 			if status != http.StatusOK && (status != http.StatusInternalServerError ||
-				!strings.Contains(gjson.Get(text, "error.message").Str, `no fallback was tried: budget exceeded: this request may cost up to $1.0000 and model "b"`)) {
+				!strings.Contains(gjson.Get(text, "error.message").Str, `fallbacks passed over: budget exceeded: this request may cost up to $1.0000 and model "b"`)) {
 				t.Errorf("%d %s, want 200 or a's 500 naming b's budget", status, text)
 			}
 		})

@@ -155,7 +155,7 @@ func fallbacksRefused(ae *apiError, refused []error) *apiError {
 			retry = v
 		}
 	}
-	out.Message = ae.Message + "; no fallback was tried: " + strings.Join(why, "; ")
+	out.Message = ae.Message + "; fallbacks passed over: " + strings.Join(why, "; ")
 	if retry >= 0 {
 		if out.Header == nil {
 			out.Header = http.Header{}

@@ -82,15 +82,15 @@ func TestClassifyFallbacksRefused(t *testing.T) {
 	}{
 		{"the soonest window", &providers.UpstreamError{Deployment: "d", Status: 500, Message: "boom"},
 			[]error{full("a", 30), full("b", 12)}, 500,
-			`deployment d: boom; no fallback was tried: rate limit reached for model "a": 2 requests per minute; retry after 30s; rate limit reached for model "b": 2 requests per minute; retry after 12s`, "12"},
+			`deployment d: boom; fallbacks passed over: rate limit reached for model "a": 2 requests per minute; retry after 30s; rate limit reached for model "b": 2 requests per minute; retry after 12s`, "12"},
 		{"the upstream's sooner", &providers.UpstreamError{Deployment: "d", Status: 429, Message: "slow down", RetryAfter: 5 * time.Second},
-			[]error{full("a", 30)}, 429, `deployment d: slow down; no fallback was tried: rate limit reached for model "a": 2 requests per minute; retry after 30s`, "5"},
+			[]error{full("a", 30)}, 429, `deployment d: slow down; fallbacks passed over: rate limit reached for model "a": 2 requests per minute; retry after 30s`, "5"},
 		{"a window the request never fits", &providers.UpstreamError{Deployment: "d", Status: 502, Message: "bad gateway"},
-			[]error{tooLarge}, 502, `deployment d: bad gateway; no fallback was tried: this request needs about 10 tokens (prompt plus max_tokens) but model "small" is limited to 5 tokens per minute; lower max_tokens`, ""},
+			[]error{tooLarge}, 502, `deployment d: bad gateway; fallbacks passed over: this request needs about 10 tokens (prompt plus max_tokens) but model "small" is limited to 5 tokens per minute; lower max_tokens`, ""},
 		{"a spent budget: the failure's status, no Retry-After", &providers.UpstreamError{Deployment: "d", Status: 500, Message: "boom"},
-			[]error{spent}, 500, `deployment d: boom; no fallback was tried: ` + spentMsg, ""},
+			[]error{spent}, 500, `deployment d: boom; fallbacks passed over: ` + spentMsg, ""},
 		{"a spent budget and a full window: the window's Retry-After", &providers.UpstreamError{Deployment: "d", Status: 503, Message: "overloaded"},
-			[]error{spent, full("a", 30)}, 503, `deployment d: overloaded; no fallback was tried: ` + spentMsg + `; rate limit reached for model "a": 2 requests per minute; retry after 30s`, "30"},
+			[]error{spent, full("a", 30)}, 503, `deployment d: overloaded; fallbacks passed over: ` + spentMsg + `; rate limit reached for model "a": 2 requests per minute; retry after 30s`, "30"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
