@@ -6,7 +6,7 @@ import (
 )
 
 // benchGuards are the example config's pii guardrail: the pii and
-// credentials bundles, 15 detectors in one expression.
+// credentials bundles, 16 detectors.
 func benchGuards(b *testing.B) []*Guard {
 	g, err := Compile(Config{Name: "pii", Params: Params{Guardrail: "litellm_content_filter", Mode: Modes{"pre_call", "post_call"},
 		Patterns: []Pattern{{Type: "prebuilt", Name: "pii", Action: "MASK"}, {Type: "prebuilt", Name: "credentials", Action: "BLOCK"}}}})

@@ -228,12 +228,13 @@ func (g *Guard) find(text string) []finding {
 }
 
 // disjoint sorts findings and drops those overlapping an earlier one (the
-// earlier, then the longer, wins).
+// earlier, then the longer, then the one of the earlier rule wins: a
+// Lumen virtual key is lumen_key's, not openai_key's).
 func disjoint(fs []finding) []finding {
 	if len(fs) < 2 {
 		return fs
 	}
-	sort.Slice(fs, func(i, j int) bool {
+	sort.SliceStable(fs, func(i, j int) bool {
 		if fs[i].start != fs[j].start {
 			return fs[i].start < fs[j].start
 		}

@@ -139,6 +139,10 @@ func TestDetectors(t *testing.T) {
 		{"github_token", "ghp_" + strings.Repeat("a", 36), true},
 		{"openai_key", "key sk-proj-" + strings.Repeat("Ab1", 10), true},
 		{"anthropic_key", "sk-ant-api03-" + strings.Repeat("x", 30), true},
+		{"lumen_key", "key lumen-sk-" + testLumenSecret, true},
+		{"lumen_key", "key token_lumen-sk-" + testLumenSecret + ".", true},
+		{"lumen_key", "shown as lumen-sk-0a1B", false}, // the display prefix is no secret
+		{"lumen_key", "key lumen-sk-" + testLumenSecret[:42], false},
 		{"jwt", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTYifQ.SflKxwRJSMeKKF2QT4fwpMeJf36", true},
 		{"private_key", "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----", true},
 		{"generic_api_key", `api_key = "abcdef0123456789xyz"`, true},
@@ -153,6 +157,48 @@ func TestDetectors(t *testing.T) {
 		if got := len(g.find(c.text)) > 0; got != c.want {
 			t.Errorf("%s on %q: found %v, want %v", c.name, c.text, got, c.want)
 		}
+	}
+}
+
+// testLumenSecret is the 43 base62 digits after a virtual key's
+// "lumen-sk-" (ledger.KeyPrefix).
+const testLumenSecret = "0aZ9bY8cX7dW6eV5fU4gT3hS2iR1jQ0kP9lO8mN7oM6"
+
+// A Lumen virtual key is masked whole, "lumen-" included, by lumen_key
+// (alone or in the credentials bundle) and by openai_key, whose sk-
+// pattern it also fits; where both run, it is named lumen_key.
+func TestLumenKeyMaskedWhole(t *testing.T) {
+	key := "lumen-sk-" + testLumenSecret
+	for _, c := range []struct {
+		pattern, text, want, rule string
+	}{
+		{"lumen_key", "use " + key + " now", "use [LUMEN_KEY_REDACTED] now", "lumen_key"},
+		{"credentials", "use " + key + " now", "use [LUMEN_KEY_REDACTED] now", "lumen_key"},
+		{"credentials", `{"auth":"Bearer ` + key + `"}`, `{"auth":"Bearer [LUMEN_KEY_REDACTED]"}`, "lumen_key"},
+		{"openai_key", "use " + key + " now", "use [OPENAI_KEY_REDACTED] now", "openai_key"},
+		{"openai_key", "token_" + key, "token_[OPENAI_KEY_REDACTED]", "openai_key"},
+		{"credentials", "token_" + key, "token_[LUMEN_KEY_REDACTED]", "lumen_key"},
+	} {
+		g, err := Compile(Config{Name: "t", Params: Params{Guardrail: "content_filter", Mode: Modes{"pre_call"},
+			Patterns: []Pattern{{Type: "prebuilt", Name: c.pattern, Action: "MASK"}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 5 { // sort order of equal findings must not vary
+			got, hits, err := InputText([]*Guard{g}, c.text, "input")
+			if err != nil || got != c.want || len(hits) != 1 || hits[0].Rule != c.rule {
+				t.Fatalf("%s on %q: %q %+v %v, want %q by %s", c.pattern, c.text, got, hits, err, c.want, c.rule)
+			}
+		}
+	}
+	g, err := Compile(Config{Name: "secrets", Params: Params{Guardrail: "content_filter", Mode: Modes{"pre_call"},
+		Patterns: []Pattern{{Type: "prebuilt", Name: "credentials", Action: "BLOCK"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = InputText([]*Guard{g}, "my key is "+key, "messages[0].content")
+	if err == nil || err.Error() != `guardrail "secrets" blocked the request: pattern "lumen_key" detected in messages[0].content` {
+		t.Fatalf("block: %v", err)
 	}
 }
 

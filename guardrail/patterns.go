@@ -47,11 +47,15 @@ var detectors = map[string]detector{
 	"ipv4":       {maybe: func(p *profile) bool { return p.run() >= 4 && dottedQuad(p.text) }, re: `\b(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\b`},
 	"ipv6":       {maybe: colons, re: `\b(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}\b|\b(?:[0-9A-Fa-f]{1,4}:){1,6}(?::[0-9A-Fa-f]{1,4}){1,6}\b`},
 	"url":        {anchor: "://", re: `\bhttps?://[^\s<>"'` + "`" + `]+`},
-	// credentials
+	// credentials. A Lumen virtual key (ledger.KeyPrefix and 43 base62
+	// digits) is also an sk- key: openai_key takes it whole, "lumen-"
+	// included, rather than mask its sk- part and leave "lumen-" before
+	// the mask; where both run, lumen_key, listed first, names it.
 	"aws_access_key":  {maybe: has("AKIA", "ASIA"), re: `\b(?:AKIA|ASIA)[0-9A-Z]{16}\b`},
 	"github_token":    {maybe: has("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"), re: `\bgh[pousr]_[A-Za-z0-9]{36,255}\b|\bgithub_pat_[A-Za-z0-9_]{22,255}\b`},
 	"slack_token":     {maybe: has("xox"), re: `\bxox[abposr]-[A-Za-z0-9-]{10,}`},
-	"openai_key":      {maybe: has("sk-"), re: `\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}`},
+	"lumen_key":       {anchor: "lumen-sk-", re: `lumen-sk-[0-9A-Za-z]{43}\b`},
+	"openai_key":      {maybe: has("sk-"), re: `(?:lumen-)?\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}`},
 	"anthropic_key":   {maybe: has("sk-ant-"), re: `\bsk-ant-[A-Za-z0-9_-]{20,}`},
 	"google_api_key":  {maybe: has("AIza"), re: `\bAIza[0-9A-Za-z_-]{35}\b`},
 	"stripe_key":      {maybe: has("k_live_", "k_test_"), re: `\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}\b`},
@@ -63,7 +67,7 @@ var detectors = map[string]detector{
 // bundles name several detectors at once.
 var bundles = map[string][]string{
 	"pii":         {"email", "us_ssn", "us_phone", "credit_card", "iban"},
-	"credentials": {"aws_access_key", "github_token", "slack_token", "openai_key", "anthropic_key", "google_api_key", "stripe_key", "jwt", "private_key", "generic_api_key"},
+	"credentials": {"aws_access_key", "github_token", "slack_token", "lumen_key", "openai_key", "anthropic_key", "google_api_key", "stripe_key", "jwt", "private_key", "generic_api_key"},
 }
 
 // prebuilt returns the detector names a pattern_name stands for.
