@@ -14,10 +14,17 @@ import (
 
 // Embedder turns text into a vector. The server backs it with the
 // configured embedding model group. Implementations are safe for concurrent
-// use and return vectors of one dimension.
+// use and return vectors of one dimension. An error wrapping
+// ErrEmbeddingSkipped says the embedder chose not to embed.
 type Embedder interface {
 	Embed(ctx context.Context, text string) ([]float32, error)
 }
+
+// ErrEmbeddingSkipped is wrapped by an Embedder's error when it declines
+// to embed rather than fails (the embedding model group's rate limit
+// window is full): the prompt is matched exactly only, and nothing is
+// counted as an error or logged.
+var ErrEmbeddingSkipped = errors.New("embedding skipped")
 
 // Semantic is an opt-in Store that also serves a request whose last user
 // message means nearly the same as a cached one's. It wraps an exact store
@@ -98,14 +105,14 @@ func NewSemantic(emb Embedder, inner Store, o SemanticOptions) *Semantic {
 }
 
 // embed returns the unit vector of text, or nil after counting and logging
-// the failure.
+// the failure (an embedder that skipped is no failure).
 func (s *Semantic) embed(ctx context.Context, text string) []float32 {
 	v, err := s.emb.Embed(ctx, text)
 	if err == nil && len(v) == 0 {
 		err = errEmptyEmbedding
 	}
 	if err != nil {
-		if ctx.Err() == nil {
+		if ctx.Err() == nil && !errors.Is(err, ErrEmbeddingSkipped) {
 			s.c.errors.Add(1)
 			now := s.now().UnixNano()
 			if last := s.lastLog.Load(); now-last >= int64(time.Minute) && s.lastLog.CompareAndSwap(last, now) {

@@ -150,6 +150,29 @@ func TestSemanticEmbedderDown(t *testing.T) {
 	}
 }
 
+// An embedder that skips (its model group's window is full) is no
+// failure: the lookup is exact only, and nothing is counted or logged.
+func TestSemanticEmbedderSkips(t *testing.T) {
+	var logs bytes.Buffer
+	emb := &fakeEmbedder{err: fmt.Errorf("embedding with e: %w: rate limit reached", ErrEmbeddingSkipped)}
+	ctx := context.Background()
+	s := NewSemantic(emb, NewLocal(0, 0), SemanticOptions{Logger: zerolog.New(&logs)})
+	k, _ := NewKey("g", "", []byte(chatReq("s", "q")))
+	if _, ok := s.Get(ctx, k); ok {
+		t.Fatal("hit")
+	}
+	s.Set(ctx, k, testEntry(t, "a"), 0)
+	if _, ok := s.Get(ctx, k); !ok {
+		t.Error("exact hits must work while the embedder skips")
+	}
+	if st := s.Stats(); st.Errors != 0 || st.Misses != 1 || s.Vectors() != 0 || emb.calls.Load() != 2 {
+		t.Errorf("stats %+v, %d vectors, %d embeds; want no errors, 1 miss, none indexed, 2 embeds", st, s.Vectors(), emb.calls.Load())
+	}
+	if logs.Len() != 0 {
+		t.Errorf("logged: %s", logs.String())
+	}
+}
+
 func TestSemanticExpiryAndEviction(t *testing.T) {
 	emb := &fakeEmbedder{vecs: map[string][]float32{"q": at(1), "q2": at(0.99)}}
 	ctx := context.Background()

@@ -3,6 +3,7 @@ package cmd
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -16,11 +17,13 @@ import (
 	"github.com/lumengw/lumen/config"
 	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/router"
+	"github.com/lumengw/lumen/server"
 )
 
 // buildCache makes the response cache the config asks for. It returns nil
 // when the cache is off, and a close function for what it opened.
-func buildCache(cfg *config.Config, r *router.Router, log zerolog.Logger) (*cache.Cache, func(), error) {
+// A semantic cache embeds prompts through call (the server's OwnCall).
+func buildCache(cfg *config.Config, call callFunc, log zerolog.Logger) (*cache.Cache, func(), error) {
 	c := cfg.Cache
 	if c == nil {
 		return nil, func() {}, nil
@@ -54,7 +57,7 @@ func buildCache(cfg *config.Config, r *router.Router, log zerolog.Logger) (*cach
 		store := cache.NewRedis(client, cache.RedisOptions{TTL: ttl, Logger: log})
 		return cache.New(store, cacheOptions(ttl)), func() { _ = client.Close() }, nil
 	case "semantic":
-		store := cache.NewSemantic(&embedder{router: r, group: c.EmbeddingModel}, cache.NewLocal(int64(c.MaxBytes), ttl),
+		store := cache.NewSemantic(&embedder{call: call, group: c.EmbeddingModel}, cache.NewLocal(int64(c.MaxBytes), ttl),
 			cache.SemanticOptions{Threshold: c.SimilarityThreshold, TTL: ttl, Logger: log})
 		return cache.New(store, cacheOptions(ttl)), func() {}, nil
 	default:
@@ -62,11 +65,17 @@ func buildCache(cfg *config.Config, r *router.Router, log zerolog.Logger) (*cach
 	}
 }
 
+// callFunc makes a call on the gateway's own behalf: server.OwnCall.
+type callFunc func(ctx context.Context, call *router.Call) (*router.Result, error)
+
 // embedder embeds prompts for the semantic cache with a configured
-// embedding model group, through the router like any client request.
+// embedding model group, through the server's router (the one a reload
+// swapped in), counted in the group's limits.model_groups rpm/tpm window
+// (server.OwnCall). A full window skips the embedding
+// (cache.ErrEmbeddingSkipped): the request is looked up exactly only.
 type embedder struct {
-	router *router.Router
-	group  string
+	call  callFunc
+	group string
 }
 
 func (e *embedder) Embed(ctx context.Context, text string) ([]float32, error) {
@@ -74,7 +83,10 @@ func (e *embedder) Embed(ctx context.Context, text string) ([]float32, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding embedding request: %w", err)
 	}
-	res, err := e.router.Do(ctx, &router.Call{Group: e.group, Op: providers.OpEmbedding, Body: body})
+	res, err := e.call(ctx, &router.Call{Group: e.group, Op: providers.OpEmbedding, Body: body})
+	if errors.Is(err, server.ErrGroupWindowFull) {
+		return nil, fmt.Errorf("embedding with %s: %w: %w", e.group, cache.ErrEmbeddingSkipped, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("embedding with %s: %w", e.group, err)
 	}

@@ -108,6 +108,53 @@ type statusError struct {
 
 func (e *statusError) Error() string { return e.body }
 
+// The semantic cache's prompt embeddings count in the embedding group's
+// limits.model_groups window. With rpm 1, the first chat's embedding takes
+// the minute's one request; the second chat (another question) is not
+// embedded, is answered upstream (a miss, where the fake's constant
+// embedding would have made a semantic hit), and a repeat of it is still
+// an exact hit. A client's own /v1/embeddings then finds the window full.
+func TestE2ESemanticCacheEmbeddingsCountInGroupWindow(t *testing.T) {
+	cfg := `
+model_list:
+  - model_name: gpt-4o
+    litellm_params: {model: openai/gpt-4o, api_base: "{{FAKE}}/v1", api_key: sk-upstream-secret-123456}
+  - model_name: embedder
+    litellm_params: {model: openai/text-embedding-3-small, api_base: "{{FAKE}}/v1", api_key: sk-upstream-secret-123456}
+cache: {type: semantic, embedding_model: embedder, similarity_threshold: 0.95}
+limits: {model_groups: {embedder: {rpm: 1}}}
+`
+	fake := newFakeOpenAI(t)
+	fake.releaseAll()
+	l := startLumen(t, cfg, fake)
+	ask := func(q string) string {
+		t.Helper()
+		got := rawPost(t, l, "/v1/chat/completions", "", `{"model":"gpt-4o","messages":[{"role":"user","content":"`+q+`"}]}`)
+		if got.status != 200 {
+			t.Fatalf("%s: %d %s", q, got.status, got.text)
+		}
+		return got.header.Get("x-lumen-cache")
+	}
+	const embed = "text-embedding-3-small"
+	if h := ask("What is the capital of France?"); h != "miss" || fake.callsTo(embed) != 1 || fake.callsTo("gpt-4o") != 1 {
+		t.Fatalf("first: %s, embedding calls %d, chat calls %d", h, fake.callsTo(embed), fake.callsTo("gpt-4o"))
+	}
+	if h := ask("How do volcanoes form under the ocean?"); h != "miss" || fake.callsTo(embed) != 1 || fake.callsTo("gpt-4o") != 2 {
+		t.Fatalf("second, the window full: %s, embedding calls %d (want 1), chat calls %d (want 2)", h, fake.callsTo(embed), fake.callsTo("gpt-4o"))
+	}
+	waitFor(t, func() bool { return ask("How do volcanoes form under the ocean?") == "hit" })
+	if fake.callsTo(embed) != 1 || fake.callsTo("gpt-4o") != 2 {
+		t.Fatalf("exact hit: embedding calls %d, chat calls %d", fake.callsTo(embed), fake.callsTo("gpt-4o"))
+	}
+	r := rawPost(t, l, "/v1/embeddings", "", `{"model":"embedder","input":"hello"}`)
+	if r.status != 429 || !strings.Contains(r.text, `rate limit reached for model \"embedder\"`) || fake.callsTo(embed) != 1 {
+		t.Fatalf("a client's embedding after the cache's: %d %s, embedding calls %d", r.status, r.text, fake.callsTo(embed))
+	}
+	if strings.Contains(l.Logs.String(), "embedding the prompt failed") {
+		t.Errorf("a full window was logged as an embedder failure:\n%s", l.Logs)
+	}
+}
+
 func TestE2ESemanticCache(t *testing.T) {
 	cfg := `
 model_list:

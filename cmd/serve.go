@@ -138,7 +138,12 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 	if err != nil {
 		log.Warn().Err(err).Str("path", banditPath).Msg("auto:smart: the old state file could not be read; it is left as it is")
 	}
-	respCache, closeCache, err := buildCache(cfg, r, log)
+	// The semantic cache's embeddings are the server's own calls (counted
+	// in the embedding group's window); srv is set before it serves.
+	var srv *server.Server
+	respCache, closeCache, err := buildCache(cfg, func(ctx context.Context, c *router.Call) (*router.Result, error) {
+		return srv.OwnCall(ctx, c)
+	}, log)
 	if err != nil {
 		return err
 	}
@@ -154,7 +159,7 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 	}
 	so := server.Options{Config: cfg, Router: r, Logger: log, Version: Version, Cache: respCache, Tracer: tracer, Guardrails: guards}
 	st.options(&so)
-	srv := server.New(so)
+	srv = server.New(so)
 	st.learner = srv.Router
 	if st.syncLearning() && imported > 0 {
 		if err := os.Rename(banditPath, banditPath+".imported"); err != nil {

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -17,7 +16,6 @@ import (
 	"github.com/lumengw/lumen/guardrail"
 	"github.com/lumengw/lumen/providers"
 	"github.com/lumengw/lumen/router"
-	"github.com/lumengw/lumen/tokens"
 )
 
 // SetGuardrails swaps in the guardrails of a (re)loaded config; nil runs
@@ -109,36 +107,23 @@ func (s *Server) guardInput(ctx context.Context, x *exchange, native *[]byte) er
 // uses as much as a client does. A full window sends the check to the
 // group's fallbacks; with none that has room it refuses the check, and
 // the request, with the window's 429 and Retry-After. It is not in the ledger
-// nor charged to a budget, like the semantic cache's embeddings: it is
-// the gateway's call, not the client's, and the client's request is.
+// nor charged to a budget (ownCall).
 func (s *Server) moderate(ctx context.Context, requestID string, texts []string, g *guardrail.Guard) ([]guardrail.Hit, error) {
 	body, err := json.Marshal(map[string]any{"model": g.Moderation, "input": texts})
 	if err != nil {
 		return nil, fmt.Errorf("moderation request: %w", err)
 	}
-	call := &router.Call{Group: g.Moderation, Op: providers.OpModeration, Body: body, RequestID: requestID}
-	var res *router.Result
-	if s.groupRates {
-		// The call's own exchange, for admitGroup and settle: only its
-		// windows, never a budget or the ledger.
-		mx := &exchange{id: requestID, op: providers.OpModeration, body: body, promptEst: tokens.Prompt(body)}
-		call.Admit = func(ctx context.Context, group string) error { return s.admitGroup(ctx, mx, group) }
-		res, err = s.Router().Do(ctx, call)
-		s.settleModeration(mx, res)
-	} else {
-		res, err = s.Router().Do(ctx, call)
-	}
+	res, err := s.ownCall(ctx, &router.Call{Group: g.Moderation, Op: providers.OpModeration, Body: body, RequestID: requestID})
 	var flagged []string
 	if err == nil {
 		flagged, err = guardrail.Flagged(res.Response.Body, g.Categories)
 	}
 	if err != nil {
 		ae, _ := classify(err)
-		var own *apiError
 		switch {
 		case ae.Status == statusClientClosed:
 			return nil, ae
-		case errors.As(err, &own) && own.Status == http.StatusTooManyRequests:
+		case windowRefused(err):
 			// admitGroup's: the group's window is full (and its
 			// fallbacks', which classify adds), not its upstream down; the
 			// client is told so, and when to retry.
@@ -154,23 +139,6 @@ func (s *Server) moderate(ctx context.Context, requestID string, texts []string,
 	}
 	return []guardrail.Hit{{Guard: g.Name, Rule: "moderation", Action: guardrail.Block}},
 		&guardrail.BlockedError{Guard: g.Name, What: "moderation categories " + strings.Join(flagged, ", ")}
-}
-
-// settleModeration corrects the windows a moderation call counted in to
-// the tokens it used, as finish and settle do for a client's request: the
-// answer's usage, else (moderation answers carry none) the prompt
-// estimate, kept by the group that answered.
-func (s *Server) settleModeration(mx *exchange, res *router.Result) {
-	if res != nil {
-		mx.deployment, mx.attempts = res.Deployment, res.Attempts
-		if res.Response != nil {
-			mx.usage = res.Response.Usage
-			if mx.usage.PromptTokens == 0 {
-				mx.usage.PromptTokens = mx.promptEst
-			}
-		}
-	}
-	s.settle(mx)
 }
 
 // pendingCheck is a during_call check running beside the upstream call.
