@@ -26,8 +26,9 @@ import (
 	"github.com/lumengw/lumen/tokens"
 )
 
-// budgetServer is an open gateway serving yaml, with in-memory budgets.
-func budgetServer(t *testing.T, yaml string) *httptest.Server {
+// routed parses yaml as a config and builds its router: the two every
+// test server starts from.
+func routed(t *testing.T, yaml string) (*config.Config, *router.Router) {
 	t.Helper()
 	cfg, _, err := config.Parse([]byte(yaml))
 	if err != nil {
@@ -37,6 +38,13 @@ func budgetServer(t *testing.T, yaml string) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cfg, r
+}
+
+// budgetServer is an open gateway serving yaml, with in-memory budgets.
+func budgetServer(t *testing.T, yaml string) *httptest.Server {
+	t.Helper()
+	cfg, r := routed(t, yaml)
 	s := New(Options{Config: cfg, Router: r, Logger: zerolog.Nop(), Budgets: limits.NewMemoryBudgets(limits.BudgetOptions{})})
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
@@ -135,14 +143,7 @@ limits: {model_groups: {a: {rpm: 100, tpm: 100000}, b: {rpm: 100, tpm: 100000}}}
 	}
 	for _, tt := range tests {
 		t.Run(tt.model, func(t *testing.T) {
-			cfg, _, err := config.Parse([]byte(yaml))
-			if err != nil {
-				t.Fatal(err)
-			}
-			r, err := router.New(cfg, router.Build)
-			if err != nil {
-				t.Fatal(err)
-			}
+			cfg, r := routed(t, yaml)
 			lim := limits.NewMemoryLimiter(limits.LimiterOptions{})
 			srv := httptest.NewServer(New(Options{Config: cfg, Router: r, Logger: zerolog.Nop(), Limiter: lim}))
 			defer srv.Close()
@@ -243,18 +244,11 @@ func TestLimitsUnavailableAreCountedNotLoggedPerRequest(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, _, err := config.Parse([]byte(`
+			cfg, r := routed(t, `
 limits: {global: {rpm: 100, budget_usd: 10}}
 model_list:
   - {model_name: m, params: {model: mock/m}}
-`))
-			if err != nil {
-				t.Fatal(err)
-			}
-			r, err := router.New(cfg, router.Build)
-			if err != nil {
-				t.Fatal(err)
-			}
+`)
 			var logs syncbuf.Buffer
 			m := metrics.New(metrics.Options{NoProcessMetrics: true})
 			down := downLimits{tt.err}
@@ -315,14 +309,7 @@ func TestCacheErrorsMetric(t *testing.T) {
 }
 
 func testCacheErrorsMetric(t *testing.T, store cache.Store, want float64) {
-	cfg, _, err := config.Parse([]byte("model_list:\n  - {model_name: m, params: {model: mock/m}}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := router.New(cfg, router.Build)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, r := routed(t, "model_list:\n  - {model_name: m, params: {model: mock/m}}\n")
 	m := metrics.New(metrics.Options{NoProcessMetrics: true})
 	c := cache.New(store, cache.Options{})
 	New(Options{Config: cfg, Router: r, Logger: zerolog.Nop(), Metrics: m, Cache: c})
@@ -432,14 +419,7 @@ func TestFullGroupWindowFallsBack(t *testing.T) {
 			if tt.cache {
 				yaml += "cache: {type: local}\n"
 			}
-			cfg, _, err := config.Parse([]byte(yaml))
-			if err != nil {
-				t.Fatal(err)
-			}
-			r, err := router.New(cfg, router.Build)
-			if err != nil {
-				t.Fatal(err)
-			}
+			cfg, r := routed(t, yaml)
 			start := time.Unix(1_800_000_000, 0)
 			var clock atomic.Int64
 			lim := limits.NewMemoryLimiter(limits.LimiterOptions{Now: func() time.Time { return start.Add(time.Duration(clock.Load()) * time.Second) }})
@@ -512,19 +492,12 @@ func TestFullGroupWindowFallsBack(t *testing.T) {
 // nothing sent upstream, and gives the request back to the windows that
 // counted it, as admit gives back a request it refuses.
 func TestAutoRouteRefusedGivesWindowsBack(t *testing.T) {
-	cfg, _, err := config.Parse([]byte(`
+	cfg, r := routed(t, `
 model_list:
   - {model_name: b, params: {model: mock/b}, model_info: {quality: 0.9}}
   - {model_name: auto-b, auto: {candidates: [b]}}
 limits: {global: {rpm: 100}, model_groups: {b: {rpm: 1}}}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := router.New(cfg, router.Build)
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	lim := limits.NewMemoryLimiter(limits.LimiterOptions{})
 	srv := httptest.NewServer(New(Options{Config: cfg, Router: r, Logger: zerolog.Nop(), Limiter: lim}))
 	defer srv.Close()
@@ -553,20 +526,13 @@ func TestFullGroupWindowFallbackHoldsBudgets(t *testing.T) {
 		{name: "fallback out of budget", bBudget: "0.0000001", status: http.StatusTooManyRequests},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, _, err := config.Parse([]byte(`
+			cfg, r := routed(t, `
 model_list:
   - {model_name: a, params: {model: mock/a}, model_info: {input_cost_per_token: 0.001, output_cost_per_token: 0.001}}
   - {model_name: b, params: {model: mock/b}, model_info: {input_cost_per_token: 0.001, output_cost_per_token: 0.001}}
 router_settings: {num_retries: 0, fallbacks: [{a: [b]}]}
-limits: {model_groups: {a: {rpm: 1, budget_usd: 100}, b: {budget_usd: ` + tt.bBudget + `}}}
-`))
-			if err != nil {
-				t.Fatal(err)
-			}
-			r, err := router.New(cfg, router.Build)
-			if err != nil {
-				t.Fatal(err)
-			}
+limits: {model_groups: {a: {rpm: 1, budget_usd: 100}, b: {budget_usd: `+tt.bBudget+`}}}
+`)
 			budgets := limits.NewMemoryBudgets(limits.BudgetOptions{})
 			srv := httptest.NewServer(New(Options{Config: cfg, Router: r, Logger: zerolog.Nop(),
 				Limiter: limits.NewMemoryLimiter(limits.LimiterOptions{}), Budgets: budgets}))
@@ -623,20 +589,13 @@ func TestFailureNamesFallbackOutOfBudget(t *testing.T) {
 		fmt.Fprintf(w, `{"id":"chatcmpl-f","object":"chat.completion","created":1,"model":%q,"choices":[{"index":0,"message":{"role":"assistant","content":"from %s"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}`, model, model)
 	}))
 	defer up.Close()
-	cfg, _, err := config.Parse([]byte(fmt.Sprintf(`
+	cfg, r := routed(t, fmt.Sprintf(`
 model_list:
   - {model_name: a, params: {model: openai/a-model, api_base: %[1]q, api_key: sk-x}}
   - {model_name: b, params: {model: openai/b-model, api_base: %[1]q, api_key: sk-x}, model_info: {input_cost_per_token: 0.001, output_cost_per_token: 0.001}}
 router_settings: {num_retries: 1, fallbacks: [{a: [b]}]}
 limits: {model_groups: {b: {budget_usd: 0.5, budget_period: monthly}}}
-`, up.URL+"/v1")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := router.New(cfg, router.Build)
-	if err != nil {
-		t.Fatal(err)
-	}
+`, up.URL+"/v1"))
 	budgets := limits.NewMemoryBudgets(limits.BudgetOptions{})
 	// b's budget is spent.
 	ctx := context.Background()
@@ -702,20 +661,13 @@ func TestFallbackHoldUsesItsOwnOutputCap(t *testing.T) {
 		fmt.Fprintf(w, `{"id":"chatcmpl-f","object":"chat.completion","created":1,"model":%q,"choices":[{"index":0,"message":{"role":"assistant","content":"long"},"finish_reason":"length"}],"usage":{"prompt_tokens":5,"completion_tokens":1000,"total_tokens":1005}}`, model)
 	}))
 	defer up.Close()
-	cfg, _, err := config.Parse([]byte(fmt.Sprintf(`
+	cfg, r := routed(t, fmt.Sprintf(`
 model_list:
   - {model_name: a, params: {model: openai/a-model, api_base: %[1]q, api_key: sk-x}, model_info: {max_output_tokens: 16, input_cost_per_token: 0, output_cost_per_token: 0.0001}}
   - {model_name: b, params: {model: openai/b-model, api_base: %[1]q, api_key: sk-x}, model_info: {max_output_tokens: 1000, input_cost_per_token: 0, output_cost_per_token: 0.001}}
 router_settings: {num_retries: 0, fallbacks: [{a: [b]}]}
 limits: {model_groups: {b: {budget_usd: 2.5}}}
-`, up.URL+"/v1")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := router.New(cfg, router.Build)
-	if err != nil {
-		t.Fatal(err)
-	}
+`, up.URL+"/v1"))
 	budgets := limits.NewMemoryBudgets(limits.BudgetOptions{})
 	srv := httptest.NewServer(New(Options{Config: cfg, Router: r, Logger: zerolog.Nop(), Budgets: budgets}))
 	defer srv.Close()

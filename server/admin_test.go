@@ -16,12 +16,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/lumengw/lumen/audit"
-	"github.com/lumengw/lumen/config"
 	"github.com/lumengw/lumen/internal/syncbuf"
 	"github.com/lumengw/lumen/ledger"
 	"github.com/lumengw/lumen/limits"
 	"github.com/lumengw/lumen/providers"
-	"github.com/lumengw/lumen/router"
 )
 
 const testMaster = "sk-master-admin-test-0123456789"
@@ -46,14 +44,7 @@ func newAdminFixture(t *testing.T, master string, extra ...string) *adminFixture
 		yaml += "general_settings: {master_key: " + master + "}\n"
 	}
 	yaml += strings.Join(extra, "")
-	cfg, _, err := config.Parse([]byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := router.New(cfg, router.Build)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, r := routed(t, yaml)
 	dir := t.TempDir()
 	db, err := ledger.Open(ctx, dir+"/lumen.db")
 	if err != nil {
@@ -408,14 +399,7 @@ func TestAdminKeyErrors(t *testing.T) {
 }
 
 func TestAdminWithoutStores(t *testing.T) {
-	cfg, _, err := config.Parse([]byte("model_list: [{model_name: demo, params: {model: mock/demo}}]\ngeneral_settings: {master_key: " + testMaster + "}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := router.New(cfg, router.Build)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, r := routed(t, "model_list: [{model_name: demo, params: {model: mock/demo}}]\ngeneral_settings: {master_key: "+testMaster+"}\n")
 	f := &adminFixture{srv: httptest.NewServer(New(Options{Config: cfg, Router: r, Logger: zerolog.Nop()}))}
 	defer f.srv.Close()
 	for _, ep := range adminEndpoints[:len(adminEndpoints)-1] {

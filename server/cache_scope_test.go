@@ -78,17 +78,10 @@ func TestCacheScopeByKeyTags(t *testing.T) {
 		io.WriteString(w, `{"id":"chatcmpl-u","object":"chat.completion","created":1,"model":"demo","choices":[{"index":0,"message":{"role":"assistant","content":"cached answer"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}`)
 	}))
 	defer up.Close()
-	cfg, _, err := config.Parse([]byte(`model_list: [{model_name: demo, params: {model: openai/demo, api_base: "` + up.URL + `/v1", api_key: sk-x}}]
+	cfg, r := routed(t, `model_list: [{model_name: demo, params: {model: openai/demo, api_base: "`+up.URL+`/v1", api_key: sk-x}}]
 cache: {type: local}
-general_settings: {master_key: ` + testMaster + `}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := router.New(cfg, router.Build)
-	if err != nil {
-		t.Fatal(err)
-	}
+general_settings: {master_key: `+testMaster+`}
+`)
 	ctx := context.Background()
 	db, err := ledger.Open(ctx, t.TempDir()+"/lumen.db")
 	if err != nil {

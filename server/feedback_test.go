@@ -11,7 +11,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/lumengw/lumen/config"
 	"github.com/lumengw/lumen/router"
 	"github.com/lumengw/lumen/router/auto"
 )
@@ -30,14 +29,7 @@ general_settings: {master_key: sk-master-feedback}
 
 func feedbackServer(t *testing.T) (*httptest.Server, *router.Router) {
 	t.Helper()
-	cfg, _, err := config.Parse([]byte(feedbackYAML))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := router.New(cfg, router.Build)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, r := routed(t, feedbackYAML)
 	srv := httptest.NewServer(New(Options{Config: cfg, Router: r, Logger: zerolog.New(io.Discard)}))
 	t.Cleanup(srv.Close)
 	return srv, r

@@ -11,7 +11,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/lumengw/lumen/config"
 	"github.com/lumengw/lumen/ledger"
 	"github.com/lumengw/lumen/router"
 )
@@ -39,14 +38,7 @@ func TestHealthShowsAKeyOnlyItsGroups(t *testing.T) {
 			if master != "" {
 				yaml += "general_settings: {master_key: " + master + "}\n"
 			}
-			cfg, _, err := config.Parse([]byte(yaml))
-			if err != nil {
-				t.Fatal(err)
-			}
-			r, err := router.New(cfg, router.Build)
-			if err != nil {
-				t.Fatal(err)
-			}
+			cfg, r := routed(t, yaml)
 			ctx := context.Background()
 			db, err := ledger.Open(ctx, t.TempDir()+"/lumen.db")
 			if err != nil {

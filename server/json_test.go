@@ -11,9 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/lumengw/lumen/cache"
-	"github.com/lumengw/lumen/config"
 	"github.com/lumengw/lumen/providers"
-	"github.com/lumengw/lumen/router"
 )
 
 func TestDuplicateKey(t *testing.T) {
@@ -76,14 +74,7 @@ func BenchmarkDuplicateKey(b *testing.B) {
 // response cache is on: its key's canonical form recursed too, and spent
 // minutes of CPU on a few megabytes.
 func TestDeeplyNestedBodyIsRefused(t *testing.T) {
-	cfg, _, err := config.Parse([]byte("model_list:\n  - {model_name: demo, params: {model: mock/demo}}\ncache: {type: local}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := router.New(cfg, router.Build)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, r := routed(t, "model_list:\n  - {model_name: demo, params: {model: mock/demo}}\ncache: {type: local}\n")
 	srv := httptest.NewServer(New(Options{Config: cfg, Router: r, Logger: zerolog.Nop(), Cache: cache.New(cache.NewLocal(1<<20, time.Minute), cache.Options{})}))
 	t.Cleanup(srv.Close)
 

@@ -13,10 +13,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/tidwall/gjson"
 
-	"github.com/lumengw/lumen/config"
 	"github.com/lumengw/lumen/ledger"
 	"github.com/lumengw/lumen/metrics"
-	"github.com/lumengw/lumen/router"
 )
 
 // keyTags caches one entry per key, not per version: every reload of the
@@ -74,14 +72,7 @@ func TestKeyTagsCacheHoldsOneEntryPerKey(t *testing.T) {
 // deployment, key tag and cost counter: only a loopback Host is answered.
 // A listener on another address answers any Host, as the API does.
 func TestMetricsListenerRefusesReboundHosts(t *testing.T) {
-	cfg, _, err := config.Parse([]byte("model_list: [{model_name: demo, params: {model: mock/demo}}]\ngeneral_settings: {master_key: sk-master-metrics}\nmetrics: {listen: \"127.0.0.1:9090\"}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := router.New(cfg, router.Build)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, r := routed(t, "model_list: [{model_name: demo, params: {model: mock/demo}}]\ngeneral_settings: {master_key: sk-master-metrics}\nmetrics: {listen: \"127.0.0.1:9090\"}\n")
 	s := New(Options{Config: cfg, Router: r, Logger: zerolog.Nop(), Metrics: metrics.New(metrics.Options{NoProcessMetrics: true})})
 	loopback4 := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9090}
 	loopback6 := &net.TCPAddr{IP: net.IPv6loopback, Port: 9090}

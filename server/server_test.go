@@ -16,12 +16,10 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/tidwall/gjson"
 
-	"github.com/lumengw/lumen/config"
 	"github.com/lumengw/lumen/internal/syncbuf"
 	"github.com/lumengw/lumen/ledger"
 	"github.com/lumengw/lumen/metrics"
 	"github.com/lumengw/lumen/providers"
-	"github.com/lumengw/lumen/router"
 )
 
 // memRecorder keeps the records it is given.
@@ -48,14 +46,7 @@ func (m *memRecorder) records() []ledger.Record {
 // returned.
 func runServer(t *testing.T, yaml string, o Options, prepare func(*Server)) (s *Server, url string, stop func() error) {
 	t.Helper()
-	cfg, _, err := config.Parse([]byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := router.New(cfg, router.Build)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, r := routed(t, yaml)
 	o.Config, o.Router = cfg, r
 	s = New(o)
 	if prepare != nil {
