@@ -892,6 +892,11 @@ func (f *ImageFetcher) Load(ctx context.Context, param, rawURL string) (Image, e
 // is the caller's, so a failure is the caller's to fix. An image that
 // would take the batch past its total is such an error, found having read
 // no more than the bytes left.
+//
+// When ctx carries an image memo (WithImageMemo), an image this fetcher
+// fetched for an earlier attempt at the same request is taken from it
+// instead of downloaded again, and a fresh download is kept there. A
+// memoized image counts against the batch's total as a download would.
 func (b *ImageBatch) Load(ctx context.Context, param, rawURL string) (Image, error) {
 	if mt, data, ok := ParseDataURL(rawURL); ok {
 		if !strings.HasPrefix(mt, "image/") {
@@ -910,23 +915,46 @@ func (b *ImageBatch) Load(ctx context.Context, param, rawURL string) (Image, err
 	if total {
 		limit = b.left
 	}
+	memo := imageMemoFrom(ctx)
+	if memo != nil {
+		if e, ok := memo.get(b.f, rawURL); ok {
+			// Counted as if fetched again, so that the limits hold for
+			// each attempt as they would without the memo.
+			if e.size > limit {
+				return Image{}, b.loadError(ctx, param, rawURL, limit, total, errImageTooLarge)
+			}
+			b.left -= e.size
+			return e.img, nil
+		}
+	}
 	mt, data, err := b.f.fetch(ctx, rawURL, limit)
+	if err != nil {
+		return Image{}, b.loadError(ctx, param, rawURL, limit, total, err)
+	}
+	b.left -= int64(len(data))
+	img := Image{MediaType: mt, Base64: base64.StdEncoding.EncodeToString(data)}
+	if memo != nil {
+		memo.put(b.f, rawURL, memoImage{img: img, size: int64(len(data))})
+	}
+	return img, nil
+}
+
+// loadError is Load's error for fetch's err on rawURL, fetched with limit
+// bytes left for it; total says the limit was the batch's total.
+func (b *ImageBatch) loadError(ctx context.Context, param, rawURL string, limit int64, total bool, err error) error {
 	switch {
-	case err == nil:
 	case ctx.Err() != nil:
-		return Image{}, fmt.Errorf("fetching image: %w", ctx.Err())
+		return fmt.Errorf("fetching image: %w", ctx.Err())
 	case errors.Is(err, errImageTooLarge) && total:
-		return Image{}, &InvalidRequestError{Param: param, Err: err, Message: fmt.Sprintf(
+		return &InvalidRequestError{Param: param, Err: err, Message: fmt.Sprintf(
 			"cannot fetch the image at %s: the http(s) images of this request come to more than %d bytes (%d MiB), the most Lumen fetches for one request; send fewer or smaller images",
 			rawURL, b.f.totalBytes(), b.f.totalBytes()>>20)}
 	case errors.Is(err, errImageTooLarge):
-		return Image{}, &InvalidRequestError{Param: param, Err: err, Message: fmt.Sprintf(
+		return &InvalidRequestError{Param: param, Err: err, Message: fmt.Sprintf(
 			"cannot fetch the image at %s: the image is larger than %d bytes; send it as a base64 data URL instead", rawURL, limit)}
 	default:
-		return Image{}, &InvalidRequestError{Param: param, Message: fmt.Sprintf("cannot fetch the image at %s: %v; send it as a base64 data URL instead", rawURL, err), Err: err}
+		return &InvalidRequestError{Param: param, Message: fmt.Sprintf("cannot fetch the image at %s: %v; send it as a base64 data URL instead", rawURL, err), Err: err}
 	}
-	b.left -= int64(len(data))
-	return Image{MediaType: mt, Base64: base64.StdEncoding.EncodeToString(data)}, nil
 }
 
 func (f *ImageFetcher) totalBytes() int64 {

@@ -447,7 +447,13 @@ func (rs *reqState) triedGroup(name string) bool {
 // returned once its first event has arrived, so everything before the
 // first byte reaches the client is retried freely; after that the
 // returned Stream fails over by itself.
+//
+// Every attempt for call shares one image memo (providers.WithImageMemo;
+// ctx's own, if it carries one): the http(s) images a Gemini or Bedrock
+// deployment needs as bytes are downloaded once per call, not once per
+// attempt.
 func (r *Router) Do(ctx context.Context, call *Call) (*Result, error) {
+	ctx = providers.WithImageMemo(ctx)
 	if t, ok := r.alias[call.Group]; ok {
 		call.Group = t
 	}
