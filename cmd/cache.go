@@ -66,13 +66,16 @@ func buildCache(cfg *config.Config, call callFunc, log zerolog.Logger) (*cache.C
 }
 
 // callFunc makes a call on the gateway's own behalf: server.OwnCall.
-type callFunc func(ctx context.Context, call *router.Call) (*router.Result, error)
+type callFunc func(ctx context.Context, purpose string, call *router.Call) (*router.Result, error)
 
 // embedder embeds prompts for the semantic cache with a configured
 // embedding model group, through the server's router (the one a reload
 // swapped in), counted in the group's limits.model_groups rpm/tpm window
 // (server.OwnCall). A full window skips the embedding
 // (cache.ErrEmbeddingSkipped): the request is looked up exactly only.
+// Each embedding is in the ledger (tagged lumen:purpose=semantic_cache,
+// its request id the client request's plus "/embedding") and charged to
+// the group's budget.
 type embedder struct {
 	call  callFunc
 	group string
@@ -83,7 +86,7 @@ func (e *embedder) Embed(ctx context.Context, text string) ([]float32, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding embedding request: %w", err)
 	}
-	res, err := e.call(ctx, &router.Call{Group: e.group, Op: providers.OpEmbedding, Body: body})
+	res, err := e.call(ctx, server.PurposeSemanticCache, &router.Call{Group: e.group, Op: providers.OpEmbedding, Body: body})
 	if errors.Is(err, server.ErrGroupWindowFull) {
 		return nil, fmt.Errorf("embedding with %s: %w: %w", e.group, cache.ErrEmbeddingSkipped, err)
 	}

@@ -139,10 +139,11 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 		log.Warn().Err(err).Str("path", banditPath).Msg("auto:smart: the old state file could not be read; it is left as it is")
 	}
 	// The semantic cache's embeddings are the server's own calls (counted
-	// in the embedding group's window); srv is set before it serves.
+	// in the embedding group's window, its budget and the ledger); srv is
+	// set before it serves.
 	var srv *server.Server
-	respCache, closeCache, err := buildCache(cfg, func(ctx context.Context, c *router.Call) (*router.Result, error) {
-		return srv.OwnCall(ctx, c)
+	respCache, closeCache, err := buildCache(cfg, func(ctx context.Context, purpose string, c *router.Call) (*router.Result, error) {
+		return srv.OwnCall(ctx, purpose, c)
 	}, log)
 	if err != nil {
 		return err

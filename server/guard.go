@@ -106,14 +106,15 @@ func (s *Server) guardInput(ctx context.Context, x *exchange, native *[]byte) er
 // would: the window guards that upstream's capacity, which the guardrail
 // uses as much as a client does. A full window sends the check to the
 // group's fallbacks; with none that has room it refuses the check, and
-// the request, with the window's 429 and Retry-After. It is not in the ledger
-// nor charged to a budget (ownCall).
+// the request, with the window's 429 and Retry-After. Its cost is in the
+// ledger, marked lumen:purpose=guardrail, and in the group's budget
+// (ownCall).
 func (s *Server) moderate(ctx context.Context, requestID string, texts []string, g *guardrail.Guard) ([]guardrail.Hit, error) {
 	body, err := json.Marshal(map[string]any{"model": g.Moderation, "input": texts})
 	if err != nil {
 		return nil, fmt.Errorf("moderation request: %w", err)
 	}
-	res, err := s.ownCall(ctx, &router.Call{Group: g.Moderation, Op: providers.OpModeration, Body: body, RequestID: requestID})
+	res, err := s.ownCall(ctx, purposeGuardrail, &router.Call{Group: g.Moderation, Op: providers.OpModeration, Body: body, RequestID: requestID})
 	var flagged []string
 	if err == nil {
 		flagged, err = guardrail.Flagged(res.Response.Body, g.Categories)
