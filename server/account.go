@@ -566,6 +566,9 @@ func rateLimited(d limits.Decision, sc scope, want int) *apiError {
 
 // requestTags reads x-lumen-tags ("team=search,feature-x"): at most 16
 // tags of at most 64 bytes each, so a client cannot bloat the ledger.
+// Tags starting "lumen:" are Lumen's own (PurposeTag marks the gateway's
+// calls in the ledger) and are dropped, so a client cannot pass its
+// request off as one of them.
 func requestTags(r *http.Request) []string {
 	v := r.Header.Get("x-lumen-tags")
 	if v == "" {
@@ -574,7 +577,7 @@ func requestTags(r *http.Request) []string {
 	var tags []string
 	for t := range strings.SplitSeq(v, ",") {
 		t = strings.TrimSpace(t)
-		if t == "" || len(t) > 64 {
+		if t == "" || len(t) > 64 || strings.HasPrefix(t, reservedTagPrefix) {
 			continue
 		}
 		tags = append(tags, t)

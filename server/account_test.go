@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -692,5 +693,15 @@ limits: {model_groups: {b: {budget_usd: 2.5}}}
 	if b.SpentUSD > 2.5 || statuses[http.StatusOK] != 2 || calls["b-model"] != 2 || b.ReservedUSD != 0 {
 		t.Errorf("10 requests falling back to b: statuses %v, b called %d times, spent $%.4f of its $2.50 (holds $%.4f left); want 2 answered within the budget",
 			statuses, calls["b-model"], b.SpentUSD, b.ReservedUSD)
+	}
+}
+
+// A client's x-lumen-tags cannot carry Lumen's own "lumen:" tags, which
+// mark the gateway's calls in the ledger; its other tags are kept.
+func TestRequestTagsDropReservedPrefix(t *testing.T) {
+	r := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", nil)
+	r.Header.Set("x-lumen-tags", "team=search, "+PurposeTag(PurposeSemanticCache)+",lumen:anything,feature-x")
+	if got, want := requestTags(r), []string{"team=search", "feature-x"}; !slices.Equal(got, want) {
+		t.Errorf("requestTags = %q, want %q", got, want)
 	}
 }

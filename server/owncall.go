@@ -30,7 +30,10 @@ const (
 // PurposeTag is the tag an own call's ledger row carries
 // ("lumen:purpose=semantic_cache"), with no key id: reports tell the
 // gateway's calls from the clients' by it (lumen spend --by tag).
-func PurposeTag(purpose string) string { return "lumen:purpose=" + purpose }
+func PurposeTag(purpose string) string { return reservedTagPrefix + "purpose=" + purpose }
+
+// reservedTagPrefix starts the ledger tags only Lumen writes.
+const reservedTagPrefix = "lumen:"
 
 // OwnCall makes a call on the gateway's own behalf (the semantic cache's
 // prompt embeddings) for purpose through the router the server uses now,
