@@ -74,7 +74,12 @@ var claudePrefill = regexp.MustCompile(`claude-(?:3|(?:opus|sonnet|haiku)-4(?:-[
 //     ends the stream with an error event).
 //
 // Candidates are the group's deployments that have not broken this
-// stream, healthy ones only, then the fallback groups. A break after a
+// stream, healthy ones only, then the fallback groups (each admitted by
+// Call.Admit and Call.Skip, as before the first event). A break that ends
+// the stream with an error after some fallback was passed over (its rate
+// window full, its budget spent) returns a *FallbacksRefusedError, as a
+// call that fails before its first event does, so the client's error
+// event says why no fallback continued it. A break after a
 // finish_reason was relayed ends the stream normally: the answer was
 // whole, only the trailing usage chunk is lost.
 //
@@ -211,6 +216,11 @@ func (s *stream) Recv() ([]byte, error) {
 			return nil, io.EOF
 		}
 		if ferr := s.broke(err); ferr != nil {
+			if s.ctx.Err() == nil {
+				// The fallbacks passed over, here or before the stream
+				// began, as a call that fails before its first event says.
+				ferr = withRefusals(s.rs, ferr)
+			}
 			return nil, ferr
 		}
 		if s.finished {

@@ -2,7 +2,9 @@ package router
 
 import (
 	"context"
+	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 
@@ -329,5 +331,33 @@ func TestNativeStreamIsNotContinued(t *testing.T) {
 	}
 	if len(got) != 2 || b.Calls() != 0 {
 		t.Fatalf("relayed %v, b called %d times; want the 2 native events and no continuation", got, b.Calls())
+	}
+}
+
+// A stream that breaks mid-answer with its fallback group refused by
+// Call.Admit (its window full) ends with a *FallbacksRefusedError that
+// unwraps to the break and holds the refusal, as a call that fails before
+// its first event does; the refused group is not called.
+func TestStreamFailoverRefusedFallback(t *testing.T) {
+	a := streams("a", reset, "<role>", "Hello", " from")
+	c := streams("c", io.EOF, "<role>", " stream!", "<stop>")
+	r, _ := newTestRouter(t, failoverConfig+"}\n", map[string]providers.Provider{"a": a, "b": c, "c": c})
+	call := chat("solo", true, "")
+	adm := &admitter{full: []string{"h"}}
+	call.Admit = adm.admit
+	res, err := r.Do(context.Background(), call)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _, _, err := drainText(t, res.Stream)
+	var fr *FallbacksRefusedError
+	if !errors.As(err, &fr) || len(fr.Refused) != 1 || !errors.Is(fr.Refused[0], errFull) || !errors.Is(err, reset) {
+		t.Fatalf("stream error %v (%T), want a FallbacksRefusedError of the break with h's refusal", err, err)
+	}
+	if text != "Hello from" || c.Calls() != 0 {
+		t.Fatalf("client text %q, h called %d times; want a's text and h never called", text, c.Calls())
+	}
+	if !slices.Equal(adm.asked, []string{"solo", "h"}) {
+		t.Fatalf("Admit asked for %v, want solo then h", adm.asked)
 	}
 }

@@ -8,11 +8,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/rs/zerolog"
 	"github.com/tidwall/gjson"
 
+	"github.com/lumengw/lumen/limits"
 	"github.com/lumengw/lumen/tokens"
 )
 
@@ -178,4 +180,110 @@ func messageDeltaOutput(stream string) int {
 		}
 	}
 	return -1
+}
+
+// sseEvent is one event of an SSE stream: its name ("" when it has none)
+// and its data.
+type sseEvent struct{ name, data string }
+
+func sseEvents(stream string) []sseEvent {
+	var out []sseEvent
+	for _, block := range strings.Split(stream, "\n\n") {
+		var e sseEvent
+		for _, line := range strings.Split(block, "\n") {
+			if v, ok := strings.CutPrefix(line, "event: "); ok {
+				e.name = v
+			} else if v, ok := strings.CutPrefix(line, "data: "); ok {
+				e.data = v
+			}
+		}
+		if e.data != "" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// A stream that breaks mid-answer and whose fallback is passed over (its
+// rpm window full) ends with an error event that says so, in each client
+// API's shape, as the error of a request that fails before its first
+// event does: the client gets the text sent so far, then the upstream's
+// failure followed by "fallbacks passed over:" and b's full window.
+func TestBrokenStreamNamesRefusedFallbacks(t *testing.T) {
+	tests := []struct {
+		api, path, body string
+		text            string // the relayed text, as the API sends it
+		message         string // the error event's message (gjson path)
+	}{
+		{api: "chat", path: "/v1/chat/completions", body: `{"model":"a","stream":true,"messages":[{"role":"user","content":"hi"}]}`,
+			text: `"content":" wor"`, message: "error.message"},
+		{api: "messages", path: "/v1/messages", body: `{"model":"a","stream":true,"max_tokens":100,"messages":[{"role":"user","content":"hi"}]}`,
+			text: `"text":" wor"`, message: "error.message"},
+		{api: "responses", path: "/v1/responses", body: `{"model":"a","stream":true,"input":"hi"}`,
+			text: `"delta":" wor"`, message: "message"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.api, func(t *testing.T) {
+			var mu sync.Mutex
+			calls := map[string]int{}
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				model := gjson.GetBytes(body, "model").Str
+				mu.Lock()
+				calls[model]++
+				mu.Unlock()
+				if model == "b-model" {
+					w.Header().Set("Content-Type", "application/json")
+					io.WriteString(w, `{"id":"chatcmpl-b","object":"chat.completion","created":1,"model":"b-model","choices":[{"index":0,"message":{"role":"assistant","content":"from b"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}`)
+					return
+				}
+				// a: two chunks, then the connection drops.
+				w.Header().Set("Content-Type", "text/event-stream")
+				for _, delta := range []string{"Hello", " wor"} {
+					fmt.Fprintf(w, "data: {\"id\":\"chatcmpl-a\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"a-model\",\"choices\":[{\"index\":0,\"delta\":{\"content\":%q},\"finish_reason\":null}]}\n\n", delta)
+					w.(http.Flusher).Flush()
+				}
+				panic(http.ErrAbortHandler)
+			}))
+			defer up.Close()
+			_, url, stop := runServer(t, fmt.Sprintf(`
+model_list:
+  - {model_name: a, params: {model: openai/a-model, api_base: "%[1]s/v1", api_key: sk-x}}
+  - {model_name: b, params: {model: openai/b-model, api_base: "%[1]s/v1", api_key: sk-x}}
+router_settings: {num_retries: 0, fallbacks: [{a: [b]}]}
+limits: {model_groups: {b: {rpm: 1}}}
+`, up.URL), Options{Logger: zerolog.Nop(), Limiter: limits.NewMemoryLimiter(limits.LimiterOptions{})}, nil)
+			defer stop()
+			// b's window is full.
+			if status, text := postJSON(t, url+"/v1/chat/completions", `{"model":"b","messages":[{"role":"user","content":"hi"}]}`); status != http.StatusOK {
+				t.Fatalf("b: %d %s", status, text)
+			}
+			status, text := postJSON(t, url+tt.path, tt.body)
+			if status != http.StatusOK {
+				t.Fatalf("%d %s, want a started stream", status, text)
+			}
+			events := sseEvents(text)
+			if len(events) == 0 || !strings.Contains(text, tt.text) {
+				t.Fatalf("stream %s: want the text relayed before the break (%s)", text, tt.text)
+			}
+			var msg string
+			for _, e := range events {
+				if e.name == "error" {
+					msg = gjson.Get(e.data, tt.message).Str
+				}
+			}
+			want := `fallbacks passed over: rate limit reached for model "b": 1 requests per minute`
+			if !strings.Contains(msg, "deployment openai/a-model: connection closed mid-response") || !strings.Contains(msg, want) {
+				t.Errorf("error event message %q, want a's failure and %q; stream:\n%s", msg, want, text)
+			}
+			if strings.Contains(text, "[DONE]") {
+				t.Errorf("a broken stream ended with [DONE]:\n%s", text)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if calls["a-model"] != 1 || calls["b-model"] != 1 {
+				t.Errorf("upstream calls %v, want a-model 1 and b-model 1 (the call that filled its window)", calls)
+			}
+		})
+	}
 }
