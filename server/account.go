@@ -206,19 +206,7 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) 
 	}
 	// The worst case covers the groups the request may fall back to: the
 	// one that answers is charged, whatever it costs.
-	reach := s.reach(x, group)
-	wp := worstPrice(rt, g, reach)
-	worst := wp.WorstCase(x.promptEst, worstOutput(rt, g, reach, requestedOutput(x.body)))
-	switch x.op {
-	case providers.OpImage, providers.OpImageEdit:
-		worst += float64(x.images) * wp.Image
-	case providers.OpSpeech:
-		worst += float64(utf8.RuneCountInString(gjson.GetBytes(x.body, "input").Str)) * wp.Character
-	case providers.OpTranscription:
-		if wp.Second > 0 { // read the recording's length only when it is priced
-			worst += audioSeconds(x.audio) * wp.Second
-		}
-	}
+	worst := worstCost(rt, x, g, s.reach(x, group))
 	for _, sc := range budget {
 		res, err := s.budgets.Reserve(ctx, sc.id, sc.budget, worst)
 		var be *limits.BudgetError
@@ -241,6 +229,38 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange) 
 		}
 	}
 	return s.holdOtherGroups(ctx, x, others, plain)
+}
+
+// worstCost is the most x can cost answered by g or a group in reach:
+// at the dearest price (worstPrice), its prompt and the most output
+// (worstOutput), and for an image, speech or transcription request the
+// images, characters or seconds of audio it is priced by. admit holds it
+// for the group the client named, with that group's reach, and
+// holdOtherGroups for each other group, alone: one worst case for both,
+// so a fallback priced per image holds its images.
+func worstCost(rt *router.Router, x *exchange, g *router.Group, reach []string) float64 {
+	wp := worstPrice(rt, g, reach)
+	worst := wp.WorstCase(x.promptEst, worstOutput(rt, g, reach, requestedOutput(x.body)))
+	switch x.op {
+	case providers.OpImage, providers.OpImageEdit:
+		worst += float64(x.images) * wp.Image
+	case providers.OpSpeech:
+		worst += float64(utf8.RuneCountInString(gjson.GetBytes(x.body, "input").Str)) * wp.Character
+	case providers.OpTranscription:
+		if wp.Second > 0 { // read the recording's length only when it is priced
+			worst += x.audioSeconds() * wp.Second
+		}
+	}
+	return worst
+}
+
+// audioSeconds is the length of a transcription's audio (audioSeconds),
+// read once however many budgets hold it.
+func (x *exchange) audioSeconds() float64 {
+	if x.audioSecs == 0 && len(x.audio) > 0 {
+		x.audioSecs = audioSeconds(x.audio)
+	}
+	return x.audioSecs
 }
 
 // otherGroupBudgets are the model groups other than group that may answer
@@ -287,14 +307,15 @@ func (s *Server) reach(x *exchange, group string) []string {
 // Each group's worst case is its own: its deployments' dearest price and
 // the most output they write for the request (max_tokens lowered to
 // their max_output_tokens, or those when the request sets none), not the
-// group asked for's, whose cap may be far lower.
+// group asked for's, whose cap may be far lower, and, for an image,
+// speech or transcription request, its own price per image, character or
+// second (worstCost, as admit's).
 func (s *Server) holdOtherGroups(ctx context.Context, x *exchange, others []string, plain bool) error {
 	rt := s.Router()
-	requested := requestedOutput(x.body)
 	var refused error
 	for _, name := range others {
 		g, _ := rt.Group(name)
-		worst := worstPrice(rt, g, nil).WorstCase(x.promptEst, worstOutput(rt, g, nil, requested))
+		worst := worstCost(rt, x, g, nil)
 		l := s.cfg.Limits.ModelGroups[name]
 		res, err := s.budgets.Reserve(ctx, limits.GroupAccount(name), l.Budget(), worst)
 		var be *limits.BudgetError

@@ -705,3 +705,68 @@ func TestRequestTagsDropReservedPrefix(t *testing.T) {
 		t.Errorf("requestTags = %q, want %q", got, want)
 	}
 }
+
+// A fallback group's budget holds the worst case of the request's own
+// units, as the requested group's does: for image generation, the images
+// at the fallback's price per image. Here a makes images at $0.01 and b
+// at $1.00, with $2.50 of budget; a request for one image that a fails
+// and b answers costs b $1.00. Held from tokens alone (none priced), 10
+// concurrent requests all fit and spent $10; held per image, two answer
+// and the others get a's failure naming b's budget.
+func TestFallbackHoldPricesItsImages(t *testing.T) {
+	var mu sync.Mutex
+	calls := map[string]int{}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		model := gjson.GetBytes(body, "model").Str
+		mu.Lock()
+		calls[model]++
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path != "/v1/images/generations" {
+			w.WriteHeader(http.StatusNotFound)
+			io.WriteString(w, `{"error":{"message":"Invalid URL","type":"invalid_request_error","param":null,"code":null}}`)
+			return
+		}
+		if model == "a-model" {
+			w.WriteHeader(http.StatusInternalServerError)
+			io.WriteString(w, `{"error":{"message":"The server had an error while processing your request.","type":"server_error","param":null,"code":null}}`)
+			return
+		}
+		time.Sleep(20 * time.Millisecond) // the requests' holds overlap
+		io.WriteString(w, `{"created":1,"data":[{"b64_json":"iVBORw0KGgo=","revised_prompt":"a pear"}]}`)
+	}))
+	defer up.Close()
+	cfg, r := routed(t, fmt.Sprintf(`
+model_list:
+  - {model_name: a, params: {model: openai/a-model, api_base: %[1]q, api_key: sk-x}, model_info: {mode: image_generation, output_cost_per_image: 0.01}}
+  - {model_name: b, params: {model: openai/b-model, api_base: %[1]q, api_key: sk-x}, model_info: {mode: image_generation, output_cost_per_image: 1}}
+router_settings: {num_retries: 0, fallbacks: [{a: [b]}]}
+limits: {model_groups: {b: {budget_usd: 2.5}}}
+`, up.URL+"/v1"))
+	budgets := limits.NewMemoryBudgets(limits.BudgetOptions{})
+	srv := httptest.NewServer(New(Options{Config: cfg, Router: r, Logger: zerolog.Nop(), Budgets: budgets}))
+	defer srv.Close()
+	statuses := map[int]int{}
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Go(func() {
+			status, text := postJSON(t, srv.URL+"/v1/images/generations", `{"model":"a","prompt":"a pear"}`)
+			mu.Lock()
+			defer mu.Unlock()
+			statuses[status]++
+			if status != http.StatusOK && (status != http.StatusInternalServerError ||
+				!strings.Contains(gjson.Get(text, "error.message").Str, `fallbacks passed over: budget exceeded: this request may cost up to $1.0000 and model "b"`)) {
+				t.Errorf("%d %s, want 200 or a's 500 naming b's budget", status, text)
+			}
+		})
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	b := budgets.Status(limits.GroupAccount("b"), "")
+	if b.SpentUSD > 2.5 || statuses[http.StatusOK] != 2 || calls["b-model"] != 2 || b.ReservedUSD != 0 {
+		t.Errorf("10 image requests falling back to b: statuses %v, b called %d times, spent $%.4f of its $2.50 (holds $%.4f left); want 2 answered within the budget",
+			statuses, calls["b-model"], b.SpentUSD, b.ReservedUSD)
+	}
+}

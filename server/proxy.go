@@ -51,6 +51,7 @@ type exchange struct {
 	contentType  string      // the body's when it is not JSON (a multipart transcription or image edit)
 	images       int         // the images an image request asks for (its n, at least 1)
 	audio        []byte      // a transcription's audio file (a budget reads its length: audioSeconds)
+	audioSecs    float64     // the audio's length in seconds, once read (x.audioSeconds)
 	formPrompt   string      // a multipart body's prompt field (guardrails read it)
 	key          *ledger.Key // the virtual key; nil for the master key or none
 	admin        bool        // the master key
