@@ -672,28 +672,7 @@ limits: {model_groups: {b: {budget_usd: 2.5}}}
 	budgets := limits.NewMemoryBudgets(limits.BudgetOptions{})
 	srv := httptest.NewServer(New(Options{Config: cfg, Router: r, Logger: zerolog.Nop(), Budgets: budgets}))
 	defer srv.Close()
-	statuses := map[int]int{}
-	var wg sync.WaitGroup
-	for range 10 {
-		wg.Go(func() {
-			status, text := postJSON(t, srv.URL+"/v1/chat/completions", `{"model":"a","messages":[{"role":"user","content":"write at length"}]}`)
-			mu.Lock()
-			defer mu.Unlock()
-			statuses[status]++
-			if status != http.StatusOK && (status != http.StatusInternalServerError ||
-				!strings.Contains(gjson.Get(text, "error.message").Str, `fallbacks passed over: budget exceeded: this request may cost up to $1.0000 and model "b"`)) {
-				t.Errorf("%d %s, want 200 or a's 500 naming b's budget", status, text)
-			}
-		})
-	}
-	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
-	b := budgets.Status(limits.GroupAccount("b"), "")
-	if b.SpentUSD > 2.5 || statuses[http.StatusOK] != 2 || calls["b-model"] != 2 || b.ReservedUSD != 0 {
-		t.Errorf("10 requests falling back to b: statuses %v, b called %d times, spent $%.4f of its $2.50 (holds $%.4f left); want 2 answered within the budget",
-			statuses, calls["b-model"], b.SpentUSD, b.ReservedUSD)
-	}
+	tenFallBackWithinBudget(t, srv.URL+"/v1/chat/completions", `{"model":"a","messages":[{"role":"user","content":"write at length"}]}`, &mu, calls, budgets)
 }
 
 // A client's x-lumen-tags cannot carry Lumen's own "lumen:" tags, which
@@ -747,11 +726,21 @@ limits: {model_groups: {b: {budget_usd: 2.5}}}
 	budgets := limits.NewMemoryBudgets(limits.BudgetOptions{})
 	srv := httptest.NewServer(New(Options{Config: cfg, Router: r, Logger: zerolog.Nop(), Budgets: budgets}))
 	defer srv.Close()
+	tenFallBackWithinBudget(t, srv.URL+"/v1/images/generations", `{"model":"a","prompt":"a pear"}`, &mu, calls, budgets)
+}
+
+// tenFallBackWithinBudget sends 10 concurrent requests to url whose group
+// a fails (500) and falls back to b, whose $2.50 budget holds $1.00 of
+// worst case per request: 2 are answered, the rest get a's 500 naming b's
+// budget, and b spends no more than its budget. calls (guarded by mu)
+// counts the upstream calls per model.
+func tenFallBackWithinBudget(t *testing.T, url, body string, mu *sync.Mutex, calls map[string]int, budgets *limits.MemoryBudgets) {
+	t.Helper()
 	statuses := map[int]int{}
 	var wg sync.WaitGroup
 	for range 10 {
 		wg.Go(func() {
-			status, text := postJSON(t, srv.URL+"/v1/images/generations", `{"model":"a","prompt":"a pear"}`)
+			status, text := postJSON(t, url, body)
 			mu.Lock()
 			defer mu.Unlock()
 			statuses[status]++
@@ -766,7 +755,7 @@ limits: {model_groups: {b: {budget_usd: 2.5}}}
 	defer mu.Unlock()
 	b := budgets.Status(limits.GroupAccount("b"), "")
 	if b.SpentUSD > 2.5 || statuses[http.StatusOK] != 2 || calls["b-model"] != 2 || b.ReservedUSD != 0 {
-		t.Errorf("10 image requests falling back to b: statuses %v, b called %d times, spent $%.4f of its $2.50 (holds $%.4f left); want 2 answered within the budget",
-			statuses, calls["b-model"], b.SpentUSD, b.ReservedUSD)
+		t.Errorf("10 requests to %s falling back to b: statuses %v, b called %d times, spent $%.4f of its $2.50 (holds $%.4f left); want 2 answered within the budget",
+			url, statuses, calls["b-model"], b.SpentUSD, b.ReservedUSD)
 	}
 }
