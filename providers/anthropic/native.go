@@ -1,9 +1,11 @@
 package anthropic
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"unsafe"
 
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
@@ -56,6 +58,10 @@ func nativeBody(req *providers.Request) []byte {
 	return b
 }
 
+// toolUseKey starts the "tool_use" block type and the tool_use_id key:
+// a body with neither has no tool id to map.
+var toolUseKey = []byte(`"tool_use`)
+
 // fixToolIDs maps, with providers.ClaudeToolID, every tool_use id and
 // tool_result tool_use_id in body's messages that the Messages API would
 // refuse. An Anthropic client can hold such ids when Lumen served its
@@ -63,8 +69,13 @@ func nativeBody(req *providers.Request) []byte {
 // signature). body is not modified; a body with nothing to map is
 // returned as it is.
 func fixToolIDs(body []byte) []byte {
+	if !bytes.Contains(body, toolUseKey) {
+		return body // no tool_use block nor tool_use_id: nothing to read
+	}
 	out := body
-	gjson.GetBytes(body, "messages").ForEach(func(i, m gjson.Result) bool {
+	// A string view of body, not a copy: sjson.SetBytes writes a new
+	// slice, so body and the ids read from it stay intact.
+	gjson.Get(unsafe.String(unsafe.SliceData(body), len(body)), "messages").ForEach(func(i, m gjson.Result) bool {
 		m.Get("content").ForEach(func(j, b gjson.Result) bool {
 			field := ""
 			switch b.Get("type").Str {

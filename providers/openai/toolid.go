@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
@@ -83,7 +84,7 @@ func fixChatToolIDs(body []byte, rule func(string) string) ([]byte, error) {
 		return body, nil // no tool_calls nor tool_call_id: nothing to read
 	}
 	var paths, ids []string
-	gjson.GetBytes(body, "messages").ForEach(func(i, m gjson.Result) bool {
+	gjson.Get(unsafe.String(unsafe.SliceData(body), len(body)), "messages").ForEach(func(i, m gjson.Result) bool {
 		if id := m.Get("tool_call_id"); id.Type == gjson.String && rule(id.Str) != id.Str {
 			paths, ids = append(paths, fmt.Sprintf("messages.%d.tool_call_id", i.Int())), append(ids, id.Str)
 		}
@@ -99,8 +100,9 @@ func fixChatToolIDs(body []byte, rule func(string) string) ([]byte, error) {
 }
 
 // toolCallKey starts both keys that carry a chat tool call id: most
-// bodies have neither, and a search for it spares them the parse (and
-// the copy of the messages array gjson.GetBytes makes).
+// bodies have neither, and a search for it spares them the parse. The
+// parse reads body through a string view, not a copy (sjson.SetBytes
+// writes a new slice, so the ids read stay intact).
 var toolCallKey = []byte(`"tool_call`)
 
 // fixResponsesCallIDs maps, with ToolID, every call_id in a Responses API
@@ -113,7 +115,7 @@ func fixResponsesCallIDs(body []byte) ([]byte, error) {
 		return body, nil
 	}
 	var paths, ids []string
-	gjson.GetBytes(body, "input").ForEach(func(i, it gjson.Result) bool {
+	gjson.Get(unsafe.String(unsafe.SliceData(body), len(body)), "input").ForEach(func(i, it gjson.Result) bool {
 		switch it.Get("type").Str {
 		case "function_call", "function_call_output", "custom_tool_call", "custom_tool_call_output":
 			if id := it.Get("call_id"); id.Type == gjson.String && responsesCallID(id.Str) != id.Str {
