@@ -316,23 +316,18 @@ func (c *canon) number(v gjson.Result) {
 //  4. Otherwise the namespace is global: every caller of a model group
 //     shares answers (the default, as in LiteLLM).
 //
-// keyID identifies the virtual key (its id or hash, never the secret); ""
+// tags are the virtual key's tags (nil for none). keyID identifies the
+// virtual key (its id or hash, never the secret); ""
 // means an unauthenticated request, which always uses rules 3–4. namespace is
 // the caller's own "cache": {"namespace": …} (Directive.Namespace): it can
 // only narrow the namespace, never reach another tenant's.
-func Scope(mode, keyID string, tags []string, namespace string) string {
+func Scope(mode, keyID string, tags map[string]string, namespace string) string {
 	var s string
-	perKey := mode == "key" || slices.Contains(tags, "cache_scope=key")
 	switch {
-	case perKey && keyID != "":
+	case (mode == "key" || tags["cache_scope"] == "key") && keyID != "":
 		s = "key:" + strconv.Quote(keyID)
-	default:
-		for _, t := range tags {
-			if name, ok := strings.CutPrefix(t, "tenant="); ok && name != "" {
-				s = "tenant:" + strconv.Quote(name)
-				break
-			}
-		}
+	case tags["tenant"] != "":
+		s = "tenant:" + strconv.Quote(tags["tenant"])
 	}
 	if namespace != "" {
 		s += " ns:" + strconv.Quote(namespace)

@@ -141,17 +141,17 @@ func TestKeyBadBody(t *testing.T) {
 func TestScope(t *testing.T) {
 	tests := []struct {
 		name, mode, key string
-		tags            []string
+		tags            map[string]string
 		ns, want        string
 	}{
 		{"global by default", "", "k1", nil, "", ""},
-		{"global ignores the key", "global", "k1", []string{"team=x"}, "", ""},
+		{"global ignores the key", "global", "k1", map[string]string{"team": "x"}, "", ""},
 		{"scope key", "key", "k1", nil, "", `key:"k1"`},
 		{"scope key without a key", "key", "", nil, "", ""},
-		{"tag cache_scope=key", "", "k1", []string{"cache_scope=key"}, "", `key:"k1"`},
-		{"tenant tag", "", "k1", []string{"x", "tenant=acme"}, "", `tenant:"acme"`},
-		{"per key beats tenant", "key", "k1", []string{"tenant=acme"}, "", `key:"k1"`},
-		{"namespace narrows", "", "", []string{"tenant=acme"}, "evals", `tenant:"acme" ns:"evals"`},
+		{"tag cache_scope=key", "", "k1", map[string]string{"cache_scope": "key"}, "", `key:"k1"`},
+		{"tenant tag", "", "k1", map[string]string{"x": "", "tenant": "acme"}, "", `tenant:"acme"`},
+		{"per key beats tenant", "key", "k1", map[string]string{"tenant": "acme"}, "", `key:"k1"`},
+		{"namespace narrows", "", "", map[string]string{"tenant": "acme"}, "evals", `tenant:"acme" ns:"evals"`},
 		{"namespace in global", "", "", nil, "evals", ` ns:"evals"`},
 	}
 	for _, tt := range tests {
@@ -162,7 +162,7 @@ func TestScope(t *testing.T) {
 		})
 	}
 	// A tenant name cannot impersonate a key scope or another namespace.
-	if Scope("", "", []string{`tenant=a" ns:"b`}, "") == Scope("", "", []string{"tenant=a"}, "b") {
+	if Scope("", "", map[string]string{"tenant": `a" ns:"b`}, "") == Scope("", "", map[string]string{"tenant": "a"}, "b") {
 		t.Error("tenant name collides with tenant+namespace")
 	}
 }

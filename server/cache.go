@@ -136,20 +136,9 @@ func (s *Server) afterFlight(w http.ResponseWriter, x *exchange, meta any, share
 // narrowed by the request's own "cache": {"namespace": …}. k is nil for
 // the master key or none.
 func (s *Server) cacheScope(r *http.Request, k *ledger.Key, d cache.Directive) string {
-	return cache.Scope(s.cfg.Cache.Scope, presentedKeyID(r), cacheTags(k), d.Namespace)
-}
-
-// cacheTags are the tags of the virtual key k that cache.Scope reads, as
-// "name=value"; nil when k is nil or has none of them.
-func cacheTags(k *ledger.Key) []string {
-	if k == nil {
-		return nil
+	var tags map[string]string
+	if k != nil {
+		tags = k.Tags
 	}
-	var tags []string
-	for _, name := range [...]string{"cache_scope", "tenant"} {
-		if v, ok := k.Tags[name]; ok {
-			tags = append(tags, name+"="+v)
-		}
-	}
-	return tags
+	return cache.Scope(s.cfg.Cache.Scope, presentedKeyID(r), tags, d.Namespace)
 }
